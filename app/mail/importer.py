@@ -1,0 +1,236 @@
+"""Importing a mail source into the database, as a resumable, cancellable generator.
+
+Each item of the source ends in exactly one bucket: stored, duplicate, skipped (with a reason), or
+already imported by an earlier run, so ``seen`` always equals the sum of the four. Work is
+committed in batches; a batch is one transaction holding its messages, their per-item outcomes and
+the run's counters, so an interrupted import leaves the database consistent and a rerun carries on
+from the first item not yet committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from app import __version__
+from app.jobs import CancelToken, Progress
+from app.mail.decode import MessageRejected, parse_message
+from app.mail.identity import add_configured, assign_identities, infer_identities
+from app.mail.sources import MailSource, RawItem
+from app.mail.split import SPLITTER_VERSION, split_message
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class ImportCounts:
+    seen: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    already_imported: int = 0
+    warnings: int = 0  # stored messages decoded with a fallback or flagged (a subset of stored)
+    skip_reasons: Counter = field(default_factory=Counter)
+
+    def adds_up(self) -> bool:
+        return self.seen == self.stored + self.duplicates + self.skipped + self.already_imported
+
+
+@dataclass
+class ImportProgress(Progress):
+    counts: ImportCounts = field(default_factory=ImportCounts)
+
+
+@dataclass
+class ImportResult:
+    run_id: int
+    source_id: int
+    status: str  # completed | cancelled
+    counts: ImportCounts
+    new_identities: list[str]
+    elapsed_s: float
+
+
+class MailImport:
+    """``for progress in MailImport(db, source).run(): ...`` then read ``.result``."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        source: MailSource,
+        *,
+        my_addresses: Iterable[str] = (),
+        cancel: CancelToken | None = None,
+        batch_size: int = 250,
+        progress_every: int = 50,
+    ):
+        self.db = db
+        self.source = source
+        self.my_addresses = list(my_addresses)
+        self.cancel = cancel or CancelToken()
+        self.batch_size = batch_size
+        self.progress_every = progress_every
+        self.result: ImportResult | None = None
+
+    def run(self) -> Iterator[ImportProgress]:
+        db, conn = self.db, self.db.conn
+        started = time.monotonic()
+        for address in self.my_addresses:
+            add_configured(db, address)
+        source_id = self._source_id()
+        run_id = db["import_runs"].insert(
+            {"source_id": source_id, "started_at": _now(), "status": "running", "app_version": __version__}
+        ).last_pk
+        counts = ImportCounts()
+        progress = ImportProgress(done=0, total=self.source.estimate(), started=started, counts=counts)
+        yield progress
+        status = "completed"
+        in_batch = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in self.source.iter_items():
+                if self.cancel.cancelled:
+                    status = "cancelled"
+                    break
+                self._import_item(item, source_id, run_id, counts)
+                in_batch += 1
+                if in_batch >= self.batch_size:
+                    self._save_counts(run_id, counts, "running")
+                    conn.execute("COMMIT")
+                    conn.execute("BEGIN IMMEDIATE")
+                    in_batch = 0
+                if counts.seen % self.progress_every == 0:
+                    progress.done, progress.message = counts.seen, item.key
+                    yield progress
+            self._save_counts(run_id, counts, status)
+            conn.execute("UPDATE sources SET last_import_at = ? WHERE id = ?", [_now(), source_id])
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # the open batch is rolled back: its items were not recorded, so a rerun redoes them
+            conn.execute("ROLLBACK")
+            self._mark_interrupted(run_id, exc)
+            raise
+        with db.conn:
+            new_identities = infer_identities(db, source_id)
+            assign_identities(db)
+        progress.done = counts.seen
+        progress.message = status
+        yield progress
+        self.result = ImportResult(
+            run_id=run_id,
+            source_id=source_id,
+            status=status,
+            counts=counts,
+            new_identities=new_identities,
+            elapsed_s=time.monotonic() - started,
+        )
+
+    # -- one item -----------------------------------------------------------------------------
+
+    def _import_item(self, item: RawItem, source_id: int, run_id: int, counts: ImportCounts) -> None:
+        conn = self.db.conn
+        counts.seen += 1
+        previous = conn.execute(
+            "SELECT status FROM source_items WHERE source_id = ? AND item_key = ?", [source_id, item.key]
+        ).fetchone()
+        if previous and previous[0] in ("stored", "duplicate"):
+            counts.already_imported += 1
+            return
+        data, error = item.read()
+        if error is not None:
+            self._skip(source_id, run_id, item, "unreadable", error, counts)
+            return
+        try:
+            parsed = parse_message(data)
+        except MessageRejected as rejected:
+            self._skip(source_id, run_id, item, rejected.reason, rejected.detail, counts)
+            return
+        split = split_message(parsed.body_text, parsed.subject)
+        content_key = parsed.content_key
+        existing = None
+        if parsed.message_id:
+            existing = conn.execute("SELECT id FROM messages WHERE message_id = ?", [parsed.message_id]).fetchone()
+        if existing is None:
+            existing = conn.execute("SELECT id FROM messages WHERE content_key = ?", [content_key]).fetchone()
+        if existing is not None:
+            counts.duplicates += 1
+            self._record(source_id, item.key, run_id, "duplicate", existing[0], None, None)
+            return
+        flags = sorted(parsed.flags | split.flags)
+        cursor = conn.execute(
+            "INSERT INTO messages (source_id, item_key, folder, is_sent_folder, message_id, content_key, date, "
+            "date_raw, from_addr, from_name, to_addrs, cc_addrs, subject, in_reply_to, references_, body_text, "
+            "own_text, previous_context, signature, flags, attachments, attachment_count, parser_version, "
+            "imported_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                source_id, item.key, item.folder, int(item.is_sent_folder), parsed.message_id, content_key,
+                parsed.date.isoformat() if parsed.date else None, parsed.date_raw, parsed.from_addr,
+                parsed.from_name, json.dumps(parsed.to_addrs), json.dumps(parsed.cc_addrs), parsed.subject,
+                parsed.in_reply_to, parsed.references, parsed.body_text, split.own_text, split.previous_context,
+                split.signature, json.dumps(flags), json.dumps(parsed.attachments), len(parsed.attachments),
+                SPLITTER_VERSION, _now(),
+            ],
+        )
+        counts.stored += 1
+        warning = "; ".join(parsed.warnings) if parsed.warnings else None
+        if warning:
+            counts.warnings += 1
+        self._record(source_id, item.key, run_id, "stored", cursor.lastrowid, "warning" if warning else None, warning)
+
+    def _skip(self, source_id, run_id, item: RawItem, reason: str, detail: str, counts: ImportCounts) -> None:
+        counts.skipped += 1
+        counts.skip_reasons[reason] += 1
+        self._record(source_id, item.key, run_id, "skipped", None, reason, detail)
+
+    def _record(self, source_id, key, run_id, status, message_ref, reason, detail) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO source_items (source_id, item_key, run_id, status, message_ref, reason, detail) "
+            "VALUES (?,?,?,?,?,?,?)",
+            [source_id, key, run_id, status, message_ref, reason, detail],
+        )
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _source_id(self) -> int:
+        kind, location = self.source.kind, self.source.location
+        row = self.db.execute("SELECT id FROM sources WHERE kind = ? AND location = ?", [kind, location]).fetchone()
+        if row:
+            return row[0]
+        return self.db["sources"].insert({"kind": kind, "location": location, "added_at": _now()}).last_pk
+
+    def _save_counts(self, run_id: int, counts: ImportCounts, status: str) -> None:
+        self.db.conn.execute(
+            "UPDATE import_runs SET seen=?, stored=?, duplicates=?, skipped=?, already_imported=?, warnings=?, "
+            "status=?, finished_at=? WHERE id=?",
+            [
+                counts.seen, counts.stored, counts.duplicates, counts.skipped, counts.already_imported,
+                counts.warnings, status, None if status == "running" else _now(), run_id,
+            ],
+        )
+
+    def _mark_interrupted(self, run_id: int, exc: BaseException) -> None:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {type(exc).__name__}: {exc}"
+        with self.db.conn:
+            self.db.conn.execute(
+                "UPDATE import_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                ["interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", _now(), reason, run_id],
+            )
+
+
+def skipped_items(db: sqlite_utils.Database, run_id: int, limit: int | None = None) -> list[tuple[str, str, str, str]]:
+    """(source location, item key, reason, detail) of what a run skipped, for the summary."""
+    sql = (
+        "SELECT s.location, i.item_key, i.reason, i.detail FROM source_items i JOIN sources s ON s.id = i.source_id "
+        "WHERE i.run_id = ? AND i.status = 'skipped' ORDER BY i.rowid"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [tuple(r) for r in db.execute(sql, [run_id])]

@@ -1,0 +1,253 @@
+"""Mail sources: where raw messages come from, streamed one at a time.
+
+A source yields ``RawItem``s: a stable ``key`` (so a rerun knows what it already imported), the
+folder the message sits in, and either the message bytes or the error met reading them. Reading
+errors are items too, so the importer can count and report them without stopping.
+An IMAP source slots in by yielding keys such as ``INBOX;UIDVALIDITY=…;UID=…``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+# Folder names that hold the user's own sent mail (Enron CMU names, Maildir++, Gmail, Thunderbird,
+# Outlook exports); matched against each path component, case-insensitively.
+_SENT_FOLDER = re.compile(r"^(\.?_?sent([ _.-]?(items|mail|messages))?|\[gmail\][./]sent mail|gesendet.*|envoy.*)$", re.I)
+_SKIP_FILES = {".ds_store", "maildirfolder", "dovecot.index", "dovecot-uidlist", "dovecot-keywords", "thumbs.db"}
+
+
+@dataclass
+class RawItem:
+    key: str  # stable within the source: relative path, or "path@offset" inside an mbox
+    folder: str  # folder the message was found in ("" for the top level)
+    data: bytes | None = None
+    error: str | None = None  # set when the bytes could not be read
+    path: Path | None = None  # for one-file-per-message sources, read only when asked
+
+    def read(self) -> tuple[bytes | None, str | None]:
+        """The message bytes, or the reason they cannot be read. Files are read here, lazily, so an
+        import that resumes skips already-imported files without opening them."""
+        if self.data is None and self.error is None and self.path is not None:
+            self.data, self.error = _read(self.path)
+        return self.data, self.error
+
+    @property
+    def is_sent_folder(self) -> bool:
+        return is_sent_folder(self.folder)
+
+
+def is_sent_folder(folder: str) -> bool:
+    parts = re.split(r"[\\/]", folder)
+    return any(_SENT_FOLDER.match(p) or _SENT_FOLDER.match(Path(p).stem) for p in parts if p)
+
+
+class MailSource(Protocol):
+    kind: str
+    location: str
+
+    def iter_items(self) -> Iterator[RawItem]: ...
+
+    def estimate(self) -> int | None:
+        """How many items to expect, when cheap to know (drives the progress bar's total)."""
+        ...
+
+
+class SourceError(Exception):
+    """The source as a whole cannot be read (missing path, not a mailbox)."""
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """All regular files under root in a stable order, hidden files and Maildir tmp/ skipped."""
+    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
+        dirnames[:] = sorted(d for d in dirnames if d != "tmp" and not d.startswith(".git"))
+        for name in sorted(filenames, key=_natural_key):
+            if name.lower() in _SKIP_FILES or name.startswith("."):
+                continue
+            yield Path(dirpath) / name
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _read(path: Path) -> tuple[bytes | None, str | None]:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(), None
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+
+
+class MaildirSource:
+    """A Maildir tree (cur/new/tmp) or any tree of one-message-per-file folders (the Enron layout).
+
+    The folder of a Maildir message is the directory holding ``cur``/``new``; Maildir++ folder names
+    (".Sent") are reported without the leading dot.
+    """
+
+    kind = "maildir"
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.location = str(self.root)
+        if not self.root.is_dir():
+            raise SourceError(f"{self.root}: not a directory")
+
+    def _folder(self, path: Path) -> str:
+        rel = path.parent.relative_to(self.root)
+        parts = list(rel.parts)
+        if parts and parts[-1] in ("cur", "new"):
+            parts = parts[:-1]
+        return "/".join(p[1:] if p.startswith(".") and len(p) > 1 else p for p in parts)
+
+    def estimate(self) -> int | None:
+        return sum(1 for _ in _walk_files(self.root))
+
+    def iter_items(self) -> Iterator[RawItem]:
+        for path in _walk_files(self.root):
+            yield RawItem(key=str(path.relative_to(self.root)), folder=self._folder(path), path=path)
+
+
+class EmlFolderSource(MaildirSource):
+    """A folder (searched recursively) of ``.eml`` files; other files are ignored."""
+
+    kind = "eml"
+
+    def _eml_files(self) -> Iterator[Path]:
+        return (p for p in _walk_files(self.root) if p.suffix.lower() == ".eml")
+
+    def estimate(self) -> int | None:
+        return sum(1 for _ in self._eml_files())
+
+    def iter_items(self) -> Iterator[RawItem]:
+        for path in self._eml_files():
+            yield RawItem(key=str(path.relative_to(self.root)), folder=self._folder(path), path=path)
+
+
+class MboxSource:
+    """One mbox file, read as a stream of messages split at ``From `` lines.
+
+    Python's ``mailbox.mbox`` builds a table of contents of the whole file first; this reader keeps
+    only the current message in memory. Keys are byte offsets, stable while the file is appended to.
+    The folder is the file's name without ``.mbox``, so ``Sent.mbox`` counts as a sent folder.
+    """
+
+    kind = "mbox"
+
+    def __init__(self, path: Path | str, folder: str | None = None):
+        self.path = Path(path).resolve()
+        self.location = str(self.path)
+        if not self.path.is_file():
+            raise SourceError(f"{self.path}: not a file")
+        name = self.path.name
+        self.folder = folder if folder is not None else (name[:-5] if name.lower().endswith(".mbox") else name)
+
+    def estimate(self) -> int | None:
+        count = 0
+        previous_blank = True
+        with open(self.path, "rb") as fh:
+            for line in fh:
+                if previous_blank and line.startswith(b"From "):
+                    count += 1
+                previous_blank = line in (b"\n", b"\r\n")
+        return count
+
+    def iter_items(self) -> Iterator[RawItem]:
+        try:
+            fh = open(self.path, "rb")
+        except OSError as exc:
+            yield RawItem(key=f"{self.path.name}@0", folder=self.folder, data=None, error=f"unreadable: {exc}")
+            return
+        with fh:
+            start = 0
+            offset = 0
+            chunk: list[bytes] = []
+            previous_blank = True
+            for line in fh:
+                if previous_blank and line.startswith(b"From ") and chunk:
+                    yield self._item(start, chunk)
+                    chunk = []
+                    start = offset
+                chunk.append(line)
+                offset += len(line)
+                previous_blank = line in (b"\n", b"\r\n")
+            if chunk:
+                yield self._item(start, chunk)
+
+    def _item(self, start: int, lines: list[bytes]) -> RawItem:
+        body = lines[1:] if lines[0].startswith(b"From ") else lines
+        data = b"".join(body)
+        # the blank line that separates mbox messages belongs to the format, not to the message
+        if data.endswith(b"\n\n"):
+            data = data[:-1]
+        return RawItem(key=f"{self.path.name}@{start}", folder=self.folder, data=data)
+
+
+class MboxFolderSource:
+    """A folder of ``.mbox`` files (an export of several mailboxes), each read as an ``MboxSource``."""
+
+    kind = "mbox-folder"
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.location = str(self.root)
+        self.files = [p for p in _walk_files(self.root) if _is_mbox_file(p)]
+        if not self.files:
+            raise SourceError(f"{self.root}: holds no .mbox files")
+
+    def estimate(self) -> int | None:
+        return sum(MboxSource(p).estimate() or 0 for p in self.files)
+
+    def iter_items(self) -> Iterator[RawItem]:
+        for path in self.files:
+            rel_dir = path.parent.relative_to(self.root)
+            name = path.name[:-5] if path.name.lower().endswith(".mbox") else path.name
+            folder = str(rel_dir / name) if str(rel_dir) != "." else name
+            for item in MboxSource(path, folder=folder).iter_items():
+                item.key = str(path.relative_to(self.root)) + item.key[len(path.name):]
+                yield item
+
+
+def _is_mbox_file(path: Path) -> bool:
+    return path.suffix.lower() in (".mbox", ".mbx")
+
+
+def open_source(path: Path | str, kind: str | None = None) -> MailSource:
+    """The source for ``path``; ``kind`` is maildir, mbox, mbox-folder, eml, or None to detect it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or directory")
+    if kind is None:
+        kind = detect_kind(path)
+    if kind == "mbox":
+        return MboxSource(path)
+    if kind == "eml":
+        return EmlFolderSource(path)
+    if kind == "mbox-folder":
+        return MboxFolderSource(path)
+    if kind == "maildir":
+        return MaildirSource(path)
+    raise SourceError(f"{path}: unknown source kind {kind!r} (expected maildir, mbox, mbox-folder or eml)")
+
+
+def detect_kind(path: Path) -> str:
+    if path.is_file():
+        with open(path, "rb") as fh:
+            first = fh.read(5)
+        if first == b"From " or path.suffix.lower() in (".mbox", ".mbx"):
+            return "mbox"
+        if path.suffix.lower() == ".eml":
+            raise SourceError(f"{path}: a single .eml file; import the folder that holds it")
+        raise SourceError(f"{path}: not an mbox file (it does not start with a 'From ' line)")
+    if path.is_dir():
+        for file in _walk_files(path):
+            if _is_mbox_file(file):
+                return "mbox-folder"
+            return "eml" if file.suffix.lower() == ".eml" else "maildir"
+        raise SourceError(f"{path}: the folder holds no files")
+    raise SourceError(f"{path}: neither a file nor a folder")

@@ -1,0 +1,26 @@
+"""Where Tiller keeps the user's data.
+
+The platform's user data dir (platformdirs), or ``$TILLER_HOME`` when set: tests always set it to a
+temporary directory so they never touch a real profile.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "Tiller"
+
+
+def home() -> Path:
+    """The data directory, created on first use."""
+    override = os.environ.get("TILLER_HOME")
+    path = Path(override).expanduser() if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_path() -> Path:
+    return home() / "tiller.db"

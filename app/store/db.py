@@ -1,0 +1,29 @@
+"""Opening the database: WAL journal, foreign keys, and migrations applied before first use."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from app import paths
+from app.store.migrations import migrate
+
+
+def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
+    """Open (creating if needed) and migrate the Tiller database.
+
+    WAL lets the GUI read while an import or the trainer writes; ``busy_timeout`` makes a second
+    writer wait instead of failing at once.
+    """
+    path = Path(path) if path is not None else paths.database_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    db = sqlite_utils.Database(conn)
+    migrate(db)
+    return db

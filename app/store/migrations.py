@@ -1,0 +1,153 @@
+"""Versioned schema migrations.
+
+Each migration is a function registered with a version number; ``migrate()`` applies the missing
+ones in order, each inside its own transaction, and records it in ``_migrations`` and in
+``PRAGMA user_version``. Never edit a released migration: add a new one.
+
+Rows produced by a model or a prompt carry ``model_id``/``prompt_version`` columns (added by the
+distillation migrations); imported messages carry the ``parser_version`` that split them, so a
+changed splitter can re-split only what it affects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[int, str, Migration]] = []
+
+
+def migration(version: int, name: str) -> Callable[[Migration], Migration]:
+    def register(fn: Migration) -> Migration:
+        if any(v == version for v, _, _ in MIGRATIONS):
+            raise ValueError(f"duplicate migration version {version}")
+        MIGRATIONS.append((version, name, fn))
+        MIGRATIONS.sort(key=lambda m: m[0])
+        return fn
+
+    return register
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: sqlite_utils.Database) -> list[int]:
+    """Apply pending migrations; returns the versions applied now."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    current = schema_version(db)
+    newest = MIGRATIONS[-1][0] if MIGRATIONS else 0
+    if current > newest:
+        raise RuntimeError(
+            f"database schema version {current} is newer than this Tiller understands ({newest}); upgrade Tiller"
+        )
+    applied = []
+    for version, name, fn in MIGRATIONS:
+        if version <= current:
+            continue
+        conn = db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            conn.execute(
+                "INSERT INTO _migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
+            )
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+@migration(1, "mail import: sources, import runs, per-item outcomes, identities, messages")
+def _m001_mail(db: sqlite_utils.Database) -> None:
+    db["sources"].create(
+        {"id": int, "kind": str, "location": str, "added_at": str, "last_import_at": str},
+        pk="id",
+        not_null={"kind", "location", "added_at"},
+    )
+    db["sources"].create_index(["kind", "location"], unique=True)
+    db["import_runs"].create(
+        {
+            "id": int,
+            "source_id": int,
+            "started_at": str,
+            "finished_at": str,
+            "status": str,  # running | completed | cancelled | failed
+            "seen": int,
+            "stored": int,
+            "duplicates": int,
+            "skipped": int,
+            "already_imported": int,
+            "warnings": int,
+            "app_version": str,
+            "error": str,
+        },
+        pk="id",
+        foreign_keys=[("source_id", "sources", "id")],
+        defaults={"seen": 0, "stored": 0, "duplicates": 0, "skipped": 0, "already_imported": 0, "warnings": 0},
+    )
+    db["identities"].create(
+        {"id": int, "address": str, "display_name": str, "origin": str, "sent_count": int},
+        pk="id",
+        not_null={"address", "origin"},
+    )
+    db["identities"].create_index(["address"], unique=True)
+    db["messages"].create(
+        {
+            "id": int,
+            "source_id": int,
+            "item_key": str,
+            "folder": str,
+            "is_sent_folder": int,
+            "message_id": str,
+            "content_key": str,
+            "date": str,  # ISO 8601 UTC, None when missing or unparseable
+            "date_raw": str,
+            "from_addr": str,
+            "from_name": str,
+            "to_addrs": str,  # JSON lists
+            "cc_addrs": str,
+            "subject": str,
+            "in_reply_to": str,
+            "references_": str,
+            "body_text": str,
+            "own_text": str,
+            "previous_context": str,
+            "signature": str,
+            "flags": str,  # JSON list: reply, forward, pure_forward, html_only, truncated, charset_fallback, ...
+            "attachments": str,  # JSON list of {filename, content_type, bytes}
+            "attachment_count": int,
+            "identity_id": int,
+            "parser_version": int,
+            "imported_at": str,
+        },
+        pk="id",
+        foreign_keys=[("source_id", "sources", "id"), ("identity_id", "identities", "id")],
+    )
+    db.execute("CREATE UNIQUE INDEX idx_messages_message_id ON messages(message_id) WHERE message_id IS NOT NULL")
+    db.execute("CREATE UNIQUE INDEX idx_messages_content_key ON messages(content_key)")
+    db["messages"].create_index(["from_addr"])
+    db["messages"].create_index(["identity_id", "date"])
+    db["source_items"].create(
+        {
+            "source_id": int,
+            "item_key": str,
+            "run_id": int,
+            "status": str,  # stored | duplicate | skipped
+            "message_ref": int,  # the stored message (or the one this duplicates)
+            "reason": str,  # skip reason or warning kind
+            "detail": str,
+        },
+        pk=("source_id", "item_key"),
+        foreign_keys=[("source_id", "sources", "id"), ("run_id", "import_runs", "id"), ("message_ref", "messages", "id")],
+    )
+    db["source_items"].create_index(["run_id", "status"])
