@@ -16,7 +16,8 @@ from rich.table import Table
 from app import __version__, paths
 from app.jobs import CancelToken
 
-console = Console(stderr=False)
+# Piped output (CI logs, `| less`) would otherwise be squeezed into rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True)
 
 
@@ -197,6 +198,19 @@ def identities_add(address: str) -> None:
             assign_identities(db)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    print_identities(db)
+
+
+@identities_group.command("remove")
+@click.argument("address")
+def identities_remove(address: str) -> None:
+    """ADDRESS is not yours (a delegate, a shared address): its mail becomes context only."""
+    from app.mail.identity import reject
+
+    db = _open_db()
+    with db.conn:
+        if not reject(db, address):
+            raise click.ClickException(f"{address} is not among your identities (see: tiller identities)")
     print_identities(db)
 
 

@@ -62,9 +62,11 @@ class ParsedMessage:
         sender, the instant (UTC), the subject and the whitespace-collapsed body identify them.
         """
         when = self.date.isoformat() if self.date else (self.date_raw or "")
-        subject = re.sub(r"\s+", " ", self.subject).strip().casefold()
-        body = re.sub(r"^>+From ", "From ", self.body_text, flags=re.M)
-        body = re.sub(r"\s+", " ", body).strip()
+        subject = " ".join(self.subject.split()).casefold()
+        body = self.body_text
+        if ">From " in body:
+            body = re.sub(r"^>+From ", "From ", body, flags=re.M)
+        body = " ".join(body.split())
         raw = "\x00".join((self.from_addr or "", when, subject, body))
         return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -75,42 +77,43 @@ def parse_message(data: bytes) -> ParsedMessage:
     head = data[:8192]
     if b"\x00" in head:
         raise MessageRejected("binary", "NUL bytes in the first 8 KiB: not a text mail message")
+    if _looks_binary(head):
+        raise MessageRejected("binary", "mostly non-text bytes: not a mail message")
     try:
         msg = _PARSER.parsebytes(data)
     except Exception as exc:  # the email package rarely raises, but a broken file must not stop the import
         raise MessageRejected("malformed", f"MIME parser failed: {exc}") from exc
-    present = [h for h in _IDENTIFYING_HEADERS if msg.get(h) is not None]
+    headers = _HeaderIndex(msg)
+    present = [h for h in _IDENTIFYING_HEADERS if headers.get(h) is not None]
     if not present:
         raise MessageRejected(
             "not-an-email", "no RFC 822 header block (none of From, Date, Message-ID, Subject, To)"
         )
-    if _looks_binary(head):
-        raise MessageRejected("binary", "mostly non-text bytes: not a mail message")
 
     warnings: list[str] = []
     flags: set[str] = set()
-    subject = _header_text(msg, "subject", warnings)
-    from_name, from_addr = _first_address(msg, ("from", "sender"), warnings)
-    date_raw = _header_text(msg, "date", warnings) or None
+    subject = _header_text(headers, "subject", warnings)
+    from_name, from_addr = _first_address(headers, ("from", "sender"), warnings)
+    date_raw = _header_text(headers, "date", warnings) or None
     date = _parse_date(date_raw)
     if date_raw and date is None:
         warnings.append(f"unparseable Date header {date_raw!r}")
-    body_text, attachments = _body_and_attachments(msg, flags, warnings)
-    if any(isinstance(d, _TRUNCATION_DEFECTS) for part in msg.walk() for d in part.defects):
+    body_text, attachments = _body_and_attachments(msg, headers, flags, warnings)
+    if msg.is_multipart() and any(isinstance(d, _TRUNCATION_DEFECTS) for part in msg.walk() for d in part.defects):
         flags.add("truncated")
         warnings.append("truncated: a MIME boundary is missing (the file seems cut short)")
-    message_id = _clean_id(msg.get("message-id"))
+    message_id = _clean_id(headers.get("message-id"))
     return ParsedMessage(
         message_id=message_id,
         date=date,
         date_raw=date_raw,
         from_addr=from_addr,
         from_name=from_name,
-        to_addrs=_addresses(msg, "to", warnings),
-        cc_addrs=_addresses(msg, "cc", warnings),
+        to_addrs=_addresses(headers, "to", warnings),
+        cc_addrs=_addresses(headers, "cc", warnings),
         subject=subject,
-        in_reply_to=_clean_id(msg.get("in-reply-to")),
-        references=_header_text(msg, "references", warnings) or None,
+        in_reply_to=_clean_id(headers.get("in-reply-to")),
+        references=_header_text(headers, "references", warnings) or None,
         body_text=body_text,
         attachments=attachments,
         flags=flags,
@@ -118,8 +121,11 @@ def parse_message(data: bytes) -> ParsedMessage:
     )
 
 
+_TEXT_BYTES = bytes([9, 10, 11, 12, 13, *range(32, 256)])
+
+
 def _looks_binary(head: bytes) -> bool:
-    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    control = len(head.translate(None, _TEXT_BYTES))  # what is left are control bytes
     return control > len(head) * 0.1
 
 
@@ -132,11 +138,35 @@ def _clean_id(value) -> str | None:
     return text or None
 
 
-def _header_text(msg: Message, name: str, warnings: list[str]) -> str:
+class _HeaderIndex:
+    """The top-level headers by lower-cased name, built once: ``Message.get`` scans every header
+    on every call, which dominated import time."""
+
+    __slots__ = ("_all",)
+
+    def __init__(self, msg: Message):
+        self._all: dict[str, list[str]] = {}
+        for name, value in msg._headers:  # compat32 keeps (name, value) pairs in order
+            self._all.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str):
+        values = self._all.get(name)
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list:
+        return self._all.get(name, [])
+
+
+def _header_text(msg: _HeaderIndex, name: str, warnings: list[str]) -> str:
     raw = msg.get(name)
     if raw is None:
         return ""
-    raw = str(raw)
+    return _decode_header_value(str(raw), name, warnings)
+
+
+def _decode_header_value(raw: str, name: str, warnings: list[str]) -> str:
+    if raw.isascii() and "=?" not in raw:  # the common case: nothing to decode
+        return _FOLD.sub(" ", raw).strip()
     try:
         chunks = decode_header(raw)
     except (email_errors.HeaderParseError, ValueError):
@@ -150,32 +180,45 @@ def _header_text(msg: Message, name: str, warnings: list[str]) -> str:
         if note:
             warnings.append(f"{name} header: {note}")
         out.append(text)
-    # decode_header drops the whitespace between an encoded word and plain text only when the
-    # input had none; joining with "" preserves the original spacing.
-    return re.sub(r"\s*\n\s*", " ", "".join(out)).strip()
+    # decode_header keeps the spacing between encoded words and plain text, so join with ""
+    return _FOLD.sub(" ", "".join(out)).strip()
 
 
-def _addresses(msg: Message, name: str, warnings: list[str]) -> list[str]:
-    values = msg.get_all(name) or []
+_FOLD = re.compile(r"\s*\n\s*")
+# A list of bare addresses or "Name <addr>" items with no quotes, comments or groups: split it
+# directly. Anything fancier goes through the stdlib parser (several times slower).
+_SIMPLE_ADDRESS_LIST = re.compile(r'^[^"();:\\]*$')
+_SIMPLE_ITEM = re.compile(r"^\s*(?:([^<>]*?)\s*<([^<>\s]+)>|([^<>\s]+))\s*$")
+
+
+def _parse_addresses(text: str) -> list[tuple[str, str]]:
+    if _SIMPLE_ADDRESS_LIST.match(text):
+        pairs = []
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            m = _SIMPLE_ITEM.match(item)
+            if m is None:
+                return email.utils.getaddresses([text])
+            pairs.append((m.group(1) or "", m.group(2) or m.group(3)))
+        return pairs
+    return email.utils.getaddresses([text])
+
+
+def _addresses(msg: _HeaderIndex, name: str, warnings: list[str]) -> list[str]:
+    values = msg.get_all(name)
     if not values:
         return []
-    text = ", ".join(_header_text_value(v, name, warnings) for v in values)
-    return [addr.lower() for _, addr in email.utils.getaddresses([text]) if addr]
+    text = ", ".join(_decode_header_value(str(v), name, warnings) for v in values)
+    return [addr.lower() for _, addr in _parse_addresses(text) if addr]
 
 
-def _header_text_value(value, name: str, warnings: list[str]) -> str:
-    holder = Message()
-    holder[name] = value
-    return _header_text(holder, name, warnings)
-
-
-def _first_address(msg: Message, names: tuple[str, ...], warnings: list[str]) -> tuple[str | None, str | None]:
+def _first_address(msg: _HeaderIndex, names: tuple[str, ...], warnings: list[str]) -> tuple[str | None, str | None]:
     for name in names:
         text = _header_text(msg, name, warnings)
         if not text:
             continue
-        pairs = email.utils.getaddresses([text])
-        for display, addr in pairs:
+        for display, addr in _parse_addresses(text):
             if addr:
                 return (display.strip() or None), addr.strip().lower()
     return None, None
@@ -195,7 +238,24 @@ def _parse_date(raw: str | None) -> dt.datetime | None:
     return value.astimezone(dt.timezone.utc)
 
 
-def _body_and_attachments(msg: Message, flags: set[str], warnings: list[str]) -> tuple[str, list[dict]]:
+_PLAIN_CHARSET = re.compile(r'^\s*text/plain\s*(?:;.*?\bcharset\s*=\s*"?([^";\s]+))?', re.I | re.S)
+_TRANSFER_ENCODED = ("quoted-printable", "base64", "x-uuencode", "uuencode", "uue", "x-uue")
+
+
+def _body_and_attachments(
+    msg: Message, headers: _HeaderIndex, flags: set[str], warnings: list[str]
+) -> tuple[str, list[dict]]:
+    if not msg.is_multipart() and headers.get("content-disposition") is None:
+        # most mail is one text/plain part: read it without the generic MIME machinery
+        ctype = headers.get("content-type")
+        match = _PLAIN_CHARSET.match(ctype) if ctype is not None else None
+        if ctype is None or match:
+            payload = msg.get_payload(decode=True) or b""
+            text, note = decode_bytes(payload, match.group(1) if match else None)
+            if note:
+                flags.add("charset_fallback")
+                warnings.append(f"body: {note}")
+            return _normalize_newlines(text), []
     plain: list[str] = []
     html: list[str] = []
     attachments: list[dict] = []
@@ -234,5 +294,8 @@ def _body_and_attachments(msg: Message, flags: set[str], warnings: list[str]) ->
         body = html_to_text("\n".join(html))
     else:
         body = ""
-    body = body.replace("\r\n", "\n").replace("\r", "\n")
-    return body, attachments
+    return _normalize_newlines(body), attachments
+
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text

@@ -1,10 +1,12 @@
 """Which addresses are the user's own.
 
 Configured addresses always count. Otherwise they are inferred from the From headers of messages in
-sent folders: an address is the user's when it wrote at least 10% (and at least 2) of the sent
-messages of its mailbox. A tree holding several people's mailboxes (the Enron layout,
-``<owner>/sent``) is grouped by owner, so each owner's address is found even when one person sent
-far more mail than another; a stray sender in a sent folder (a delegate, a system address) is not.
+sent folders: an address is the user's when it wrote at least 10% (and at least 2) of the messages
+of one sent folder. Counting per folder finds every owner of a tree holding several mailboxes (the
+Enron layout, ``<owner>/sent``) however unequal their volumes, and finds an executive whose own
+``sent_items`` sits beside a ``sent`` folder written by an assistant (Enron's lay-k); a stray
+sender (a system address, an occasional delegate) stays out. Each identity is one voice Tiller can
+learn. An address the user removes is kept as ``rejected`` so later imports never infer it again.
 """
 
 from __future__ import annotations
@@ -32,14 +34,20 @@ def add_configured(db: sqlite_utils.Database, address: str, display_name: str | 
     return cur.lastrowid
 
 
-def _owner(folder: str) -> str:
-    parts = [p for p in folder.replace("\\", "/").split("/") if p]
-    return parts[0] if len(parts) > 1 else ""
+def reject(db: sqlite_utils.Database, address: str) -> bool:
+    """The address is not the user's: its messages become context, and inference skips it."""
+    address = address.strip().lower()
+    row = db.execute("SELECT id FROM identities WHERE address = ?", [address]).fetchone()
+    if row is None:
+        return False
+    db.execute("UPDATE identities SET origin = 'rejected' WHERE id = ?", [row[0]])
+    db.execute("UPDATE messages SET identity_id = NULL WHERE identity_id = ?", [row[0]])
+    return True
 
 
 def infer_identities(db: sqlite_utils.Database, source_id: int) -> list[str]:
     """Record the addresses inferred from this source's sent folders; returns the new ones."""
-    by_owner: dict[str, Counter] = defaultdict(Counter)
+    by_folder: dict[str, Counter] = defaultdict(Counter)
     names: dict[str, str] = {}
     rows = db.execute(
         "SELECT folder, from_addr, from_name, count(*) FROM messages "
@@ -47,17 +55,17 @@ def infer_identities(db: sqlite_utils.Database, source_id: int) -> list[str]:
         [source_id],
     )
     for folder, addr, name, count in rows:
-        by_owner[_owner(folder)][addr] += count
+        by_folder[folder][addr] += count
         if name:
             names.setdefault(addr, name)
-    found = []
-    for counts in by_owner.values():
+    found: dict[str, int] = Counter()
+    for counts in by_folder.values():
         total = sum(counts.values())
         for addr, count in counts.items():
             if count >= MIN_COUNT and count >= MIN_SHARE * total:
-                found.append((addr, count))
+                found[addr] += count
     new = []
-    for addr, count in found:
+    for addr, count in found.items():
         row = db.execute("SELECT id FROM identities WHERE address = ?", [addr]).fetchone()
         if row:
             db.execute("UPDATE identities SET sent_count = max(sent_count, ?) WHERE id = ?", [count, row[0]])
@@ -74,6 +82,6 @@ def assign_identities(db: sqlite_utils.Database) -> None:
     """Point every message written from one of the user's addresses at that identity."""
     db.execute(
         "UPDATE messages SET identity_id = (SELECT i.id FROM identities i WHERE i.address = messages.from_addr) "
-        "WHERE from_addr IN (SELECT address FROM identities) AND identity_id IS NOT "
+        "WHERE from_addr IN (SELECT address FROM identities WHERE origin != 'rejected') AND identity_id IS NOT "
         "(SELECT i.id FROM identities i WHERE i.address = messages.from_addr)"
     )

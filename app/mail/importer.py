@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +26,22 @@ from app.mail.decode import MessageRejected, parse_message
 from app.mail.identity import add_configured, assign_identities, infer_identities
 from app.mail.sources import MailSource, RawItem
 from app.mail.split import SPLITTER_VERSION, split_message
+
+
+def decode_item(item: RawItem) -> tuple:
+    """Read, parse and split one item: the CPU-heavy part, run in worker processes.
+
+    Returns ("error", reason, detail) or ("ok", parsed, split, content_key); plain picklable data.
+    """
+    data, error = item.read()
+    if error is not None:
+        return ("error", "unreadable", error)
+    try:
+        parsed = parse_message(data)
+    except MessageRejected as rejected:
+        return ("error", rejected.reason, rejected.detail)
+    split = split_message(parsed.body_text, parsed.subject)
+    return ("ok", parsed, split, parsed.content_key)
 
 
 def _now() -> str:
@@ -71,6 +89,7 @@ class MailImport:
         cancel: CancelToken | None = None,
         batch_size: int = 250,
         progress_every: int = 50,
+        workers: int | None = None,
     ):
         self.db = db
         self.source = source
@@ -78,6 +97,8 @@ class MailImport:
         self.cancel = cancel or CancelToken()
         self.batch_size = batch_size
         self.progress_every = progress_every
+        # decoding runs beside the database writes in worker processes; None: decide by size
+        self.workers = workers
         self.result: ImportResult | None = None
 
     def run(self) -> Iterator[ImportProgress]:
@@ -86,23 +107,33 @@ class MailImport:
         for address in self.my_addresses:
             add_configured(db, address)
         source_id = self._source_id()
+        # a source imported before may hold items done already; a new one cannot, so skip the lookup
+        self._resuming = self.db.execute(
+            "SELECT 1 FROM source_items WHERE source_id = ? LIMIT 1", [source_id]
+        ).fetchone() is not None
         run_id = db["import_runs"].insert(
             {"source_id": source_id, "started_at": _now(), "status": "running", "app_version": __version__}
         ).last_pk
         counts = ImportCounts()
+        self._now = _now()  # imported_at, refreshed per batch (a clock read per message is waste)
         progress = ImportProgress(done=0, total=self.source.estimate(), started=started, counts=counts)
         yield progress
         status = "completed"
         in_batch = 0
+        workers = self.workers
+        if workers is None:
+            workers = min(2, os.cpu_count() or 1) if (progress.total or 0) >= 2000 else 0
+        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 0 else None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for item in self.source.iter_items():
+            for item, decoded in self._decoded_items(source_id, counts, pool):
                 if self.cancel.cancelled:
                     status = "cancelled"
                     break
-                self._import_item(item, source_id, run_id, counts)
+                self._import_item(item, decoded, source_id, run_id, counts)
                 in_batch += 1
                 if in_batch >= self.batch_size:
+                    self._now = _now()
                     self._save_counts(run_id, counts, "running")
                     conn.execute("COMMIT")
                     conn.execute("BEGIN IMMEDIATE")
@@ -118,8 +149,12 @@ class MailImport:
             conn.execute("ROLLBACK")
             self._mark_interrupted(run_id, exc)
             raise
+        finally:
+            if pool is not None:
+                pool.terminate()
         with db.conn:
-            new_identities = infer_identities(db, source_id)
+            # addresses given for this import say who the user is; only without them do we guess
+            new_identities = [] if self.my_addresses else infer_identities(db, source_id)
             assign_identities(db)
         progress.done = counts.seen
         progress.message = status
@@ -135,50 +170,88 @@ class MailImport:
 
     # -- one item -----------------------------------------------------------------------------
 
-    def _import_item(self, item: RawItem, source_id: int, run_id: int, counts: ImportCounts) -> None:
+    def _decoded_items(self, source_id: int, counts: ImportCounts, pool) -> Iterator[tuple[RawItem, tuple | None]]:
+        """(item, decoded) in source order; decoded is None for items imported by an earlier run."""
+
+        # Loaded once, not queried per item: Pool.imap consumes `pending()` on its own thread,
+        # where this connection must not be used. Only a resumed import pays this memory.
+        done_keys = self._finished_keys(source_id) if self._resuming else frozenset()
+
+        def pending() -> Iterator[RawItem]:
+            for item in self.source.iter_items():
+                if item.key in done_keys:
+                    self._done_before.append(item)
+                    continue
+                yield item
+
+        self._done_before: deque[RawItem] = deque()  # appended by imap's feeder thread
+        if pool is None:
+            for item in pending():
+                yield from ((done, None) for done in self._drain_done_before())
+                yield item, decode_item(item)
+        else:
+            # ordered, chunked: the worker decodes the next chunk while this process writes
+            items: deque[RawItem] = deque()
+
+            def remembered() -> Iterator[RawItem]:
+                for item in pending():
+                    items.append(item)
+                    yield item
+
+            for decoded in pool.imap(decode_item, remembered(), chunksize=32):
+                yield from ((done, None) for done in self._drain_done_before())
+                yield items.popleft(), decoded
+        yield from ((done, None) for done in self._drain_done_before())
+
+    def _drain_done_before(self) -> Iterator[RawItem]:
+        # deque.append and popleft are atomic: the feeder thread may append while we drain
+        while True:
+            try:
+                yield self._done_before.popleft()
+            except IndexError:
+                return
+
+    def _finished_keys(self, source_id: int) -> frozenset[str]:
+        rows = self.db.conn.execute(
+            "SELECT item_key FROM source_items WHERE source_id = ? AND status IN ('stored', 'duplicate')", [source_id]
+        )
+        return frozenset(r[0] for r in rows)
+
+    def _import_item(self, item: RawItem, decoded: tuple | None, source_id: int, run_id: int, counts) -> None:
         conn = self.db.conn
         counts.seen += 1
-        previous = conn.execute(
-            "SELECT status FROM source_items WHERE source_id = ? AND item_key = ?", [source_id, item.key]
-        ).fetchone()
-        if previous and previous[0] in ("stored", "duplicate"):
+        if decoded is None:
             counts.already_imported += 1
             return
-        data, error = item.read()
-        if error is not None:
-            self._skip(source_id, run_id, item, "unreadable", error, counts)
+        if decoded[0] == "error":
+            self._skip(source_id, run_id, item, decoded[1], decoded[2], counts)
             return
-        try:
-            parsed = parse_message(data)
-        except MessageRejected as rejected:
-            self._skip(source_id, run_id, item, rejected.reason, rejected.detail, counts)
-            return
-        split = split_message(parsed.body_text, parsed.subject)
-        content_key = parsed.content_key
-        existing = None
-        if parsed.message_id:
-            existing = conn.execute("SELECT id FROM messages WHERE message_id = ?", [parsed.message_id]).fetchone()
-        if existing is None:
-            existing = conn.execute("SELECT id FROM messages WHERE content_key = ?", [content_key]).fetchone()
-        if existing is not None:
-            counts.duplicates += 1
-            self._record(source_id, item.key, run_id, "duplicate", existing[0], None, None)
-            return
+        _, parsed, split, content_key = decoded
         flags = sorted(parsed.flags | split.flags)
+        # one statement for the common case; the unique indexes on message_id and content_key
+        # turn a duplicate into a no-op, and only then do we look up which message it duplicates
         cursor = conn.execute(
-            "INSERT INTO messages (source_id, item_key, folder, is_sent_folder, message_id, content_key, date, "
-            "date_raw, from_addr, from_name, to_addrs, cc_addrs, subject, in_reply_to, references_, body_text, "
-            "own_text, previous_context, signature, flags, attachments, attachment_count, parser_version, "
-            "imported_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, message_id, content_key, "
+            "date, date_raw, from_addr, from_name, to_addrs, cc_addrs, subject, in_reply_to, references_, "
+            "body_text, own_text, previous_context, signature, flags, attachments, attachment_count, "
+            "parser_version, imported_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 source_id, item.key, item.folder, int(item.is_sent_folder), parsed.message_id, content_key,
                 parsed.date.isoformat() if parsed.date else None, parsed.date_raw, parsed.from_addr,
                 parsed.from_name, json.dumps(parsed.to_addrs), json.dumps(parsed.cc_addrs), parsed.subject,
                 parsed.in_reply_to, parsed.references, parsed.body_text, split.own_text, split.previous_context,
                 split.signature, json.dumps(flags), json.dumps(parsed.attachments), len(parsed.attachments),
-                SPLITTER_VERSION, _now(),
+                SPLITTER_VERSION, self._now,
             ],
         )
+        if cursor.rowcount == 0:
+            existing = conn.execute(
+                "SELECT id FROM messages WHERE message_id = ? OR content_key = ? ORDER BY message_id = ? DESC LIMIT 1",
+                [parsed.message_id, content_key, parsed.message_id],
+            ).fetchone()
+            counts.duplicates += 1
+            self._record(source_id, item.key, run_id, "duplicate", existing[0], None, None)
+            return
         counts.stored += 1
         warning = "; ".join(parsed.warnings) if parsed.warnings else None
         if warning:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 # Folder names that hold the user's own sent mail (Enron CMU names, Maildir++, Gmail, Thunderbird,
 # Outlook exports); matched against each path component, case-insensitively.
-_SENT_FOLDER = re.compile(r"^(\.?_?sent([ _.-]?(items|mail|messages))?|\[gmail\][./]sent mail|gesendet.*|envoy.*)$", re.I)
+_SENT_FOLDER = re.compile(r"^(_?sent([ _-]?(items|mail|messages))?|gesendet.*|envoy.*)$", re.I)
 _SKIP_FILES = {".ds_store", "maildirfolder", "dovecot.index", "dovecot-uidlist", "dovecot-keywords", "thumbs.db"}
 
 
@@ -27,7 +27,7 @@ class RawItem:
     folder: str  # folder the message was found in ("" for the top level)
     data: bytes | None = None
     error: str | None = None  # set when the bytes could not be read
-    path: Path | None = None  # for one-file-per-message sources, read only when asked
+    path: str | None = None  # for one-file-per-message sources, read only when asked
 
     def read(self) -> tuple[bytes | None, str | None]:
         """The message bytes, or the reason they cannot be read. Files are read here, lazily, so an
@@ -42,8 +42,11 @@ class RawItem:
 
 
 def is_sent_folder(folder: str) -> bool:
-    parts = re.split(r"[\\/]", folder)
-    return any(_SENT_FOLDER.match(p) or _SENT_FOLDER.match(Path(p).stem) for p in parts if p)
+    """True for sent-mail folders, also inside Maildir++ (``INBOX.Sent``) and file names
+    (``quigley-d.sent_items``)."""
+    if re.search(r"\[gmail\][./]sent mail", folder, re.I):
+        return True
+    return any(_SENT_FOLDER.match(p) for p in re.split(r"[\\/.]", folder) if p)
 
 
 class MailSource(Protocol):
@@ -75,12 +78,27 @@ def _natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def _read(path: Path) -> tuple[bytes | None, str | None]:
+def _read(path: str | Path) -> tuple[bytes | None, str | None]:
     try:
         with open(path, "rb") as fh:
             return fh.read(), None
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
+
+
+def _walk_keys(root: Path) -> Iterator[tuple[str, str, str]]:
+    """(absolute path, path relative to root, relative folder) for every file, as plain strings:
+    pathlib objects per file cost more than parsing small messages."""
+    root_str = str(root)
+    prefix = len(root_str) + 1
+    for dirpath, dirnames, filenames in os.walk(root_str):
+        dirnames[:] = sorted(d for d in dirnames if d != "tmp" and not d.startswith(".git"))
+        rel_dir = dirpath[prefix:] if len(dirpath) > len(root_str) else ""
+        for name in sorted(filenames, key=_natural_key):
+            if name.lower() in _SKIP_FILES or name.startswith("."):
+                continue
+            full = os.path.join(dirpath, name)
+            yield full, (os.path.join(rel_dir, name) if rel_dir else name), rel_dir
 
 
 class MaildirSource:
@@ -98,9 +116,8 @@ class MaildirSource:
         if not self.root.is_dir():
             raise SourceError(f"{self.root}: not a directory")
 
-    def _folder(self, path: Path) -> str:
-        rel = path.parent.relative_to(self.root)
-        parts = list(rel.parts)
+    def _folder(self, rel_dir: str) -> str:
+        parts = [p for p in rel_dir.split(os.sep) if p]
         if parts and parts[-1] in ("cur", "new"):
             parts = parts[:-1]
         return "/".join(p[1:] if p.startswith(".") and len(p) > 1 else p for p in parts)
@@ -109,8 +126,8 @@ class MaildirSource:
         return sum(1 for _ in _walk_files(self.root))
 
     def iter_items(self) -> Iterator[RawItem]:
-        for path in _walk_files(self.root):
-            yield RawItem(key=str(path.relative_to(self.root)), folder=self._folder(path), path=path)
+        for full, rel, rel_dir in _walk_keys(self.root):
+            yield RawItem(key=rel, folder=self._folder(rel_dir), path=full)
 
 
 class EmlFolderSource(MaildirSource):
@@ -125,8 +142,9 @@ class EmlFolderSource(MaildirSource):
         return sum(1 for _ in self._eml_files())
 
     def iter_items(self) -> Iterator[RawItem]:
-        for path in self._eml_files():
-            yield RawItem(key=str(path.relative_to(self.root)), folder=self._folder(path), path=path)
+        for full, rel, rel_dir in _walk_keys(self.root):
+            if full.lower().endswith(".eml"):
+                yield RawItem(key=rel, folder=self._folder(rel_dir), path=full)
 
 
 class MboxSource:

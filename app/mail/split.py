@@ -108,10 +108,10 @@ def _first_boundary(lines: list[str]) -> tuple[int | None, str | None]:
         stripped = line.strip()
         if _ON_START.match(line):
             if _WROTE_END.search(line):
-                return i, "reply"
+                return i, _attribution_kind(lines, i + 1)
             if i + 1 < n and _WROTE_END.search(lines[i + 1]) and len(stripped) < 200:
-                return i, "reply"
-        if stripped.startswith(">") and _is_quote_line(line):
+                return i, _attribution_kind(lines, i + 2)
+        if _is_quote_line(line):
             start = i
             # an attribution line just above the quote ("Kay Mann wrote:") belongs to the context
             prev = _previous_nonblank(lines, i)
@@ -119,7 +119,6 @@ def _first_boundary(lines: list[str]) -> tuple[int | None, str | None]:
                 start = prev
                 if prev > 0 and _ON_START.match(lines[prev - 1]) and not lines[prev - 1].rstrip().endswith("."):
                     start = prev - 1
-                return start, "reply"
             return start, "quote"
         if _FROM_HEADER.match(line) and _header_block_follows(lines, i + 1):
             return i, "reply"
@@ -130,7 +129,13 @@ def _first_boundary(lines: list[str]) -> tuple[int | None, str | None]:
 
 def _is_quote_line(line: str) -> bool:
     # ">From " without a space is mbox escaping of a body line, not a quote
-    return not re.match(r"^>+From ", line)
+    return line.lstrip().startswith(">") and not re.match(r"^>+From ", line)
+
+
+def _attribution_kind(lines: list[str], after: int) -> str:
+    """After "On …, Bob wrote:", ``>`` lines mean a quote the user may have answered inline."""
+    following = next((line for line in lines[after:] if line.strip()), "")
+    return "quote" if _is_quote_line(following) else "reply"
 
 
 def _previous_nonblank(lines: list[str], i: int) -> int | None:
@@ -182,17 +187,17 @@ def _notes_block_start(lines: list[str], date_line: int) -> int:
 
 
 def _split_quoted(lines: list[str], boundary: int, flags: set[str]) -> tuple[list[str], list[str]]:
-    rest = lines[boundary:]
-    unquoted = [line for line in rest if not (line.lstrip().startswith(">") and _is_quote_line(line))]
-    quoted = [line for line in rest if line.lstrip().startswith(">") and _is_quote_line(line)]
+    first_quote = next(i for i in range(boundary, len(lines)) if _is_quote_line(lines[i]))
+    attribution = [line for line in lines[boundary:first_quote] if line.strip()]
+    rest = lines[first_quote:]
+    unquoted = [line for line in rest if not _is_quote_line(line)]
+    quoted = [re.sub(r"^\s*> ?", "", line) for line in rest if _is_quote_line(line)]
     flags.add("reply")
+    own = lines[:boundary]
     if any(line.strip() for line in unquoted):
         flags.add("interleaved")
-        own = lines[:boundary] + unquoted
-    else:
-        own = lines[:boundary]
-    context = [re.sub(r"^\s*> ?", "", line) for line in quoted]
-    return own, context
+        own = own + unquoted
+    return own, attribution + quoted
 
 
 def _cut_signature(lines: list[str]) -> tuple[list[str], list[str]]:

@@ -35,6 +35,7 @@ def identity_summaries(db: sqlite_utils.Database) -> list[IdentitySummary]:
                coalesce(sum(m.flags LIKE '%"pure_forward"%'), 0),
                min(m.date), max(m.date)
         FROM identities i LEFT JOIN messages m ON m.identity_id = i.id
+        WHERE i.origin != 'rejected'
         GROUP BY i.id ORDER BY i.address
         """
     )

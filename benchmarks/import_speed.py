@@ -1,0 +1,96 @@
+"""Import speed against a bare stdlib parse loop over the same files, in the same run.
+
+    python benchmarks/import_speed.py [MAILDIR] [--repeat 2]
+
+Baseline: for each file, ``mailbox.Message(fh)`` (stdlib email parser, compat32) and the decoded
+payload of every leaf part: parsing only, nothing stored. Tiller: the full import (MIME decoding,
+own-words splitting, de-duplication, identity inference, SQLite writes in WAL mode) into a fresh
+database. Each phase runs in its own process so its peak RSS is its own. Target ratio >= 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mailbox
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def phase_baseline(root: Path) -> dict:
+    from app.mail.sources import _walk_files  # the same file list the importer walks
+
+    files = list(_walk_files(root))
+    start = time.perf_counter()
+    n = 0
+    for path in files:
+        with open(path, "rb") as fh:
+            msg = mailbox.Message(fh)
+        for part in msg.walk():
+            if not part.is_multipart():
+                part.get_payload(decode=True)
+        n += 1
+    elapsed = time.perf_counter() - start
+    return {"messages": n, "seconds": elapsed, "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_import(root: Path) -> dict:
+    from app.mail.importer import MailImport
+    from app.mail.sources import open_source
+    from app.store import open_database
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = open_database(Path(tmp) / "bench.db")
+        start = time.perf_counter()
+        job = MailImport(db, open_source(root))
+        for _ in job.run():
+            pass
+        elapsed = time.perf_counter() - start
+        counts = job.result.counts
+    return {"messages": counts.seen, "stored": counts.stored, "seconds": elapsed, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _run_phase(name: str, root: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, str(root), "--phase", name], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("maildir", nargs="?", default=str(REPO.parent / "shared/data/enron/maildir"))
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each phase; the fastest counts")
+    parser.add_argument("--phase", choices=["baseline", "import"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    root = Path(args.maildir)
+    if args.phase:
+        print(json.dumps(phase_baseline(root) if args.phase == "baseline" else phase_import(root)))
+        return
+    _run_phase("baseline", root)  # warm the page cache so neither phase pays for cold reads
+    baseline = min((_run_phase("baseline", root) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+    tiller = min((_run_phase("import", root) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+    base_rate = baseline["messages"] / baseline["seconds"]
+    rate = tiller["messages"] / tiller["seconds"]
+    print(f"maildir: {root} ({baseline['messages']} files; cpu count {os.cpu_count()})")
+    print(f"stdlib mailbox parse loop : {base_rate:8.0f} msg/s   peak RSS {baseline['peak_rss_mb']:.0f} MB")
+    print(f"tiller import (full)      : {rate:8.0f} msg/s   peak RSS {tiller['peak_rss_mb']:.0f} MB"
+          f"   ({tiller['stored']} stored)")
+    ratio = rate / base_rate
+    print(f"ratio={ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

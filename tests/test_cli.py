@@ -1,0 +1,49 @@
+"""The tiller command line, driven as a user would."""
+
+from click.testing import CliRunner
+
+from app.cli import cli
+
+
+def test_demo_imports_the_sample_and_prints_counts_and_identities(enron, monkeypatch):
+    monkeypatch.setenv("TILLER_SAMPLE_MAIL", str(enron / "maildir"))
+    result = CliRunner().invoke(cli, ["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "│ seen                    │ 9759" in out
+    assert "│ stored                  │ 8892" in out
+    assert "│ duplicates              │ 866" in out
+    assert "MANIFEST.tsv: not-an-email" in out
+    assert "kay.mann@enron.com" in out
+    assert "8892 messages stored: 8209 written by you, 683 kept as context" in out
+
+
+def test_import_of_a_missing_path_is_a_clear_error():
+    result = CliRunner().invoke(cli, ["import", "/no/such/mailbox"])
+    assert result.exit_code == 1
+    assert "Error: /no/such/mailbox: no such file or directory" in result.output
+
+
+def test_identities_add_and_remove(enron):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["import", str(enron / "mbox" / "quigley-d.sent_items.mbox")]).exit_code == 0
+    out = runner.invoke(cli, ["identities"]).output
+    assert "dutch.quigley@enron.com" in out and "0 kept as context" not in out
+    out = runner.invoke(cli, ["identities", "remove", "dutch.quigley@enron.com"]).output
+    assert "0 written by you, 506 kept as context" in out
+    out = runner.invoke(cli, ["identities", "add", "no.address@enron.com"]).output
+    assert "1 written by you" in out
+    bad = runner.invoke(cli, ["identities", "add", "not-an-address"])
+    assert bad.exit_code == 1 and "is not an email address" in bad.output
+    # a removed address stays removed when the source is imported again
+    runner.invoke(cli, ["import", str(enron / "mbox" / "quigley-d.sent_items.mbox")])
+    assert "dutch.quigley" not in runner.invoke(cli, ["identities"]).output
+
+
+def test_imports_lists_runs_and_skipped_items(enron):
+    runner = CliRunner()
+    runner.invoke(cli, ["import", str(enron / "raw")])
+    out = runner.invoke(cli, ["imports"]).output
+    assert "completed" in out and "1189" in out
+    out = runner.invoke(cli, ["imports", "1"]).output
+    assert "raw/README.md: not-an-email" in out

@@ -1,0 +1,119 @@
+"""MIME decoding: encoded headers, transfer encodings, charsets, HTML-only bodies, attachments."""
+
+import base64
+
+import pytest
+
+from app.mail.decode import MessageRejected, parse_message
+
+
+def test_rfc2047_headers_and_quoted_printable_utf8_body():
+    raw = (
+        "From: =?utf-8?q?Andr=C3=A9_M=C3=BCller?= <Andre@Example.COM>\n"
+        "To: Kay <kay@example.com>, \"Doe, Jane\" <jane@example.com>\n"
+        "Subject: =?iso-8859-1?q?R=E9union?= demain\n"
+        "Date: Tue, 3 Oct 2000 03:10:00 -0700\n"
+        "Message-ID: <abc@host>\n"
+        "MIME-Version: 1.0\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "Content-Transfer-Encoding: quoted-printable\n\n"
+        "Caf=C3=A9 =E2=82=AC5, see you.\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert msg.from_name == "André Müller"
+    assert msg.from_addr == "andre@example.com"
+    assert msg.to_addrs == ["kay@example.com", "jane@example.com"]
+    assert msg.subject == "Réunion demain"
+    assert msg.body_text == "Café €5, see you.\n"
+    assert msg.message_id == "abc@host"
+    assert msg.date.isoformat() == "2000-10-03T10:10:00+00:00"
+
+
+def test_base64_body_in_latin1_and_an_attachment_counted_not_kept():
+    body = base64.b64encode("Grüße aus Köln".encode("latin-1")).decode()
+    pdf = base64.b64encode(b"%PDF-1.4 binary" * 10).decode()
+    raw = (
+        "From: a@example.com\nSubject: s\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="XX"\n\n'
+        "--XX\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: base64\n\n"
+        f"{body}\n"
+        "--XX\nContent-Type: application/pdf; name=\"deal.pdf\"\nContent-Disposition: attachment; filename=\"deal.pdf\"\n"
+        f"Content-Transfer-Encoding: base64\n\n{pdf}\n"
+        "--XX--\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert msg.body_text == "Grüße aus Köln"
+    assert msg.attachments == [{"filename": "deal.pdf", "content_type": "application/pdf", "bytes": 150}]
+    assert "%PDF" not in msg.body_text
+
+
+def test_html_only_body_becomes_text_with_quotes_marked():
+    raw = (
+        "From: a@example.com\nSubject: s\nContent-Type: text/html; charset=utf-8\n\n"
+        "<html><head><style>p{color:red}</style></head><body><p>Sounds good &amp; thanks!</p>"
+        "<p>Kay</p><div class=\"gmail_quote\">On Mon, Bob wrote:<blockquote>Lunch at 1?</blockquote></div>"
+        "</body></html>"
+    ).encode()
+    msg = parse_message(raw)
+    assert "html_only" in msg.flags
+    assert msg.body_text == "Sounds good & thanks!\n\nKay\n> On Mon, Bob wrote:\n> > Lunch at 1?"
+
+
+def test_multipart_alternative_prefers_plain_text():
+    raw = (
+        "From: a@example.com\nSubject: s\nContent-Type: multipart/alternative; boundary=b\n\n"
+        "--b\nContent-Type: text/plain\n\nplain words\n--b\nContent-Type: text/html\n\n<p>html words</p>\n--b--\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert msg.body_text.strip() == "plain words"
+    assert "html_only" not in msg.flags
+
+
+def test_unknown_charset_is_decoded_and_reported_not_dropped():
+    raw = b"From: a@example.com\nSubject: s\nContent-Type: text/plain; charset=x-klingon\n\nCaf\xc3\xa9 ready\n"
+    msg = parse_message(raw)
+    assert msg.body_text.strip() == "Café ready"
+    assert "charset_fallback" in msg.flags
+    assert any("unknown charset 'x-klingon'" in w for w in msg.warnings)
+
+
+def test_eight_bit_bytes_mislabelled_as_ascii_decode_silently():
+    raw = b"From: a@example.com\nSubject: s\nContent-Type: text/plain; charset=us-ascii\n\nna\xefve \x93quotes\x94\n"
+    msg = parse_message(raw)
+    assert msg.body_text.strip() == "na\u00efve \u201cquotes\u201d"
+    assert msg.warnings == []
+
+
+def test_truncated_multipart_is_stored_with_a_warning():
+    raw = (
+        "From: a@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=XX\n\n"
+        "--XX\nContent-Type: text/plain\n\nthe part before the cut\n--XX\nContent-Type: application/pdf\n\nJVBERi0xLj"
+    ).encode()
+    msg = parse_message(raw)
+    assert "truncated" in msg.flags
+    assert "the part before the cut" in msg.body_text
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (b"  \n\n", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "binary"),
+        (b"path\tbytes\tsha256\nrogers-b/1.\t628\tb6a8\n", "not-an-email"),
+        (bytes(range(1, 9)) * 200, "binary"),
+    ],
+)
+def test_rejections_name_their_reason(data, reason):
+    with pytest.raises(MessageRejected) as info:
+        parse_message(data)
+    assert info.value.reason == reason
+    assert info.value.detail
+
+
+def test_mbox_from_escaping_is_not_part_of_the_content_key():
+    a = parse_message(b"From: a@x.com\nDate: Tue, 3 Oct 2000 03:10:00 -0700\nSubject: s\n\nhi\n>From here on\n")
+    b = parse_message(b"From: a@x.com\nDate: Tue, 3 Oct 2000 03:10:00 -0700\nSubject: s\n\nhi\nFrom here on\n")
+    assert a.content_key == b.content_key
+    c = parse_message(b"From: a@x.com\nDate: Tue, 3 Oct 2000 03:10:01 -0700\nSubject: s\n\nhi\nFrom here on\n")
+    assert c.content_key != a.content_key

@@ -1,0 +1,105 @@
+"""Own words vs previous context, on real Enron messages (exact own text) and on common client formats."""
+
+import pytest
+
+from app.mail.decode import parse_message
+from app.mail.split import split_message
+
+
+def split_file(enron, rel):
+    msg = parse_message((enron / "maildir" / rel).read_bytes())
+    return split_message(msg.body_text, msg.subject)
+
+
+def test_plain_note_is_all_own_words_with_its_sign_off(enron):
+    s = split_file(enron, "rogers-b/_sent_mail/7.")
+    assert s.flags == set()
+    assert s.own_text.startswith("Yes you have passed the test - Congratualations.  We have been working very\n")
+    assert s.own_text.endswith("some very difficult times.  Talk to you soon.\nLove,\nBen")
+    assert s.previous_context == ""
+
+
+def test_outlook_original_message_reply(enron):
+    s = split_file(enron, "dasovich-j/sent_items/1000.")
+    assert s.own_text == "Thanks?  Brown going to vote for it?"
+    assert "reply" in s.flags
+    assert s.previous_context.startswith("-----Original Message-----\nFrom: Cherry, Brian [mailto:BKC7@pge.com]")
+
+
+def test_forward_with_a_comment_keeps_the_comment_and_sign_off(enron):
+    s = split_file(enron, "dasovich-j/sent_items/1011.")
+    assert s.own_text == (
+        "Not surprising, but thought you might be interested.  "
+        "I responded that letting go is a good thing.\n\nBest,\nJeff"
+    )
+    assert s.flags == {"forward"}  # "FW:"-style Outlook forward: not a pure forward
+    assert "Mike Florio" in s.previous_context
+
+
+def test_outlook_header_block_without_separator(enron):
+    s = split_file(enron, "quigley-d/sent_items/100.")
+    assert s.own_text == (
+        "Hey Bro,\n\nMy wife worked here also and has been let go.\n"
+        "I work for the Natural Gas Trading group that they are trying to sell.\n"
+        "Should know by the end of the week about my job.\n"
+        "I was just talking to Kevin Crawford about you 2 weeks ago when we were in Vegas.\n"
+        "Good to know that you are still out there.\nHow are you doing these days ?\n\nDutch"
+    )
+    assert s.previous_context.startswith(' -----Original Message-----\nFrom: \t"Horn, Brian A." <bhorn@')
+
+
+def test_lotus_notes_reply_with_indented_name_and_date(enron):
+    s = split_file(enron, "nemec-g/sent/791.")
+    assert s.own_text == (
+        'Joan,  I received a copy of this Exhibit "A" a couple of weeks back.\n'
+        "Unfortunately I found the same thing you did, that all San Arroyo properties\nare dedicated."
+    )
+    assert s.previous_context.startswith("\tJoan Quick\n\t09/11/2000 04:29 PM")
+
+
+def test_lotus_notes_one_line_attribution(enron):
+    s = split_file(enron, "nemec-g/sent/1385.")
+    assert s.own_text.startswith("I noticed that there was one bio missing.  So here goes,")
+    assert s.own_text.endswith('from BuckCherry and finally, "Our  dive captain".')
+    assert s.previous_context.startswith("Ryan.F.Ruppert@EXXON.sprint.com on 01/27/2000 12:39:30 PM\nTo: Gerald Nemec")
+
+
+@pytest.mark.parametrize("rel", ["dasovich-j/sent_items/10.", "nemec-g/sent/5."])
+def test_pure_forwards_are_flagged(enron, rel):
+    s = split_file(enron, rel)
+    assert s.own_text == ""
+    assert {"forward", "pure_forward"} <= s.flags
+    assert s.previous_context.startswith("----- Forwarded by ")
+
+
+def test_gmail_style_attribution_and_quotes():
+    body = "Sounds good, see you at 1.\n\nKay\n\nOn Mon, Oct 2, 2000 at 9:14 AM, Bob Smith <bob@x.com>\nwrote:\n> Lunch?\n> Bob\n"
+    s = split_message(body)
+    assert s.own_text == "Sounds good, see you at 1.\n\nKay"
+    assert s.previous_context.startswith("On Mon, Oct 2, 2000 at 9:14 AM")
+    assert "reply" in s.flags
+
+
+def test_interleaved_reply_keeps_every_unquoted_line():
+    body = "Bob wrote:\n> Can you do Tuesday?\nYes, Tuesday works.\n> And bring the contract?\nWill do.\n"
+    s = split_message(body)
+    assert s.own_text == "Yes, Tuesday works.\nWill do."
+    assert s.previous_context == "Bob wrote:\nCan you do Tuesday?\nAnd bring the contract?"
+    assert {"reply", "interleaved"} <= s.flags
+
+
+def test_signature_and_disclaimer_are_cut_but_sign_off_stays():
+    body = "Ready for legal review.\n\nThanks,\nKay\n-- \nKay Mann | Enron North America\n713-555-0100\n"
+    s = split_message(body)
+    assert s.own_text == "Ready for legal review.\n\nThanks,\nKay"
+    assert s.signature == "Kay Mann | Enron North America\n713-555-0100"
+    body = "See attached.\nKay\n\n**********\nThis e-mail is the property of Enron Corp. and may contain confidential\n"
+    s = split_message(body)
+    assert s.own_text == "See attached.\nKay"
+    assert s.signature.startswith("**********\nThis e-mail is the property of Enron Corp.")
+
+
+def test_mbox_escaped_from_line_is_not_a_quote():
+    s = split_message("We met today.\n>From what I heard, it went well.\nKay")
+    assert s.own_text == "We met today.\n>From what I heard, it went well.\nKay"
+    assert s.flags == set()
