@@ -99,25 +99,3 @@ def test_ctrl_c_on_the_cli_stops_cleanly_and_a_rerun_resumes(tmp_path, enron, ti
     second = db["import_runs"].get(2)
     assert second["already_imported"] + second["stored"] + second["duplicates"] + second["skipped"] == 9759
     assert second["already_imported"] == first["stored"] + first["duplicates"]
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_inline_and_worker_decoding_store_the_same_rows(tmp_path, enron, workers):
-    from app.store import open_database
-
-    db = open_database(tmp_path / f"w{workers}.db")
-    first = MailImport(db, open_source(enron / "maildir" / "rogers-b"), workers=workers)
-    token = CancelToken()
-    first.cancel = token
-    for progress in first.run():
-        if progress.done >= 1000:
-            token.cancel()
-    rest = MailImport(db, open_source(enron / "maildir" / "rogers-b"), workers=workers)
-    for _ in rest.run():
-        pass
-    assert rest.result.counts.already_imported == 1000 and rest.result.counts.adds_up()
-    rows = db.execute("SELECT item_key, content_key, own_text FROM messages ORDER BY item_key").fetchall()
-    assert len(rows) == 1294
-    reference = open_database(tmp_path / "ref.db")
-    run_import(reference, enron / "maildir" / "rogers-b", workers=0)
-    assert rows == reference.execute("SELECT item_key, content_key, own_text FROM messages ORDER BY item_key").fetchall()
