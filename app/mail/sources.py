@@ -66,12 +66,8 @@ class SourceError(Exception):
 
 def _walk_files(root: Path) -> Iterator[Path]:
     """All regular files under root in a stable order, hidden files and Maildir tmp/ skipped."""
-    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-        dirnames[:] = sorted(d for d in dirnames if d != "tmp" and not d.startswith(".git"))
-        for name in sorted(filenames, key=_natural_key):
-            if name.lower() in _SKIP_FILES or name.startswith("."):
-                continue
-            yield Path(dirpath) / name
+    for full, _, _ in _walk_keys(root):
+        yield Path(full)
 
 
 def _natural_key(name: str):
@@ -123,7 +119,7 @@ class MaildirSource:
         return "/".join(p[1:] if p.startswith(".") and len(p) > 1 else p for p in parts)
 
     def estimate(self) -> int | None:
-        return sum(1 for _ in _walk_files(self.root))
+        return sum(1 for _ in _walk_keys(self.root))
 
     def iter_items(self) -> Iterator[RawItem]:
         for full, rel, rel_dir in _walk_keys(self.root):
