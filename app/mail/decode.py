@@ -239,7 +239,6 @@ def _parse_date(raw: str | None) -> dt.datetime | None:
 
 
 _PLAIN_CHARSET = re.compile(r'^\s*text/plain\s*(?:;.*?\bcharset\s*=\s*"?([^";\s]+))?', re.I | re.S)
-_TRANSFER_ENCODED = ("quoted-printable", "base64", "x-uuencode", "uuencode", "uue", "x-uue")
 
 
 def _body_and_attachments(
@@ -250,11 +249,7 @@ def _body_and_attachments(
         ctype = headers.get("content-type")
         match = _PLAIN_CHARSET.match(ctype) if ctype is not None else None
         if ctype is None or match:
-            payload = msg.get_payload(decode=True) or b""
-            text, note = decode_bytes(payload, match.group(1) if match else None)
-            if note:
-                flags.add("charset_fallback")
-                warnings.append(f"body: {note}")
+            text = _decode_body_part(msg, match.group(1) if match else None, flags, warnings)
             return _normalize_newlines(text), []
     plain: list[str] = []
     html: list[str] = []
@@ -279,11 +274,7 @@ def _body_and_attachments(
                 {"filename": filename, "content_type": ctype, "bytes": len(payload) if payload else 0}
             )
             return
-        payload = part.get_payload(decode=True) or b""
-        text, note = decode_bytes(payload, part.get_content_charset())
-        if note:
-            flags.add("charset_fallback")
-            warnings.append(f"body: {note}")
+        text = _decode_body_part(part, part.get_content_charset(), flags, warnings)
         (plain if ctype == "text/plain" else html).append(text)
 
     visit(msg)
@@ -295,6 +286,15 @@ def _body_and_attachments(
     else:
         body = ""
     return _normalize_newlines(body), attachments
+
+
+def _decode_body_part(part: Message, charset: str | None, flags: set[str], warnings: list[str]) -> str:
+    """A text part's payload as text; a decoding fallback is flagged and reported, not hidden."""
+    text, note = decode_bytes(part.get_payload(decode=True) or b"", charset)
+    if note:
+        flags.add("charset_fallback")
+        warnings.append(f"body: {note}")
+    return text
 
 
 def _normalize_newlines(text: str) -> str:
