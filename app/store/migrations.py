@@ -151,3 +151,48 @@ def _m001_mail(db: sqlite_utils.Database) -> None:
         foreign_keys=[("source_id", "sources", "id"), ("run_id", "import_runs", "id"), ("message_ref", "messages", "id")],
     )
     db["source_items"].create_index(["run_id", "status"])
+
+
+@migration(2, "backends: named large-model endpoints, settings, privacy ledger")
+def _m002_backends(db: sqlite_utils.Database) -> None:
+    # Endpoints hold no key: keys live only in the OS keyring (app/secrets.py).
+    db["backends"].create(
+        {
+            "name": str,
+            "provider": str,
+            "model": str,
+            "base_url": str,
+            "options": str,  # JSON, validated by the provider's strict options model
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="name",
+        not_null={"provider", "created_at"},
+    )
+    db["settings"].create({"key": str, "value": str}, pk="key")  # value: JSON
+    # Every request that left the machine, written before it is sent (so a crash cannot hide one)
+    # and completed when its answer ends.
+    db["ledger"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "backend": str,
+            "provider": str,
+            "model": str,
+            "purpose": str,  # draft | distill | test | eval
+            "method": str,
+            "url": str,  # query parameters named like keys are redacted
+            "request_headers": str,  # JSON; authorization headers are dropped, never stored
+            "request_bytes": int,
+            "request_payload": str,  # the body exactly as sent (UTF-8 text)
+            "response_status": int,
+            "response_bytes": int,
+            "duration_ms": int,
+            "outcome": str,  # sent | ok | http_error | connection_error | cancelled
+            "error": str,
+        },
+        pk="id",
+    )
+    db["ledger"].create_index(["started_at"])
+    db["ledger"].create_index(["backend", "started_at"])

@@ -1,0 +1,1 @@
+"""The on-device preference agent: llama.cpp runtime, base model + the user's LoRA adapter."""

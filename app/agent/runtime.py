@@ -1,0 +1,120 @@
+"""llama.cpp in-process, one model at a time behind a lock.
+
+Loading costs hundreds of MB and a llama.cpp context is not thread-safe, so the process holds a
+single :class:`LlamaRuntime`: a request for another model (or adapter) closes the current one
+before loading. Keeping the same ``Llama`` object between requests lets llama.cpp reuse the
+evaluated prompt prefix (its KV cache), so a second request with the same template starts fast.
+Cancellation is checked by a stopping criterion after every token.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.jobs import CancelToken, Cancelled
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model_path: str
+    lora_path: str | None = None
+    n_ctx: int = 2048
+
+    @classmethod
+    def of(cls, model_path: Path | str, lora_path: Path | str | None = None, n_ctx: int = 2048) -> "ModelSpec":
+        return cls(str(model_path), str(lora_path) if lora_path else None, n_ctx)
+
+
+def default_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class LlamaRuntime:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._llm = None
+        self._spec: ModelSpec | None = None
+
+    @property
+    def loaded(self) -> ModelSpec | None:
+        return self._spec
+
+    def _ensure(self, spec: ModelSpec):
+        if self._spec == spec and self._llm is not None:
+            return self._llm
+        self.close()
+        for path in filter(None, (spec.model_path, spec.lora_path)):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"model file not found: {path}")
+        from llama_cpp import Llama
+
+        self._llm = Llama(
+            model_path=spec.model_path,
+            lora_path=spec.lora_path,
+            n_ctx=spec.n_ctx,
+            n_threads=default_threads(),
+            verbose=False,
+        )
+        self._spec = spec
+        return self._llm
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+            self._llm = None
+            self._spec = None
+
+    def count_tokens(self, spec: ModelSpec, text: str) -> int:
+        with self._lock:
+            return len(self._ensure(spec).tokenize(text.encode("utf-8"), add_bos=True))
+
+    def stream(
+        self,
+        spec: ModelSpec,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+        repeat_penalty: float = 1.0,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[tuple[str, str | None]]:
+        """Yield ``(text, finish_reason)`` pieces; finish_reason is set on the last one
+        (``stop`` or ``length``). Raises :class:`Cancelled` when cancelled."""
+        from llama_cpp import StoppingCriteriaList
+
+        cancel = cancel or CancelToken()
+        with self._lock:
+            llm = self._ensure(spec)
+            prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True))
+            room = spec.n_ctx - prompt_tokens
+            if room <= 0:
+                raise ValueError(f"the prompt is {prompt_tokens} tokens; the model context holds {spec.n_ctx}")
+            pieces = llm.create_completion(
+                prompt,
+                max_tokens=min(max_tokens, room),
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop or [],
+                seed=seed,
+                repeat_penalty=repeat_penalty,
+                stream=True,
+                stopping_criteria=StoppingCriteriaList([lambda ids, logits: cancel.cancelled]),
+            )
+            for piece in pieces:
+                choice = piece["choices"][0]
+                if cancel.cancelled:
+                    raise Cancelled("cancelled")
+                yield choice["text"], choice.get("finish_reason")
+            if cancel.cancelled:
+                raise Cancelled("cancelled")
+
+
+RUNTIME = LlamaRuntime()

@@ -1,0 +1,115 @@
+"""Claude through the official ``anthropic`` SDK (Messages API, SSE streaming).
+
+The SDK's own retries are off (``max_retries=0``): the client in :mod:`app.backends.client` retries,
+so every attempt goes through the ledger and Retry-After is honoured the same way for all providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+from pydantic import Field
+
+from app.backends import http_errors
+from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
+from app.backends.errors import BackendError
+from app.backends.registry import register
+from app.jobs import CancelToken
+
+_STOP_REASONS = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop_sequence"}
+
+
+class AnthropicOptions(Options):
+    temperature: float | None = Field(None, ge=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1)
+
+
+@register
+class AnthropicProvider(Provider):
+    id = "anthropic"
+    label = "Claude (Anthropic)"
+    needs_key = True
+    key_env_vars = ("ANTHROPIC_API_KEY",)
+    default_model = "claude-sonnet-4-5"
+    default_base_url = None  # the SDK's own (https://api.anthropic.com)
+    Options = AnthropicOptions
+
+    def _client(self, options: Options) -> anthropic.Anthropic:
+        return anthropic.Anthropic(
+            api_key=self.key,
+            base_url=self.base_url,
+            http_client=self.http_client,
+            max_retries=0,
+            timeout=options.timeout_s,
+            open_telemetry=False,
+        )
+
+    def _params(self, request: GenerationRequest, options: AnthropicOptions) -> dict:
+        params: dict = {
+            "model": self.model,
+            "max_tokens": options.max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        if request.system:
+            params["system"] = request.system
+        if options.temperature is not None:
+            params["temperature"] = options.temperature
+        if options.top_p is not None:
+            params["top_p"] = options.top_p
+        if options.top_k is not None:
+            params["top_k"] = options.top_k
+        if options.stop:
+            params["stop_sequences"] = list(options.stop)
+        return params
+
+    def _error(self, exc: BaseException) -> BackendError | None:
+        name = self.endpoint.name
+        if isinstance(exc, anthropic.APIStatusError):
+            detail = getattr(exc, "api_message", None) or None
+            return http_errors.from_status(name, exc.status_code, exc.response.headers, detail)
+        if isinstance(exc, anthropic.APIConnectionError):
+            return http_errors.from_transport(name, exc.__cause__ or exc) or http_errors.from_transport(
+                name, ConnectionError(str(exc))
+            )
+        return http_errors.from_transport(name, exc)
+
+    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+        params = self._params(request, options)
+        try:
+            stream = self._client(options).messages.create(stream=True, **params)
+            stop_reason, model, usage_in, usage_out = None, None, None, None
+            with stream:
+                for event in stream:
+                    kind = event.type
+                    if kind == "message_start":
+                        model = event.message.model
+                        usage_in = event.message.usage.input_tokens
+                    elif kind == "content_block_delta" and event.delta.type == "text_delta":
+                        yield TextDelta(event.delta.text)
+                    elif kind == "message_delta":
+                        stop_reason = event.delta.stop_reason
+                        if event.usage is not None:
+                            usage_out = event.usage.output_tokens
+                    elif kind == "message_stop":
+                        # Only this event says the message is complete; a stream that ends
+                        # without it was cut, whatever text arrived.
+                        yield Finished(_STOP_REASONS.get(stop_reason, stop_reason or "stop"), usage_in, usage_out, model)
+                        return
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
+        try:
+            message = self._client(options).messages.create(**self._params(request, options))
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        text = "".join(block.text for block in message.content if block.type == "text")
+        reason = _STOP_REASONS.get(message.stop_reason, message.stop_reason or "stop")
+        return text, Finished(reason, message.usage.input_tokens, message.usage.output_tokens, message.model)

@@ -1,0 +1,119 @@
+"""Named endpoints the user configured, stored in the database (never with a key).
+
+The built-in ``local`` endpoint (the embedded Gemma 3 270M, in-process, a preview) always exists,
+so Tiller works offline before anything is configured. Every call reads the configuration afresh:
+switching or editing a backend takes effect on the next request, without a restart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.backends.base import EndpointConfig, parse_options
+from app.backends.errors import ConfigError
+from app.backends.registry import provider_class
+from app.store.settings import get_setting, set_setting
+
+BUILTIN = {"local": EndpointConfig(name="local", provider="local", model="embedded")}
+DEFAULT_KEY = "default_backend"
+_NAME = re.compile(r"^[\w][\w .@:+-]{0,63}$")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _row_to_config(row: dict) -> EndpointConfig:
+    return EndpointConfig(
+        name=row["name"], provider=row["provider"], model=row["model"], base_url=row["base_url"],
+        options=json.loads(row["options"] or "{}"),
+    )
+
+
+def list_endpoints(db) -> list[EndpointConfig]:
+    stored = {r["name"]: _row_to_config(r) for r in db["backends"].rows_where(order_by="name")}
+    builtins = [cfg for name, cfg in BUILTIN.items() if name not in stored]
+    return builtins + list(stored.values())
+
+
+def get_endpoint(db, name: str) -> EndpointConfig:
+    rows = list(db["backends"].rows_where("name = ?", [name]))
+    if rows:
+        return _row_to_config(rows[0])
+    if name in BUILTIN:
+        return BUILTIN[name]
+    known = ", ".join(c.name for c in list_endpoints(db))
+    raise ConfigError(f"no backend named {name!r} (configured: {known}); add one with: tiller backends add")
+
+
+def validate_endpoint(cfg: EndpointConfig) -> EndpointConfig:
+    if not _NAME.match(cfg.name):
+        raise ConfigError(f"backend name {cfg.name!r}: use 1-64 letters, digits, spaces or . @ : + - _")
+    cls = provider_class(cfg.provider)
+    if cfg.base_url is not None:
+        parts = urlsplit(cfg.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"backend {cfg.name!r}: base URL {cfg.base_url!r} must be http(s)://host[:port][/path]")
+        if parts.username or parts.password:
+            raise ConfigError(f"backend {cfg.name!r}: put credentials in the keyring (tiller keys set), not in the URL")
+    if cls.id == "openai_compat" and not cfg.base_url:
+        raise ConfigError(f"backend {cfg.name!r}: an OpenAI-compatible endpoint needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+    if not (cfg.model or cls.default_model):
+        raise ConfigError(f"backend {cfg.name!r}: provider {cls.id} needs --model")
+    parse_options(cls.Options, cfg.options, where=f"backend {cfg.name!r}")
+    return cfg
+
+
+def save_endpoint(db, cfg: EndpointConfig) -> EndpointConfig:
+    """Add or replace a named endpoint after strict validation."""
+    validate_endpoint(cfg)
+    existing = db.execute("SELECT created_at FROM backends WHERE name = ?", [cfg.name]).fetchone()
+    db["backends"].upsert(
+        {
+            "name": cfg.name, "provider": cfg.provider, "model": cfg.model, "base_url": cfg.base_url,
+            "options": json.dumps(cfg.options, sort_keys=True),
+            "created_at": existing[0] if existing else _now(), "updated_at": _now(),
+        },
+        pk="name",
+    )
+    return cfg
+
+
+def remove_endpoint(db, name: str) -> bool:
+    if not db.execute("SELECT 1 FROM backends WHERE name = ?", [name]).fetchone():
+        return False
+    db.execute("DELETE FROM backends WHERE name = ?", [name])
+    if get_setting(db, DEFAULT_KEY) == name:
+        set_setting(db, DEFAULT_KEY, None)
+    return True
+
+
+def default_endpoint_name(db) -> str:
+    name = get_setting(db, DEFAULT_KEY)
+    if name and (name in BUILTIN or db.execute("SELECT 1 FROM backends WHERE name = ?", [name]).fetchone()):
+        return name
+    return "local"
+
+
+def set_default_endpoint(db, name: str) -> None:
+    get_endpoint(db, name)  # raises with the list of names when unknown
+    set_setting(db, DEFAULT_KEY, name)
+
+
+def parse_option_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings from the command line; values parsed as JSON when they parse
+    (numbers, lists), else kept as text. Validation against the provider happens later."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options

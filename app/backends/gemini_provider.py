@@ -1,0 +1,121 @@
+"""Gemini through the ``google-genai`` SDK (generateContent / streamGenerateContent over SSE).
+
+``google-generativeai`` is end-of-life; this is its successor. The SDK's retries are switched off
+(one attempt) so :mod:`app.backends.client` owns retries, and it is handed our ledger-recording
+httpx2 client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from pydantic import Field
+
+from app.backends import http_errors
+from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
+from app.backends.errors import BackendError
+from app.backends.registry import register
+from app.jobs import CancelToken
+
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+class GeminiOptions(Options):
+    top_k: int | None = Field(None, ge=1)
+
+
+@register
+class GeminiProvider(Provider):
+    id = "gemini"
+    label = "Gemini (Google)"
+    needs_key = True
+    key_env_vars = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    default_model = "gemini-2.5-flash"
+    Options = GeminiOptions
+
+    def _client(self, options: Options) -> genai.Client:
+        http_options = types.HttpOptions(
+            base_url=self.base_url,
+            timeout=int(options.timeout_s * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+            httpx_client=self.http_client,
+        )
+        return genai.Client(api_key=self.key, http_options=http_options)
+
+    def _contents_and_config(self, request: GenerationRequest, options: GeminiOptions):
+        contents = [
+            types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
+            for m in request.messages
+        ]
+        config = types.GenerateContentConfig(
+            system_instruction=request.system or None,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            top_k=options.top_k,
+            max_output_tokens=options.max_tokens,
+            stop_sequences=list(options.stop) or None,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        )
+        return contents, config
+
+    def _error(self, exc: BaseException) -> BackendError | None:
+        name = self.endpoint.name
+        if isinstance(exc, genai_errors.APIError):
+            response = getattr(exc, "response", None)
+            headers = getattr(response, "headers", None)
+            return http_errors.from_status(name, int(exc.code or 0), headers, exc.message)
+        return http_errors.from_transport(name, exc)
+
+    @staticmethod
+    def _chunk_text(chunk) -> str:
+        # chunk.text warns on non-text parts (thoughts, calls); collect text parts ourselves.
+        if not chunk.candidates or not chunk.candidates[0].content or not chunk.candidates[0].content.parts:
+            return ""
+        return "".join(p.text for p in chunk.candidates[0].content.parts if p.text and not p.thought)
+
+    @staticmethod
+    def _finish(chunk, model: str) -> Finished | None:
+        if not chunk.candidates or chunk.candidates[0].finish_reason is None:
+            return None
+        raw = chunk.candidates[0].finish_reason
+        raw = raw.value if hasattr(raw, "value") else str(raw)
+        usage = chunk.usage_metadata
+        return Finished(
+            _FINISH.get(raw, raw.lower()),
+            usage.prompt_token_count if usage else None,
+            usage.candidates_token_count if usage else None,
+            chunk.model_version or model,
+        )
+
+    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+        contents, config = self._contents_and_config(request, options)
+        try:
+            finished = None
+            for chunk in self._client(options).models.generate_content_stream(model=self.model, contents=contents, config=config):
+                text = self._chunk_text(chunk)
+                if text:
+                    yield TextDelta(text)
+                finished = self._finish(chunk, self.model) or finished
+            # The last chunk of a complete answer carries finishReason; without it the stream was cut.
+            if finished is not None:
+                yield finished
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
+        contents, config = self._contents_and_config(request, options)
+        try:
+            response = self._client(options).models.generate_content(model=self.model, contents=contents, config=config)
+        except Exception as exc:
+            mapped = self._error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        finished = self._finish(response, self.model) or Finished("stop", model=self.model)
+        return self._chunk_text(response), finished

@@ -1,0 +1,193 @@
+"""The privacy ledger: a local record of every request that leaves the machine.
+
+Recording happens at the HTTP transport, under the provider SDKs, so what is stored is the body
+that was actually sent, not our idea of it. The row is written *before* the request goes out and
+completed when the answer ends, so neither a crash nor an exception can hide a request.
+Authorization headers are dropped and key-like query parameters redacted: the ledger never holds a key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx2 as httpx
+
+from app import paths
+from app.backends.errors import redact
+
+SECRET_HEADERS = frozenset(
+    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization", "cookie", "set-cookie"}
+)
+SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "access_token", "token"})
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [(k, "[redacted]" if k.lower() in SECRET_QUERY_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def safe_headers(headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+
+
+@dataclass(frozen=True)
+class LedgerContext:
+    """Who is sending: stamped on every row a transport writes."""
+
+    backend: str
+    provider: str
+    model: str | None
+    purpose: str
+
+
+class Ledger:
+    """Reads and writes the ``ledger`` table through short-lived connections of its own, so the
+    SDKs' threads can record without sharing the app's connection."""
+
+    def __init__(self, db_path: Path | str | None = None):
+        self.db_path = Path(db_path) if db_path is not None else paths.database_path()
+        from app.store import open_database  # applies migrations once; rows below use plain sqlite3
+
+        open_database(self.db_path).conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.db_path), timeout=30, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def record_request(self, ctx: LedgerContext, method: str, url: str, headers, body: bytes, secrets=()) -> int:
+        payload = redact(body.decode("utf-8", errors="replace"), *secrets)
+        conn = self._connect()
+        try:
+            cur = conn.execute(
+                "INSERT INTO ledger (started_at, backend, provider, model, purpose, method, url, request_headers,"
+                " request_bytes, request_payload, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'sent')",
+                (
+                    _now(), ctx.backend, ctx.provider, ctx.model, ctx.purpose, method,
+                    redact(redact_url(url), *secrets),
+                    redact(json.dumps(safe_headers(headers)), *secrets),
+                    len(body), payload,
+                ),
+            )
+            return cur.lastrowid
+        finally:
+            conn.close()
+
+    def finish(self, row_id: int, *, status: int | None, response_bytes: int, duration_s: float, outcome: str, error: str | None = None) -> None:
+        conn = self._connect()
+        try:
+            conn.execute(
+                "UPDATE ledger SET finished_at = ?, response_status = ?, response_bytes = ?, duration_ms = ?,"
+                " outcome = ?, error = ? WHERE id = ?",
+                (_now(), status, response_bytes, int(duration_s * 1000), outcome, error, row_id),
+            )
+        finally:
+            conn.close()
+
+    def entries(self, *, limit: int = 50, backend: str | None = None, since_id: int = 0) -> list[dict]:
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        try:
+            sql = "SELECT * FROM ledger WHERE id > ?"
+            args: list = [since_id]
+            if backend:
+                sql += " AND backend = ?"
+                args.append(backend)
+            sql += " ORDER BY id DESC LIMIT ?"
+            args.append(limit)
+            return [dict(r) for r in conn.execute(sql, args)]
+        finally:
+            conn.close()
+
+    def last_id(self) -> int:
+        conn = self._connect()
+        try:
+            return conn.execute("SELECT COALESCE(MAX(id), 0) FROM ledger").fetchone()[0]
+        finally:
+            conn.close()
+
+
+class _CountingStream(httpx.SyncByteStream):
+    """Passes the response body through, counting its bytes; completes the ledger row on close."""
+
+    def __init__(self, inner, on_done):
+        self._inner = inner
+        self._on_done = on_done
+        self._bytes = 0
+        self._error: str | None = None
+        self._done = False
+
+    def __iter__(self):
+        try:
+            for chunk in self._inner:
+                self._bytes += len(chunk)
+                yield chunk
+        except BaseException as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            if not self._done:
+                self._done = True
+                self._on_done(self._bytes, self._error)
+
+
+class LedgerTransport(httpx.BaseTransport):
+    """An httpx transport that records each request in the ledger before sending it."""
+
+    def __init__(self, ledger: Ledger, ctx: LedgerContext, secrets=(), inner: httpx.BaseTransport | None = None):
+        self.ledger = ledger
+        self.ctx = ctx
+        self.secrets = tuple(s for s in secrets if s)
+        self.inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        row_id = self.ledger.record_request(self.ctx, request.method, str(request.url), request.headers, body, self.secrets)
+        started = time.monotonic()
+        try:
+            response = self.inner.handle_request(request)
+        except BaseException as exc:
+            self.ledger.finish(
+                row_id, status=None, response_bytes=0, duration_s=time.monotonic() - started,
+                outcome="connection_error", error=redact(f"{type(exc).__name__}: {exc}", *self.secrets),
+            )
+            raise
+        status = response.status_code
+
+        def done(n_bytes: int, error: str | None) -> None:
+            if error:
+                outcome = "connection_error"
+            else:
+                outcome = "ok" if status < 400 else "http_error"
+            self.ledger.finish(
+                row_id, status=status, response_bytes=n_bytes, duration_s=time.monotonic() - started,
+                outcome=outcome, error=redact(error, *self.secrets) if error else None,
+            )
+
+        return httpx.Response(
+            status_code=status,
+            headers=response.headers,
+            stream=_CountingStream(response.stream, done),
+            extensions=response.extensions,
+            request=request,
+        )
+
+    def close(self) -> None:
+        self.inner.close()

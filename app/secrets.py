@@ -1,0 +1,94 @@
+"""API keys: found explicitly, in the OS keyring, or in the environment, in that order.
+
+Keys are stored only in the OS keyring (macOS Keychain, Windows Credential Locker, Secret Service
+on Linux) under the service name ``Tiller`` and the backend's name, so "work vLLM" and "home
+Ollama" can hold different keys. Tiller never writes a key to its database, config, logs, the
+privacy ledger or an error message, and never falls back to a plaintext file on its own: when no
+keyring is available it says so and points at the environment variable instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import keyring
+import keyring.errors
+
+SERVICE = "Tiller"
+
+
+class KeyringUnavailable(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class FoundKey:
+    value: str
+    source: str  # "explicit" | "keyring" | "env:NAME"
+
+    def __repr__(self) -> str:  # a key must never show up in a traceback or a log line
+        return f"FoundKey(source={self.source!r}, value=[redacted])"
+
+    __str__ = __repr__
+
+
+def keyring_name() -> str:
+    """The keyring backend in use, for messages and `tiller keys list`."""
+    backend = keyring.get_keyring()
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def _keyring_usable() -> bool:
+    backend = keyring.get_keyring()
+    return not isinstance(backend, keyring.backends.fail.Keyring) and getattr(backend, "priority", 1) > 0
+
+
+def lookup(backend_name: str, env_vars: tuple[str, ...] = (), explicit: str | None = None) -> FoundKey | None:
+    """Explicit -> keyring -> environment. None when none has a key."""
+    if explicit:
+        return FoundKey(explicit, "explicit")
+    try:
+        stored = keyring.get_password(SERVICE, backend_name)
+    except keyring.errors.KeyringError:
+        stored = None  # no usable keyring: fall through to the environment
+    if stored:
+        return FoundKey(stored, "keyring")
+    for var in env_vars:
+        value = os.environ.get(var)
+        if value:
+            return FoundKey(value, f"env:{var}")
+    return None
+
+
+def set_key(backend_name: str, value: str) -> None:
+    value = value.strip()
+    if not value:
+        raise ValueError("the key is empty")
+    if not _keyring_usable():
+        raise KeyringUnavailable(
+            f"no OS keyring is available ({keyring_name()}); Tiller stores keys nowhere else. "
+            "Unlock or install a keyring (e.g. GNOME Keyring / KWallet), or set the provider's environment variable."
+        )
+    try:
+        keyring.set_password(SERVICE, backend_name, value)
+    except keyring.errors.KeyringError as exc:
+        raise KeyringUnavailable(f"the keyring refused to store the key: {type(exc).__name__}") from None
+
+
+def delete_key(backend_name: str) -> bool:
+    """Remove the stored key; False when there was none."""
+    try:
+        keyring.delete_password(SERVICE, backend_name)
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except keyring.errors.KeyringError as exc:
+        raise KeyringUnavailable(f"the keyring refused to delete the key: {type(exc).__name__}") from None
+    return True
+
+
+def has_stored_key(backend_name: str) -> bool:
+    try:
+        return keyring.get_password(SERVICE, backend_name) is not None
+    except keyring.errors.KeyringError:
+        return False
