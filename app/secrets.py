@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 import keyring
+import keyring.backends.fail
 import keyring.errors
 
 SERVICE = "Tiller"
@@ -39,9 +40,18 @@ def keyring_name() -> str:
     return f"{type(backend).__module__}.{type(backend).__name__}"
 
 
+def _is_plaintext(backend) -> bool:
+    return "plaintext" in type(backend).__name__.lower()
+
+
 def _keyring_usable() -> bool:
     backend = keyring.get_keyring()
-    return not isinstance(backend, keyring.backends.fail.Keyring) and getattr(backend, "priority", 1) > 0
+    if isinstance(backend, keyring.backends.fail.Keyring):
+        return False
+    if _is_plaintext(backend) and not os.environ.get("TILLER_ALLOW_PLAINTEXT_KEYRING"):
+        # keyrings.alt's file keyring is a plain file on disk: never chosen for the user silently.
+        return False
+    return True
 
 
 def lookup(backend_name: str, env_vars: tuple[str, ...] = (), explicit: str | None = None) -> FoundKey | None:
@@ -67,8 +77,9 @@ def set_key(backend_name: str, value: str) -> None:
         raise ValueError("the key is empty")
     if not _keyring_usable():
         raise KeyringUnavailable(
-            f"no OS keyring is available ({keyring_name()}); Tiller stores keys nowhere else. "
-            "Unlock or install a keyring (e.g. GNOME Keyring / KWallet), or set the provider's environment variable."
+            f"no secure OS keyring is available ({keyring_name()}); Tiller stores keys nowhere else. "
+            "Unlock or install a keyring (e.g. GNOME Keyring / KWallet), or set the provider's environment variable. "
+            "(To accept a plaintext file keyring anyway, set TILLER_ALLOW_PLAINTEXT_KEYRING=1.)"
         )
     try:
         keyring.set_password(SERVICE, backend_name, value)

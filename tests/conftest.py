@@ -54,6 +54,7 @@ def file_keyring(tmp_path, monkeypatch):
     ring.file_path = str(tmp_path / "keyring" / "keyring_pass.cfg")
     previous = keyring.get_keyring()
     keyring.set_keyring(ring)
+    monkeypatch.setenv("TILLER_ALLOW_PLAINTEXT_KEYRING", "1")  # chosen on purpose here; see test_keys
     for var in ("ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     yield ring

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import anthropic
-from pydantic import Field
+from typing import Literal
+
+from pydantic import field_validator
 
 from app.backends import http_errors
 from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
@@ -21,8 +23,19 @@ _STOP_REASONS = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "s
 
 
 class AnthropicOptions(Options):
-    temperature: float | None = Field(None, ge=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=1)
+    """The Messages API as of ``anthropic-version: 2026-10-21`` (SDK 2.x) takes no sampling
+    parameters (temperature, top_p, top_k are gone); ``effort`` is its one quality knob."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+
+    @field_validator("temperature", "top_p")
+    @classmethod
+    def _no_sampling(cls, value, info):
+        if value is not None:
+            raise ValueError(
+                f"Claude's current Messages API has no {info.field_name}; leave it unset (effort=low|medium|high is the knob it has)"
+            )
+        return value
 
 
 @register
@@ -34,6 +47,7 @@ class AnthropicProvider(Provider):
     default_model = "claude-sonnet-4-5"
     default_base_url = None  # the SDK's own (https://api.anthropic.com)
     Options = AnthropicOptions
+    supports_temperature = False
 
     def _client(self, options: Options) -> anthropic.Anthropic:
         return anthropic.Anthropic(
@@ -53,12 +67,8 @@ class AnthropicProvider(Provider):
         }
         if request.system:
             params["system"] = request.system
-        if options.temperature is not None:
-            params["temperature"] = options.temperature
-        if options.top_p is not None:
-            params["top_p"] = options.top_p
-        if options.top_k is not None:
-            params["top_k"] = options.top_k
+        if options.effort is not None:
+            params["output_config"] = {"effort": options.effort}
         if options.stop:
             params["stop_sequences"] = list(options.stop)
         return params

@@ -112,6 +112,7 @@ class Provider:
     needs_key: ClassVar[bool] = True
     key_env_vars: ClassVar[tuple[str, ...]] = ()
     can_stream: ClassVar[bool] = True
+    supports_temperature: ClassVar[bool] = True  # False: the API has no sampling temperature (Claude today)
     leaves_machine: ClassVar[bool] = True  # False only for in-process models
     default_model: ClassVar[str | None] = None
     default_base_url: ClassVar[str | None] = None

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from app.backends import http_errors
 from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
-from app.backends.errors import BackendError
+from app.backends.errors import BackendConnectionError, BackendError
 from app.backends.registry import register
 from app.jobs import CancelToken
 
@@ -63,6 +63,8 @@ class GeminiProvider(Provider):
 
     def _error(self, exc: BaseException) -> BackendError | None:
         name = self.endpoint.name
+        if isinstance(exc, genai_errors.UnknownApiResponseError):
+            return BackendConnectionError(f"backend {name!r}: the response was garbled ({str(exc)[:120]})", backend=name)
         if isinstance(exc, genai_errors.APIError):
             response = getattr(exc, "response", None)
             headers = getattr(response, "headers", None)

@@ -52,6 +52,8 @@ def from_transport(backend: str, exc: BaseException) -> BackendError | None:
         return BackendConnectionError(
             f"backend {backend!r}: connection failed or dropped ({type(exc).__name__}: {exc})", backend=backend
         )
+    if isinstance(exc, ValueError) and type(exc).__name__ == "JSONDecodeError":
+        return BackendConnectionError(f"backend {backend!r}: the response was garbled (invalid JSON)", backend=backend)
     if isinstance(exc, ConnectionError | OSError):
         return BackendConnectionError(f"backend {backend!r}: connection failed ({type(exc).__name__})", backend=backend)
     return None

@@ -112,6 +112,15 @@ class Ledger:
         finally:
             conn.close()
 
+    def entry(self, entry_id: int) -> dict | None:
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        try:
+            row = conn.execute("SELECT * FROM ledger WHERE id = ?", [entry_id]).fetchone()
+            return dict(row) if row else None
+        finally:
+            conn.close()
+
     def last_id(self) -> int:
         conn = self._connect()
         try:

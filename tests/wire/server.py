@@ -171,8 +171,11 @@ class WireServer:
         for k, v in reply.headers.items():
             h.send_header(k, v)
         h.end_headers()
-        h.wfile.write(data)
-        h.wfile.flush()
+        try:
+            h.wfile.write(data)
+            h.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out or was cancelled
 
     @staticmethod
     def _send_sse(h, reply: Reply, fault: Fault | None) -> None:
@@ -185,7 +188,7 @@ class WireServer:
             if fault and fault.kind == "truncate" and index >= fault.after_events:
                 if fault.clean:
                     break  # the body ends properly, just without the provider's end-of-answer event
-                h.wfile.write(b"40\r\nevent: content_block_delta\ndata: {\"type\": \"content_")  # half a chunk
+                h.wfile.write(b"40\r\ndata: {\"partial")  # half a chunk, then the connection drops
                 h.wfile.flush()
                 _reset(h)
                 return

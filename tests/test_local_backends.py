@@ -1,0 +1,90 @@
+"""The on-machine backends with the real embedded model: llama.cpp in-process (``local``) and the
+real llama-cpp-python OpenAI-compatible server (``openai_compat``); and all four providers
+through the one drafting call site."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app import secrets
+from app.backends.base import EndpointConfig, GenerationRequest
+from app.backends.client import complete, generate
+from app.backends.config import save_endpoint
+from app.backends.errors import Cancelled
+from app.backends.ledger import Ledger
+from app.drafting import DraftInput, draft
+from app.jobs import CancelToken
+from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY
+
+REQUEST = GenerationRequest.simple(
+    "You write short, friendly emails.",
+    "Write a short email to Sylvia saying the NG contract is ready for legal review.",
+    max_tokens=40, temperature=0.0, seed=7,
+)
+
+
+def test_openai_compatible_server_streams_and_completes(llama_server):
+    endpoint = EndpointConfig("llama.cpp server", "openai_compat", "gemma-270m", llama_server)
+    before = Ledger().last_id()
+    gen = generate(REQUEST, endpoint)
+    pieces = list(gen)
+    assert len(pieces) > 3 and "".join(pieces) == gen.completion.text
+    assert gen.completion.finish_reason in {"stop", "length"}
+    whole = complete(REQUEST, endpoint)
+    assert whole.text.strip() and whole.output_tokens and whole.output_tokens <= 40
+    rows = Ledger().entries(since_id=before)
+    assert len(rows) == 2 and all(r["url"] == f"{llama_server}/chat/completions" for r in rows)
+    assert all("NG contract" in r["request_payload"] and r["outcome"] == "ok" for r in rows)
+
+
+def test_local_backend_runs_in_process_and_sends_nothing(db):
+    before = Ledger().last_id()
+    gen = generate(REQUEST, "local")
+    text = "".join(gen)
+    assert text.strip() and not text.startswith(" ")
+    assert gen.completion.provider == "local" and gen.completion.finish_reason in {"stop", "length"}
+    assert gen.completion.model == "gemma-3-270m-q4_k_m.gguf"
+    assert Ledger().entries(since_id=before) == [], "an in-process model must not appear as a request that left"
+    # same seed, temperature 0: the same answer (the runtime keeps the model loaded between calls)
+    assert complete(REQUEST, "local").text == text.strip()
+
+
+def test_local_generation_cancels_between_tokens(db):
+    token = CancelToken()
+    long = GenerationRequest.simple("You write long emails.", "Write a very long email about the quarterly report.",
+                                    max_tokens=400, temperature=0.8, seed=1)
+    gen = generate(long, "local", cancel=token)
+    received = []
+    with pytest.raises(Cancelled):
+        for piece in gen:
+            received.append(piece)
+            if len(received) == 3:
+                cancelled_at = time.monotonic()
+                token.cancel()
+    assert time.monotonic() - cancelled_at < 0.5
+    assert len(received) == 3
+    # the runtime lock was released: the next request runs
+    assert complete(REQUEST, "local").text
+
+
+def test_all_four_providers_through_one_drafting_call_site(db, llama_server, anthropic_server, gemini_server):
+    save_endpoint(db, EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url))
+    save_endpoint(db, EndpointConfig("gemini", "gemini", "gemini-test", gemini_server.url))
+    save_endpoint(db, EndpointConfig("home llama", "openai_compat", "gemma-270m", llama_server, {"max_tokens": 30}))
+    save_endpoint(db, EndpointConfig("offline", "local", "embedded", None, {"max_tokens": 30, "temperature": 0.0}))
+    secrets.set_key("claude", ANTHROPIC_TEST_KEY)
+    secrets.set_key("gemini", GEMINI_TEST_KEY)
+    inp = DraftInput(intent="the NG contract is ready for legal review", recipient="Sylvia", rules=("Sign off 'Kay'.",))
+    providers = {}
+    for name in ("claude", "gemini", "home llama", "offline"):
+        gen = draft(inp, name)
+        text = "".join(gen)
+        assert text.strip(), name
+        providers[name] = gen.completion.provider
+    assert providers == {"claude": "anthropic", "gemini": "gemini", "home llama": "openai_compat", "offline": "local"}
+    for server in (anthropic_server, gemini_server):
+        body = server.requests[-1].body.decode()
+        assert "NG contract" in body and "Sign off" in body and "Sylvia" in body
