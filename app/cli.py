@@ -464,6 +464,29 @@ def ledger_command(limit, backend, show_id) -> None:
     console.print("Full payload of one request: tiller ledger --show ID")
 
 
+# -- training side (a separate process: the app never imports agent_training) ----------------------
+
+
+def run_training_command(args: list[str]) -> int:
+    """Run ``python -m agent_training ARGS`` in its own process with this terminal; Ctrl-C reaches
+    it (same process group) and it stops cleanly on its own."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "agent_training", *args])
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # the child got the same SIGINT and is stopping; wait for it
+
+
+@cli.command("distill", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def distill_command(ctx) -> None:
+    """Build the agent's training data from your sent mail (see: tiller distill --help)."""
+    sys.exit(run_training_command(["distill", *ctx.args]))
+
+
 # -- the main job on embedded defaults ------------------------------------------------------------
 
 

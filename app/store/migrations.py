@@ -196,3 +196,56 @@ def _m002_backends(db: sqlite_utils.Database) -> None:
     )
     db["ledger"].create_index(["started_at"])
     db["ledger"].create_index(["backend", "started_at"])
+
+
+@migration(3, "distillation: consents, intents, zero-shot baselines, rules")
+def _m003_distillation(db: sqlite_utils.Database) -> None:
+    # Explicit, per-backend permission to send the user's sent mail (distillation only).
+    db["consents"].create(
+        {"backend": str, "scope": str, "granted_at": str, "statement": str},
+        pk=("backend", "scope"),
+        not_null={"granted_at", "statement"},
+    )
+    # Every model-produced row records who produced it: backend, model id, prompt version and
+    # temperature; ``source`` = "backend|model|prompt" is the key that makes reruns skip done work
+    # and makes a changed prompt version recompute only its own rows.
+    common = {
+        "status": str,  # ok | failed
+        "backend": str,
+        "model": str,
+        "prompt_version": str,
+        "temperature": float,
+        "source": str,
+        "raw": str,  # the model's whole answer, kept for failed rows too
+        "error": str,
+        "attempts": int,
+        "created_at": str,
+    }
+    db["intents"].create(
+        {"id": int, "message_id": int, "variant": int, "text": str, "scratchpad": str, **common},
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+    )
+    db["intents"].create_index(["message_id", "variant", "source"], unique=True)
+    db["baselines"].create(
+        {"id": int, "intent_id": int, "text": str, **common},
+        pk="id",
+        foreign_keys=[("intent_id", "intents", "id")],
+    )
+    db["baselines"].create_index(["intent_id", "source"], unique=True)
+    db["rules"].create(
+        {
+            "id": int,
+            "message_id": int,
+            "intent_id": int,
+            "baseline_id": int,
+            "strategy": str,  # R1 | R2 | R3 | measured
+            "rules": str,  # the training target: one rule per line, "- " bullets
+            "thinking": str,  # stored, never a training target
+            "dropped": str,  # JSON: rule lines removed for quoting the real email wholesale
+            **common,
+        },
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id"), ("intent_id", "intents", "id"), ("baseline_id", "baselines", "id")],
+    )
+    db["rules"].create_index(["message_id", "intent_id", "strategy", "source"], unique=True)

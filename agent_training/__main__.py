@@ -1,0 +1,3 @@
+from agent_training.cli import main
+
+main()

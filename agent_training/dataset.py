@@ -1,0 +1,151 @@
+"""Training datasets from distilled rows: per sender, a time-ordered 80/20 train/test split.
+
+No test message of a sender is earlier than any of that sender's training messages (the agent is
+evaluated on the future, as it will be used). Exported as chat-format JSONL: the user turn is the
+agent prompt (intent + metadata, :mod:`app.agent.template`), the assistant turn the rules; LLM
+rules get the measured style rules appended. The naive-finetune variant maps the same input to
+the real email, for the paper's baseline. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from app import paths
+from app.agent.template import agent_prompt
+from agent_training.distill import MEASURED_SOURCE
+from agent_training.rules import MEASURED
+
+TEST_SHARE = 0.2
+
+
+@dataclass
+class Example:
+    message_id: int
+    sender: str
+    date: str
+    prompt: str
+    rules: str
+    email: str
+    meta: dict
+
+
+def split_by_time(examples: list[Example], test_share: float = TEST_SHARE) -> tuple[list[Example], list[Example]]:
+    """Per sender: the oldest (1 - test_share) train, the newest test_share test."""
+    by_sender: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        by_sender[ex.sender].append(ex)
+    train, test = [], []
+    for sender_examples in by_sender.values():
+        ordered = sorted(sender_examples, key=lambda e: (e.date, e.message_id))
+        n_test = int(round(len(ordered) * test_share)) if len(ordered) >= 2 else 0
+        n_test = max(1, n_test) if len(ordered) >= 5 else n_test
+        cut = len(ordered) - n_test
+        train += ordered[:cut]
+        test += ordered[cut:]
+    return train, test
+
+
+def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender: str | None = None) -> tuple[list[Example], dict]:
+    """Examples with an ok intent and ok rules of ``strategy`` (``measured`` for offline data)."""
+    where = "r.status = 'ok' AND r.strategy = ? AND i.status = 'ok'"
+    args: list = [strategy]
+    if rules_source:
+        where += " AND r.source = ?"
+        args.append(rules_source)
+    if sender:
+        where += " AND m.from_addr = ?"
+        args.append(sender.lower())
+    rows = db.execute(
+        f"SELECT m.id, m.from_addr, m.date, m.to_addrs, m.subject, m.previous_context, m.own_text, i.text, r.rules,"
+        f" r.backend, r.model, r.prompt_version, r.source, i.source, i.temperature, i.variant, r.intent_id"
+        f" FROM rules r JOIN intents i ON i.id = r.intent_id JOIN messages m ON m.id = r.message_id"
+        f" WHERE {where} ORDER BY m.from_addr, m.date, m.id", args).fetchall()
+    measured = {}
+    if strategy != MEASURED:
+        measured = {(r[0], r[1]): r[2] for r in db.execute(
+            "SELECT message_id, intent_id, rules FROM rules WHERE strategy = ? AND source = ? AND status = 'ok'",
+            [MEASURED, MEASURED_SOURCE])}
+    examples, undated, seen = [], 0, set()
+    for (mid, sender, date, to_addrs, subject, previous, own, intent, rules, backend, model, prompt_version,
+         source, intent_source, temperature, variant, intent_id) in rows:
+        if (mid, intent_id) in seen:
+            continue
+        seen.add((mid, intent_id))
+        if not date:
+            undated += 1  # cannot be placed in time: kept out of both splits
+            continue
+        target = rules.strip()
+        extra = measured.get((mid, intent_id))
+        if extra:
+            target += "\n" + extra.strip()
+        recipients = ", ".join(json.loads(to_addrs or "[]"))
+        examples.append(Example(
+            mid, sender, date, agent_prompt(intent, recipient=recipients, subject=subject, previous_context=previous),
+            target + "\n", own.strip(),
+            {"message_id": mid, "sender": sender, "date": date, "strategy": strategy, "rules_backend": backend,
+             "rules_model": model, "rules_prompt": prompt_version, "rules_source": source, "intent_source": intent_source,
+             "intent_variant": variant, "intent_temperature": temperature, "measured_appended": bool(extra)},
+        ))
+    return examples, {"undated_excluded": undated}
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _chat(ex: Example, target: str, split: str) -> dict:
+    return {"messages": [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": target}],
+            "meta": {**ex.meta, "split": split}}
+
+
+def datasets_dir() -> Path:
+    return paths.home() / "datasets"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9._-]+", "_", text)
+
+
+def export(db, *, strategy: str = "R3", sender: str | None = None, out_dir: Path | None = None, rules_source: str | None = None) -> dict:
+    """Write train/test JSONL (rules targets) and the naive variant (email targets) plus stats.json.
+    Returns the stats."""
+    examples, info = collect(db, strategy=strategy, rules_source=rules_source, sender=sender)
+    train, test = split_by_time(examples)
+    out = Path(out_dir) if out_dir else datasets_dir() / (_slug(sender) if sender else "all") / strategy
+    _write_jsonl(out / "train.jsonl", [_chat(e, e.rules, "train") for e in train])
+    _write_jsonl(out / "test.jsonl", [_chat(e, e.rules, "test") for e in test])
+    _write_jsonl(out / "naive_train.jsonl", [_chat(e, e.email, "train") for e in train])
+    _write_jsonl(out / "naive_test.jsonl", [_chat(e, e.email, "test") for e in test])
+    per_sender = {}
+    for name, split in (("train", train), ("test", test)):
+        for e in split:
+            s = per_sender.setdefault(e.sender, {"train": 0, "test": 0, "first_train": None, "last_train": None,
+                                                 "first_test": None, "last_test": None})
+            s[name] += 1
+            s[f"first_{name}"] = min(filter(None, [s[f"first_{name}"], e.date]))
+            s[f"last_{name}"] = max(filter(None, [s[f"last_{name}"], e.date]))
+    words = lambda texts: round(sum(len(t.split()) for t in texts) / len(texts), 1) if texts else 0
+    stats = {
+        "strategy": strategy, "examples": len(examples), "train": len(train), "test": len(test), **info,
+        "mean_intent_words": words([e.prompt.split("Intent:\n", 1)[-1] for e in examples]),
+        "mean_rules_words": words([e.rules for e in examples]),
+        "mean_email_words": words([e.email for e in examples]),
+        "per_sender": per_sender, "directory": str(out),
+    }
+    tmp = out / f".stats.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    os.replace(tmp, out / "stats.json")
+    return stats

@@ -1,0 +1,343 @@
+"""Distillation: the user's sent mail -> intents -> zero-shot baselines -> rules, stored per row
+with the backend, model, prompt version and temperature that produced it.
+
+Long work as a generator of progress (the CLI shows it with rich, the GUI from a worker). Every
+stage skips rows already done for the same source (backend|model|prompt), so a rerun resumes and a
+changed prompt version recomputes only its own stage. Requests to a cloud backend run in parallel
+with a concurrency limit; the database is written from the generator's thread only.
+
+Privacy: a backend that leaves the machine receives the user's sent mail here, so it needs the
+user's recorded consent (:mod:`app.consent`). Without a backend, or with ``offline``, everything is
+computed on the machine: extractive intents and measured style rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from app import consent
+from app.backends.config import get_endpoint
+from app.backends.registry import provider_class
+from app.jobs import CancelToken, Progress
+from app.prompts import load_prompt
+from agent_training import baseline as baseline_mod
+from agent_training import intents as intents_mod
+from agent_training import rules as rules_mod
+from agent_training.llm import LLMResult, ask_safely
+from agent_training.messages import SentMessage, load_messages
+from agent_training.style import sender_phrases
+
+OFFLINE_INTENT_SOURCE = f"offline|extractive|{intents_mod.OFFLINE_VERSION}"
+MEASURED_SOURCE = f"offline|measure|{rules_mod.MEASURED_VERSION}"
+
+
+class ConsentRequired(PermissionError):
+    pass
+
+
+@dataclass
+class DistillConfig:
+    backend: str | None = None  # None: offline
+    sender: str | None = None  # one identity's address; None: all identities
+    limit: int | None = None  # first N messages of each sender
+    strategies: tuple[str, ...] = ("R3",)
+    all_intent_variants: bool = False  # all three temperatures instead of one sampled per message
+    concurrency: int = 4
+    seed: int = 0
+    consent_given_now: bool = False  # the user passed --i-consent-to-send-sent-mail
+    max_tokens: int | None = None  # cap on every answer (None: each stage's own; small for quick tests)
+    attempts: int = 3  # asks per row when the answer is malformed
+
+
+@dataclass
+class DistillCounts:
+    intents: int = 0
+    baselines: int = 0
+    rules: int = 0
+    measured: int = 0
+    skipped_done: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Distillation:
+    def __init__(self, db, config: DistillConfig, cancel: CancelToken | None = None, db_path: Path | None = None):
+        self.db = db
+        self.config = config
+        self.cancel = cancel or CancelToken()
+        self.db_path = db_path
+        self.counts = DistillCounts()
+        self.endpoint = None
+        if config.backend:
+            self.endpoint = get_endpoint(db, config.backend)
+            cls = provider_class(self.endpoint.provider)
+            self.provider_cls = cls
+            if cls.leaves_machine and not consent.has_consent(db, self.endpoint.name):
+                if not config.consent_given_now:
+                    raise ConsentRequired(
+                        f"distilling with {self.endpoint.name!r} sends your sent mail to it. "
+                        f"{consent.distill_statement(self.endpoint.name)} "
+                        f"To allow this, rerun with --i-consent-to-send-sent-mail (recorded for this backend), "
+                        f"or use --offline to keep everything on this computer."
+                    )
+                consent.grant(db, self.endpoint.name)
+        unknown = set(config.strategies) - set(rules_mod.STRATEGIES)
+        if unknown:
+            raise ValueError(f"unknown rule strategies: {', '.join(sorted(unknown))}")
+
+    # -- sources ---------------------------------------------------------------------------------
+
+    def _source(self, prompt_id: str) -> str:
+        ep = self.endpoint
+        model = ep.model or self.provider_cls.default_model
+        return f"{ep.name}|{model}|{prompt_id}"
+
+    def _temperature(self, variant: int) -> float | None:
+        if not self.provider_cls.supports_temperature:
+            return None  # e.g. Claude today: recorded as null, the variants differ by sampling alone
+        return intents_mod.TEMPERATURES[variant]
+
+    # -- the job ---------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[Progress]:
+        messages = load_messages(self.db, self.config.sender, self.config.limit)
+        started = time.monotonic()
+        if self.endpoint is None:
+            yield from self._offline(messages, started)
+            return
+        yield from self._intents_llm(messages, started)
+        if "R3" in self.config.strategies:
+            yield from self._baselines(messages, started)
+        for strategy in self.config.strategies:
+            yield from self._rules_llm(messages, strategy, started)
+        yield from self._measured(messages, started, with_baselines=True)
+
+    def _offline(self, messages: list[SentMessage], started: float) -> Iterator[Progress]:
+        done = self._done_keys("intents", "message_id", OFFLINE_INTENT_SOURCE)
+        for i, msg in enumerate(messages, 1):
+            if self.cancel.cancelled:
+                return
+            if msg.id in done:
+                self.counts.skipped_done += 1
+            else:
+                self._write_intent(msg, 0, None, OFFLINE_INTENT_SOURCE, LLMResult(True, (intents_mod.offline_intent(msg), ""), "", 1, "extractive"),
+                                   backend="offline", prompt=intents_mod.OFFLINE_VERSION)
+            if i % 50 == 0 or i == len(messages):
+                yield Progress(i, len(messages), "intents (offline)", started)
+        yield from self._measured(messages, started, with_baselines=False)
+
+    def _done_keys(self, table: str, column: str, source: str) -> set:
+        return {r[0] for r in self.db.execute(f"SELECT {column} FROM {table} WHERE source = ? AND status = 'ok'", [source])}
+
+    def _parallel(self, jobs: list[tuple[object, Callable[[], LLMResult]]], stage: str, started: float,
+                  on_result: Callable[[object, LLMResult], None]) -> Iterator[Progress]:
+        """Run ``jobs`` (key, call) with the concurrency limit; ``on_result`` runs on this thread."""
+        total = len(jobs)
+        if not total:
+            yield Progress(0, 0, stage, started)
+            return
+        workers = 1 if not self.provider_cls.leaves_machine else max(1, self.config.concurrency)
+        pending: dict[Future, object] = {}
+        queue = list(jobs)
+        finished = 0
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tiller-distill") as pool:
+            try:
+                while queue or pending:
+                    while queue and len(pending) < workers and not self.cancel.cancelled:
+                        key, call = queue.pop(0)
+                        pending[pool.submit(call)] = key
+                    if not pending:
+                        break
+                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        key = pending.pop(future)
+                        on_result(key, future.result())
+                        finished += 1
+                    yield Progress(finished, total, stage, started)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- intents ---------------------------------------------------------------------------------
+
+    def _write_intent(self, msg, variant, temperature, source, result: LLMResult, *, backend, prompt) -> None:
+        text, scratchpad = result.value if result.ok else (None, None)
+        self.db.execute(
+            "INSERT INTO intents (message_id, variant, text, scratchpad, status, backend, model, prompt_version, temperature,"
+            " source, raw, error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(message_id, variant, source) DO UPDATE SET text=excluded.text, scratchpad=excluded.scratchpad,"
+            " status=excluded.status, model=excluded.model, raw=excluded.raw, error=excluded.error,"
+            " attempts=excluded.attempts, created_at=excluded.created_at",
+            [msg.id, variant, text, scratchpad, "ok" if result.ok else "failed", backend, result.model, prompt,
+             temperature, source, result.raw, result.error, result.attempts, _now()],
+        )
+        self._count("intents", result, msg)
+
+    def _count(self, kind: str, result: LLMResult, msg) -> None:
+        if result.ok:
+            setattr(self.counts, kind, getattr(self.counts, kind) + 1)
+        else:
+            self.counts.failed += 1
+            self.counts.failures.append(f"{kind} for message {msg.id}: {result.error}")
+
+    def _intents_llm(self, messages, started) -> Iterator[Progress]:
+        request0, prompt_id = intents_mod.intent_request(messages[0], None) if messages else (None, "intents.v1")
+        source = self._source(prompt_id)
+        done = {(r[0], r[1]) for r in self.db.execute(
+            "SELECT message_id, variant FROM intents WHERE source = ? AND status = 'ok'", [source])}
+        jobs = []
+        for msg in messages:
+            variants = range(len(intents_mod.TEMPERATURES)) if self.config.all_intent_variants else [
+                intents_mod.sampled_variant(msg.id, self.config.seed)]
+            for variant in variants:
+                if (msg.id, variant) in done:
+                    self.counts.skipped_done += 1
+                    continue
+                temperature = self._temperature(variant)
+                request, _ = intents_mod.intent_request(msg, temperature)
+                jobs.append(((msg, variant, temperature), self._asker(request, intents_mod.parse_intent)))
+
+        def store(key, result):
+            msg, variant, temperature = key
+            self._write_intent(msg, variant, temperature, source, result, backend=self.endpoint.name, prompt=prompt_id)
+
+        yield from self._parallel(jobs, "intents", started, store)
+
+    def _asker(self, request, parse) -> Callable[[], LLMResult]:
+        if self.config.max_tokens:
+            request = replace(request, options={**request.options, "max_tokens": self.config.max_tokens})
+        return lambda: ask_safely(request, parse, self.endpoint, attempts=self.config.attempts, cancel=self.cancel,
+                                  db_path=self.db_path)
+
+    def _intent_rows(self, messages) -> dict[int, tuple[int, str]]:
+        """The intent each message trains with: message id -> (intent id, text). The sampled
+        variant from this backend's intent source, else any ok intent of that source."""
+        ids = [m.id for m in messages]
+        if not ids:
+            return {}
+        _, prompt_id = intents_mod.intent_request(messages[0], None)
+        source = self._source(prompt_id) if self.endpoint else OFFLINE_INTENT_SOURCE
+        rows = self.db.execute(
+            f"SELECT message_id, id, text, variant FROM intents WHERE status = 'ok' AND source = ? "
+            f"AND message_id IN ({','.join('?' * len(ids))}) ORDER BY id", [source, *ids]).fetchall()
+        chosen: dict[int, tuple[int, str]] = {}
+        for message_id, intent_id, text, variant in rows:
+            if message_id not in chosen or variant == intents_mod.sampled_variant(message_id, self.config.seed):
+                chosen[message_id] = (intent_id, text)
+        return chosen
+
+    # -- baselines -------------------------------------------------------------------------------
+
+    def _baselines(self, messages, started) -> Iterator[Progress]:
+        intents = self._intent_rows(messages)
+        by_id = {m.id: m for m in messages}
+        _, prompt_id = baseline_mod.baseline_request(messages[0], "x") if messages else (None, "baseline.v1")
+        source = self._source(prompt_id)
+        done = self._done_keys("baselines", "intent_id", source)
+        jobs = []
+        for message_id, (intent_id, text) in intents.items():
+            if intent_id in done:
+                self.counts.skipped_done += 1
+                continue
+            request, _ = baseline_mod.baseline_request(by_id[message_id], text)
+            jobs.append(((by_id[message_id], intent_id), self._asker(request, baseline_mod.parse_baseline)))
+
+        def store(key, result: LLMResult):
+            msg, intent_id = key
+            self.db.execute(
+                "INSERT INTO baselines (intent_id, text, status, backend, model, prompt_version, temperature, source, raw,"
+                " error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(intent_id, source) DO UPDATE SET text=excluded.text, status=excluded.status,"
+                " model=excluded.model, raw=excluded.raw, error=excluded.error, attempts=excluded.attempts,"
+                " created_at=excluded.created_at",
+                [intent_id, result.value if result.ok else None, "ok" if result.ok else "failed", self.endpoint.name,
+                 result.model, prompt_id, None, source, result.raw, result.error, result.attempts, _now()],
+            )
+            self._count("baselines", result, msg)
+
+        yield from self._parallel(jobs, "zero-shot baselines", started, store)
+
+    def _baseline_rows(self, intent_ids: list[int]) -> dict[int, tuple[int, str]]:
+        if not intent_ids:
+            return {}
+        rows = self.db.execute(
+            f"SELECT intent_id, id, text FROM baselines WHERE status = 'ok' AND intent_id IN ({','.join('?' * len(intent_ids))})"
+            " ORDER BY id", intent_ids).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # -- rules -----------------------------------------------------------------------------------
+
+    def _write_rules(self, msg, intent_id, baseline_id, strategy, source, prompt_id, result: LLMResult, backend) -> None:
+        rules, thinking, dropped = result.value if result.ok else (None, None, [])
+        self.db.execute(
+            "INSERT INTO rules (message_id, intent_id, baseline_id, strategy, rules, thinking, dropped, status, backend, model,"
+            " prompt_version, temperature, source, raw, error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(message_id, intent_id, strategy, source) DO UPDATE SET baseline_id=excluded.baseline_id,"
+            " rules=excluded.rules, thinking=excluded.thinking, dropped=excluded.dropped, status=excluded.status,"
+            " model=excluded.model, raw=excluded.raw, error=excluded.error, attempts=excluded.attempts,"
+            " created_at=excluded.created_at",
+            [msg.id, intent_id, baseline_id, strategy, "\n".join(f"- {r}" for r in rules) if rules else None, thinking,
+             json.dumps(dropped), "ok" if result.ok else "failed", backend, result.model, prompt_id, None, source,
+             result.raw, result.error, result.attempts, _now()],
+        )
+        self._count("measured" if strategy == rules_mod.MEASURED else "rules", result, msg)
+
+    def _rules_llm(self, messages, strategy, started) -> Iterator[Progress]:
+        intents = self._intent_rows(messages)
+        baselines = self._baseline_rows([i for i, _ in intents.values()]) if strategy == "R3" else {}
+        by_id = {m.id: m for m in messages}
+        prompt_id = load_prompt(f"rules_{strategy.lower()}").id
+        source = self._source(prompt_id)
+        done = {(r[0], r[1]) for r in self.db.execute(
+            "SELECT message_id, intent_id FROM rules WHERE source = ? AND strategy = ? AND status = 'ok'", [source, strategy])}
+        jobs = []
+        for message_id, (intent_id, intent_text) in intents.items():
+            if (message_id, intent_id) in done:
+                self.counts.skipped_done += 1
+                continue
+            msg = by_id[message_id]
+            baseline_id, baseline_text = baselines.get(intent_id, (None, None))
+            if strategy == "R3" and baseline_text is None:
+                continue  # its baseline failed: counted there
+            request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)
+            parse = (lambda email: (lambda raw: rules_mod.parse_rules(raw, email)))(msg.own_text)
+            jobs.append(((msg, intent_id, baseline_id), self._asker(request, parse)))
+
+        def store(key, result):
+            msg, intent_id, baseline_id = key
+            self._write_rules(msg, intent_id, baseline_id, strategy, source, prompt_id, result, self.endpoint.name)
+
+        yield from self._parallel(jobs, f"rules {strategy}", started, store)
+
+    def _measured(self, messages, started, *, with_baselines: bool) -> Iterator[Progress]:
+        intents = self._intent_rows(messages)
+        baselines = self._baseline_rows([i for i, _ in intents.values()]) if with_baselines else {}
+        done = {(r[0], r[1]) for r in self.db.execute(
+            "SELECT message_id, intent_id FROM rules WHERE source = ? AND status = 'ok'", [MEASURED_SOURCE])}
+        phrases: dict[str, list[str]] = {}
+        for sender in {m.sender for m in messages}:
+            texts = [r[0] for r in self.db.execute(
+                "SELECT own_text FROM messages WHERE from_addr = ? AND own_text != ''", [sender])]
+            phrases[sender] = sender_phrases(texts)
+        items = [(m, intents[m.id]) for m in messages if m.id in intents]
+        for i, (msg, (intent_id, _)) in enumerate(items, 1):
+            if self.cancel.cancelled:
+                return
+            if (msg.id, intent_id) in done:
+                self.counts.skipped_done += 1
+            else:
+                baseline_id, baseline_text = baselines.get(intent_id, (None, None))
+                rules = rules_mod.measured_rules(msg, phrases[msg.sender], baseline_text)
+                self._write_rules(msg, intent_id, baseline_id, rules_mod.MEASURED, MEASURED_SOURCE,
+                                  rules_mod.MEASURED_VERSION, LLMResult(True, (rules, "", []), "", 1, "measure"), "offline")
+            if i % 50 == 0 or i == len(items):
+                yield Progress(i, len(items), "measured style rules", started)

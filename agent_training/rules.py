@@ -1,0 +1,68 @@
+"""Preference rules, the agent's training targets.
+
+Three strategies from the paper, all through the large model, plus measured rules computed here:
+  R1  rules from the real email alone
+  R2  R1 with a <thinking> scratchpad before the rules
+  R3  rules from the difference between the zero-shot baseline and the real email, with thinking
+      (the default, and the paper's best)
+  measured  exact style facts (length, greeting, sign-off name, ...) from :mod:`agent_training.style`
+The thinking is stored but only the rules are targets. A rule that copies a long run of the real
+email is dropped (recorded in ``dropped``): rules say how to write, they do not carry the email.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.backends.base import GenerationRequest
+from app.prompts import load_prompt
+from agent_training.messages import SentMessage
+from agent_training.parsing import MalformedAnswer, bullets, extract_tag
+from agent_training.style import measure, style_rules
+
+STRATEGIES = ("R1", "R2", "R3")
+MEASURED = "measured"
+MEASURED_VERSION = "style-measured.v1"
+MAX_QUOTED_RUN = 10  # consecutive words shared with the real email that make a rule a quote
+
+
+def rules_request(strategy: str, msg: SentMessage, intent: str | None = None, baseline: str | None = None) -> tuple[GenerationRequest, str]:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown rule strategy {strategy!r} (have {', '.join(STRATEGIES)})")
+    prompt = load_prompt(f"rules_{strategy.lower()}")
+    if strategy == "R3" and (not intent or not baseline):
+        raise ValueError("R3 rules need the intent and the zero-shot baseline")
+    system, user = prompt.render(
+        recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)",
+        email=msg.own_text[:6000], intent=intent or "", baseline=baseline or "",
+    )
+    return GenerationRequest.simple(system, user, purpose="distill", max_tokens=1200), prompt.id
+
+
+def _runs(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def quotes_email(rule: str, email: str, max_run: int = MAX_QUOTED_RUN) -> bool:
+    """Whether ``rule`` shares a run of ``max_run`` consecutive words with ``email``."""
+    rule_words, email_words = _runs(rule), _runs(email)
+    if len(rule_words) < max_run:
+        return False
+    grams = {tuple(email_words[i : i + max_run]) for i in range(len(email_words) - max_run + 1)}
+    return any(tuple(rule_words[i : i + max_run]) in grams for i in range(len(rule_words) - max_run + 1))
+
+
+def parse_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
+    """(rules, thinking, dropped). Raises MalformedAnswer when no usable rule is left."""
+    items = bullets(extract_tag(raw, "rules"))
+    kept = [r for r in items if not quotes_email(r, email)]
+    dropped = [r for r in items if r not in kept]
+    if not kept:
+        raise MalformedAnswer("no usable rules (none given, or all of them quote the email)", raw)
+    return kept, extract_tag(raw, "thinking", required=False) or "", dropped
+
+
+def measured_rules(msg: SentMessage, phrases: list[str], baseline: str | None = None) -> list[str]:
+    real = measure(msg.own_text, msg.signature, phrases)
+    zero = measure(baseline) if baseline else None
+    return style_rules(real, zero)

@@ -1,0 +1,31 @@
+"""The preference agent's prompt template: the exact text it is trained on and prompted with.
+
+Gemma 3 270M is a base model without a chat template, so the agent gets a plain, fixed layout; the
+training target (the rules, one per line) follows ``RULES_HEADER``. Changing this layout changes
+what a trained adapter expects: bump ``AGENT_TEMPLATE_VERSION`` and retrain.
+"""
+
+from __future__ import annotations
+
+AGENT_TEMPLATE_VERSION = 1
+RULES_HEADER = "### Preference rules\n"
+MAX_CONTEXT_CHARS = 800  # the previous email is context, not the point: keep prompts short
+
+
+def agent_prompt(intent: str, *, recipient: str | None = None, subject: str | None = None, previous_context: str | None = None) -> str:
+    lines = ["### Email to write"]
+    if recipient:
+        lines.append(f"To: {recipient.strip()}")
+    if subject:
+        lines.append(f"Subject: {subject.strip()}")
+    if previous_context and previous_context.strip():
+        context = previous_context.strip()
+        if len(context) > MAX_CONTEXT_CHARS:
+            context = context[:MAX_CONTEXT_CHARS].rsplit(" ", 1)[0] + " …"
+        lines.append("Replying to:\n" + context)
+    lines.append("Intent:\n" + intent.strip())
+    return "\n".join(lines) + "\n" + RULES_HEADER
+
+
+def format_rules(rules: list[str]) -> str:
+    return "\n".join(f"- {r.strip()}" for r in rules if r.strip()) + "\n"

@@ -1,0 +1,39 @@
+"""Consent to send the user's sent mail to a cloud backend (for distillation).
+
+Drafting never sends sent mail, so it needs no consent. Distilling through a backend that leaves
+the machine sends each sent email to that provider: it requires a consent recorded for that
+backend, stating what is sent. Without it, distillation runs on this machine only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+DISTILL = "distill"
+
+
+def distill_statement(backend: str) -> str:
+    return (
+        f"Send the text of my sent emails (my own words, the quoted previous message, recipients and subjects) "
+        f"to the backend {backend!r} to extract intents and writing rules for training my on-device agent."
+    )
+
+
+def grant(db, backend: str, scope: str = DISTILL) -> None:
+    db["consents"].upsert(
+        {
+            "backend": backend, "scope": scope,
+            "granted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "statement": distill_statement(backend),
+        },
+        pk=("backend", "scope"),
+    )
+
+
+def revoke(db, backend: str, scope: str = DISTILL) -> bool:
+    cur = db.execute("DELETE FROM consents WHERE backend = ? AND scope = ?", [backend, scope])
+    return cur.rowcount > 0
+
+
+def has_consent(db, backend: str, scope: str = DISTILL) -> bool:
+    return db.execute("SELECT 1 FROM consents WHERE backend = ? AND scope = ?", [backend, scope]).fetchone() is not None

@@ -1,0 +1,264 @@
+"""Distillation: tagged-output parsing, measured style rules on real Enron mail, the time split,
+offline and cloud runs (resumable, traceable, consent-gated), and a run through the real
+llama.cpp OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from agent_training.dataset import Example, export, split_by_time
+from agent_training.distill import ConsentRequired, DistillConfig, Distillation
+from agent_training.parsing import MalformedAnswer, bullets, extract_tag
+from agent_training.style import measure, style_rules
+from app import secrets
+from app.backends.base import EndpointConfig
+from app.backends.config import save_endpoint
+from app.backends.ledger import Ledger
+from tests.conftest import ANTHROPIC_TEST_KEY, run_import
+
+KAY = "kay.mann@enron.com"
+
+
+def run(job):
+    for _ in job.run():
+        pass
+    return job.counts
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+def test_extract_tag_is_robust():
+    assert extract_tag("<scratchpad>x</scratchpad>\n<intent>\n- a\n</intent>", "intent") == "- a"
+    assert extract_tag("```xml\n<INTENT>- b</Intent>\n```", "intent") == "- b"
+    assert extract_tag("<intent>- draft</intent> then <intent>- final</intent>", "intent") == "- final"
+    assert extract_tag("thinking…\n<rules>\n- one\n- two", "rules") == "- one\n- two"  # unclosed at the end
+    assert extract_tag("<rules>- one\n<thinking>late</thinking>", "rules") == "- one"
+    for broken in ("no tags at all", "<intent>   </intent>", "<intent></intent><scratchpad>x</scratchpad>"):
+        with pytest.raises(MalformedAnswer) as info:
+            extract_tag(broken, "intent")
+        assert info.value.raw == broken
+    assert extract_tag("nothing", "thinking", required=False) is None
+
+
+def test_bullets():
+    assert bullets("- a\n* b\n1. c\n2) d\n• e") == ["a", "b", "c", "d", "e"]
+    assert bullets("- first line\n  continues here\n- second") == ["first line continues here", "second"]
+    assert bullets("plain line") == ["plain line"]
+
+
+# -- measured style on real mail --------------------------------------------------------------------
+
+
+@pytest.fixture
+def kay_db(db, enron):
+    run_import(db, enron / "maildir" / "mann-k")
+    return db
+
+
+def _own(db, pattern):
+    rows = db.execute("SELECT own_text, signature FROM messages WHERE own_text LIKE ?", [pattern]).fetchall()
+    assert len(rows) == 1, pattern
+    return rows[0]
+
+
+def test_measured_style_of_real_messages(kay_db):
+    text, sig = _own(kay_db, "KC,%My suggestion re this topic%")
+    p = measure(text, sig or "")
+    assert (p.greeting, p.greeting_name) == ("KC,", "KC")
+    assert (p.signoff, p.signature_name) == ("Thanks,", "Kay")
+    assert p.word_count == 23 and p.paragraphs == 4
+    assert p.contractions == [] and p.exclamations == 0
+    rules = style_rules(p)
+    assert 'Sign-off: "Thanks," then "Kay" on its own line.' in rules
+    assert 'Greeting: "KC," (addresses the recipient as KC).' in rules
+    assert rules[0] == "Length: about 25 words in 4 paragraphs."  # 23, rounded to 5
+
+    text, sig = _own(kay_db, "My brother just called%")
+    p = measure(text, sig or "")
+    assert p.greeting is None and p.signoff is None and p.signature_name == "Kay"
+    assert p.contractions == ["i'll"]
+    assert p.word_count == 54 and p.sentences == 4  # "Ft. Worth" does not end a sentence
+    assert 'No closing phrase; sign with just "Kay".' in style_rules(p)
+    shorter = style_rules(p, measure("Dear Sylvia,\n\n" + "word " * 200 + "\n\nBest regards,\nKay"))
+    assert shorter[0] == "Length: about 55 words in 3 paragraphs (much shorter than a generic draft of 205 words)."
+    assert "(a generic draft would open with one)" in shorter[1]
+
+
+# -- the split ---------------------------------------------------------------------------------------
+
+
+def test_time_split_per_sender():
+    def ex(i, sender, date):
+        return Example(i, sender, date, "p", "r", "e", {})
+
+    a = [ex(i, "a", f"2001-01-{i + 1:02d}") for i in range(10)]
+    b = [ex(100 + i, "b", f"2000-06-{i + 1:02d}") for i in range(5)]
+    train, test = split_by_time(list(reversed(a)) + b)
+    for sender, n_train, n_test in (("a", 8, 2), ("b", 4, 1)):
+        tr = [e for e in train if e.sender == sender]
+        te = [e for e in test if e.sender == sender]
+        assert (len(tr), len(te)) == (n_train, n_test)
+        assert max(e.date for e in tr) <= min(e.date for e in te)
+
+
+# -- offline -----------------------------------------------------------------------------------------
+
+
+def test_offline_distillation_is_resumable_traceable_and_sends_nothing(kay_db, tmp_path):
+    before = Ledger().last_id()
+    counts = run(Distillation(kay_db, DistillConfig(sender=KAY, limit=20)))
+    assert counts.intents == 20 and counts.measured == 20 and counts.failed == 0
+    rows = kay_db.execute("SELECT backend, model, prompt_version, source FROM intents").fetchall()
+    assert set(rows) == {("offline", "extractive", "intent-extractive.v1", "offline|extractive|intent-extractive.v1")}
+    rows = kay_db.execute("SELECT strategy, backend, prompt_version FROM rules").fetchall()
+    assert set(rows) == {("measured", "offline", "style-measured.v1")}
+    again = run(Distillation(kay_db, DistillConfig(sender=KAY, limit=20)))
+    assert (again.intents, again.measured, again.skipped_done) == (0, 0, 40)
+    stats = export(kay_db, strategy="measured", sender=KAY, out_dir=tmp_path / "ds")
+    assert (stats["train"], stats["test"]) == (16, 4)
+    records = [json.loads(line) for line in (tmp_path / "ds" / "train.jsonl").read_text().splitlines()]
+    first = records[0]
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+    assert first["messages"][0]["content"].endswith("### Preference rules\n")
+    assert first["messages"][1]["content"].startswith("- Length: about")
+    assert first["meta"]["rules_source"] == "offline|measure|style-measured.v1"
+    naive = json.loads((tmp_path / "ds" / "naive_train.jsonl").read_text().splitlines()[0])
+    assert naive["messages"][0] == first["messages"][0] and "Length" not in naive["messages"][1]["content"]
+    assert Ledger().entries(since_id=before) == []
+
+
+# -- a cloud backend (Anthropic wire format, scripted tagged answers) -------------------------------
+
+
+def scripted_claude(prompt_text: str) -> str:
+    """Tagged answers the way a large model gives them, chosen by which prompt was sent."""
+    if "<intent>" in prompt_text and "Put the email" in prompt_text:
+        return "<email>\nDear colleague,\n\nI hope this finds you well. " + "Some words. " * 40 + "\n\nBest regards,\nAssistant\n</email>"
+    if "<generic_email>" in prompt_text:
+        return "<thinking>The real one is shorter.</thinking>\n<rules>\n- Keep it short.\n- Skip the greeting.\n</rules>"
+    if "write the core content as short first-person bullet points" in prompt_text:
+        return "<scratchpad>Thinking.</scratchpad>\n<intent>\n- I will be out\n- ask about the coop\n</intent>"
+    return "I am not sure what you want."
+
+
+@pytest.fixture
+def claude(kay_db, anthropic_server):
+    anthropic_server.reply = scripted_claude
+    save_endpoint(kay_db, EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url))
+    secrets.set_key("claude", ANTHROPIC_TEST_KEY)
+    return anthropic_server
+
+
+def test_cloud_distillation_needs_recorded_consent(kay_db, claude):
+    with pytest.raises(ConsentRequired, match="i-consent-to-send-sent-mail"):
+        Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=3))
+    assert claude.requests == [] and Ledger().last_id() == 0
+    Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=3, consent_given_now=True))
+    row = kay_db.execute("SELECT backend, scope, statement FROM consents").fetchone()
+    assert row[0] == "claude" and row[1] == "distill" and "sent emails" in row[2]
+    Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=3))  # recorded: no flag needed now
+
+
+def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
+    config = DistillConfig(backend="claude", sender=KAY, limit=5, consent_given_now=True, concurrency=3)
+    counts = run(Distillation(kay_db, config))
+    assert (counts.intents, counts.baselines, counts.rules, counts.measured, counts.failed) == (5, 5, 5, 5, 0)
+    intent = kay_db.execute("SELECT text, scratchpad, backend, model, prompt_version, temperature, source FROM intents").fetchone()
+    assert intent == ("- I will be out\n- ask about the coop", "Thinking.", "claude", "claude-test", "intents.v1", None,
+                      "claude|claude-test|intents.v1")  # Claude has no temperature today: recorded as null
+    rule = kay_db.execute("SELECT rules, thinking, baseline_id, prompt_version FROM rules WHERE strategy = 'R3'").fetchone()
+    assert rule[0] == "- Keep it short.\n- Skip the greeting." and rule[1] == "The real one is shorter." and rule[2]
+    assert rule[3] == "rules_r3.v1"
+    ledger = Ledger().entries(limit=100)
+    assert len(ledger) == 15 and {r["purpose"] for r in ledger} == {"distill"}
+    stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")
+    assert stats["examples"] == 5
+    target = json.loads((tmp_path / "r3" / "train.jsonl").read_text().splitlines()[0])["messages"][1]["content"]
+    assert target.startswith("- Keep it short.\n- Skip the greeting.\n- Length: about")  # LLM rules + measured
+    assert "than a generic draft of" in target  # measured against the zero-shot baseline
+    # rerun: nothing is asked again
+    sent = len(claude.requests)
+    assert run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5))).skipped_done == 20
+    assert len(claude.requests) == sent
+
+
+def test_malformed_answers_are_retried_then_recorded_with_raw_text(kay_db, claude):
+    answers = iter(["sorry, no tags", "<intent></intent>"])
+    claude.reply = lambda text: next(answers, None) or scripted_claude(text)
+    counts = run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=1, strategies=("R1",),
+                                                    consent_given_now=True, concurrency=1)))
+    assert counts.intents == 1  # third ask succeeded
+    assert kay_db.execute("SELECT attempts FROM intents").fetchone()[0] == 3
+    # R1 answers never carry <rules> in this script: failed after 3 asks, raw answer kept
+    row = kay_db.execute("SELECT status, raw, error, attempts FROM rules WHERE strategy = 'R1'").fetchone()
+    assert row[0] == "failed" and row[1] == "I am not sure what you want." and "malformed" in row[2] and row[3] == 3
+
+
+def test_a_new_prompt_version_recomputes_only_its_stage(kay_db, claude, tmp_path, monkeypatch):
+    import shutil
+
+    import app.prompts
+
+    run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=2, consent_given_now=True)))
+    prompts = tmp_path / "prompts"
+    shutil.copytree(app.prompts.PROMPTS, prompts)
+    (prompts / "rules_r3.v2.txt").write_text((prompts / "rules_r3.v1.txt").read_text() + "\nBe brief.\n")
+    monkeypatch.setattr(app.prompts, "PROMPTS", prompts)
+    sent = len(claude.requests)
+    counts = run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=2)))
+    assert (counts.intents, counts.baselines, counts.rules) == (0, 0, 2)
+    assert len(claude.requests) == sent + 2
+    versions = sorted(r[0] for r in kay_db.execute("SELECT prompt_version FROM rules WHERE strategy = 'R3'"))
+    assert versions == ["rules_r3.v1", "rules_r3.v1", "rules_r3.v2", "rules_r3.v2"]
+
+
+def test_rules_that_quote_the_email_are_dropped():
+    from agent_training.rules import parse_rules
+
+    email = "My brother just called, and my dad has just been admitted to the hospital for a heart problem."
+    raw = ("<rules>\n- Short sentences.\n- Say: my brother just called, and my dad has just been admitted to the "
+           "hospital for a heart problem\n</rules>")
+    rules, _, dropped = parse_rules(raw, email)
+    assert rules == ["Short sentences."] and len(dropped) == 1
+
+
+# -- through the real llama.cpp OpenAI-compatible server -------------------------------------------
+
+
+def test_distillation_through_the_local_openai_compatible_server(kay_db, llama_server):
+    save_endpoint(kay_db, EndpointConfig("lab llama", "openai_compat", "gemma-270m", llama_server))
+    config = DistillConfig(backend="lab llama", sender=KAY, limit=2, strategies=("R1",), consent_given_now=True,
+                           concurrency=1, max_tokens=40, attempts=2)
+    counts = run(Distillation(kay_db, config))
+    assert counts.intents + counts.failed >= 2
+    rows = kay_db.execute("SELECT status, raw, backend, model, prompt_version, temperature FROM intents").fetchall()
+    assert len(rows) == 2
+    for status, raw, backend, model, prompt_version, temperature in rows:
+        assert backend == "lab llama" and prompt_version == "intents.v1" and temperature in (0.7, 1.0, 1.2)
+        assert raw.strip(), "the model's answer is kept even when it could not be parsed"
+    ledger = Ledger().entries(limit=50)
+    assert ledger and all(r["url"] == f"{llama_server}/chat/completions" and r["purpose"] == "distill" for r in ledger)
+    assert any(re.search(r"coop|brother|Kay|KC", r["request_payload"]) for r in ledger) or ledger[0]["request_bytes"] > 500
+
+
+def test_tiller_distill_runs_the_trainer_side_as_a_process(kay_db, claude):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def tiller(*args):
+        return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+    proc = tiller("distill", "--offline", "--limit", "4", "--sender", KAY)
+    assert proc.returncode == 0, proc.stderr
+    assert "Dataset (measured)" in proc.stdout and "intents 4" in proc.stdout
+    proc = tiller("distill", "--backend", "claude", "--limit", "1")
+    assert proc.returncode == 1 and "i-consent-to-send-sent-mail" in proc.stderr
+    assert claude.requests == []
+    proc = tiller("distill", "--help")
+    assert proc.returncode == 0 and "--offline" in proc.stdout
