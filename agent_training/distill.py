@@ -297,15 +297,17 @@ class Distillation:
         by_id = {m.id: m for m in messages}
         prompt_id = load_prompt(f"rules_{strategy.lower()}").id
         source = self._source(prompt_id)
-        done = {(r[0], r[1]) for r in self.db.execute(
-            "SELECT message_id, intent_id FROM rules WHERE source = ? AND strategy = ? AND status = 'ok'", [source, strategy])}
+        # R3 rules also depend on the baseline: a new baseline (e.g. a new baseline prompt) redoes them.
+        done = {(r[0], r[1], r[2] if strategy == "R3" else None) for r in self.db.execute(
+            "SELECT message_id, intent_id, baseline_id FROM rules WHERE source = ? AND strategy = ? AND status = 'ok'",
+            [source, strategy])}
         jobs = []
         for message_id, (intent_id, intent_text) in intents.items():
-            if (message_id, intent_id) in done:
-                self.counts.skipped_done += 1
-                continue
             msg = by_id[message_id]
             baseline_id, baseline_text = baselines.get(intent_id, (None, None))
+            if (message_id, intent_id, baseline_id if strategy == "R3" else None) in done:
+                self.counts.skipped_done += 1
+                continue
             if strategy == "R3" and baseline_text is None:
                 continue  # its baseline failed: counted there
             request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)

@@ -507,7 +507,8 @@ def find_sample_mail() -> Path | None:
 
 @cli.command("demo")
 def demo_command() -> None:
-    """Run the main job on the embedded defaults: import the sample of real mail and summarize it."""
+    """Run the main job on the embedded defaults: import the sample of real mail, then distill it
+    offline into the agent's training dataset."""
     from app.mail.sources import open_source
 
     sample = find_sample_mail()
@@ -519,6 +520,10 @@ def demo_command() -> None:
     result = run_import(db, open_source(sample), show_skipped=5)
     if result.status != "completed":
         sys.exit(130)
+    console.rule("Distilling training data on this computer (nothing is sent anywhere)")
+    code = run_training_command(["distill", "--offline"])
+    if code:
+        sys.exit(code)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from app.cli import cli
 
 
-def test_demo_imports_the_sample_and_prints_counts_and_identities(enron, monkeypatch):
+def test_demo_imports_the_sample_and_prints_counts_and_identities(enron, monkeypatch, tiller_home):
     monkeypatch.setenv("TILLER_SAMPLE_MAIL", str(enron / "maildir"))
     result = CliRunner().invoke(cli, ["demo"])
     assert result.exit_code == 0, result.output
@@ -16,6 +16,11 @@ def test_demo_imports_the_sample_and_prints_counts_and_identities(enron, monkeyp
     assert "MANIFEST.tsv: not-an-email" in out
     assert "kay.mann@enron.com" in out
     assert "8892 messages stored: 8209 written by you, 683 kept as context" in out
+    # then the offline distillation (a separate process) built the dataset
+    import json
+
+    stats = json.loads((tiller_home / "datasets" / "all" / "measured" / "stats.json").read_text())
+    assert (stats["examples"], stats["train"], stats["test"]) == (7755, 6204, 1551)
 
 
 def test_import_of_a_missing_path_is_a_clear_error():

@@ -214,6 +214,10 @@ def test_a_new_prompt_version_recomputes_only_its_stage(kay_db, claude, tmp_path
     assert len(claude.requests) == sent + 2
     versions = sorted(r[0] for r in kay_db.execute("SELECT prompt_version FROM rules WHERE strategy = 'R3'"))
     assert versions == ["rules_r3.v1", "rules_r3.v1", "rules_r3.v2", "rules_r3.v2"]
+    # a new baseline prompt redoes the baselines and the R3 rules that depend on them, not the intents
+    (prompts / "baseline.v2.txt").write_text((prompts / "baseline.v1.txt").read_text() + "\nBe formal.\n")
+    counts = run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=2)))
+    assert (counts.intents, counts.baselines, counts.rules) == (0, 2, 2)
 
 
 def test_rules_that_quote_the_email_are_dropped():
