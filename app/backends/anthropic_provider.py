@@ -73,7 +73,7 @@ class AnthropicProvider(Provider):
             params["stop_sequences"] = list(options.stop)
         return params
 
-    def _error(self, exc: BaseException) -> BackendError | None:
+    def translate_error(self, exc: BaseException) -> BackendError | None:
         name = self.endpoint.name
         if isinstance(exc, anthropic.APIStatusError):
             detail = getattr(exc, "api_message", None) or None
@@ -86,7 +86,7 @@ class AnthropicProvider(Provider):
 
     def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
         params = self._params(request, options)
-        try:
+        with self.translating_errors():
             stream = self._client(options).messages.create(stream=True, **params)
             stop_reason, model, usage_in, usage_out = None, None, None, None
             with stream:
@@ -106,20 +106,10 @@ class AnthropicProvider(Provider):
                         # without it was cut, whatever text arrived.
                         yield Finished(_STOP_REASONS.get(stop_reason, stop_reason or "stop"), usage_in, usage_out, model)
                         return
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
 
     def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
-        try:
+        with self.translating_errors():
             message = self._client(options).messages.create(**self._params(request, options))
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
         text = "".join(block.text for block in message.content if block.type == "text")
         reason = _STOP_REASONS.get(message.stop_reason, message.stop_reason or "stop")
         return text, Finished(reason, message.usage.input_tokens, message.usage.output_tokens, message.model)

@@ -11,12 +11,13 @@ provider module stays a thin translation between our request and one SDK.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.backends.errors import ConfigError
+from app.backends.errors import BackendError, ConfigError
 from app.jobs import CancelToken
 
 
@@ -141,3 +142,20 @@ class Provider:
 
     def close(self) -> None:
         """Release what the provider holds (the client's sockets)."""
+
+    def translate_error(self, exc: BaseException) -> BackendError | None:
+        """The :mod:`app.backends.errors` error for an SDK's exception, or None to let it through."""
+        return None
+
+    @contextmanager
+    def translating_errors(self):
+        """Around SDK calls (and stream loops): SDK exceptions leave as our errors."""
+        try:
+            yield
+        except BackendError:
+            raise
+        except Exception as exc:
+            mapped = self.translate_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc

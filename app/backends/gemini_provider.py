@@ -61,7 +61,7 @@ class GeminiProvider(Provider):
         )
         return contents, config
 
-    def _error(self, exc: BaseException) -> BackendError | None:
+    def translate_error(self, exc: BaseException) -> BackendError | None:
         name = self.endpoint.name
         if isinstance(exc, genai_errors.UnknownApiResponseError):
             return BackendConnectionError(f"backend {name!r}: the response was garbled ({str(exc)[:120]})", backend=name)
@@ -94,7 +94,7 @@ class GeminiProvider(Provider):
 
     def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
         contents, config = self._contents_and_config(request, options)
-        try:
+        with self.translating_errors():
             finished = None
             for chunk in self._client(options).models.generate_content_stream(model=self.model, contents=contents, config=config):
                 text = self._chunk_text(chunk)
@@ -104,20 +104,10 @@ class GeminiProvider(Provider):
             # The last chunk of a complete answer carries finishReason; without it the stream was cut.
             if finished is not None:
                 yield finished
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
 
     def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
         contents, config = self._contents_and_config(request, options)
-        try:
+        with self.translating_errors():
             response = self._client(options).models.generate_content(model=self.model, contents=contents, config=config)
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
         finished = self._finish(response, self.model) or Finished("stop", model=self.model)
         return self._chunk_text(response), finished

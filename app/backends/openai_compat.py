@@ -59,7 +59,7 @@ class OpenAICompatProvider(Provider):
             params["stop"] = list(options.stop)
         return params
 
-    def _error(self, exc: BaseException) -> BackendError | None:
+    def translate_error(self, exc: BaseException) -> BackendError | None:
         name = self.endpoint.name
         if isinstance(exc, openai.APIStatusError):
             return http_errors.from_status(name, exc.status_code, exc.response.headers, getattr(exc, "message", None))
@@ -70,7 +70,7 @@ class OpenAICompatProvider(Provider):
         return http_errors.from_transport(name, exc)
 
     def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
-        try:
+        with self.translating_errors():
             stream = self._client(options).chat.completions.create(stream=True, **self._params(request, options))
             with stream:
                 finished = None
@@ -91,20 +91,10 @@ class OpenAICompatProvider(Provider):
                 # A finish_reason says the answer is complete; a stream that ends without one was cut.
                 if finished is not None:
                     yield finished
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
 
     def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
-        try:
+        with self.translating_errors():
             response = self._client(options).chat.completions.create(**self._params(request, options))
-        except Exception as exc:
-            mapped = self._error(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
         choice = response.choices[0]
         usage = response.usage
         return choice.message.content or "", Finished(
