@@ -142,6 +142,8 @@ def scripted_claude(prompt_text: str) -> str:
         return "<thinking>The real one is shorter.</thinking>\n<rules>\n- Keep it short.\n- Skip the greeting.\n</rules>"
     if "write the core content as short first-person bullet points" in prompt_text:
         return "<scratchpad>Thinking.</scratchpad>\n<intent>\n- I will be out\n- ask about the coop\n</intent>"
+    if "Here is an email this person wrote" in prompt_text:  # R1 / R2
+        return "<thinking>Terse.</thinking>\n<rules>\n- Be terse.\n</rules>"
     return "I am not sure what you want."
 
 
@@ -164,9 +166,12 @@ def test_cloud_distillation_needs_recorded_consent(kay_db, claude):
 
 
 def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
-    config = DistillConfig(backend="claude", sender=KAY, limit=5, consent_given_now=True, concurrency=3)
+    config = DistillConfig(backend="claude", sender=KAY, limit=5, consent_given_now=True, concurrency=3,
+                           strategies=("R1", "R2", "R3"))
     counts = run(Distillation(kay_db, config))
-    assert (counts.intents, counts.baselines, counts.rules, counts.measured, counts.failed) == (5, 5, 5, 5, 0)
+    assert (counts.intents, counts.baselines, counts.rules, counts.measured, counts.failed) == (5, 5, 15, 5, 0)
+    r2 = kay_db.execute("SELECT rules, thinking, baseline_id FROM rules WHERE strategy = 'R2'").fetchone()
+    assert r2 == ("- Be terse.", "Terse.", None)
     intent = kay_db.execute("SELECT text, scratchpad, backend, model, prompt_version, temperature, source FROM intents").fetchone()
     assert intent == ("- I will be out\n- ask about the coop", "Thinking.", "claude", "claude-test", "intents.v1", None,
                       "claude|claude-test|intents.v1")  # Claude has no temperature today: recorded as null
@@ -174,7 +179,7 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     assert rule[0] == "- Keep it short.\n- Skip the greeting." and rule[1] == "The real one is shorter." and rule[2]
     assert rule[3] == "rules_r3.v1"
     ledger = Ledger().entries(limit=100)
-    assert len(ledger) == 15 and {r["purpose"] for r in ledger} == {"distill"}
+    assert len(ledger) == 25 and {r["purpose"] for r in ledger} == {"distill"}
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")
     assert stats["examples"] == 5
     target = json.loads((tmp_path / "r3" / "train.jsonl").read_text().splitlines()[0])["messages"][1]["content"]
@@ -182,13 +187,19 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     assert "than a generic draft of" in target  # measured against the zero-shot baseline
     # rerun: nothing is asked again
     sent = len(claude.requests)
-    assert run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5))).skipped_done == 20
+    assert run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1", "R2", "R3")))).skipped_done == 30
     assert len(claude.requests) == sent
 
 
 def test_malformed_answers_are_retried_then_recorded_with_raw_text(kay_db, claude):
     answers = iter(["sorry, no tags", "<intent></intent>"])
-    claude.reply = lambda text: next(answers, None) or scripted_claude(text)
+
+    def reply(text):
+        if "Here is an email this person wrote" in text:
+            return "I am not sure what you want."  # R1 never answers with <rules> here
+        return next(answers, None) or scripted_claude(text)
+
+    claude.reply = reply
     counts = run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=1, strategies=("R1",),
                                                     consent_given_now=True, concurrency=1)))
     assert counts.intents == 1  # third ask succeeded
