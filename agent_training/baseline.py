@@ -9,8 +9,11 @@ from agent_training.messages import SentMessage
 from agent_training.parsing import extract_tag
 
 
+PROMPT = "baseline"
+
+
 def baseline_request(msg: SentMessage, intent: str) -> tuple[GenerationRequest, str]:
-    prompt = load_prompt("baseline")
+    prompt = load_prompt(PROMPT)
     system, user = prompt.render(
         recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)",
         previous=msg.previous_context[:2000] or "(none: a new email)", intent=intent,

@@ -190,7 +190,7 @@ class Distillation:
             self.counts.failures.append(f"{kind} for message {msg.id}: {result.error}")
 
     def _intents_llm(self, messages, started) -> Iterator[Progress]:
-        request0, prompt_id = intents_mod.intent_request(messages[0], None) if messages else (None, "intents.v1")
+        prompt_id = load_prompt(intents_mod.PROMPT).id
         source = self._source(prompt_id)
         done = {(r[0], r[1]) for r in self.db.execute(
             "SELECT message_id, variant FROM intents WHERE source = ? AND status = 'ok'", [source])}
@@ -224,8 +224,7 @@ class Distillation:
         ids = [m.id for m in messages]
         if not ids:
             return {}
-        _, prompt_id = intents_mod.intent_request(messages[0], None)
-        source = self._source(prompt_id) if self.endpoint else OFFLINE_INTENT_SOURCE
+        source = self._source(load_prompt(intents_mod.PROMPT).id) if self.endpoint else OFFLINE_INTENT_SOURCE
         rows = self.db.execute(
             f"SELECT message_id, id, text, variant FROM intents WHERE status = 'ok' AND source = ? "
             f"AND message_id IN ({','.join('?' * len(ids))}) ORDER BY id", [source, *ids]).fetchall()
@@ -240,7 +239,7 @@ class Distillation:
     def _baselines(self, messages, started) -> Iterator[Progress]:
         intents = self._intent_rows(messages)
         by_id = {m.id: m for m in messages}
-        _, prompt_id = baseline_mod.baseline_request(messages[0], "x") if messages else (None, "baseline.v1")
+        prompt_id = load_prompt(baseline_mod.PROMPT).id
         source = self._source(prompt_id)
         done = self._done_keys("baselines", "intent_id", source)
         jobs = []

@@ -17,6 +17,7 @@ from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, extract_tag
 from agent_training.style import find_greeting, find_signoff, sentences
 
+PROMPT = "intents"
 TEMPERATURES = (0.7, 1.0, 1.2)
 OFFLINE_VERSION = "intent-extractive.v1"
 MAX_EMAIL_CHARS = 6000
@@ -32,7 +33,7 @@ def _clip(text: str, limit: int = MAX_EMAIL_CHARS) -> str:
 
 
 def intent_request(msg: SentMessage, temperature: float | None) -> tuple[GenerationRequest, str]:
-    prompt = load_prompt("intents")
+    prompt = load_prompt(PROMPT)
     system, user = prompt.render(
         sender=msg.sender, recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)",
         previous=_clip(msg.previous_context, 2000) or "(none: a new email)", email=_clip(msg.own_text),

@@ -286,8 +286,9 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
                 set_default_endpoint(db, name)
     except ConfigError as exc:
         raise _backend_error(exc) from None
-    console.print(f"Saved backend [bold]{name}[/] ({provider}). Key: {_key_status(cfg)}")
-    if _key_status(cfg) == "missing":
+    key_status = _key_status(cfg)
+    console.print(f"Saved backend [bold]{name}[/] ({provider}). Key: {key_status}")
+    if key_status == "missing":
         console.print(f"Store its API key with: tiller keys set {name!r}")
 
 

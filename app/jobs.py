@@ -41,6 +41,10 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking at once when cancelled; True if cancelled."""
+        return self._event.wait(timeout)
+
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
             raise Cancelled("cancelled")

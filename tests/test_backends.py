@@ -308,7 +308,7 @@ def test_every_attempt_is_in_the_ledger_with_its_payload(cloud):
     rows = sorted(Ledger().entries(since_id=before), key=lambda r: r["id"])
     assert [r["response_status"] for r in rows] == [429, 200]
     assert [r["outcome"] for r in rows] == ["http_error", "ok"]
-    for row, captured in zip(rows, model_requests(server)):
+    for row, captured in zip(rows, model_requests(server), strict=True):
         assert row["request_payload"].encode() == captured.body, "the ledger must hold exactly what was sent"
         assert row["request_bytes"] == len(captured.body)
         assert row["backend"] == endpoint.name and row["purpose"] == "draft"

@@ -4,7 +4,6 @@ through the one drafting call site."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest

@@ -122,11 +122,17 @@ class Generation:
         self.db_path = Path(db_path) if db_path else paths.database_path()
         self.on_retry = on_retry
         self.completion: Completion | None = None
-        self.partial_text = ""
+        self._pieces: list[str] = []  # the current attempt's text so far
         merged = {**endpoint.options, **request.options}
         self.options: Options = parse_options(self.cls.Options, merged, where=f"backend {endpoint.name!r}")
         self._key = self._find_key(key)
+        self._ledger = Ledger(self.db_path) if self.cls.leaves_machine else None
         self._iterator: Iterator[str] | None = None
+
+    @property
+    def partial_text(self) -> str:
+        """What the current (or last) attempt delivered so far."""
+        return "".join(self._pieces)
 
     def _find_key(self, explicit: str | None) -> str | None:
         found = secrets.lookup(self.endpoint.name, self.cls.key_env_vars, explicit)
@@ -135,13 +141,13 @@ class Generation:
         return found.value if found else None
 
     def _http_client(self) -> httpx.Client | None:
-        if not self.cls.leaves_machine:
+        if self._ledger is None:
             return None
         ctx = LedgerContext(
             backend=self.endpoint.name, provider=self.cls.id,
             model=self.endpoint.model or self.cls.default_model, purpose=self.request.purpose,
         )
-        transport = LedgerTransport(Ledger(self.db_path), ctx, secrets=(self._key,))
+        transport = LedgerTransport(self._ledger, ctx, secrets=(self._key,))
         timeout = httpx.Timeout(self.options.timeout_s, connect=self.options.connect_timeout_s)
         return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
 
@@ -210,7 +216,7 @@ class Generation:
         while True:
             attempt += 1
             self.cancel.raise_if_cancelled()
-            pieces: list[str] = []
+            self._pieces = pieces = []
             http_client = self._http_client()
             provider = self.cls(self.endpoint, self._key, http_client)
             attempt_events = self._attempt_events(provider, http_client)
@@ -220,7 +226,6 @@ class Generation:
                     if isinstance(event, TextDelta):
                         if event.text:
                             pieces.append(event.text)
-                            self.partial_text = "".join(pieces)
                             yield event.text
                     elif isinstance(event, Finished):
                         finished = event
@@ -262,7 +267,7 @@ class Generation:
                     raise
                 if self.on_retry:
                     self.on_retry(RetryNotice(attempt, wait, exc))
-                if self.cancel._event.wait(wait):
+                if self.cancel.wait(wait):
                     raise Cancelled("cancelled") from None
             finally:
                 attempt_events.close()
