@@ -24,7 +24,7 @@ from pathlib import Path
 from app import consent
 from app.backends.config import get_endpoint
 from app.backends.registry import provider_class
-from app.jobs import CancelToken, Progress
+from app.jobs import CancelToken, Cancelled, Progress
 from app.prompts import load_prompt
 from agent_training import baseline as baseline_mod
 from agent_training import intents as intents_mod
@@ -161,7 +161,11 @@ class Distillation:
                     ready, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in ready:
                         key = pending.pop(future)
-                        on_result(key, future.result())
+                        try:
+                            result = future.result()
+                        except Cancelled:
+                            continue  # stopped mid-request: nothing stored, the next run asks again
+                        on_result(key, result)
                         finished += 1
                     yield Progress(finished, total, stage, started)
             finally:

@@ -190,6 +190,24 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     assert len(claude.requests) == sent
 
 
+def test_cancel_mid_request_stops_cleanly_and_the_rerun_finishes(kay_db, claude):
+    from app.jobs import CancelToken
+    from tests.wire.server import Fault
+
+    claude.enqueue(Fault.slow(0.0), *[Fault.slow(1.0)] * 4)  # one quick answer, the other request still waiting
+    token = CancelToken()
+    job = Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1",),
+                                             consent_given_now=True, concurrency=2), cancel=token)
+    for progress in job.run():  # a request in flight when cancel comes must not escape as an error
+        if progress.done >= 1:
+            token.cancel()
+    assert job.counts.intents == 1 and job.counts.failed == 0
+    stored = kay_db.execute("SELECT COUNT(*) FROM intents").fetchone()[0]
+    assert stored == job.counts.intents
+    counts = run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1",))))
+    assert counts.intents == 5 - stored and counts.skipped_done == stored
+
+
 def test_malformed_answers_are_retried_then_recorded_with_raw_text(kay_db, claude):
     answers = iter(["sorry, no tags", "<intent></intent>"])
 
