@@ -19,7 +19,7 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 
 @click.group()
 def cli() -> None:
-    """Tiller's training side: distillation, datasets (fine-tuning and evaluation follow)."""
+    """Tiller's training side: distillation, datasets, fine-tuning (evaluation follows)."""
 
 
 @cli.command("distill")
@@ -94,6 +94,100 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         console.print(table)
         console.print(f"{stats['examples']} examples; mean words: intent {stats['mean_intent_words']}, rules "
                       f"{stats['mean_rules_words']}, email {stats['mean_email_words']}; undated left out: {stats['undated_excluded']}")
+
+
+@cli.command("train")
+@click.option("--sender", help="Train this identity's profile (its own adapter); default: one profile for all senders.")
+@click.option("--dataset", type=click.Path(path_type=Path, dir_okay=False), help="Chat-format train.jsonl (default: the newest from `distill`).")
+@click.option("--out", "output", type=click.Path(path_type=Path, file_okay=False), help="Profile folder (default: <data>/agents/<sender or all>).")
+@click.option("--base-gguf", type=click.Path(path_type=Path, dir_okay=False), help="Base model GGUF (default: the embedded Gemma 3 270M).")
+@click.option("--base-hf", type=click.Path(path_type=Path, file_okay=False), help="Hugging Face folder matching --base-gguf (else converted from it).")
+@click.option("--steps", "max_steps", type=int, help="Stop after N optimizer steps (overrides --epochs).")
+@click.option("--epochs", default=1.0, show_default=True)
+@click.option("--rank", type=int, help="LoRA rank (default 16 on CPU, 256 with CUDA).")
+@click.option("--alpha", type=float, help="LoRA alpha (default: = rank).")
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--batch-size", type=int, help="Examples per step (default 4 on CPU, 8 with CUDA).")
+@click.option("--grad-accum", default=1, show_default=True)
+@click.option("--max-length", type=int, help="Token limit per example; longer ones are skipped and counted (default 512 CPU, 1024 CUDA).")
+@click.option("--limit", type=int, help="Only the first N usable examples.")
+@click.option("--quantize", type=click.Choice(["auto", "4bit", "none"]), default="auto", show_default=True, help="auto: 4-bit QLoRA when CUDA and bitsandbytes are present.")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--checkpoint-every", default=25, show_default=True)
+@click.option("--fresh", is_flag=True, help="Ignore a saved checkpoint and start over.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
+@click.option("--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel).")
+def train_command(sender, dataset, output, base_gguf, base_hf, max_steps, epochs, rank, alpha, lr, batch_size, grad_accum,
+                  max_length, limit, quantize, dtype, device, threads, seed, checkpoint_every, fresh, as_json, control_stdin) -> None:
+    """Fine-tune the preference agent on the distilled data and export its GGUF adapter.
+
+    Ctrl-C (or cancel from the app) saves a checkpoint; the same command resumes from it. The new
+    adapter replaces the profile's previous one only when it is complete and validated.
+    """
+    import json as jsonlib
+    import threading
+
+    from agent_training.dataset import default_training_file
+    from agent_training.finetune import Finetune, FinetuneConfig
+
+    err = Console(stderr=True)
+    try:
+        dataset = dataset or default_training_file(sender)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    config = FinetuneConfig(dataset=dataset, sender=sender, output=output, base_gguf=base_gguf, base_hf=base_hf,
+                            rank=rank, alpha=alpha, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                            grad_accum=grad_accum, max_length=max_length, limit=limit, quantize=quantize, dtype=dtype,
+                            device=device, threads=threads, seed=seed, checkpoint_every=checkpoint_every, fresh=fresh)
+    token = CancelToken()
+    previous = signal.signal(signal.SIGINT, lambda *_: (token.cancel(), err.print("[yellow]Stopping after this step (a checkpoint is saved)…[/]")))
+    if control_stdin:
+        def watch_stdin() -> None:
+            for line in sys.stdin:
+                if line.strip() == "cancel":
+                    break
+            token.cancel()  # 'cancel', or the app went away (EOF)
+
+        threading.Thread(target=watch_stdin, daemon=True, name="stdin-cancel").start()
+    job = Finetune(config, cancel=token, log=lambda text: err.print(text, markup=False, highlight=False))
+    if not as_json:
+        console.print(f"Training the agent on {dataset}" + (f" (only {sender})" if sender else ""))
+    try:
+        if as_json:
+            for p in job.run():
+                print(p.to_json(), flush=True)
+        else:
+            with Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          TimeRemainingColumn(), console=console) as bar:
+                task = bar.add_task("loading the base model", total=None)
+                for p in job.run():
+                    if p.phase == "training" and p.total_steps:
+                        loss = f"loss {p.loss:.3f}" if p.loss is not None else p.message
+                        bar.update(task, description=f"training ({loss})", completed=p.step, total=p.total_steps)
+                    elif p.phase in ("saving", "exporting"):
+                        bar.update(task, description=p.message)
+    except (FileNotFoundError, ValueError) as exc:
+        if as_json:
+            print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
+        raise click.ClickException(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    result = job.result or {}
+    if result.get("status") == "cancelled":
+        if not as_json:
+            console.print(f"[yellow]Cancelled[/] at step {result['step']} of {result['total_steps']}; "
+                          "rerun the same command to resume from the checkpoint.")
+        sys.exit(130)
+    if not as_json:
+        counts = result["examples"]
+        console.print(f"Trained {result['steps']} steps on {counts['used']} examples "
+                      f"(skipped: {counts['too_long']} too long, {counts['malformed']} malformed); "
+                      f"loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}")
+        console.print(f"Adapter: {result['adapter']['path']} ({result['adapter']['tensors']} tensors, "
+                      f"{result['adapter']['bytes'] / 1e6:.1f} MB)")
 
 
 def main() -> None:

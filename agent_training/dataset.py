@@ -151,3 +151,18 @@ def export(db, *, strategy: str = "R3", sender: str | None = None, out_dir: Path
     }
     _write_atomic(out / "stats.json", json.dumps(stats, indent=2))
     return stats
+
+
+TRAINING_PREFERENCE = ("R3", "R2", "R1", MEASURED)  # LLM-distilled rules first; measured ones offline
+
+
+def default_training_file(sender: str | None = None) -> Path:
+    """The newest kind of dataset there is for ``sender``: its own folder, else the all-senders
+    one (the trainer then keeps only that sender's examples)."""
+    folders = ([datasets_dir() / _slug(sender)] if sender else []) + [datasets_dir() / "all"]
+    for strategy in TRAINING_PREFERENCE:
+        for folder in folders:
+            candidate = folder / strategy / "train.jsonl"
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(f"no training data under {datasets_dir()}: run `tiller distill` first")

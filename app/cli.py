@@ -488,6 +488,177 @@ def distill_command(ctx) -> None:
     sys.exit(run_training_command(["distill", *ctx.args]))
 
 
+# -- the preference agent: training (a separate process), profiles, drafting ----------------------
+
+
+def run_trainer(sender: str | None, **options) -> dict | None:
+    """Start ``agent_training train`` as its own process and show its progress; Ctrl-C asks it to
+    stop at a step boundary (it saves a checkpoint; the same command resumes). Returns the last
+    event's fields when it finished, None when cancelled."""
+    import time as _time
+
+    from rich.progress import TimeRemainingColumn
+
+    from app.agent.trainer import TrainerProcess
+
+    trainer = TrainerProcess.start(sender=sender, **options)
+    with cancel_on_ctrl_c() as token:
+        token.on_cancel(trainer.cancel)
+        with Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("loading the base model", total=None)
+            started = _time.monotonic()
+            for event in trainer.events():
+                if event.phase == "loading":
+                    bar.update(task, description=event.message or "loading")
+                elif event.phase == "training" and event.total_steps:
+                    if event.loss is None:
+                        counts = event.extra.get("counts", {})
+                        resumed = event.extra.get("resumed_at")
+                        console.print(f"{counts.get('used', '?')} training examples"
+                                      + (f" ({counts.get('too_long')} too long, skipped)" if counts.get("too_long") else "")
+                                      + (f"; resuming at step {resumed}" if resumed else ""))
+                    desc = f"training, loss {event.loss:.3f}" if event.loss is not None else "training"
+                    if event.tokens_per_s:
+                        desc += f", {event.tokens_per_s:.0f} tok/s"
+                    bar.update(task, description=desc, completed=event.step, total=event.total_steps)
+                elif event.phase in ("saving", "exporting"):
+                    bar.update(task, description=event.message)
+                elif event.phase == "done":
+                    bar.update(task, description=f"done in {_time.monotonic() - started:.0f} s")
+    code = trainer.returncode
+    if code == 130 or (trainer.last and trainer.last.phase == "cancelled"):
+        console.print("[yellow]Training stopped[/]; a checkpoint was saved. Run the same command to resume.")
+        return None
+    if code != 0:
+        raise click.ClickException(f"training failed: {trainer.error_text()}")
+    return trainer.last.__dict__ if trainer.last else {}
+
+
+@cli.command("train")
+@click.option("--sender", help="Train this identity's own agent profile (default: one profile for all your addresses).")
+@click.option("--steps", type=int, help="Stop after N steps (a brief run); default: one epoch.")
+@click.option("--epochs", type=float)
+@click.option("--rank", type=int, help="LoRA rank (default 16 on CPU, 256 with CUDA).")
+@click.option("--lr", type=float)
+@click.option("--batch-size", type=int)
+@click.option("--max-length", type=int)
+@click.option("--base-gguf", type=click.Path(dir_okay=False), help="Another base model (GGUF); with --base-hf for its Hugging Face folder.")
+@click.option("--base-hf", type=click.Path(file_okay=False))
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming a stopped run.")
+def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_gguf, base_hf, fresh) -> None:
+    """Fine-tune the on-device preference agent on your distilled data (runs in its own process)."""
+    from app.agent.profiles import load_profile
+
+    result = run_trainer(sender, steps=steps, fresh=fresh, epochs=epochs, rank=rank, lr=lr, batch_size=batch_size,
+                         max_length=max_length, base_gguf=base_gguf, base_hf=base_hf)
+    if result is None:
+        sys.exit(130)
+    profile = load_profile(sender)
+    info = profile.info
+    console.print(f"Agent profile [bold]{profile.name}[/]: {info.get('steps')} steps on {info['examples']['used']} examples, "
+                  f"loss {info.get('first_loss'):.3f} -> {info.get('final_loss'):.3f}; adapter {profile.adapter}")
+
+
+@cli.command("agents")
+def agents_command() -> None:
+    """List the trained agent profiles (one adapter per sender)."""
+    from app.agent.profiles import list_profiles
+
+    profiles = list_profiles()
+    if not profiles:
+        console.print("No trained agent yet: run `tiller distill` then `tiller train`.")
+        return
+    table = Table(title="Agent profiles")
+    for col in ("profile", "trained (UTC)", "steps", "examples", "loss", "adapter"):
+        table.add_column(col)
+    for p in profiles:
+        i = p.info
+        table.add_row(p.name, (i.get("finished_at") or "")[:16].replace("T", " "), str(i.get("steps")),
+                      str((i.get("examples") or {}).get("used")), f"{i.get('first_loss', 0):.2f} -> {i.get('final_loss', 0):.2f}",
+                      str(p.adapter) if p.adapter else "missing")
+    console.print(table)
+
+
+def read_rules_file(path: Path) -> list[str]:
+    from app.agent.template import parse_rules
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: cannot read the rules ({exc})") from None
+    rules = parse_rules("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    if not rules:
+        raise click.ClickException(f"{path}: no rules in it (one rule per line; lines starting with # are ignored)")
+    return rules
+
+
+@cli.command("draft")
+@click.argument("intent")
+@click.option("--to", "recipient", help="Recipient (name or address).")
+@click.option("--subject")
+@click.option("--reply-to", "reply_file", type=click.Path(path_type=Path, dir_okay=False), help="A file with the email you are answering.")
+@click.option("--from", "sender", help="Which of your identities writes (picks its agent profile).")
+@click.option("--backend", help="Large model that writes the draft (default: the default backend).")
+@click.option("--show-rules", is_flag=True, help="Print the agent's rules before the draft.")
+@click.option("--rules-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Rules to use instead of the agent's; if the file does not exist, the agent's rules are written there to edit.")
+@click.option("--no-agent", is_flag=True, help="Draft without rules (the zero-shot baseline).")
+@click.option("--max-tokens", default=768, show_default=True)
+def draft_command(intent, recipient, subject, reply_file, sender, backend, show_rules, rules_file, no_agent, max_tokens) -> None:
+    """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
+
+    Only the intent, these details and the rules are sent to the backend; your mail is not.
+    """
+    from app.agent.agent import PreferenceAgent, RulesRequest
+    from app.backends.errors import BackendError, Cancelled
+    from app.drafting import DraftInput, draft
+
+    previous = None
+    if reply_file:
+        try:
+            previous = reply_file.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise click.ClickException(f"{reply_file}: {exc}") from None
+    if not intent.strip():
+        raise click.UsageError("the intent is empty: say what the email should tell the recipient")
+    rules: list[str] = []
+    with cancel_on_ctrl_c() as token:
+        try:
+            if rules_file and rules_file.exists():
+                rules = read_rules_file(rules_file)
+                err_console.print(f"Rules from {rules_file} ({len(rules)})")
+            elif not no_agent:
+                agent = PreferenceAgent.for_sender(sender)
+                if agent.profile is None or not agent.profile.trained:
+                    err_console.print("[yellow]No trained agent for this sender: the base model alone writes the rules "
+                                      "(run `tiller train`).[/]")
+                request = RulesRequest(intent, recipient=recipient, subject=subject, previous_context=previous)
+                with console.status(f"The agent ({agent.profile.name if agent.profile else 'base'}) is writing rules on this computer…"):
+                    rules = agent.rules(request, cancel=token)
+                if rules_file:
+                    rules_file.write_text("# One rule per line; edit, then run the same command again.\n"
+                                          + "\n".join(f"- {r}" for r in rules) + "\n", encoding="utf-8")
+                    err_console.print(f"The agent's rules are in {rules_file}: edit them and run again to draft with them.")
+            if show_rules or (rules_file and not rules_file.exists()):
+                console.rule("Preference rules (made on this computer)")
+                for r in rules:
+                    console.print(f"- {r}", markup=False, highlight=False)
+                console.rule("Draft")
+            gen = draft(DraftInput(intent, recipient=recipient, subject=subject, previous_email=previous, rules=tuple(rules)),
+                        backend, cancel=token, max_tokens=max_tokens,
+                        on_retry=lambda n: err_console.print(f"[yellow]{n.error}; retrying in {n.wait_s:.1f} s[/]"))
+            for text in gen:
+                console.print(text, end="", markup=False, highlight=False)
+            console.print()
+        except Cancelled:
+            raise click.ClickException("cancelled") from None
+        except (BackendError, FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    c = gen.completion
+    err_console.print(f"[dim]{gen.endpoint.name} ({c.model or gen.endpoint.model or '-'}), {c.elapsed_s:.1f} s, finish: {c.finish_reason}[/]")
+
+
 # -- the main job on embedded defaults ------------------------------------------------------------
 
 
@@ -506,10 +677,29 @@ def find_sample_mail() -> Path | None:
     return None
 
 
+DEMO_SENDER = "kay.mann@enron.com"  # the sample's Kay Mann: short emails, a clear sign-off
+DEMO_INTENT = "Tell Sylvia the NG Energy contract is ready for legal review and ask her to send comments by Friday."
+DEMO_STEPS = 60
+
+
+def pick_demo_sender(db) -> str | None:
+    """Kay Mann when the sample has her, else the identity with the most training candidates."""
+    rows = db.execute(
+        "SELECT from_addr, COUNT(*) n FROM messages WHERE from_addr IN (SELECT address FROM identities WHERE origin != 'rejected')"
+        " GROUP BY from_addr ORDER BY n DESC").fetchall()
+    addresses = [r[0] for r in rows]
+    if DEMO_SENDER in addresses:
+        return DEMO_SENDER
+    return addresses[0] if addresses else None
+
+
 @cli.command("demo")
-def demo_command() -> None:
-    """Run the main job on the embedded defaults: import the sample of real mail, then distill it
-    offline into the agent's training dataset."""
+@click.option("--steps", default=DEMO_STEPS, show_default=True, help="Training steps for the brief agent run.")
+@click.option("--intent", default=DEMO_INTENT, show_default=True)
+def demo_command(steps: int, intent: str) -> None:
+    """Run the main job on the embedded defaults, all on this computer: import the sample of real
+    mail, distill it offline, train the agent briefly, and draft an email with its rules (the
+    embedded model stands in for the large model)."""
     from app.mail.sources import open_source
 
     sample = find_sample_mail()
@@ -518,13 +708,23 @@ def demo_command() -> None:
             "sample mail not found: set TILLER_SAMPLE_MAIL to a Maildir folder (e.g. ../shared/data/enron/maildir)"
         )
     db = _open_db()
+    console.rule("1/4 Importing the sample mailbox")
     result = run_import(db, open_source(sample), show_skipped=5)
     if result.status != "completed":
         sys.exit(130)
-    console.rule("Distilling training data on this computer (nothing is sent anywhere)")
+    console.rule("2/4 Distilling training data on this computer (nothing is sent anywhere)")
     code = run_training_command(["distill", "--offline"])
     if code:
         sys.exit(code)
+    sender = pick_demo_sender(db)
+    console.rule(f"3/4 Training the preference agent for {sender or 'all senders'} ({steps} steps)")
+    if run_trainer(sender, steps=steps) is None:
+        sys.exit(130)
+    console.rule("4/4 Drafting with the agent's rules")
+    console.print(f"[bold]Intent:[/] {intent}")
+    ctx = click.get_current_context()
+    ctx.invoke(draft_command, intent=intent, recipient="Sylvia", subject="NG Energy contract", reply_file=None,
+               sender=sender, backend="local", show_rules=True, rules_file=None, no_agent=False, max_tokens=200)
 
 
 def main() -> None:

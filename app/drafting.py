@@ -53,7 +53,8 @@ def draft(
     backend: str | EndpointConfig | None = None,
     *,
     cancel: CancelToken | None = None,
+    max_tokens: int = 1024,
     **kwargs,
 ) -> Generation:
     """Start a streamed draft on ``backend`` (the default when None); iterate it for the text."""
-    return generate(build_request(inp), backend, cancel=cancel, **kwargs)
+    return generate(build_request(inp, max_tokens=max_tokens), backend, cancel=cancel, **kwargs)

@@ -23,10 +23,17 @@ class ModelSpec:
     model_path: str
     lora_path: str | None = None
     n_ctx: int = 2048
+    # (mtime_ns, size) of the adapter when the spec was made: the trainer replaces adapter.gguf
+    # atomically, and a new file must be loaded even though its path is the same.
+    lora_stamp: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, model_path: Path | str, lora_path: Path | str | None = None, n_ctx: int = 2048) -> "ModelSpec":
-        return cls(str(model_path), str(lora_path) if lora_path else None, n_ctx)
+        stamp = None
+        if lora_path and Path(lora_path).is_file():
+            st = Path(lora_path).stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        return cls(str(model_path), str(lora_path) if lora_path else None, n_ctx, stamp)
 
 
 def default_threads() -> int:
@@ -51,14 +58,17 @@ class LlamaRuntime:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"model file not found: {path}")
         from llama_cpp import Llama
+        from llama_cpp._utils import suppress_stdout_stderr
 
-        self._llm = Llama(
-            model_path=spec.model_path,
-            lora_path=spec.lora_path,
-            n_ctx=spec.n_ctx,
-            n_threads=default_threads(),
-            verbose=False,
-        )
+        # verbose=False still lets llama.cpp print cache and adapter notes to stderr on load
+        with suppress_stdout_stderr(disable=False):
+            self._llm = Llama(
+                model_path=spec.model_path,
+                lora_path=spec.lora_path,
+                n_ctx=spec.n_ctx,
+                n_threads=default_threads(),
+                verbose=False,
+            )
         self._spec = spec
         return self._llm
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 AGENT_TEMPLATE_VERSION = 1
 RULES_HEADER = "### Preference rules\n"
+RULES_END = "### End\n"  # trained after the rules, so generation stops by itself
+STOP = ["### End", "\n###"]
 MAX_CONTEXT_CHARS = 800  # the previous email is context, not the point: keep prompts short
 
 
@@ -29,3 +31,16 @@ def agent_prompt(intent: str, *, recipient: str | None = None, subject: str | No
 
 def format_rules(rules: list[str]) -> str:
     return "\n".join(f"- {r.strip()}" for r in rules if r.strip()) + "\n"
+
+
+def parse_rules(text: str) -> list[str]:
+    """Rules from generated text: one per line, bullets stripped, stopping at the end marker."""
+    rules = []
+    for line in text.split(RULES_END.strip(), 1)[0].splitlines():
+        line = line.strip()
+        if line.startswith("###"):
+            break
+        line = line.lstrip("-*• ").strip()
+        if line and line not in rules:
+            rules.append(line)
+    return rules

@@ -1,0 +1,102 @@
+"""The agent's base model on the training side: a GGUF for llama.cpp and the same weights for torch.
+
+transformers can read a GGUF (``from_pretrained(dir, gguf_file=...)``), dequantizing it, but that
+costs ~45 s and ~3 GB on every load (the tokenizer alone ~17 s). The first load is therefore saved
+as a bf16 safetensors copy beside the GGUF, keyed by the GGUF's name and size, and later loads take
+a second or two. The copy is written to a temporary folder and renamed, so a killed conversion
+never leaves a half copy that would be mistaken for a good one.
+
+Another base (e.g. Llama 3 8B Instruct, the paper's M_S) is configured as a GGUF plus the matching
+Hugging Face folder (``hf_dir``); no conversion is done then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.models import embedded_base_model, models_dir
+
+CONVERTED_MARKER = "tiller-source.json"
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    gguf: Path
+    hf_dir: Path | None = None  # a matching Hugging Face model folder; None: converted from the GGUF
+
+    @classmethod
+    def embedded(cls) -> "BaseModel":
+        return cls(embedded_base_model())
+
+    @classmethod
+    def resolve(cls, gguf: str | Path | None, hf_dir: str | Path | None = None) -> "BaseModel":
+        if gguf is None:
+            return cls(embedded_base_model(), Path(hf_dir) if hf_dir else None)
+        path = Path(gguf).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"base model GGUF not found: {path}")
+        return cls(path.resolve(), Path(hf_dir).expanduser() if hf_dir else None)
+
+    def source_key(self) -> dict:
+        stat = self.gguf.stat()
+        return {"gguf": self.gguf.name, "bytes": stat.st_size}
+
+
+def converted_dir(base: BaseModel) -> Path:
+    return models_dir() / "hf" / f"{base.gguf.stem}-bf16"
+
+
+def hf_model_dir(base: BaseModel, *, log=print) -> Path:
+    """A folder ``from_pretrained`` loads quickly: ``base.hf_dir``, or the cached bf16 conversion of
+    the GGUF (made now if missing or made from a different file)."""
+    if base.hf_dir is not None:
+        if not (base.hf_dir / "config.json").is_file():
+            raise FileNotFoundError(f"not a Hugging Face model folder (no config.json): {base.hf_dir}")
+        return base.hf_dir
+    target = converted_dir(base)
+    marker = target / CONVERTED_MARKER
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == base.source_key():
+                return target
+        except (OSError, json.JSONDecodeError):
+            pass
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log(f"Converting {base.gguf.name} for training (once; about a minute)…")
+    folder, name = str(base.gguf.parent), base.gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
+    state = loaded.state_dict()
+    packed = [k for k, v in state.items() if not v.is_floating_point()]
+    if packed:  # transformers kept GGUF blocks (its optional `kernels` package): not trainable
+        raise RuntimeError(f"{base.gguf.name}: transformers kept {len(packed)} weights packed; uninstall `kernels` to convert")
+    # Rebuilt from a clean config: the copy is a plain bf16 model, not "quantized with gguf"
+    # (transformers refuses to save or train a model that carries the GGUF quantizer).
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in ("lm_head.weight",)]  # tied to the embeddings
+    if missing or unexpected:
+        raise RuntimeError(f"{base.gguf.name}: conversion mismatch, missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.tie_weights()
+    del loaded, state
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / CONVERTED_MARKER).write_text(json.dumps(base.source_key()))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

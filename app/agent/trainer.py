@@ -1,0 +1,116 @@
+"""Start the trainer as its own process and follow it: the app never imports ``agent_training``.
+
+``python -m agent_training train --json --control-stdin`` prints one JSON object per progress event
+on stdout and stops cleanly (saving a checkpoint) when its stdin says ``cancel`` or closes, so a
+crashed app never leaves a trainer running on its own. When it finishes, the profile's new
+``adapter.gguf`` is already in place; the next agent request loads it (the runtime keys on the
+file's timestamp).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainerEvent:
+    phase: str
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_line(cls, line: str) -> "TrainerEvent | None":
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or "phase" not in data:
+            return None
+        known = {k: data[k] for k in ("phase", "step", "total_steps", "loss", "tokens_per_s", "eta_s", "message", "extra") if k in data}
+        return cls(**known)
+
+
+def train_arguments(*, sender: str | None = None, steps: int | None = None, fresh: bool = False, **options) -> list[str]:
+    """Command-line arguments for ``agent_training train`` from keyword options (``batch_size=2``
+    becomes ``--batch-size 2``; None values are left out)."""
+    args = ["train", "--json", "--control-stdin"]
+    if sender:
+        args += ["--sender", sender]
+    if steps:
+        args += ["--steps", str(steps)]
+    if fresh:
+        args.append("--fresh")
+    for key, value in options.items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+class TrainerProcess:
+    """``for event in TrainerProcess.start(sender=...).events(): ...``; ``cancel()`` from any thread."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.stderr_tail: list[str] = []
+        self.last: TrainerEvent | None = None
+        self._stdin_lock = threading.Lock()
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True, name="trainer-stderr")
+        self._stderr_thread.start()
+
+    @classmethod
+    def start(cls, *, python: str | None = None, env: dict | None = None, **kwargs) -> "TrainerProcess":
+        proc = subprocess.Popen(
+            [python or sys.executable, "-m", "agent_training", *train_arguments(**kwargs)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
+        )
+        return cls(proc)
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_tail = (self.stderr_tail + [line.rstrip("\n")])[-40:]
+
+    def events(self) -> Iterator[TrainerEvent]:
+        """Progress events until the trainer exits; then :attr:`returncode` says how it ended
+        (0 done, 130 cancelled with a checkpoint, else failed: see :meth:`error_text`)."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            event = TrainerEvent.from_line(line)
+            if event is not None:
+                self.last = event
+                yield event
+        self.proc.wait()
+        self._stderr_thread.join(timeout=5)
+
+    def cancel(self) -> None:
+        """Ask the trainer to stop after its current step (it saves a checkpoint to resume from)."""
+        with self._stdin_lock:
+            try:
+                if self.proc.stdin and not self.proc.stdin.closed:
+                    self.proc.stdin.write("cancel\n")
+                    self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def error_text(self) -> str:
+        if self.last is not None and self.last.phase == "error":
+            return self.last.message
+        lines = [line for line in self.stderr_tail if line.strip()]
+        return lines[-1] if lines else f"the trainer exited with code {self.proc.returncode}"

@@ -1,0 +1,324 @@
+"""The preference agent, for real: fine-tune the embedded Gemma 3 270M on Kay Mann's distilled
+sent mail, export the GGUF adapter, load it in llama.cpp, and draft with it.
+
+One brief training run (session fixture, ~2-3 min on 2 cores) serves most tests; the trainer
+process tests (cancel, kill and resume) use a tiny configuration of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_import
+
+KAY = "kay.mann@enron.com"
+pytestmark = pytest.mark.slow
+
+# The first words of the measured style rules the agent is trained to write.
+RULE_VOCABULARY = re.compile(
+    r"^(Length|No greeting|Greeting|No closing|Closing|Sign-off|Sign|No sign-off|Sentences|Punctuation|Uses|No contractions|"
+    r"Contractions|Paragraphs|Tone|Lowercase|All lowercase|Starts|Formatting|Bullet|Addresses)", re.I)
+
+
+def _with_home(home: Path):
+    """Session fixtures cannot use monkeypatch: point TILLER_HOME at ``home`` for a block."""
+
+    class _Home:
+        def __enter__(self):
+            self.previous = os.environ.get("TILLER_HOME")
+            os.environ["TILLER_HOME"] = str(home)
+
+        def __exit__(self, *exc):
+            if self.previous is None:
+                os.environ.pop("TILLER_HOME", None)
+            else:
+                os.environ["TILLER_HOME"] = self.previous
+
+    return _Home()
+
+
+@pytest.fixture(scope="session")
+def kay_dataset(tmp_path_factory, enron) -> Path:
+    """Kay Mann's real sent mail, imported and distilled offline: train.jsonl / test.jsonl."""
+    from agent_training.dataset import export
+    from agent_training.distill import DistillConfig, Distillation
+    from app.store import open_database
+
+    home = tmp_path_factory.mktemp("kay-home")
+    with _with_home(home):
+        db = open_database()
+        run_import(db, enron / "maildir" / "mann-k")
+        for _ in Distillation(db, DistillConfig(sender=KAY)).run():
+            pass
+        stats = export(db, strategy="measured", sender=KAY, rules_source="offline|measure|style-measured.v1")
+        db.conn.close()
+    assert stats["train"] > 150 and stats["test"] > 30
+    return Path(stats["directory"])
+
+
+TRAIN_KW = dict(max_steps=24, batch_size=4, rank=8, lr=2e-3, max_length=320, checkpoint_every=100, seed=0)
+
+
+@pytest.fixture(scope="session")
+def kay_agent(kay_dataset, tmp_path_factory):
+    """A brief real training run; returns the finished Finetune job and its profile folder."""
+    from agent_training.finetune import Finetune, FinetuneConfig
+
+    out = tmp_path_factory.mktemp("kay-agent")
+    job = Finetune(FinetuneConfig(dataset=kay_dataset / "train.jsonl", sender=KAY, output=out, **TRAIN_KW))
+    events = list(job.run())
+    assert job.result["status"] == "done", events[-1]
+    return job, out, events
+
+
+def held_out(kay_dataset, n):
+    records = [json.loads(line) for line in (kay_dataset / "test.jsonl").read_text().splitlines()]
+    return [r for r in records if len(r["messages"][0]["content"]) < 700][:n]
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def test_training_lowers_the_loss_and_changes_only_lora_weights(kay_agent):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    job, out, events = kay_agent
+    losses = [e["loss"] for e in job.result["loss_history"]]
+    assert len(losses) == TRAIN_KW["max_steps"]
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
+    progress = [e for e in events if e.phase == "training" and e.loss is not None]
+    assert [e.step for e in progress] == list(range(1, 25)) and all(e.tokens_per_s > 0 and e.eta_s >= 0 for e in progress)
+    counts = job.result["examples"]
+    assert counts["used"] > 150 and counts["read"] == counts["used"] + counts["too_long"] + counts["other_sender"] + counts["malformed"]
+
+    base = AutoModelForCausalLM.from_pretrained(job.result["base_hf"], dtype=torch.bfloat16)
+    base_params = dict(base.named_parameters())
+    changed_lora, checked = 0, 0
+    for name, param in job.model.named_parameters():
+        if "lora_" in name:
+            assert param.requires_grad
+            changed_lora += int("lora_B" in name and bool(param.detach().abs().sum() > 0))  # B starts at zero
+            continue
+        assert not param.requires_grad, name
+        plain = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
+        assert torch.equal(param.detach(), base_params[plain].detach()), f"base weight changed: {plain}"
+        checked += 1
+    assert checked >= 200 and changed_lora == 18 * 7  # every adapted projection of all 18 layers moved
+
+
+def test_training_record_and_adapter_files(kay_agent):
+    job, out, _ = kay_agent
+    record = json.loads((out / "training.json").read_text())
+    assert record["profile"] == KAY and record["steps"] == 24 and record["template_version"] == 1
+    assert record["config"]["rank"] == 8 and record["config"]["dtype"] in ("bf16", "fp32")
+    assert record["adapter"]["tensors"] == 2 * 18 * 7 and record["adapter"]["architecture"] == "gemma3"
+    assert not (out / "checkpoint").exists()  # removed once the run finished
+    assert not list(out.glob(".*partial*"))
+
+
+def test_a_finished_run_is_not_repeated(kay_agent, kay_dataset):
+    from agent_training.finetune import Finetune, FinetuneConfig
+
+    job, out, _ = kay_agent
+    before = (out / "adapter.gguf").stat().st_mtime_ns
+    again = Finetune(FinetuneConfig(dataset=kay_dataset / "train.jsonl", sender=KAY, output=out, **TRAIN_KW))
+    events = list(again.run())
+    assert [e.phase for e in events] == ["done"] and again.result["already"] is True
+    assert (out / "adapter.gguf").stat().st_mtime_ns == before
+
+
+# -- the GGUF adapter in llama.cpp ----------------------------------------------------------------
+
+
+def _rules_text(spec, prompt):
+    from app.agent.runtime import RUNTIME
+    from app.agent.template import STOP
+
+    return "".join(t for t, _ in RUNTIME.stream(spec, prompt, max_tokens=80, stop=STOP))
+
+
+def _format_score(text: str) -> float:
+    from app.agent.template import parse_rules
+
+    rules = parse_rules(text)[:6]
+    return sum(bool(RULE_VOCABULARY.match(r)) for r in rules) / max(1, len(rules)) if rules else 0.0
+
+
+def test_the_adapter_shifts_llama_cpp_toward_the_trained_rule_format(kay_agent, kay_dataset):
+    from app.agent.runtime import ModelSpec
+    from app.models import embedded_base_model
+
+    _, out, _ = kay_agent
+    base = ModelSpec.of(embedded_base_model(), n_ctx=1024)
+    tuned = ModelSpec.of(embedded_base_model(), out / "adapter.gguf", n_ctx=1024)
+    base_scores, tuned_scores, samples = [], [], []
+    for record in held_out(kay_dataset, 4):  # the newest 20 %: never trained on
+        prompt = record["messages"][0]["content"]
+        base_text, tuned_text = _rules_text(base, prompt), _rules_text(tuned, prompt)
+        base_scores.append(_format_score(base_text))
+        tuned_scores.append(_format_score(tuned_text))
+        samples.append((base_text[:120], tuned_text[:200]))
+    assert np.mean(tuned_scores) >= 0.75, samples
+    assert np.mean(base_scores) <= 0.25, samples
+    # the trained sign-off: Kay signs her emails "Kay"
+    assert any("Kay" in tuned for _, tuned in samples), samples
+
+
+def test_transformers_and_llama_cpp_agree_on_the_adapter(kay_agent, kay_dataset):
+    """The same adapter moves the same logits in both runtimes: llama.cpp runs the Q4_K_M weights,
+    transformers their dequantized bf16 copy, so the logits are close, not equal."""
+    import torch
+    from llama_cpp import Llama
+
+    from app.models import embedded_base_model
+
+    job, out, _ = kay_agent
+    record = held_out(kay_dataset, 1)[0]
+    text = record["messages"][0]["content"] + record["messages"][1]["content"]
+    tokens = job.tokenizer.encode(text, add_special_tokens=False)[:120]
+    ids = [job.tokenizer.bos_token_id] + tokens
+    model = job.model
+    with torch.no_grad():
+        tuned_hf = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+        with model.disable_adapter():
+            base_hf = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+
+    def llama_logits(lora):
+        llm = Llama(model_path=str(embedded_base_model()), lora_path=str(lora) if lora else None, n_ctx=256,
+                    logits_all=True, n_threads=2, verbose=False)
+        try:
+            llm.eval(ids)
+            return np.array(llm.scores[: len(ids)], dtype=np.float32)
+        finally:
+            llm.close()
+
+    tuned_cpp, base_cpp = llama_logits(out / "adapter.gguf"), llama_logits(None)
+    positions = range(len(ids) // 2, len(ids))  # inside the rules, where the adapter matters
+    agree = np.mean([tuned_hf[p].argmax() == tuned_cpp[p].argmax() for p in positions])
+    corr = np.mean([np.corrcoef(tuned_hf[p], tuned_cpp[p])[0, 1] for p in positions])
+    shift_hf, shift_cpp = tuned_hf - base_hf, tuned_cpp - base_cpp
+    shift_corr = np.mean([np.corrcoef(shift_hf[p], shift_cpp[p])[0, 1] for p in positions])
+    assert agree >= 0.85 and corr >= 0.97, (agree, corr)
+    assert shift_corr >= 0.8, shift_corr  # the adapter's own effect, not just the shared base
+
+
+# -- the trainer as a process: cancel, kill, resume -----------------------------------------------
+
+
+TINY = ["--steps", "6", "--batch-size", "2", "--rank", "4", "--max-length", "192", "--limit", "24", "--checkpoint-every", "2"]
+
+
+def _trainer_env(home: Path) -> dict:
+    return {**os.environ, "TILLER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+def test_cancel_saves_a_checkpoint_and_keeps_the_previous_adapter(kay_dataset, kay_agent, tiller_home):
+    from app.agent.profiles import load_profile
+    from app.agent.trainer import TrainerProcess
+
+    _, trained, _ = kay_agent
+    profile_dir = tiller_home / "agents" / KAY
+    profile_dir.mkdir(parents=True)
+    shutil.copy(trained / "adapter.gguf", profile_dir / "adapter.gguf")  # "the adapter in use"
+    before = (profile_dir / "adapter.gguf").read_bytes()
+    trainer = TrainerProcess.start(sender=KAY, env=_trainer_env(tiller_home), dataset=kay_dataset / "train.jsonl",
+                                   steps=6, batch_size=2, rank=4, max_length=192, limit=24, checkpoint_every=100)
+    steps = []
+    for event in trainer.events():
+        if event.phase == "training" and event.loss is not None:
+            steps.append(event.step)
+            if event.step == 2:
+                trainer.cancel()
+    assert trainer.returncode == 130, trainer.stderr_tail
+    assert trainer.last.phase == "cancelled" and steps[-1] in (2, 3)
+    state = json.loads((profile_dir / "checkpoint" / "state.json").read_text())
+    assert state["step"] == steps[-1] and len(state["history"]) == steps[-1]
+    assert (profile_dir / "adapter.gguf").read_bytes() == before
+    assert load_profile(KAY).trained and not (profile_dir / "training.json").exists()
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one(kay_dataset, tiller_home, tmp_path):
+    cmd = [sys.executable, "-m", "agent_training", "train", "--json", "--sender", KAY, "--dataset", str(kay_dataset / "train.jsonl"), *TINY]
+    env = _trainer_env(tiller_home)
+    killed = subprocess.Popen([*cmd, "--out", str(tmp_path / "a")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    for line in killed.stdout:
+        event = json.loads(line)
+        if event.get("step") == 3 and "loss" in event:
+            killed.send_signal(signal.SIGKILL)  # no chance to save: the step-2 checkpoint must do
+            break
+    killed.wait()
+    assert (tmp_path / "a" / "checkpoint" / "state.json").is_file()
+    assert not (tmp_path / "a" / "adapter.gguf").exists()
+
+    resumed = subprocess.run([*cmd, "--out", str(tmp_path / "a")], capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    start = next(e for e in events if e["phase"] == "training")
+    assert start["extra"]["resumed_at"] == 2
+    assert [e["step"] for e in events if e["phase"] == "training" and "loss" in e] == [3, 4, 5, 6]
+
+    straight = subprocess.run([*cmd, "--out", str(tmp_path / "b")], capture_output=True, text=True, env=env, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a = json.loads((tmp_path / "a" / "training.json").read_text())["loss_history"]
+    b = json.loads((tmp_path / "b" / "training.json").read_text())["loss_history"]
+    assert [x["step"] for x in a] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([x["loss"] for x in a], [x["loss"] for x in b], rtol=2e-3)
+
+
+# -- configuration -----------------------------------------------------------------------------------
+
+
+def test_qlora_needs_cuda_and_says_so(tmp_path):
+    import torch
+
+    from agent_training.finetune import FinetuneConfig
+
+    config = FinetuneConfig(dataset=tmp_path / "x.jsonl", quantize="4bit")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the 4-bit path is tested by benchmarks/train_speed.py --qlora")
+    with pytest.raises(ValueError, match="4-bit QLoRA needs a CUDA GPU"):
+        config.resolved()
+    resolved = FinetuneConfig(dataset=tmp_path / "x.jsonl").resolved()
+    assert (resolved.device, resolved.quantize, resolved.rank, resolved.alpha) == ("cpu", "none", 16, 16.0)
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="no CUDA GPU (CI never has one)")
+def test_qlora_trains_on_cuda(kay_dataset, tmp_path):
+    from agent_training.finetune import Finetune, FinetuneConfig
+
+    job = Finetune(FinetuneConfig(dataset=kay_dataset / "train.jsonl", sender=KAY, output=tmp_path, max_steps=4,
+                                  batch_size=2, rank=8, quantize="4bit"))
+    list(job.run())
+    assert job.result["status"] == "done" and job.result["config"]["quantize"] == "4bit"
+
+
+def test_bad_training_data_is_named(tmp_path):
+    from agent_training.finetune import load_examples, FinetuneConfig
+
+    class Tok:
+        bos_token_id = 2
+
+        def encode(self, text, add_special_tokens=False):
+            return list(range(len(text.split())))
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "- c"}]}\nnot json\n'
+                    '{"messages": []}\n')
+    examples, counts = load_examples(FinetuneConfig(dataset=data, max_length=64), Tok())
+    assert len(examples) == 1 and counts == {"read": 3, "used": 1, "other_sender": 0, "too_long": 0, "malformed": 2}
+    assert examples[0].labels[:3] == [-100, -100, -100] and examples[0].labels[3] != -100
+    data.write_text("junk\n")
+    with pytest.raises(ValueError, match="train.jsonl: no usable training examples"):
+        load_examples(FinetuneConfig(dataset=data, max_length=64), Tok())
