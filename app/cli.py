@@ -623,6 +623,7 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
     if not intent.strip():
         raise click.UsageError("the intent is empty: say what the email should tell the recipient")
     rules: list[str] = []
+    wrote_rules_file = False
     with cancel_on_ctrl_c() as token:
         try:
             if rules_file and rules_file.exists():
@@ -639,8 +640,9 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
                 if rules_file:
                     rules_file.write_text("# One rule per line; edit, then run the same command again.\n"
                                           + "\n".join(f"- {r}" for r in rules) + "\n", encoding="utf-8")
+                    wrote_rules_file = True
                     err_console.print(f"The agent's rules are in {rules_file}: edit them and run again to draft with them.")
-            if show_rules or (rules_file and not rules_file.exists()):
+            if show_rules or wrote_rules_file:
                 console.rule("Preference rules (made on this computer)")
                 for r in rules:
                     console.print(f"- {r}", markup=False, highlight=False)

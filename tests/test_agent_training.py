@@ -101,7 +101,7 @@ def test_training_lowers_the_loss_and_changes_only_lora_weights(kay_agent):
     progress = [e for e in events if e.phase == "training" and e.loss is not None]
     assert [e.step for e in progress] == list(range(1, 25)) and all(e.tokens_per_s > 0 and e.eta_s >= 0 for e in progress)
     counts = job.result["examples"]
-    assert counts["used"] > 150 and counts["read"] == counts["used"] + counts["too_long"] + counts["other_sender"] + counts["malformed"]
+    assert counts["used"] > 100 and counts["read"] == counts["used"] + counts["too_long"] + counts["other_sender"] + counts["malformed"]
 
     base = AutoModelForCausalLM.from_pretrained(job.result["base_hf"], dtype=torch.bfloat16)
     base_params = dict(base.named_parameters())
@@ -146,7 +146,8 @@ def _rules_text(spec, prompt):
     from app.agent.runtime import RUNTIME
     from app.agent.template import STOP
 
-    return "".join(t for t, _ in RUNTIME.stream(spec, prompt, max_tokens=80, stop=STOP))
+    pieces = list(RUNTIME.stream(spec, prompt, max_tokens=100, stop=STOP))
+    return "".join(t for t, _ in pieces), pieces[-1][1]
 
 
 def _format_score(text: str) -> float:
@@ -163,17 +164,17 @@ def test_the_adapter_shifts_llama_cpp_toward_the_trained_rule_format(kay_agent, 
     _, out, _ = kay_agent
     base = ModelSpec.of(embedded_base_model(), n_ctx=1024)
     tuned = ModelSpec.of(embedded_base_model(), out / "adapter.gguf", n_ctx=1024)
-    base_scores, tuned_scores, samples = [], [], []
+    base_scores, tuned_scores, samples, tuned_ends = [], [], [], []
     for record in held_out(kay_dataset, 4):  # the newest 20 %: never trained on
         prompt = record["messages"][0]["content"]
-        base_text, tuned_text = _rules_text(base, prompt), _rules_text(tuned, prompt)
+        (base_text, _), (tuned_text, tuned_finish) = _rules_text(base, prompt), _rules_text(tuned, prompt)
         base_scores.append(_format_score(base_text))
         tuned_scores.append(_format_score(tuned_text))
+        tuned_ends.append(tuned_finish)
         samples.append((base_text[:120], tuned_text[:200]))
     assert np.mean(tuned_scores) >= 0.75, samples
     assert np.mean(base_scores) <= 0.25, samples
-    # the trained sign-off: Kay signs her emails "Kay"
-    assert any("Kay" in tuned for _, tuned in samples), samples
+    assert tuned_ends.count("stop") >= 3, (tuned_ends, samples)  # it learned to end its rules
 
 
 def test_transformers_and_llama_cpp_agree_on_the_adapter(kay_agent, kay_dataset):
@@ -322,3 +323,64 @@ def test_bad_training_data_is_named(tmp_path):
     data.write_text("junk\n")
     with pytest.raises(ValueError, match="train.jsonl: no usable training examples"):
         load_examples(FinetuneConfig(dataset=data, max_length=64), Tok())
+
+
+# -- drafting with the agent -----------------------------------------------------------------------
+
+
+def test_tiller_draft_sends_the_agents_rules_and_an_edited_rules_file(kay_agent, tiller_home, llama_server, tmp_path):
+    from click.testing import CliRunner
+
+    from app.backends.ledger import Ledger
+    from app.cli import cli
+
+    _, trained, _ = kay_agent
+    shutil.copytree(trained, tiller_home / "agents" / KAY)
+    runner = CliRunner()
+    added = runner.invoke(cli, ["backends", "add", "llama-srv", "--provider", "openai_compat", "--model", "gemma-270m",
+                                "--base-url", llama_server])
+    assert added.exit_code == 0, added.output
+    assert KAY in runner.invoke(cli, ["agents"]).output
+    intent = "Tell Sylvia the NG Energy contract is ready for legal review."
+    rules_file = tmp_path / "rules.txt"
+    first = runner.invoke(cli, ["draft", intent, "--to", "Sylvia", "--from", KAY, "--backend", "llama-srv",
+                                "--rules-file", str(rules_file), "--max-tokens", "60"])
+    assert first.exit_code == 0, first.output
+    agent_rules = [line[2:] for line in rules_file.read_text().splitlines() if line.startswith("- ")]
+    assert agent_rules and sum(bool(RULE_VOCABULARY.match(r)) for r in agent_rules) >= len(agent_rules) / 2, agent_rules
+    assert "Preference rules (made on this computer)" in first.output and agent_rules[0] in first.output
+    sent = json.loads(Ledger().entries(limit=1)[0]["request_payload"])
+    user_turn = sent["messages"][-1]["content"]
+    assert intent in user_turn and f"- {agent_rules[0]}" in user_turn
+
+    rules_file.write_text("# edited\n- Sign off with just \"Kay\".\n- Mention that comments are due Friday.\n")
+    second = runner.invoke(cli, ["draft", intent, "--backend", "llama-srv", "--rules-file", str(rules_file),
+                                 "--show-rules", "--max-tokens", "60"])
+    assert second.exit_code == 0, second.output
+    user_turn = json.loads(Ledger().entries(limit=1)[0]["request_payload"])["messages"][-1]["content"]
+    assert "- Mention that comments are due Friday." in user_turn and agent_rules[0] not in user_turn
+    assert "# edited" not in user_turn
+
+
+def test_the_runtime_picks_up_a_replaced_adapter(kay_agent, tmp_path):
+    import os as _os
+
+    from app.agent.agent import PreferenceAgent, RulesRequest
+    from app.agent.profiles import load_profile
+    from app.agent.runtime import RUNTIME
+
+    _, trained, _ = kay_agent
+    home_profile = Path(_os.environ["TILLER_HOME"]) / "agents" / KAY
+    shutil.copytree(trained, home_profile)
+    agent = PreferenceAgent(load_profile(KAY))
+    request = RulesRequest("Ask Ben for the turbine schedule.", recipient="Ben")
+    rules = agent.rules(request)
+    assert rules and RUNTIME.loaded.lora_path == str(home_profile / "adapter.gguf")
+    first_stamp = RUNTIME.loaded.lora_stamp
+    # the trainer swaps in a new adapter (atomically, same path)
+    replacement = tmp_path / "new.gguf"
+    shutil.copy(trained / "adapter.gguf", replacement)
+    time.sleep(0.01)
+    _os.replace(replacement, home_profile / "adapter.gguf")
+    assert PreferenceAgent(load_profile(KAY)).rules(request) == rules  # same weights, so same rules
+    assert RUNTIME.loaded.lora_stamp != first_stamp

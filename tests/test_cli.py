@@ -5,9 +5,9 @@ from click.testing import CliRunner
 from app.cli import cli
 
 
-def test_demo_imports_the_sample_and_prints_counts_and_identities(enron, monkeypatch, tiller_home):
+def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tiller_home):
     monkeypatch.setenv("TILLER_SAMPLE_MAIL", str(enron / "maildir"))
-    result = CliRunner().invoke(cli, ["demo"])
+    result = CliRunner().invoke(cli, ["demo", "--steps", "3"])  # the README's demo trains 60 steps
     assert result.exit_code == 0, result.output
     out = result.output
     assert "│ seen                    │ 9759" in out
@@ -21,6 +21,14 @@ def test_demo_imports_the_sample_and_prints_counts_and_identities(enron, monkeyp
 
     stats = json.loads((tiller_home / "datasets" / "all" / "measured" / "stats.json").read_text())
     assert (stats["examples"], stats["train"], stats["test"]) == (7755, 6204, 1551)
+    # then a brief training run (another process) for Kay Mann's profile, and a draft with its rules
+    record = json.loads((tiller_home / "agents" / "kay.mann@enron.com" / "training.json").read_text())
+    assert record["steps"] == 3 and record["profile"] == "kay.mann@enron.com"
+    assert (tiller_home / "agents" / "kay.mann@enron.com" / "adapter.gguf").is_file()
+    assert "4/4 Drafting with the agent's rules" in out
+    rules_part = out.split("Preference rules (made on this computer)", 1)[1]
+    rules, draft = rules_part.split("Draft", 1)
+    assert "\n- " in rules and len(draft.strip()) > 20
 
 
 def test_import_of_a_missing_path_is_a_clear_error():

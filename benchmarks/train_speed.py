@@ -1,0 +1,149 @@
+"""Agent training speed and memory against a raw transformers + peft loop, in the same run.
+
+    python benchmarks/train_speed.py [--steps 6] [--batch-size 4] [--qlora]
+
+Data: Kay Mann's real sent mail from ../shared/data/enron, imported and distilled offline into a
+temporary home. Every phase runs in its own process (so peak RSS is its own) on the same examples,
+batches and LoRA settings (rank 16 on q/k/v/o/gate/up/down):
+
+- baseline: the textbook loop, ``model(input_ids, labels=labels).loss`` in fp32 (logits for
+  every position over the 262k vocabulary);
+- baseline-bf16: the same loop with bf16 base weights (separates the two effects);
+- tiller: ``agent_training.finetune`` (bf16 where supported, vocabulary projection only at the
+  target positions), driven through its generator exactly as ``tiller train`` runs it.
+
+s/step excludes the first step (warm-up). Ratios > 1 mean Tiller is faster / leaner. With
+``--qlora`` on a CUDA machine the 4-bit path is timed too, with its peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+ENRON = Path(os.environ.get("TILLER_ENRON_DATA", REPO.parent / "shared" / "data" / "enron"))
+KAY = "kay.mann@enron.com"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_dataset(home: Path) -> Path:
+    os.environ["TILLER_HOME"] = str(home)
+    from agent_training.dataset import export
+    from agent_training.distill import DistillConfig, Distillation
+    from app.mail.importer import MailImport
+    from app.mail.sources import open_source
+    from app.store import open_database
+
+    db = open_database()
+    for _ in MailImport(db, open_source(ENRON / "maildir" / "mann-k")).run():
+        pass
+    for _ in Distillation(db, DistillConfig(sender=KAY)).run():
+        pass
+    stats = export(db, strategy="measured", sender=KAY)
+    return Path(stats["directory"]) / "train.jsonl"
+
+
+def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from agent_training.base_model import BaseModel, hf_model_dir
+    from agent_training.finetune import LORA_TARGETS, FinetuneConfig, batch_order, collate, load_examples
+
+    hf = hf_model_dir(BaseModel.embedded())
+    tok = AutoTokenizer.from_pretrained(hf)
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"))
+    model.train()
+    examples, _ = load_examples(FinetuneConfig(dataset=data, sender=KAY, max_length=512), tok)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    order = batch_order(len(examples), batch_size, 0, 0)
+    times = []
+    for step in range(steps):
+        ids, labels, mask = collate([examples[i] for i in order[step % len(order)]], tok.pad_token_id or 0)
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return {"s_per_step": sum(times[1:]) / max(1, len(times) - 1), "peak_rss_mb": _peak_rss_mb(), "last_loss": float(loss)}
+
+
+def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Path) -> dict:
+    from agent_training.finetune import Finetune, FinetuneConfig
+
+    config = FinetuneConfig(dataset=data, sender=KAY, output=out, max_steps=steps, batch_size=batch_size, rank=16,
+                            max_length=512, quantize=quantize, export_gguf=False, checkpoint_every=10_000)
+    stamps, last = [], None
+    for p in Finetune(config).run():
+        if p.phase == "training" and p.loss is not None:
+            stamps.append(time.perf_counter())
+            last = p.loss
+    result = {"s_per_step": (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1), "peak_rss_mb": _peak_rss_mb(), "last_loss": last}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    except Exception:
+        pass
+    return result
+
+
+def run_phase(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--phase", *args], capture_output=True, text=True, env=os.environ.copy())
+    if proc.returncode:
+        raise SystemExit(f"phase {args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--qlora", action="store_true", help="also time 4-bit QLoRA (needs CUDA + bitsandbytes)")
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, data, out = args.phase[0], Path(args.phase[1]), Path(args.phase[2])
+        if name.startswith("baseline"):
+            result = phase_baseline(data, args.steps, args.batch_size, "bf16" if name.endswith("bf16") else "fp32")
+        else:
+            result = phase_tiller(data, args.steps, args.batch_size, "4bit" if name == "qlora" else "none", out)
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_dataset(Path(tmp) / "home")
+        print(f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)")
+        phases = ["baseline", "baseline-bf16", "tiller"] + (["qlora"] if args.qlora else [])
+        results = {}
+        for name in phases:
+            results[name] = run_phase(name, str(data), str(Path(tmp) / name), "--steps", str(args.steps),
+                                      "--batch-size", str(args.batch_size))
+            r = results[name]
+            extra = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else ""
+            print(f"{name:14s} {r['s_per_step']:7.2f} s/step   peak RSS {r['peak_rss_mb']:7.0f} MB   last loss {r['last_loss']:.3f}{extra}")
+    base, tiller = results["baseline"], results["tiller"]
+    print(f"speed ratio (baseline s/step / tiller s/step): {base['s_per_step'] / tiller['s_per_step']:.2f}x")
+    print(f"  of which bf16: {base['s_per_step'] / results['baseline-bf16']['s_per_step']:.2f}x, "
+          f"target-only logits: {results['baseline-bf16']['s_per_step'] / tiller['s_per_step']:.2f}x")
+    print(f"memory ratio (baseline peak RSS / tiller peak RSS): {base['peak_rss_mb'] / tiller['peak_rss_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
