@@ -545,10 +545,23 @@ def run_trainer(sender: str | None, **options) -> dict | None:
 @click.option("--max-length", type=int)
 @click.option("--base-gguf", type=click.Path(dir_okay=False), help="Another base model (GGUF); with --base-hf for its Hugging Face folder.")
 @click.option("--base-hf", type=click.Path(file_okay=False))
+@click.option("--all-senders", is_flag=True, help="One profile trained on all your identities together.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming a stopped run.")
-def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_gguf, base_hf, fresh) -> None:
+def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_gguf, base_hf, all_senders, fresh) -> None:
     """Fine-tune the on-device preference agent on your distilled data (runs in its own process)."""
     from app.agent.profiles import load_profile
+
+    if sender and all_senders:
+        raise click.UsageError("--sender and --all-senders exclude each other")
+    if not sender and not all_senders:
+        db = _open_db()
+        mine = [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
+        if len(mine) == 1:
+            sender = mine[0]
+        elif len(mine) > 1:
+            raise click.UsageError(
+                f"you have {len(mine)} identities ({', '.join(mine[:4])}{', …' if len(mine) > 4 else ''}): each writes "
+                "in its own voice, so pick one with --sender ADDRESS (one profile each), or --all-senders")
 
     result = run_trainer(sender, steps=steps, fresh=fresh, epochs=epochs, rank=rank, lr=lr, batch_size=batch_size,
                          max_length=max_length, base_gguf=base_gguf, base_hf=base_hf)

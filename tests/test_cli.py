@@ -1,10 +1,12 @@
 """The tiller command line, driven as a user would."""
 
+import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
 
 
+@pytest.mark.slow
 def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tiller_home):
     monkeypatch.setenv("TILLER_SAMPLE_MAIL", str(enron / "maildir"))
     result = CliRunner().invoke(cli, ["demo", "--steps", "3"])  # the README's demo trains 60 steps
@@ -60,3 +62,21 @@ def test_imports_lists_runs_and_skipped_items(enron):
     assert "completed" in out and "1189" in out
     out = runner.invoke(cli, ["imports", "1"]).output
     assert "raw/README.md: not-an-email" in out
+
+
+def test_train_asks_which_voice_when_there_are_several_identities(enron):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["import", str(enron / "mbox" / "quigley-d.sent_items.mbox")]).exit_code == 0
+    assert runner.invoke(cli, ["identities", "add", "no.address@enron.com"]).exit_code == 0
+    result = runner.invoke(cli, ["train"])
+    assert result.exit_code == 2 and "pick one with --sender ADDRESS" in result.output
+    assert "dutch.quigley@enron.com" in result.output
+
+
+def test_draft_refuses_an_empty_intent_and_an_empty_rules_file(tmp_path):
+    runner = CliRunner()
+    assert "the intent is empty" in runner.invoke(cli, ["draft", "  "]).output
+    rules = tmp_path / "rules.txt"
+    rules.write_text("# only a comment\n")
+    result = runner.invoke(cli, ["draft", "Say hi", "--rules-file", str(rules)])
+    assert result.exit_code == 1 and f"{rules}: no rules in it" in result.output
