@@ -33,7 +33,8 @@ def cli() -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--i-consent-to-send-sent-mail", "consent_now", is_flag=True, help="Allow sending your sent mail to --backend (recorded for that backend).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Dataset folder (default: <data>/datasets/<sender>/<strategy>).")
-def distill_command(backend, offline, limit, sender, strategies, all_intent_variants, concurrency, seed, consent_now, out_dir) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
+def distill_command(backend, offline, limit, sender, strategies, all_intent_variants, concurrency, seed, consent_now, out_dir, as_json) -> None:
     """Turn your sent mail into the agent's training data: intents, zero-shot baselines, rules, datasets.
 
     Reruns skip finished rows; Ctrl-C stops cleanly and the next run resumes.
@@ -60,13 +61,19 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
     where = f"through {backend}" if config.backend else "on this computer (offline)"
     console.print(f"Distilling {where}" + (f", first {limit} per sender" if limit else ""))
     try:
-        with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=console) as bar:
-            tasks = {}
+        if as_json:
+            import json as jsonlib
+
             for p in job.run():
-                if p.message not in tasks:
-                    tasks[p.message] = bar.add_task(p.message, total=p.total)
-                bar.update(tasks[p.message], completed=p.done, total=p.total)
+                print(jsonlib.dumps({"phase": "distilling", "message": p.message, "step": p.done, "total_steps": p.total}), flush=True)
+        else:
+            with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          TimeRemainingColumn(), console=console) as bar:
+                tasks = {}
+                for p in job.run():
+                    if p.message not in tasks:
+                        tasks[p.message] = bar.add_task(p.message, total=p.total)
+                    bar.update(tasks[p.message], completed=p.done, total=p.total)
     except BackendError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -674,6 +674,16 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
     err_console.print(f"[dim]{gen.endpoint.name} ({c.model or gen.endpoint.model or '-'}), {c.elapsed_s:.1f} s, finish: {c.finish_reason}[/]")
 
 
+@cli.command("gui")
+def gui_command() -> None:
+    """Open the desktop app."""
+    try:
+        from app.gui.window import main as gui_main
+    except ImportError as exc:
+        raise click.ClickException(f"the desktop app needs PySide6: pip install -e '.[gui]' ({exc})") from None
+    sys.exit(gui_main([sys.argv[0]]))
+
+
 # -- the main job on embedded defaults ------------------------------------------------------------
 
 

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Qt draws offscreen in tests (no display needed); set before pytest-qt creates the application.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 REPO = Path(__file__).resolve().parent.parent
 ENRON = Path(os.environ.get("TILLER_ENRON_DATA", REPO.parent / "shared" / "data" / "enron"))
 
@@ -133,3 +136,61 @@ def llama_server(shared_models):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+# -- one real agent, trained once per test session on Kay Mann's distilled mail ---------------------
+
+KAY = "kay.mann@enron.com"
+
+
+def _with_home(home: Path):
+    """Session fixtures cannot use monkeypatch: point TILLER_HOME at ``home`` for a block."""
+
+    class _Home:
+        def __enter__(self):
+            self.previous = os.environ.get("TILLER_HOME")
+            os.environ["TILLER_HOME"] = str(home)
+
+        def __exit__(self, *exc):
+            if self.previous is None:
+                os.environ.pop("TILLER_HOME", None)
+            else:
+                os.environ["TILLER_HOME"] = self.previous
+
+    return _Home()
+
+
+@pytest.fixture(scope="session")
+def kay_dataset(tmp_path_factory, enron) -> Path:
+    """Kay Mann's real sent mail, imported and distilled offline: train.jsonl / test.jsonl."""
+    from agent_training.dataset import export
+    from agent_training.distill import DistillConfig, Distillation
+    from app.store import open_database
+
+    home = tmp_path_factory.mktemp("kay-home")
+    with _with_home(home):
+        db = open_database()
+        run_import(db, enron / "maildir" / "mann-k")
+        for _ in Distillation(db, DistillConfig(sender=KAY)).run():
+            pass
+        stats = export(db, strategy="measured", sender=KAY, rules_source="offline|measure|style-measured.v1")
+        db.conn.close()
+    assert stats["train"] > 150 and stats["test"] > 30
+    return Path(stats["directory"])
+
+
+TRAIN_KW = dict(max_steps=24, batch_size=4, rank=8, lr=2e-3, max_length=320, checkpoint_every=100, seed=0)
+
+
+@pytest.fixture(scope="session")
+def kay_agent(kay_dataset, tmp_path_factory):
+    """A brief real training run; returns the finished Finetune job and its profile folder."""
+    from agent_training.finetune import Finetune, FinetuneConfig
+
+    out = tmp_path_factory.mktemp("kay-agent")
+    job = Finetune(FinetuneConfig(dataset=kay_dataset / "train.jsonl", sender=KAY, output=out, **TRAIN_KW))
+    events = list(job.run())
+    assert job.result["status"] == "done", events[-1]
+    return job, out, events
+
+

@@ -69,8 +69,13 @@ class TrainerProcess:
 
     @classmethod
     def start(cls, *, python: str | None = None, env: dict | None = None, **kwargs) -> "TrainerProcess":
+        return cls.start_command(train_arguments(**kwargs), python=python, env=env)
+
+    @classmethod
+    def start_command(cls, args: list[str], *, python: str | None = None, env: dict | None = None) -> "TrainerProcess":
+        """Any ``agent_training`` command that prints JSON progress lines (``distill --json``)."""
         proc = subprocess.Popen(
-            [python or sys.executable, "-m", "agent_training", *train_arguments(**kwargs)],
+            [python or sys.executable, "-m", "agent_training", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
         )
         return cls(proc)
@@ -101,6 +106,13 @@ class TrainerProcess:
                     self.proc.stdin.flush()
             except (BrokenPipeError, OSError):
                 pass
+
+    def interrupt(self) -> None:
+        """Ctrl-C for commands without --control-stdin (distill): they stop cleanly on SIGINT."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
 
     def wait(self, timeout: float | None = None) -> int:
         return self.proc.wait(timeout)

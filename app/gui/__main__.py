@@ -1,0 +1,5 @@
+import sys
+
+from app.gui.window import main
+
+sys.exit(main())

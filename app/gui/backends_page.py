@@ -1,0 +1,253 @@
+"""Backends & keys: add Claude / Gemini / OpenAI-compatible endpoints, keys into the OS keyring,
+a round-trip test, the default; and the privacy ledger of every request that left the machine."""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPlainTextEdit,
+    QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from app.gui.workers import Job
+
+PROVIDERS = [("Claude (Anthropic)", "anthropic"), ("Gemini (Google)", "gemini"),
+             ("OpenAI-compatible (llama.cpp server, vLLM, Ollama)", "openai_compat"), ("Local GGUF on this computer", "local")]
+
+
+def _db():
+    from app.store import open_database
+
+    return open_database()
+
+
+class AddBackendDialog(QDialog):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Add a large model")
+        self.name = QLineEdit(objectName="backend_name", placeholderText="e.g. claude, work vLLM")
+        self.provider = QComboBox(objectName="backend_provider")
+        for label, pid in PROVIDERS:
+            self.provider.addItem(label, pid)
+        self.model = QLineEdit(objectName="backend_model", placeholderText="model id (e.g. claude-sonnet-4-5), or a GGUF path for local")
+        self.base_url = QLineEdit(objectName="backend_url", placeholderText="http://127.0.0.1:8080/v1 (OpenAI-compatible only)")
+        self.key = QLineEdit(objectName="backend_key", echoMode=QLineEdit.Password, placeholderText="API key (kept in the OS keyring)")
+        self.error = QLabel(wordWrap=True, styleSheet="color: #b00020;")
+        form = QFormLayout(self)
+        form.addRow("Name", self.name)
+        form.addRow("Provider", self.provider)
+        form.addRow("Model", self.model)
+        form.addRow("Base URL", self.base_url)
+        form.addRow("API key", self.key)
+        form.addRow(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def save(self) -> None:
+        from app.backends.base import EndpointConfig
+        from app.backends.config import save_endpoint
+        from app.backends.errors import ConfigError
+        from app.secrets import set_key
+
+        cfg = EndpointConfig(name=self.name.text().strip(), provider=self.provider.currentData(),
+                             model=self.model.text().strip() or None, base_url=self.base_url.text().strip() or None)
+        db = _db()
+        try:
+            save_endpoint(db, cfg)
+            if self.key.text():
+                set_key(cfg.name, self.key.text())
+        except (ConfigError, ValueError, RuntimeError) as exc:
+            self.error.setText(str(exc))
+            return
+        finally:
+            db.conn.close()
+        self.key.clear()
+        self.accept()
+
+
+class BackendsPage(QWidget):
+    changed = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.job: Job | None = None
+        self.table = QTableWidget(0, 5, objectName="backends_table")
+        self.table.setHorizontalHeaderLabels(["name", "provider", "model / endpoint", "key", "default"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.add = QPushButton("Add…", objectName="backend_add")
+        self.set_key = QPushButton("Set key…")
+        self.make_default = QPushButton("Make default")
+        self.test = QPushButton("Test round trip", objectName="backend_test")
+        self.remove = QPushButton("Remove")
+        self.result = QLabel(objectName="backend_result", wordWrap=True)
+        buttons = QHBoxLayout()
+        for b in (self.add, self.set_key, self.make_default, self.test, self.remove):
+            buttons.addWidget(b)
+        buttons.addStretch()
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Large models that write your drafts. Keys are kept in the OS keyring, never in Tiller's files."))
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.result)
+        self.add.clicked.connect(self._add)
+        self.set_key.clicked.connect(self._set_key)
+        self.make_default.clicked.connect(self._make_default)
+        self.test.clicked.connect(self.run_test)
+        self.remove.clicked.connect(self._remove)
+        self.refresh()
+
+    def selected(self) -> str | None:
+        row = self.table.currentRow()
+        return self.table.item(row, 0).text() if row >= 0 and self.table.item(row, 0) else None
+
+    def refresh(self) -> None:
+        from app.backends.config import default_endpoint_name, list_endpoints
+        from app.backends.registry import provider_class
+        from app.secrets import lookup
+
+        db = _db()
+        try:
+            endpoints, default = list_endpoints(db), default_endpoint_name(db)
+        finally:
+            db.conn.close()
+        self.table.setRowCount(len(endpoints))
+        for i, cfg in enumerate(endpoints):
+            cls = provider_class(cfg.provider)
+            found = lookup(cfg.name, cls.key_env_vars) if cls.needs_key else None
+            key = ("not needed" if not cls.needs_key else f"from {found.source}" if found else "missing")
+            where = cfg.model or cls.default_model or ""
+            if cfg.base_url:
+                where += f" @ {cfg.base_url}"
+            for j, text in enumerate([cfg.name, cls.label, where, key, "yes" if cfg.name == default else ""]):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def _add(self) -> None:
+        if AddBackendDialog(self).exec() == QDialog.Accepted:
+            self.refresh()
+            self.changed.emit()
+
+    def _set_key(self) -> None:
+        from app.secrets import set_key
+
+        name = self.selected()
+        if not name:
+            return
+        key, ok = QInputDialog.getText(self, f"Key for {name}", "API key (stored in the OS keyring):", QLineEdit.Password)
+        if ok and key:
+            try:
+                set_key(name, key)
+            except (RuntimeError, ValueError) as exc:
+                self.result.setText(str(exc))
+            self.refresh()
+
+    def _make_default(self) -> None:
+        from app.backends.config import set_default_endpoint
+
+        name = self.selected()
+        if name:
+            db = _db()
+            try:
+                set_default_endpoint(db, name)
+            finally:
+                db.conn.close()
+            self.refresh()
+            self.changed.emit()
+
+    def _remove(self) -> None:
+        from app.backends.config import remove_endpoint
+        from app.secrets import delete_key
+
+        name = self.selected()
+        if not name or name == "local":
+            return
+        db = _db()
+        try:
+            if remove_endpoint(db, name):
+                delete_key(name)
+        finally:
+            db.conn.close()
+        self.refresh()
+        self.changed.emit()
+
+    def run_test(self) -> None:
+        from app.backends.base import GenerationRequest
+        from app.backends.client import generate
+
+        name = self.selected()
+        if not name or (self.job is not None and self.job.running):
+            return
+        request = GenerationRequest.simple("You are a connectivity check. Answer in at most five words.", "Reply with: ready",
+                                           purpose="test", max_tokens=16)
+
+        def work(token):
+            gen = generate(request, name, cancel=token)
+            text = "".join(gen)
+            return text, gen.completion
+
+        self.result.setText(f"Testing {name}…")
+        job = self.job = Job(work, "backend-test", self)
+        job.succeeded.connect(lambda r: self.result.setText(f"{name} answered in {r[1].elapsed_s:.2f} s: {r[0].strip()[:80]!r}"))
+        job.failed.connect(lambda msg: self.result.setText(f"{name} failed: {msg}"))
+        job.start()
+
+
+class LedgerPage(QWidget):
+    """Every request that left this computer, newest first, with its full payload."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.table = QTableWidget(0, 7, objectName="ledger_table")
+        self.table.setHorizontalHeaderLabels(["id", "time (UTC)", "backend", "purpose", "endpoint", "bytes sent", "outcome"])
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.payload = QPlainTextEdit(objectName="ledger_payload", readOnly=True)
+        self.summary = QLabel(objectName="ledger_summary")
+        refresh = QPushButton("Refresh")
+        splitter = QSplitter(Qt.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.payload)
+        layout = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(refresh)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        refresh.clicked.connect(self.refresh)
+        self.table.currentCellChanged.connect(lambda row, *_: self._show(row))
+        self.refresh()
+
+    def refresh(self) -> None:
+        from app.backends.ledger import Ledger
+
+        entries = Ledger().entries(limit=500)
+        self.summary.setText(f"{len(entries)} requests have left this computer." if entries else "Nothing has left this computer.")
+        self.table.setRowCount(len(entries))
+        for i, e in enumerate(entries):
+            values = [str(e["id"]), e["started_at"][:19].replace("T", " "), e["backend"], e["purpose"], e["url"],
+                      str(e["request_bytes"]), e["outcome"] or ""]
+            for j, text in enumerate(values):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+
+    def _show(self, row: int) -> None:
+        from app.backends.ledger import Ledger
+
+        item = self.table.item(row, 0) if row >= 0 else None
+        if item is None:
+            return
+        entry = Ledger().entry(int(item.text()))
+        if entry is None:
+            return
+        try:
+            payload = json.dumps(json.loads(entry["request_payload"]), indent=2, ensure_ascii=False)
+        except (TypeError, json.JSONDecodeError):
+            payload = entry["request_payload"] or ""
+        headers = entry["request_headers"] or "{}"
+        self.payload.setPlainText(f"{entry['method']} {entry['url']}\nstatus {entry['response_status']}, {entry['outcome']}"
+                                  f"\nheaders (authorization never recorded): {headers}\n\n{payload}")

@@ -1,0 +1,363 @@
+"""The compose page: intent and details in, the agent's editable rules and a streamed draft out.
+
+Draft: when there are no rules yet, or the intent/details changed since the agent wrote them (and
+the user has not edited them), the on-device agent writes rules first; then the chosen backend
+writes the draft with whatever rules are in the list. Errors are shown above the draft and never
+clear what the user typed or what was drafted so far.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+    QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QSplitter, QVBoxLayout, QWidget,
+)
+
+from app.gui.workers import Job
+
+
+def _open_db():
+    from app.store import open_database
+
+    return open_database()
+
+
+def voices() -> list[tuple[str, str | None]]:
+    """(label, sender) for each identity, marked when it has a trained agent; plus all senders."""
+    from app.agent.profiles import find_profile
+
+    db = _open_db()
+    try:
+        addresses = [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
+    finally:
+        db.conn.close()
+    out = []
+    for address in addresses:
+        profile = find_profile(address)
+        mark = "trained agent" if profile.trained and profile.name == address else (
+            "shared agent" if profile.trained else "no agent yet")
+        out.append((f"{address} ({mark})", address))
+    out.append(("All my identities", None))
+    return out
+
+
+def backend_names() -> tuple[list[str], str]:
+    from app.backends.config import default_endpoint_name, list_endpoints
+
+    db = _open_db()
+    try:
+        return [c.name for c in list_endpoints(db)], default_endpoint_name(db)
+    finally:
+        db.conn.close()
+
+
+class PickMessageDialog(QDialog):
+    """Pick an imported email to answer (newest first, filtered by a search box)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Pick the email you are answering")
+        self.resize(640, 420)
+        self.search = QLineEdit(placeholderText="Search subject or sender…")
+        self.list = QListWidget()
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        self.list.itemDoubleClicked.connect(lambda _: self.accept())
+        layout = QVBoxLayout(self)
+        for w in (self.search, self.list, buttons):
+            layout.addWidget(w)
+        self.search.textChanged.connect(self.refresh)
+        self.refresh("")
+
+    def refresh(self, text: str) -> None:
+        db = _open_db()
+        try:
+            rows = db.execute(
+                "SELECT id, date, from_addr, subject FROM messages WHERE subject LIKE ? OR from_addr LIKE ?"
+                " ORDER BY date DESC LIMIT 200", [f"%{text}%", f"%{text}%"]).fetchall()
+        finally:
+            db.conn.close()
+        self.list.clear()
+        for mid, date, sender, subject in rows:
+            item = QListWidgetItem(f"{(date or '')[:10]}  {sender}  —  {subject or '(no subject)'}")
+            item.setData(Qt.UserRole, mid)
+            self.list.addItem(item)
+        if self.list.count():
+            self.list.setCurrentRow(0)
+
+    def chosen(self) -> tuple[str, str, str] | None:
+        """(sender, subject, body) of the selected message."""
+        item = self.list.currentItem()
+        if item is None:
+            return None
+        db = _open_db()
+        try:
+            row = db.execute("SELECT from_addr, subject, own_text FROM messages WHERE id = ?", [item.data(Qt.UserRole)]).fetchone()
+        finally:
+            db.conn.close()
+        return tuple(row) if row else None
+
+
+class ComposePage(QWidget):
+    draft_finished = Signal(str)  # the whole draft, for tests and the status bar
+    status_changed = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.job: Job | None = None
+        self._rules_inputs: tuple | None = None  # the inputs the agent's rules were made for
+        self._rules_edited = False
+
+        self.voice = QComboBox(objectName="voice")
+        self.backend = QComboBox(objectName="backend")
+        self.recipient = QLineEdit(objectName="recipient", placeholderText="Sylvia, or sylvia@example.com")
+        self.subject = QLineEdit(objectName="subject")
+        self.intent = QPlainTextEdit(objectName="intent")
+        self.intent.setPlaceholderText("What should the email say? e.g. Tell Sylvia the NG contract is ready for legal review.")
+        self.previous = QPlainTextEdit(objectName="previous")
+        self.previous.setPlaceholderText("Optional: the email you are answering (paste it, or pick an imported one).")
+        self.pick = QPushButton("Pick imported…")
+        self.draft_button = QPushButton("Draft", objectName="draft")
+        self.draft_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel", objectName="cancel", enabled=False)
+
+        self.rules = QListWidget(objectName="rules")
+        self.rules.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
+        self.add_rule = QPushButton("Add rule")
+        self.remove_rule = QPushButton("Remove")
+        self.regenerate = QPushButton("Ask the agent again")
+        self.output = QPlainTextEdit(objectName="output")
+        self.output.setPlaceholderText("The draft appears here, as it is written.")
+        self.copy = QPushButton("Copy")
+        self.mail = QPushButton("Open in mail client")
+        self.status = QLabel(objectName="status", wordWrap=True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        form = QFormLayout()
+        form.addRow("Write as", self.voice)
+        form.addRow("Large model", self.backend)
+        form.addRow("To", self.recipient)
+        form.addRow("Subject", self.subject)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.addLayout(form)
+        lv.addWidget(QLabel("Intent"))
+        lv.addWidget(self.intent, 2)
+        prev_row = QHBoxLayout()
+        prev_row.addWidget(QLabel("Answering"))
+        prev_row.addStretch()
+        prev_row.addWidget(self.pick)
+        lv.addLayout(prev_row)
+        lv.addWidget(self.previous, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.draft_button)
+        buttons.addWidget(self.cancel_button)
+        lv.addLayout(buttons)
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.addWidget(QLabel("Preference rules (made on this computer; double-click to edit)"))
+        rv.addWidget(self.rules, 1)
+        rule_buttons = QHBoxLayout()
+        for b in (self.add_rule, self.remove_rule, self.regenerate):
+            rule_buttons.addWidget(b)
+        rv.addLayout(rule_buttons)
+        rv.addWidget(self.status)
+        rv.addWidget(QLabel("Draft"))
+        rv.addWidget(self.output, 2)
+        out_buttons = QHBoxLayout()
+        out_buttons.addWidget(self.copy)
+        out_buttons.addWidget(self.mail)
+        out_buttons.addStretch()
+        rv.addLayout(out_buttons)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+        self.draft_button.clicked.connect(self.start_draft)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.regenerate.clicked.connect(lambda: self.start_draft(force_rules=True))
+        self.add_rule.clicked.connect(self._add_rule)
+        self.remove_rule.clicked.connect(self._remove_rule)
+        self.rules.itemChanged.connect(lambda _: setattr(self, "_rules_edited", True))
+        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.output.toPlainText()))
+        self.mail.clicked.connect(self.open_in_mail_client)
+        self.pick.clicked.connect(self.pick_previous)
+        self.voice.activated.connect(lambda _: self.voice.setProperty("chosen", True))  # the user's pick is kept
+        self.refresh()
+
+    # -- choices ---------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Reload voices and backends (after an import, training, or a backend change)."""
+        current_voice, current_backend = self.voice.currentData(), self.backend.currentText()
+        self.voice.blockSignals(True)
+        self.voice.clear()
+        for label, sender in voices():
+            self.voice.addItem(label, sender)
+        index = self.voice.findData(current_voice) if self.voice.property("chosen") else -1
+        if index < 0:  # first look: the first voice with a trained agent, else the first identity
+            labels = [self.voice.itemText(i) for i in range(self.voice.count())]
+            index = next((i for i, label in enumerate(labels) if "(trained agent)" in label), 0)
+        self.voice.setCurrentIndex(index)
+        self.voice.blockSignals(False)
+        names, default = backend_names()
+        self.backend.clear()
+        self.backend.addItems(names)
+        self.backend.setCurrentText(current_backend if current_backend in names else default)
+
+    def inputs(self) -> tuple:
+        return (self.voice.currentData(), self.intent.toPlainText().strip(), self.recipient.text().strip(),
+                self.subject.text().strip(), self.previous.toPlainText().strip())
+
+    def current_rules(self) -> list[str]:
+        return [self.rules.item(i).text().strip() for i in range(self.rules.count()) if self.rules.item(i).text().strip()]
+
+    def set_rules(self, rules: list[str]) -> None:
+        self.rules.blockSignals(True)
+        self.rules.clear()
+        for rule in rules:
+            item = QListWidgetItem(rule)
+            item.setFlags(item.flags() | Qt.ItemIsEditable)
+            self.rules.addItem(item)
+        self.rules.blockSignals(False)
+        self._rules_edited = False
+
+    def _add_rule(self) -> None:
+        item = QListWidgetItem("New rule")
+        item.setFlags(item.flags() | Qt.ItemIsEditable)
+        self.rules.addItem(item)
+        self._rules_edited = True
+        self.rules.editItem(item)
+
+    def _remove_rule(self) -> None:
+        for item in self.rules.selectedItems():
+            self.rules.takeItem(self.rules.row(item))
+        self._rules_edited = True
+
+    def pick_previous(self) -> None:
+        dialog = PickMessageDialog(self)
+        if dialog.exec() == QDialog.Accepted and (chosen := dialog.chosen()):
+            sender, subject, body = chosen
+            self.previous.setPlainText(body)
+            if not self.subject.text() and subject:
+                self.subject.setText(subject if subject.lower().startswith("re:") else f"Re: {subject}")
+            if not self.recipient.text():
+                self.recipient.setText(sender)
+
+    # -- drafting --------------------------------------------------------------------------------
+
+    def show_status(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet("color: #b00020;" if error else "")
+        self.status.setText(text)
+        self.status_changed.emit(text)
+
+    def _busy(self, busy: bool) -> None:
+        self.draft_button.setEnabled(not busy)
+        self.regenerate.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def start_draft(self, force_rules: bool = False) -> None:
+        if self.job is not None and self.job.running:
+            return
+        inputs = self.inputs()
+        if not inputs[1]:
+            self.show_status("Write the intent first: what should the email tell the recipient?", error=True)
+            return
+        needs_rules = force_rules or not self.rules.count() or (inputs != self._rules_inputs and not self._rules_edited)
+        self._busy(True)
+        if needs_rules:
+            self._run_agent(inputs)
+        else:
+            self._run_draft(inputs)
+
+    def _run_agent(self, inputs: tuple) -> None:
+        from app.agent.agent import PreferenceAgent, RulesRequest
+        from app.agent.template import parse_rules
+
+        sender, intent, recipient, subject, previous = inputs
+
+        def work(token):
+            agent = PreferenceAgent.for_sender(sender)
+            text = ""
+            for piece in agent.stream_rules(RulesRequest(intent, recipient or None, subject or None, previous or None), cancel=token):
+                text += piece
+                yield text
+            return parse_rules(text), agent.profile.trained if agent.profile else False
+
+        self.show_status("The agent is writing rules on this computer…")
+        self.set_rules([])
+        job = self.job = Job(work, "rules", self)
+        job.progress.connect(lambda text: self.set_rules(parse_rules(text)))
+
+        def done(result):
+            rules, trained = result
+            self.set_rules(rules)
+            self._rules_inputs = inputs
+            if not trained:
+                self.show_status("No trained agent for this voice yet: these rules come from the base model (train it on the Training page).")
+            self._run_draft(inputs)
+
+        job.succeeded.connect(done)
+        job.failed.connect(lambda msg: (self.show_status(f"The agent failed: {msg}", error=True), self._busy(False)))
+        job.cancelled.connect(lambda: (self.show_status("Cancelled."), self._busy(False)))
+        job.start()
+
+    def _run_draft(self, inputs: tuple) -> None:
+        from app.drafting import DraftInput, draft
+
+        sender, intent, recipient, subject, previous = inputs
+        rules = tuple(self.current_rules())
+        backend = self.backend.currentText() or None
+
+        def work(token):
+            gen = draft(DraftInput(intent, recipient or None, subject or None, previous or None, rules), backend, cancel=token)
+            for text in gen:
+                yield text
+            return gen.completion
+
+        self.output.clear()
+        self.show_status(f"{backend} is writing the draft…")
+        job = self.job = Job(work, "draft", self)
+        job.progress.connect(self._append)
+
+        def done(completion):
+            if not self.output.toPlainText().strip():
+                self.show_status(f"{backend} returned an empty draft; try again or switch the large model.", error=True)
+                self._busy(False)
+                return
+            self.show_status(f"Drafted by {backend} in {completion.elapsed_s:.1f} s with {len(rules)} rules.")
+            self._busy(False)
+            self.draft_finished.emit(self.output.toPlainText())
+
+        job.succeeded.connect(done)
+        job.failed.connect(lambda msg: (self.show_status(f"{backend}: {msg} — your intent and rules are kept; try again or switch the large model.", error=True), self._busy(False)))
+        job.cancelled.connect(lambda: (self.show_status("Cancelled; the text so far is kept."), self._busy(False)))
+        job.start()
+
+    def _append(self, text: str) -> None:
+        cursor = self.output.textCursor()
+        cursor.movePosition(cursor.MoveOperation.End)
+        cursor.insertText(text)
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def mailto_url(self) -> QUrl:
+        to = self.recipient.text().strip()
+        to = to if "@" in to else ""
+        return QUrl(f"mailto:{quote(to)}?subject={quote(self.subject.text())}&body={quote(self.output.toPlainText())}")
+
+    def open_in_mail_client(self) -> None:
+        if not QDesktopServices.openUrl(self.mailto_url()):
+            self.show_status("No mail client answered the mailto: link; use Copy instead.", error=True)

@@ -1,0 +1,222 @@
+"""Training page: distill the training data (offline, or through a cloud model after an explicit
+consent naming what is sent), then fine-tune the agent for one voice, with live progress, a live
+loss plot, ETA and cancel. Both run as separate processes; the app stays usable meanwhile."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (
+    QComboBox, QFormLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from app.gui.workers import Job
+
+
+class LossPlot(QWidget):
+    """The training loss per step, drawn as it arrives."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.points: list[tuple[int, float]] = []
+        self.setMinimumHeight(160)
+
+    def clear(self) -> None:
+        self.points = []
+        self.update()
+
+    def add(self, step: int, loss: float) -> None:
+        self.points.append((step, loss))
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        rect = self.rect().adjusted(40, 10, -10, -24)
+        painter.fillRect(self.rect(), self.palette().base())
+        painter.setPen(QPen(self.palette().mid().color()))
+        painter.drawRect(rect)
+        if not self.points:
+            painter.drawText(rect, Qt.AlignCenter, "loss per step appears here")
+            return
+        steps = [s for s, _ in self.points]
+        losses = [v for _, v in self.points]
+        lo, hi = min(losses), max(losses)
+        span = (hi - lo) or 1.0
+        last = max(steps[-1], 2)
+        painter.setPen(QPen(self.palette().text().color()))
+        painter.drawText(2, rect.top() + 10, f"{hi:.2f}")
+        painter.drawText(2, rect.bottom(), f"{lo:.2f}")
+        painter.drawText(rect.left(), rect.bottom() + 18, "step 1")
+        painter.drawText(rect.right() - 60, rect.bottom() + 18, f"step {steps[-1]}")
+        pen = QPen(QColor("#1f6feb"))
+        pen.setWidth(2)
+        painter.setPen(pen)
+        pts = [QPointF(rect.left() + (s - 1) / (last - 1) * rect.width(), rect.bottom() - (v - lo) / span * rect.height())
+               for s, v in self.points]
+        for a, b in zip(pts, pts[1:]):
+            painter.drawLine(a, b)
+
+
+class TrainingPage(QWidget):
+    trained = Signal(str)  # the profile that got a new adapter
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.job: Job | None = None
+        self.process = None
+        self.distill_backend = QComboBox(objectName="distill_backend")
+        self.distill_button = QPushButton("Build training data", objectName="distill")
+        self.voice = QComboBox(objectName="train_voice")
+        self.steps = QSpinBox(objectName="train_steps", minimum=0, maximum=100_000, value=60, specialValueText="one epoch")
+        self.train_button = QPushButton("Train the agent", objectName="train")
+        self.cancel_button = QPushButton("Cancel", objectName="train_cancel", enabled=False)
+        self.bar = QProgressBar(objectName="train_bar")
+        self.eta = QLabel(objectName="train_eta")
+        self.plot = LossPlot()
+        self.status = QLabel(objectName="train_status", wordWrap=True)
+
+        form = QFormLayout()
+        row = QHBoxLayout()
+        row.addWidget(self.distill_backend, 1)
+        row.addWidget(self.distill_button)
+        form.addRow("1. Training data from", row)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.voice, 1)
+        row2.addWidget(QLabel("steps"))
+        row2.addWidget(self.steps)
+        row2.addWidget(self.train_button)
+        form.addRow("2. Train the agent for", row2)
+        progress = QHBoxLayout()
+        progress.addWidget(self.bar, 1)
+        progress.addWidget(self.eta)
+        progress.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(progress)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.status)
+
+        self.distill_button.clicked.connect(self.start_distill)
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.refresh()
+
+    def refresh(self) -> None:
+        from app.gui.compose import backend_names, voices
+
+        self.distill_backend.clear()
+        self.distill_backend.addItem("This computer only (offline: measured style rules)", None)
+        names, _ = backend_names()
+        for name in names:
+            if name != "local":
+                self.distill_backend.addItem(f"{name} (sends your sent mail to it)", name)
+        current = self.voice.currentData()
+        self.voice.clear()
+        for label, sender in voices():
+            self.voice.addItem(label, sender)
+        self.voice.setCurrentIndex(max(0, self.voice.findData(current)))
+
+    def _busy(self, busy: bool) -> None:
+        self.distill_button.setEnabled(not busy)
+        self.train_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def _run_process(self, start, on_event, on_done) -> None:
+        def work(token):
+            process = self.process = start()
+            token.on_cancel(process.cancel)
+            token.on_cancel(process.interrupt)
+            yield from process.events()
+            return process
+
+        job = self.job = Job(work, "trainer", self)
+        job.progress.connect(on_event)
+        job.succeeded.connect(on_done)
+        job.failed.connect(lambda msg: (self.status.setText(f"Failed: {msg}"), self._busy(False)))
+        job.cancelled.connect(lambda: (self.status.setText("Stopped. Start again to resume where it stopped."), self._busy(False)))
+        self._busy(True)
+        job.start()
+
+    # -- distillation ------------------------------------------------------------------------------
+
+    def start_distill(self) -> None:
+        from app.agent.trainer import TrainerProcess
+
+        backend = self.distill_backend.currentData()
+        args = ["distill", "--json"]
+        if backend is None:
+            args.append("--offline")
+        else:
+            from app.consent import distill_statement
+
+            answer = QMessageBox.question(
+                self, "Send your sent mail?",
+                f"{distill_statement(backend)}\n\nThis is what leaves your computer, once, to build the training data. "
+                "Drafting later sends only intents and rules. Every request is listed on the Privacy page.",
+                QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+            if answer != QMessageBox.Yes:
+                return
+            args += ["--backend", backend, "--i-consent-to-send-sent-mail"]
+        self.status.setText("Building the training data…")
+        self.bar.setRange(0, 0)
+        self._run_process(lambda: TrainerProcess.start_command(args), self._distill_event, self._distill_done)
+
+    def _distill_event(self, event) -> None:
+        self.status.setText(f"Building the training data: {event.message or event.phase}")
+        if event.total_steps:
+            self.bar.setRange(0, event.total_steps)
+            self.bar.setValue(event.step)
+
+    def _distill_done(self, process) -> None:
+        self._busy(False)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        if process.returncode == 0:
+            self.status.setText("Training data ready. Now train the agent for a voice.")
+        elif process.returncode == 130:
+            self.status.setText("Stopped; finished rows are kept. Start again to resume.")
+        else:
+            self.status.setText(f"Building the training data failed: {process.error_text()}")
+
+    # -- training ------------------------------------------------------------------------------------
+
+    def start_training(self) -> None:
+        from app.agent.trainer import TrainerProcess
+
+        sender = self.voice.currentData()
+        steps = self.steps.value() or None
+        self.plot.clear()
+        self.bar.setRange(0, 0)
+        self.status.setText("Loading the base model…")
+        self._run_process(lambda: TrainerProcess.start(sender=sender, steps=steps), self._train_event,
+                          lambda process: self._train_done(process, sender))
+
+    def _train_event(self, event) -> None:
+        if event.phase == "training" and event.total_steps:
+            self.bar.setRange(0, event.total_steps)
+            self.bar.setValue(event.step)
+            if event.loss is not None:
+                self.plot.add(event.step, event.loss)
+                self.status.setText(f"Training: step {event.step} of {event.total_steps}, loss {event.loss:.3f}, "
+                                    f"{event.tokens_per_s or 0:.0f} tokens/s")
+            if event.eta_s is not None:
+                minutes, seconds = divmod(int(event.eta_s), 60)
+                self.eta.setText(f"ETA {minutes}:{seconds:02d}")
+        elif event.message:
+            self.status.setText(event.message)
+
+    def _train_done(self, process, sender) -> None:
+        self._busy(False)
+        self.eta.setText("")
+        if process.returncode == 0:
+            self.status.setText(f"The agent for {sender or 'all identities'} is trained; drafts use it from now on.")
+            self.trained.emit(sender or "all")
+        elif process.returncode == 130:
+            self.status.setText("Stopped with a checkpoint; press Train again to resume.")
+        else:
+            self.status.setText(f"Training failed: {process.error_text()}")
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()

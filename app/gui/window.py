@@ -1,0 +1,104 @@
+"""The main window: a page list on the left (Compose, Import, Training, Large models, Privacy) and
+the pages. Window state and the last page are restored from ``<data>/gui.ini`` (versioned)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
+
+from app import paths
+from app.gui.backends_page import BackendsPage, LedgerPage
+from app.gui.compose import ComposePage
+from app.gui.import_page import ImportPage
+from app.gui.training_page import TrainingPage
+
+SETTINGS_SCHEMA = 1
+
+
+def gui_settings() -> QSettings:
+    settings = QSettings(str(paths.home() / "gui.ini"), QSettings.IniFormat)
+    version = settings.value("schema_version", None)
+    if version is not None and int(version) != SETTINGS_SCHEMA:
+        settings.clear()  # an older layout: start from defaults rather than misread it
+    settings.setValue("schema_version", SETTINGS_SCHEMA)
+    return settings
+
+
+class MainWindow(QMainWindow):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("Tiller")
+        self.compose = ComposePage()
+        self.importer = ImportPage()
+        self.training = TrainingPage()
+        self.backends = BackendsPage()
+        self.ledger = LedgerPage()
+        self.pages = QStackedWidget()
+        self.nav = QListWidget(objectName="nav")
+        for title, page in (("Compose", self.compose), ("Import mail", self.importer), ("Training", self.training),
+                            ("Large models", self.backends), ("Privacy ledger", self.ledger)):
+            self.nav.addItem(title)
+            self.pages.addWidget(page)
+        self.nav.setFixedWidth(150)
+        self.nav.currentRowChanged.connect(self._show_page)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.addWidget(self.nav)
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+
+        self.compose.status_changed.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.importer.import_finished.connect(lambda _: (self.compose.refresh(), self.training.refresh()))
+        self.training.trained.connect(lambda _: self.compose.refresh())
+        self.backends.changed.connect(lambda: (self.compose.refresh(), self.training.refresh()))
+        self.restore()
+
+    def _show_page(self, row: int) -> None:
+        self.pages.setCurrentIndex(row)
+        if self.pages.currentWidget() is self.ledger:
+            self.ledger.refresh()
+
+    def restore(self) -> None:
+        settings = gui_settings()
+        geometry = settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1180, 760)
+        state = settings.value("window_state")
+        if state is not None:
+            self.restoreState(state)
+        self.nav.setCurrentRow(int(settings.value("page", 0)))
+        backend = settings.value("compose/backend")
+        if backend:
+            index = self.compose.backend.findText(str(backend))
+            if index >= 0:
+                self.compose.backend.setCurrentIndex(index)
+
+    def save(self) -> None:
+        settings = gui_settings()
+        settings.setValue("geometry", self.saveGeometry())
+        settings.setValue("window_state", self.saveState())
+        settings.setValue("page", self.nav.currentRow())
+        settings.setValue("compose/backend", self.compose.backend.currentText())
+        settings.sync()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.save()
+        for page in (self.compose, self.importer, self.training, self.backends):
+            job = getattr(page, "job", None)
+            if job is not None and job.running:
+                job.cancel()  # the trainer saves a checkpoint and exits; drafts and imports stop cleanly
+        super().closeEvent(event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    app.setApplicationName("Tiller")
+    window = MainWindow()
+    window.show()
+    return app.exec()

@@ -1,0 +1,221 @@
+"""The desktop app, driven as a user would, offscreen (pytest-qt), against real backends on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
+
+from tests.conftest import ANTHROPIC_TEST_KEY, run_import  # noqa: E402
+from tests.wire.server import Fault  # noqa: E402
+
+KAY = "kay.mann@enron.com"
+
+
+class StallMeter:
+    """Measures how late a 10 ms timer fires on the GUI thread: the event loop's stalls."""
+
+    def __init__(self) -> None:
+        self.stalls: list[float] = []
+        self.clock = QElapsedTimer()
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+
+    def start(self) -> "StallMeter":
+        self.clock.start()
+        self.timer.start()
+        return self
+
+    def _tick(self) -> None:
+        self.stalls.append(max(0.0, self.clock.restart() - 10.0))
+
+    def stop(self) -> dict:
+        self.timer.stop()
+        ordered = sorted(self.stalls) or [0.0]
+        return {"ticks": len(ordered), "p50": statistics.median(ordered), "p99": ordered[int(0.99 * (len(ordered) - 1))],
+                "max": ordered[-1]}
+
+
+@pytest.fixture
+def window(qtbot, db):
+    from app.gui.window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+def _add_server_backend(db, name, url, provider="openai_compat", model="gemma-270m"):
+    from app.backends.base import EndpointConfig
+    from app.backends.config import save_endpoint
+
+    save_endpoint(db, EndpointConfig(name, provider, model, url))
+
+
+def test_compose_drafts_with_editable_rules_and_stays_responsive(qtbot, window, db, enron, kay_agent, tiller_home, anthropic_server):
+    """The trained agent (llama.cpp in-process) writes the rules; Claude's wire format on 127.0.0.1
+    streams the draft through the real SDK."""
+    import shutil
+
+    from app.backends.ledger import Ledger
+    from app.secrets import set_key
+
+    run_import(db, enron / "maildir" / "mann-k")
+    shutil.copytree(kay_agent[1], tiller_home / "agents" / KAY)
+    _add_server_backend(db, "claude", anthropic_server.url, provider="anthropic", model="claude-test")
+    set_key("claude", ANTHROPIC_TEST_KEY)
+    page = window.compose
+    page.refresh()
+    assert page.voice.currentData() == KAY and "(trained agent)" in page.voice.currentText()
+    page.backend.setCurrentText("claude")
+    page.recipient.setText("Sylvia")
+    qtbot.keyClicks(page.intent, "Tell Sylvia the NG contract is ready for legal review.")
+    meter = StallMeter().start()
+    with qtbot.waitSignal(page.draft_finished, timeout=180_000) as finished:
+        qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+        assert not page.draft_button.isEnabled() and page.cancel_button.isEnabled()
+    stalls = meter.stop()
+    assert finished.args[0].strip() and page.output.toPlainText() == finished.args[0], (page.current_rules(), page.status.text())
+    assert page.rules.count() >= 2 and "Drafted by claude" in page.status.text()
+    assert any(page.current_rules()[0].startswith(w) for w in ("Length", "No greeting", "Greeting")), page.current_rules()
+    assert stalls["ticks"] > 20 and stalls["max"] < 1000, stalls  # the GUI thread never blocked on the work
+
+    # edit one rule, remove another, add one, draft again: exactly these rules are sent
+    page.rules.item(0).setText("Sign off with just Kay.")
+    while page.rules.count() > 1:
+        page.rules.takeItem(1)
+    page.rules.addItem("Mention the Friday deadline.")
+    page._rules_edited = True
+    with qtbot.waitSignal(page.draft_finished, timeout=180_000):
+        qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    user_turn = json.loads(Ledger().entries(limit=1)[0]["request_payload"])["messages"][-1]["content"]
+    user_turn = user_turn if isinstance(user_turn, str) else "".join(part.get("text", "") for part in user_turn)
+    assert "- Sign off with just Kay.\n- Mention the Friday deadline.\n</rules>" in user_turn
+    assert "NG contract is ready for legal review" in user_turn
+    assert page.mailto_url().toString().startswith("mailto:?subject=&body=")
+
+    # the privacy page lists both drafting requests with their payloads
+    window.nav.setCurrentRow(4)
+    ledger = window.ledger
+    assert ledger.table.rowCount() >= 2
+    ledger.table.setCurrentCell(0, 0)
+    assert "Mention the Friday deadline." in ledger.payload.toPlainText()
+
+
+def test_a_failing_backend_keeps_the_intent_and_says_what_failed(qtbot, window, db, anthropic_server):
+    from app.secrets import set_key
+
+    _add_server_backend(db, "claude", anthropic_server.url, provider="anthropic", model="claude-test")
+    set_key("claude", ANTHROPIC_TEST_KEY)
+    anthropic_server.enqueue(*[Fault.http(500)] * 10)
+    page = window.compose
+    page.refresh()
+    page.backend.setCurrentText("claude")
+    page.intent.setPlainText("Ask Ben for the turbine schedule.")
+    page.set_rules(["Keep it to two sentences."])
+    page._rules_inputs = page.inputs()
+    with qtbot.waitSignal(page.status_changed, timeout=60_000, check_params_cb=lambda text: "claude:" in text):
+        qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    assert "500" in page.status.text() and "your intent and rules are kept" in page.status.text()
+    assert page.intent.toPlainText() == "Ask Ben for the turbine schedule."
+    assert page.current_rules() == ["Keep it to two sentences."]
+    qtbot.waitUntil(lambda: page.draft_button.isEnabled(), timeout=5000)
+
+
+def test_import_can_be_cancelled_and_resumed_from_the_window(qtbot, window, db, enron):
+    page = window.importer
+    page._chosen(str(enron / "maildir"))
+    assert "maildir: about 9,759 items" in page.preview.text()
+    cancelled = {"done": False}
+
+    def on_progress(p):
+        if p.done >= 500 and not cancelled["done"]:
+            cancelled["done"] = True
+            qtbot.mouseClick(page.cancel, Qt.LeftButton)
+
+    page.run_import()
+    page.job.progress.connect(on_progress)
+    qtbot.waitUntil(lambda: not page.job.running, timeout=120_000)
+    assert page.last_result is not None, page.preview.text()
+    first = page.last_result
+    assert first.status == "cancelled" and "Cancelled" in page.preview.text()
+    stored_first = first.counts.stored
+    assert 0 < stored_first < 8892
+    with qtbot.waitSignal(page.import_finished, timeout=120_000) as second:
+        qtbot.mouseClick(page.start, Qt.LeftButton)
+    assert second.args[0].status == "completed"
+    assert stored_first + second.args[0].counts.stored == 8892
+    labels = [page.summary.item(i, 0).text() for i in range(page.summary.rowCount())]
+    assert "already imported" in labels and "  skipped: not-an-email" in labels
+    assert "MANIFEST.tsv: not-an-email" in page.skipped.text()
+
+
+def test_backends_page_adds_an_endpoint_and_tests_a_round_trip(qtbot, window, llama_server):
+    from PySide6.QtWidgets import QDialog
+
+    from app.gui.backends_page import AddBackendDialog
+
+    page = window.backends
+    dialog = AddBackendDialog(page)
+    qtbot.addWidget(dialog)
+    dialog.name.setText("home llama")
+    dialog.provider.setCurrentIndex(dialog.provider.findData("openai_compat"))
+    dialog.base_url.setText("not a url")
+    dialog.save()
+    assert "must be http(s)://" in dialog.error.text() and dialog.result() == 0
+    dialog.base_url.setText(llama_server)
+    dialog.model.setText("gemma-270m")
+    dialog.save()
+    assert dialog.result() == QDialog.Accepted
+    page.refresh()
+    names = [page.table.item(i, 0).text() for i in range(page.table.rowCount())]
+    assert names == ["local", "home llama"]
+    page.table.selectRow(1)
+    page.run_test()
+    qtbot.waitUntil(lambda: "answered" in page.result.text() or "failed" in page.result.text(), timeout=60_000)
+    assert "home llama answered" in page.result.text()
+
+
+def test_window_state_is_restored(qtbot, db):
+    from app.gui.window import MainWindow
+
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    first.nav.setCurrentRow(3)
+    first.resize(first.width(), 555)  # offscreen, the width is held by the 800-pixel screen
+    qtbot.waitUntil(lambda: first.height() == 555)
+    first.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    assert second.nav.currentRow() == 3 and second.pages.currentWidget() is second.backends
+    second.show()
+    assert second.height() == 555
+
+
+@pytest.mark.slow
+def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, window, db, enron):
+    run_import(db, enron / "maildir" / "mann-k")
+    page = window.training
+    page.refresh()
+    assert page.distill_backend.currentData() is None  # offline first: nothing leaves by default
+    qtbot.mouseClick(page.distill_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: page.job is not None and not page.job.running and page.train_button.isEnabled(), timeout=120_000)
+    assert "Training data ready" in page.status.text(), page.status.text()
+    page.voice.setCurrentIndex(page.voice.findData(KAY))
+    page.steps.setValue(2)
+    meter = StallMeter().start()
+    with qtbot.waitSignal(page.trained, timeout=300_000):
+        qtbot.mouseClick(page.train_button, Qt.LeftButton)
+    stalls = meter.stop()
+    assert [s for s, _ in page.plot.points] == [1, 2]
+    assert "is trained" in page.status.text()
+    assert stalls["max"] < 1000, stalls
+    assert "(trained agent)" in window.compose.voice.itemText(window.compose.voice.findData(KAY))
