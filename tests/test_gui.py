@@ -219,3 +219,19 @@ def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, windo
     assert "is trained" in page.status.text()
     assert stalls["max"] < 1000, stalls
     assert "(trained agent)" in window.compose.voice.itemText(window.compose.voice.findData(KAY))
+
+
+def test_the_qt_binding_keeps_none_alive(qapp):
+    """PySide6 6.12.0 returned None from void methods without a reference: every setEnabled() or
+    processEvents() dropped one, and a long session died with 'deallocating None'. Pinned below
+    6.12 in pyproject.toml; this fails on any binding with that bug."""
+    import sys
+
+    from PySide6.QtWidgets import QPushButton
+
+    button = QPushButton()
+    before = sys.getrefcount(None)
+    for _ in range(500):
+        button.setEnabled(True)
+        qapp.processEvents()
+    assert sys.getrefcount(None) >= before - 10

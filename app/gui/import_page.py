@@ -31,6 +31,7 @@ class ImportPage(QWidget):
         self.summary = QTableWidget(0, 2, objectName="import_summary")
         self.summary.setHorizontalHeaderLabels(["", "messages"])
         self.summary.horizontalHeader().setStretchLastSection(True)
+        self.summary.verticalHeader().setVisible(False)
         self.skipped = QLabel(objectName="import_skipped", wordWrap=True)
 
         row = QHBoxLayout()
@@ -117,6 +118,7 @@ class ImportPage(QWidget):
         for i, (label, n) in enumerate(rows):
             self.summary.setItem(i, 0, QTableWidgetItem(label))
             self.summary.setItem(i, 1, QTableWidgetItem(f"{n:,}"))
+        self.summary.resizeColumnToContents(0)
         self.skipped.setText("\n".join(f"skipped {path}: {reason}: {detail}" for path, reason, detail in skipped[:10]))
         status = "Cancelled: everything counted is saved; import again to resume." if result.status == "cancelled" else (
             f"Done: {c.stored:,} stored in {result.elapsed_s:.1f} s.")

@@ -100,6 +100,7 @@ class TrainingPage(QWidget):
         self.distill_button.clicked.connect(self.start_distill)
         self.train_button.clicked.connect(self.start_training)
         self.cancel_button.clicked.connect(self.cancel)
+        self.voice.activated.connect(lambda _: self.voice.setProperty("chosen", True))
         self.refresh()
 
     def refresh(self) -> None:
@@ -115,7 +116,8 @@ class TrainingPage(QWidget):
         self.voice.clear()
         for label, sender in voices():
             self.voice.addItem(label, sender)
-        self.voice.setCurrentIndex(max(0, self.voice.findData(current)))
+        index = self.voice.findData(current) if self.voice.property("chosen") else -1
+        self.voice.setCurrentIndex(max(0, index))  # first look: the first identity
 
     def _busy(self, busy: bool) -> None:
         self.distill_button.setEnabled(not busy)

@@ -1,0 +1,107 @@
+"""Screenshots of the real app for the README, taken on a virtual X display.
+
+    xvfb-run -s "-screen 0 1280x800x24" python packaging/screenshots.py [--agent PROFILE_DIR]
+
+Uses a temporary data folder: imports Kay Mann's sent mail from ../shared/data/enron, optionally
+installs a trained agent profile (``<data>/agents/<sender>`` from ``tiller train``), drafts on the
+built-in local backend, and grabs each page from the screen into resources/screenshots/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+ENRON = Path(os.environ.get("TILLER_ENRON_DATA", REPO.parent / "shared" / "data" / "enron"))
+KAY = "kay.mann@enron.com"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", type=Path, help="a trained profile folder to show (e.g. <data>/agents/kay.mann@enron.com)")
+    parser.add_argument("--out", type=Path, default=REPO / "resources" / "screenshots")
+    args = parser.parse_args()
+    if not os.environ.get("DISPLAY"):
+        raise SystemExit("run under a display, e.g.: xvfb-run -s '-screen 0 1280x800x24' python packaging/screenshots.py")
+    home = Path(tempfile.mkdtemp(prefix="tiller-shots-"))
+    os.environ["TILLER_HOME"] = str(home)
+
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.window import MainWindow
+    from app.mail.importer import MailImport
+    from app.mail.sources import open_source
+    from app.store import open_database
+
+    db = open_database()
+    for _ in MailImport(db, open_source(ENRON / "maildir" / "mann-k")).run():
+        pass
+    if args.agent:
+        shutil.copytree(args.agent, home / "agents" / KAY)
+    app = QApplication([])
+    window = MainWindow()
+    window.resize(1240, 760)
+    window.show()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def wait(condition, ms=120_000) -> None:
+        loop = QEventLoop()
+        poll = QTimer()
+        poll.timeout.connect(lambda: loop.quit() if condition() else None)
+        poll.start(50)
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+        poll.stop()
+
+    def shoot(name: str) -> None:
+        wait(lambda: False, 400)  # let it paint
+        image = window.screen().grabWindow(window.winId())
+        image.save(str(args.out / f"{name}.png"))
+        print(args.out / f"{name}.png")
+
+    compose = window.compose
+    compose.refresh()
+    compose.backend.setCurrentText("local")
+    compose.recipient.setText("Sylvia")
+    compose.subject.setText("NG Energy contract")
+    compose.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday.")
+    compose.start_draft()
+    wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running)
+    shoot("compose")
+
+    window.nav.setCurrentRow(1)
+    window.importer._chosen(str(ENRON / "maildir"))
+    window.importer.run_import()
+    wait(lambda: not window.importer.job.running)
+    shoot("import")
+
+    window.nav.setCurrentRow(2)
+    training = window.training
+    if args.agent and (args.agent / "training.json").is_file():
+        import json
+
+        record = json.loads((args.agent / "training.json").read_text())
+        for entry in record.get("loss_history", []):
+            training.plot.add(entry["step"], entry["loss"])
+        training.bar.setRange(0, record["steps"])
+        training.bar.setValue(record["steps"])
+        training.status.setText(f"The agent for {KAY} is trained ({record['steps']} steps, loss "
+                                f"{record['first_loss']:.2f} -> {record['final_loss']:.2f}); drafts use it from now on.")
+    shoot("training")
+
+    window.nav.setCurrentRow(3)
+    shoot("backends")
+    window.nav.setCurrentRow(4)
+    shoot("ledger")
+    window.close()
+
+
+if __name__ == "__main__":
+    main()
