@@ -680,7 +680,7 @@ def gui_command() -> None:
     try:
         from app.gui.window import main as gui_main
     except ImportError as exc:
-        raise click.ClickException(f"the desktop app needs PySide6: pip install -e '.[gui]' ({exc})") from None
+        raise click.ClickException(f"the desktop app needs PySide6: pip install 'PySide6-Essentials<6.12' ({exc})") from None
     sys.exit(gui_main([sys.argv[0]]))
 
 

@@ -56,6 +56,20 @@ def train_arguments(*, sender: str | None = None, steps: int | None = None, fres
     return args
 
 
+def trainer_python() -> str:
+    """The Python that runs the training side: ``$TILLER_TRAINER_PYTHON``, else this interpreter.
+    A desktop bundle leaves torch out, so there it must be set (to a Python with tiller installed)."""
+    import os
+
+    configured = os.environ.get("TILLER_TRAINER_PYTHON")
+    if configured:
+        return configured
+    if getattr(sys, "frozen", False):
+        raise RuntimeError("training runs in a separate Python with tiller installed (pip install tiller): "
+                           "set TILLER_TRAINER_PYTHON to it, e.g. ~/tiller-venv/bin/python")
+    return sys.executable
+
+
 class TrainerProcess:
     """``for event in TrainerProcess.start(sender=...).events(): ...``; ``cancel()`` from any thread."""
 
@@ -75,7 +89,7 @@ class TrainerProcess:
     def start_command(cls, args: list[str], *, python: str | None = None, env: dict | None = None) -> "TrainerProcess":
         """Any ``agent_training`` command that prints JSON progress lines (``distill --json``)."""
         proc = subprocess.Popen(
-            [python or sys.executable, "-m", "agent_training", *args],
+            [python or trainer_python(), "-m", "agent_training", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
         )
         return cls(proc)

@@ -3,6 +3,9 @@ the pages. Window state and the last page are restored from ``<data>/gui.ini`` (
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
 
@@ -93,12 +96,39 @@ class MainWindow(QMainWindow):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
-
+    """``tiller-gui``; ``tiller-gui --smoke-test`` opens the window, lets it paint, prints what it
+    found and exits 0 (how a bundle is checked to start)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    argv = list(argv if argv is not None else sys.argv)
+    smoke = "--smoke-test" in argv
+    argv = [a for a in argv if a != "--smoke-test"]
+    app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("Tiller")
+    icon = paths_resource("icons/tiller.svg")
+    if icon is not None:
+        app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow()
     window.show()
+    if smoke:
+        def report() -> None:
+            print(f"Tiller started: {window.nav.count()} pages, {window.compose.backend.count()} backends, "
+                  f"data in {paths.home()}", flush=True)
+            window.close()
+            app.quit()
+
+        QTimer.singleShot(300, report)
     return app.exec()
+
+
+def paths_resource(name: str) -> Path | None:
+    """A file under resources/: beside the package in a checkout, or in a PyInstaller bundle."""
+    bases = [Path(__file__).resolve().parent.parent.parent / "resources"]
+    if hasattr(sys, "_MEIPASS"):
+        bases.append(Path(sys._MEIPASS) / "resources")
+    for base in bases:
+        if (base / name).is_file():
+            return base / name
+    return None

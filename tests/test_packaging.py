@@ -1,0 +1,44 @@
+"""Packaging: the desktop entry, the installed GUI entry point's smoke test, and (opt-in, slow)
+the PyInstaller bundle built by packaging/build_bundle.sh."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def test_desktop_entry_is_complete_and_runs_the_gui_script():
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str
+    entry.read(REPO / "packaging" / "tiller.desktop")
+    section = entry["Desktop Entry"]
+    for key in ("Type", "Name", "Exec", "Icon", "Categories", "Terminal"):
+        assert section.get(key), key
+    assert section["Type"] == "Application" and section["Terminal"] == "false"
+    assert section["Categories"].endswith(";")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["gui-scripts"]
+    assert section["Exec"].split()[0] in scripts
+    assert (REPO / "resources" / "icons" / f"{section['Icon']}.svg").is_file()
+
+
+def test_the_gui_starts_and_reports(tiller_home):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TILLER_HOME": str(tiller_home)}
+    result = subprocess.run([sys.executable, "-m", "app.gui", "--smoke-test"], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Tiller started: 5 pages, 1 backends" in result.stdout
+    assert (tiller_home / "gui.ini").is_file()  # the window state was saved on close
+
+
+@pytest.mark.skipif(not os.environ.get("TILLER_BUNDLE_TEST"), reason="builds the PyInstaller bundle (minutes); set TILLER_BUNDLE_TEST=1")
+def test_the_bundle_builds_and_starts():
+    result = subprocess.run(["bash", str(REPO / "packaging" / "build_bundle.sh")], capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    assert "bundle OK" in result.stdout
