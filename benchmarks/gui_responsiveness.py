@@ -39,7 +39,8 @@ def main() -> None:
 
     from app.gui.window import MainWindow
 
-    app = QApplication.instance() or QApplication([])
+    app = QApplication.instance() or QApplication([])  # kept referenced for the whole run
+    app.setApplicationName("Tiller")
     window = MainWindow()
     window.show()
     stalls: list[float] = []

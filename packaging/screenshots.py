@@ -45,7 +45,8 @@ def main() -> None:
         pass
     if args.agent:
         shutil.copytree(args.agent, home / "agents" / KAY)
-    app = QApplication([])
+    app = QApplication([])  # kept referenced for the whole run
+    app.setApplicationName("Tiller")
     window = MainWindow()
     window.resize(1240, 760)
     window.show()
