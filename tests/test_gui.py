@@ -109,6 +109,27 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(qtbot, window, 
     assert "Mention the Friday deadline." in ledger.payload.toPlainText()
 
 
+def test_compose_on_the_local_backend_drafts_and_cancels(qtbot, window, db):
+    """Everything on this computer: base-model rules and the embedded model's draft, then a
+    second draft cancelled as soon as its first words arrive."""
+    from app.backends.ledger import Ledger
+
+    page = window.compose
+    page.backend.setCurrentText("local")
+    page.intent.setPlainText("Thank Ben for the turbine schedule and say the team will review it on Monday.")
+    with qtbot.waitSignal(page.draft_finished, timeout=180_000) as finished:
+        qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    assert finished.args[0].strip() and "Drafted by local" in page.status.text()
+    first_draft = finished.args[0]
+
+    page.output.textChanged.connect(lambda: page.job and page.job.name == "draft" and page.job.cancel())
+    qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: page.job is not None and not page.job.running, timeout=120_000)
+    assert "Cancelled; the text so far is kept." in page.status.text()
+    assert len(page.output.toPlainText()) < len(first_draft) and page.draft_button.isEnabled()
+    assert Ledger().entries() == []  # nothing left the machine
+
+
 def test_a_failing_backend_keeps_the_intent_and_says_what_failed(qtbot, window, db, anthropic_server):
     from app.secrets import set_key
 
