@@ -29,11 +29,12 @@ import random
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, profile_dir, profile_slug
 from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
+from app.agent.trainer import TrainerEvent
 from app.jobs import CancelToken
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -117,19 +118,8 @@ def _bf16_works(device: str) -> bool:
         return False
 
 
-@dataclass
-class TrainProgress:
-    phase: str  # loading, training, saving, exporting, done, cancelled
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
-    tokens_per_s: float | None = None
-    eta_s: float | None = None
-    message: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {}, "")} | {"phase": self.phase})
+# The progress event is the wire format to the app: one definition, on the app side.
+TrainProgress = TrainerEvent
 
 
 @dataclass

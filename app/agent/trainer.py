@@ -14,12 +14,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
 class TrainerEvent:
-    phase: str
+    """One progress line between the trainer process and the app (the trainer yields these and
+    prints them with :meth:`to_json`; the app reads them back with :meth:`from_line`)."""
+
+    phase: str  # loading, training, saving, exporting, done, cancelled, error; distilling
     step: int = 0
     total_steps: int = 0
     loss: float | None = None
@@ -27,6 +30,9 @@ class TrainerEvent:
     eta_s: float | None = None
     message: str = ""
     extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {}, "")} | {"phase": self.phase})
 
     @classmethod
     def from_line(cls, line: str) -> "TrainerEvent | None":

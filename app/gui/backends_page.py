@@ -11,16 +11,10 @@ from PySide6.QtWidgets import (
     QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from app.gui.workers import Job
+from app.gui.workers import Job, database
 
 PROVIDERS = [("Claude (Anthropic)", "anthropic"), ("Gemini (Google)", "gemini"),
              ("OpenAI-compatible (llama.cpp server, vLLM, Ollama)", "openai_compat"), ("Local GGUF on this computer", "local")]
-
-
-def _db():
-    from app.store import open_database
-
-    return open_database()
 
 
 class AddBackendDialog(QDialog):
@@ -55,16 +49,14 @@ class AddBackendDialog(QDialog):
 
         cfg = EndpointConfig(name=self.name.text().strip(), provider=self.provider.currentData(),
                              model=self.model.text().strip() or None, base_url=self.base_url.text().strip() or None)
-        db = _db()
         try:
-            save_endpoint(db, cfg)
+            with database() as db:
+                save_endpoint(db, cfg)
             if self.key.text():
                 set_key(cfg.name, self.key.text())
         except (ConfigError, ValueError, RuntimeError) as exc:
             self.error.setText(str(exc))
             return
-        finally:
-            db.conn.close()
         self.key.clear()
         self.accept()
 
@@ -111,11 +103,8 @@ class BackendsPage(QWidget):
         from app.backends.registry import provider_class
         from app.secrets import lookup
 
-        db = _db()
-        try:
+        with database() as db:
             endpoints, default = list_endpoints(db), default_endpoint_name(db)
-        finally:
-            db.conn.close()
         self.table.setRowCount(len(endpoints))
         for i, cfg in enumerate(endpoints):
             cls = provider_class(cfg.provider)
@@ -152,11 +141,8 @@ class BackendsPage(QWidget):
 
         name = self.selected()
         if name:
-            db = _db()
-            try:
+            with database() as db:
                 set_default_endpoint(db, name)
-            finally:
-                db.conn.close()
             self.refresh()
             self.changed.emit()
 
@@ -167,12 +153,10 @@ class BackendsPage(QWidget):
         name = self.selected()
         if not name or name == "local":
             return
-        db = _db()
-        try:
-            if remove_endpoint(db, name):
-                delete_key(name)
-        finally:
-            db.conn.close()
+        with database() as db:
+            removed = remove_endpoint(db, name)
+        if removed:
+            delete_key(name)
         self.refresh()
         self.changed.emit()
 

@@ -17,24 +17,15 @@ from PySide6.QtWidgets import (
     QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QSplitter, QVBoxLayout, QWidget,
 )
 
-from app.gui.workers import Job
-
-
-def _open_db():
-    from app.store import open_database
-
-    return open_database()
+from app.gui.workers import Job, database
 
 
 def voices() -> list[tuple[str, str | None]]:
     """(label, sender) for each identity, marked when it has a trained agent; plus all senders."""
     from app.agent.profiles import find_profile
 
-    db = _open_db()
-    try:
+    with database() as db:
         addresses = [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
-    finally:
-        db.conn.close()
     out = []
     for address in addresses:
         profile = find_profile(address)
@@ -48,11 +39,8 @@ def voices() -> list[tuple[str, str | None]]:
 def backend_names() -> tuple[list[str], str]:
     from app.backends.config import default_endpoint_name, list_endpoints
 
-    db = _open_db()
-    try:
+    with database() as db:
         return [c.name for c in list_endpoints(db)], default_endpoint_name(db)
-    finally:
-        db.conn.close()
 
 
 class PickMessageDialog(QDialog):
@@ -75,13 +63,10 @@ class PickMessageDialog(QDialog):
         self.refresh("")
 
     def refresh(self, text: str) -> None:
-        db = _open_db()
-        try:
+        with database() as db:
             rows = db.execute(
                 "SELECT id, date, from_addr, subject FROM messages WHERE subject LIKE ? OR from_addr LIKE ?"
                 " ORDER BY date DESC LIMIT 200", [f"%{text}%", f"%{text}%"]).fetchall()
-        finally:
-            db.conn.close()
         self.list.clear()
         for mid, date, sender, subject in rows:
             item = QListWidgetItem(f"{(date or '')[:10]}  {sender}  —  {subject or '(no subject)'}")
@@ -95,11 +80,8 @@ class PickMessageDialog(QDialog):
         item = self.list.currentItem()
         if item is None:
             return None
-        db = _open_db()
-        try:
+        with database() as db:
             row = db.execute("SELECT from_addr, subject, own_text FROM messages WHERE id = ?", [item.data(Qt.UserRole)]).fetchone()
-        finally:
-            db.conn.close()
         return tuple(row) if row else None
 
 

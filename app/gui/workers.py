@@ -16,6 +16,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -108,3 +109,15 @@ class Job(QObject):
                 self._timer.stop()
                 self.ended.emit()
                 return
+
+
+@contextmanager
+def database():
+    """A connection of the calling thread's own, closed afterwards (pages open one per action)."""
+    from app.store import open_database
+
+    db = open_database()
+    try:
+        yield db
+    finally:
+        db.conn.close()
