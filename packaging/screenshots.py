@@ -97,11 +97,63 @@ def main() -> None:
                                 f"{record['first_loss']:.2f} -> {record['final_loss']:.2f}); drafts use it from now on.")
     shoot("training")
 
-    window.nav.setCurrentRow(3)
-    shoot("backends")
-    window.nav.setCurrentRow(4)
-    shoot("ledger")
+    # a real OpenAI-compatible endpoint on 127.0.0.1 (llama.cpp's server with the embedded model),
+    # so the Large models and Privacy pages show a configured endpoint and real requests
+    server = start_llama_server()
+    try:
+        from app.backends.base import EndpointConfig
+        from app.backends.config import save_endpoint
+
+        save_endpoint(db, EndpointConfig("llama.cpp server", "openai_compat", "gemma-270m", server.url))
+        window.backends.refresh()
+        window.compose.refresh()
+        compose.backend.setCurrentText("llama.cpp server")
+        compose.start_draft()
+        wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running)
+        window.nav.setCurrentRow(3)
+        window.backends.table.selectRow(1)
+        window.backends.run_test()
+        wait(lambda: "answered" in window.backends.result.text() or "failed" in window.backends.result.text())
+        shoot("backends")
+        window.nav.setCurrentRow(4)
+        window.ledger.table.setCurrentCell(0, 0)
+        shoot("ledger")
+    finally:
+        server.stop()
     window.close()
+
+
+class start_llama_server:  # noqa: N801 (used like a function)
+    def __init__(self) -> None:
+        import socket
+        import subprocess
+        import time
+        import urllib.request
+
+        from app.models import embedded_base_model
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_base_model()), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "2048", "--model_alias", "gemma-270m"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/models", timeout=2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit("llama_cpp.server did not start")
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,16 @@ def test_a_failing_backend_keeps_the_intent_and_says_what_failed(qtbot, window, 
     page.intent.setPlainText("Ask Ben for the turbine schedule.")
     page.set_rules(["Keep it to two sentences."])
     page._rules_inputs = page.inputs()
+
+    # no key yet: the message says so and where to put it
+    from app.secrets import delete_key
+
+    delete_key("claude")
+    with qtbot.waitSignal(page.status_changed, timeout=30_000, check_params_cb=lambda text: "claude:" in text):
+        qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    assert "key" in page.status.text().lower() and page.intent.toPlainText() == "Ask Ben for the turbine schedule."
+    qtbot.waitUntil(lambda: page.draft_button.isEnabled(), timeout=5000)
+    set_key("claude", ANTHROPIC_TEST_KEY)
     with qtbot.waitSignal(page.status_changed, timeout=60_000, check_params_cb=lambda text: "claude:" in text):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     assert "500" in page.status.text() and "your intent and rules are kept" in page.status.text()
@@ -256,3 +266,33 @@ def test_the_qt_binding_keeps_none_alive(qapp):
         button.setEnabled(True)
         qapp.processEvents()
     assert sys.getrefcount(None) >= before - 10
+
+
+@pytest.mark.slow
+def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qtbot, window, enron):
+    """Import (Import page) -> training data (offline) and a brief training run (Training page) ->
+    a draft in that voice with the trained agent's rules (Compose page, local backend)."""
+    importer = window.importer
+    window.nav.setCurrentRow(1)
+    importer._chosen(str(enron / "maildir" / "mann-k"))
+    with qtbot.waitSignal(importer.import_finished, timeout=120_000):
+        qtbot.mouseClick(importer.start, Qt.LeftButton)
+
+    training = window.training
+    window.nav.setCurrentRow(2)
+    assert training.voice.currentData() == KAY  # the import's identity is offered at once
+    qtbot.mouseClick(training.distill_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: "Training data ready" in training.status.text(), timeout=120_000)
+    training.steps.setValue(8)
+    with qtbot.waitSignal(training.trained, timeout=600_000):
+        qtbot.mouseClick(training.train_button, Qt.LeftButton)
+
+    compose = window.compose
+    window.nav.setCurrentRow(0)
+    assert compose.voice.currentData() == KAY and "(trained agent)" in compose.voice.currentText()
+    compose.backend.setCurrentText("local")
+    compose.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
+    with qtbot.waitSignal(compose.draft_finished, timeout=180_000):
+        qtbot.mouseClick(compose.draft_button, Qt.LeftButton)
+    assert compose.rules.count() >= 2 and compose.output.toPlainText().strip()
+    assert "No trained agent" not in compose.status.text()
