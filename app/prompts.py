@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+def resources_dir() -> Path:
+    """``resources/`` beside a checkout (editable installs, the bundle), else the copy a wheel
+    installs as the package ``app._resources``."""
+    checkout = Path(__file__).resolve().parent.parent / "resources"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_resources"
+
+
+RESOURCES = resources_dir()
 PROMPTS = RESOURCES / "prompts"
 
 

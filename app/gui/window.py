@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def paths_resource(name: str) -> Path | None:
     """A file under resources/: beside the package in a checkout, or in a PyInstaller bundle."""
-    bases = [Path(__file__).resolve().parent.parent.parent / "resources"]
+    from app.prompts import RESOURCES
+
+    bases = [RESOURCES]
     if hasattr(sys, "_MEIPASS"):
         bases.append(Path(sys._MEIPASS) / "resources")
     for base in bases:
