@@ -221,19 +221,6 @@ def _backend_error(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-def _key_status(endpoint) -> str:
-    from app import secrets
-    from app.backends.registry import provider_class
-
-    cls = provider_class(endpoint.provider)
-    if not cls.leaves_machine:
-        return "not needed"
-    found = secrets.lookup(endpoint.name, cls.key_env_vars)
-    if found is None:
-        return "missing" if cls.needs_key else "none (not needed)"
-    return found.source
-
-
 @cli.group("backends", invoke_without_command=True)
 @click.pass_context
 def backends_group(ctx) -> None:
@@ -245,7 +232,7 @@ def backends_group(ctx) -> None:
 @backends_group.command("list")
 def backends_list() -> None:
     """Show configured backends, the default, and where each one's key comes from."""
-    from app.backends.config import default_endpoint_name, list_endpoints
+    from app.backends.config import default_endpoint_name, key_status, list_endpoints
     from app.backends.registry import provider_class
 
     db = _open_db()
@@ -258,7 +245,7 @@ def backends_list() -> None:
         table.add_row(
             "*" if ep.name == default else "", ep.name, ep.provider, ep.model or cls.default_model or "",
             ep.base_url or cls.default_base_url or ("in-process" if not cls.leaves_machine else "provider default"),
-            _key_status(ep), "yes" if cls.leaves_machine else "no",
+            key_status(ep), "yes" if cls.leaves_machine else "no",
         )
     console.print(table)
     console.print("* = default. Add one: tiller backends add NAME --provider anthropic|gemini|openai_compat|local")
@@ -274,7 +261,7 @@ def backends_list() -> None:
 def backends_add(name, provider, model, base_url, option_pairs, make_default) -> None:
     """Add (or replace) a named backend. Keys are stored separately: tiller keys set NAME."""
     from app.backends.base import EndpointConfig
-    from app.backends.config import parse_option_pairs, save_endpoint, set_default_endpoint
+    from app.backends.config import key_status, parse_option_pairs, save_endpoint, set_default_endpoint
     from app.backends.errors import ConfigError
 
     db = _open_db()
@@ -286,9 +273,9 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
                 set_default_endpoint(db, name)
     except ConfigError as exc:
         raise _backend_error(exc) from None
-    key_status = _key_status(cfg)
-    console.print(f"Saved backend [bold]{name}[/] ({provider}). Key: {key_status}")
-    if key_status == "missing":
+    key = key_status(cfg)
+    console.print(f"Saved backend [bold]{name}[/] ({provider}). Key: {key}")
+    if key == "missing":
         console.print(f"Store its API key with: tiller keys set {name!r}")
 
 
@@ -332,14 +319,10 @@ def backends_test(name) -> None:
     """Round trip to a backend (the default when NAME is omitted): a tiny request, streamed."""
     import time
 
-    from app.backends.base import GenerationRequest
-    from app.backends.client import generate
+    from app.backends.client import connectivity_request, generate
     from app.backends.errors import BackendError, Cancelled
 
-    request = GenerationRequest.simple(
-        "You are a connectivity check. Answer in at most five words.",
-        "Reply with: ready", purpose="test", max_tokens=16,
-    )
+    request = connectivity_request()
     with cancel_on_ctrl_c() as token:
         try:
             gen = generate(
@@ -376,7 +359,7 @@ def keys_group(ctx) -> None:
 def keys_list() -> None:
     """Where each backend's key comes from (keyring, environment) without showing it."""
     from app import secrets
-    from app.backends.config import list_endpoints
+    from app.backends.config import key_status, list_endpoints
 
     db = _open_db()
     table = Table(title=f"API keys (keyring: {secrets.keyring_name()})")
@@ -384,7 +367,7 @@ def keys_list() -> None:
     table.add_column("provider")
     table.add_column("key from")
     for ep in list_endpoints(db):
-        table.add_row(ep.name, ep.provider, _key_status(ep))
+        table.add_row(ep.name, ep.provider, key_status(ep))
     console.print(table)
 
 
@@ -554,8 +537,9 @@ def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_
     if sender and all_senders:
         raise click.UsageError("--sender and --all-senders exclude each other")
     if not sender and not all_senders:
-        db = _open_db()
-        mine = [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
+        from app.mail.identity import active_identities
+
+        mine = active_identities(_open_db())
         if len(mine) == 1:
             sender = mine[0]
         elif len(mine) > 1:

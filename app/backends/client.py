@@ -281,6 +281,12 @@ class Generation:
             exc.args = (redact(exc.args[0], self._key), *exc.args[1:])
 
 
+def connectivity_request() -> GenerationRequest:
+    """The tiny round trip behind "test this backend" (CLI and GUI)."""
+    return GenerationRequest.simple("You are a connectivity check. Answer in at most five words.", "Reply with: ready",
+                                    purpose="test", max_tokens=16)
+
+
 def generate(
     request: GenerationRequest,
     backend: str | EndpointConfig | None = None,

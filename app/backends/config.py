@@ -117,3 +117,17 @@ def parse_option_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key.strip()] = value
     return options
+
+
+def key_status(endpoint: EndpointConfig) -> str:
+    """Where the endpoint's key would come from, never the key: "keyring", "env:VAR", "missing",
+    "not needed" (runs on this computer) or "none (not needed)" (a keyless remote endpoint)."""
+    from app import secrets
+
+    cls = provider_class(endpoint.provider)
+    if not cls.leaves_machine:
+        return "not needed"
+    found = secrets.lookup(endpoint.name, cls.key_env_vars)
+    if found is None:
+        return "missing" if cls.needs_key else "none (not needed)"
+    return found.source

@@ -99,21 +99,18 @@ class BackendsPage(QWidget):
         return self.table.item(row, 0).text() if row >= 0 and self.table.item(row, 0) else None
 
     def refresh(self) -> None:
-        from app.backends.config import default_endpoint_name, list_endpoints
+        from app.backends.config import default_endpoint_name, key_status, list_endpoints
         from app.backends.registry import provider_class
-        from app.secrets import lookup
 
         with database() as db:
             endpoints, default = list_endpoints(db), default_endpoint_name(db)
         self.table.setRowCount(len(endpoints))
         for i, cfg in enumerate(endpoints):
             cls = provider_class(cfg.provider)
-            found = lookup(cfg.name, cls.key_env_vars) if cls.needs_key else None
-            key = ("not needed" if not cls.needs_key else f"from {found.source}" if found else "missing")
             where = cfg.model or cls.default_model or ""
             if cfg.base_url:
                 where += f" @ {cfg.base_url}"
-            for j, text in enumerate([cfg.name, cls.label, where, key, "yes" if cfg.name == default else ""]):
+            for j, text in enumerate([cfg.name, cls.label, where, key_status(cfg), "yes" if cfg.name == default else ""]):
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
 
@@ -161,14 +158,12 @@ class BackendsPage(QWidget):
         self.changed.emit()
 
     def run_test(self) -> None:
-        from app.backends.base import GenerationRequest
-        from app.backends.client import generate
+        from app.backends.client import connectivity_request, generate
 
         name = self.selected()
         if not name or (self.job is not None and self.job.running):
             return
-        request = GenerationRequest.simple("You are a connectivity check. Answer in at most five words.", "Reply with: ready",
-                                           purpose="test", max_tokens=16)
+        request = connectivity_request()
 
         def work(token):
             gen = generate(request, name, cancel=token)

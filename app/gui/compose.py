@@ -24,8 +24,10 @@ def voices() -> list[tuple[str, str | None]]:
     """(label, sender) for each identity, marked when it has a trained agent; plus all senders."""
     from app.agent.profiles import find_profile
 
+    from app.mail.identity import active_identities
+
     with database() as db:
-        addresses = [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
+        addresses = active_identities(db)
     out = []
     for address in addresses:
         profile = find_profile(address)

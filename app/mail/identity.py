@@ -34,6 +34,11 @@ def add_configured(db: sqlite_utils.Database, address: str, display_name: str | 
     return cur.lastrowid
 
 
+def active_identities(db: sqlite_utils.Database) -> list[str]:
+    """The user's addresses (configured or inferred, not rejected), alphabetically."""
+    return [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
+
+
 def reject(db: sqlite_utils.Database, address: str) -> bool:
     """The address is not the user's: its messages become context, and inference skips it."""
     address = address.strip().lower()
