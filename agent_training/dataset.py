@@ -95,7 +95,7 @@ def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender
     return examples, {"undated_excluded": undated}
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary name, flush to disk, then rename: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -107,7 +107,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    _write_atomic(path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
+    write_atomic(path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
 
 
 def _chat(ex: Example, target: str, split: str) -> dict:
@@ -149,7 +149,7 @@ def export(db, *, strategy: str = "R3", sender: str | None = None, out_dir: Path
         "mean_email_words": words([e.email for e in examples]),
         "per_sender": per_sender, "directory": str(out),
     }
-    _write_atomic(out / "stats.json", json.dumps(stats, indent=2))
+    write_atomic(out / "stats.json", json.dumps(stats, indent=2))
     return stats
 
 

@@ -36,6 +36,7 @@ from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, profile_dir, profile
 from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
 from app.agent.trainer import TrainerEvent
 from app.jobs import CancelToken
+from agent_training.dataset import write_atomic
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CHECKPOINT_DIR = "checkpoint"
@@ -274,12 +275,7 @@ def _write_atomic_dir(target: Path, fill) -> None:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str))
 
 
 class Finetune:
@@ -349,6 +345,7 @@ class Finetune:
         device = next(p for p in model.parameters()).device
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         started, tokens_done, steps_done_here = time.monotonic(), 0, 0
+        order_epoch, order = -1, []
         while step < total:
             if self.cancel.cancelled:
                 self._save_checkpoint(checkpoint, print_id, model, optimizer, scheduler, step, history)
@@ -360,7 +357,9 @@ class Finetune:
             for micro in range(config.grad_accum):
                 index = step * config.grad_accum + micro
                 epoch, within = divmod(index, batches_per_epoch)
-                batch = [examples[i] for i in batch_order(len(examples), config.batch_size, config.seed, epoch)[within]]
+                if epoch != order_epoch:  # the order is a function of (seed, epoch): shuffle once per epoch
+                    order_epoch, order = epoch, batch_order(len(examples), config.batch_size, config.seed, epoch)
+                batch = [examples[i] for i in order[within]]
                 ids, labels, mask = (t.to(device) for t in collate(batch, pad_id))
                 loss, n_targets = target_loss(causal_lm, ids, labels, mask)
                 (loss / config.grad_accum).backward()

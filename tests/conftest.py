@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -143,21 +144,18 @@ def llama_server(shared_models):
 KAY = "kay.mann@enron.com"
 
 
+@contextmanager
 def _with_home(home: Path):
     """Session fixtures cannot use monkeypatch: point TILLER_HOME at ``home`` for a block."""
-
-    class _Home:
-        def __enter__(self):
-            self.previous = os.environ.get("TILLER_HOME")
-            os.environ["TILLER_HOME"] = str(home)
-
-        def __exit__(self, *exc):
-            if self.previous is None:
-                os.environ.pop("TILLER_HOME", None)
-            else:
-                os.environ["TILLER_HOME"] = self.previous
-
-    return _Home()
+    previous = os.environ.get("TILLER_HOME")
+    os.environ["TILLER_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TILLER_HOME", None)
+        else:
+            os.environ["TILLER_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,10 @@ class AgentProfile:
 
 
 def load_profile(sender: str | None) -> AgentProfile:
-    directory = profile_dir(sender)
+    return _profile_at(profile_dir(sender), sender.lower() if sender else ALL_SENDERS)
+
+
+def _profile_at(directory: Path, name: str) -> AgentProfile:
     info: dict = {}
     training = directory / TRAINING_FILE
     if training.is_file():
@@ -58,7 +61,7 @@ def load_profile(sender: str | None) -> AgentProfile:
     adapter = directory / ADAPTER_FILE
     base = info.get("base_gguf")
     return AgentProfile(
-        name=info.get("profile") or (sender.lower() if sender else ALL_SENDERS),
+        name=info.get("profile") or name,
         directory=directory,
         adapter=adapter if adapter.is_file() else None,
         base_model=Path(base) if base else None,
@@ -67,12 +70,8 @@ def load_profile(sender: str | None) -> AgentProfile:
 
 
 def list_profiles() -> list[AgentProfile]:
-    out = []
-    for directory in sorted(agents_dir().iterdir()):
-        if directory.is_dir() and (directory / TRAINING_FILE).is_file():
-            info = json.loads((directory / TRAINING_FILE).read_text(encoding="utf-8"))
-            out.append(load_profile(info.get("profile") if info.get("profile") != ALL_SENDERS else None))
-    return out
+    """Every profile that finished a training run (each training record read once)."""
+    return [_profile_at(d, d.name) for d in sorted(agents_dir().iterdir()) if d.is_dir() and (d / TRAINING_FILE).is_file()]
 
 
 def find_profile(sender: str | None) -> AgentProfile:

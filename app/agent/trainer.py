@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass
@@ -42,8 +42,7 @@ class TrainerEvent:
             return None
         if not isinstance(data, dict) or "phase" not in data:
             return None
-        known = {k: data[k] for k in ("phase", "step", "total_steps", "loss", "tokens_per_s", "eta_s", "message", "extra") if k in data}
-        return cls(**known)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 def train_arguments(*, sender: str | None = None, steps: int | None = None, fresh: bool = False, **options) -> list[str]:
