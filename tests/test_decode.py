@@ -117,3 +117,61 @@ def test_mbox_from_escaping_is_not_part_of_the_content_key():
     assert a.content_key == b.content_key
     c = parse_message(b"From: a@x.com\nDate: Tue, 3 Oct 2000 03:10:01 -0700\nSubject: s\n\nhi\nFrom here on\n")
     assert c.content_key != a.content_key
+
+
+def _all_real_messages(enron):
+    from app.mail.sources import open_source
+
+    for kind in ("maildir", "mbox", "raw"):
+        for item in open_source(enron / kind).iter_items():
+            data, error = item.read()
+            if error is None:
+                yield f"{kind}/{item.key}", data
+
+
+def _parse_or_reason(data, monkeypatch=None):
+    try:
+        return parse_message(data)
+    except MessageRejected as rejected:
+        return rejected.reason
+
+
+def test_fast_path_gives_what_the_stdlib_parser_gives_on_every_real_message(enron, monkeypatch):
+    """The hand-cut header block must be invisible: every message of the sample (maildir, mbox,
+    raw CRLF) parses to the same ParsedMessage with the stdlib feed parser forced."""
+    from app.mail import decode
+
+    messages = list(_all_real_messages(enron))
+    fast = [_parse_or_reason(data) for _, data in messages]
+    taken = sum(decode._simple_message(data) is not None for _, data in messages)
+    monkeypatch.setattr(decode, "_simple_message", lambda data: None)
+    slow = [_parse_or_reason(data) for _, data in messages]
+    differing = [key for (key, _), a, b in zip(messages, fast, slow) if a != b]
+    assert len(messages) > 12000 and taken > 0.95 * len(messages)
+    assert differing == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # folded headers (LF and CRLF), a repeated To, leading blanks after the colon
+        b"From: Kay <kay@x.com>\nTo: a@x.com,\n\tb@x.com\nTo: c@x.com\nSubject:   Re:\n  budget\n\nHi\n",
+        b"From: kay@x.com\r\nSubject: two\r\n line\r\nDate: Tue, 3 Oct 2000 03:10:00 -0700\r\n\r\nBody\r\nmore\r\n",
+        # quoted-printable body with a charset
+        b"From: kay@x.com\nContent-Type: text/plain; charset=iso-8859-1\n"
+        b"Content-Transfer-Encoding: quoted-printable\n\nR=E9union =\ndemain\n",
+        # what the fast path hands to the stdlib: a lone CR, a Unix From line, a body-looking line
+        # inside the headers, a base64 body, a first line that is a continuation
+        b"From: kay@x.com\rSubject: cr\n\nbody\n",
+        b"From kay@x.com Tue Oct  3 03:10:00 2000\nFrom: kay@x.com\n\nbody\n",
+        b"From: kay@x.com\nnot a header\nSubject: s\n\nbody\n",
+        b"From: kay@x.com\nContent-Transfer-Encoding: base64\n\nSGVsbG8K\n",
+        b" folded: first\nFrom: kay@x.com\n\nbody\n",
+    ],
+)
+def test_fast_path_edge_cases_match_the_stdlib_parser(raw, monkeypatch):
+    from app.mail import decode
+
+    fast = _parse_or_reason(raw)
+    monkeypatch.setattr(decode, "_simple_message", lambda data: None)
+    assert fast == _parse_or_reason(raw)

@@ -137,3 +137,39 @@ def test_configured_address_replaces_inference(db, enron, tmp_path):
     assert result.new_identities == []
     own = dict(db.execute("SELECT i.address, count(*) FROM messages m JOIN identities i ON i.id = m.identity_id GROUP BY 1"))
     assert list(own) == ["kenneth.lay@enron.com"]
+
+
+def _stored(db):
+    messages = db.execute(
+        "SELECT item_key, message_id, content_key, date, from_addr, subject, body_text, own_text, previous_context, "
+        "signature, flags, attachments, identity_id FROM messages ORDER BY item_key"
+    ).fetchall()
+    items = db.execute("SELECT item_key, status, reason, detail FROM source_items ORDER BY item_key").fetchall()
+    return messages, items
+
+
+def test_decoding_workers_store_exactly_what_inline_decoding_stores(tmp_path, enron):
+    from app.store import open_database
+
+    inline_db = open_database(tmp_path / "inline.db")
+    pooled_db = open_database(tmp_path / "pooled.db")
+    source = enron / "maildir" / "quigley-d"
+    inline = run_import(inline_db, source, workers=0)
+    pooled = run_import(pooled_db, source, workers=2)
+    assert pooled.counts == inline.counts and inline.counts.stored > 500
+    assert _stored(pooled_db) == _stored(inline_db)
+
+
+def test_a_dead_decoding_worker_costs_nothing(enron):
+    """Chunks sent to a worker that died are decoded in the importer's process, in order."""
+    from app.mail.decoding import DecodingPool, decode_item
+    from app.mail.sources import open_source
+
+    items = list(open_source(enron / "maildir" / "mann-k").iter_items())[:600]
+    expected = [decode_item(item) for item in items]
+    with DecodingPool(2, chunk_size=50) as pool:
+        pool._workers[1].process.kill()
+        got = list(pool.decode(iter(items), skip=lambda item: item.key == items[3].key))
+    assert [item.key for item, _ in got] == [item.key for item in items]
+    assert got[3][1] is None
+    assert [d for i, (_, d) in enumerate(got) if i != 3] == [d for i, d in enumerate(expected) if i != 3]

@@ -103,3 +103,43 @@ def test_mbox_escaped_from_line_is_not_a_quote():
     s = split_message("We met today.\n>From what I heard, it went well.\nKay")
     assert s.own_text == "We met today.\n>From what I heard, it went well.\nKay"
     assert s.flags == set()
+
+
+class _EveryCharacter:
+    def __contains__(self, item):
+        return True
+
+
+def test_line_prefilters_change_no_split_on_the_real_sample(enron, monkeypatch):
+    """The first-character prefilters skip lines no detector can fire on; with them disabled
+    (every line checked by every detector) every real message splits the same way."""
+    from app.mail import split
+    from app.mail.decode import MessageRejected
+    from app.mail.sources import open_source
+
+    bodies = []
+    for kind in ("maildir", "mbox"):
+        for item in open_source(enron / kind).iter_items():
+            try:
+                msg = parse_message(item.read()[0])
+            except MessageRejected:
+                continue
+            bodies.append((msg.body_text, msg.subject))
+    filtered = [split_message(body, subject) for body, subject in bodies]
+    # the filters do cut work: many lines start with a character no detector looks for
+    lines = [line for body, _ in bodies for line in body.split("\n") if line.strip()]
+    skipped = sum(line.lstrip()[0] not in split._DETECTOR_FIRST_CHARS and "/" not in line for line in lines)
+    assert skipped > 0.3 * len(lines)
+    monkeypatch.setattr(split, "_DETECTOR_FIRST_CHARS", _EveryCharacter())
+    monkeypatch.setattr(split, "_FOOTER_FIRST_CHARS", _EveryCharacter())
+    unfiltered = [split_message(body, subject) for body, subject in bodies]
+    assert len(bodies) > 10000
+    assert sum(a != b for a, b in zip(filtered, unfiltered)) == 0
+
+
+@pytest.mark.parametrize("delimiter", ["-- ", "--"])
+def test_signature_delimiter_cuts_at_its_first_use(delimiter):
+    body = f"See you there.\n\nKay\n{delimiter}\nKay Mann\nEnron\n{delimiter}\nmore"
+    result = split_message(body)
+    assert result.own_text == "See you there.\n\nKay"
+    assert result.signature == "Kay Mann\nEnron\n--\nmore"  # lines are trimmed

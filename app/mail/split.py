@@ -38,7 +38,6 @@ _HEADERISH = re.compile(r"^\s*\*?(sent|date|to|cc|subject|sent by):\*?(\s|$)", r
 _TO_LINE = re.compile(r"^\s*to:\s*\S", re.I)
 _NOTES_DATETIME = re.compile(r"\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}(:\d{2})?\s*[AP]M", re.I)
 _UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
-_SIG_DELIM = re.compile(r"^-- ?$")
 _MOBILE_SIG = re.compile(r"^\s*(sent from my \w+|sent from (mail|outlook) for|get outlook for)", re.I)
 _DISCLAIMER = re.compile(
     r"^\s*(this (e-?mail|message|communication)( and any (files|attachments))? (is the property of|"
@@ -96,9 +95,17 @@ def _trim(text: str) -> str:
     return "\n".join(lines)
 
 
+_DETECTOR_FIRST_CHARS = frozenset("-_>*bBoOaAlLeEiIfF")
+
+
 def _first_boundary(lines: list[str]) -> tuple[int | None, str | None]:
     n = len(lines)
     for i, line in enumerate(lines):
+        # most lines cannot open quoted material: every detector below needs the line to start
+        # (after blanks) with one of these characters, or (Notes dates) to hold a "/"
+        first = line.lstrip()[:1]
+        if first not in _DETECTOR_FIRST_CHARS and "/" not in line:
+            continue
         if _FORWARD.match(line):
             return i, "forward"
         if _ORIGINAL.match(line):
@@ -200,12 +207,18 @@ def _split_quoted(lines: list[str], boundary: int, flags: set[str]) -> tuple[lis
     return own, attribution + quoted
 
 
+_FOOTER_FIRST_CHARS = frozenset("tTcCnNsSgG")  # what _DISCLAIMER and _MOBILE_SIG lines start with
+
+
 def _cut_signature(lines: list[str]) -> tuple[list[str], list[str]]:
-    for i, line in enumerate(lines):
-        if _SIG_DELIM.match(line):
-            return lines[:i], lines[i + 1:]
+    delimiters = [i for i in (_index(lines, "-- "), _index(lines, "--")) if i is not None]
+    if delimiters:
+        i = min(delimiters)
+        return lines[:i], lines[i + 1:]
     # disclaimers and mobile footers sit in the last part of the message
     for i, line in enumerate(lines):
+        if line.lstrip()[:1] not in _FOOTER_FIRST_CHARS:
+            continue
         if _DISCLAIMER.match(line) or _MOBILE_SIG.match(line):
             start = i
             prev = _previous_nonblank(lines, i)
@@ -213,3 +226,10 @@ def _cut_signature(lines: list[str]) -> tuple[list[str], list[str]]:
                 start = prev
             return lines[:start], lines[start:]
     return lines, []
+
+
+def _index(lines: list[str], value: str) -> int | None:
+    try:
+        return lines.index(value)
+    except ValueError:
+        return None
