@@ -13,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.jobs import CancelToken
+from agent_training.evaluate import METHODS
 
 console = Console(width=None if sys.stdout.isatty() else 120)
+
 
 
 @click.group()
@@ -101,6 +103,77 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         console.print(table)
         console.print(f"{stats['examples']} examples; mean words: intent {stats['mean_intent_words']}, rules "
                       f"{stats['mean_rules_words']}, email {stats['mean_email_words']}; undated left out: {stats['undated_excluded']}")
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
+    out = {}
+    for value in values:
+        key, sep, path = value.partition("=")
+        if not sep or not key or not path:
+            raise click.BadParameter(f"{value!r}: expected KEY=PATH", param_hint=what)
+        out[key.strip().lower() if "@" in key else key.strip()] = Path(path)
+    return out
+
+
+@cli.command("eval")
+@click.option("--sender", "senders", multiple=True, help="A sender to evaluate (repeatable; default: every sender with a trained agent).")
+@click.option("--backend", help="Large model that drafts (default: the default backend).")
+@click.option("--judge", help="Judge model (default: --backend).")
+@click.option("--small-backend", default="local", show_default=True, help="Small model for the zero-shot baseline.")
+@click.option("--limit", default=10, show_default=True, help="Held-out emails per sender.")
+@click.option("--few-shot", "few_shot_k", default=3, show_default=True, help="Real emails in the few-shot prompt.")
+@click.option("--method", "methods", multiple=True, type=click.Choice(list(METHODS)), help="Methods to run (repeatable; default all).")
+@click.option("--agent", "agents", multiple=True, help="SENDER=PROFILE_DIR: the agent to use for a sender (default: its own profile).")
+@click.option("--adapter", "adapters", multiple=True, help="naive_finetune=PROFILE_DIR or r1_agent=PROFILE_DIR.")
+@click.option("--no-permutation", is_flag=True, help="Skip the sender-permutation test.")
+@click.option("--no-judge", is_flag=True, help="Skip the pairwise judge (metrics only; sends no real email anywhere).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), help="Report folder (default: <data>/eval/<seed>).")
+@click.option("--i-consent-to-send-sent-mail", "consent_now", is_flag=True, help="Allow sending real emails to the judge / few-shot backend.")
+def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, methods, agents, adapters, no_permutation,
+                 no_judge, seed, out_dir, consent_now) -> None:
+    """Evaluate the agent against the baselines on held-out mail; writes report.md with tables and plots.
+
+    Ctrl-C stops; the same command resumes (every model answer is cached in the report folder).
+    """
+    from app.agent.profiles import list_profiles
+    from app.backends.errors import BackendError, ConfigError
+    from app.paths import home
+    from app.store import open_database
+    from agent_training.evaluate import EvalConfig, Evaluation
+
+    db = open_database()
+    if not senders:
+        senders = tuple(p.name for p in list_profiles() if p.trained and "@" in p.name)
+        if not senders:
+            raise click.ClickException("no trained sender agents: train one with `tiller train --sender ADDRESS`, or name --sender")
+    try:
+        config = EvalConfig(
+            senders=[s.lower() for s in senders], backend=backend, judge=judge, small_backend=small_backend, limit=limit,
+            few_shot_k=few_shot_k, seed=seed, methods=tuple(methods) or METHODS, agents=_pairs(agents, "--agent"),
+            adapters=_pairs(adapters, "--adapter"), permutation=not no_permutation, judge_pairs=not no_judge,
+            out_dir=out_dir or home() / "eval" / f"seed-{seed}", consent_given_now=consent_now)
+        token = CancelToken()
+        job = Evaluation(db, config, cancel=token)
+    except (PermissionError, ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    previous = signal.signal(signal.SIGINT, lambda *_: (token.cancel(), console.print("[yellow]Stopping…[/]")))
+    try:
+        with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=console) as bar:
+            tasks = {}
+            for p in job.run():
+                if p.stage not in tasks:
+                    tasks[p.stage] = bar.add_task(p.stage, total=p.total, note="")
+                bar.update(tasks[p.stage], completed=p.done, total=p.total, note=p.message or "")
+    except (BackendError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if token.cancelled:
+        console.print("[yellow]Cancelled.[/] Answers so far are cached; rerun the same command to resume.")
+        sys.exit(130)
+    console.print(f"Report: {job.report_path}")
 
 
 @cli.command("train")

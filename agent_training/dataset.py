@@ -88,7 +88,7 @@ def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender
         examples.append(Example(
             mid, sender, date, agent_prompt(intent, recipient=recipients, subject=subject, previous_context=previous),
             target + "\n", own.strip(),
-            {"message_id": mid, "sender": sender, "date": date, "strategy": strategy, "rules_backend": backend,
+            {"message_id": mid, "sender": sender, "date": date, "intent": intent, "strategy": strategy, "rules_backend": backend,
              "rules_model": model, "rules_prompt": prompt_version, "rules_source": source, "intent_source": intent_source,
              "intent_variant": variant, "intent_temperature": temperature, "measured_appended": bool(extra)},
         ))

@@ -471,6 +471,13 @@ def distill_command(ctx) -> None:
     sys.exit(run_training_command(["distill", *ctx.args]))
 
 
+@cli.command("eval", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def eval_command(ctx) -> None:
+    """Evaluate the agent against the baselines on held-out mail (see: tiller eval --help)."""
+    sys.exit(run_training_command(["eval", *ctx.args]))
+
+
 # -- the preference agent: training (a separate process), profiles, drafting ----------------------
 
 

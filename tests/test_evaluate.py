@@ -1,0 +1,101 @@
+"""The evaluation harness end to end: real agent (Gemma 270M + a trained LoRA) writing rules, a
+loopback Claude drafting and judging, real Enron held-out mail, the report and its plots."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from agent_training.evaluate import EvalConfig, Evaluation, bootstrap_interval, style_fidelity
+from agent_training.distill import DistillConfig, Distillation
+from app import secrets
+from app.backends.base import EndpointConfig
+from app.backends.config import save_endpoint
+from tests.conftest import ANTHROPIC_TEST_KEY, KAY, run_import
+
+QUIGLEY = "dutch.quigley@enron.com"
+
+
+def claude_reply(user_text: str) -> str:
+    if "<candidate_a>" in user_text:
+        return "<closest>A</closest>"  # a judge biased to the first slot: both orders must cancel it out
+    intent = re.search(r"<intent>\s*(.*?)\s*</intent>", user_text, re.S).group(1)
+    shots = user_text.count("<example_email>")
+    return f"Hi,\n\n{intent}\n\n{'Thanks' if shots else 'Best regards'},\nKay"
+
+
+@pytest.fixture
+def two_senders(db, enron, anthropic_server):
+    for folder in ("mann-k", "quigley-d"):
+        run_import(db, enron / "maildir" / folder)
+    for sender in (KAY, QUIGLEY):
+        for _ in Distillation(db, DistillConfig(sender=sender)).run():
+            pass
+    anthropic_server.reply = claude_reply
+    save_endpoint(db, EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url))
+    secrets.set_key("claude", ANTHROPIC_TEST_KEY)
+    return db, anthropic_server
+
+
+def test_judge_and_few_shot_need_consent_to_send_real_mail(two_senders, tmp_path):
+    db, server = two_senders
+    config = EvalConfig(senders=[KAY], backend="claude", small_backend="claude", out_dir=tmp_path / "r")
+    with pytest.raises(PermissionError, match="i-consent-to-send-sent-mail"):
+        Evaluation(db, config)
+    metrics_only = EvalConfig(senders=[KAY], backend="claude", small_backend="claude", judge_pairs=False,
+                              methods=("agent", "large_zero_shot"), out_dir=tmp_path / "r")
+    Evaluation(db, metrics_only)  # nothing real leaves the machine: allowed
+    assert server.requests == []
+
+
+@pytest.mark.slow
+def test_eval_report_for_two_senders(two_senders, kay_agent, tmp_path):
+    db, server = two_senders
+    _, agent_dir, _ = kay_agent
+    out = tmp_path / "report"
+    config = EvalConfig(
+        senders=[KAY, QUIGLEY], backend="claude", small_backend="claude", limit=2, seed=7, out_dir=out,
+        # one trained agent serves both senders here (training a second costs minutes); the
+        # permutation matrix is still computed from real drafts of each agent/sender pair
+        agents={KAY: agent_dir, QUIGLEY: agent_dir}, consent_given_now=True,
+    )
+    events = list(Evaluation(db, config).run())
+    assert {e.stage for e in events} == {"drafting", "judging", "report"}
+    results = json.loads((out / "results.json").read_text())
+    # the first-slot bias of the judge cancels out exactly: every pair scores 0.5
+    for other in ("small_zero_shot", "large_zero_shot", "large_few_shot"):
+        win = results["agent_win_rate"][other]
+        assert win["n"] == 4 and win["win_rate"] == 0.5 and win["low"] == win["high"] == 0.5
+    assert set(results["metrics"]) == {"agent", "small_zero_shot", "large_zero_shot", "large_few_shot"}
+    assert all(0 <= m["similarity"] <= 1.0001 for m in results["metrics"].values())
+    # few-shot prompts carried real emails; the scripted model signs them "Thanks" (Kay's own sign-off)
+    drafts = [json.loads(line) for line in (out / "drafts.jsonl").read_text().splitlines()]
+    few_shot = [d for d in drafts if d["key"].startswith("draft|large_few_shot")]
+    assert len(few_shot) == 4 and all("Thanks," in d["text"] for d in few_shot)
+    agent_drafts = [d for d in drafts if d["key"].startswith("draft|agent")]
+    assert len(agent_drafts) == 8 and all(d["rules"] for d in agent_drafts)  # 4 own + 4 permuted
+    heat = results["permutation"]
+    assert heat["senders"] == [KAY, QUIGLEY] and len(heat["normalized"]) == 2
+    assert max(max(row) for row in heat["normalized"]) == pytest.approx(1.0)
+    report = (out / "report.md").read_text()
+    for needle in ("claude (anthropic, claude-test)", "Judge:", "## Sender permutation", "similarity.png",
+                   "permutation.png", "95% CI", str(agent_dir)):
+        assert needle in report, needle
+    assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "permutation.png").stat().st_size > 5000
+    # a rerun asks no model anything: every answer is cached
+    asked = len(server.requests)
+    list(Evaluation(db, config).run())
+    assert len(server.requests) == asked
+
+
+def test_style_fidelity_and_interval():
+    real = "Sylvia,\n\nThe NG contract is ready for legal review. I'll send it over.\n\nKay"
+    same = style_fidelity(real, real)
+    assert same["length_error"] == 0 and same["greeting_match"] == 1 and same["signoff_match"] == 1
+    other = style_fidelity("Dear Ms. Smith,\n\nI am pleased to inform you that the contract is ready.\n\nBest regards,\nKay", real)
+    assert other["greeting_match"] == 0 and other["length_error"] > 0 and other["contraction_rate_diff"] > 0
+    low, high = bootstrap_interval([1, 0, 1, 1, 0.5, 1, 0, 1], seed=0)
+    assert 0 <= low < 0.7 < high <= 1
