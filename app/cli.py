@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -609,10 +610,14 @@ def read_rules_file(path: Path) -> list[str]:
               help="Rules to use instead of the agent's; if the file does not exist, the agent's rules are written there to edit.")
 @click.option("--no-agent", is_flag=True, help="Draft without rules (the zero-shot baseline).")
 @click.option("--max-tokens", default=768, show_default=True)
-def draft_command(intent, recipient, subject, reply_file, sender, backend, show_rules, rules_file, no_agent, max_tokens) -> None:
+@click.option("--candidates", default=1, show_default=True, type=click.IntRange(1, 4),
+              help="Write 2-4 drafts, each with other style/topic tags; rank them and Tiller learns which tags you like.")
+@click.option("--rank", "ranking", help="With --candidates: your ranking, best first (\"2,1,3\"), or one pick (\"2\"); asked when omitted.")
+def draft_command(intent, recipient, subject, reply_file, sender, backend, show_rules, rules_file, no_agent, max_tokens,
+                  candidates, ranking) -> None:
     """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
 
-    Only the intent, these details and the rules are sent to the backend; your mail is not.
+    Only the intent, these details, the rules and any style tags are sent to the backend; your mail is not.
     """
     from app.agent.agent import PreferenceAgent, RulesRequest
     from app.backends.errors import BackendError, Cancelled
@@ -651,6 +656,10 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
                 for r in rules:
                     console.print(f"- {r}", markup=False, highlight=False)
                 console.rule("Draft")
+            if candidates > 1:
+                _draft_candidates(intent, recipient, subject, previous, rules, sender, backend, token, max_tokens,
+                                  candidates, ranking)
+                return
             gen = draft(DraftInput(intent, recipient=recipient, subject=subject, previous_email=previous, rules=tuple(rules)),
                         backend, cancel=token, max_tokens=max_tokens,
                         on_retry=lambda n: err_console.print(f"[yellow]{n.error}; retrying in {n.wait_s:.1f} s[/]"))
@@ -663,6 +672,89 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
             raise click.ClickException(str(exc)) from None
     c = gen.completion
     err_console.print(f"[dim]{gen.endpoint.name} ({c.model or gen.endpoint.model or '-'}), {c.elapsed_s:.1f} s, finish: {c.finish_reason}[/]")
+
+
+def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
+    """"2,1,3" -> ([1, 0, 2], False); "2" -> ([1, 0, 2], True): zero-based, best first, and whether
+    only the best was picked. Raises ValueError naming what is wrong."""
+    parts = [p for p in re.split(r"[\s,>]+", text.strip()) if p]
+    if not parts:
+        raise ValueError("empty ranking")
+    try:
+        picked = [int(p) - 1 for p in parts]
+    except ValueError:
+        raise ValueError(f"{text!r}: give draft numbers, best first, like 2,1,3") from None
+    if any(not 0 <= i < m for i in picked) or len(set(picked)) != len(picked):
+        raise ValueError(f"{text!r}: each of the numbers 1-{m} at most once")
+    best_only = len(picked) == 1
+    rest = [i for i in range(m) if i not in picked]
+    if not best_only and rest:
+        raise ValueError(f"{text!r}: rank all {m} drafts, or pick just one")
+    return picked + rest, best_only
+
+
+def _draft_candidates(intent, recipient, subject, previous, rules, sender, backend, token, max_tokens, m, ranking) -> None:
+    from app.drafting import DraftInput, draft
+    from app.ranking.selector import learned_preferences, load_selector, save_selector
+
+    with console.status("Choosing style tags…"):
+        selector = load_selector(sender)
+        tag_sets = selector.propose(intent, m=m)
+    for n, tags in enumerate(tag_sets, 1):
+        console.rule(f"Draft {n} · tags: {', '.join(tags)}")
+        gen = draft(DraftInput(intent, recipient=recipient, subject=subject, previous_email=previous, rules=tuple(rules),
+                               tags=tuple(tags)), backend, cancel=token, max_tokens=max_tokens,
+                    on_retry=lambda r: err_console.print(f"[yellow]{r.error}; retrying in {r.wait_s:.1f} s[/]"))
+        for text in gen:
+            console.print(text, end="", markup=False, highlight=False)
+        console.print()
+    console.rule()
+    while ranking is None:
+        if not sys.stdin.isatty():
+            err_console.print("Not ranked (no --rank and no terminal to ask): nothing learned.")
+            return
+        answer = click.prompt("Rank the drafts best first (e.g. 2,1,3) or pick one (e.g. 2); Enter to skip",
+                              default="", show_default=False)
+        if not answer.strip():
+            err_console.print("Skipped: nothing learned.")
+            return
+        try:
+            parse_ranking(answer, m)
+            ranking = answer
+        except ValueError as exc:
+            err_console.print(f"[yellow]{exc}[/]")
+    try:
+        order, best_only = parse_ranking(ranking, m)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rank") from None
+    seconds = selector.update(intent, [tag_sets[i] for i in order], best_only=best_only)
+    path = save_selector(selector, sender)
+    favoured = ", ".join(t for t, w in learned_preferences(selector, 5) if w > 0) or "(none yet)"
+    err_console.print(f"Learned from your {'pick' if best_only else 'ranking'} in {seconds * 1000:.0f} ms "
+                      f"({selector.updates} so far, saved to {path}). Favoured tags: {favoured}")
+
+
+@cli.command("tags")
+@click.option("--from", "sender", help="Which of your identities (each learns its own tags).")
+@click.option("--reset", is_flag=True, help="Forget what your rankings taught (start over).")
+def tags_command(sender, reset) -> None:
+    """Show the style/topic tags your draft rankings taught Tiller, or reset them."""
+    from app.ranking.selector import learned_preferences, load_selector, reset_selector, state_path
+
+    if reset:
+        removed = reset_selector(sender)
+        console.print("Forgotten: the next rankings start from scratch." if removed else "Nothing learned yet: nothing to reset.")
+        return
+    if not state_path(sender).is_file():
+        console.print("Nothing learned yet: draft with --candidates 3 and rank the drafts.")
+        return
+    selector = load_selector(sender)
+    table = Table(title=f"Learned tag preferences ({selector.updates} rankings)")
+    table.add_column("tag")
+    table.add_column("preference", justify="right")
+    for tag, weight in learned_preferences(selector, n=len(selector.tags)):
+        table.add_row(tag, f"{weight:+.2f}")
+    console.print(table)
 
 
 @cli.command("gui")

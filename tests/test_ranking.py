@@ -62,3 +62,72 @@ def test_a_simulated_user_is_learned_and_the_state_survives_a_restart(encoder, t
     np.testing.assert_allclose(restored.probabilities("Send the budget"), learned, rtol=1e-5)
     restored.reset()
     np.testing.assert_allclose(restored.probabilities("Send the budget"), before, rtol=1e-5)
+
+
+# -- "give me 3 drafts" in the CLI: real selector (MiniLM), loopback Claude, state on disk ---------
+
+
+def test_parse_ranking_full_and_single_pick():
+    from app.cli import parse_ranking
+
+    assert parse_ranking("2,1,3", 3) == ([1, 0, 2], False)
+    assert parse_ranking("2 > 3 > 1", 3) == ([1, 2, 0], False)
+    assert parse_ranking("3", 3) == ([2, 0, 1], True)
+    for bad in ("", "4", "1,1,2", "1,2", "x"):
+        with pytest.raises(ValueError):
+            parse_ranking(bad, 3)
+
+
+def test_three_drafts_ranked_teach_the_selector_and_tags_can_be_reset(db, anthropic_server):
+    import re
+
+    from click.testing import CliRunner
+
+    from app import secrets
+    from app.backends.base import EndpointConfig
+    from app.backends.config import save_endpoint
+    from app.cli import cli
+    from app.ranking.selector import state_path
+    from tests.conftest import ANTHROPIC_TEST_KEY
+
+    save_endpoint(db, EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url))
+    secrets.set_key("claude", ANTHROPIC_TEST_KEY)
+    runner = CliRunner()
+    intent = "tell Sylvia the NG contract is ready for legal review"
+    result = runner.invoke(cli, ["draft", intent, "--no-agent", "--backend", "claude", "--candidates", "3", "--rank", "2,1,3"])
+    assert result.exit_code == 0, result.output
+    # three requests, each carrying its own tag set as style lines, and nothing else new
+    tag_sets = [re.findall(r"^- Style: (.+)$", _user_text(r.json()), re.M) for r in anthropic_server.requests]
+    assert len(tag_sets) == 3 and all(len(t) == 3 for t in tag_sets)
+    assert len({frozenset(t) for t in tag_sets}) == 3
+    for n, tags in enumerate(tag_sets, 1):
+        assert f"Draft {n} · tags: {', '.join(tags)}" in result.output
+    assert "Learned from your ranking" in result.output and state_path(None).is_file()
+    out = runner.invoke(cli, ["tags"]).output
+    weights = dict(re.findall(r"│ (.+?)\s+│\s+([+-]\d\.\d\d) │", out))
+    assert "(1 rankings)" in out and weights
+    only_best = set(tag_sets[1]) - set(tag_sets[0]) - set(tag_sets[2])
+    only_worst = set(tag_sets[2]) - set(tag_sets[0]) - set(tag_sets[1])
+    assert only_best and all(float(weights[t]) > 0 for t in only_best)
+    assert all(float(weights[t]) < 0 for t in only_worst)
+    assert "Forgotten" in runner.invoke(cli, ["tags", "--reset"]).output
+    assert not state_path(None).exists()
+    assert "Nothing learned yet" in runner.invoke(cli, ["tags"]).output
+
+
+def test_selector_state_keeps_replay_buffer_and_counts(tmp_path):
+    from app.ranking.selector import load_selector
+
+    selector = load_selector(None, seed=1)
+    sets = selector.propose("send the Q3 numbers to finance", m=3)
+    selector.update("send the Q3 numbers to finance", sets)
+    selector.save(tmp_path / "s.json")
+    again = load_selector(None, seed=1)
+    again.load(tmp_path / "s.json")
+    assert len(again.buffer) == 3 and again.updates == 1 and again.shown == selector.shown
+    assert again.top_tags("send the Q3 numbers to finance") == selector.top_tags("send the Q3 numbers to finance")
+
+
+def _user_text(body: dict) -> str:
+    content = body["messages"][-1]["content"]
+    return content if isinstance(content, str) else "".join(part.get("text", "") for part in content)

@@ -186,14 +186,15 @@ class PremiumEmbed:
 
     # -- learning from a ranking ----------------------------------------------------------------------
 
-    def update(self, query: str, ranked: list[tuple[str, ...]]) -> float:
-        """``ranked``: the candidates' tag sets, best first. Returns the update time in seconds."""
+    def update(self, query: str, ranked: list[tuple[str, ...]], *, best_only: bool = False) -> float:
+        """``ranked``: the candidates' tag sets, best first (``best_only``: the user only picked the
+        first; the order of the rest says nothing). Returns the update time in seconds."""
         started = time.perf_counter()
         unknown = [t for s in ranked for t in s if t not in self.index]
         if unknown:
             raise ValueError(f"unknown tags: {unknown[:5]}")
         fresh = [Comparison(query, tuple(ranked[i]), tuple(ranked[j]))
-                 for i in range(len(ranked)) for j in range(i + 1, len(ranked))]
+                 for i in range(1 if best_only else len(ranked)) for j in range(i + 1, len(ranked))]
         self.buffer.extend(fresh)
         torch = self.torch
         for _ in range(self.config.steps_per_update):
@@ -223,26 +224,37 @@ class PremiumEmbed:
     # -- persistence ----------------------------------------------------------------------------------
 
     def state(self) -> dict:
+        """Everything learning needs to carry on later: heads, tag preferences, replay buffer, counts."""
         return {"tags": self.tags, "updates": self.updates, "tag_bias": self.tag_bias.detach().numpy().tolist(),
-                "query_head": self.query_head.detach().numpy().tolist(), "tag_head": self.tag_head.detach().numpy().tolist()}
+                "query_head": self.query_head.detach().numpy().tolist(), "tag_head": self.tag_head.detach().numpy().tolist(),
+                "buffer": [[c.query, list(c.winner), list(c.loser)] for c in self.buffer], "shown": self.shown}
 
     def save(self, path: Path) -> None:
+        """Written to a temporary name, flushed to disk, then renamed over the old state."""
         import os
 
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.state()))
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(self.state()))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
 
     def load(self, path: Path) -> None:
-        data = json.loads(Path(path).read_text())
+        self.load_state(json.loads(Path(path).read_text()), where=str(path))
+
+    def load_state(self, data: dict, where: str = "state") -> None:
         if data["tags"] != self.tags:
-            raise ValueError(f"{path}: saved for a different tag library")
+            raise ValueError(f"{where}: saved for a different tag library")
         with self.torch.no_grad():
             self.query_head.copy_(self.torch.tensor(data["query_head"]))
             self.tag_head.copy_(self.torch.tensor(data["tag_head"]))
             self.tag_bias.copy_(self.torch.tensor(data["tag_bias"]))
         self.updates = data["updates"]
+        self.buffer.clear()
+        self.buffer.extend(Comparison(q, tuple(w), tuple(lo)) for q, w, lo in data.get("buffer", []))
+        self.shown.update({t: n for t, n in data.get("shown", {}).items() if t in self.shown})
 
     def reset(self) -> None:
         with self.torch.no_grad():

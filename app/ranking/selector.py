@@ -1,0 +1,80 @@
+"""The user's tag selector: one PREMIUM-Embed model per identity, kept under ``<home>/ranking/``.
+
+"Give me 3 drafts" asks it for three tag sets (one its best guess, one a variant, one exploring),
+M_L drafts once per set with the agent's rules plus the tags, and the user's ranking (or single
+pick) updates it on the spot. The saved state holds the learned heads and tag preferences, the
+replay buffer and how often each tag was shown, so learning carries across sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from app.paths import home
+from app.ranking.premium import STYLE_TAGS, Comparison, PremiumConfig, PremiumEmbed, TextEncoder
+
+# What emails are about and how they read: broad enough for work mail, each a plain phrase the
+# large model can act on ("Style: Scheduling" reads as "this is about scheduling").
+TOPIC_TAGS = (
+    "Scheduling and meetings", "Contracts and legal", "Status update", "Request for action", "Thank-you note",
+    "Apology", "Negotiation", "Follow-up", "Introduction", "Pricing and numbers", "Deadline", "Technical detail",
+    "Bad news delivered gently", "Quick confirmation", "Travel and logistics", "Decision needed",
+    "Friendly and personal", "Delegating a task", "Sharing a document", "Asking for feedback",
+)
+DEFAULT_TAGS = (*TOPIC_TAGS, *STYLE_TAGS)
+
+_ENCODER: TextEncoder | None = None
+
+
+def ranking_dir() -> Path:
+    return home() / "ranking"
+
+
+def state_path(sender: str | None) -> Path:
+    slug = re.sub(r"[^a-z0-9._@-]+", "_", (sender or "all").lower())
+    return ranking_dir() / f"{slug}.json"
+
+
+def load_selector(sender: str | None, *, seed: int | None = None) -> PremiumEmbed:
+    """The identity's selector, with its saved state when there is one."""
+    global _ENCODER
+    if _ENCODER is None:
+        _ENCODER = TextEncoder()  # ~1 s to load; kept for the process (the GUI asks many times)
+    config = PremiumConfig(seed=seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
+    selector = PremiumEmbed(list(DEFAULT_TAGS), _ENCODER, config)
+    path = state_path(sender)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            selector.load_state(data)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: unreadable ranking state ({exc}); `tiller tags --reset` starts over") from None
+    return selector
+
+
+def save_selector(selector: PremiumEmbed, sender: str | None) -> Path:
+    path = state_path(sender)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    selector.save(path)
+    return path
+
+
+def reset_selector(sender: str | None) -> bool:
+    path = state_path(sender)
+    if path.is_file():
+        path.unlink()
+        return True
+    return False
+
+
+def learned_preferences(selector: PremiumEmbed, n: int = 8) -> list[tuple[str, float]]:
+    """The tags the user's rankings favoured, strongest first (the intent-independent part)."""
+    bias = selector.tag_bias.detach().numpy()
+    order = bias.argsort()[::-1][:n]
+    return [(selector.tags[i], float(bias[i])) for i in order]
+
+
+__all__ = ["Comparison", "DEFAULT_TAGS", "load_selector", "save_selector", "reset_selector", "learned_preferences"]
