@@ -296,3 +296,31 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
         qtbot.mouseClick(compose.draft_button, Qt.LeftButton)
     assert compose.rules.count() >= 2 and compose.output.toPlainText().strip()
     assert "No trained agent" not in compose.status.text()
+
+
+def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db, anthropic_server):
+    """Compose with "Drafts to compare" = 3: three drafts through Claude's wire format, each with its
+    own tag set; "Use draft 2" keeps that draft and updates the saved selector."""
+    from app.ranking.selector import state_path
+    from app.secrets import set_key
+
+    _add_server_backend(db, "claude", anthropic_server.url, provider="anthropic", model="claude-test")
+    set_key("claude", ANTHROPIC_TEST_KEY)
+    page = window.compose
+    page.refresh()
+    page.backend.setCurrentText("claude")
+    page.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
+    page.set_rules(["Keep it short.", "Sign off with Kay."])
+    page._rules_inputs, page._rules_edited = page.inputs(), True  # these rules: no agent run needed
+    page.candidates.setValue(3)
+    qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: page.pick_buttons[2].isVisible(), timeout=60_000)
+    assert len(anthropic_server.requests) == 3 and page.output.toPlainText().count("── Draft ") == 3
+    second_text = page._candidates[1][1]
+    assert second_text
+    with qtbot.waitSignal(page.draft_finished, timeout=30_000):
+        qtbot.mouseClick(page.pick_buttons[1], Qt.LeftButton)
+    assert page.output.toPlainText() == second_text and not page.pick_buttons[0].isVisible()
+    assert "Learned from 1 pick(s)" in page.learned.text() and state_path(page.inputs()[0]).is_file()
+    qtbot.mouseClick(page.reset_tags, Qt.LeftButton)
+    assert not state_path(page.inputs()[0]).exists()

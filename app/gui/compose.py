@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-    QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QSplitter, QVBoxLayout, QWidget,
+    QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget,
 )
 
 from app.gui.workers import Job, database
@@ -109,6 +109,15 @@ class ComposePage(QWidget):
         self.draft_button = QPushButton("Draft", objectName="draft")
         self.draft_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel", objectName="cancel", enabled=False)
+        # "give me 3 drafts": each with other style/topic tags; the pick teaches the tag selector
+        self.candidates = QSpinBox(objectName="candidates", minimum=1, maximum=3, value=1)
+        self.candidates.setToolTip("Write several drafts with different style tags; pick the best and Tiller learns your taste.")
+        self.pick_buttons = [QPushButton(f"Use draft {n}", objectName=f"use_draft_{n}", visible=False) for n in (1, 2, 3)]
+        self.learned = QLabel(objectName="learned", wordWrap=True)
+        self.reset_tags = QPushButton("Reset learned tags", objectName="reset_tags")
+        self._candidates: list[tuple[tuple[str, ...], str]] = []
+        self._candidate_intent = ""
+        self._selector = None
 
         self.rules = QListWidget(objectName="rules")
         self.rules.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
@@ -127,6 +136,7 @@ class ComposePage(QWidget):
         form.addRow("Large model", self.backend)
         form.addRow("To", self.recipient)
         form.addRow("Subject", self.subject)
+        form.addRow("Drafts to compare", self.candidates)
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.addLayout(form)
@@ -154,6 +164,15 @@ class ComposePage(QWidget):
         rv.addWidget(self.status)
         rv.addWidget(QLabel("Draft"))
         rv.addWidget(self.output, 2)
+        picks = QHBoxLayout()
+        for b in self.pick_buttons:
+            picks.addWidget(b)
+        picks.addStretch()
+        rv.addLayout(picks)
+        learned_row = QHBoxLayout()
+        learned_row.addWidget(self.learned, 1)
+        learned_row.addWidget(self.reset_tags)
+        rv.addLayout(learned_row)
         out_buttons = QHBoxLayout()
         out_buttons.addWidget(self.copy)
         out_buttons.addWidget(self.mail)
@@ -176,6 +195,9 @@ class ComposePage(QWidget):
         self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.output.toPlainText()))
         self.mail.clicked.connect(self.open_in_mail_client)
         self.pick.clicked.connect(self.pick_previous)
+        for n, b in enumerate(self.pick_buttons):
+            b.clicked.connect(lambda _=False, n=n: self.use_candidate(n))
+        self.reset_tags.clicked.connect(self.forget_tags)
         self.voice.activated.connect(lambda _: self.voice.setProperty("chosen", True))  # the user's pick is kept
         self.refresh()
 
@@ -297,6 +319,9 @@ class ComposePage(QWidget):
         job.start()
 
     def _run_draft(self, inputs: tuple) -> None:
+        if self.candidates.value() > 1:
+            self._run_candidates(inputs, self.candidates.value())
+            return
         from app.drafting import DraftInput, draft
 
         sender, intent, recipient, subject, previous = inputs
@@ -327,6 +352,90 @@ class ComposePage(QWidget):
         job.failed.connect(lambda msg: (self.show_status(f"{backend}: {msg} — your intent and rules are kept; try again or switch the large model.", error=True), self._busy(False)))
         job.cancelled.connect(lambda: (self.show_status("Cancelled; the text so far is kept."), self._busy(False)))
         job.start()
+
+    # -- several drafts, one pick ---------------------------------------------------------------
+
+    def _run_candidates(self, inputs: tuple, m: int) -> None:
+        from app.drafting import DraftInput, draft
+        from app.ranking.selector import load_selector
+
+        sender, intent, recipient, subject, previous = inputs
+        rules = tuple(self.current_rules())
+        backend = self.backend.currentText() or None
+        for b in self.pick_buttons:
+            b.setVisible(False)
+
+        def work(token):
+            selector = load_selector(sender)
+            tag_sets = selector.propose(intent, m=m)
+            done: list[tuple[tuple[str, ...], str]] = []
+            for n, tags in enumerate(tag_sets, 1):
+                header = f"── Draft {n} · tags: {', '.join(tags)} ──\n"
+                text = ""
+                gen = draft(DraftInput(intent, recipient or None, subject or None, previous or None, rules, tags=tuple(tags)),
+                            backend, cancel=token)
+                for piece in gen:
+                    text += piece
+                    yield "\n\n".join([*(f"── Draft {i} · tags: {', '.join(t)} ──\n{d}" for i, (t, d) in enumerate(done, 1)),
+                                        header + text])
+                done.append((tuple(tags), text.strip()))
+            return selector, done
+
+        self.output.clear()
+        self.show_status(f"{backend} is writing {m} drafts, each with other style tags…")
+        job = self.job = Job(work, "draft", self)
+        job.progress.connect(self.output.setPlainText)
+
+        def finished(result):
+            self._selector, self._candidates = result
+            self._candidate_intent = intent
+            for n, b in enumerate(self.pick_buttons):
+                b.setVisible(n < len(self._candidates))
+            self.show_status(f"{len(self._candidates)} drafts by {backend}: use the one closest to how you write, "
+                             f"and Tiller learns which tags you prefer.")
+            self._busy(False)
+
+        job.succeeded.connect(finished)
+        job.failed.connect(lambda msg: (self.show_status(f"{backend}: {msg} — your intent and rules are kept.", error=True), self._busy(False)))
+        job.cancelled.connect(lambda: (self.show_status("Cancelled; the text so far is kept."), self._busy(False)))
+        job.start()
+
+    def use_candidate(self, n: int) -> None:
+        """The user picked draft n: show it alone and teach the selector (on a worker thread)."""
+        from app.ranking.selector import learned_preferences, save_selector
+
+        if not self._candidates or self._selector is None or (self.job is not None and self.job.running):
+            return
+        selector, sender, intent = self._selector, self.inputs()[0], self._candidate_intent
+        ranked = [self._candidates[n][0], *(t for i, (t, _) in enumerate(self._candidates) if i != n)]
+        self.output.setPlainText(self._candidates[n][1])
+        for b in self.pick_buttons:
+            b.setVisible(False)
+
+        def work(token):
+            seconds = selector.update(intent, ranked, best_only=True)
+            save_selector(selector, sender)
+            return seconds, learned_preferences(selector, 5), selector.updates
+
+        job = self.job = Job(work, "learn", self)
+
+        def learned(result):
+            seconds, favoured, updates = result
+            names = ", ".join(t for t, w in favoured if w > 0) or "(none yet)"
+            self.learned.setText(f"Learned from {updates} pick(s). Favoured tags: {names}")
+            self.show_status(f"Learned from your pick in {seconds * 1000:.0f} ms.")
+            self.draft_finished.emit(self.output.toPlainText())
+
+        job.succeeded.connect(learned)
+        job.failed.connect(lambda msg: self.show_status(f"Could not learn from the pick: {msg}", error=True))
+        job.start()
+
+    def forget_tags(self) -> None:
+        from app.ranking.selector import reset_selector
+
+        reset_selector(self.inputs()[0])
+        self._selector = None
+        self.learned.setText("Learned tags forgotten: the next picks start from scratch.")
 
     def _append(self, text: str) -> None:
         cursor = self.output.textCursor()
