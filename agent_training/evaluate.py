@@ -456,7 +456,8 @@ def _markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
     ]
     not_run = [m for m in METHODS if m not in methods]
     if not_run:
-        lines += [f"Not run: {', '.join(not_run)} (naive_finetune and r1_agent need `--adapter METHOD=PROFILE_DIR`).", ""]
+        lines += [f"Not run: {', '.join(not_run)} (naive_finetune and r1_agent need `--adapter METHOD=PROFILE_DIR`: "
+                  "train on the dataset's naive_train.jsonl, or on an R1 dataset, with `tiller train --dataset ... --out DIR`).", ""]
     if results["failed_drafts"]:
         lines += [f"**{results['failed_drafts']} drafts failed** (scored as empty; see drafts.jsonl).", ""]
     lines += ["## Judge: agent win rate (both orders; split verdict = 0.5)", "",
