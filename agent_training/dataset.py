@@ -10,7 +10,6 @@ the real email, for the paper's baseline. Files are written atomically.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from app import paths
 from app.agent.template import agent_prompt
+from app.files import write_atomic
 from agent_training.distill import MEASURED_SOURCE
 from agent_training.rules import MEASURED
 
@@ -93,17 +93,6 @@ def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender
              "intent_variant": variant, "intent_temperature": temperature, "measured_appended": bool(extra)},
         ))
     return examples, {"undated_excluded": undated}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name, flush to disk, then rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:

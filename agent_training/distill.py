@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app import consent
+from app.consent import ConsentRequired  # noqa: F401  (raised by consent.ensure; callers catch it from here)
 from app.backends.config import get_endpoint
 from app.backends.registry import provider_class
 from app.jobs import CancelToken, Cancelled, Progress
@@ -35,10 +36,6 @@ from agent_training.style import sender_phrases
 
 OFFLINE_INTENT_SOURCE = f"offline|extractive|{intents_mod.OFFLINE_VERSION}"
 MEASURED_SOURCE = f"offline|measure|{rules_mod.MEASURED_VERSION}"
-
-
-class ConsentRequired(PermissionError):
-    pass
 
 
 @dataclass
@@ -80,17 +77,10 @@ class Distillation:
         self.endpoint = None
         if config.backend:
             self.endpoint = get_endpoint(db, config.backend)
-            cls = provider_class(self.endpoint.provider)
-            self.provider_cls = cls
-            if cls.leaves_machine and not consent.has_consent(db, self.endpoint.name):
-                if not config.consent_given_now:
-                    raise ConsentRequired(
-                        f"distilling with {self.endpoint.name!r} sends your sent mail to it. "
-                        f"{consent.distill_statement(self.endpoint.name)} "
-                        f"To allow this, rerun with --i-consent-to-send-sent-mail (recorded for this backend), "
-                        f"or use --offline to keep everything on this computer."
-                    )
-                consent.grant(db, self.endpoint.name)
+            self.provider_cls = provider_class(self.endpoint.provider)
+            consent.ensure(db, self.endpoint, given_now=config.consent_given_now,
+                           why=f"distilling with {self.endpoint.name!r} sends your sent mail to it.",
+                           alternative=", or use --offline to keep everything on this computer")
         unknown = set(config.strategies) - set(rules_mod.STRATEGIES)
         if unknown:
             raise ValueError(f"unknown rule strategies: {', '.join(sorted(unknown))}")

@@ -40,12 +40,12 @@ from app.agent.profiles import AgentProfile, _profile_at, find_profile
 from app.backends.base import GenerationRequest, Message
 from app.backends.client import complete
 from app.backends.config import default_endpoint_name, get_endpoint
-from app.backends.registry import provider_class
 from app.drafting import DraftInput, build_request
 from app.jobs import CancelToken, Progress
 from app.prompts import load_prompt
 from agent_training import style
-from agent_training.dataset import Example, collect, split_by_time, write_atomic
+from agent_training.dataset import Example, collect, split_by_time
+from app.files import write_atomic
 from agent_training.llm import ask_safely
 from agent_training.parsing import MalformedAnswer, extract_tag
 
@@ -178,12 +178,9 @@ class Evaluation:
         if "large_few_shot" in self.config.methods:
             needs.append(self.large)
         for endpoint in needs:
-            if provider_class(endpoint.provider).leaves_machine and not consent.has_consent(self.db, endpoint.name):
-                if not self.config.consent_given_now:
-                    raise PermissionError(
-                        f"evaluation sends real sent emails to {endpoint.name!r} (few-shot examples and the judge). "
-                        f"{consent.distill_statement(endpoint.name)} Rerun with --i-consent-to-send-sent-mail to allow it.")
-                consent.grant(self.db, endpoint.name)
+            consent.ensure(self.db, endpoint, given_now=self.config.consent_given_now,
+                           why=f"evaluation sends real sent emails to {endpoint.name!r} (few-shot examples and the judge).",
+                           alternative=", or use --no-judge without the few-shot method")
 
     # cache: one line per model answer, so a rerun asks nothing twice
     def _load_cache(self) -> None:

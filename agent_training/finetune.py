@@ -36,7 +36,7 @@ from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, profile_dir, profile
 from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
 from app.agent.trainer import TrainerEvent
 from app.jobs import CancelToken
-from agent_training.dataset import write_atomic
+from app.files import write_atomic
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CHECKPOINT_DIR = "checkpoint"

@@ -12,6 +12,10 @@ import datetime as dt
 DISTILL = "distill"
 
 
+class ConsentRequired(PermissionError):
+    """Sent mail would go to a backend the user has not allowed to receive it."""
+
+
 def distill_statement(backend: str) -> str:
     return (
         f"Send the text of my sent emails (my own words, the quoted previous message, recipients and subjects) "
@@ -37,3 +41,18 @@ def revoke(db, backend: str, scope: str = DISTILL) -> bool:
 
 def has_consent(db, backend: str, scope: str = DISTILL) -> bool:
     return db.execute("SELECT 1 FROM consents WHERE backend = ? AND scope = ?", [backend, scope]).fetchone() is not None
+
+
+def ensure(db, endpoint, *, given_now: bool, why: str, alternative: str = "") -> None:
+    """Pass for a backend on this machine or one with recorded consent; record it when the user
+    gives it now; otherwise raise ConsentRequired saying ``why``, what would be sent and how to allow it."""
+    from app.backends.registry import provider_class
+
+    if not provider_class(endpoint.provider).leaves_machine or has_consent(db, endpoint.name):
+        return
+    if not given_now:
+        raise ConsentRequired(
+            f"{why} {distill_statement(endpoint.name)} To allow this, rerun with --i-consent-to-send-sent-mail "
+            f"(recorded for this backend){alternative}."
+        )
+    grant(db, endpoint.name)

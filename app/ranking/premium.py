@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.files import write_atomic
+
 STYLE_TAGS = ("Thorough", "Brief", "Objective", "Subjective", "Humorous", "Serious", "Professional", "Amateurish")
 
 
@@ -230,23 +232,12 @@ class PremiumEmbed:
                 "buffer": [[c.query, list(c.winner), list(c.loser)] for c in self.buffer], "shown": self.shown}
 
     def save(self, path: Path) -> None:
-        """Written to a temporary name, flushed to disk, then renamed over the old state."""
-        import os
-
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(self.state()))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(self.state()))
 
     def load(self, path: Path) -> None:
-        self.load_state(json.loads(Path(path).read_text()), where=str(path))
-
-    def load_state(self, data: dict, where: str = "state") -> None:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data["tags"] != self.tags:
-            raise ValueError(f"{where}: saved for a different tag library")
+            raise ValueError(f"{path}: saved for a different tag library")
         with self.torch.no_grad():
             self.query_head.copy_(self.torch.tensor(data["query_head"]))
             self.tag_head.copy_(self.torch.tensor(data["tag_head"]))

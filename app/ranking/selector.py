@@ -8,11 +8,10 @@ replay buffer and how often each tag was shown, so learning carries across sessi
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from pathlib import Path
 
+from app.agent.profiles import profile_slug
 from app.paths import home
 from app.ranking.premium import STYLE_TAGS, Comparison, PremiumConfig, PremiumEmbed, TextEncoder
 
@@ -34,8 +33,7 @@ def ranking_dir() -> Path:
 
 
 def state_path(sender: str | None) -> Path:
-    slug = re.sub(r"[^a-z0-9._@-]+", "_", (sender or "all").lower())
-    return ranking_dir() / f"{slug}.json"
+    return ranking_dir() / f"{profile_slug(sender)}.json"  # named like the identity's agent profile
 
 
 def load_selector(sender: str | None, *, seed: int | None = None) -> PremiumEmbed:
@@ -48,8 +46,7 @@ def load_selector(sender: str | None, *, seed: int | None = None) -> PremiumEmbe
     path = state_path(sender)
     if path.is_file():
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            selector.load_state(data)
+            selector.load(path)
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"{path}: unreadable ranking state ({exc}); `tiller tags --reset` starts over") from None
     return selector
@@ -57,7 +54,6 @@ def load_selector(sender: str | None, *, seed: int | None = None) -> PremiumEmbe
 
 def save_selector(selector: PremiumEmbed, sender: str | None) -> Path:
     path = state_path(sender)
-    path.parent.mkdir(parents=True, exist_ok=True)
     selector.save(path)
     return path
 
