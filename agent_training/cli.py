@@ -18,7 +18,6 @@ from agent_training.evaluate import METHODS
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
-
 @click.group()
 def cli() -> None:
     """Tiller's training side: distillation, datasets, fine-tuning (evaluation follows)."""

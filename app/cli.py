@@ -709,24 +709,26 @@ def _draft_candidates(intent, recipient, subject, previous, rules, sender, backe
             console.print(text, end="", markup=False, highlight=False)
         console.print()
     console.rule()
-    while ranking is None:
-        if not sys.stdin.isatty():
-            err_console.print("Not ranked (no --rank and no terminal to ask): nothing learned.")
-            return
-        answer = click.prompt("Rank the drafts best first (e.g. 2,1,3) or pick one (e.g. 2); Enter to skip",
-                              default="", show_default=False)
-        if not answer.strip():
-            err_console.print("Skipped: nothing learned.")
-            return
+    if ranking is not None:
         try:
-            parse_ranking(answer, m)
-            ranking = answer
+            order, best_only = parse_ranking(ranking, m)
         except ValueError as exc:
-            err_console.print(f"[yellow]{exc}[/]")
-    try:
-        order, best_only = parse_ranking(ranking, m)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--rank") from None
+            raise click.BadParameter(str(exc), param_hint="--rank") from None
+    elif not sys.stdin.isatty():
+        err_console.print("Not ranked (no --rank and no terminal to ask): nothing learned.")
+        return
+    else:
+        while True:
+            answer = click.prompt("Rank the drafts best first (e.g. 2,1,3) or pick one (e.g. 2); Enter to skip",
+                                  default="", show_default=False)
+            if not answer.strip():
+                err_console.print("Skipped: nothing learned.")
+                return
+            try:
+                order, best_only = parse_ranking(answer, m)
+                break
+            except ValueError as exc:
+                err_console.print(f"[yellow]{exc}[/]")
     seconds = selector.update(intent, [tag_sets[i] for i in order], best_only=best_only)
     path = save_selector(selector, sender)
     favoured = ", ".join(t for t, w in learned_preferences(selector, 5) if w > 0) or "(none yet)"

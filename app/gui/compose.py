@@ -116,7 +116,7 @@ class ComposePage(QWidget):
         self.learned = QLabel(objectName="learned", wordWrap=True)
         self.reset_tags = QPushButton("Reset learned tags", objectName="reset_tags")
         self._candidates: list[tuple[tuple[str, ...], str]] = []
-        self._candidate_intent = ""
+        self._candidate_for: tuple[str | None, str] = (None, "")  # (voice, intent) the candidates were drafted for
         self._selector = None
 
         self.rules = QListWidget(objectName="rules")
@@ -370,25 +370,24 @@ class ComposePage(QWidget):
             tag_sets = selector.propose(intent, m=m)
             done: list[tuple[tuple[str, ...], str]] = []
             for n, tags in enumerate(tag_sets, 1):
-                header = f"── Draft {n} · tags: {', '.join(tags)} ──\n"
-                text = ""
+                yield ("\n\n" if n > 1 else "") + f"── Draft {n} · tags: {', '.join(tags)} ──\n"
+                pieces = []
                 gen = draft(DraftInput(intent, recipient or None, subject or None, previous or None, rules, tags=tuple(tags)),
                             backend, cancel=token)
                 for piece in gen:
-                    text += piece
-                    yield "\n\n".join([*(f"── Draft {i} · tags: {', '.join(t)} ──\n{d}" for i, (t, d) in enumerate(done, 1)),
-                                        header + text])
-                done.append((tuple(tags), text.strip()))
+                    pieces.append(piece)
+                    yield piece
+                done.append((tuple(tags), "".join(pieces).strip()))
             return selector, done
 
         self.output.clear()
         self.show_status(f"{backend} is writing {m} drafts, each with other style tags…")
         job = self.job = Job(work, "draft", self)
-        job.progress.connect(self.output.setPlainText)
+        job.progress.connect(self._append)
 
         def finished(result):
             self._selector, self._candidates = result
-            self._candidate_intent = intent
+            self._candidate_for = (sender, intent)  # what the pick teaches, even if the voice changes meanwhile
             for n, b in enumerate(self.pick_buttons):
                 b.setVisible(n < len(self._candidates))
             self.show_status(f"{len(self._candidates)} drafts by {backend}: use the one closest to how you write, "
@@ -406,7 +405,7 @@ class ComposePage(QWidget):
 
         if not self._candidates or self._selector is None or (self.job is not None and self.job.running):
             return
-        selector, sender, intent = self._selector, self.inputs()[0], self._candidate_intent
+        selector, (sender, intent) = self._selector, self._candidate_for
         ranked = [self._candidates[n][0], *(t for i, (t, _) in enumerate(self._candidates) if i != n)]
         self.output.setPlainText(self._candidates[n][1])
         for b in self.pick_buttons:

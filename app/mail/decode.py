@@ -82,7 +82,7 @@ def parse_message(data: bytes) -> ParsedMessage:
         raise MessageRejected("binary", "mostly non-text bytes: not a mail message")
     simple = _simple_message(data)
     if simple is not None:
-        headers, body = simple
+        headers, payload, charset = simple
         msg = None
     else:
         try:
@@ -104,7 +104,7 @@ def parse_message(data: bytes) -> ParsedMessage:
     if date_raw and date is None:
         warnings.append(f"unparseable Date header {date_raw!r}")
     if msg is None:
-        body_text, attachments = _decode_simple_body(headers, body, flags, warnings), []
+        body_text, attachments = _normalize_newlines(_decode_payload(payload, charset, flags, warnings)), []
     else:
         body_text, attachments = _body_and_attachments(msg, headers, flags, warnings)
     if msg is not None and msg.is_multipart() and any(isinstance(d, _TRUNCATION_DEFECTS) for part in msg.walk() for d in part.defects):
@@ -340,8 +340,9 @@ _HEADER_FIELD = re.compile(r"([\041-\071\073-\176]++):([^\n]*+(?:\n[ \t][^\n]*+)
 _SIMPLE_CTE = {"", "7bit", "8bit", "binary", "quoted-printable"}
 
 
-def _simple_message(data: bytes) -> tuple[_HeaderIndex, bytes] | None:
-    """(headers, raw body) for a single text/plain message with a plain header block, else None."""
+def _simple_message(data: bytes) -> tuple[_HeaderIndex, bytes, str | None] | None:
+    """(headers, payload with its transfer encoding undone, charset) for a single text/plain
+    message with a plain header block, else None."""
     end = _header_end(data)
     if end is None:
         return None
@@ -352,14 +353,18 @@ def _simple_message(data: bytes) -> tuple[_HeaderIndex, bytes] | None:
         return None  # a lone CR ends a line for the feed parser
     headers = _HeaderIndex(_HEADER_FIELD.findall(head))
     ctype = headers.get("content-type")
-    if ctype is not None and not _PLAIN_CHARSET.match(ctype):
+    plain = _PLAIN_CHARSET.match(ctype) if ctype is not None else None
+    if ctype is not None and not plain:
         return None
-    if headers.get("content-disposition") is not None:
+    if headers.has("content-disposition"):
         return None
-    cte = headers.get("content-transfer-encoding")
-    if cte is not None and cte.lower() not in _SIMPLE_CTE:
+    cte = (headers.get("content-transfer-encoding") or "").lower()
+    if cte not in _SIMPLE_CTE:
         return None
-    return headers, data[end + (2 if data[end + 1] == 10 else 3) :]
+    payload = data[end + (2 if data[end + 1] == 10 else 3) :]
+    if cte == "quoted-printable":
+        payload = binascii.a2b_qp(payload)
+    return headers, payload, plain.group(1) if plain else None
 
 
 def _header_end(data: bytes) -> int | None:
@@ -368,12 +373,3 @@ def _header_end(data: bytes) -> int | None:
     if lf < 0:
         return crlf if crlf >= 0 else None
     return lf if crlf < 0 or lf < crlf else crlf
-
-
-def _decode_simple_body(headers: _HeaderIndex, body: bytes, flags: set[str], warnings: list[str]) -> str:
-    cte = (headers.get("content-transfer-encoding") or "").lower()
-    if cte == "quoted-printable":
-        body = binascii.a2b_qp(body)
-    ctype = headers.get("content-type")
-    match = _PLAIN_CHARSET.match(ctype) if ctype is not None else None
-    return _normalize_newlines(_decode_payload(body, match.group(1) if match else None, flags, warnings))

@@ -55,7 +55,8 @@ class Rejected(NamedTuple):
     detail: str
 
 
-def decode_bytes_item(data: bytes | None, error: str | None) -> Decoded | Rejected:
+def decode_item(item: RawItem) -> Decoded | Rejected:
+    data, error = item.read()
     if error is not None:
         return Rejected("unreadable", error)
     try:
@@ -73,22 +74,10 @@ def decode_bytes_item(data: bytes | None, error: str | None) -> Decoded | Reject
     return Decoded(values, "; ".join(parsed.warnings) if parsed.warnings else None)
 
 
-def decode_item(item: RawItem) -> Decoded | Rejected:
-    return decode_bytes_item(*item.read())
-
-
 def _decode_chunk(work: list[tuple[str | None, bytes | None, str | None] | None]) -> list[Decoded | Rejected | None]:
     """In a worker: (path, data, error) per item, None for one to pass over; files are read here."""
-    out: list[Decoded | Rejected | None] = []
-    for entry in work:
-        if entry is None:
-            out.append(None)
-            continue
-        path, data, error = entry
-        if data is None and error is None and path is not None:
-            data, error = RawItem(key="", folder="", path=path).read()
-        out.append(decode_bytes_item(data, error))
-    return out
+    return [None if entry is None else decode_item(RawItem(key="", folder="", path=entry[0], data=entry[1], error=entry[2]))
+            for entry in work]
 
 
 def default_workers(expected_items: int | None) -> int:
