@@ -106,10 +106,15 @@ def test_three_drafts_ranked_teach_the_selector_and_tags_can_be_reset(db, anthro
     out = runner.invoke(cli, ["tags"]).output
     weights = dict(re.findall(r"│ (.+?)\s+│\s+([+-]\d\.\d\d) │", out))
     assert "(1 rankings)" in out and weights
-    only_best = set(tag_sets[1]) - set(tag_sets[0]) - set(tag_sets[2])
-    only_worst = set(tag_sets[2]) - set(tag_sets[0]) - set(tag_sets[1])
-    assert only_best and all(float(weights[t]) > 0 for t in only_best)
-    assert all(float(weights[t]) < 0 for t in only_worst)
+    # The proposed sets are random (the CLI seeds from os.urandom), so assert what every ranking
+    # implies: a tag the best draft had and the worst lacked wins in both pairs it appears in
+    # (best>middle and best>worst, or best>worst and middle>worst), and the reverse loses. Two
+    # distinct 3-tag sets always differ, so neither side is empty. (A tag only in the best set, as
+    # this test asked before, is absent in about 1 ranking in 12: that made it flaky.)
+    best, worst = set(tag_sets[1]), set(tag_sets[2])
+    assert best - worst and worst - best
+    assert all(float(weights[t]) > 0 for t in best - worst), (tag_sets, weights)
+    assert all(float(weights[t]) < 0 for t in worst - best), (tag_sets, weights)
     assert "Forgotten" in runner.invoke(cli, ["tags", "--reset"]).output
     assert not state_path(None).exists()
     assert "Nothing learned yet" in runner.invoke(cli, ["tags"]).output
