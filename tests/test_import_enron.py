@@ -173,3 +173,20 @@ def test_a_dead_decoding_worker_costs_nothing(enron):
     assert [item.key for item, _ in got] == [item.key for item in items]
     assert got[3][1] is None
     assert [d for i, (_, d) in enumerate(got) if i != 3] == [d for i, d in enumerate(expected) if i != 3]
+
+
+def test_the_importer_decodes_while_it_would_wait(enron):
+    """Work stealing: chunks the importer decodes itself while a worker is busy (here: still
+    starting) come back in source order and equal what the workers give; without polling the
+    pool only waits."""
+    from app.mail.decoding import DecodingPool
+    from app.mail.sources import open_source
+
+    items = list(open_source(enron / "maildir" / "mann-k").iter_items())[:600]
+    with DecodingPool(1, chunk_size=40) as stealing:
+        got = list(stealing.decode(iter(items)))
+    with DecodingPool(1, chunk_size=40, steal=False) as waiting:
+        expected = list(waiting.decode(iter(items)))
+    assert stealing.stolen > 0 and waiting.stolen == 0
+    assert [item.key for item, _ in got] == [item.key for item in items]
+    assert [d for _, d in got] == [d for _, d in expected]

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -81,64 +82,106 @@ def _decode_chunk(work: list[tuple[str | None, bytes | None, str | None] | None]
 
 
 def default_workers(expected_items: int | None) -> int:
-    """0 (decode inline) for small imports, where starting processes costs more than it saves,
-    on one CPU, and in a frozen bundle (no Python to start the worker module with)."""
+    """One worker per CPU beside the importer's own (it decodes too, whenever it would wait), at
+    most 3: the single SQLite writer caps what more would bring. 0 (decode inline) for small
+    imports, where starting processes costs more than it saves, on one CPU, and in a frozen bundle
+    (no Python to start the worker module with)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cpus < 2 or getattr(sys, "frozen", False) or (expected_items is not None and expected_items < 2000):
         return 0
-    return min(cpus, 4)
+    return min(cpus - 1, 3)
 
 
 class DecodingPool:
     """``for item, decoded in pool.decode(items, skip)``: in source order, decoded by ``workers``
-    processes with at most ``3 * workers`` chunks in flight; decoded is None for skipped items.
+    processes and by the caller itself; decoded is None for skipped items.
 
     Workers are plain ``python -m app.mail.decoding`` processes fed pickled chunks over their
     stdin, not multiprocessing children: those re-import the caller's ``__main__`` (any script
     without a main guard would run again) and must not be forked from a process with threads (the
-    GUI imports on a thread). Chunk k goes to worker k mod n and each worker answers in order, so
-    results come back in source order by construction. A worker that dies is not fatal: its chunks
-    are decoded here instead.
+    GUI imports on a thread). Chunks are taken from the source in order and either sent to the
+    least busy worker or, whenever the oldest chunk's answer is not back yet, decoded right here:
+    the caller's own idle time becomes decoding time (work stealing), so one worker beside the
+    importer keeps two cores busy. Each worker answers in order and the chunks are handed out in
+    source order, so results come back in source order by construction. A worker that dies is not
+    fatal: its chunks are decoded here instead.
     """
 
-    def __init__(self, workers: int, chunk_size: int = 128):
+    def __init__(self, workers: int, chunk_size: int = 128, *, steal: bool = True):
         self.chunk_size = chunk_size
+        self.steal = steal and _can_poll
         app_root = str(Path(__file__).resolve().parents[2])  # so a checkout that is not installed works too
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (app_root, os.environ.get("PYTHONPATH")) if p))
         self._workers = [_Worker(env) for _ in range(workers)]
+        self.stolen = 0  # chunks decoded here (for the benchmark and the tests)
 
     def decode(
         self, items: Iterable[RawItem], skip: Callable[[RawItem], bool] = lambda item: False
     ) -> Iterator[tuple[RawItem, Decoded | Rejected | None]]:
-        pending: deque[tuple[int, list[RawItem], list]] = deque()
-        max_in_flight = len(self._workers) * 3
-        sent = 0
+        pending: deque[list] = deque()  # [chunk, work, results or None], in source order
+        outstanding = [deque() for _ in self._workers]  # per worker, its entries not answered yet, oldest first
+        most_pending = _PER_WORKER * len(self._workers) + _MOST_STOLEN  # bounds memory held by stolen chunks
+        chunks = self._chunks(items, skip)
+        exhausted = False
+        while True:
+            # take in every answer already back, so a worker gets its next chunk without waiting
+            # for its answer's turn to be stored
+            for worker, entries in zip(self._workers, outstanding):
+                while entries and self._ready(worker):
+                    self._answer(worker, entries.popleft())
+            # keep every live worker supplied: their time is the cheapest
+            while not exhausted and (free := self._free_worker(outstanding)) is not None:
+                taken = next(chunks, None)
+                if taken is None:
+                    exhausted = True
+                    break
+                entry = [*taken, None]
+                self._workers[free].send(entry[1])
+                outstanding[free].append(entry)
+                pending.append(entry)
+            if not pending:
+                if exhausted:
+                    return
+            elif pending[0][2] is not None:  # the oldest chunk is decoded: hand it on
+                chunk, _, results = pending.popleft()
+                yield from zip(chunk, results)
+                continue
+            if not exhausted and len(pending) < most_pending and (self.steal or not pending):
+                # nothing to store yet: decode the next chunk here instead of waiting
+                taken = next(chunks, None)
+                if taken is None:
+                    exhausted = True
+                else:
+                    self.stolen += 1
+                    pending.append([*taken, _decode_chunk(taken[1])])
+                continue
+            # wait for the oldest chunk: it is the oldest of the worker it went to
+            worker = next(w for w, entries in enumerate(outstanding) if entries and entries[0] is pending[0])
+            self._answer(self._workers[worker], outstanding[worker].popleft())
+
+    @staticmethod
+    def _answer(worker: _Worker, entry: list) -> None:
+        results = worker.receive()
+        # the worker died (or never started): decode its chunk here
+        entry[2] = results if results is not None else _decode_chunk(entry[1])
+
+    def _free_worker(self, outstanding: list[deque]) -> int | None:
+        free = [w for w, worker in enumerate(self._workers) if worker.alive and len(outstanding[w]) < _PER_WORKER]
+        return min(free, key=lambda w: len(outstanding[w])) if free else None
+
+    def _chunks(self, items: Iterable[RawItem], skip) -> Iterator[tuple[list[RawItem], list]]:
+        """(items, work) in source order; work holds what a worker needs per item, None to pass over."""
         chunk: list[RawItem] = []
         for item in items:
             chunk.append(item)
             if len(chunk) >= self.chunk_size:
-                pending.append(self._submit(sent, chunk, skip))
-                sent += 1
+                yield chunk, [None if skip(i) else (i.path, i.data, i.error) for i in chunk]
                 chunk = []
-                while len(pending) >= max_in_flight:
-                    yield from self._collect(pending.popleft())
         if chunk:
-            pending.append(self._submit(sent, chunk, skip))
-        while pending:
-            yield from self._collect(pending.popleft())
+            yield chunk, [None if skip(i) else (i.path, i.data, i.error) for i in chunk]
 
-    def _submit(self, number: int, chunk: list[RawItem], skip) -> tuple[int, list[RawItem], list]:
-        work = [None if skip(item) else (item.path, item.data, item.error) for item in chunk]
-        worker = number % len(self._workers)
-        self._workers[worker].send(work)
-        return worker, chunk, work
-
-    def _collect(self, entry: tuple[int, list[RawItem], list]) -> Iterator[tuple[RawItem, Decoded | Rejected | None]]:
-        worker, chunk, work = entry
-        results = self._workers[worker].receive()
-        if results is None:  # the worker died (or never started): decode its chunk here
-            results = _decode_chunk(work)
-        yield from zip(chunk, results)
+    def _ready(self, worker: _Worker) -> bool:
+        return worker.ready() if self.steal else False  # without polling, answers are read when needed
 
     def close(self) -> None:
         for worker in self._workers:  # all are told to stop first, so they exit side by side
@@ -153,9 +196,18 @@ class DecodingPool:
         self.close()
 
 
+_PER_WORKER = 3  # chunks in flight per worker: enough that it never waits for the next
+# chunks decoded here while the oldest is still out: enough to cover a worker's start-up
+# (about 0.1 s, some 8 chunks) and a slow chunk, bounded since they wait in memory (~0.3 MB each)
+_MOST_STOLEN = 16
+_can_poll = os.name == "posix"  # select() works on pipes only there; elsewhere the pool just waits
+
+
 class _Worker:
     """One decoding process. Requests are written by a feeder thread: writing a large request
-    while the worker blocks writing a large answer nobody reads yet would deadlock."""
+    while the worker blocks writing a large answer nobody reads yet would deadlock. Answers are
+    read from the raw pipe, never through a buffer, so ``ready()`` (select on the descriptor)
+    cannot miss an answer that a buffered read had already pulled in."""
 
     def __init__(self, env: dict[str, str]):
         self.alive = True
@@ -166,6 +218,7 @@ class _Worker:
         except OSError:
             self.alive = False
             return
+        self._answers = self.process.stdout.raw
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._feeder = threading.Thread(target=self._feed, name="tiller-decode-feeder", daemon=True)
         self._feeder.start()
@@ -186,12 +239,21 @@ class _Worker:
         except OSError:
             pass
 
+    def ready(self) -> bool:
+        """An answer (or the end of the pipe) is waiting: receive() will not block."""
+        if not self.alive:
+            return True
+        try:
+            return bool(select.select([self._answers], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
     def receive(self) -> list | None:
         if not self.alive:
             return None
         try:
-            return _read_frame(self.process.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError):
+            return _read_frame(self._answers)
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
             self.alive = False
             return None
 
@@ -220,15 +282,21 @@ def _write_frame(pipe, obj) -> None:
     pipe.flush()
 
 
+def _read_exactly(pipe, size: int) -> bytes:
+    """``size`` bytes from a raw or buffered pipe (a raw read may return fewer than asked)."""
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = pipe.readinto(view[got:])
+        if not n:
+            raise EOFError("decoding worker closed its output" if got == 0 else "decoding worker's answer was cut short")
+        got += n
+    return bytes(data)
+
+
 def _read_frame(pipe):
-    header = pipe.read(8)
-    if len(header) < 8:
-        raise EOFError("decoding worker closed its output")
-    size = int.from_bytes(header, "little")
-    data = pipe.read(size)
-    if len(data) < size:
-        raise EOFError("decoding worker's answer was cut short")
-    return pickle.loads(data)
+    size = int.from_bytes(_read_exactly(pipe, 8), "little")
+    return pickle.loads(_read_exactly(pipe, size))
 
 
 def _serve() -> None:
