@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import queue
-import select
 import signal
 import subprocess
 import sys
@@ -109,7 +108,7 @@ class DecodingPool:
 
     def __init__(self, workers: int, chunk_size: int = 128, *, steal: bool = True):
         self.chunk_size = chunk_size
-        self.steal = steal and _can_poll
+        self.steal = steal
         app_root = str(Path(__file__).resolve().parents[2])  # so a checkout that is not installed works too
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (app_root, os.environ.get("PYTHONPATH")) if p))
         self._workers = [_Worker(env) for _ in range(workers)]
@@ -181,7 +180,7 @@ class DecodingPool:
             yield chunk, [None if skip(i) else (i.path, i.data, i.error) for i in chunk]
 
     def _ready(self, worker: _Worker) -> bool:
-        return worker.ready() if self.steal else False  # without polling, answers are read when needed
+        return worker.ready() if self.steal else False  # not stealing: answers are taken when their turn comes
 
     def close(self) -> None:
         for worker in self._workers:  # all are told to stop first, so they exit side by side
@@ -200,14 +199,13 @@ _PER_WORKER = 3  # chunks in flight per worker: enough that it never waits for t
 # chunks decoded here while the oldest is still out: enough to cover a worker's start-up
 # (about 0.1 s, some 8 chunks) and a slow chunk, bounded since they wait in memory (~0.3 MB each)
 _MOST_STOLEN = 16
-_can_poll = os.name == "posix"  # select() works on pipes only there; elsewhere the pool just waits
 
 
 class _Worker:
-    """One decoding process. Requests are written by a feeder thread: writing a large request
-    while the worker blocks writing a large answer nobody reads yet would deadlock. Answers are
-    read from the raw pipe, never through a buffer, so ``ready()`` (select on the descriptor)
-    cannot miss an answer that a buffered read had already pulled in."""
+    """One decoding process, with a thread feeding it requests and a thread reading its answers.
+    The reader matters for speed as much as for safety: an answer (~0.3 MB) does not fit a pipe,
+    so a worker whose answer nobody reads yet would sit blocked instead of decoding its next
+    chunk, and an importer blocked writing a request to it would deadlock."""
 
     def __init__(self, env: dict[str, str]):
         self.alive = True
@@ -218,10 +216,14 @@ class _Worker:
         except OSError:
             self.alive = False
             return
-        self._answers = self.process.stdout.raw
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._feeder = threading.Thread(target=self._feed, name="tiller-decode-feeder", daemon=True)
-        self._feeder.start()
+        self._answers: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._feed, name="tiller-decode-feeder", daemon=True),
+            threading.Thread(target=self._read, name="tiller-decode-reader", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def send(self, work: list) -> None:
         if self.alive:
@@ -232,39 +234,37 @@ class _Worker:
         while (work := self._requests.get()) is not None:
             try:
                 _write_frame(pipe, work)
-            except (OSError, ValueError):  # the worker is gone; receive() notices
-                return
+            except (OSError, ValueError):  # the worker is gone; the reader notices
+                break
         try:
-            pipe.close()
+            pipe.close()  # the worker's loop ends
         except OSError:
             pass
 
+    def _read(self) -> None:
+        pipe = self.process.stdout
+        while True:
+            try:
+                self._answers.put(_read_frame(pipe))
+            except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+                self._answers.put(None)  # the worker ended (or died): no more answers
+                return
+
     def ready(self) -> bool:
-        """An answer (or the end of the pipe) is waiting: receive() will not block."""
-        if not self.alive:
-            return True
-        try:
-            return bool(select.select([self._answers], [], [], 0)[0])
-        except (OSError, ValueError):
-            return True
+        """An answer (or the news that there will be none) is waiting: receive() will not block."""
+        return not self.alive or not self._answers.empty()
 
     def receive(self) -> list | None:
         if not self.alive:
             return None
-        try:
-            return _read_frame(self._answers)
-        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+        answer = self._answers.get()
+        if answer is None:
             self.alive = False
-            return None
+        return answer
 
     def stop(self) -> None:
-        if not hasattr(self, "process"):
-            return
-        self._requests.put(None)  # the feeder closes stdin: the worker's loop ends
-        try:
-            self.process.stdout.close()  # a worker still writing an answer gets EPIPE and exits
-        except OSError:
-            pass
+        if hasattr(self, "process"):
+            self._requests.put(None)  # the feeder closes stdin; chunks still queued are dropped
 
     def wait(self) -> None:
         if not hasattr(self, "process"):
@@ -274,6 +274,9 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.process.stdout.close()
 
 
 def _write_frame(pipe, obj) -> None:
@@ -282,21 +285,15 @@ def _write_frame(pipe, obj) -> None:
     pipe.flush()
 
 
-def _read_exactly(pipe, size: int) -> bytes:
-    """``size`` bytes from a raw or buffered pipe (a raw read may return fewer than asked)."""
-    data = bytearray(size)
-    view, got = memoryview(data), 0
-    while got < size:
-        n = pipe.readinto(view[got:])
-        if not n:
-            raise EOFError("decoding worker closed its output" if got == 0 else "decoding worker's answer was cut short")
-        got += n
-    return bytes(data)
-
-
 def _read_frame(pipe):
-    size = int.from_bytes(_read_exactly(pipe, 8), "little")
-    return pickle.loads(_read_exactly(pipe, size))
+    header = pipe.read(8)
+    if len(header) < 8:
+        raise EOFError("decoding worker closed its output")
+    size = int.from_bytes(header, "little")
+    data = pipe.read(size)
+    if len(data) < size:
+        raise EOFError("decoding worker's answer was cut short")
+    return pickle.loads(data)
 
 
 def _serve() -> None:

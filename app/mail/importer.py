@@ -20,14 +20,15 @@ import sqlite_utils
 from app import __version__
 from app.jobs import CancelToken, Progress
 from app.mail.decoding import MESSAGE_COLUMNS, Decoded, DecodingPool, Rejected, decode_item, default_workers
-from app.mail.identity import add_configured, assign_identities, infer_identities
+from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftover_guesses
 from app.mail.sources import MailSource, RawItem
 
 
 _INSERT_MESSAGE = (
     f"INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, {', '.join(MESSAGE_COLUMNS)}, "
-    f"imported_at) VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 5))})"
+    f"identity_id, imported_at) VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 6))})"
 )
+_FROM_ADDR, _FROM_NAME = MESSAGE_COLUMNS.index("from_addr"), MESSAGE_COLUMNS.index("from_name")
 
 
 def _now() -> str:
@@ -89,8 +90,12 @@ class MailImport:
     def run(self) -> Iterator[ImportProgress]:
         db, conn = self.db, self.db.conn
         started = time.monotonic()
-        for address in self.my_addresses:
-            add_configured(db, address)
+        with db.conn:
+            for address in self.my_addresses:
+                add_configured(db, address)
+            settle_leftover_guesses(db)
+        # addresses given for this import say who the user is; only without them do we guess
+        self._identities = IdentitiesAtInsert(db, guess=not self.my_addresses)
         source_id = self._source_id()
         # a source imported before may hold items done already; a new one cannot, so skip the lookup
         self._resuming = self.db.execute(
@@ -131,14 +136,17 @@ class MailImport:
             # the open batch is rolled back: its items were not recorded, so a rerun redoes them
             conn.execute("ROLLBACK")
             self._mark_interrupted(run_id, exc)
+            try:  # the batches already committed keep their messages: say whose they are
+                with db.conn:
+                    self._identities.settle(source_id)
+            except Exception:  # noqa: BLE001 - the next import settles what is left (settle_leftover_guesses)
+                pass
             raise
         finally:
             if pool is not None:
                 pool.close()
         with db.conn:
-            # addresses given for this import say who the user is; only without them do we guess
-            new_identities = [] if self.my_addresses else infer_identities(db, source_id)
-            assign_identities(db)
+            new_identities = self._identities.settle(source_id)
         progress.done = counts.seen
         progress.message = status
         yield progress
@@ -181,9 +189,10 @@ class MailImport:
             return
         # one statement for the common case; the unique indexes on message_id and content_key
         # turn a duplicate into a no-op, and only then do we look up which message it duplicates
-        cursor = conn.execute(
-            _INSERT_MESSAGE, (source_id, item.key, item.folder, int(item.is_sent_folder), *decoded.values, self._now)
-        )
+        values = decoded.values
+        is_sent = item.is_sent_folder
+        identity_id = self._identities.of(item.folder, is_sent, values[_FROM_ADDR], values[_FROM_NAME])
+        cursor = conn.execute(_INSERT_MESSAGE, (source_id, item.key, item.folder, int(is_sent), *values, identity_id, self._now))
         if cursor.rowcount == 0:
             existing = conn.execute(
                 "SELECT id FROM messages WHERE message_id = ? OR content_key = ? ORDER BY message_id = ? DESC LIMIT 1",
