@@ -73,9 +73,11 @@ def main() -> None:
     compose.recipient.setText("Sylvia")
     compose.subject.setText("NG Energy contract")
     compose.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday.")
+    compose.candidates.setValue(2)  # show the comparison: one draft per proposed tag set, "Use draft N"
     compose.start_draft()
     wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running)
     shoot("compose")
+    compose.candidates.setValue(1)
 
     window.nav.setCurrentRow(1)
     window.importer._chosen(str(ENRON / "maildir"))
