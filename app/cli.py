@@ -194,7 +194,7 @@ def identities_add(address: str) -> None:
 
     db = _open_db()
     try:
-        with db.conn:
+        with db.atomic():
             add_configured(db, address)
             assign_identities(db)
     except ValueError as exc:
@@ -209,7 +209,7 @@ def identities_remove(address: str) -> None:
     from app.mail.identity import reject
 
     db = _open_db()
-    with db.conn:
+    with db.atomic():
         if not reject(db, address):
             raise click.ClickException(f"{address} is not among your identities (see: tiller identities)")
     print_identities(db)
@@ -268,7 +268,7 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
     db = _open_db()
     try:
         cfg = EndpointConfig(name=name, provider=provider, model=model, base_url=base_url, options=parse_option_pairs(option_pairs))
-        with db.conn:
+        with db.atomic():
             save_endpoint(db, cfg)
             if make_default:
                 set_default_endpoint(db, name)
@@ -289,7 +289,7 @@ def backends_remove(name, keep_key) -> None:
     from app.backends.config import remove_endpoint
 
     db = _open_db()
-    with db.conn:
+    with db.atomic():
         removed = remove_endpoint(db, name)
     if not removed:
         raise click.ClickException(f"no configured backend named {name!r} (see: tiller backends list)")

@@ -249,10 +249,34 @@ def test_guesses_left_by_a_killed_import_are_settled_by_the_next(db, tmp_path):
     for n in range(12):
         (box / f"{n:03d}.eml").write_bytes(_eml("boss@example.com" if n else "pa@example.com", n))
     run_import(db, tmp_path / "box")
-    with db.conn:  # what a kill between two batches leaves: a confirmed guess still provisional, a wrong one
+    with db.atomic():  # what a kill between two batches leaves: a confirmed guess still provisional, a wrong one
         db.execute("UPDATE identities SET origin = 'provisional'")
         pa = db.execute("INSERT INTO identities (address, origin, sent_count) VALUES ('pa@example.com', 'provisional', 0)").lastrowid
         db.execute("UPDATE messages SET identity_id = ? WHERE from_addr = 'pa@example.com'", [pa])
         settle_leftover_guesses(db)
     assert list(db.execute("SELECT address, origin FROM identities")) == [("boss@example.com", "inferred")]
     assert set(_owners(db).values()) == {"boss@example.com", None}
+
+
+def test_settling_the_guesses_is_one_transaction(db, tmp_path, monkeypatch):
+    """A failure while settling leaves the guesses as they were (the next import settles them),
+    not half settled: dropped guesses with their messages' owners not yet fixed."""
+    import app.mail.identity as identity
+
+    box = tmp_path / "box" / "sent"
+    box.mkdir(parents=True)
+    for n in range(32):
+        (box / f"{n:03d}.eml").write_bytes(_eml("pa@example.com" if n < 2 else "boss@example.com", n))
+
+    def fail(db):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(identity, "assign_identities", fail)
+    with pytest.raises(RuntimeError):
+        run_import(db, tmp_path / "box")
+    assert sorted(db.execute("SELECT address, origin FROM identities")) == [
+        ("boss@example.com", "provisional"), ("pa@example.com", "provisional")]
+    monkeypatch.undo()
+    run_import(db, tmp_path / "box")
+    assert list(db.execute("SELECT address, origin FROM identities")) == [("boss@example.com", "inferred")]
+    assert sum(o == "boss@example.com" for o in _owners(db).values()) == 30

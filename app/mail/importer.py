@@ -90,7 +90,7 @@ class MailImport:
     def run(self) -> Iterator[ImportProgress]:
         db, conn = self.db, self.db.conn
         started = time.monotonic()
-        with db.conn:
+        with db.atomic():
             for address in self.my_addresses:
                 add_configured(db, address)
             settle_leftover_guesses(db)
@@ -137,7 +137,7 @@ class MailImport:
             conn.execute("ROLLBACK")
             self._mark_interrupted(run_id, exc)
             try:  # the batches already committed keep their messages: say whose they are
-                with db.conn:
+                with db.atomic():
                     self._identities.settle(source_id)
             except Exception:  # noqa: BLE001 - the next import settles what is left (settle_leftover_guesses)
                 pass
@@ -145,7 +145,7 @@ class MailImport:
         finally:
             if pool is not None:
                 pool.close()
-        with db.conn:
+        with db.atomic():
             new_identities = self._identities.settle(source_id)
         progress.done = counts.seen
         progress.message = status
@@ -241,7 +241,7 @@ class MailImport:
 
     def _mark_interrupted(self, run_id: int, exc: BaseException) -> None:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {type(exc).__name__}: {exc}"
-        with self.db.conn:
+        with self.db.atomic():
             self.db.conn.execute(
                 "UPDATE import_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                 ["interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", _now(), reason, run_id],

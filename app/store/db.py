@@ -19,6 +19,8 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
     """
     path = Path(path) if path is not None else paths.database_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    # autocommit: each statement commits on its own, and ``with conn:`` opens no transaction;
+    # writes that belong together go in ``with db.atomic():`` (or the importer's BEGIN IMMEDIATE)
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
