@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.jobs import CancelToken
+from app.plain import cells, esc
 from agent_training.evaluate import METHODS
 
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -60,7 +61,7 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
     except (ConsentRequired, ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     where = f"through {backend}" if config.backend else "on this computer (offline)"
-    console.print(f"Distilling {where}" + (f", first {limit} per sender" if limit else ""))
+    console.print(f"Distilling {esc(where)}" + (f", first {limit} per sender" if limit else ""))
     try:
         if as_json:
             import json as jsonlib
@@ -83,7 +84,7 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
     console.print(f"intents {c.intents}, baselines {c.baselines}, rules {c.rules}, measured {c.measured}; "
                   f"already done {c.skipped_done}; failed {c.failed}")
     for failure in c.failures[:10]:
-        console.print(f"  [yellow]failed[/] {failure}")
+        console.print(f"  [yellow]failed[/] {esc(failure)}")
     if token.cancelled:
         console.print("[yellow]Cancelled.[/] Finished rows are saved; rerun the same command to resume.")
         sys.exit(130)
@@ -93,12 +94,12 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         export_strategies = [(MEASURED, MEASURED_SOURCE)]
     for strategy, source in export_strategies:
         stats = export(db, strategy=strategy, sender=sender, out_dir=out_dir, rules_source=source)
-        table = Table(title=f"Dataset ({strategy}): {stats['directory']}")
+        table = Table(title=f"Dataset ({strategy}): {esc(stats['directory'])}")
         for col in ("sender", "train", "test", "train dates", "test dates"):
             table.add_column(col)
         for s, v in stats["per_sender"].items():
-            table.add_row(s, str(v["train"]), str(v["test"]), f"{(v['first_train'] or '')[:10]} … {(v['last_train'] or '')[:10]}",
-                          f"{(v['first_test'] or '')[:10]} … {(v['last_test'] or '')[:10]}")
+            table.add_row(*cells(s, v["train"], v["test"], f"{(v['first_train'] or '')[:10]} … {(v['last_train'] or '')[:10]}",
+                                 f"{(v['first_test'] or '')[:10]} … {(v['last_test'] or '')[:10]}"))
         console.print(table)
         console.print(f"{stats['examples']} examples; mean words: intent {stats['mean_intent_words']}, rules "
                       f"{stats['mean_rules_words']}, email {stats['mean_email_words']}; undated left out: {stats['undated_excluded']}")
@@ -172,7 +173,7 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
     if token.cancelled:
         console.print("[yellow]Cancelled.[/] Answers so far are cached; rerun the same command to resume.")
         sys.exit(130)
-    console.print(f"Report: {job.report_path}")
+    console.print(f"Report: {esc(job.report_path)}")
 
 
 @cli.command("train")
@@ -233,7 +234,7 @@ def train_command(sender, dataset, output, base_gguf, base_hf, max_steps, epochs
         threading.Thread(target=watch_stdin, daemon=True, name="stdin-cancel").start()
     job = Finetune(config, cancel=token, log=lambda text: err.print(text, markup=False, highlight=False))
     if not as_json:
-        console.print(f"Training the agent on {dataset}" + (f" (only {sender})" if sender else ""))
+        console.print(f"Training the agent on {esc(dataset)}" + (f" (only {esc(sender)})" if sender else ""))
     try:
         if as_json:
             for p in job.run():
@@ -247,7 +248,7 @@ def train_command(sender, dataset, output, base_gguf, base_hf, max_steps, epochs
                         loss = f"loss {p.loss:.3f}" if p.loss is not None else p.message
                         bar.update(task, description=f"training ({loss})", completed=p.step, total=p.total_steps)
                     elif p.phase in ("saving", "exporting"):
-                        bar.update(task, description=p.message)
+                        bar.update(task, description=esc(p.message))
     except (FileNotFoundError, ValueError) as exc:
         if as_json:
             print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
@@ -265,7 +266,7 @@ def train_command(sender, dataset, output, base_gguf, base_hf, max_steps, epochs
         console.print(f"Trained {result['steps']} steps on {counts['used']} examples "
                       f"(skipped: {counts['too_long']} too long, {counts['malformed']} malformed); "
                       f"loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}")
-        console.print(f"Adapter: {result['adapter']['path']} ({result['adapter']['tensors']} tensors, "
+        console.print(f"Adapter: {esc(result['adapter']['path'])} ({result['adapter']['tensors']} tensors, "
                       f"{result['adapter']['bytes'] / 1e6:.1f} MB)")
 
 

@@ -137,17 +137,19 @@ def load_examples(config: FinetuneConfig, tokenizer) -> tuple[list[Example], dic
     if not path.is_file():
         raise FileNotFoundError(f"training data not found: {path} (run `tiller distill` first)")
     sender = config.sender.lower() if config.sender else None
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(_bounded_lines(fh, MAX_DATASET_LINE), 1):
             if not line.strip():
                 continue
             counts["read"] += 1
             try:
+                if line is _TOO_LONG:
+                    raise ValueError("line too long")
                 record = json.loads(line)
                 messages = record["messages"]
                 prompt = next(m["content"] for m in messages if m["role"] == "user")
                 target = next(m["content"] for m in messages if m["role"] == "assistant")
-            except (json.JSONDecodeError, KeyError, StopIteration, TypeError):
+            except (ValueError, KeyError, StopIteration, TypeError):
                 counts["malformed"] += 1
                 if counts["malformed"] <= 3:
                     print(f"{path}:{lineno}: not a chat record with a user and an assistant turn; skipped")
@@ -272,6 +274,32 @@ def _write_atomic_dir(target: Path, fill) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+MAX_DATASET_LINE = 1 << 20  # characters; one example is a few kB
+_TOO_LONG = "<line too long>"
+
+
+def _bounded_lines(fh, limit: int):
+    """The file's lines, each read with at most ``limit`` characters in memory; a longer line is
+    passed over and stands as ``_TOO_LONG`` (counted malformed, named by line number)."""
+    while line := fh.readline(limit):
+        if len(line) >= limit and not line.endswith("\n"):
+            while (rest := fh.readline(limit)) and not rest.endswith("\n"):
+                pass
+            yield _TOO_LONG
+            continue
+        yield line
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -405,6 +433,9 @@ class Finetune:
             "final_loss": history[-1]["loss"] if history else None,
             "loss_history": history,
             "adapter": adapter_info,
+            # `tiller check` compares the adapter file with these
+            "adapter_sha256": _sha256_file(out / ADAPTER_FILE) if adapter_info is not None else None,
+            "adapter_bytes": (out / ADAPTER_FILE).stat().st_size if adapter_info is not None else None,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         write_json_atomic(out / TRAINING_FILE, record)

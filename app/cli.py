@@ -15,17 +15,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app import __version__, paths
+from app.errors import EXIT_CANCELLED, EXIT_STORE
 from app.jobs import CancelToken
+from app.plain import cells, esc
 
 # Piped output (CI logs, `| less`) would otherwise be squeezed into rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True)
 
 
+_DEBUG = {"on": False}
+
+
 @click.group()
 @click.version_option(__version__, prog_name="tiller")
-def cli() -> None:
-    """Tiller drafts email in your own style, on your own machine."""
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """Tiller drafts email in your own style, on your own machine.
+
+    Exit codes: 0 done, 1 error (explained in one line), 2 usage error, 3 the data store cannot be
+    used (damaged, read-only, disk full, TILLER_HOME wrong), 130 cancelled (work so far is saved).
+    """
+    _DEBUG["on"] = debug
 
 
 @contextmanager
@@ -58,16 +69,24 @@ def _open_db():
 
 
 @cli.command("import")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option("--kind", type=click.Choice(["maildir", "mbox", "mbox-folder", "eml"]), help="Source type (detected when omitted).")
 @click.option("--me", "my_addresses", multiple=True, metavar="ADDRESS", help="One of your addresses (repeatable). Inferred from Sent folders when omitted.")
 @click.option("--show-skipped", default=20, show_default=True, help="How many skipped items to list by path and reason.")
-def import_command(path: Path, kind: str | None, my_addresses: tuple[str, ...], show_skipped: int) -> None:
+def import_command(path: str, kind: str | None, my_addresses: tuple[str, ...], show_skipped: int) -> None:
     """Import a mailbox: a Maildir tree, an mbox file, a folder of mbox files, or a folder of .eml files.
 
     Re-importing the same source adds nothing; an interrupted import resumes where it stopped.
     """
+    from app.mail.identity import normalize_address
     from app.mail.sources import SourceError, open_source
+
+    if not path.strip():
+        raise click.UsageError("PATH is empty: name the mailbox folder or file (use . for this folder)")
+    try:
+        my_addresses = tuple(normalize_address(a) for a in my_addresses)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--me") from None
 
     try:
         source = open_source(path, kind)
@@ -82,7 +101,7 @@ def import_command(path: Path, kind: str | None, my_addresses: tuple[str, ...], 
 def run_import(db, source, my_addresses=(), show_skipped: int = 20):
     from app.mail.importer import MailImport
 
-    console.print(f"Importing [bold]{source.location}[/] ({source.kind}) into {paths.database_path()}")
+    console.print(f"Importing [bold]{esc(source.location)}[/] ({source.kind}) into {esc(paths.database_path())}")
     with cancel_on_ctrl_c() as token:
         job = MailImport(db, source, my_addresses=my_addresses, cancel=token)
         with Progress(
@@ -95,7 +114,11 @@ def run_import(db, source, my_addresses=(), show_skipped: int = 20):
             transient=False,
         ) as bar:
             task = bar.add_task("messages", total=None, rate=0.0)
+            told_waiting = False
             for progress in job.run():
+                if progress.message.startswith("waiting for another import") and not told_waiting:
+                    err_console.print(f"[yellow]{esc(progress.message)}[/]; this one starts when it ends (Ctrl-C to stop waiting).")
+                    told_waiting = True
                 bar.update(task, completed=progress.done, total=progress.total, rate=progress.rate)
     print_import_summary(db, job.result, show_skipped)
     return job.result
@@ -112,7 +135,7 @@ def print_import_summary(db, result, show_skipped: int = 20) -> None:
     table.add_row("already imported", str(counts.already_imported))
     table.add_row("skipped", str(counts.skipped))
     for reason, n in counts.skip_reasons.most_common():
-        table.add_row(f"  skipped: {reason}", str(n))
+        table.add_row(*cells(f"  skipped: {reason}", n))
     table.add_row("stored with warnings", str(counts.warnings))
     rate = counts.seen / result.elapsed_s if result.elapsed_s else 0
     table.add_row("time", f"{result.elapsed_s:.1f} s ({rate:.0f} msg/s)")
@@ -121,7 +144,7 @@ def print_import_summary(db, result, show_skipped: int = 20) -> None:
         err_console.print("[red]internal error: counts do not add up[/]")
     if show_skipped and counts.skipped:
         for location, key, reason, detail in skipped_items(db, result.run_id, limit=show_skipped):
-            console.print(f"  [yellow]skipped[/] {os.path.join(location, key)}: {reason}: {detail}")
+            console.print(f"  [yellow]skipped[/] {esc(os.path.join(location, key))}: {esc(reason)}: {esc(detail)}")
         if counts.skipped > show_skipped:
             console.print(f"  … and {counts.skipped - show_skipped} more: tiller imports {result.run_id}")
     if result.status == "cancelled":
@@ -140,10 +163,10 @@ def print_identities(db) -> None:
     for col in ("sent", "trainable", "replies", "fwd-only", "first", "last"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
-        table.add_row(
-            r.address, r.origin, str(r.messages), str(r.training_candidates), str(r.replies), str(r.pure_forwards),
+        table.add_row(*cells(
+            r.address, r.origin, r.messages, r.training_candidates, r.replies, r.pure_forwards,
             (r.first_date or "")[:10], (r.last_date or "")[:10],
-        )
+        ))
     console.print(table)
     console.print(
         f"{t['messages']} messages stored: {t['own']} written by you, {t['context']} kept as context; "
@@ -168,14 +191,14 @@ def imports_command(run_id: int | None) -> None:
             "SELECT r.id, s.location, r.status, r.seen, r.stored, r.duplicates, r.already_imported, r.skipped, "
             "r.started_at FROM import_runs r JOIN sources s ON s.id = r.source_id ORDER BY r.id"
         ):
-            table.add_row(*[str(v) for v in row])
+            table.add_row(*cells(*row))
         console.print(table)
         return
     items = skipped_items(db, run_id)
     if not items:
         console.print(f"Run {run_id} skipped nothing.")
     for location, key, reason, detail in items:
-        console.print(f"{os.path.join(location, key)}: {reason}: {detail}")
+        console.print(f"{esc(os.path.join(location, key))}: {esc(reason)}: {esc(detail)}")
 
 
 @cli.group("identities", invoke_without_command=True)
@@ -243,11 +266,11 @@ def backends_list() -> None:
         table.add_column(col)
     for ep in list_endpoints(db):
         cls = provider_class(ep.provider)
-        table.add_row(
+        table.add_row(*cells(
             "*" if ep.name == default else "", ep.name, ep.provider, ep.model or cls.default_model or "",
             ep.base_url or cls.default_base_url or ("in-process" if not cls.leaves_machine else "provider default"),
             key_status(ep), "yes" if cls.leaves_machine else "no",
-        )
+        ))
     console.print(table)
     console.print("* = default. Add one: tiller backends add NAME --provider anthropic|gemini|openai_compat|local")
 
@@ -275,9 +298,9 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
     except ConfigError as exc:
         raise _backend_error(exc) from None
     key = key_status(cfg)
-    console.print(f"Saved backend [bold]{name}[/] ({provider}). Key: {key}")
+    console.print(f"Saved backend [bold]{esc(name)}[/] ({esc(provider)}). Key: {esc(key)}")
     if key == "missing":
-        console.print(f"Store its API key with: tiller keys set {name!r}")
+        console.print(f"Store its API key with: tiller keys set {esc(repr(name))}")
 
 
 @backends_group.command("remove")
@@ -296,7 +319,7 @@ def backends_remove(name, keep_key) -> None:
     key_note = ""
     if not keep_key and secrets.delete_key(name):
         key_note = " and its key"
-    console.print(f"Removed backend {name}{key_note}.")
+    console.print(f"Removed backend {esc(name)}{key_note}.")
 
 
 @backends_group.command("default")
@@ -311,7 +334,7 @@ def backends_default(name) -> None:
         set_default_endpoint(db, name)
     except ConfigError as exc:
         raise _backend_error(exc) from None
-    console.print(f"Default backend: [bold]{name}[/]")
+    console.print(f"Default backend: [bold]{esc(name)}[/]")
 
 
 @backends_group.command("test")
@@ -328,9 +351,9 @@ def backends_test(name) -> None:
         try:
             gen = generate(
                 request, name, cancel=token,
-                on_retry=lambda n: err_console.print(f"[yellow]{n.error}; retrying in {n.wait_s:.1f} s[/]"),
+                on_retry=lambda n: err_console.print(f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"),
             )
-            console.print(f"Testing [bold]{gen.endpoint.name}[/] ({gen.cls.label}, model {gen.endpoint.model or gen.cls.default_model})")
+            console.print(f"Testing [bold]{esc(gen.endpoint.name)}[/] ({gen.cls.label}, model {esc(gen.endpoint.model or gen.cls.default_model)})")
             started = time.monotonic()
             first = None
             for text in gen:
@@ -368,7 +391,7 @@ def keys_list() -> None:
     table.add_column("provider")
     table.add_column("key from")
     for ep in list_endpoints(db):
-        table.add_row(ep.name, ep.provider, key_status(ep))
+        table.add_row(*cells(ep.name, ep.provider, key_status(ep)))
     console.print(table)
 
 
@@ -389,7 +412,7 @@ def keys_set(name) -> None:
         secrets.set_key(name, value)
     except (ValueError, secrets.KeyringUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
-    console.print(f"Stored the key for [bold]{name}[/] in the keyring ({secrets.keyring_name()}).")
+    console.print(f"Stored the key for [bold]{esc(name)}[/] in the keyring ({esc(secrets.keyring_name())}).")
 
 
 @keys_group.command("delete")
@@ -404,7 +427,7 @@ def keys_delete(name) -> None:
         raise click.ClickException(str(exc)) from None
     if not deleted:
         raise click.ClickException(f"no key stored for {name!r}")
-    console.print(f"Deleted the key for {name}.")
+    console.print(f"Deleted the key for {esc(name)}.")
 
 
 @cli.command("ledger")
@@ -424,7 +447,7 @@ def ledger_command(limit, backend, show_id) -> None:
             raise click.ClickException(f"no ledger entry {show_id}")
         for key in ("id", "started_at", "finished_at", "backend", "provider", "model", "purpose", "method", "url",
                     "request_bytes", "response_status", "response_bytes", "duration_ms", "outcome", "error"):
-            console.print(f"[bold]{key}[/]: {e[key]}", markup=True, highlight=False)
+            console.print(f"[bold]{key}[/]: {esc(e[key])}", markup=True, highlight=False)
         console.print("[bold]headers[/] (authorization never recorded):")
         console.print_json(e["request_headers"])
         console.print("[bold]payload as sent[/]:")
@@ -435,16 +458,16 @@ def ledger_command(limit, backend, show_id) -> None:
         return
     entries = ledger.entries(limit=limit, backend=backend)
     if not entries:
-        console.print("Nothing has left this computer." if not backend else f"No requests to {backend}.")
+        console.print("Nothing has left this computer." if not backend else f"No requests to {esc(backend)}.")
         return
     table = Table(title="Privacy ledger: requests that left this computer (newest first)")
     for col in ("id", "time (UTC)", "backend", "purpose", "endpoint", "sent", "status", "received", "outcome"):
         table.add_column(col)
     for e in entries:
-        table.add_row(
-            str(e["id"]), e["started_at"][:19].replace("T", " "), e["backend"], e["purpose"], e["url"],
-            f"{e['request_bytes']} B", str(e["response_status"] or "-"), f"{e['response_bytes'] or 0} B", e["outcome"],
-        )
+        table.add_row(*cells(
+            e["id"], e["started_at"][:19].replace("T", " "), e["backend"], e["purpose"], e["url"],
+            f"{e['request_bytes']} B", e["response_status"] or "-", f"{e['response_bytes'] or 0} B", e["outcome"],
+        ))
     console.print(table)
     console.print("Full payload of one request: tiller ledger --show ID")
 
@@ -501,7 +524,7 @@ def run_trainer(sender: str | None, **options) -> dict | None:
             started = _time.monotonic()
             for event in trainer.events():
                 if event.phase == "loading":
-                    bar.update(task, description=event.message or "loading")
+                    bar.update(task, description=esc(event.message or "loading"))
                 elif event.phase == "training" and event.total_steps:
                     if event.loss is None:
                         counts = event.extra.get("counts", {})
@@ -514,7 +537,7 @@ def run_trainer(sender: str | None, **options) -> dict | None:
                         desc += f", {event.tokens_per_s:.0f} tok/s"
                     bar.update(task, description=desc, completed=event.step, total=event.total_steps)
                 elif event.phase in ("saving", "exporting"):
-                    bar.update(task, description=event.message)
+                    bar.update(task, description=esc(event.message))
                 elif event.phase == "done":
                     bar.update(task, description=f"done in {_time.monotonic() - started:.0f} s")
     code = trainer.returncode
@@ -561,8 +584,8 @@ def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_
         sys.exit(130)
     profile = load_profile(sender)
     info = profile.info
-    console.print(f"Agent profile [bold]{profile.name}[/]: {info.get('steps')} steps on {info['examples']['used']} examples, "
-                  f"loss {info.get('first_loss'):.3f} -> {info.get('final_loss'):.3f}; adapter {profile.adapter}")
+    console.print(f"Agent profile [bold]{esc(profile.name)}[/]: {info.get('steps')} steps on {info['examples']['used']} examples, "
+                  f"loss {info.get('first_loss'):.3f} -> {info.get('final_loss'):.3f}; adapter {esc(profile.adapter)}")
 
 
 @cli.command("agents")
@@ -579,19 +602,26 @@ def agents_command() -> None:
         table.add_column(col)
     for p in profiles:
         i = p.info
-        table.add_row(p.name, (i.get("finished_at") or "")[:16].replace("T", " "), str(i.get("steps")),
-                      str((i.get("examples") or {}).get("used")), f"{i.get('first_loss', 0):.2f} -> {i.get('final_loss', 0):.2f}",
-                      str(p.adapter) if p.adapter else "missing")
+        table.add_row(*cells(p.name, (i.get("finished_at") or "")[:16].replace("T", " "), i.get("steps"),
+                             (i.get("examples") or {}).get("used"),
+                             f"{i.get('first_loss', 0):.2f} -> {i.get('final_loss', 0):.2f}",
+                             p.adapter if p.adapter else "missing"))
     console.print(table)
+
+
+MAX_RULES_BYTES = 1 << 20  # a rules file is a few hundred bytes
+MAX_REPLY_BYTES = 8 << 20  # the email being answered; the agent cuts it to its context anyway
 
 
 def read_rules_file(path: Path) -> list[str]:
     from app.agent.template import parse_rules
 
+    from app.files import ReadRefused, read_text_bounded
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"{path}: cannot read the rules ({exc})") from None
+        text = read_text_bounded(path, MAX_RULES_BYTES, "rules file")
+    except ReadRefused as exc:
+        raise click.ClickException(str(exc)) from None
     rules = parse_rules("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
     if not rules:
         raise click.ClickException(f"{path}: no rules in it (one rule per line; lines starting with # are ignored)")
@@ -625,10 +655,12 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
 
     previous = None
     if reply_file:
+        from app.files import ReadRefused, read_text_bounded
+
         try:
-            previous = reply_file.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise click.ClickException(f"{reply_file}: {exc}") from None
+            previous = read_text_bounded(reply_file, MAX_REPLY_BYTES, "email to answer", errors="replace")
+        except ReadRefused as exc:
+            raise click.ClickException(str(exc)) from None
     if not intent.strip():
         raise click.UsageError("the intent is empty: say what the email should tell the recipient")
     rules: list[str] = []
@@ -637,20 +669,20 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
         try:
             if rules_file and rules_file.exists():
                 rules = read_rules_file(rules_file)
-                err_console.print(f"Rules from {rules_file} ({len(rules)})")
+                err_console.print(f"Rules from {esc(rules_file)} ({len(rules)})")
             elif not no_agent:
                 agent = PreferenceAgent.for_sender(sender)
                 if agent.profile is None or not agent.profile.trained:
                     err_console.print("[yellow]No trained agent for this sender: the base model alone writes the rules "
                                       "(run `tiller train`).[/]")
                 request = RulesRequest(intent, recipient=recipient, subject=subject, previous_context=previous)
-                with console.status(f"The agent ({agent.profile.name if agent.profile else 'base'}) is writing rules on this computer…"):
+                with console.status(f"The agent ({esc(agent.profile.name) if agent.profile else 'base'}) is writing rules on this computer…"):
                     rules = agent.rules(request, cancel=token)
                 if rules_file:
                     rules_file.write_text("# One rule per line; edit, then run the same command again.\n"
                                           + "\n".join(f"- {r}" for r in rules) + "\n", encoding="utf-8")
                     wrote_rules_file = True
-                    err_console.print(f"The agent's rules are in {rules_file}: edit them and run again to draft with them.")
+                    err_console.print(f"The agent's rules are in {esc(rules_file)}: edit them and run again to draft with them.")
             if show_rules or wrote_rules_file:
                 console.rule("Preference rules (made on this computer)")
                 for r in rules:
@@ -662,7 +694,7 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
                 return
             gen = draft(DraftInput(intent, recipient=recipient, subject=subject, previous_email=previous, rules=tuple(rules)),
                         backend, cancel=token, max_tokens=max_tokens,
-                        on_retry=lambda n: err_console.print(f"[yellow]{n.error}; retrying in {n.wait_s:.1f} s[/]"))
+                        on_retry=lambda n: err_console.print(f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"))
             for text in gen:
                 console.print(text, end="", markup=False, highlight=False)
             console.print()
@@ -671,7 +703,7 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
         except (BackendError, FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     c = gen.completion
-    err_console.print(f"[dim]{gen.endpoint.name} ({c.model or gen.endpoint.model or '-'}), {c.elapsed_s:.1f} s, finish: {c.finish_reason}[/]")
+    err_console.print(f"[dim]{esc(gen.endpoint.name)} ({esc(c.model or gen.endpoint.model or '-')}), {c.elapsed_s:.1f} s, finish: {esc(c.finish_reason)}[/]")
 
 
 def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
@@ -701,10 +733,10 @@ def _draft_candidates(intent, recipient, subject, previous, rules, sender, backe
         selector = load_selector(sender)
         tag_sets = selector.propose(intent, m=m)
     for n, tags in enumerate(tag_sets, 1):
-        console.rule(f"Draft {n} · tags: {', '.join(tags)}")
+        console.rule(f"Draft {n} · tags: {esc(', '.join(tags))}")
         gen = draft(DraftInput(intent, recipient=recipient, subject=subject, previous_email=previous, rules=tuple(rules),
                                tags=tuple(tags)), backend, cancel=token, max_tokens=max_tokens,
-                    on_retry=lambda r: err_console.print(f"[yellow]{r.error}; retrying in {r.wait_s:.1f} s[/]"))
+                    on_retry=lambda r: err_console.print(f"[yellow]{esc(r.error)}; retrying in {r.wait_s:.1f} s[/]"))
         for text in gen:
             console.print(text, end="", markup=False, highlight=False)
         console.print()
@@ -728,7 +760,7 @@ def _draft_candidates(intent, recipient, subject, previous, rules, sender, backe
                 order, best_only = parse_ranking(answer, m)
                 break
             except ValueError as exc:
-                err_console.print(f"[yellow]{exc}[/]")
+                err_console.print(f"[yellow]{esc(exc)}[/]")
     seconds = selector.update(intent, [tag_sets[i] for i in order], best_only=best_only)
     path = save_selector(selector, sender)
     favoured = ", ".join(t for t, w in learned_preferences(selector, 5) if w > 0) or "(none yet)"
@@ -755,7 +787,7 @@ def tags_command(sender, reset) -> None:
     table.add_column("tag")
     table.add_column("preference", justify="right")
     for tag, weight in learned_preferences(selector, n=len(selector.tags)):
-        table.add_row(tag, f"{weight:+.2f}")
+        table.add_row(*cells(tag, f"{weight:+.2f}"))
     console.print(table)
 
 
@@ -827,18 +859,71 @@ def demo_command(steps: int, intent: str) -> None:
     if code:
         sys.exit(code)
     sender = pick_demo_sender(db)
-    console.rule(f"3/4 Training the preference agent for {sender or 'all senders'} ({steps} steps)")
+    console.rule(f"3/4 Training the preference agent for {esc(sender or 'all senders')} ({steps} steps)")
     if run_trainer(sender, steps=steps) is None:
         sys.exit(130)
     console.rule("4/4 Drafting with the agent's rules")
-    console.print(f"[bold]Intent:[/] {intent}")
+    console.print(f"[bold]Intent:[/] {esc(intent)}")
     ctx = click.get_current_context()
     ctx.invoke(draft_command, intent=intent, recipient="Sylvia", subject="NG Energy contract", reply_file=None,
                sender=sender, backend="local", show_rules=True, rules_file=None, no_agent=False, max_tokens=200)
 
 
-def main() -> None:
-    cli(prog_name="tiller")
+@cli.command("check")
+@click.option("--restore", is_flag=True, help="Put the automatic backup of the database back (the current file is kept beside it).")
+def check_command(restore: bool) -> None:
+    """Check the database (PRAGMA integrity_check) and every model and adapter file against its
+    recorded size and sha256; say what to do about anything wrong."""
+    from app.check import check_database, run_checks
+    from app.store.backup import restore_backup
+
+    if restore:
+        db_path = paths.database_path()
+        try:
+            source, kept = restore_backup(db_path)
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        console.print(f"Restored {esc(db_path)} from {esc(source)}; the previous file is kept as {esc(kept)}.")
+        found = check_database(db_path)
+        console.print(f"{'ok' if found.ok else 'PROBLEM'}: {esc(found.subject)}: {esc(found.detail)}")
+        return
+    problems = 0
+    for found in run_checks():
+        mark = "[green]ok[/]     " if found.ok else "[red]problem[/]"
+        console.print(f"{mark} {esc(found.subject)}: {esc(found.detail)}")
+        if not found.ok:
+            problems += 1
+            console.print(f"        what to do: {esc(found.fix)}")
+    if problems:
+        raise SystemExit(EXIT_STORE)
+    console.print("Everything checked is sound.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The entry point: one line for any error (see ``app.errors``), the traceback in the log or
+    with --debug."""
+    from app.errors import one_line
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="tiller", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("Aborted.", markup=False)
+        sys.exit(EXIT_CANCELLED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("Cancelled.", markup=False)
+        sys.exit(EXIT_CANCELLED)
+    except Exception as exc:  # noqa: BLE001 - the one place every error becomes a sentence
+        if _DEBUG["on"] or "--debug" in args[:1]:
+            raise
+        told = one_line(exc, context="tiller " + " ".join(args[:2]))
+        err_console.print(f"Error: {told.message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(told.exit_code)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,14 @@ def home() -> Path:
     """The data directory, created on first use."""
     override = os.environ.get("TILLER_HOME")
     path = Path(override).expanduser() if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        from app.errors import StoreError
+
+        where = "TILLER_HOME" if override else "Tiller's data folder"
+        raise StoreError(f"{where} is {str(path)!r}, which is not a folder: point it at a folder (it is created "
+                         "if missing).") from None
     return path
 
 

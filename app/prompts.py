@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from app.files import read_text_bounded
+
 def resources_dir() -> Path:
     """``resources/`` beside a checkout (editable installs, the bundle), else the copy a wheel
     installs as the package ``app._resources``."""
@@ -49,7 +51,7 @@ def load_prompt(name: str, version: int | None = None) -> Prompt:
     chosen = version if version is not None else max(candidates)
     if chosen not in candidates:
         raise FileNotFoundError(f"prompt {name!r} has no version {chosen} (have {sorted(candidates)})")
-    text = candidates[chosen].read_text(encoding="utf-8")
+    text = read_text_bounded(candidates[chosen], 1 << 20, "prompt")
     sections = dict(re.findall(r"^### (system|user)\n(.*?)(?=^### |\Z)", text, flags=re.S | re.M))
     missing = {"system", "user"} - set(sections)
     if missing:

@@ -48,7 +48,7 @@ def test_each_bad_item_is_reported_by_path_and_reason_and_the_rest_is_stored(db,
     assert skipped["Sent/empty.eml"][0] == "empty"
     assert skipped["Sent/photo.eml"][0] == "binary"
     assert skipped["Sent/notes.eml"][0] == "not-an-email"
-    assert skipped["Sent/gone.eml"] == ("unreadable", "unreadable: No such file or directory")
+    assert skipped["Sent/gone.eml"] == ("unreadable", "cannot open: No such file or directory")
     # stored with a warning rather than lost
     klingon = db.execute("SELECT own_text, flags FROM messages WHERE message_id = 'k@example.com'").fetchone()
     assert klingon[0] == "Café at noon?\nKay"

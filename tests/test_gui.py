@@ -324,3 +324,14 @@ def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db
     assert "Learned from 1 pick(s)" in page.learned.text() and state_path(page.inputs()[0]).is_file()
     qtbot.mouseClick(page.reset_tags, Qt.LeftButton)
     assert not state_path(page.inputs()[0]).exists()
+
+
+def test_a_damaged_database_is_one_sentence_at_start_not_a_crash(tiller_home, capsys):
+    from app.gui.window import main
+
+    tiller_home.mkdir(parents=True, exist_ok=True)
+    (tiller_home / "tiller.db").write_bytes(b"not a database at all " * 200)
+    code = main(["tiller-gui", "--smoke-test"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "Tiller cannot start: The database" in out and "tiller check --restore" in out

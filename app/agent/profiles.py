@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
+from app.files import read_text_bounded
 
 ALL_SENDERS = "all"
 ADAPTER_FILE = "adapter.gguf"
@@ -55,8 +56,8 @@ def _profile_at(directory: Path, name: str) -> AgentProfile:
     training = directory / TRAINING_FILE
     if training.is_file():
         try:
-            info = json.loads(training.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            info = json.loads(read_text_bounded(training, 64 << 20, "training record"))
+        except (OSError, ValueError) as exc:
             raise ValueError(f"{training}: unreadable training record ({exc})") from None
     adapter = directory / ADAPTER_FILE
     base = info.get("base_gguf")

@@ -55,7 +55,11 @@ def validate_endpoint(cfg: EndpointConfig) -> EndpointConfig:
         raise ConfigError(f"backend name {cfg.name!r}: use 1-64 letters, digits, spaces or . @ : + - _")
     cls = provider_class(cfg.provider)
     if cfg.base_url is not None:
-        parts = urlsplit(cfg.base_url)
+        try:
+            parts = urlsplit(cfg.base_url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError as exc:
+            raise ConfigError(f"backend {cfg.name!r}: base URL {cfg.base_url!r} is not a valid URL ({exc})") from None
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"backend {cfg.name!r}: base URL {cfg.base_url!r} must be http(s)://host[:port][/path]")
         if parts.username or parts.password:

@@ -8,6 +8,7 @@ clear what the user typed or what was drafted so far.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -314,8 +315,7 @@ class ComposePage(QWidget):
             self._run_draft(inputs)
 
         job.succeeded.connect(done)
-        job.failed.connect(lambda msg: (self.show_status(f"The agent failed: {msg}", error=True), self._busy(False)))
-        job.cancelled.connect(lambda: (self.show_status("Cancelled."), self._busy(False)))
+        self._end_on_failure(job, lambda msg: f"The agent failed: {msg}", "Cancelled.")
         job.start()
 
     def _run_draft(self, inputs: tuple) -> None:
@@ -349,9 +349,17 @@ class ComposePage(QWidget):
             self.draft_finished.emit(self.output.toPlainText())
 
         job.succeeded.connect(done)
-        job.failed.connect(lambda msg: (self.show_status(f"{backend}: {msg} — your intent and rules are kept; try again or switch the large model.", error=True), self._busy(False)))
-        job.cancelled.connect(lambda: (self.show_status("Cancelled; the text so far is kept."), self._busy(False)))
+        self._end_on_failure(job, self._draft_failed(backend), "Cancelled; the text so far is kept.")
         job.start()
+
+    def _end_on_failure(self, job: Job, failed: Callable[[str], str], cancelled: str) -> None:
+        """A failed or cancelled job says so in the status line and gives the controls back."""
+        job.failed.connect(lambda msg: (self.show_status(failed(msg), error=True), self._busy(False)))
+        job.cancelled.connect(lambda: (self.show_status(cancelled), self._busy(False)))
+
+    @staticmethod
+    def _draft_failed(backend: str | None) -> Callable[[str], str]:
+        return lambda msg: f"{backend}: {msg} — your intent and rules are kept; try again or switch the large model."
 
     # -- several drafts, one pick ---------------------------------------------------------------
 
@@ -395,8 +403,7 @@ class ComposePage(QWidget):
             self._busy(False)
 
         job.succeeded.connect(finished)
-        job.failed.connect(lambda msg: (self.show_status(f"{backend}: {msg} — your intent and rules are kept.", error=True), self._busy(False)))
-        job.cancelled.connect(lambda: (self.show_status("Cancelled; the text so far is kept."), self._busy(False)))
+        self._end_on_failure(job, self._draft_failed(backend), "Cancelled; the text so far is kept.")
         job.start()
 
     def use_candidate(self, n: int) -> None:

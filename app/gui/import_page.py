@@ -102,6 +102,10 @@ class ImportPage(QWidget):
         job.start()
 
     def _progress(self, p) -> None:
+        if p.message.startswith("waiting for another import"):
+            self.preview.setText(f"Waiting: another import of this data is running ({p.message.split('(')[-1].rstrip(')')}); "
+                                 "this one starts when it ends. Cancel to stop waiting.")
+            return
         if p.total:
             self.bar.setRange(0, p.total)
             self.bar.setValue(min(p.done, p.total))

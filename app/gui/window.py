@@ -110,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     icon = paths_resource("icons/tiller.svg")
     if icon is not None:
         app.setWindowIcon(QIcon(str(icon)))
+    problem = _store_problem()
+    if problem is not None:  # the same sentence the CLI prints, in a dialog instead of a traceback
+        from PySide6.QtWidgets import QMessageBox
+
+        if smoke:
+            print(f"Tiller cannot start: {problem.message}", flush=True)
+        else:
+            QMessageBox.critical(None, "Tiller cannot open your data", problem.message)
+        return problem.exit_code
     window = MainWindow()
     window.show()
     if smoke:
@@ -121,6 +130,18 @@ def main(argv: list[str] | None = None) -> int:
 
         QTimer.singleShot(300, report)
     return app.exec()
+
+
+def _store_problem():
+    """None when the database opens (and migrates); else what app.errors says about why not."""
+    from app.errors import one_line
+    from app.store import open_database
+
+    try:
+        open_database().conn.close()
+    except Exception as exc:  # noqa: BLE001 - shown as one sentence, traceback logged
+        return one_line(exc, context="tiller-gui start")
+    return None
 
 
 def paths_resource(name: str) -> Path | None:

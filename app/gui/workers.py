@@ -84,9 +84,11 @@ class Job(QObject):
             put(("succeeded", out))
         except Cancelled:
             put(("cancelled", None))
-        except Exception as exc:  # shown to the user; the traceback goes to stderr for a bug report
+        except Exception as exc:  # one sentence for the user (app.errors, as in the CLI); traceback logged
+            from app.errors import one_line
+
             traceback.print_exc()
-            put(("failed", str(exc) or exc.__class__.__name__))
+            put(("failed", one_line(exc, context=f"gui job {self.name}").message))
         finally:
             put(("ended", None))
 

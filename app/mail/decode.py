@@ -18,7 +18,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 
-from app.mail.charsets import decode_bytes
+from app.mail.charsets import decode_bytes, display_name, storable_text
 from app.mail.html_text import html_to_text
 
 _PARSER = BytesParser(policy=compat32)
@@ -87,8 +87,10 @@ def parse_message(data: bytes) -> ParsedMessage:
     else:
         try:
             msg = _PARSER.parsebytes(data)
+        except RecursionError as exc:
+            raise MessageRejected("malformed", "MIME parts nested too deeply to parse (RecursionError)") from exc
         except Exception as exc:  # the email package rarely raises, but a broken file must not stop the import
-            raise MessageRejected("malformed", f"MIME parser failed: {exc}") from exc
+            raise MessageRejected("malformed", f"MIME parser failed: {type(exc).__name__}: {exc}") from exc
         headers = _HeaderIndex.of(msg)
     if not any(headers.has(h) for h in _IDENTIFYING_HEADERS):
         raise MessageRejected(
@@ -140,7 +142,8 @@ def _looks_binary(head: bytes) -> bool:
 def _clean_id(value) -> str | None:
     if value is None:
         return None
-    text = re.sub(r"\s+", "", str(value))
+    # RFC 6532 allows UTF-8 in ids (<café@example.com>); compat32 hands raw bytes over as escapes
+    text = re.sub(r"\s+", "", storable_text(str(value)))
     match = re.search(r"<([^<>]+)>", text)
     text = match.group(1) if match else text.strip("<>")
     return text or None
@@ -209,7 +212,21 @@ _SIMPLE_ADDRESS_LIST = re.compile(r'^[^"();:\\]*$')
 _SIMPLE_ITEM = re.compile(r"^\s*(?:([^<>]*?)\s*<([^<>\s]+)>|([^<>\s]+))\s*$")
 
 
-def _parse_addresses(text: str) -> list[tuple[str, str]]:
+def _parse_addresses(text: str, warnings: list[str] | None = None) -> list[tuple[str, str]]:
+    try:
+        return _parse_address_list(text)
+    except (RecursionError, ValueError, IndexError, TypeError) as exc:
+        # the stdlib parser recurses per nested comment: ~1,000 "(((" exhaust the stack. The
+        # addresses still matter (who wrote it), so fall back to picking out what looks like one.
+        if warnings is not None:
+            warnings.append(f"address list not parseable ({type(exc).__name__}); addresses picked out by pattern")
+        return [("", m) for m in _LOOSE_ADDRESS.findall(text)]
+
+
+_LOOSE_ADDRESS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _parse_address_list(text: str) -> list[tuple[str, str]]:
     if _SIMPLE_ADDRESS_LIST.match(text):
         pairs = []
         for item in text.split(","):
@@ -228,7 +245,7 @@ def _addresses(msg: _HeaderIndex, name: str, warnings: list[str]) -> list[str]:
     if not values:
         return []
     text = ", ".join(_decode_header_value(str(v), name, warnings) for v in values)
-    return [addr.lower() for _, addr in _parse_addresses(text) if addr]
+    return [addr.lower() for _, addr in _parse_addresses(text, warnings) if addr]
 
 
 def _first_address(msg: _HeaderIndex, names: tuple[str, ...], warnings: list[str]) -> tuple[str | None, str | None]:
@@ -236,7 +253,7 @@ def _first_address(msg: _HeaderIndex, names: tuple[str, ...], warnings: list[str
         text = _header_text(msg, name, warnings)
         if not text:
             continue
-        for display, addr in _parse_addresses(text):
+        for display, addr in _parse_addresses(text, warnings):
             if addr:
                 return (display.strip() or None), addr.strip().lower()
     return None, None
@@ -283,8 +300,12 @@ def _body_and_attachments(
                 if isinstance(sub, Message):
                     visit(sub)
             return
-        disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
-        filename = part.get_filename()
+        # str(): compat32 hands a header holding raw 8-bit bytes over as a Header object
+        disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
+        try:
+            filename = _filename(part)
+        except Exception:  # noqa: BLE001 - a broken filename parameter costs the name, not the message
+            filename = None
         is_text = ctype in ("text/plain", "text/html")
         if disposition == "attachment" or not is_text or (filename and disposition != "inline"):
             payload = part.get_payload(decode=True)
@@ -304,6 +325,21 @@ def _body_and_attachments(
     else:
         body = ""
     return _normalize_newlines(body), attachments
+
+
+_FILENAME_PARAM = re.compile(r'\bfilename\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.I)
+
+
+def _filename(part: Message) -> str | None:
+    """The attachment's file name. Raw 8-bit bytes in the header (no RFC 2231 encoding, as many
+    clients send them) are read as UTF-8 or cp1252; compat32 would turn them into U+FFFD."""
+    raw = next((v for k, v in part._headers if k.lower() == "content-disposition"), None)
+    if raw is not None and not raw.isascii():
+        match = _FILENAME_PARAM.search(display_name(raw))
+        if match:
+            return match.group(1) if match.group(1) is not None else match.group(2)
+    name = part.get_filename()
+    return storable_text(str(name)) if name is not None else None
 
 
 def _decode_body_part(part: Message, charset: str | None, flags: set[str], warnings: list[str]) -> str:

@@ -1,8 +1,8 @@
 """Raw items -> rows ready to store, inline or in worker processes.
 
 Decoding (reading the file, MIME, splitting, the content key, JSON columns) is ~70% of import
-time and independent per message, so large imports spread it over worker processes while the
-importer's process only writes to SQLite. Results come back in source order and only a bounded
+time and independent per message, so large imports spread it over worker processes, and the
+importer's process decodes too whenever it would otherwise wait for them. Results come back in source order and only a bounded
 number of chunks is in flight, so memory stays flat on any mailbox size and an interrupted import
 loses nothing that was committed.
 """
@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from app.mail.charsets import storable_text
 from app.mail.decode import MessageRejected, parse_message
 from app.mail.sources import RawItem
 from app.mail.split import SPLITTER_VERSION, split_message
@@ -56,13 +57,28 @@ class Rejected(NamedTuple):
 
 
 def decode_item(item: RawItem) -> Decoded | Rejected:
-    data, error = item.read()
-    if error is not None:
-        return Rejected("unreadable", error)
+    """One item's row, or why it is skipped. Never raises for a message: whatever a hostile or
+    broken file does to the parser (a codec error, a RecursionError, a MemoryError on a bomb)
+    skips that one item, counted with its exception type, and the import goes on."""
     try:
-        parsed = parse_message(data)
+        data, error = item.read()
+        if error is not None:
+            return Rejected(item.error_reason or "unreadable", error)
+        return _decode(data, item.note)
     except MessageRejected as rejected:
         return Rejected(rejected.reason, rejected.detail)
+    except RecursionError:
+        return Rejected("malformed", "RecursionError: nested too deeply to parse")
+    except MemoryError:
+        return Rejected("too-large", "MemoryError: decoding it needs more memory than is free")
+    except Exception as exc:  # noqa: BLE001 - the contract: one message never stops an import
+        return Rejected("malformed", f"{type(exc).__name__}: {storable_text(str(exc))[:300]}")
+
+
+def _decode(data: bytes, note: str | None) -> Decoded:
+    parsed = parse_message(data)
+    if note:
+        parsed.warnings.insert(0, note)
     split = split_message(parsed.body_text, parsed.subject)
     values = (
         parsed.message_id, parsed.content_key, parsed.date.isoformat() if parsed.date else None, parsed.date_raw,
@@ -71,12 +87,15 @@ def decode_item(item: RawItem) -> Decoded | Rejected:
         split.signature, json.dumps(sorted(parsed.flags | split.flags)), json.dumps(parsed.attachments),
         len(parsed.attachments), SPLITTER_VERSION,
     )
-    return Decoded(values, "; ".join(parsed.warnings) if parsed.warnings else None)
+    # the last guard before SQLite, which cannot store lone surrogates (raw 8-bit header bytes)
+    values = tuple(storable_text(v) if isinstance(v, str) else v for v in values)
+    return Decoded(values, storable_text("; ".join(parsed.warnings)) if parsed.warnings else None)
 
 
 def _decode_chunk(work: list[tuple[str | None, bytes | None, str | None] | None]) -> list[Decoded | Rejected | None]:
     """In a worker: (path, data, error) per item, None for one to pass over; files are read here."""
-    return [None if entry is None else decode_item(RawItem(key="", folder="", path=entry[0], data=entry[1], error=entry[2]))
+    return [None if entry is None else decode_item(RawItem(key="", folder="", path=entry[0], data=entry[1], error=entry[2],
+                                                          note=entry[3], error_reason=entry[4]))
             for entry in work]
 
 
@@ -112,7 +131,7 @@ class DecodingPool:
         app_root = str(Path(__file__).resolve().parents[2])  # so a checkout that is not installed works too
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (app_root, os.environ.get("PYTHONPATH")) if p))
         self._workers = [_Worker(env) for _ in range(workers)]
-        self.stolen = 0  # chunks decoded here (for the benchmark and the tests)
+        self.stolen = 0  # chunks decoded here, not by a worker (the tests read it)
 
     def decode(
         self, items: Iterable[RawItem], skip: Callable[[RawItem], bool] = lambda item: False
@@ -124,9 +143,9 @@ class DecodingPool:
         exhausted = False
         while True:
             # take in every answer already back, so a worker gets its next chunk without waiting
-            # for its answer's turn to be stored
-            for worker, entries in zip(self._workers, outstanding):
-                while entries and self._ready(worker):
+            # for its answer's turn to be stored (not stealing: answers are taken in turn, below)
+            for worker, entries in zip(self._workers, outstanding) if self.steal else ():
+                while entries and worker.ready():
                     self._answer(worker, entries.popleft())
             # keep every live worker supplied: their time is the cheapest
             while not exhausted and (free := self._free_worker(outstanding)) is not None:
@@ -170,17 +189,18 @@ class DecodingPool:
 
     def _chunks(self, items: Iterable[RawItem], skip) -> Iterator[tuple[list[RawItem], list]]:
         """(items, work) in source order; work holds what a worker needs per item, None to pass over."""
+
+        def with_work(chunk: list[RawItem]) -> tuple[list[RawItem], list]:
+            return chunk, [None if skip(i) else (i.path, i.data, i.error, i.note, i.error_reason) for i in chunk]
+
         chunk: list[RawItem] = []
         for item in items:
             chunk.append(item)
             if len(chunk) >= self.chunk_size:
-                yield chunk, [None if skip(i) else (i.path, i.data, i.error) for i in chunk]
+                yield with_work(chunk)
                 chunk = []
         if chunk:
-            yield chunk, [None if skip(i) else (i.path, i.data, i.error) for i in chunk]
-
-    def _ready(self, worker: _Worker) -> bool:
-        return worker.ready() if self.steal else False  # not stealing: answers are taken when their turn comes
+            yield with_work(chunk)
 
     def close(self) -> None:
         for worker in self._workers:  # all are told to stop first, so they exit side by side
@@ -264,7 +284,7 @@ class _Worker:
 
     def stop(self) -> None:
         if hasattr(self, "process"):
-            self._requests.put(None)  # the feeder closes stdin; chunks still queued are dropped
+            self._requests.put(None)  # the feeder sends what is queued, then closes stdin: the worker's loop ends
 
     def wait(self) -> None:
         if not hasattr(self, "process"):

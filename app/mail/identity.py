@@ -17,6 +17,7 @@ all): that UPDATE was 0.08 s of a 0.9 s import of the Enron sample.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
@@ -26,19 +27,29 @@ MIN_SHARE = 0.10
 MIN_COUNT = 2
 
 
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\\\"\[\]]+@[^@\s<>(),;:\\\"\[\]]+\.[^@\s<>(),;:\\\"\[\]]+$")
+
+
+def normalize_address(address: str) -> str:
+    """``address`` lower-cased and stripped, or ValueError with a sentence saying what is wrong.
+    A bare address only (``kay@example.com``), as Tiller compares it with From headers."""
+    text = address.strip().lower()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if not _ADDRESS.match(text):
+        raise ValueError(f"{address!r} is not an email address (expected something like name@example.com)")
+    return text
+
+
 def add_configured(db: sqlite_utils.Database, address: str, display_name: str | None = None) -> int:
-    address = address.strip().lower()
-    if "@" not in address:
-        raise ValueError(f"{address!r} is not an email address")
-    existing = db.execute("SELECT id FROM identities WHERE address = ?", [address]).fetchone()
-    if existing:
-        db.execute("UPDATE identities SET origin = 'config' WHERE id = ?", [existing[0]])
-        return existing[0]
-    cur = db.execute(
-        "INSERT INTO identities (address, display_name, origin, sent_count) VALUES (?, ?, 'config', 0)",
+    address = normalize_address(address)
+    # one statement, so another process adding the same address at the same time cannot collide
+    db.execute(
+        "INSERT INTO identities (address, display_name, origin, sent_count) VALUES (?, ?, 'config', 0) "
+        "ON CONFLICT(address) DO UPDATE SET origin = 'config'",
         [address, display_name],
     )
-    return cur.lastrowid
+    return db.execute("SELECT id FROM identities WHERE address = ?", [address]).fetchone()[0]
 
 
 def active_identities(db: sqlite_utils.Database) -> list[str]:
@@ -90,11 +101,11 @@ def infer_identities(db: sqlite_utils.Database, source_id: int, *, create: bool 
         elif row:
             db.execute("UPDATE identities SET sent_count = max(sent_count, ?) WHERE id = ?", [count, row[0]])
         elif create:
-            db.execute(
-                "INSERT INTO identities (address, display_name, origin, sent_count) VALUES (?, ?, 'inferred', ?)",
+            if db.execute(
+                "INSERT OR IGNORE INTO identities (address, display_name, origin, sent_count) VALUES (?, ?, 'inferred', ?)",
                 [addr, names.get(addr), count],
-            )
-            new.append(addr)
+            ).rowcount:
+                new.append(addr)
     return new
 
 
@@ -165,11 +176,20 @@ class IdentitiesAtInsert:
             if from_addr not in self.known and from_addr not in self.rejected:
                 n = counts[from_addr]
                 if n >= MIN_COUNT and n >= MIN_SHARE * counts[None]:
-                    identity_id = self.db.conn.execute(
-                        "INSERT INTO identities (address, display_name, origin, sent_count) VALUES (?, ?, 'provisional', 0)",
+                    cursor = self.db.conn.execute(
+                        "INSERT OR IGNORE INTO identities (address, display_name, origin, sent_count) "
+                        "VALUES (?, ?, 'provisional', 0)",
                         [from_addr, from_name],
-                    ).lastrowid
-                    self.known[from_addr] = self.provisional[from_addr] = identity_id
+                    )
+                    if cursor.rowcount:
+                        self.known[from_addr] = self.provisional[from_addr] = cursor.lastrowid
+                    else:  # another process added it meanwhile (tiller identities add)
+                        row = self.db.conn.execute(
+                            "SELECT id, origin FROM identities WHERE address = ?", [from_addr]).fetchone()
+                        if row[1] == "rejected":
+                            self.rejected.add(from_addr)
+                        else:
+                            self.known[from_addr] = row[0]
         return self.known.get(from_addr)
 
     def settle(self, source_id: int) -> list[str]:

@@ -10,18 +10,23 @@ from the first item not yet committed.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlite_utils
 
 from app import __version__
 from app.jobs import CancelToken, Progress
+from app.mail.charsets import storable_text
 from app.mail.decoding import MESSAGE_COLUMNS, Decoded, DecodingPool, Rejected, decode_item, default_workers
 from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftover_guesses
 from app.mail.sources import MailSource, RawItem
+from app.store.backup import take_backup
+from app.store.locks import StoreLock, import_lock
 
 
 _INSERT_MESSAGE = (
@@ -88,9 +93,36 @@ class MailImport:
         self.result: ImportResult | None = None
 
     def run(self) -> Iterator[ImportProgress]:
-        db, conn = self.db, self.db.conn
+        """Imports take turns (one store lock across processes): waiting for another import is
+        shown as progress and can be cancelled."""
         started = time.monotonic()
+        lock = _lock_for(self.db)
+        if lock is not None:
+            waiting = ImportProgress(done=0, total=None, started=started)
+            while not lock.try_acquire():
+                waiting.message = f"waiting for another import to finish ({lock.holder()})"
+                yield waiting
+                if self.cancel.wait(0.2):
+                    self.result = ImportResult(0, 0, "cancelled", ImportCounts(), [], time.monotonic() - started)
+                    lock.release()
+                    return
+        try:
+            yield from self._run(started)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self, started: float) -> Iterator[ImportProgress]:
+        db, conn = self.db, self.db.conn
+        path = _database_file(db)
+        if path:
+            take_backup(conn, Path(path))  # before any write: `tiller check --restore` undoes an import
         with db.atomic():
+            # holding the lock, no other import is running: a run still marked running was killed
+            conn.execute(
+                "UPDATE import_runs SET status = 'failed', finished_at = ?, "
+                "error = coalesce(error, 'interrupted: the process ended before the import finished') "
+                "WHERE status = 'running'", [_now()])
             for address in self.my_addresses:
                 add_configured(db, address)
             settle_leftover_guesses(db)
@@ -133,9 +165,18 @@ class MailImport:
             conn.execute("UPDATE sources SET last_import_at = ? WHERE id = ?", [_now(), source_id])
             conn.execute("COMMIT")
         except BaseException as exc:
-            # the open batch is rolled back: its items were not recorded, so a rerun redoes them
-            conn.execute("ROLLBACK")
-            self._mark_interrupted(run_id, exc)
+            # the open batch is rolled back: its items were not recorded, so a rerun redoes them.
+            # SQLite may have rolled back already (a full disk does): a second ROLLBACK would then
+            # raise "no transaction is active" and hide the real error.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            try:
+                self._mark_interrupted(run_id, exc)
+            except sqlite3.Error:  # the disk is still full: the next import marks this run failed
+                pass
             try:  # the batches already committed keep their messages: say whose they are
                 with db.atomic():
                     self._identities.settle(source_id)
@@ -192,7 +233,15 @@ class MailImport:
         values = decoded.values
         is_sent = item.is_sent_folder
         identity_id = self._identities.of(item.folder, is_sent, values[_FROM_ADDR], values[_FROM_NAME])
-        cursor = conn.execute(_INSERT_MESSAGE, (source_id, item.key, item.folder, int(is_sent), *values, identity_id, self._now))
+        try:
+            cursor = conn.execute(
+                _INSERT_MESSAGE, (source_id, item.key, item.folder, int(is_sent), *values, identity_id, self._now))
+        except (UnicodeError, ValueError, OverflowError, sqlite3.InterfaceError, sqlite3.DataError,
+                sqlite3.IntegrityError) as exc:
+            # a value this one message carries that SQLite refuses; a full disk or a locked
+            # database (OperationalError) is not the message's fault and stops the import instead
+            self._skip(source_id, run_id, item, "unstorable", f"{type(exc).__name__}: {exc}", counts)
+            return
         if cursor.rowcount == 0:
             existing = conn.execute(
                 "SELECT id FROM messages WHERE message_id = ? OR content_key = ? ORDER BY message_id = ? DESC LIMIT 1",
@@ -223,11 +272,11 @@ class MailImport:
     # -- bookkeeping --------------------------------------------------------------------------
 
     def _source_id(self) -> int:
-        kind, location = self.source.kind, self.source.location
-        row = self.db.execute("SELECT id FROM sources WHERE kind = ? AND location = ?", [kind, location]).fetchone()
-        if row:
-            return row[0]
-        return self.db["sources"].insert({"kind": kind, "location": location, "added_at": _now()}).last_pk
+        kind, location = self.source.kind, storable_text(self.source.location)
+        # one statement: a source another process adds at the same moment is not added twice
+        self.db.execute("INSERT OR IGNORE INTO sources (kind, location, added_at) VALUES (?, ?, ?)",
+                        [kind, location, _now()])
+        return self.db.execute("SELECT id FROM sources WHERE kind = ? AND location = ?", [kind, location]).fetchone()[0]
 
     def _save_counts(self, run_id: int, counts: ImportCounts, status: str) -> None:
         self.db.conn.execute(
@@ -246,6 +295,17 @@ class MailImport:
                 "UPDATE import_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                 ["interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", _now(), reason, run_id],
             )
+
+
+def _database_file(db: sqlite_utils.Database) -> str | None:
+    row = db.execute("PRAGMA database_list").fetchone()
+    return row[2] if row and row[2] else None
+
+
+def _lock_for(db: sqlite_utils.Database) -> StoreLock | None:
+    """The import lock of the database file ``db`` is open on; None for an in-memory database."""
+    path = _database_file(db)
+    return import_lock(Path(path)) if path else None
 
 
 def skipped_items(db: sqlite_utils.Database, run_id: int, limit: int | None = None) -> list[tuple[str, str, str, str]]:

@@ -11,10 +11,17 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from app.mail.charsets import display_name, storable_text
+
+# Larger files are counted as skipped ("too-large") without being read: no real message comes near
+# it, and a symlink to a huge file (or /dev/zero) must not take the machine's memory.
+MAX_MESSAGE_BYTES = 50 * 2**20
 
 # Folder names that hold the user's own sent mail (Enron CMU names, Maildir++, Gmail, Thunderbird,
 # Outlook exports); matched against each path component, case-insensitively.
@@ -29,12 +36,14 @@ class RawItem:
     data: bytes | None = None
     error: str | None = None  # set when the bytes could not be read
     path: str | None = None  # for one-file-per-message sources, read only when asked
+    note: str | None = None  # a warning the source has about this item (a damaged mbox separator)
+    error_reason: str | None = None  # the skip reason that goes with ``error`` (default "unreadable")
 
     def read(self) -> tuple[bytes | None, str | None]:
         """The message bytes, or the reason they cannot be read. Files are read here, lazily, so an
         import that resumes skips already-imported files without opening them."""
         if self.data is None and self.error is None and self.path is not None:
-            self.data, self.error = _read(self.path)
+            self.data, self.error, self.error_reason = read_message_file(self.path)
         return self.data, self.error
 
     @property
@@ -76,20 +85,53 @@ def _natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def _read(path: str | Path) -> tuple[bytes | None, str | None]:
+def read_message_file(path: str | Path, limit: int = MAX_MESSAGE_BYTES) -> tuple[bytes | None, str | None, str | None]:
+    """(bytes, None, None), or (None, why, reason code). Only regular files are read, and at most
+    ``limit`` bytes: a FIFO would block the import forever, a device (a symlink to /dev/zero)
+    never ends. Opened non-blocking so that even a FIFO returns at once."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(), None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        return None, f"unreadable: {exc.strerror or exc}"
+        return None, f"cannot open: {exc.strerror or exc}", "unreadable"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"not a regular file ({_file_type(info.st_mode)})", "not-a-file"
+        if info.st_size > limit:
+            return None, f"{info.st_size:,} bytes, over the {limit:,}-byte limit for one message", "too-large"
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while size <= limit:  # a file that grows while being read is still cut at the limit
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            return None, f"over the {limit:,}-byte limit for one message (it grew while read)", "too-large"
+        return b"".join(chunks), None, None
+    except OSError as exc:
+        return None, f"read failed: {exc.strerror or exc}", "unreadable"
+    finally:
+        os.close(fd)
 
 
-def _walk_keys(root: Path) -> Iterator[tuple[str, str, str]]:
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def _walk_keys(root: Path, errors: list[OSError] | None = None) -> Iterator[tuple[str, str, str]]:
     """(absolute path, path relative to root, relative folder) for every file, as plain strings:
-    pathlib objects per file cost more than parsing small messages."""
+    pathlib objects per file cost more than parsing small messages. Directories that cannot be
+    listed are appended to ``errors`` (os.walk would skip them silently)."""
     root_str = str(root)
     prefix = len(root_str) + 1
-    for dirpath, dirnames, filenames in os.walk(root_str):
+    for dirpath, dirnames, filenames in os.walk(root_str, onerror=errors.append if errors is not None else None):
         dirnames[:] = sorted(d for d in dirnames if _walked_dir(d))
         rel_dir = dirpath[prefix:] if len(dirpath) > len(root_str) else ""
         for name in sorted(filenames, key=_natural_key):
@@ -136,14 +178,32 @@ class MaildirSource:
         parts = [p for p in rel_dir.split(os.sep) if p]
         if parts and parts[-1] in ("cur", "new"):
             parts = parts[:-1]
-        return "/".join(p[1:] if p.startswith(".") and len(p) > 1 else p for p in parts)
+        return "/".join(display_name(p[1:] if p.startswith(".") and len(p) > 1 else p) for p in parts)
 
     def estimate(self) -> int | None:
         return _count_files(self.root)
 
     def iter_items(self) -> Iterator[RawItem]:
-        for full, rel, rel_dir in _walk_keys(self.root):
-            yield RawItem(key=rel, folder=self._folder(rel_dir), path=full)
+        yield from self._items(suffix="")
+
+    def _items(self, suffix: str) -> Iterator[RawItem]:
+        """Items for the files ending in ``suffix``, and one skipped item per directory that
+        cannot be listed, so the counts still account for everything. Keys are the relative
+        paths, made storable (a Latin-1 file name cannot go into SQLite as it is); the item keeps
+        the real path to read."""
+        errors: list[OSError] = []
+        for full, rel, rel_dir in _walk_keys(self.root, errors):
+            while errors:
+                yield self._unlistable(errors.pop(0))
+            if full.lower().endswith(suffix):
+                yield RawItem(key=storable_text(rel), folder=self._folder(rel_dir), path=full)
+        for error in errors:
+            yield self._unlistable(error)
+
+    def _unlistable(self, error: OSError) -> RawItem:
+        where = os.path.relpath(error.filename, self.root) if error.filename else "?"
+        return RawItem(key=storable_text(where) + os.sep, folder=self._folder(where if where != "." else ""), error_reason="unreadable",
+                       error=f"directory cannot be listed: {error.strerror or error}; its messages were not imported")
 
 
 class EmlFolderSource(MaildirSource):
@@ -155,9 +215,7 @@ class EmlFolderSource(MaildirSource):
         return _count_files(self.root, suffix=".eml")
 
     def iter_items(self) -> Iterator[RawItem]:
-        for full, rel, rel_dir in _walk_keys(self.root):
-            if full.lower().endswith(".eml"):
-                yield RawItem(key=rel, folder=self._folder(rel_dir), path=full)
+        yield from self._items(suffix=".eml")
 
 
 class MboxSource:
@@ -182,7 +240,7 @@ class MboxSource:
         count = 0
         previous_blank = True
         with open(self.path, "rb") as fh:
-            for line in fh:
+            while line := fh.readline(_MBOX_LINE_LIMIT):
                 if previous_blank and line.startswith(b"From "):
                     count += 1
                 previous_blank = line in (b"\n", b"\r\n")
@@ -195,28 +253,85 @@ class MboxSource:
             yield RawItem(key=f"{self.path.name}@0", folder=self.folder, data=None, error=f"unreadable: {exc}")
             return
         with fh:
-            start = 0
+            message = _MboxMessage(0)
             offset = 0
-            chunk: list[bytes] = []
             previous_blank = True
-            for line in fh:
-                if previous_blank and line.startswith(b"From ") and chunk:
-                    yield self._item(start, chunk)
-                    chunk = []
-                    start = offset
-                chunk.append(line)
+            at_line_start = True
+            while True:
+                # bounded reads: a file without line breaks must not be read into memory whole
+                line = fh.readline(_MBOX_LINE_LIMIT)
+                if not line:
+                    break
+                if at_line_start:
+                    if previous_blank and line.startswith(b"From ") and message.size:
+                        yield self._item(message)
+                        message = _MboxMessage(offset)
+                    elif message.size and _looks_like_separator(line, previous_blank):
+                        message.suspects.append(offset)
+                message.add(line)
                 offset += len(line)
+                at_line_start = line.endswith(b"\n")
                 previous_blank = line in (b"\n", b"\r\n")
-            if chunk:
-                yield self._item(start, chunk)
+            if message.size:
+                yield self._item(message)
 
-    def _item(self, start: int, lines: list[bytes]) -> RawItem:
+    def _item(self, message: _MboxMessage) -> RawItem:
+        key = f"{storable_text(self.path.name)}@{message.start}"
+        if message.lines is None:
+            return RawItem(key=key, folder=self.folder, error_reason="too-large",
+                           error=f"{message.size:,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit for one message")
+        lines = message.lines
         body = lines[1:] if lines[0].startswith(b"From ") else lines
         data = b"".join(body)
         # the blank line that separates mbox messages belongs to the format, not to the message
         if data.endswith(b"\n\n"):
             data = data[:-1]
-        return RawItem(key=f"{self.path.name}@{start}", folder=self.folder, data=data)
+        note = None
+        if message.suspects:
+            at = ", ".join(f"byte {o:,}" for o in message.suspects[:3])
+            note = (f"mbox: a line at {at} looks like a damaged 'From ' separator; this item may hold "
+                    "two messages merged")
+        return RawItem(key=key, folder=self.folder, data=data, note=note)
+
+
+_MBOX_LINE_LIMIT = 1 << 20
+# An mbox separator: "From <sender> <asctime date>". A line of that shape that did not split the
+# mbox (no blank line before it, or a damaged "From") means two messages were probably merged.
+_SEPARATOR_SHAPE = re.compile(
+    rb"^(\S{3,6}) \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} "
+    rb"\d\d:\d\d(?::\d\d)? (?:\S+ )?\d{4}\s*$"
+)
+
+
+def _looks_like_separator(line: bytes, previous_blank: bool) -> bool:
+    if not line[:1].isalpha():  # ">From " is the mbox's own escape of a body line
+        return False
+    match = _SEPARATOR_SHAPE.match(line)
+    if match is None:
+        return False
+    word = match.group(1)
+    return word != b"From" or not previous_blank
+
+
+class _MboxMessage:
+    """One message's lines while an mbox is read; the lines are dropped (only counted) once the
+    message passes the size limit."""
+
+    __slots__ = ("start", "lines", "size", "suspects")
+
+    def __init__(self, start: int):
+        self.start = start
+        self.lines: list[bytes] | None = []
+        self.size = 0
+        self.suspects: list[int] = []
+
+    def add(self, line: bytes) -> None:
+        self.size += len(line)
+        if self.lines is not None:
+            if self.size > MAX_MESSAGE_BYTES:
+                self.lines = None
+            else:
+                self.lines.append(line)
 
 
 class MboxFolderSource:

