@@ -32,7 +32,7 @@ from agent_training import intents as intents_mod
 from agent_training import rules as rules_mod
 from agent_training.llm import LLMResult, ask_safely
 from agent_training.messages import SentMessage, load_messages
-from agent_training.style import sender_phrases
+from app.style import sender_phrases
 
 OFFLINE_INTENT_SOURCE = f"offline|extractive|{intents_mod.OFFLINE_VERSION}"
 MEASURED_SOURCE = f"offline|measure|{rules_mod.MEASURED_VERSION}"

@@ -43,7 +43,7 @@ from app.backends.config import default_endpoint_name, get_endpoint
 from app.drafting import DraftInput, build_request
 from app.jobs import CancelToken, Progress
 from app.prompts import load_prompt
-from agent_training import style
+from app import style
 from agent_training.dataset import Example, collect, split_by_time
 from app.files import write_atomic
 from agent_training.llm import ask_safely

@@ -36,7 +36,7 @@ from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, profile_dir, profile
 from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
 from app.agent.trainer import TrainerEvent
 from app.jobs import CancelToken
-from app.files import write_atomic
+from app.files import sha256_file, write_atomic
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CHECKPOINT_DIR = "checkpoint"
@@ -181,14 +181,6 @@ def fingerprint(config: FinetuneConfig, dataset_digest: str) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def batch_order(n_examples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     order = list(range(n_examples))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
@@ -292,16 +284,6 @@ def _bounded_lines(fh, limit: int):
         yield line
 
 
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_json_atomic(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str))
 
@@ -329,7 +311,7 @@ class Finetune:
         base = BaseModel.resolve(config.base_gguf, config.base_hf)
         if not Path(config.dataset).is_file():
             raise FileNotFoundError(f"training data not found: {config.dataset} (run `tiller distill` first)")
-        digest = file_digest(Path(config.dataset))
+        digest = sha256_file(Path(config.dataset))
         print_id = fingerprint(config, digest)
         finished = self._finished(out, print_id, config)
         if finished is not None:
@@ -434,7 +416,7 @@ class Finetune:
             "loss_history": history,
             "adapter": adapter_info,
             # `tiller check` compares the adapter file with these
-            "adapter_sha256": _sha256_file(out / ADAPTER_FILE) if adapter_info is not None else None,
+            "adapter_sha256": sha256_file(out / ADAPTER_FILE) if adapter_info is not None else None,
             "adapter_bytes": (out / ADAPTER_FILE).stat().st_size if adapter_info is not None else None,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

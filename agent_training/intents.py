@@ -15,7 +15,7 @@ from app.backends.base import GenerationRequest
 from app.prompts import load_prompt
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, extract_tag
-from agent_training.style import find_greeting, find_signoff, sentences
+from app.style import find_greeting, find_signoff, sentences
 
 PROMPT = "intents"
 TEMPERATURES = (0.7, 1.0, 1.2)

@@ -5,7 +5,7 @@ Three strategies from the paper, all through the large model, plus measured rule
   R2  R1 with a <thinking> scratchpad before the rules
   R3  rules from the difference between the zero-shot baseline and the real email, with thinking
       (the default, and the paper's best)
-  measured  exact style facts (length, greeting, sign-off name, ...) from :mod:`agent_training.style`
+  measured  exact style facts (length, greeting, sign-off name, ...) from :mod:`app.style`
 The thinking is stored but only the rules are targets. A rule that copies a long run of the real
 email is dropped (recorded in ``dropped``): rules say how to write, they do not carry the email.
 """
@@ -18,7 +18,7 @@ from app.backends.base import GenerationRequest
 from app.prompts import load_prompt
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, extract_tag
-from agent_training.style import measure, style_rules
+from app.style import measure, style_rules
 
 STRATEGIES = ("R1", "R2", "R3")
 MEASURED = "measured"

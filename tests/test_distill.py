@@ -11,7 +11,7 @@ import pytest
 from agent_training.dataset import Example, export, split_by_time
 from agent_training.distill import ConsentRequired, DistillConfig, Distillation
 from agent_training.parsing import MalformedAnswer, bullets, extract_tag
-from agent_training.style import measure, style_rules
+from app.style import measure, style_rules
 from app import secrets
 from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint

@@ -335,3 +335,47 @@ def test_a_damaged_database_is_one_sentence_at_start_not_a_crash(tiller_home, ca
     out = capsys.readouterr().out
     assert code == 3
     assert "Tiller cannot start: The database" in out and "tiller check --restore" in out
+
+
+def test_compose_shows_each_rule_kept_or_repaired_and_the_original_is_one_click_away(qtbot, window, db):
+    from tests.fakes import SCRIPTED, ScriptedProvider
+
+    ScriptedProvider.reset()
+    _add_server_backend(db, SCRIPTED.name, None, provider="scripted", model="script")
+    ScriptedProvider.enqueue("Dear Sylvia,\n\nThe NG Energy contract is ready for legal review.\n\nBest regards,\n[Your Name]")
+    page = window.compose
+    page.refresh()
+    page.backend.setCurrentText(SCRIPTED.name)
+    page.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review.")
+    page.set_rules(["No greeting: start directly with the content.", 'Sign-off: "Thanks," then "Kay" on its own line.'])
+    page._rules_inputs = page.inputs()
+    with qtbot.waitSignal(page.draft_finished, timeout=30_000):
+        qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    assert page.output.toPlainText() == "The NG Energy contract is ready for legal review.\n\nThanks,\nKay"
+    shown = [page.check.item(i).text() for i in range(page.check.count())]
+    assert any(t.startswith("repaired: No greeting") for t in shown)
+    assert any(t.startswith("repaired: Sign-off") for t in shown)
+    assert "3 of 3 checkable rules kept after repair" in page.status.text()
+    assert page.show_original.isVisible()
+    qtbot.mouseClick(page.show_original, Qt.LeftButton)
+    assert page.output.toPlainText().startswith("Dear Sylvia,") and "[Your Name]" in page.output.toPlainText()
+    qtbot.mouseClick(page.show_original, Qt.LeftButton)
+    assert page.output.toPlainText().endswith("Thanks,\nKay")
+    ScriptedProvider.reset()
+
+
+def test_missing_qt_platform_libraries_are_named_with_the_install_command(monkeypatch, capsys):
+    from app.gui import platform_libs
+    from app.gui.window import main
+
+    assert platform_libs.debian_package("libxcb-icccm.so.4") == "libxcb-icccm4"
+    assert platform_libs.debian_package("libxcb-cursor.so.0") == "libxcb-cursor0"
+    assert platform_libs.debian_package("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
+    assert platform_libs.missing_libraries() == []  # offscreen: the xcb plugin is not used
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    missing = platform_libs.missing_libraries()
+    if not missing:
+        pytest.skip("this machine has every library the xcb plugin needs")
+    assert main(["tiller-gui"]) == 1
+    err = capsys.readouterr().err
+    assert "sudo apt install" in err and all(lib in err for lib in missing)

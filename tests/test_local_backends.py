@@ -45,7 +45,7 @@ def test_local_backend_runs_in_process_and_sends_nothing(db):
     text = "".join(gen)
     assert text.strip() and not text.startswith(" ")
     assert gen.completion.provider == "local" and gen.completion.finish_reason in {"stop", "length"}
-    assert gen.completion.model == "gemma-3-270m-q4_k_m.gguf"
+    assert gen.completion.model == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"  # the embedded instruct model
     assert Ledger().entries(since_id=before) == [], "an in-process model must not appear as a request that left"
     # same seed, temperature 0: the same answer (the runtime keeps the model loaded between calls)
     assert complete(REQUEST, "local").text == text.strip()

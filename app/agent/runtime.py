@@ -79,6 +79,30 @@ class LlamaRuntime:
             self._llm = None
             self._spec = None
 
+    def chat_prompt(self, spec: ModelSpec, messages: list[dict]) -> tuple[str, list[str]] | None:
+        """``messages`` rendered with the model's own chat template (from its GGUF), and the stop
+        strings that end an answer; None for a model without a template (a base model)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        with self._lock:
+            llm = self._ensure(spec)
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                return None
+            eos_id, bos_id = llm.token_eos(), llm.token_bos()
+            eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+            bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+        rendered = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)(messages=messages)
+        prompt = rendered.prompt
+        if bos and prompt.startswith(bos):
+            prompt = prompt[len(bos):]  # tokenize(add_bos=True) adds it once
+        stops = [s for s in ([rendered.stop] if isinstance(rendered.stop, str) else rendered.stop or []) if s]
+        # chat models end a turn with their end-of-turn marker (Qwen: <|im_end|>); stop there too
+        for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
+            if marker in template and marker not in stops:
+                stops.append(marker)
+        return prompt, stops
+
     def count_tokens(self, spec: ModelSpec, text: str) -> int:
         with self._lock:
             return len(self._ensure(spec).tokenize(text.encode("utf-8"), add_bos=True))

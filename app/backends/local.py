@@ -1,9 +1,10 @@
 """llama.cpp in-process as a large-model backend: nothing leaves the machine.
 
-The default model is the embedded Gemma 3 270M *base* model. It has no chat template and was
-never instruction-tuned, so it is prompted completion-style with a worked example, and it is
-labelled a preview: it keeps Tiller usable offline, it does not write like a real large model.
-Any other GGUF file can be configured as the model (``--model /path/to/model.gguf``).
+The default model is the embedded Qwen2.5-Coder-1.5B-Instruct (or whichever model the user chose
+for the drafting role, ``tiller models use drafting NAME``). A model whose GGUF carries a chat
+template is prompted through that template, as it was trained; only a base model without one
+(Gemma 3 270M base, or any GGUF configured as ``--model /path/to/model.gguf``) is prompted
+completion-style with a worked example, and a base model is a preview, not a large model.
 """
 
 from __future__ import annotations
@@ -43,6 +44,24 @@ def completion_prompt(request: GenerationRequest) -> str:
     return "".join(parts)
 
 
+def chat_messages(request: GenerationRequest) -> list[dict]:
+    """The request as chat turns for a model's own template."""
+    turns = [{"role": "system", "content": request.system}] if request.system.strip() else []
+    return turns + [{"role": m.role, "content": m.content} for m in request.messages]
+
+
+def _drafting_model_path() -> Path:
+    """The model chosen for the drafting role (the embedded instruct model unless changed)."""
+    from app.models import model_for_role, model_path
+    from app.store import open_database
+
+    db = open_database()
+    try:
+        return model_path(db, model_for_role(db, "drafting"))
+    finally:
+        db.conn.close()
+
+
 class LocalOptions(Options):
     seed: int | None = None
     repeat_penalty: float = Field(1.1, ge=0.5, le=2.0)
@@ -52,17 +71,19 @@ class LocalOptions(Options):
 @register
 class LocalProvider(Provider):
     id = "local"
-    label = "On this computer (llama.cpp; the embedded Gemma 3 270M is an offline preview)"
+    label = "On this computer (llama.cpp; the embedded Qwen2.5-Coder-1.5B-Instruct by default)"
     needs_key = False
     leaves_machine = False
     default_model = EMBEDDED
     Options = LocalOptions
 
     def _spec(self, options: LocalOptions) -> ModelSpec:
-        if self.model == EMBEDDED:
-            from app.models import embedded_base_model
+        from app.models import EMBEDDED_MODELS, embedded_model
 
-            return ModelSpec.of(embedded_base_model(), n_ctx=options.n_ctx)
+        if self.model == EMBEDDED:
+            return ModelSpec.of(_drafting_model_path(), n_ctx=options.n_ctx)
+        if self.model in EMBEDDED_MODELS:
+            return ModelSpec.of(embedded_model(self.model), n_ctx=options.n_ctx)
         path = Path(self.model).expanduser()
         if not path.is_file():
             raise ConfigError(f"backend {self.endpoint.name!r}: model file not found: {path}", backend=self.endpoint.name)
@@ -70,12 +91,16 @@ class LocalProvider(Provider):
 
     def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
         spec = self._spec(options)
-        stop = [END, "\nRequest:", *options.stop]
+        chat = RUNTIME.chat_prompt(spec, chat_messages(request))
+        if chat is not None:
+            prompt, stop = chat[0], [*chat[1], *options.stop]
+        else:
+            prompt, stop = completion_prompt(request), [END, "\nRequest:", *options.stop]
         reason = None
         started = False
         for text, finish in RUNTIME.stream(
             spec,
-            completion_prompt(request),
+            prompt,
             max_tokens=options.max_tokens,
             temperature=options.temperature if options.temperature is not None else 0.7,
             top_p=options.top_p if options.top_p is not None else 0.95,

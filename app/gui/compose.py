@@ -131,6 +131,13 @@ class ComposePage(QWidget):
         self.mail = QPushButton("Open in mail client")
         self.status = QLabel(objectName="status", wordWrap=True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        # each rule as kept / repaired / broken after the draft; the model's original one click away
+        self.check = QListWidget(objectName="rulecheck")
+        self.check.setMaximumHeight(120)
+        self.check.hide()
+        self.show_original = QPushButton("Show the model's original", objectName="show_original", checkable=True)
+        self.show_original.hide()
+        self._checked = None  # the last CheckedDraft
 
         form = QFormLayout()
         form.addRow("Write as", self.voice)
@@ -165,6 +172,7 @@ class ComposePage(QWidget):
         rv.addWidget(self.status)
         rv.addWidget(QLabel("Draft"))
         rv.addWidget(self.output, 2)
+        rv.addWidget(self.check)
         picks = QHBoxLayout()
         for b in self.pick_buttons:
             picks.addWidget(b)
@@ -177,6 +185,7 @@ class ComposePage(QWidget):
         out_buttons = QHBoxLayout()
         out_buttons.addWidget(self.copy)
         out_buttons.addWidget(self.mail)
+        out_buttons.addWidget(self.show_original)
         out_buttons.addStretch()
         rv.addLayout(out_buttons)
 
@@ -195,6 +204,7 @@ class ComposePage(QWidget):
         self.rules.itemChanged.connect(lambda _: setattr(self, "_rules_edited", True))
         self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.output.toPlainText()))
         self.mail.clicked.connect(self.open_in_mail_client)
+        self.show_original.toggled.connect(self._toggle_original)
         self.pick.clicked.connect(self.pick_previous)
         for n, b in enumerate(self.pick_buttons):
             b.clicked.connect(lambda _=False, n=n: self.use_candidate(n))
@@ -322,35 +332,85 @@ class ComposePage(QWidget):
         if self.candidates.value() > 1:
             self._run_candidates(inputs, self.candidates.value())
             return
-        from app.drafting import DraftInput, draft
+        from app.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText, Reasking
 
         sender, intent, recipient, subject, previous = inputs
         rules = tuple(self.current_rules())
         backend = self.backend.currentText() or None
+        request = ComposeRequest(intent, recipient or None, subject or None, previous or None, sender, backend,
+                                 rules=rules, max_tokens=1024)
 
-        def work(token):
-            gen = draft(DraftInput(intent, recipient or None, subject or None, previous or None, rules), backend, cancel=token)
-            for text in gen:
-                yield text
-            return gen.completion
+        def work(token):  # the same core operation as `tiller draft`; this thread never touches widgets
+            checked = None
+            for event in ComposeOperation(request, token).run():
+                if isinstance(event, DraftText):
+                    yield event.text
+                elif isinstance(event, Reasking):
+                    yield Reasking
+                elif isinstance(event, DraftChecked):
+                    checked = event
+            return checked
 
         self.output.clear()
+        self._show_check(None)
         self.show_status(f"{backend} is writing the draft…")
         job = self.job = Job(work, "draft", self)
-        job.progress.connect(self._append)
 
-        def done(completion):
-            if not self.output.toPlainText().strip():
+        def progress(item):
+            if item is Reasking:
+                self.show_status(f"The draft broke rules that cannot be repaired safely; asking {backend} once more…")
+            else:
+                self._append(item)
+
+        job.progress.connect(progress)
+
+        def done(event):
+            if event is None or not event.draft.original.strip():
                 self.show_status(f"{backend} returned an empty draft; try again or switch the large model.", error=True)
                 self._busy(False)
                 return
-            self.show_status(f"Drafted by {backend} in {completion.elapsed_s:.1f} s with {len(rules)} rules.")
+            checked = event.draft
+            self.output.setPlainText(checked.text.rstrip("\n"))
+            self._show_check(event)
+            kept = sum(c.status != "broken" for c in checked.checkable)
+            self.show_status(f"Drafted by {backend} in {event.elapsed_s:.1f} s with {len(rules)} rules: {kept} of "
+                             f"{len(checked.checkable)} checkable rules kept" + (" after repair" if checked.text.strip()
+                                                                                 != checked.original.strip() else "")
+                             + ("; re-asked once" if checked.reasked else "") + ".")
             self._busy(False)
             self.draft_finished.emit(self.output.toPlainText())
 
         job.succeeded.connect(done)
         self._end_on_failure(job, self._draft_failed(backend), "Cancelled; the text so far is kept.")
         job.start()
+
+    def _show_check(self, event) -> None:
+        """List each rule as kept, repaired or broken (with what was done), and offer the original."""
+        from PySide6.QtGui import QColor
+
+        self.check.clear()
+        self._checked = event.draft if event is not None else None
+        self.show_original.blockSignals(True)
+        self.show_original.setChecked(False)
+        self.show_original.blockSignals(False)
+        if event is None:
+            self.check.hide()
+            self.show_original.hide()
+            return
+        colours = {"kept": "#1b7f3b", "repaired": "#a06000", "broken": "#b00020"}
+        for c in event.draft.checks:
+            item = QListWidgetItem(f"{c.status}: {c.rule}" + (f" ({c.note})" if c.note else ""))
+            item.setForeground(QColor(colours.get(c.status, "#666666")))
+            self.check.addItem(item)
+        for sentence in event.unsupported:
+            self.check.addItem(QListWidgetItem(f"check: not in your intent? {sentence}"))
+        self.check.show()
+        self.show_original.setVisible(event.draft.text.strip() != event.draft.original.strip())
+
+    def _toggle_original(self, original: bool) -> None:
+        if self._checked is not None:
+            self.output.setPlainText((self._checked.original if original else self._checked.text).rstrip("\n"))
+            self.show_original.setText("Show the checked email" if original else "Show the model's original")
 
     def _end_on_failure(self, job: Job, failed: Callable[[str], str], cancelled: str) -> None:
         """A failed or cancelled job says so in the status line and gives the controls back."""

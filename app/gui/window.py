@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
+    from app.gui.platform_libs import explain_missing, missing_libraries
+
+    missing = missing_libraries()
+    if missing:  # Qt would abort in its own start-up, beyond any exception handler
+        print(explain_missing(missing), file=sys.stderr)
+        return 1
     argv = list(argv if argv is not None else sys.argv)
     smoke = "--smoke-test" in argv
     argv = [a for a in argv if a != "--smoke-test"]

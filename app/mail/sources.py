@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from app.files import ReadRefused, read_regular_file
 from app.mail.charsets import display_name, storable_text
 
 # Larger files are counted as skipped ("too-large") without being read: no real message comes near
@@ -86,43 +86,12 @@ def _natural_key(name: str):
 
 
 def read_message_file(path: str | Path, limit: int = MAX_MESSAGE_BYTES) -> tuple[bytes | None, str | None, str | None]:
-    """(bytes, None, None), or (None, why, reason code). Only regular files are read, and at most
-    ``limit`` bytes: a FIFO would block the import forever, a device (a symlink to /dev/zero)
-    never ends. Opened non-blocking so that even a FIFO returns at once."""
+    """(bytes, None, None), or (None, why, reason code): only regular files of at most ``limit``
+    bytes are read (app.files.read_regular_file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as exc:
-        return None, f"cannot open: {exc.strerror or exc}", "unreadable"
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None, f"not a regular file ({_file_type(info.st_mode)})", "not-a-file"
-        if info.st_size > limit:
-            return None, f"{info.st_size:,} bytes, over the {limit:,}-byte limit for one message", "too-large"
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        chunks, size = [], 0
-        while size <= limit:  # a file that grows while being read is still cut at the limit
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            return None, f"over the {limit:,}-byte limit for one message (it grew while read)", "too-large"
-        return b"".join(chunks), None, None
-    except OSError as exc:
-        return None, f"read failed: {exc.strerror or exc}", "unreadable"
-    finally:
-        os.close(fd)
-
-
-def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return name
-    return "not a plain file"
+        return read_regular_file(path, limit), None, None
+    except ReadRefused as refused:
+        return None, refused.detail, refused.reason
 
 
 def _walk_keys(root: Path, errors: list[OSError] | None = None) -> Iterator[tuple[str, str, str]]:

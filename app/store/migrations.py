@@ -249,3 +249,25 @@ def _m003_distillation(db: sqlite_utils.Database) -> None:
         foreign_keys=[("message_id", "messages", "id"), ("intent_id", "intents", "id"), ("baseline_id", "baselines", "id")],
     )
     db["rules"].create_index(["message_id", "intent_id", "strategy", "source"], unique=True)
+
+
+@migration(4, "models: GGUF files the user registers (the embedded ones are known without a row)")
+def _m004_models(db: sqlite_utils.Database) -> None:
+    db["models"].create(
+        {
+            "name": str,
+            "path": str,
+            "role": str,  # agent-base | drafting
+            "size": int,
+            "sha256": str,  # recorded when added, so `tiller check` sees a changed file
+            "architecture": str,
+            "display_name": str,
+            "quantization": str,
+            "parameters": int,
+            "chat_template": int,
+            "license": str,
+            "added_at": str,
+        },
+        pk="name",
+        not_null={"path", "role"},
+    )

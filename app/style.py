@@ -1,8 +1,9 @@
 """Measured style: facts about how an email is written, computed on the machine with no model.
 
-Used three ways: as the offline rules when no cloud consent is given, appended to LLM-distilled
-rules otherwise (they are exact where a model guesses: word counts, the sign-off name), and by the
-evaluation's style-fidelity metrics.
+Used four ways: as the offline rules when no cloud consent is given; appended to LLM-distilled
+rules otherwise (they are exact where a model guesses: word counts, the sign-off name); by the
+evaluation's style-fidelity metrics; and by the rule check of every draft (app/rulecheck.py),
+which is why it lives in the app and the training side imports it from here.
 """
 
 from __future__ import annotations

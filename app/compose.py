@@ -1,0 +1,173 @@
+"""Composing an email, as one operation: intent -> the agent's rules -> draft(s) -> rule check.
+
+The CLI renders it, the desktop app can render it, the evaluation runs it; none of them assembles
+the steps itself. ``ComposeOperation(request).run()`` is a generator (cancelled by a token, like
+every long job) that yields what a view shows as it happens:
+
+- :class:`RulesReady` once the rules are known (the agent's, given ones, or none);
+- :class:`DraftText` for each streamed piece of a draft (a retried request is reported through the
+  ``on_retry`` callback as it happens);
+- :class:`Reasking` when a draft broke rules that cannot be repaired safely (one re-ask per draft);
+- :class:`DraftChecked` with the checked and repaired draft (:class:`app.rulecheck.CheckedDraft`).
+
+``result`` then holds the rules and every checked draft. Nothing else is sent to the large model
+than the drafting request (intent, the details the user gave, rules, tags): see app/drafting.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from app.backends.base import GenerationRequest, Message
+from app.backends.client import generate
+from app.drafting import DraftInput, build_request
+from app.jobs import CancelToken
+from app.rulecheck import CheckedDraft, check_draft, reask_request, unsupported_sentences
+
+
+@dataclass(frozen=True)
+class ComposeRequest:
+    intent: str
+    recipient: str | None = None
+    subject: str | None = None
+    previous_email: str | None = None
+    sender: str | None = None  # which identity writes (its agent profile)
+    backend: str | None = None  # the large model (None: the default backend)
+    rules: tuple[str, ...] | None = None  # given rules; None: ask the agent
+    use_agent: bool = True  # False: no rules at all (the zero-shot baseline)
+    tag_sets: tuple[tuple[str, ...], ...] = ((),)  # one draft per tag set (PREMIUM candidates)
+    max_tokens: int = 768
+    check: bool = True
+    reask: bool = True
+
+
+@dataclass
+class RulesReady:
+    rules: list[str]
+    source: str  # agent | given | none
+    profile: str | None = None
+    trained: bool = False
+
+
+@dataclass
+class DraftText:
+    index: int
+    text: str
+
+
+@dataclass
+class Reasking:
+    index: int
+    broken: list
+
+
+@dataclass
+class DraftChecked:
+    index: int
+    draft: CheckedDraft
+    tags: tuple[str, ...]
+    unsupported: list[str] = field(default_factory=list)
+    backend: str | None = None
+    model: str | None = None
+    elapsed_s: float = 0.0
+    finish_reason: str | None = None
+
+
+@dataclass
+class ComposeResult:
+    rules: list[str]
+    drafts: list[DraftChecked]
+
+
+Event = RulesReady | DraftText | Reasking | DraftChecked
+
+
+class ComposeOperation:
+    """``for event in ComposeOperation(request, cancel).run(): ...``; ``result`` at the end.
+
+    ``agent`` makes the agent for a sender (a fake in fast tests); ``generate_fn`` starts a
+    generation (app.backends.client.generate)."""
+
+    def __init__(self, request: ComposeRequest, cancel: CancelToken | None = None, *,
+                 agent: Callable | None = None, generate_fn: Callable = generate,
+                 on_retry: Callable | None = None):
+        self.request = request
+        self.cancel = cancel or CancelToken()
+        self.on_retry = on_retry
+        self._agent = agent
+        self._generate = generate_fn
+        self.result: ComposeResult | None = None
+
+    def run(self) -> Iterator[Event]:
+        req = self.request
+        rules_event = self._rules()
+        yield rules_event
+        drafts = []
+        for index, tags in enumerate(req.tag_sets):
+            checked = None
+            for event in self._draft(index, rules_event.rules, tags):
+                if isinstance(event, DraftChecked):
+                    checked = event
+                yield event
+            drafts.append(checked)
+        self.result = ComposeResult(rules_event.rules, drafts)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _rules(self) -> RulesReady:
+        req = self.request
+        if req.rules is not None:
+            return RulesReady(list(req.rules), "given")
+        if not req.use_agent:
+            return RulesReady([], "none")
+        from app.agent.agent import PreferenceAgent, RulesRequest
+
+        agent = (self._agent or PreferenceAgent.for_sender)(req.sender)
+        rules = agent.rules(RulesRequest(req.intent, recipient=req.recipient, subject=req.subject,
+                                         previous_context=req.previous_email), cancel=self.cancel)
+        profile = getattr(agent, "profile", None)
+        return RulesReady(rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained))
+
+    def _draft(self, index: int, rules: list[str], tags: tuple[str, ...]) -> Iterator[Event]:
+        req = self.request
+        inp = DraftInput(req.intent, recipient=req.recipient, subject=req.subject, previous_email=req.previous_email,
+                         rules=tuple(rules), tags=tuple(tags))
+        request = build_request(inp, max_tokens=req.max_tokens)
+        text, gen = yield from self._stream(index, request)
+        if not req.check:
+            yield self._checked(index, CheckedDraft(text, text), rules, tags, gen)
+            return
+        checked = check_draft(text, rules, recipient=req.recipient)
+        if checked.broken and req.reask:
+            yield Reasking(index, checked.broken)
+            again = GenerationRequest(request.system, (*request.messages, Message("assistant", checked.text),
+                                                       Message("user", reask_request(checked.broken, checked.text))),
+                                      options=request.options, purpose=request.purpose)
+            text2, gen = yield from self._stream(index, again, echo=False)
+            rechecked = check_draft(text2, rules, recipient=req.recipient)
+            if len(rechecked.broken) < len(checked.broken):  # keep the re-ask only when it helped
+                rechecked.original = text
+                rechecked.reasked = True
+                checked = rechecked
+        yield self._checked(index, checked, rules, tags, gen)
+
+    def _stream(self, index: int, request: GenerationRequest, echo: bool = True):
+        gen = self._generate(request, self.request.backend, cancel=self.cancel, on_retry=self.on_retry)
+        pieces = []
+        for piece in gen:
+            pieces.append(piece)
+            if echo:
+                yield DraftText(index, piece)
+        return "".join(pieces), gen
+
+    def _checked(self, index: int, checked: CheckedDraft, rules: list[str], tags, gen) -> DraftChecked:
+        req = self.request
+        completion = getattr(gen, "completion", None)
+        unsupported = unsupported_sentences(checked.text, req.intent, req.recipient, req.subject, req.previous_email,
+                                            "\n".join(rules), " ".join(tags))
+        return DraftChecked(index, checked, tuple(tags), unsupported,
+                            backend=getattr(getattr(gen, "endpoint", None), "name", None),
+                            model=getattr(completion, "model", None),
+                            elapsed_s=getattr(completion, "elapsed_s", 0.0) or 0.0,
+                            finish_reason=getattr(completion, "finish_reason", None))

@@ -1,0 +1,47 @@
+"""A scripted large model for fast tests of the logic around a model (simonw/llm's MockModel):
+``ScriptedProvider.enqueue("answer", ...)``; each request takes the next answer, streamed in
+word-sized pieces, and is recorded in ``ScriptedProvider.requests``. It goes through the real
+client (options, retries, the Finished contract), so only the model itself is scripted."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from app.backends.base import EndpointConfig, Finished, Provider, TextDelta
+from app.backends.registry import register
+
+SCRIPTED = EndpointConfig("scripted", "scripted", "script")
+
+
+@register
+class ScriptedProvider(Provider):
+    id = "scripted"
+    label = "answers from a script (tests)"
+    needs_key = False
+    leaves_machine = False
+    default_model = "script"
+    answers: ClassVar[list[str]] = []
+    requests: ClassVar[list] = []
+
+    @classmethod
+    def enqueue(cls, *answers: str) -> None:
+        cls.answers.extend(answers)
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.answers.clear()
+        cls.requests.clear()
+
+    def stream_once(self, request, options, cancel):
+        self.requests.append(request)
+        if not self.answers:
+            raise AssertionError("the scripted model was asked more often than answers were enqueued")
+        text = self.answers.pop(0)
+        for piece in re.findall(r"\S+\s*|\s+", text):
+            yield TextDelta(piece)
+        yield Finished("stop", model="script")
+
+    def complete_once(self, request, options, cancel):
+        pieces = [e.text for e in self.stream_once(request, options, cancel) if isinstance(e, TextDelta)]
+        return "".join(pieces), Finished("stop", model="script")

@@ -1,0 +1,118 @@
+"""The compose operation (issue 2/6): rules -> draft -> rule check -> one re-ask, driven by a
+scripted model (fast), and once by the real embedded instruct model (slow)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText, Reasking, RulesReady
+from app.rulecheck import BROKEN, REPAIRED
+from tests.conftest import REPO
+from tests.fakes import SCRIPTED, ScriptedProvider
+
+RULES = ("Length: about 12 words in 1 paragraph.", "No greeting: start directly with the content.",
+         'Sign-off: "Thanks," then "Kay" on its own line.')
+INTENT = "Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday."
+
+
+@pytest.fixture(autouse=True)
+def script():
+    ScriptedProvider.reset()
+    yield ScriptedProvider
+    ScriptedProvider.reset()
+
+
+def run(request: ComposeRequest, **kwargs):
+    op = ComposeOperation(request, **kwargs)
+    return op, list(op.run())
+
+
+def test_a_draft_is_repaired_without_asking_again_when_only_safe_repairs_are_needed(script):
+    script.enqueue("Dear Sylvia,\n\nThe NG Energy contract is ready for legal review; comments by Friday please.\n\n"
+                   "Best regards,\n[Your Name]")
+    op, events = run(ComposeRequest(INTENT, recipient="Sylvia", backend=SCRIPTED, rules=RULES))
+    assert isinstance(events[0], RulesReady) and events[0].source == "given"
+    assert any(isinstance(e, DraftText) for e in events)
+    assert not any(isinstance(e, Reasking) for e in events)
+    checked = op.result.drafts[0].draft
+    assert checked.text == ("The NG Energy contract is ready for legal review; comments by Friday please.\n\n"
+                            "Thanks,\nKay\n")
+    assert checked.kept_share() == 1.0 and not checked.reasked
+    assert len(script.requests) == 1
+
+
+def test_a_broken_length_is_asked_once_more_naming_the_rule(script):
+    long = "The NG Energy contract is ready for legal review. " * 6 + "Thanks,\nKay"
+    script.enqueue(long, "The NG Energy contract is ready for legal review; comments by Friday.\n\nThanks,\nKay")
+    op, events = run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES))
+    reask = next(e for e in events if isinstance(e, Reasking))
+    assert [c.rule for c in reask.broken] == [RULES[0]]
+    follow_up = script.requests[1]
+    assert [m.role for m in follow_up.messages] == ["user", "assistant", "user"]
+    assert "Length: between 4 and 20 words in total (yours has 56)" in follow_up.messages[-1].content
+    assert "at most 20 words" in follow_up.messages[-1].content
+    assert follow_up.messages[1].content.startswith("The NG Energy contract")
+    checked = op.result.drafts[0].draft
+    assert checked.reasked and checked.broken == [] and checked.original == long
+
+
+def test_a_reask_that_does_not_help_is_not_kept(script):
+    long = "The NG Energy contract is ready for legal review. " * 6 + "Thanks,\nKay"
+    script.enqueue(long, long + " " + long)
+    op, _ = run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES))
+    checked = op.result.drafts[0].draft
+    assert [c.status for c in checked.checks if c.rule == RULES[0]] == [BROKEN]
+    assert not checked.reasked and checked.text.count("ready for legal review") == 6
+    assert checked.text.endswith("legal review.\n\nThanks,\nKay\n")
+
+
+def test_the_agent_writes_the_rules_and_one_draft_per_tag_set(script):
+    class Agent:
+        profile = None
+
+        def __init__(self, sender):
+            self.sender = sender
+
+        def rules(self, request, cancel=None):
+            assert request.recipient == "Sylvia"
+            return list(RULES[1:])
+
+    script.enqueue("Hi Sylvia, it is ready. Thanks, Kay", "It is ready.\n\nThanks,\nKay")
+    op, events = run(ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED,
+                                    tag_sets=(("Brief",), ("Thorough",))), agent=Agent)
+    assert events[0].rules == list(RULES[1:]) and events[0].source == "agent"
+    drafts = op.result.drafts
+    assert [d.tags for d in drafts] == [("Brief",), ("Thorough",)]
+    assert "Style: Brief" in script.requests[0].messages[0].content
+    assert drafts[0].draft.text == "It is ready.\n\nThanks,\nKay\n"
+    assert any(c.status == REPAIRED for c in drafts[0].draft.checks)
+
+
+def test_without_the_agent_nothing_is_checked_but_the_universal_rule(script):
+    script.enqueue("Subject: contract\n\nIt is ready.")
+    op, events = run(ComposeRequest(INTENT, backend=SCRIPTED, use_agent=False))
+    assert events[0].source == "none" and events[0].rules == []
+    assert op.result.drafts[0].draft.text == "It is ready.\n"
+
+
+@pytest.mark.slow
+def test_the_embedded_instruct_model_drafts_and_the_check_is_shown(tmp_path):
+    """README command 1's last step, on the real embedded Qwen2.5-Coder-1.5B-Instruct."""
+    rules = tmp_path / "rules.txt"
+    rules.write_text("- " + "\n- ".join(RULES) + "\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="160")
+    proc = subprocess.run([sys.executable, "-m", "app", "draft", INTENT, "--to", "Sylvia", "--rules-file", str(rules),
+                           "--backend", "local", "--max-tokens", "160"], capture_output=True, text=True, env=env,
+                          timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Rule check" in out and "checkable rules kept" in proc.stderr
+    final = out.split("Email (after the rule check")[-1] if "Email (after the rule check" in out else \
+        out.split("Draft")[-1]
+    assert "[Your Name]" not in final and "Dear Sylvia" not in final
+    assert final.rstrip().endswith("Thanks,\nKay") or "broken" in out
+    assert "qwen2.5-coder-1.5b-instruct" in proc.stderr
