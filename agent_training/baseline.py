@@ -1,15 +1,22 @@
 """Zero-shot baselines: the large model writes the email from the intent alone, knowing nothing
-about the user. The gap between this and the real email is what R3 rules describe."""
+about the user. The gap between this and the real email is what R3 rules describe.
+
+A small model on this computer gets the ``baseline_small`` prompt and answers with the email
+itself (no tags for it to forget); a preamble or "Subject:" line it adds anyway is cut off."""
 
 from __future__ import annotations
+
+import re
 
 from app.backends.base import GenerationRequest
 from app.prompts import load_prompt
 from agent_training.messages import SentMessage
-from agent_training.parsing import extract_tag
+from agent_training.parsing import MalformedAnswer, extract_tag
+from app.rulecheck import check_draft
 
 
 PROMPT = "baseline"
+SMALL_PROMPT = "baseline_small"
 
 
 def baseline_request(msg: SentMessage, intent: str) -> tuple[GenerationRequest, str]:
@@ -23,3 +30,18 @@ def baseline_request(msg: SentMessage, intent: str) -> tuple[GenerationRequest, 
 
 def parse_baseline(raw: str) -> str:
     return extract_tag(raw, "email")
+
+
+def small_baseline_request(msg: SentMessage, intent: str) -> tuple[GenerationRequest, str]:
+    prompt = load_prompt(SMALL_PROMPT)
+    system, user = prompt.render(recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)", intent=intent)
+    return GenerationRequest.simple(system, user, purpose="distill", max_tokens=300), prompt.id
+
+
+def parse_small_baseline(raw: str) -> str:
+    # the rule check's deterministic clean-up with no rules: only the universal repairs (a
+    # "Here is the email" preamble, a Subject: line, a "[Your Name]" placeholder) apply
+    text = check_draft(raw, []).text.strip()
+    if not re.search(r"\w", text):  # "Thanks, Kay" is an email; nothing at all is not
+        raise MalformedAnswer("the zero-shot email is empty", raw)
+    return text

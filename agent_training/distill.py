@@ -6,6 +6,10 @@ stage skips rows already done for the same source (backend|model|prompt), so a r
 changed prompt version recomputes only its own stage. Requests to a cloud backend run in parallel
 with a concurrency limit; the database is written from the generator's thread only.
 
+The ``local`` backend (the embedded instruct model, in-process) gets the small-model prompts: JSON
+answers under llama.cpp's grammar, instructions first so consecutive requests of a stage share a
+cached prompt prefix (the stages run one after another for that reason), the newest emails first.
+
 Privacy: a backend that leaves the machine receives the user's sent mail here, so it needs the
 user's recorded consent (:mod:`app.consent`). Without a backend, or with ``offline``, everything is
 computed on the machine: extractive intents and measured style rules.
@@ -50,6 +54,7 @@ class DistillConfig:
     consent_given_now: bool = False  # the user passed --i-consent-to-send-sent-mail
     max_tokens: int | None = None  # cap on every answer (None: each stage's own; small for quick tests)
     attempts: int = 3  # asks per row when the answer is malformed
+    newest_first: bool | None = None  # None: newest first for the local model (slow), oldest first otherwise
 
 
 @dataclass
@@ -58,6 +63,8 @@ class DistillCounts:
     baselines: int = 0
     rules: int = 0
     measured: int = 0
+    asked: dict[str, int] = field(default_factory=dict)  # stage -> rows asked for this run (the yield's denominator)
+    attempts: dict[str, int] = field(default_factory=dict)  # stage -> requests made (re-asks included)
     skipped_done: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -81,6 +88,8 @@ class Distillation:
             consent.ensure(db, self.endpoint, given_now=config.consent_given_now,
                            why=f"distilling with {self.endpoint.name!r} sends your sent mail to it.",
                            alternative=", or use --offline to keep everything on this computer")
+        # a small model on this computer: JSON under a grammar, prompts written for it
+        self.small = bool(self.endpoint) and self.endpoint.provider == "local"
         unknown = set(config.strategies) - set(rules_mod.STRATEGIES)
         if unknown:
             raise ValueError(f"unknown rule strategies: {', '.join(sorted(unknown))}")
@@ -99,8 +108,16 @@ class Distillation:
 
     # -- the job ---------------------------------------------------------------------------------
 
+    def _prompt_name(self, stage: str) -> str:
+        if stage == "intents":
+            return intents_mod.SMALL_PROMPT if self.small else intents_mod.PROMPT
+        if stage == "baselines":
+            return baseline_mod.SMALL_PROMPT if self.small else baseline_mod.PROMPT
+        return rules_mod.SMALL_R3_PROMPT if self.small and stage == "R3" else f"rules_{stage.lower()}"
+
     def run(self) -> Iterator[Progress]:
-        messages = load_messages(self.db, self.config.sender, self.config.limit)
+        newest = self.config.newest_first if self.config.newest_first is not None else self.small
+        messages = load_messages(self.db, self.config.sender, self.config.limit, newest_first=newest)
         started = time.monotonic()
         if self.endpoint is None:
             yield from self._offline(messages, started)
@@ -177,6 +194,8 @@ class Distillation:
         self._count("intents", result, msg)
 
     def _count(self, kind: str, result: LLMResult, msg) -> None:
+        self.counts.asked[kind] = self.counts.asked.get(kind, 0) + 1
+        self.counts.attempts[kind] = self.counts.attempts.get(kind, 0) + result.attempts
         if result.ok:
             setattr(self.counts, kind, getattr(self.counts, kind) + 1)
         else:
@@ -184,7 +203,7 @@ class Distillation:
             self.counts.failures.append(f"{kind} for message {msg.id}: {result.error}")
 
     def _intents_llm(self, messages, started) -> Iterator[Progress]:
-        prompt_id = load_prompt(intents_mod.PROMPT).id
+        prompt_id = load_prompt(self._prompt_name("intents")).id
         source = self._source(prompt_id)
         done = {(r[0], r[1]) for r in self.db.execute(
             "SELECT message_id, variant FROM intents WHERE source = ? AND status = 'ok'", [source])}
@@ -197,8 +216,13 @@ class Distillation:
                     self.counts.skipped_done += 1
                     continue
                 temperature = self._temperature(variant)
-                request, _ = intents_mod.intent_request(msg, temperature)
-                jobs.append(((msg, variant, temperature), self._asker(request, intents_mod.parse_intent)))
+                if self.small:
+                    request, _ = intents_mod.small_intent_request(msg, temperature)
+                    parse = (lambda email: (lambda raw: intents_mod.parse_small_intent(raw, email)))(msg.own_text)
+                else:
+                    request, _ = intents_mod.intent_request(msg, temperature)
+                    parse = intents_mod.parse_intent
+                jobs.append(((msg, variant, temperature), self._asker(request, parse)))
 
         def store(key, result):
             msg, variant, temperature = key
@@ -218,7 +242,7 @@ class Distillation:
         ids = [m.id for m in messages]
         if not ids:
             return {}
-        source = self._source(load_prompt(intents_mod.PROMPT).id) if self.endpoint else OFFLINE_INTENT_SOURCE
+        source = self._source(load_prompt(self._prompt_name("intents")).id) if self.endpoint else OFFLINE_INTENT_SOURCE
         rows = self.db.execute(
             f"SELECT message_id, id, text, variant FROM intents WHERE status = 'ok' AND source = ? "
             f"AND message_id IN ({','.join('?' * len(ids))}) ORDER BY id", [source, *ids]).fetchall()
@@ -233,7 +257,7 @@ class Distillation:
     def _baselines(self, messages, started) -> Iterator[Progress]:
         intents = self._intent_rows(messages)
         by_id = {m.id: m for m in messages}
-        prompt_id = load_prompt(baseline_mod.PROMPT).id
+        prompt_id = load_prompt(self._prompt_name("baselines")).id
         source = self._source(prompt_id)
         done = self._done_keys("baselines", "intent_id", source)
         jobs = []
@@ -241,8 +265,13 @@ class Distillation:
             if intent_id in done:
                 self.counts.skipped_done += 1
                 continue
-            request, _ = baseline_mod.baseline_request(by_id[message_id], text)
-            jobs.append(((by_id[message_id], intent_id), self._asker(request, baseline_mod.parse_baseline)))
+            if self.small:
+                request, _ = baseline_mod.small_baseline_request(by_id[message_id], text)
+                parse = baseline_mod.parse_small_baseline
+            else:
+                request, _ = baseline_mod.baseline_request(by_id[message_id], text)
+                parse = baseline_mod.parse_baseline
+            jobs.append(((by_id[message_id], intent_id), self._asker(request, parse)))
 
         def store(key, result: LLMResult):
             msg, intent_id = key
@@ -288,7 +317,7 @@ class Distillation:
         intents = self._intent_rows(messages)
         baselines = self._baseline_rows([i for i, _ in intents.values()]) if strategy == "R3" else {}
         by_id = {m.id: m for m in messages}
-        prompt_id = load_prompt(f"rules_{strategy.lower()}").id
+        prompt_id = load_prompt(self._prompt_name(strategy)).id
         source = self._source(prompt_id)
         # R3 rules also depend on the baseline: a new baseline (e.g. a new baseline prompt) redoes them.
         done = {(r[0], r[1], r[2] if strategy == "R3" else None) for r in self.db.execute(
@@ -303,8 +332,12 @@ class Distillation:
                 continue
             if strategy == "R3" and baseline_text is None:
                 continue  # its baseline failed: counted there
-            request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)
-            parse = (lambda email: (lambda raw: rules_mod.parse_rules(raw, email)))(msg.own_text)
+            if self.small and strategy == "R3":
+                request, _ = rules_mod.small_r3_request(msg, baseline_text)
+                parse = (lambda email: (lambda raw: rules_mod.parse_small_rules(raw, email)))(msg.own_text)
+            else:
+                request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)
+                parse = (lambda email: (lambda raw: rules_mod.parse_rules(raw, email)))(msg.own_text)
             jobs.append(((msg, intent_id, baseline_id), self._asker(request, parse)))
 
         def store(key, result):

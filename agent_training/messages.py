@@ -20,9 +20,10 @@ class SentMessage:
     signature: str
 
 
-def load_messages(db, sender: str | None = None, limit: int | None = None) -> list[SentMessage]:
+def load_messages(db, sender: str | None = None, limit: int | None = None, *, newest_first: bool = False) -> list[SentMessage]:
     """Training candidates (own words, not pure forwards), oldest first per sender; ``limit`` takes
-    the first N of each sender's messages (quick runs)."""
+    the first N of each sender's messages (quick runs). ``newest_first``: newest first, so a limited
+    or cancelled slow run has the user's current style (undated messages last either way)."""
     where = TRAINING_CANDIDATE_SQL
     args: list = []
     if sender:
@@ -30,7 +31,7 @@ def load_messages(db, sender: str | None = None, limit: int | None = None) -> li
         args.append(sender.lower())
     rows = db.execute(
         f"SELECT id, from_addr, to_addrs, subject, date, own_text, previous_context, signature FROM messages "
-        f"WHERE {where} ORDER BY from_addr, date IS NULL, date, id",
+        f"WHERE {where} ORDER BY from_addr, date IS NULL, date {'DESC' if newest_first else ''}, id {'DESC' if newest_first else ''}",
         args,
     ).fetchall()
     out: list[SentMessage] = []

@@ -6,12 +6,15 @@ Three strategies from the paper, all through the large model, plus measured rule
   R3  rules from the difference between the zero-shot baseline and the real email, with thinking
       (the default, and the paper's best)
   measured  exact style facts (length, greeting, sign-off name, ...) from :mod:`app.style`
+With a small model on this computer, R3 uses the ``rules_r3_small`` prompt: the answer is JSON
+(a one-sentence comparison, then the rules) decoded under llama.cpp's grammar, so it always parses.
 The thinking is stored but only the rules are targets. A rule that copies a long run of the real
 email is dropped (recorded in ``dropped``): rules say how to write, they do not carry the email.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from app.backends.base import GenerationRequest
@@ -24,6 +27,16 @@ STRATEGIES = ("R1", "R2", "R3")
 MEASURED = "measured"
 MEASURED_VERSION = "style-measured.v1"
 MAX_QUOTED_RUN = 10  # consecutive words shared with the real email that make a rule a quote
+SMALL_R3_PROMPT = "rules_r3_small"
+SMALL_MAX_EMAIL_CHARS = 2500
+RULES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "differences": {"type": "string", "maxLength": 300},  # a short thinking budget
+        "rules": {"type": "array", "minItems": 2, "maxItems": 6, "items": {"type": "string", "minLength": 8, "maxLength": 160}},
+    },
+    "required": ["differences", "rules"],
+}
 
 
 def rules_request(strategy: str, msg: SentMessage, intent: str | None = None, baseline: str | None = None) -> tuple[GenerationRequest, str]:
@@ -37,6 +50,34 @@ def rules_request(strategy: str, msg: SentMessage, intent: str | None = None, ba
         email=msg.own_text[:6000], intent=intent or "", baseline=baseline or "",
     )
     return GenerationRequest.simple(system, user, purpose="distill", max_tokens=1200), prompt.id
+
+
+def small_r3_request(msg: SentMessage, baseline: str) -> tuple[GenerationRequest, str]:
+    """R3 for a small model: the generic and the real email side by side (the intent is in both)."""
+    prompt = load_prompt(SMALL_R3_PROMPT)
+    system, user = prompt.render(baseline=baseline[:SMALL_MAX_EMAIL_CHARS],
+                                 email=msg.own_text.strip()[:SMALL_MAX_EMAIL_CHARS])
+    return GenerationRequest.simple(system, user, purpose="distill", max_tokens=400, json_schema=RULES_SCHEMA), prompt.id
+
+
+def parse_small_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
+    """(rules, thinking, dropped) from a JSON answer; quoting rules are dropped as in :func:`parse_rules`."""
+    try:
+        answer = json.loads(raw)
+        items, thinking = answer["rules"], str(answer.get("differences") or "")
+    except (ValueError, KeyError, TypeError):
+        raise MalformedAnswer("the answer is not JSON with a list of rules (cut off?)", raw) from None
+    items = [re.sub(r"\s+", " ", r).strip(" -•") for r in items if isinstance(r, str)]
+    items = list(dict.fromkeys(r for r in items if r))  # a small model repeats itself
+    # "under N words": a template, not a rule (a small model copies the shape of an instruction)
+    kept = [r for r in items if not quotes_email(r, email) and not _PLACEHOLDER_NUMBER.search(r)]
+    dropped = [r for r in items if r not in kept]
+    if not kept:
+        raise MalformedAnswer("no usable rules (none given, or all of them quote the email)", raw)
+    return kept, thinking, dropped
+
+
+_PLACEHOLDER_NUMBER = re.compile(r"\b[NX]\b(?=\s+(?:words?|sentences?|lines?|paragraphs?|characters?))")
 
 
 def _runs(text: str) -> list[str]:

@@ -22,12 +22,23 @@ def read_gguf_header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
 
     gguf-py's ``GGUFReader`` decodes every field, which for a 262k-token vocabulary takes ~9 s;
     this reads only the header, skipping arrays, in well under a second."""
+    import struct
+
+    try:
+        return _read_header(path)
+    except (struct.error, RecursionError) as exc:  # a count or length that runs past the end of the file
+        raise GGUFError(f"{path}: truncated or damaged GGUF header ({type(exc).__name__})") from None
+
+
+def _read_header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
     import mmap
     import struct
 
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        if buf[:4] != b"GGUF":
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
             raise GGUFError(f"{path}: not a GGUF file")
+        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    with buf:
         version, n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
         if version < 2:
             raise GGUFError(f"{path}: GGUF version {version} is too old")

@@ -170,6 +170,18 @@ class ModelInfo:
     verified: bool = False  # sha256 checked against the expected (embedded) or recorded (user) value
     present: bool = True
 
+    TABLE_COLUMNS = ("name", "role", "size", "quantization", "parameters", "chat template", "license", "sha256", "file")
+
+    def table_row(self, in_use: bool) -> tuple[str, ...]:
+        """The model as one row of TABLE_COLUMNS, as `tiller models` and the GUI show it."""
+        role = (self.role or "") + (" *" if in_use else "")
+        sha = (self.sha256 or "")[:12] + ("… verified" if self.verified else "…" if self.sha256 else "")
+        params = f"{self.parameters / 1e9:.2f} B" if self.parameters else "-"
+        chat = "-" if self.chat_template is None else "yes" if self.chat_template else "no (base model)"
+        where = str(self.path) if self.present else ("assembled on first use" if self.embedded else f"missing: {self.path}")
+        return (self.name + (" (embedded)" if self.embedded else ""), role, f"{(self.size or 0) / 1e6:,.0f} MB",
+                self.quantization or "-", params, chat, self.license or "-", sha, where)
+
 
 def describe_gguf(path: Path) -> dict:
     """What the header says: architecture, name, quantization, parameter count, chat template, license."""

@@ -385,6 +385,12 @@ can could should shall may might must just also please thanks thank hi hello dea
 get got go going want need all any some more very there here what when where which who how am let's i'm i'll""".split())
 
 
+def content_words(text: str) -> set[str]:
+    """The words that carry content (no stop words, no 1-2 letter words), lower-cased."""
+    found = (w.lower().strip("'’.") for w in words(text))
+    return {w for w in found if w not in _STOP and len(w) > 2}
+
+
 def unsupported_sentences(draft: str, *sources: str | None) -> list[str]:
     """Sentences whose content words appear nowhere in the intent and details: possibly invented.
     A hint for the user (shown, never repaired): a small model likes to add pleasantries and facts."""
@@ -394,8 +400,7 @@ def unsupported_sentences(draft: str, *sources: str | None) -> list[str]:
             known.update(w.lower().strip("'’.") for w in words(source))
     flagged = []
     for sentence in sentences(draft):
-        content = [w.lower().strip("'’.") for w in words(sentence)]
-        content = [w for w in content if w not in _STOP and len(w) > 2]
+        content = content_words(sentence)
         if len(content) >= 3 and not any(w in known or w.rstrip("s") in known for w in content):
             flagged.append(sentence.strip())
     return flagged

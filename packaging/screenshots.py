@@ -69,6 +69,7 @@ def main() -> None:
         print(args.out / f"{name}.png")
 
     compose = window.compose
+    window.show_page(compose)
     compose.refresh()
     compose.backend.setCurrentText("local")
     compose.recipient.setText("Sylvia")
@@ -79,13 +80,13 @@ def main() -> None:
     wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running, 600_000)
     shoot("compose")
 
-    window.nav.setCurrentRow(1)
+    window.show_page(window.importer)
     window.importer._chosen(str(ENRON / "maildir"))
     window.importer.run_import()
     wait(lambda: not window.importer.job.running)
     shoot("import")
 
-    window.nav.setCurrentRow(2)
+    window.show_page(window.training)
     training = window.training
     if args.agent and (args.agent / "training.json").is_file():
         import json
@@ -112,12 +113,12 @@ def main() -> None:
         compose.backend.setCurrentText("llama.cpp server")
         compose.start_draft()
         wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running)
-        window.nav.setCurrentRow(3)
+        window.show_page(window.backends)
         window.backends.table.selectRow(1)
         window.backends.run_test()
         wait(lambda: "answered" in window.backends.result.text() or "failed" in window.backends.result.text())
         shoot("backends")
-        window.nav.setCurrentRow(4)
+        window.show_page(window.ledger)
         window.ledger.table.setCurrentCell(0, 0)
         shoot("ledger")
     finally:

@@ -292,23 +292,32 @@ def test_tiller_draft_sends_the_agents_rules_and_an_edited_rules_file(kay_agent,
     assert KAY in runner.invoke(cli, ["agents"]).output
     intent = "Tell Sylvia the NG Energy contract is ready for legal review."
     rules_file = tmp_path / "rules.txt"
+    before = Ledger().last_id()
     first = runner.invoke(cli, ["draft", intent, "--to", "Sylvia", "--from", KAY, "--backend", "llama-srv",
                                 "--rules-file", str(rules_file), "--max-tokens", "60"])
     assert first.exit_code == 0, first.output
     agent_rules = [line[2:] for line in rules_file.read_text().splitlines() if line.startswith("- ")]
     assert agent_rules and sum(bool(RULE_VOCABULARY.match(r)) for r in agent_rules) >= len(agent_rules) / 2, agent_rules
     assert "Preference rules (made on this computer)" in first.output and agent_rules[0] in first.output
-    sent = json.loads(Ledger().entries(limit=1)[0]["request_payload"])
-    user_turn = sent["messages"][-1]["content"]
-    assert intent in user_turn and f"- {agent_rules[0]}" in user_turn
+    # the draft's first request carries intent and rules; a rule-check re-ask (if the draft broke a rule) follows it
+    # in the same conversation, so every request of this draft must still carry them
+    requests = [json.loads(e["request_payload"]) for e in reversed(Ledger().entries(since_id=before))]
+    assert requests
+    for sent in requests:
+        first_user_turn = next(m["content"] for m in sent["messages"] if m["role"] == "user")
+        assert intent in first_user_turn and f"- {agent_rules[0]}" in first_user_turn
 
     rules_file.write_text("# edited\n- Sign off with just \"Kay\".\n- Mention that comments are due Friday.\n")
+    before = Ledger().last_id()
     second = runner.invoke(cli, ["draft", intent, "--backend", "llama-srv", "--rules-file", str(rules_file),
                                  "--show-rules", "--max-tokens", "60"])
     assert second.exit_code == 0, second.output
-    user_turn = json.loads(Ledger().entries(limit=1)[0]["request_payload"])["messages"][-1]["content"]
-    assert "- Mention that comments are due Friday." in user_turn and agent_rules[0] not in user_turn
-    assert "# edited" not in user_turn
+    requests = [json.loads(e["request_payload"]) for e in reversed(Ledger().entries(since_id=before))]
+    assert requests
+    for sent in requests:
+        user_turn = next(m["content"] for m in sent["messages"] if m["role"] == "user")
+        assert "- Mention that comments are due Friday." in user_turn and agent_rules[0] not in user_turn
+        assert "# edited" not in user_turn
 
 
 def test_the_runtime_picks_up_a_replaced_adapter(kay_agent, tmp_path):

@@ -299,3 +299,81 @@ def test_tiller_distill_runs_the_trainer_side_as_a_process(kay_db, claude):
     assert claude.requests == []
     proc = tiller("distill", "--help")
     assert proc.returncode == 0 and "--offline" in proc.stdout
+
+
+# -- the small local model: JSON under a grammar, intents that are about their email -----------------
+
+
+def test_small_model_intents_are_refused_when_they_copy_or_miss_the_email(kay_db):
+    from agent_training.intents import parse_small_intent
+
+    email, _ = _own(kay_db, "KC,%My suggestion re this topic%")
+    facts = sorted(w for w in email.split() if len(w) > 6 and w.isalpha())[:2]
+    assert len(facts) == 2, email
+    text, _ = parse_small_intent(json.dumps({"points": [f"talk about {facts[0]}", "To: kc@enron.com",
+                                                        f"  mention   {facts[1]} "]}), email)
+    assert text == f"- talk about {facts[0]}\n- mention {facts[1]}"
+    # the prompt's instruction echoed back: not about this email at all
+    with pytest.raises(MalformedAnswer, match="no content word"):
+        parse_small_intent(json.dumps({"points": ["write down its content as short notes"]}), email)
+    # eight consecutive words of the email: a copied sentence, not an intent
+    run = " ".join(email.split()[:12])
+    with pytest.raises(MalformedAnswer, match="copies the email"):
+        parse_small_intent(json.dumps({"points": [run]}), email)
+    for cut_off in ('{"points": ["talk about', "", '{"notes": []}', '{"points": []}'):
+        with pytest.raises(MalformedAnswer):
+            parse_small_intent(cut_off, email)
+
+
+def test_small_model_rules_and_baselines_are_parsed_and_cleaned(kay_db):
+    from agent_training.baseline import parse_small_baseline
+    from agent_training.rules import parse_small_rules
+
+    email, _ = _own(kay_db, "KC,%My suggestion re this topic%")
+    quote = " ".join(email.split()[:12])
+    raw = json.dumps({"differences": "shorter, no sign-off", "rules": [
+        "Keep it under 60 words.", "Keep it under 60 words.", f"Write: {quote}", "Keep it under N words.",
+        "Start with the initials and a comma."]})
+    rules, thinking, dropped = parse_small_rules(raw, email)
+    assert rules == ["Keep it under 60 words.", "Start with the initials and a comma."]
+    assert thinking == "shorter, no sign-off" and dropped == [f"Write: {quote}", "Keep it under N words."]
+    with pytest.raises(MalformedAnswer):
+        parse_small_rules('{"differences": "x", "rules": ["Keep it sh', email)
+    assert parse_small_baseline("Here is the email:\n\nSubject: Contract\n\nHi KC,\n\nThe contract is ready.\n\nBest,\n"
+                                "[Your Name]") == "Hi KC,\n\nThe contract is ready.\n\nBest,"
+    with pytest.raises(MalformedAnswer):
+        parse_small_baseline("Here is the email:")
+
+
+@pytest.mark.slow
+def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db):
+    """The built-in ``local`` backend (the embedded instruct model in-process): abstractive
+    intents, zero-shot baselines and R3 rules for Kay Mann's two newest emails, every answer
+    grammar-constrained JSON, nothing sent anywhere."""
+    from agent_training.intents import copied_run
+
+    config = DistillConfig(backend="local", sender=KAY, limit=2, concurrency=1)
+    job = Distillation(kay_db, config)
+    assert job.small
+    counts = run(job)
+    assert counts.asked["intents"] == 2 and counts.attempts["intents"] >= 2
+    newest = [r[0] for r in kay_db.execute(
+        "SELECT id FROM messages WHERE from_addr = ? AND own_text != '' ORDER BY date DESC, id DESC", [KAY])]
+    rows = kay_db.execute(
+        "SELECT i.message_id, i.status, i.text, i.prompt_version, i.source, i.raw, m.own_text FROM intents i"
+        " JOIN messages m ON m.id = i.message_id").fetchall()
+    assert {r[0] for r in rows} <= set(newest[:4])  # the newest emails, not the oldest
+    for _, status, text, prompt_version, source, raw, own_text in rows:
+        assert prompt_version == "intents_small.v1" and source.startswith("local|embedded|")
+        json.loads(raw)  # the grammar: every answer parses
+        if status == "ok":
+            assert text.startswith("- ") and copied_run(text, own_text) is None
+    assert counts.intents >= 1, counts.failures
+    baselines = kay_db.execute("SELECT status, text FROM baselines").fetchall()
+    rules = kay_db.execute("SELECT status, rules, raw FROM rules WHERE strategy = 'R3'").fetchall()
+    assert baselines and rules, counts.failures
+    for status, text, raw in rules:
+        json.loads(raw)
+        if status == "ok":
+            assert text.startswith("- ")
+    assert Ledger().entries(limit=10) == []  # the ledger lists every request that leaves the computer: none

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QPushButton  # noqa: E402
 
 from tests.conftest import ANTHROPIC_TEST_KEY, run_import  # noqa: E402
 from tests.wire.server import Fault  # noqa: E402
@@ -102,7 +104,7 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(qtbot, window, 
     assert page.mailto_url().toString().startswith("mailto:?subject=&body=")
 
     # the privacy page lists both drafting requests with their payloads
-    window.nav.setCurrentRow(4)
+    window.show_page(window.ledger)
     ledger = window.ledger
     assert ledger.table.rowCount() >= 2
     ledger.table.setCurrentCell(0, 0)
@@ -214,21 +216,91 @@ def test_backends_page_adds_an_endpoint_and_tests_a_round_trip(qtbot, window, ll
     assert "home llama answered" in page.result.text()
 
 
-def test_window_state_is_restored(qtbot, db):
+def test_large_models_page_lists_the_models_on_this_computer_and_switches_roles(qtbot, window, db, tmp_path):
+    from app.models import embedded_model, model_for_role
+
+    models = window.backends.models
+
+    def rows():
+        return [[models.table.item(i, j).text() for j in range(models.table.columnCount())]
+                for i in range(models.table.rowCount())]
+
+    by_name = {r[0]: r for r in rows()}
+    assert by_name["qwen2.5-coder-1.5b-instruct (embedded)"][1] == "drafting *"
+    assert by_name["gemma-3-270m-base (embedded)"][1] == "agent-base *"
+    # a file that is not a model: one sentence, nothing registered
+    not_a_model = tmp_path / "notes.gguf"
+    not_a_model.write_bytes(b"GGUF but not really")
+    job = models.add_file(str(not_a_model))
+    qtbot.waitUntil(lambda: not job.running, timeout=30_000)
+    assert "not a GGUF model file" in models.message.text() and len(rows()) == 2
+    # a real GGUF the user has (here: a copy of the embedded base model) becomes the drafting model
+    mine = tmp_path / "my-model.gguf"
+    mine.write_bytes(embedded_model("gemma-3-270m-base").read_bytes())
+    job = models.add_file(str(mine))
+    qtbot.waitUntil(lambda: not job.running, timeout=60_000)
+    assert "Added my-model" in models.message.text(), models.message.text()
+    models.table.selectRow(models.names.index("my-model"))
+    models.use("drafting")
+    assert model_for_role(db, "drafting") == "my-model"
+    by_name = {r[0]: r for r in rows()}
+    assert by_name["my-model"][1] == "drafting *" and by_name["my-model"][5] == "no (base model)"
+    assert by_name["qwen2.5-coder-1.5b-instruct (embedded)"][1] == "drafting"
+
+
+def test_window_state_is_restored(qtbot, db, tmp_path, enron):
     from app.gui.window import MainWindow
 
     first = MainWindow()
     qtbot.addWidget(first)
     first.show()
-    first.nav.setCurrentRow(3)
+    first.show_page(first.backends)
     first.resize(first.width(), 555)  # offscreen, the width is held by the 800-pixel screen
     qtbot.waitUntil(lambda: first.height() == 555)
     first.close()
     second = MainWindow()
     qtbot.addWidget(second)
-    assert second.nav.currentRow() == 3 and second.pages.currentWidget() is second.backends
+    # no mail yet: the first-run path comes first, whatever page was open last
+    assert second.pages.currentWidget() is second.start
     second.show()
     assert second.height() == 555
+    second.close()
+    mailbox = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (mailbox / sub).mkdir(parents=True)
+    shutil.copy(next(p for p in sorted((enron / "maildir" / "mann-k" / "sent_items").iterdir()) if p.is_file()), mailbox / "cur" / "1")
+    run_import(db, mailbox)
+    third = MainWindow()
+    qtbot.addWidget(third)
+    assert third.pages.currentWidget() is third.start  # the last page shown was Get started
+    third.show_page(third.backends)
+    third.close()
+    fourth = MainWindow()
+    qtbot.addWidget(fourth)
+    assert fourth.nav.currentRow() == fourth.pages.indexOf(fourth.backends) and fourth.pages.currentWidget() is fourth.backends
+
+
+def test_the_first_run_path_says_what_each_step_does_and_what_is_done(qtbot, window, db, tmp_path, enron):
+    from app.firstrun import first_run_steps
+
+    assert window.pages.currentWidget() is window.start
+    steps = first_run_steps(db)
+    assert [s.key for s in steps] == ["import", "training", "training", "compose"] and not any(s.done for s in steps)
+    for step in steps:
+        assert step.does and step.takes and step.leaves
+        assert step.title in window.start.labels
+    window.start.findChild(QPushButton, "step_1_go").click()
+    assert window.pages.currentWidget() is window.importer
+    mailbox = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (mailbox / sub).mkdir(parents=True)
+    for i, path in enumerate(sorted(p for p in (enron / "maildir" / "mann-k" / "sent_items").iterdir() if p.is_file())[:3]):
+        shutil.copy(path, mailbox / "cur" / str(i))
+    run_import(db, mailbox)
+    window.show_page(window.start)
+    first = first_run_steps(db)[0]
+    assert first.done and first.status.startswith("3 messages")
+    assert "✓ 1." in window.start.labels[first.title].text()
 
 
 @pytest.mark.slow
@@ -252,6 +324,35 @@ def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, windo
     assert "(trained agent)" in window.compose.voice.itemText(window.compose.voice.findData(KAY))
 
 
+@pytest.mark.slow
+def test_training_page_distills_with_the_local_model_and_sends_nothing(qtbot, window, db, tmp_path, enron):
+    """"This computer, with the local model": the paper's method (intent, zero-shot email, R3 rules) by
+    the embedded instruct model in the trainer process, for the chosen voice; no consent asked, no request leaves."""
+    from app.backends.ledger import Ledger
+
+    mailbox = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (mailbox / sub).mkdir(parents=True)
+    sent = sorted(p for p in (enron / "maildir" / "mann-k" / "sent_items").iterdir() if p.is_file())
+    shutil.copy(sent[0], mailbox / "cur" / "0")
+    run_import(db, mailbox, my_addresses=[KAY])
+    page = window.training
+    window.show_page(page)
+    page.refresh()
+    page.voice.setCurrentIndex(page.voice.findData(KAY))
+    assert page.voice.currentData() == KAY
+    page.distill_backend.setCurrentIndex(page.distill_backend.findData("local"))
+    assert "the paper's method" in page.distill_backend.currentText()
+    qtbot.mouseClick(page.distill_button, Qt.LeftButton)  # a consent question would block here
+    qtbot.waitUntil(lambda: page.job is not None and not page.job.running and page.train_button.isEnabled(), timeout=180_000)
+    assert "Training data ready" in page.status.text(), page.status.text()
+    stages = dict(db.execute("SELECT 'intent', COUNT(*) FROM intents WHERE source LIKE 'local|%' AND status = 'ok' "
+                             "UNION ALL SELECT 'rules', COUNT(*) FROM rules WHERE strategy = 'R3' AND source LIKE 'local|%' "
+                             "AND status = 'ok'").fetchall())
+    assert stages == {"intent": 1, "rules": 1}
+    assert Ledger().entries(limit=50) == []  # the ledger lists every request that leaves the computer
+
+
 def test_the_qt_binding_keeps_none_alive(qapp):
     """PySide6 6.12.0 returned None from void methods without a reference: every setEnabled() or
     processEvents() dropped one, and a long session died with 'deallocating None'. Pinned below
@@ -273,13 +374,13 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
     """Import (Import page) -> training data (offline) and a brief training run (Training page) ->
     a draft in that voice with the trained agent's rules (Compose page, local backend)."""
     importer = window.importer
-    window.nav.setCurrentRow(1)
+    window.show_page(window.importer)
     importer._chosen(str(enron / "maildir" / "mann-k"))
     with qtbot.waitSignal(importer.import_finished, timeout=120_000):
         qtbot.mouseClick(importer.start, Qt.LeftButton)
 
     training = window.training
-    window.nav.setCurrentRow(2)
+    window.show_page(window.training)
     assert training.voice.currentData() == KAY  # the import's identity is offered at once
     qtbot.mouseClick(training.distill_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: "Training data ready" in training.status.text(), timeout=120_000)
@@ -288,7 +389,7 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
         qtbot.mouseClick(training.train_button, Qt.LeftButton)
 
     compose = window.compose
-    window.nav.setCurrentRow(0)
+    window.show_page(window.compose)
     assert compose.voice.currentData() == KAY and "(trained agent)" in compose.voice.currentText()
     compose.backend.setCurrentText("local")
     compose.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
@@ -307,6 +408,7 @@ def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db
     _add_server_backend(db, "claude", anthropic_server.url, provider="anthropic", model="claude-test")
     set_key("claude", ANTHROPIC_TEST_KEY)
     page = window.compose
+    window.show_page(page)  # a window with no mail opens on Get started
     page.refresh()
     page.backend.setCurrentText("claude")
     page.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
@@ -344,6 +446,7 @@ def test_compose_shows_each_rule_kept_or_repaired_and_the_original_is_one_click_
     _add_server_backend(db, SCRIPTED.name, None, provider="scripted", model="script")
     ScriptedProvider.enqueue("Dear Sylvia,\n\nThe NG Energy contract is ready for legal review.\n\nBest regards,\n[Your Name]")
     page = window.compose
+    window.show_page(page)  # a window with no mail opens on Get started
     page.refresh()
     page.backend.setCurrentText(SCRIPTED.name)
     page.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review.")

@@ -56,6 +56,14 @@ def test_a_users_gguf_is_registered_listed_chosen_and_forgotten(db, shared_model
     not_gguf.write_text("hello")
     bad = runner.invoke(cli, ["models", "add", str(not_gguf)])
     assert bad.exit_code == 1 and "not a GGUF model file" in bad.output
+    # a download cut off inside the header (a real GGUF's first 4 KB): a sentence, not a struct.error
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(mine.read_bytes()[:4096])
+    for bad_file in (cut, tmp_path / "empty.gguf"):
+        bad_file.touch()
+        bad = runner.invoke(cli, ["models", "add", str(bad_file)])
+        assert bad.exit_code == 1 and "not a GGUF model file" in bad.output, bad.output
+        assert bad.exception is None or isinstance(bad.exception, SystemExit)
     assert runner.invoke(cli, ["models", "remove", "my-model"]).exit_code == 0
     assert model_for_role(db, "drafting") == "qwen2.5-coder-1.5b-instruct"
     assert [m.name for m in list_models(db) if not m.embedded] == []

@@ -43,6 +43,7 @@ def default_threads() -> int:
 class LlamaRuntime:
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._grammars: dict[str, object] = {}
         self._llm = None
         self._spec: ModelSpec | None = None
 
@@ -107,6 +108,18 @@ class LlamaRuntime:
         with self._lock:
             return len(self._ensure(spec).tokenize(text.encode("utf-8"), add_bos=True))
 
+    def _grammar(self, json_schema: dict):
+        """The GBNF grammar for a JSON schema, built once per schema (building one takes ~ms, but a
+        distillation asks thousands of times)."""
+        import json
+
+        from llama_cpp import LlamaGrammar
+
+        key = json.dumps(json_schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
+
     def stream(
         self,
         spec: ModelSpec,
@@ -118,10 +131,13 @@ class LlamaRuntime:
         stop: list[str] | None = None,
         seed: int | None = None,
         repeat_penalty: float = 1.0,
+        json_schema: dict | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[tuple[str, str | None]]:
         """Yield ``(text, finish_reason)`` pieces; finish_reason is set on the last one
-        (``stop`` or ``length``). Raises :class:`Cancelled` when cancelled."""
+        (``stop`` or ``length``). With ``json_schema`` the answer is decoded under llama.cpp's
+        grammar for that schema, so it always parses (unless cut off by ``max_tokens``).
+        Raises :class:`Cancelled` when cancelled."""
         from llama_cpp import StoppingCriteriaList
 
         cancel = cancel or CancelToken()
@@ -139,6 +155,7 @@ class LlamaRuntime:
                 stop=stop or [],
                 seed=seed,
                 repeat_penalty=repeat_penalty,
+                grammar=self._grammar(json_schema) if json_schema else None,
                 stream=True,
                 stopping_criteria=StoppingCriteriaList([lambda ids, logits: cancel.cancelled]),
             )

@@ -66,6 +66,7 @@ class LocalOptions(Options):
     seed: int | None = None
     repeat_penalty: float = Field(1.1, ge=0.5, le=2.0)
     n_ctx: int = Field(2048, ge=256, le=131072)
+    json_schema: dict | None = Field(None, description="decode under llama.cpp's grammar for this JSON schema")
 
 
 @register
@@ -107,6 +108,7 @@ class LocalProvider(Provider):
             stop=stop,
             seed=options.seed,
             repeat_penalty=options.repeat_penalty,
+            json_schema=options.json_schema,
             cancel=cancel,
         ):
             if not started:  # the model continues "Response:" with a space

@@ -1,5 +1,6 @@
 """Backends & keys: add Claude / Gemini / OpenAI-compatible endpoints, keys into the OS keyring,
-a round-trip test, the default; and the privacy ledger of every request that left the machine."""
+a round-trip test, the default; the models on this computer and their roles (what `tiller models`
+shows); and the privacy ledger of every request that left the machine."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPlainTextEdit,
+    QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
+    QPlainTextEdit,
     QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
@@ -87,6 +89,8 @@ class BackendsPage(QWidget):
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.result)
+        self.models = ModelsTable(self)
+        layout.addWidget(self.models, 1)
         self.add.clicked.connect(self._add)
         self.set_key.clicked.connect(self._set_key)
         self.make_default.clicked.connect(self._make_default)
@@ -175,6 +179,93 @@ class BackendsPage(QWidget):
         job.succeeded.connect(lambda r: self.result.setText(f"{name} answered in {r[1].elapsed_s:.2f} s: {r[0].strip()[:80]!r}"))
         job.failed.connect(lambda msg: self.result.setText(f"{name} failed: {msg}"))
         job.start()
+
+
+class ModelsTable(QWidget):
+    """The GGUF models on this computer: the embedded two and any the user added, with their roles
+    (a role marked * is in use), header facts and sha256."""
+
+    def __init__(self, parent=None) -> None:
+        from app.models import ModelInfo
+
+        super().__init__(parent)
+        self.table = QTableWidget(0, len(ModelInfo.TABLE_COLUMNS), objectName="models_table")
+        self.table.setHorizontalHeaderLabels(list(ModelInfo.TABLE_COLUMNS))
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.add = QPushButton("Add a GGUF…", objectName="model_add")
+        self.use_drafting = QPushButton("Use for drafting", objectName="model_use_drafting")
+        self.use_agent = QPushButton("Use as agent base", objectName="model_use_agent")
+        self.message = QLabel(objectName="models_message", wordWrap=True)
+        buttons = QHBoxLayout()
+        for b in (self.add, self.use_drafting, self.use_agent):
+            buttons.addWidget(b)
+        buttons.addStretch()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("Models on this computer (llama.cpp). Nothing is downloaded: add a GGUF file you have."))
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.message)
+        self.add.clicked.connect(self._add)
+        self.use_drafting.clicked.connect(lambda: self.use("drafting"))
+        self.use_agent.clicked.connect(lambda: self.use("agent-base"))
+        self.names: list[str] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        from app.models import ROLES, list_models, model_for_role
+
+        with database() as db:
+            in_use = {model_for_role(db, role) for role in ROLES}
+            models = list_models(db)
+        self.names = [m.name for m in models]
+        self.table.setRowCount(len(models))
+        for i, m in enumerate(models):
+            for j, text in enumerate(m.table_row(m.name in in_use)):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def use(self, role: str) -> None:
+        from app.models import use_model
+
+        row = self.table.currentRow()
+        if row < 0:
+            self.message.setText("Select a model first.")
+            return
+        try:
+            with database() as db:
+                use_model(db, role, self.names[row])
+        except ValueError as exc:
+            self.message.setText(str(exc))
+            return
+        self.message.setText(f"The {role} model is now {self.names[row]}.")
+        self.refresh()
+
+    def _add(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add a GGUF model", "", "GGUF models (*.gguf)")
+        if path:
+            self.add_file(path)
+
+    def add_file(self, path: str, role: str = "drafting") -> Job:
+        """Register the file in a worker: its sha256 takes seconds for a model of a few GB."""
+        from app.models import register_model
+
+        def work(token):
+            with database() as db:
+                return register_model(db, path, role)
+
+        def added(info) -> None:
+            self.message.setText(f"Added {info.name} for {role}; select it and choose a role to use it.")
+            self.refresh()
+
+        self.message.setText(f"Reading {path} and computing its sha256…")
+        self.job = Job(work, "model-add", self)
+        self.job.succeeded.connect(added)
+        self.job.failed.connect(self.message.setText)
+        self.job.start()
+        return self.job
 
 
 class LedgerPage(QWidget):

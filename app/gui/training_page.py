@@ -10,7 +10,10 @@ from PySide6.QtWidgets import (
     QComboBox, QFormLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from app.firstrun import LOCAL_DISTILL_EMAILS, LOCAL_DISTILL_S_PER_EMAIL
 from app.gui.workers import Job
+
+LOCAL_DISTILL = "local"  # the built-in local backend: the embedded instruct model, in the trainer process
 
 
 class LossPlot(QWidget):
@@ -107,7 +110,10 @@ class TrainingPage(QWidget):
         from app.gui.compose import backend_names, voices
 
         self.distill_backend.clear()
-        self.distill_backend.addItem("This computer only (offline: measured style rules)", None)
+        self.distill_backend.addItem("This computer only (offline: measured style rules, about a minute)", None)
+        self.distill_backend.addItem(
+            f"This computer, with the local model (the paper's method: the voice's newest {LOCAL_DISTILL_EMAILS} "
+            f"emails, about {LOCAL_DISTILL_S_PER_EMAIL} s each)", LOCAL_DISTILL)
         names, _ = backend_names()
         for name in names:
             if name != "local":
@@ -149,6 +155,10 @@ class TrainingPage(QWidget):
         args = ["distill", "--json"]
         if backend is None:
             args.append("--offline")
+        elif backend == LOCAL_DISTILL:  # nothing leaves the computer: no consent to ask for
+            args += ["--backend", "local", "--limit", str(LOCAL_DISTILL_EMAILS)]
+            if self.voice.currentData():
+                args += ["--sender", self.voice.currentData()]
         else:
             from app.consent import distill_statement
 

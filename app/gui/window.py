@@ -1,5 +1,6 @@
-"""The main window: a page list on the left (Compose, Import, Training, Large models, Privacy) and
-the pages. Window state and the last page are restored from ``<data>/gui.ini`` (versioned)."""
+"""The main window: a page list on the left (Get started, Compose, Import, Training, Large models,
+Privacy) and the pages. Window state and the last page are restored from ``<data>/gui.ini``
+(versioned); with no mail imported yet the window opens on Get started, the first-run path."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from app import paths
 from app.gui.backends_page import BackendsPage, LedgerPage
 from app.gui.compose import ComposePage
 from app.gui.import_page import ImportPage
+from app.gui.start_page import StartPage
 from app.gui.training_page import TrainingPage
 
-SETTINGS_SCHEMA = 1
+SETTINGS_SCHEMA = 2  # 2: Get started became page 0
 
 
 def gui_settings() -> QSettings:
@@ -31,6 +33,7 @@ class MainWindow(QMainWindow):
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("Tiller")
+        self.start = StartPage()
         self.compose = ComposePage()
         self.importer = ImportPage()
         self.training = TrainingPage()
@@ -38,8 +41,8 @@ class MainWindow(QMainWindow):
         self.ledger = LedgerPage()
         self.pages = QStackedWidget()
         self.nav = QListWidget(objectName="nav")
-        for title, page in (("Compose", self.compose), ("Import mail", self.importer), ("Training", self.training),
-                            ("Large models", self.backends), ("Privacy ledger", self.ledger)):
+        for title, page in (("Get started", self.start), ("Compose", self.compose), ("Import mail", self.importer),
+                            ("Training", self.training), ("Large models", self.backends), ("Privacy ledger", self.ledger)):
             self.nav.addItem(title)
             self.pages.addWidget(page)
         self.nav.setFixedWidth(150)
@@ -51,15 +54,22 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.compose.status_changed.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        self.importer.import_finished.connect(lambda _: (self.compose.refresh(), self.training.refresh()))
-        self.training.trained.connect(lambda _: self.compose.refresh())
+        self.importer.import_finished.connect(lambda _: (self.compose.refresh(), self.training.refresh(), self.start.refresh()))
+        self.training.trained.connect(lambda _: (self.compose.refresh(), self.start.refresh()))
+        by_key = {"import": self.importer, "training": self.training, "compose": self.compose}
+        self.start.go.connect(lambda key: self.show_page(by_key[key]))
         self.backends.changed.connect(lambda: (self.compose.refresh(), self.training.refresh()))
         self.restore()
+
+    def show_page(self, page: QWidget) -> None:
+        self.nav.setCurrentRow(self.pages.indexOf(page))
 
     def _show_page(self, row: int) -> None:
         self.pages.setCurrentIndex(row)
         if self.pages.currentWidget() is self.ledger:
             self.ledger.refresh()
+        elif self.pages.currentWidget() is self.start:
+            self.start.refresh()
 
     def restore(self) -> None:
         settings = gui_settings()
@@ -71,12 +81,20 @@ class MainWindow(QMainWindow):
         state = settings.value("window_state")
         if state is not None:
             self.restoreState(state)
-        self.nav.setCurrentRow(int(settings.value("page", 0)))
+        first_run = not self._has_mail()
+        self.nav.setCurrentRow(0 if first_run else int(settings.value("page", 1)))
         backend = settings.value("compose/backend")
         if backend:
             index = self.compose.backend.findText(str(backend))
             if index >= 0:
                 self.compose.backend.setCurrentIndex(index)
+
+    @staticmethod
+    def _has_mail() -> bool:
+        from app.gui.workers import database
+
+        with database() as db:
+            return db.execute("SELECT EXISTS (SELECT 1 FROM messages)").fetchone()[0] == 1
 
     def save(self) -> None:
         settings = gui_settings()
