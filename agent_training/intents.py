@@ -81,7 +81,8 @@ def small_intent_request(msg: SentMessage, temperature: float | None) -> tuple[G
     return GenerationRequest.simple(system, user, purpose="distill", **options), prompt.id
 
 
-_METADATA = re.compile(r"^(?:to|from|cc|subject|date)\s*:\s*\S+(?:\s+\S+){0,3}$|^\S+@\S+$", re.I)
+_METADATA = re.compile(r"^(?:to|from|cc|subject|date)\s*:\s*\S+(?:\s+\S+){0,3}$|^\S+@\S+$|^subject(?: line)?\s*:|"
+                       r"^[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov)$", re.I)
 
 
 def copied_run(text: str, source: str, run: int = MAX_COPIED_RUN) -> str | None:
@@ -106,11 +107,12 @@ def parse_small_intent(raw: str, email: str) -> tuple[str, str]:
     if not items:
         raise MalformedAnswer("no points in the answer", raw)
     text = "\n".join(f"- {i}" for i in items)
-    if not content_words(text) & content_words(email):
-        raise MalformedAnswer("the intent shares no content word with its email", raw)
+    in_email = content_words(email)
+    if in_email and not content_words(text) & in_email:  # ("Thanks." has no content word to share)
+        raise MalformedAnswer("the intent shares no content word with its email (the notes must be about this email)", raw)
     copied = copied_run(text, email)
     if copied:
-        raise MalformedAnswer(f"the intent copies the email ({copied!r})", raw)
+        raise MalformedAnswer(f"the intent copies the email ({copied!r}): say what it tells or asks in your own, shorter words", raw)
     return text, ""
 
 

@@ -68,6 +68,10 @@ def main() -> None:
         image.save(str(args.out / f"{name}.png"))
         print(args.out / f"{name}.png")
 
+    window.show_page(window.start)  # the first-run path, with the import (and the agent, if given) done
+    window.start.refresh()
+    shoot("start")
+
     compose = window.compose
     window.show_page(compose)
     compose.refresh()

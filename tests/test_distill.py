@@ -310,9 +310,12 @@ def test_small_model_intents_are_refused_when_they_copy_or_miss_the_email(kay_db
     email, _ = _own(kay_db, "KC,%My suggestion re this topic%")
     facts = sorted(w for w in email.split() if len(w) > 6 and w.isalpha())[:2]
     assert len(facts) == 2, email
-    text, _ = parse_small_intent(json.dumps({"points": [f"talk about {facts[0]}", "To: kc@enron.com",
-                                                        f"  mention   {facts[1]} "]}), email)
-    assert text == f"- talk about {facts[0]}\n- mention {facts[1]}"
+    text, _ = parse_small_intent(json.dumps({"points": [f"talk about {facts[0]}", "To: kc@enron.com", "enron.com",
+                                                        f"  mention   {facts[1]} ", "Subject line: FW: topic"]}), email)
+    assert text == f"- talk about {facts[0]}\n- mention {facts[1]}"  # the header is not what the email says
+    # an email with no content word ("Thanks.") cannot share one: its intent is taken as it is
+    thanks = kay_db.execute("SELECT own_text FROM messages WHERE own_text = 'Thanks.' LIMIT 1").fetchone()[0]
+    assert parse_small_intent(json.dumps({"points": ["thank them for the days off"]}), thanks)[0] == "- thank them for the days off"
     # the prompt's instruction echoed back: not about this email at all
     with pytest.raises(MalformedAnswer, match="no content word"):
         parse_small_intent(json.dumps({"points": ["write down its content as short notes"]}), email)
