@@ -115,9 +115,13 @@ class Distillation:
             return baseline_mod.SMALL_PROMPT if self.small else baseline_mod.PROMPT
         return rules_mod.SMALL_R3_PROMPT if self.small and stage == "R3" else f"rules_{stage.lower()}"
 
+    @property
+    def newest_first(self) -> bool:
+        """Which emails go first (and which ``limit`` takes): newest first for the slow local model."""
+        return self.config.newest_first if self.config.newest_first is not None else self.small
+
     def run(self) -> Iterator[Progress]:
-        newest = self.config.newest_first if self.config.newest_first is not None else self.small
-        messages = load_messages(self.db, self.config.sender, self.config.limit, newest_first=newest)
+        messages = load_messages(self.db, self.config.sender, self.config.limit, newest_first=self.newest_first)
         started = time.monotonic()
         if self.endpoint is None:
             yield from self._offline(messages, started)

@@ -21,7 +21,7 @@ import json
 from app.backends.base import GenerationRequest
 from app.prompts import load_prompt
 from agent_training.messages import SentMessage
-from agent_training.parsing import MalformedAnswer, bullets, extract_tag
+from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
 from app.rulecheck import content_words
 from app.style import find_greeting, find_signoff, sentences
 
@@ -85,14 +85,9 @@ _METADATA = re.compile(r"^(?:to|from|cc|subject|date)\s*:\s*\S+(?:\s+\S+){0,3}$|
                        r"^[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov)$", re.I)
 
 
-def copied_run(text: str, source: str, run: int = MAX_COPIED_RUN) -> str | None:
-    """The first run of ``run`` consecutive words ``text`` shares with ``source``, if any."""
-    a, b = re.findall(r"[a-z0-9']+", text.lower()), re.findall(r"[a-z0-9']+", source.lower())
-    grams = {tuple(b[i:i + run]) for i in range(len(b) - run + 1)}
-    for i in range(len(a) - run + 1):
-        if tuple(a[i:i + run]) in grams:
-            return " ".join(a[i:i + run])
-    return None
+def copied_intent(text: str, email: str) -> str | None:
+    """The run of words an intent copies from its email, if any (a copied sentence, not an intent)."""
+    return copied_run(text, email, MAX_COPIED_RUN)
 
 
 def parse_small_intent(raw: str, email: str) -> tuple[str, str]:
@@ -110,7 +105,7 @@ def parse_small_intent(raw: str, email: str) -> tuple[str, str]:
     in_email = content_words(email)
     if in_email and not content_words(text) & in_email:  # ("Thanks." has no content word to share)
         raise MalformedAnswer("the intent shares no content word with its email (the notes must be about this email)", raw)
-    copied = copied_run(text, email)
+    copied = copied_intent(text, email)
     if copied:
         raise MalformedAnswer(f"the intent copies the email ({copied!r}): say what it tells or asks in your own, shorter words", raw)
     return text, ""

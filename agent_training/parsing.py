@@ -53,3 +53,14 @@ def bullets(block: str) -> list[str]:
         else:
             items[-1] += " " + line.strip()
     return [i for i in items if i]
+
+
+def copied_run(text: str, source: str, run: int) -> str | None:
+    """The first run of ``run`` consecutive words ``text`` shares with ``source`` (lower-cased,
+    punctuation ignored), if any: how an answer that carries the email's own sentences is found."""
+    a, b = re.findall(r"[a-z0-9']+", text.lower()), re.findall(r"[a-z0-9']+", source.lower())
+    grams = {tuple(b[i:i + run]) for i in range(len(b) - run + 1)}
+    for i in range(len(a) - run + 1):
+        if tuple(a[i:i + run]) in grams:
+            return " ".join(a[i:i + run])
+    return None

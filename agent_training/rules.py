@@ -20,7 +20,7 @@ import re
 from app.backends.base import GenerationRequest
 from app.prompts import load_prompt
 from agent_training.messages import SentMessage
-from agent_training.parsing import MalformedAnswer, bullets, extract_tag
+from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
 from app.style import measure, style_rules
 
 STRATEGIES = ("R1", "R2", "R3")
@@ -80,17 +80,9 @@ def parse_small_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
 _PLACEHOLDER_NUMBER = re.compile(r"\b[NX]\b(?=\s+(?:words?|sentences?|lines?|paragraphs?|characters?))")
 
 
-def _runs(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
 def quotes_email(rule: str, email: str, max_run: int = MAX_QUOTED_RUN) -> bool:
     """Whether ``rule`` shares a run of ``max_run`` consecutive words with ``email``."""
-    rule_words, email_words = _runs(rule), _runs(email)
-    if len(rule_words) < max_run:
-        return False
-    grams = {tuple(email_words[i : i + max_run]) for i in range(len(email_words) - max_run + 1)}
-    return any(tuple(rule_words[i : i + max_run]) in grams for i in range(len(rule_words) - max_run + 1))
+    return copied_run(rule, email, max_run) is not None
 
 
 def parse_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:

@@ -39,18 +39,10 @@ def main() -> None:
     os.environ["TILLER_HOME"] = args.home or tempfile.mkdtemp(prefix="tiller-local-distill-")
 
     from agent_training.distill import DistillConfig, Distillation, OFFLINE_INTENT_SOURCE
-    from agent_training.intents import copied_run
-    from app.cli import find_sample_mail
-    from app.mail.importer import MailImport
-    from app.mail.sources import open_source
-    from app.store import open_database
+    from agent_training.intents import copied_intent
+    from benchmarks.sample_db import sample_database
 
-    db = open_database()
-    if db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0:
-        for _ in MailImport(db, open_source(find_sample_mail())).run():
-            pass
-    for _ in Distillation(db, DistillConfig()).run():  # the offline baseline: extractive intents, measured rules
-        pass
+    db = sample_database()  # with the offline baseline: extractive intents, measured rules
     results = {}
     for sender in [s.strip().lower() for s in args.senders.split(",") if s.strip()]:
         started = time.monotonic()
@@ -68,7 +60,7 @@ def main() -> None:
             rows = db.execute(
                 f"SELECT i.text, m.own_text FROM intents i JOIN messages m ON m.id = i.message_id WHERE i.status = 'ok' "
                 f"AND {source_clause} AND i.message_id IN ({','.join('?' * len(ids))})", ids).fetchall() if ids else []
-            return sum(copied_run(t, e) is not None for t, e in rows), len(rows)
+            return sum(copied_intent(t, e) is not None for t, e in rows), len(rows)
 
         local_copies, local_n = copy_share("i.source LIKE 'local|%'")
         offline_copies, offline_n = copy_share(f"i.source = '{OFFLINE_INTENT_SOURCE}'")

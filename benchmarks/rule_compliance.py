@@ -46,19 +46,11 @@ def main() -> None:
 
     from agent_training.dataset import MEASURED, MEASURED_SOURCE, collect, split_by_time
     from agent_training.distill import DistillConfig, Distillation
-    from app.cli import find_sample_mail
     from app.compose import ComposeOperation, ComposeRequest
-    from app.mail.importer import MailImport
-    from app.mail.sources import open_source
     from app.rulecheck import BROKEN, KEPT, UNCHECKED, check_draft
-    from app.store import open_database
+    from benchmarks.sample_db import sample_database
 
-    db = open_database()
-    if db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0:
-        for _ in MailImport(db, open_source(find_sample_mail())).run():
-            pass
-        for _ in Distillation(db, DistillConfig()).run():
-            pass
+    db = sample_database()
     examples, _ = collect(db, strategy=MEASURED, rules_source=MEASURED_SOURCE)
     _, test = split_by_time(examples)
     by_sender = defaultdict(list)

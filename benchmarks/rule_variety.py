@@ -65,19 +65,10 @@ def main() -> None:
     from agent_training.rules import MEASURED
     from app.agent.agent import PreferenceAgent, RulesRequest
     from app.agent.profiles import _profile_at
-    from app.cli import find_sample_mail
     from app.files import write_atomic
-    from app.mail.importer import MailImport
-    from app.mail.sources import open_source
-    from app.store import open_database
+    from benchmarks.sample_db import sample_database
 
-    db = open_database()
-    if db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0:
-        for _ in MailImport(db, open_source(find_sample_mail())).run():
-            pass
-    if not db.execute("SELECT 1 FROM rules WHERE strategy = ? AND source = ? LIMIT 1", [MEASURED, MEASURED_SOURCE]).fetchone():
-        for _ in Distillation(db, DistillConfig()).run():  # measured style rules for every email
-            pass
+    db = sample_database()  # measured style rules for every email
     if args.distill:
         for _ in Distillation(db, DistillConfig(backend="local", sender=sender, limit=args.distill)).run():
             pass

@@ -353,7 +353,7 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
     """The built-in ``local`` backend (the embedded instruct model in-process): abstractive
     intents, zero-shot baselines and R3 rules for Kay Mann's two newest emails, every answer
     grammar-constrained JSON, nothing sent anywhere."""
-    from agent_training.intents import copied_run
+    from agent_training.intents import copied_intent
 
     config = DistillConfig(backend="local", sender=KAY, limit=2, concurrency=1)
     job = Distillation(kay_db, config)
@@ -370,7 +370,7 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
         assert prompt_version == "intents_small.v1" and source.startswith("local|embedded|")
         json.loads(raw)  # the grammar: every answer parses
         if status == "ok":
-            assert text.startswith("- ") and copied_run(text, own_text) is None
+            assert text.startswith("- ") and copied_intent(text, own_text) is None
     assert counts.intents >= 1, counts.failures
     baselines = kay_db.execute("SELECT status, text FROM baselines").fetchall()
     rules = kay_db.execute("SELECT status, rules, raw FROM rules WHERE strategy = 'R3'").fetchall()
