@@ -15,6 +15,7 @@ from rich.table import Table
 from app.jobs import CancelToken
 from app.plain import cells, esc
 from agent_training.evaluate import METHODS
+from app.agent.train_options import training_options
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -142,11 +143,12 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
 @click.option("--adapter", "adapters", multiple=True, help="naive_finetune=PROFILE_DIR or r1_agent=PROFILE_DIR.")
 @click.option("--no-permutation", is_flag=True, help="Skip the sender-permutation test.")
 @click.option("--no-judge", is_flag=True, help="Skip the pairwise judge (metrics only; sends no real email anywhere).")
+@click.option("--no-authorship", is_flag=True, help="Skip the authorship score (a model trained here on the mailbox).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), help="Report folder (default: <data>/eval/<seed>).")
 @click.option("--i-consent-to-send-sent-mail", "consent_now", is_flag=True, help="Allow sending real emails to the judge / few-shot backend.")
 def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, methods, agents, adapters, no_permutation,
-                 no_judge, seed, out_dir, consent_now) -> None:
+                 no_judge, no_authorship, seed, out_dir, consent_now) -> None:
     """Evaluate the agent against the baselines on held-out mail; writes report.md with tables and plots.
 
     Ctrl-C stops; the same command resumes (every model answer is cached in the report folder).
@@ -167,7 +169,7 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
             senders=[s.lower() for s in senders], backend=backend, judge=judge, small_backend=small_backend, limit=limit,
             few_shot_k=few_shot_k, seed=seed, methods=tuple(methods) or METHODS, agents=_pairs(agents, "--agent"),
             adapters=_pairs(adapters, "--adapter"), permutation=not no_permutation, judge_pairs=not no_judge,
-            out_dir=out_dir or home() / "eval" / f"seed-{seed}", consent_given_now=consent_now)
+            authorship=not no_authorship, out_dir=out_dir or home() / "eval" / f"seed-{seed}", consent_given_now=consent_now)
         token = CancelToken()
         job = Evaluation(db, config, cancel=token)
     except (PermissionError, ConfigError, ValueError) as exc:
@@ -180,7 +182,7 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
             for p in job.run():
                 if p.stage not in tasks:
                     tasks[p.stage] = bar.add_task(p.stage, total=p.total, note="")
-                bar.update(tasks[p.stage], completed=p.done, total=p.total, note=p.message or "")
+                bar.update(tasks[p.stage], completed=p.done, total=p.total, note=esc(p.message or ""))
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -193,30 +195,10 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
 
 @cli.command("train")
 @click.option("--sender", help="Train this identity's profile (its own adapter); default: one profile for all senders.")
-@click.option("--dataset", type=click.Path(path_type=Path, dir_okay=False), help="Chat-format train.jsonl (default: the newest from `distill`).")
-@click.option("--out", "output", type=click.Path(path_type=Path, file_okay=False), help="Profile folder (default: <data>/agents/<sender or all>).")
-@click.option("--base-gguf", type=click.Path(path_type=Path, dir_okay=False), help="Base model GGUF (default: the embedded Gemma 3 270M).")
-@click.option("--base-hf", type=click.Path(path_type=Path, file_okay=False), help="Hugging Face folder matching --base-gguf (else converted from it).")
-@click.option("--steps", "max_steps", type=int, help="Stop after N optimizer steps (overrides --epochs).")
-@click.option("--epochs", default=1.0, show_default=True)
-@click.option("--rank", type=int, help="LoRA rank (default 16 on CPU, 256 with CUDA).")
-@click.option("--alpha", type=float, help="LoRA alpha (default: = rank).")
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--batch-size", type=int, help="Examples per step (default 4 on CPU, 8 with CUDA).")
-@click.option("--grad-accum", default=1, show_default=True)
-@click.option("--max-length", type=int, help="Token limit per example; longer ones are skipped and counted (default 512 CPU, 1024 CUDA).")
-@click.option("--limit", type=int, help="Only the first N usable examples.")
-@click.option("--quantize", type=click.Choice(["auto", "4bit", "none"]), default="auto", show_default=True, help="auto: 4-bit QLoRA when CUDA and bitsandbytes are present.")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--checkpoint-every", default=25, show_default=True)
-@click.option("--fresh", is_flag=True, help="Ignore a saved checkpoint and start over.")
+@training_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
 @click.option("--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel).")
-def train_command(sender, dataset, output, base_gguf, base_hf, max_steps, epochs, rank, alpha, lr, batch_size, grad_accum,
-                  max_length, limit, quantize, dtype, device, threads, seed, checkpoint_every, fresh, as_json, control_stdin) -> None:
+def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
     """Fine-tune the preference agent on the distilled data and export its GGUF adapter.
 
     Ctrl-C (or cancel from the app) saves a checkpoint; the same command resumes from it. The new
@@ -233,10 +215,7 @@ def train_command(sender, dataset, output, base_gguf, base_hf, max_steps, epochs
         dataset = dataset or default_training_file(sender)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
-    config = FinetuneConfig(dataset=dataset, sender=sender, output=output, base_gguf=base_gguf, base_hf=base_hf,
-                            rank=rank, alpha=alpha, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                            grad_accum=grad_accum, max_length=max_length, limit=limit, quantize=quantize, dtype=dtype,
-                            device=device, threads=threads, seed=seed, checkpoint_every=checkpoint_every, fresh=fresh)
+    config = FinetuneConfig(dataset=dataset, sender=sender, **options)
     token = CancelToken()
     previous = signal.signal(signal.SIGINT, lambda *_: (token.cancel(), err.print("[yellow]Stopping after this step (a checkpoint is saved)…[/]")))
     if control_stdin:

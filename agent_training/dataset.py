@@ -3,7 +3,7 @@
 No test message of a sender is earlier than any of that sender's training messages (the agent is
 evaluated on the future, as it will be used). Exported as chat-format JSONL: the user turn is the
 agent prompt (intent + metadata, :mod:`app.agent.template`), the assistant turn the rules; LLM
-rules get the measured style rules appended. The naive-finetune variant maps the same input to
+rules get the measured style rules appended (replacing LLM lines on the topics they measure). The naive-finetune variant maps the same input to
 the real email, for the paper's baseline. Files are written atomically.
 """
 
@@ -19,7 +19,7 @@ from app import paths
 from app.agent.template import agent_prompt
 from app.files import write_atomic
 from agent_training.distill import MEASURED_SOURCE
-from agent_training.rules import MEASURED
+from agent_training.rules import MEASURED, merge_with_measured
 
 TEST_SHARE = 0.2
 
@@ -80,17 +80,18 @@ def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender
         if not date:
             undated += 1  # cannot be placed in time: kept out of both splits
             continue
-        target = rules.strip()
+        target, replaced = rules.strip(), []
         extra = measured.get((mid, intent_id))
         if extra:
-            target += "\n" + extra.strip()
+            target, replaced = merge_with_measured(target, extra)
         recipients = ", ".join(json.loads(to_addrs or "[]"))
         examples.append(Example(
             mid, sender, date, agent_prompt(intent, recipient=recipients, subject=subject, previous_context=previous),
             target + "\n", own.strip(),
             {"message_id": mid, "sender": sender, "date": date, "intent": intent, "strategy": strategy, "rules_backend": backend,
              "rules_model": model, "rules_prompt": prompt_version, "rules_source": source, "intent_source": intent_source,
-             "intent_variant": variant, "intent_temperature": temperature, "measured_appended": bool(extra)},
+             "intent_variant": variant, "intent_temperature": temperature, "measured_appended": bool(extra),
+             "llm_lines_replaced_by_measured": len(replaced)},
         ))
     return examples, {"undated_excluded": undated}
 

@@ -38,19 +38,27 @@ from app import consent
 from app.agent.agent import PreferenceAgent, RulesRequest
 from app.agent.profiles import AgentProfile, _profile_at, find_profile
 from app.backends.base import GenerationRequest, Message
-from app.backends.client import complete
 from app.backends.config import default_endpoint_name, get_endpoint
-from app.drafting import DraftInput, build_request
+from app.compose import ComposeOperation, ComposeRequest
+from app.rulecheck import CheckedDraft, check_draft
 from app.jobs import CancelToken, Progress
 from app.prompts import load_prompt
 from app import style
+from agent_training.authorship import AuthorshipModel, mailbox_mail
 from agent_training.dataset import Example, collect, split_by_time
+from app.mail.identity import active_identities
 from app.files import write_atomic
 from agent_training.llm import ask_safely
 from agent_training.parsing import MalformedAnswer, extract_tag
 
 METHODS = ("agent", "small_zero_shot", "large_zero_shot", "large_few_shot", "naive_finetune", "r1_agent")
 ADAPTER_METHODS = ("naive_finetune", "r1_agent")
+COMPOSE_VERSION = "compose.v1"  # drafts cached before the rule check have another key: drafted again
+DRAFT_MAX_TOKENS = 768  # the app's default (ComposeRequest.max_tokens)
+
+
+def _kept_share(checked: CheckedDraft) -> float | None:
+    return checked.kept_share() if checked.checkable else None
 
 
 @dataclass
@@ -67,6 +75,7 @@ class EvalConfig:
     adapters: dict[str, Path] = field(default_factory=dict)  # "naive_finetune"/"r1_agent" -> profile folder
     permutation: bool = True
     judge_pairs: bool = True
+    authorship: bool = True  # the judge-free authorship score (agent_training/authorship.py)
     out_dir: Path = Path("eval")
     consent_given_now: bool = False
 
@@ -128,10 +137,16 @@ def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], 
 
 
 def style_fidelity(draft: str, real: str) -> dict:
+    """Judge-free style metrics of ``draft`` against the ``real`` email. The draft is measured as the
+    email the user would send: a model's "Here is the email" preamble and "Subject:" lines are
+    removed first (otherwise a draft opening with a subject line counts as having no greeting)."""
+    draft = check_draft(draft, []).text
     d, r = style.measure(draft), style.measure(real)
     d_words, r_words = max(d.word_count, 0), max(r.word_count, 1)
     return {
         "length_error": abs(d_words - r_words) / r_words,
+        # robust to the one pasted-transcript outlier: |log| of the word-count ratio (0 = same length)
+        "length_log_ratio": abs(float(np.log((d_words + 1) / (r_words + 1)))),
         "greeting_match": float(_norm(d.greeting) == _norm(r.greeting)),
         "signoff_match": float(_norm(d.signoff) == _norm(r.signoff)),
         "contraction_rate_diff": abs(len(d.contractions) / max(d.word_count, 1) - len(r.contractions) / r_words),
@@ -150,6 +165,34 @@ def bootstrap_interval(scores: list[float], seed: int, rounds: int = 2000) -> tu
     values = np.asarray(scores, dtype=float)
     means = values[rng.integers(0, len(values), size=(rounds, len(values)))].mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def fit_authorship(db, cases: dict[str, list[Case]]) -> AuthorshipModel:
+    """The authorship model over every identity with enough mail (the evaluated senders and the
+    others, as distractors), trained on mail dated before each evaluated sender's first held-out
+    case (the others: their oldest 80%), calibrated on everyone's newer real mail."""
+    candidates = [s for s in {*active_identities(db), *cases}
+                  if db.execute("SELECT count(*) FROM messages WHERE from_addr = ? AND own_text IS NOT NULL",
+                                [s]).fetchone()[0] >= MIN_AUTHORSHIP_EMAILS or s in cases]
+    mail = mailbox_mail(db, sorted(candidates))
+    cut = {}
+    for sender, items in mail.items():
+        if sender in cases and cases[sender]:
+            cut[sender] = min(_case_date(db, c) for c in cases[sender])
+        elif items:
+            cut[sender] = items[int(len(items) * 0.8)][0]
+    train = {s: [t for d, t in items if d < cut.get(s, "9999")] for s, items in mail.items()}
+    held = {s: [t for d, t in items if d >= cut.get(s, "9999") and len(t.split()) >= 5] for s, items in mail.items()}
+    model = AuthorshipModel.fit(train)
+    model.calibrate(held)
+    return model
+
+
+MIN_AUTHORSHIP_EMAILS = 40
+
+
+def _case_date(db, case: Case) -> str:
+    return db.execute("SELECT date FROM messages WHERE id = ?", [case.message_id]).fetchone()[0]
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -171,6 +214,7 @@ class Evaluation:
         self._check_consent()
         self._cache: dict[str, dict] = {}
         self.models: dict[str, str | None] = {}
+        self._authorship: AuthorshipModel | None = None
 
     def _check_consent(self) -> None:
         # few-shot prompts and the judge carry the sender's real emails: the same consent as distillation
@@ -210,6 +254,10 @@ class Evaluation:
         for sender in cfg.senders:
             cases[sender], train[sender] = held_out_cases(self.db, sender, cfg.limit, cfg.seed)
         agents = {s: self._agent_profile(s) for s in cfg.senders}
+        if cfg.authorship:
+            progress = EvalProgress(done=0, total=1, started=started, stage="authorship model")
+            yield progress
+            self._authorship = fit_authorship(self.db, cases)
         methods = [m for m in cfg.methods if m not in ADAPTER_METHODS or m in cfg.adapters]
         jobs = [(m, s, c) for s in cfg.senders for c in cases[s] for m in methods]
         if cfg.permutation and len(cfg.senders) > 1:
@@ -253,32 +301,43 @@ class Evaluation:
     # -- drafting -----------------------------------------------------------------------------
 
     def _draft(self, method: str, agent_sender: str, case: Case, agents, train) -> dict:
-        key = f"draft|{method}|{agent_sender}|{case.sender}|{case.message_id}"
+        """One method's draft through the same compose operation the app uses (rule check, repairs,
+        one re-ask), so the evaluation scores what a user would get. Methods without rules still
+        get the universal clean-up (preambles, subject lines, placeholders), the same for all."""
+        key = f"draft|{COMPOSE_VERSION}|{method}|{agent_sender}|{case.sender}|{case.message_id}"
         if key in self._cache:
             return self._cache[key]
-        inp = DraftInput(case.intent, recipient=case.recipient, subject=case.subject, previous_email=case.previous_context)
-        rules: list[str] = []
+        profile = None
         if method in ("agent", *ADAPTER_METHODS):
             profile = agents[agent_sender] if method == "agent" else _profile_at(self.config.adapters[method], method)
-            agent = PreferenceAgent(profile)
+        if method == "naive_finetune":  # trained intent -> email: what it writes is the draft
             request = RulesRequest(case.intent, recipient=case.recipient, subject=case.subject,
                                    previous_context=case.previous_context)
-            if method == "naive_finetune":  # trained intent -> email: what it writes is the draft
-                text = "".join(agent.stream_rules(request, max_tokens=512)).strip()
-                return self._remember(key, {"text": text, "rules": [], "model": f"agent:{profile.name}"})
-            rules = agent.rules(request)
-            inp = DraftInput(inp.intent, inp.recipient, inp.subject, inp.previous_email, rules=tuple(rules))
+            text = "".join(PreferenceAgent(profile).stream_rules(request, max_tokens=512)).strip()
+            return self._remember(key, {"text": text, "rules": [], "model": f"agent:{profile.name}"})
         endpoint = self.small if method == "small_zero_shot" else self.large
-        request = build_request(inp)
-        if method == "large_few_shot":
-            request = self._few_shot(request, train[case.sender])
+        compose = ComposeRequest(case.intent, recipient=case.recipient, subject=case.subject,
+                                 previous_email=case.previous_context, sender=agent_sender, backend=endpoint,
+                                 use_agent=profile is not None, max_tokens=DRAFT_MAX_TOKENS)
+        op = ComposeOperation(compose, self.cancel, agent=(lambda _sender: PreferenceAgent(profile)) if profile else None,
+                              prepare=(lambda r: self._few_shot(r, train[case.sender])) if method == "large_few_shot" else None)
         try:
-            completion = complete(request, endpoint, cancel=self.cancel)
-            text, model, error = completion.text.strip(), completion.model, None
+            for _ in op.run():
+                pass
         except Exception as exc:  # a failed draft is scored as empty and reported, not fatal
-            text, model, error = "", None, f"{type(exc).__name__}: {exc}"
-        self.models[endpoint.name] = model or self.models.get(endpoint.name)
-        return self._remember(key, {"text": text, "rules": rules, "model": model, "backend": endpoint.name, "error": error})
+            return self._remember(key, {"text": "", "rules": op.result.rules if op.result else [], "model": None,
+                                        "backend": endpoint.name, "error": f"{type(exc).__name__}: {exc}"})
+        drafted = op.result.drafts[0]
+        checked = drafted.draft
+        self.models[endpoint.name] = drafted.model or self.models.get(endpoint.name)
+        return self._remember(key, {
+            "text": checked.text.strip(), "original": checked.original.strip(), "rules": op.result.rules,
+            "model": drafted.model, "backend": endpoint.name, "error": None, "reasked": checked.reasked,
+            "checks": [[c.rule, c.status] for c in checked.checks],
+            "rules_kept_before": _kept_share(check_draft(checked.original, op.result.rules, recipient=case.recipient))
+            if op.result.rules else None,
+            "rules_kept_after": _kept_share(checked) if op.result.rules else None,
+        })
 
     def _few_shot(self, request: GenerationRequest, train: list[Example]) -> GenerationRequest:
         rng = random.Random(self.config.seed)
@@ -332,8 +391,13 @@ class Evaluation:
             for method in methods:
                 texts = [drafts[(method, sender, c.message_id)]["text"] for c in cases[sender]]
                 sims = self._similarity(texts, [c.real for c in cases[sender]])
-                for case, text, sim in zip(cases[sender], texts, sims):
+                authorship = (self._authorship.score(texts, sender) if self._authorship
+                              else [{} for _ in texts])
+                for case, text, sim, author in zip(cases[sender], texts, sims, authorship):
                     values = {"similarity": sim, **style_fidelity(text, case.real)}
+                    if author:
+                        values["authorship"] = author["calibrated"]
+                        values["authorship_raw"] = author["raw"]
                     for name, value in values.items():
                         per_method[method][name].append(value)
                         per_sender[(sender, method)][name].append(value)
@@ -343,6 +407,15 @@ class Evaluation:
             low, high = bootstrap_interval(scores, cfg.seed)
             win[other] = {"win_rate": float(np.mean(scores)) if scores else float("nan"), "low": low, "high": high,
                           "n": len(scores)}
+        compliance = {}
+        for method in methods:
+            own = [drafts[(method, s, c.message_id)] for s in cfg.senders for c in cases[s]]
+            checked = [d for d in own if d.get("rules_kept_after") is not None]
+            if checked:
+                compliance[method] = {
+                    "kept_before": float(np.mean([d["rules_kept_before"] for d in checked])),
+                    "kept_after": float(np.mean([d["rules_kept_after"] for d in checked])),
+                    "reasked": sum(bool(d.get("reasked")) for d in checked), "drafts": len(checked)}
         heat = self._permutation_matrix(cases, drafts) if cfg.permutation and len(cfg.senders) > 1 else None
         plots = self._plots(per_method, methods, heat)
         results = {
@@ -350,9 +423,12 @@ class Evaluation:
                        if k not in ("agents", "adapters", "out_dir")},
             "models": self._models_used(agents),
             "metrics": {m: {k: float(np.mean(v)) for k, v in per_method[m].items()} for m in methods},
+            "metrics_median": {m: {k: float(np.median(v)) for k, v in per_method[m].items()} for m in methods},
             "metrics_per_sender": {f"{s}|{m}": {k: float(np.mean(v)) for k, v in d.items()}
                                    for (s, m), d in per_sender.items()},
             "agent_win_rate": win,
+            "rule_compliance": compliance,
+            "authorship": self._authorship_summary(per_method, methods),
             "permutation": heat,
             "cases": {s: len(cases[s]) for s in cfg.senders},
             "failed_drafts": sum(1 for d in drafts.values() if d.get("error")),
@@ -360,18 +436,38 @@ class Evaluation:
         write_atomic(self.out / "results.json", json.dumps(results, indent=2, sort_keys=True))
         write_atomic(self.report_path, _markdown(results, methods, plots))
 
+    def _authorship_summary(self, per_method, methods) -> dict | None:
+        model = self._authorship
+        if model is None:
+            return None
+        out = {"senders_in_model": model.senders, "train_emails": model.train_counts,
+               "calibration": {s: asdict(c) for s, c in model.calibration.items()}, "methods": {}}
+        for m in methods:
+            values = [v for v in per_method[m].get("authorship", []) if v == v]  # NaN: an uncalibrated sender
+            low, high = bootstrap_interval(values, self.config.seed)
+            out["methods"][m] = {"mean": float(np.mean(values)) if values else float("nan"), "low": low, "high": high,
+                                 "n": len(values)}
+        return out
+
     def _permutation_matrix(self, cases, drafts) -> dict:
         senders = self.config.senders
         raw = np.zeros((len(senders), len(senders)))
+        author = np.zeros((len(senders), len(senders)))
         for j, target in enumerate(senders):  # column: whose intents; row: whose agent
             reals = [c.real for c in cases[target]]
             for i, agent_sender in enumerate(senders):
                 texts = [drafts[("agent", agent_sender, c.message_id)]["text"] for c in cases[target]]
                 raw[i, j] = float(np.mean(self._similarity(texts, reals)))
+                if self._authorship:  # how much agent i's drafts of j's intents sound like j
+                    author[i, j] = float(np.mean([a["raw"] for a in self._authorship.score(texts, target)]))
         normalized = raw / raw.max(axis=0, keepdims=True)  # 1.0 marks the best agent for those intents
         diagonal_wins = int(sum(raw[j, j] >= raw[:, j].max() for j in range(len(senders))))
-        return {"senders": senders, "similarity": raw.tolist(), "normalized": normalized.tolist(),
-                "diagonal_wins": diagonal_wins}
+        out = {"senders": senders, "similarity": raw.tolist(), "normalized": normalized.tolist(),
+               "diagonal_wins": diagonal_wins}
+        if self._authorship:
+            out["authorship"] = author.tolist()
+            out["authorship_diagonal_wins"] = int(sum(author[j, j] >= author[:, j].max() for j in range(len(senders))))
+        return out
 
     def _models_used(self, agents) -> dict:
         def adapter_id(profile: AgentProfile) -> str:
@@ -461,17 +557,43 @@ def _markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
               "| agent vs | win rate | 95% CI (bootstrap) | pairs |", "|---|---|---|---|"]
     for other, w in results["agent_win_rate"].items():
         lines.append(f"| {other} | {w['win_rate']:.2f} | {w['low']:.2f} - {w['high']:.2f} | {w['n']} |")
-    names = ["similarity", "length_error", "greeting_match", "signoff_match", "contraction_rate_diff", "sentence_words_diff"]
+    names = [*(["authorship"] if results.get("authorship") else []), "similarity", "length_log_ratio", "length_error",
+             "greeting_match", "signoff_match", "contraction_rate_diff", "sentence_words_diff"]
     header = "| method | " + " | ".join(names) + " |"
     lines += ["", "## Automatic metrics (all senders)", "",
-              "Similarity: higher is better; errors and diffs: lower is better; matches: share of cases.", "",
+              "Authorship and similarity: higher is better; length_log_ratio (|ln| of the word-count ratio), errors and "
+              "diffs: lower is better; matches: share of cases. Means first:", "",
               header, "|" + "---|" * (len(names) + 1)]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(f"{results['metrics'][m][n]:.3f}" for n in names) + " |")
+    lines += ["", "Medians (one outlier, such as a pasted transcript, cannot move these):", "", header,
+              "|" + "---|" * (len(names) + 1)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{results['metrics_median'][m][n]:.3f}" for n in names) + " |")
     lines += ["", "### Per sender", "", "| sender | " + header[2:], "|" + "---|" * (len(names) + 2)]
     for key, values in sorted(results["metrics_per_sender"].items()):
         sender, method = key.split("|")
         lines.append(f"| {sender} | {method} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
+    author = results.get("authorship")
+    if author:
+        lines += ["", "## Does it sound like the sender? Authorship score (no judge)", "",
+                  "A character and function-word n-gram model trained on this mailbox's earlier mail "
+                  f"({', '.join(f'{s.split(chr(64))[0]} {n}' for s, n in author['train_emails'].items())} emails) "
+                  "gives the probability that a draft is its sender's; calibrated per sender between the other "
+                  "senders' real held-out mail (0) and the sender's own (1).", "",
+                  "| method | calibrated authorship | 95% CI (bootstrap) | drafts |", "|---|---|---|---|"]
+        for m, a in author["methods"].items():
+            lines.append(f"| {m} | {a['mean']:.2f} | {a['low']:.2f} - {a['high']:.2f} | {a['n']} |")
+        lines += ["", "| sender | floor (others' mail) | ceiling (own mail) |", "|---|---|---|"]
+        for s, c in author["calibration"].items():
+            lines.append(f"| {s} | {c['floor']:.3f} ({c['others_n']}) | {c['ceiling']:.3f} ({c['own_n']}) |")
+    if results.get("rule_compliance"):
+        lines += ["", "## The agent's rules kept by the drafts (app/rulecheck.py)", "",
+                  "Share of checkable rules a draft keeps, as the model wrote it and after the app's repairs and "
+                  "one re-ask (what the metrics above score).", "",
+                  "| method | kept as written | kept after repair | re-asked | drafts |", "|---|---|---|---|---|"]
+        for m, c in results["rule_compliance"].items():
+            lines.append(f"| {m} | {c['kept_before']:.1%} | {c['kept_after']:.1%} | {c['reasked']} | {c['drafts']} |")
     if plots.get("similarity"):
         lines += ["", f"![similarity by method]({plots['similarity']})"]
     heat = results["permutation"]
@@ -479,7 +601,9 @@ def _markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         n = len(heat["senders"])
         lines += ["", "## Sender permutation", "",
                   f"Rows: whose agent; columns: whose held-out intents; similarity divided by the column's best. "
-                  f"The own agent wins {heat['diagonal_wins']} of {n} columns.", "",
+                  f"The own agent wins {heat['diagonal_wins']} of {n} columns on similarity"
+                  + (f" and {heat['authorship_diagonal_wins']} of {n} on the authorship score (the probability that "
+                     "the drafts are the column's sender's)" if "authorship" in heat else "") + ".", "",
                   "| agent \\ intents | " + " | ".join(s.split("@")[0] for s in heat["senders"]) + " |",
                   "|" + "---|" * (n + 1)]
         for s, row in zip(heat["senders"], heat["normalized"]):

@@ -8,6 +8,8 @@ Three strategies from the paper, all through the large model, plus measured rule
   measured  exact style facts (length, greeting, sign-off name, ...) from :mod:`app.style`
 With a small model on this computer, R3 uses the ``rules_r3_small`` prompt: the answer is JSON
 (a one-sentence comparison, then the rules) decoded under llama.cpp's grammar, so it always parses.
+Its v2 leaves greeting, sign-off and length to the measured lines (exact, and appended to every
+target): a 1.5B model got those wrong often enough to contradict them, and they cost decode time.
 The thinking is stored but only the rules are targets. A rule that copies a long run of the real
 email is dropped (recorded in ``dropped``): rules say how to write, they do not carry the email.
 """
@@ -32,8 +34,8 @@ SMALL_MAX_EMAIL_CHARS = 2500
 RULES_SCHEMA = {
     "type": "object",
     "properties": {
-        "differences": {"type": "string", "maxLength": 300},  # a short thinking budget
-        "rules": {"type": "array", "minItems": 2, "maxItems": 6, "items": {"type": "string", "minLength": 8, "maxLength": 160}},
+        "differences": {"type": "string", "maxLength": 200},  # a short thinking budget
+        "rules": {"type": "array", "minItems": 2, "maxItems": 5, "items": {"type": "string", "minLength": 8, "maxLength": 140}},
     },
     "required": ["differences", "rules"],
 }
@@ -93,6 +95,45 @@ def parse_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
     if not kept:
         raise MalformedAnswer("no usable rules (none given, or all of them quote the email)", raw)
     return kept, extract_tag(raw, "thinking", required=False) or "", dropped
+
+
+# Topics the measured rules state exactly, from the real email's own text. When measured lines are
+# appended to LLM rules (the training target), an LLM line on a topic the measured lines cover is
+# dropped: a small model's R3 answer sometimes says "Open with 'Hi Sylvia,'" for an email that has
+# no greeting, and a target saying both teaches the agent to contradict itself.
+# topic: (a measured line on it, an LLM line on it)
+_MEASURED_TOPICS = {
+    "greeting": (re.compile(r"^(?:greeting:|no greeting\b)", re.I),
+                 re.compile(r"\b(?:greet\w*|salutation|opening line|open(?:s|ing)? with|(?:start|begin)s?(?:ing)? with (?:a |an |the )?"
+                            r"[\"“']?(?:hi|hello|hey|dear|good morning)\b|address(?:es|ing)? (?:the recipient|them|him|her) (?:as|by))", re.I)),
+    "sign-off": (re.compile(r"^(?:sign-?off:|no sign-?off\b|no closing phrase)", re.I),
+                 re.compile(r"\b(?:sign(?:s|ed|ing)?[- ]?off|sign(?:s|ed|ing)? (?:with|as)|closing|valediction|signature|"
+                            r"(?:end|close|finish)(?:s|ing)? (?:the email |the message )?with (?:a |the |his |her |their |your )?"
+                            r"(?:[\"“']|name\b|initials|first name|full name|thanks|regards|best\b|cheers))", re.I)),
+    "length": (re.compile(r"^(?:length:|sentences:)", re.I),
+               re.compile(r"\b\d+\s*(?:(?:-|to)\s*\d+\s*)?words?\b|\bword count\b|\bparagraphs?\b", re.I)),
+    "contractions": (re.compile(r"^(?:uses contractions|no contractions)", re.I), re.compile(r"\bcontraction", re.I)),
+    "exclamation marks": (re.compile(r"^punctuation:", re.I), re.compile(r"\bexclamation", re.I)),
+    "lower case": (re.compile(r"^writes in lower case", re.I), re.compile(r"\b(?:lower[- ]?case|capital(?:s|ize|ise|ization)?)\b", re.I)),
+}
+
+
+def _rule_lines(text: str) -> list[str]:
+    return [line.strip().lstrip("-•* ").strip() for line in text.splitlines() if line.strip().lstrip("-•* ").strip()]
+
+
+def merge_with_measured(llm_rules: str, measured: str) -> tuple[str, list[str]]:
+    """``llm_rules`` then the ``measured`` lines, as one ``- rule`` list, without LLM lines on a topic the
+    measured lines state exactly (greeting, sign-off, length, contractions, exclamation marks, case).
+    Returns (merged, dropped LLM lines)."""
+    measured_lines = _rule_lines(measured)
+    covered = {topic for topic, (measured_rx, _) in _MEASURED_TOPICS.items()
+               if any(measured_rx.search(line) for line in measured_lines)}
+    kept, dropped = [], []
+    for line in _rule_lines(llm_rules):
+        on_covered = any(_MEASURED_TOPICS[topic][1].search(line) for topic in covered)
+        (dropped if on_covered else kept).append(line)
+    return "\n".join(f"- {line}" for line in [*kept, *measured_lines]), dropped
 
 
 def measured_rules(msg: SentMessage, phrases: list[str], baseline: str | None = None) -> list[str]:

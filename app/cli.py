@@ -16,6 +16,7 @@ from rich.table import Table
 
 from app import __version__, paths
 from app.errors import EXIT_CANCELLED, EXIT_STORE
+from app.agent.train_options import training_options
 from app.jobs import CancelToken
 from app.plain import cells, esc
 
@@ -551,17 +552,9 @@ def run_trainer(sender: str | None, **options) -> dict | None:
 
 @cli.command("train")
 @click.option("--sender", help="Train this identity's own agent profile (default: one profile for all your addresses).")
-@click.option("--steps", type=int, help="Stop after N steps (a brief run); default: one epoch.")
-@click.option("--epochs", type=float)
-@click.option("--rank", type=int, help="LoRA rank (default 16 on CPU, 256 with CUDA).")
-@click.option("--lr", type=float)
-@click.option("--batch-size", type=int)
-@click.option("--max-length", type=int)
-@click.option("--base-gguf", type=click.Path(dir_okay=False), help="Another base model (GGUF); with --base-hf for its Hugging Face folder.")
-@click.option("--base-hf", type=click.Path(file_okay=False))
 @click.option("--all-senders", is_flag=True, help="One profile trained on all your identities together.")
-@click.option("--fresh", is_flag=True, help="Start over instead of resuming a stopped run.")
-def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_gguf, base_hf, all_senders, fresh) -> None:
+@training_options
+def train_command(sender, all_senders, **options) -> None:
     """Fine-tune the on-device preference agent on your distilled data (runs in its own process)."""
     from app.agent.profiles import load_profile
 
@@ -578,18 +571,22 @@ def train_command(sender, steps, epochs, rank, lr, batch_size, max_length, base_
                 f"you have {len(mine)} identities ({', '.join(mine[:4])}{', …' if len(mine) > 4 else ''}): each writes "
                 "in its own voice, so pick one with --sender ADDRESS (one profile each), or --all-senders")
 
-    if base_gguf is None:  # the model chosen for the agent-base role, when it is not the embedded one
+    if options["base_gguf"] is None:  # the model chosen for the agent-base role, when it is not the embedded one
         from app.models import DEFAULT_FOR_ROLE, model_for_role, model_path
 
         db = _open_db()
         chosen = model_for_role(db, "agent-base")
         if chosen != DEFAULT_FOR_ROLE["agent-base"]:
-            base_gguf = str(model_path(db, chosen))
-    result = run_trainer(sender, steps=steps, fresh=fresh, epochs=epochs, rank=rank, lr=lr, batch_size=batch_size,
-                         max_length=max_length, base_gguf=base_gguf, base_hf=base_hf)
+            options["base_gguf"] = str(model_path(db, chosen))
+    result = run_trainer(sender, **options)
     if result is None:
         sys.exit(130)
-    profile = load_profile(sender)
+    if options["output"]:  # a profile folder of its own (the evaluation's baselines), not the sender's
+        from app.agent.profiles import _profile_at
+
+        profile = _profile_at(options["output"], sender or "all")
+    else:
+        profile = load_profile(sender)
     info = profile.info
     console.print(f"Agent profile [bold]{esc(profile.name)}[/]: {info.get('steps')} steps on {info['examples']['used']} examples, "
                   f"loss {info.get('first_loss'):.3f} -> {info.get('final_loss'):.3f}; adapter {esc(profile.adapter)}")

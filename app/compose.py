@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from app.backends.base import GenerationRequest, Message
 from app.backends.client import generate
+from app.backends.config import EndpointConfig
 from app.drafting import DraftInput, build_request
 from app.jobs import CancelToken
 from app.rulecheck import CheckedDraft, check_draft, reask_request, unsupported_sentences
@@ -33,7 +34,7 @@ class ComposeRequest:
     subject: str | None = None
     previous_email: str | None = None
     sender: str | None = None  # which identity writes (its agent profile)
-    backend: str | None = None  # the large model (None: the default backend)
+    backend: str | EndpointConfig | None = None  # the large model (None: the default backend)
     rules: tuple[str, ...] | None = None  # given rules; None: ask the agent
     use_agent: bool = True  # False: no rules at all (the zero-shot baseline)
     tag_sets: tuple[tuple[str, ...], ...] = ((),)  # one draft per tag set (PREMIUM candidates)
@@ -91,12 +92,14 @@ class ComposeOperation:
 
     def __init__(self, request: ComposeRequest, cancel: CancelToken | None = None, *,
                  agent: Callable | None = None, generate_fn: Callable = generate,
-                 on_retry: Callable | None = None):
+                 on_retry: Callable | None = None,
+                 prepare: Callable[[GenerationRequest], GenerationRequest] | None = None):
         self.request = request
         self.cancel = cancel or CancelToken()
         self.on_retry = on_retry
         self._agent = agent
         self._generate = generate_fn
+        self._prepare = prepare  # a last change to the drafting request (the evaluation's few-shot examples)
         self.result: ComposeResult | None = None
 
     def run(self) -> Iterator[Event]:
@@ -134,6 +137,8 @@ class ComposeOperation:
         inp = DraftInput(req.intent, recipient=req.recipient, subject=req.subject, previous_email=req.previous_email,
                          rules=tuple(rules), tags=tuple(tags))
         request = build_request(inp, max_tokens=req.max_tokens)
+        if self._prepare:
+            request = self._prepare(request)
         text, gen = yield from self._stream(index, request)
         if not req.check:
             yield self._checked(index, CheckedDraft(text, text), rules, tags, gen)

@@ -194,6 +194,17 @@ def kay_agent(kay_dataset, tmp_path_factory):
 
 
 
+# Fixtures that load or train a real model, or import and distill a whole mailbox: a test that uses
+# one is slow whatever its own marks say, so `-m "not slow"` (the fast subset) never pays for them.
+HEAVY_FIXTURES = {"kay_agent", "kay_dataset", "llama_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fuzzing figures of this run (issue 1/6 asks for them in every CI log)."""
     import sys

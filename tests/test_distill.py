@@ -182,7 +182,8 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")
     assert stats["examples"] == 5
     target = json.loads((tmp_path / "r3" / "train.jsonl").read_text().splitlines()[0])["messages"][1]["content"]
-    assert target.startswith("- Keep it short.\n- Skip the greeting.\n- Length: about")  # LLM rules + measured
+    # LLM rules + measured; "Skip the greeting." gives way to the measured greeting line
+    assert target.startswith("- Keep it short.\n- Length: about") and "Skip the greeting" not in target
     assert "than a generic draft of" in target  # measured against the zero-shot baseline
     # rerun: nothing is asked again
     sent = len(claude.requests)
@@ -346,6 +347,25 @@ def test_small_model_rules_and_baselines_are_parsed_and_cleaned(kay_db):
                                 "[Your Name]") == "Hi KC,\n\nThe contract is ready.\n\nBest,"
     with pytest.raises(MalformedAnswer):
         parse_small_baseline("Here is the email:")
+
+
+def test_measured_lines_replace_llm_lines_on_the_topics_they_measure():
+    from agent_training.rules import merge_with_measured
+
+    measured = ("- Length: about 20 words in 1 paragraph.\n- No greeting: start directly with the content.\n"
+                "- No closing phrase; sign with just \"Kay\".\n- Sentences: short, about 7 words each.")
+    llm = ("- Open with \"Hi Sylvia,\" on its own line.\n- State the request first, then the reason.\n"
+           "- End with \"Best regards\" and your full name.\n- Keep it under 40 words.\n- Use a friendly, direct tone.\n"
+           "- Avoid contractions.")
+    merged, dropped = merge_with_measured(llm, measured)
+    assert merged.splitlines() == ["- State the request first, then the reason.", "- Use a friendly, direct tone.",
+                                   "- Avoid contractions.", *measured.splitlines()]
+    assert dropped == ["Open with \"Hi Sylvia,\" on its own line.", "End with \"Best regards\" and your full name.",
+                       "Keep it under 40 words."]
+    # a topic the measured lines do not state stays with the LLM (no contraction line was measured above)
+    merged, _ = merge_with_measured(llm, measured + "\n- No contractions.")
+    assert "- Avoid contractions." not in merged and merged.endswith("- No contractions.")
+    assert merge_with_measured("- Be warm.", "") == ("- Be warm.", [])
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from agent_training.distill import DistillConfig, Distillation
 from app import secrets
 from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
+from app.rulecheck import check_draft
 from tests.conftest import ANTHROPIC_TEST_KEY, KAY, run_import
 
 QUIGLEY = "dutch.quigley@enron.com"
@@ -72,16 +73,31 @@ def test_eval_report_for_two_senders(two_senders, kay_agent, tmp_path):
     assert all(0 <= m["similarity"] <= 1.0001 for m in results["metrics"].values())
     # few-shot prompts carried real emails; the scripted model signs them "Thanks" (Kay's own sign-off)
     drafts = [json.loads(line) for line in (out / "drafts.jsonl").read_text().splitlines()]
-    few_shot = [d for d in drafts if d["key"].startswith("draft|large_few_shot")]
+    few_shot = [d for d in drafts if d["key"].startswith("draft|compose.v1|large_few_shot")]
     assert len(few_shot) == 4 and all("Thanks," in d["text"] for d in few_shot)
-    agent_drafts = [d for d in drafts if d["key"].startswith("draft|agent")]
+    agent_drafts = [d for d in drafts if d["key"].startswith("draft|compose.v1|agent")]
     assert len(agent_drafts) == 8 and all(d["rules"] for d in agent_drafts)  # 4 own + 4 permuted
+    # the drafts scored are the app's: checked against the agent's rules and repaired, the original kept
+    for d in agent_drafts:
+        assert d["original"].startswith("Hi,") and d["checks"]
+        after, before = check_draft(d["text"], d["rules"]), check_draft(d["original"], d["rules"])
+        assert len(after.broken) <= len(before.broken)
+    compliance = results["rule_compliance"]["agent"]
+    assert compliance["drafts"] == 4 and compliance["kept_after"] >= compliance["kept_before"]
+    assert set(results["rule_compliance"]) == {"agent"}  # the zero-shot methods have no rules to keep
+    # the judge-free authorship score: calibrated per sender on real held-out mail, for every method
+    author = results["authorship"]
+    assert {KAY, QUIGLEY} <= set(author["calibration"]) and set(author["methods"]) == set(results["metrics"])
+    for c in (author["calibration"][KAY], author["calibration"][QUIGLEY]):
+        assert c["ceiling"] > c["floor"] and c["own_n"] > 5
+    assert all(a["n"] == 4 for a in author["methods"].values())
     heat = results["permutation"]
+    assert len(heat["authorship"]) == 2 and 0 <= heat["authorship_diagonal_wins"] <= 2
     assert heat["senders"] == [KAY, QUIGLEY] and len(heat["normalized"]) == 2
     assert max(max(row) for row in heat["normalized"]) == pytest.approx(1.0)
     report = (out / "report.md").read_text()
-    for needle in ("claude (anthropic, claude-test)", "Judge:", "## Sender permutation", "similarity.png",
-                   "permutation.png", "95% CI", str(agent_dir)):
+    for needle in ("claude (anthropic, claude-test)", "Judge:", "kept after repair", "## Sender permutation", "similarity.png",
+                   "permutation.png", "95% CI", str(agent_dir), "calibrated authorship"):
         assert needle in report, needle
     assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "permutation.png").stat().st_size > 5000
@@ -97,5 +113,10 @@ def test_style_fidelity_and_interval():
     assert same["length_error"] == 0 and same["greeting_match"] == 1 and same["signoff_match"] == 1
     other = style_fidelity("Dear Ms. Smith,\n\nI am pleased to inform you that the contract is ready.\n\nBest regards,\nKay", real)
     assert other["greeting_match"] == 0 and other["length_error"] > 0 and other["contraction_rate_diff"] > 0
+    # measured on the email the user would send: a preamble and a subject line are not its first line
+    wrapped = style_fidelity("Here is the email:\n\nSubject: RE: NG contract\n\nDear Sylvia,\n\nThe contract is ready."
+                             "\n\nBest regards,\nKay", real)
+    assert wrapped["greeting_match"] == 0  # "Dear Sylvia," is not Kay's "Sylvia,"
+    assert style_fidelity("Subject: NG contract\n\n" + real, real)["greeting_match"] == 1
     low, high = bootstrap_interval([1, 0, 1, 1, 0.5, 1, 0, 1], seed=0)
     assert 0 <= low < 0.7 < high <= 1

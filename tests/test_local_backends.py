@@ -14,7 +14,7 @@ from app.backends.client import complete, generate
 from app.backends.config import save_endpoint
 from app.backends.errors import Cancelled
 from app.backends.ledger import Ledger
-from app.drafting import DraftInput, draft
+from app.drafting import DraftInput, build_request, draft
 from app.jobs import CancelToken
 from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY
 
@@ -49,6 +49,41 @@ def test_local_backend_runs_in_process_and_sends_nothing(db):
     assert Ledger().entries(since_id=before) == [], "an in-process model must not appear as a request that left"
     # same seed, temperature 0: the same answer (the runtime keeps the model loaded between calls)
     assert complete(REQUEST, "local").text == text.strip()
+
+
+def _long_real_thread(enron, at_least: int) -> str:
+    """Real Enron messages joined until they are ``at_least`` characters: a long thread being answered."""
+    texts, size = [], 0
+    for path in sorted((enron / "maildir" / "mann-k").rglob("*")):
+        if path.is_file() and size < at_least:
+            texts.append(path.read_text(encoding="latin-1").split("\n\n", 1)[-1])
+            size += len(texts[-1])
+    return "\n-----Original Message-----\n".join(texts)
+
+
+@pytest.mark.slow
+def test_a_long_email_being_answered_is_cut_to_fit_the_models_context(db, enron):
+    """A long thread overflows the context: the quoted email is shortened (its beginning kept), the
+    intent stays whole, and the draft is written instead of failing. A 512-token context keeps this
+    test short; the default 2,048 fails the same way with a thread of 8,000 characters."""
+    from app.agent.runtime import RUNTIME
+    from app.backends.local import CUT_MARK, LocalProvider, fit_request
+
+    thread = _long_real_thread(enron, 3_000)
+    intent = "tell Sylvia the NG contract is ready for legal review"
+    request = build_request(DraftInput(intent, recipient="Sylvia", previous_email=thread), max_tokens=24)
+    endpoint = EndpointConfig("small context", "local", "embedded", options={"n_ctx": 512, "temperature": 0.0, "seed": 3})
+    provider = LocalProvider(endpoint, None, None)
+    options = provider.Options(**endpoint.options, max_tokens=24)
+    spec = provider._spec(options)
+    count = lambda r: RUNTIME.count_tokens(spec, provider._render(spec, r, options)[0])
+    assert count(request) > 512
+    fitted = fit_request(request, count, 512 - 24)
+    assert count(fitted) <= 512 - 24
+    quoted = fitted.messages[-1].content
+    assert CUT_MARK in quoted and intent in quoted
+    assert thread[:200] in quoted  # the newest message of the thread, kept
+    assert complete(request, endpoint).text.strip()  # the backend cuts it itself
 
 
 def test_local_generation_cancels_between_tokens(db):

@@ -17,3 +17,48 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
     ci_lines = [l for l in (REPO / ".ci" / "run").read_text().splitlines() if l and not l.startswith(("#", "set ", "cd "))]
     assert ci_lines == [commands[1]]
     assert commands[0].endswith("tiller demo")
+
+
+def _readme_lines(prefix: str) -> list[str]:
+    """Every inline or block command in the README that starts with ``prefix``."""
+    text = (REPO / "README.md").read_text()
+    found = re.findall(r"`(" + re.escape(prefix) + r"[^`]*)`", text)
+    found += [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+              for line in block.splitlines() if line.strip().startswith(prefix)]
+    return found
+
+
+def test_the_readmes_train_commands_parse_in_both_training_clis():
+    """The README's `tiller train ... --dataset ... --out ...` lines are what the paper's baselines
+    need; both commands take every training option (one definition, app/agent/train_options.py)."""
+    import shlex
+
+    from agent_training.cli import train_command as trainer_train
+    from app.agent.trainer import train_arguments
+    from app.cli import train_command as tiller_train
+
+    lines = _readme_lines("tiller train")
+    assert any("--dataset" in line and "--out" in line for line in lines), lines
+    for line in lines:
+        args = [a for a in shlex.split(line.replace("[", "").replace("]", ""))[2:] if a != "|"]
+        args = [{"S": "kay.mann@enron.com", "N": "3", "ADDRESS": "kay.mann@enron.com"}.get(a, a) for a in args]
+        ctx = tiller_train.make_context("tiller train", list(args))  # an unknown option raises here
+        values = {k: v for k, v in ctx.params.items() if k not in ("sender", "all_senders")}
+        # what tiller train forwards, the trainer reads back as the same values
+        forwarded = train_arguments(sender=ctx.params["sender"], **values)
+        back = trainer_train.make_context("agent_training train", forwarded[1:])
+        for key, value in values.items():
+            assert back.params[key] == value, (line, key)
+
+
+def test_training_option_defaults_are_the_finetune_configs():
+    from dataclasses import fields
+
+    from agent_training.finetune import FinetuneConfig
+    from app.agent.train_options import TRAINING_OPTIONS
+
+    defaults = {f.name: f.default for f in fields(FinetuneConfig)}
+    for opt in TRAINING_OPTIONS:
+        assert opt.field in defaults, opt.flag
+        if opt.field != "dataset":
+            assert (False if opt.is_flag else opt.default) == defaults[opt.field], opt.flag

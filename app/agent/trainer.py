@@ -45,20 +45,19 @@ class TrainerEvent:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-def train_arguments(*, sender: str | None = None, steps: int | None = None, fresh: bool = False, **options) -> list[str]:
-    """Command-line arguments for ``agent_training train`` from keyword options (``batch_size=2``
-    becomes ``--batch-size 2``; None values are left out)."""
+def train_arguments(*, sender: str | None = None, steps: int | None = None, **options) -> list[str]:
+    """Command-line arguments for ``agent_training train`` from training options by field name
+    (app/agent/train_options.py; ``steps`` is ``max_steps``). An unknown option is an error."""
+    from app.agent.train_options import TRAINING_OPTIONS, trainer_arguments
+
+    known = {opt.field for opt in TRAINING_OPTIONS}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
     args = ["train", "--json", "--control-stdin"]
     if sender:
         args += ["--sender", sender]
-    if steps:
-        args += ["--steps", str(steps)]
-    if fresh:
-        args.append("--fresh")
-    for key, value in options.items():
-        if value is not None:
-            args += [f"--{key.replace('_', '-')}", str(value)]
-    return args
+    return args + trainer_arguments({"max_steps": steps, **options})
 
 
 def trainer_python() -> str:

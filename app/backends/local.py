@@ -9,13 +9,14 @@ completion-style with a worked example, and a base model is a preview, not a lar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import Field
 
 from app.agent.runtime import RUNTIME, ModelSpec
-from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
+from app.backends.base import Event, Finished, GenerationRequest, Message, Options, Provider, TextDelta
 from app.backends.errors import ConfigError
 from app.backends.registry import register
 from app.jobs import CancelToken
@@ -48,6 +49,46 @@ def chat_messages(request: GenerationRequest) -> list[dict]:
     """The request as chat turns for a model's own template."""
     turns = [{"role": "system", "content": request.system}] if request.system.strip() else []
     return turns + [{"role": m.role, "content": m.content} for m in request.messages]
+
+
+ANSWER_RESERVE = 512  # prompt tokens are cut before the answer gets less room than this
+CUT_MARK = " […cut to fit the model's context]"
+_QUOTED = re.compile(r"(<email_being_answered>\n)(.*?)(\n</email_being_answered>)", re.S)
+
+
+def _shorten(text: str, chars: int) -> str:
+    """``text`` less about ``chars`` characters from its end, cut at a word, marked as cut."""
+    keep = max(0, len(text) - chars - len(CUT_MARK))
+    return text[:keep].rsplit(" ", 1)[0].rstrip() + CUT_MARK
+
+
+def fit_request(request: GenerationRequest, count: Callable[[GenerationRequest], int], budget: int) -> GenerationRequest:
+    """``request`` cut to at most ``budget`` prompt tokens (``count`` renders and counts one).
+
+    A long email being answered is what overflows a small model's context (a 2,048-token
+    window holds about 6,000 characters): its quoted text is shortened first, keeping its
+    beginning (the newest message of a thread); then, if that is not enough, the longest message.
+    The intent and the rules stay whole. Raises ValueError when even that cannot fit."""
+    for _ in range(12):
+        tokens = count(request)
+        if tokens <= budget:
+            return request
+        excess_chars = (tokens - budget) * 4 + 64  # about 4 characters a token; a margin for the estimate
+        messages = list(request.messages)
+        quoted = [(i, m) for i, m in enumerate(messages) if _QUOTED.search(m.content)
+                  and len(_QUOTED.search(m.content).group(2)) > len(CUT_MARK) + 40]
+        if quoted:
+            i, m = quoted[0]
+            found = _QUOTED.search(m.content)
+            content = m.content[:found.start(2)] + _shorten(found.group(2), excess_chars) + m.content[found.end(2):]
+        else:
+            i, m = max(enumerate(messages), key=lambda pair: len(pair[1].content))
+            if len(m.content) <= excess_chars + 200:
+                break
+            content = _shorten(m.content, excess_chars)
+        messages[i] = Message(m.role, content)
+        request = GenerationRequest(request.system, tuple(messages), options=request.options, purpose=request.purpose)
+    raise ValueError(f"the prompt does not fit the model's context of {budget} tokens for the prompt, even cut down")
 
 
 def _drafting_model_path() -> Path:
@@ -90,13 +131,17 @@ class LocalProvider(Provider):
             raise ConfigError(f"backend {self.endpoint.name!r}: model file not found: {path}", backend=self.endpoint.name)
         return ModelSpec.of(path, n_ctx=options.n_ctx)
 
-    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
-        spec = self._spec(options)
+    def _render(self, spec: ModelSpec, request: GenerationRequest, options: Options) -> tuple[str, list[str]]:
         chat = RUNTIME.chat_prompt(spec, chat_messages(request))
         if chat is not None:
-            prompt, stop = chat[0], [*chat[1], *options.stop]
-        else:
-            prompt, stop = completion_prompt(request), [END, "\nRequest:", *options.stop]
+            return chat[0], [*chat[1], *options.stop]
+        return completion_prompt(request), [END, "\nRequest:", *options.stop]
+
+    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+        spec = self._spec(options)
+        budget = spec.n_ctx - min(options.max_tokens or ANSWER_RESERVE, ANSWER_RESERVE)
+        request = fit_request(request, lambda r: RUNTIME.count_tokens(spec, self._render(spec, r, options)[0]), budget)
+        prompt, stop = self._render(spec, request, options)
         reason = None
         started = False
         for text, finish in RUNTIME.stream(
