@@ -49,7 +49,7 @@ from agent_training.dataset import Example, collect, split_by_time
 from app.mail.identity import active_identities
 from app.files import write_atomic
 from agent_training.llm import ask_safely
-from agent_training.parsing import MalformedAnswer, extract_tag
+from agent_training.parsing import MalformedAnswer, copied_run, extract_tag
 
 METHODS = ("agent", "small_zero_shot", "large_zero_shot", "large_few_shot", "naive_finetune", "r1_agent")
 ADAPTER_METHODS = ("naive_finetune", "r1_agent")
@@ -108,16 +108,32 @@ class Case:
 # -- the held-out cases ---------------------------------------------------------------------------
 
 
+class ExtractiveIntents(ValueError):
+    """The held-out intents are the emails' own sentences: every method would be handed the answer."""
+
+
+COPIED_WORDS = 8  # an evaluation intent sharing this many consecutive words with its email is a copy
+
+
 def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], list[Example]]:
-    """A seeded sample of the sender's test split, and the train split (few-shot examples)."""
-    examples: list[Example] = []
-    for strategy in ("R3", "measured"):
-        examples, _ = collect(db, strategy=strategy, sender=sender)
-        if examples:
-            break
+    """A seeded sample of the sender's test split, and the train split (few-shot examples).
+
+    Only abstractive intents (written by a model: the local instruct model or a cloud one) are
+    evaluated: the offline extractive intents are the email's own sentences, and a method drafting
+    from them is handed the real text. Those are refused with the command that makes real ones,
+    and a case whose intent still shares 8 consecutive words with its email is left out."""
+    examples, _ = collect(db, strategy="R3", sender=sender)
+    examples = [e for e in examples if not (e.meta.get("intent_source") or "").startswith("offline|")]
     if not examples:
-        raise ValueError(f"{sender}: no distilled examples; run `tiller distill --sender {sender}` first")
+        offline, _ = collect(db, strategy="measured", sender=sender)
+        if offline:
+            raise ExtractiveIntents(
+                f"{sender}: only offline (extractive) intents are distilled, and those are the emails' own sentences: "
+                f"every method would be handed the real text. Distill abstractive intents first, on this computer: "
+                f"`tiller distill --backend local --sender {sender} --limit 50` (or through a cloud backend)")
+        raise ValueError(f"{sender}: no distilled examples; run `tiller distill --backend local --sender {sender}` first")
     train, test = split_by_time(examples)
+    test = [e for e in test if copied_run(e.meta["intent"], e.email, COPIED_WORDS) is None]
     if not test:
         raise ValueError(f"{sender}: too few distilled examples to hold any out ({len(examples)})")
     rng = random.Random(f"{seed}:{sender}")

@@ -72,7 +72,9 @@ def parse_small_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
     items = [re.sub(r"\s+", " ", r).strip(" -•") for r in items if isinstance(r, str)]
     items = list(dict.fromkeys(r for r in items if r))  # a small model repeats itself
     # "under N words": a template, not a rule (a small model copies the shape of an instruction)
-    kept = [r for r in items if not quotes_email(r, email) and not _PLACEHOLDER_NUMBER.search(r)]
+    # a rule at the schema's length cap was cut off by the grammar mid-sentence ("Use personal ... Be")
+    cap = RULES_SCHEMA["properties"]["rules"]["items"]["maxLength"]
+    kept = [r for r in items if not quotes_email(r, email) and not _PLACEHOLDER_NUMBER.search(r) and len(r) < cap - 1]
     dropped = [r for r in items if r not in kept]
     if not kept:
         raise MalformedAnswer("no usable rules (none given, or all of them quote the email)", raw)

@@ -124,7 +124,7 @@ def _body_words(text: str) -> int:
 
 # -- rules read into checks --------------------------------------------------------------------------
 
-_LENGTH = re.compile(r"^length:\s*about\s+(\d+)\s+words", re.I)
+_LENGTH = re.compile(r"^length:\s*about\s+(\d+)\s+words?\b", re.I)
 _GREETING_RULE = re.compile(r'^greeting:\s*"([^"]+)"', re.I)
 _NO_GREETING = re.compile(r"^no greeting\b", re.I)
 _SIGNOFF_NAME = re.compile(r'^sign-?off:\s*"([^"]+)"\s*then\s*"([^"]+)"', re.I)
@@ -135,7 +135,7 @@ _USES_CONTRACTIONS = re.compile(r"^uses contractions\b", re.I)
 _NO_CONTRACTIONS = re.compile(r"^no contractions\b", re.I)
 _LOWER_CASE = re.compile(r"^writes in lower case\b", re.I)
 _NO_EXCLAMATION = re.compile(r"^punctuation:\s*plain, no exclamation", re.I)
-_SENTENCES = re.compile(r"^sentences:\s*\w[\w-]*,\s*about\s+(\d+)\s+words", re.I)
+_SENTENCES = re.compile(r"^sentences:\s*\w[\w-]*,\s*about\s+(\d+)\s+words?\b", re.I)
 
 
 def length_bounds(n: int) -> tuple[int, int]:

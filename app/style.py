@@ -177,10 +177,14 @@ def _about(n: int) -> int:
     return int(round(n / 5.0) * 5)
 
 
+def _words(n: int) -> str:
+    return f"{n} word" if n == 1 else f"{n} words"
+
+
 def style_rules(real: StyleProfile, zero_shot: StyleProfile | None = None) -> list[str]:
     """The measured profile as rules a large model can follow."""
     rules = []
-    length = f"Length: about {_about(real.word_count)} words"
+    length = f"Length: about {_words(_about(real.word_count))}"
     length += f" in {real.paragraphs} paragraph{'s' if real.paragraphs != 1 else ''}"
     if zero_shot and zero_shot.word_count:
         ratio = real.word_count / zero_shot.word_count
@@ -207,7 +211,7 @@ def style_rules(real: StyleProfile, zero_shot: StyleProfile | None = None) -> li
         rules.append("No contractions.")
     if real.sentences:
         size = "short" if real.avg_sentence_words < 12 else "medium-length" if real.avg_sentence_words < 22 else "long"
-        rules.append(f"Sentences: {size}, about {real.avg_sentence_words:.0f} words each.")
+        rules.append(f"Sentences: {size}, about {_words(round(real.avg_sentence_words))} each.")
     if real.sentences >= 2 and real.lowercase_start_ratio >= 0.6:
         rules.append("Writes in lower case: sentences start without a capital letter.")
     marks = []

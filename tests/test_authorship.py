@@ -3,6 +3,8 @@ calibrated on one half of their newest (never seen) emails, checked on the other
 
 from __future__ import annotations
 
+import pytest
+
 import numpy as np
 
 from agent_training.authorship import AuthorshipModel, function_word_text, mailbox_mail, mailbox_texts
@@ -11,6 +13,7 @@ from tests.conftest import run_import
 SENDERS = ["kay.mann@enron.com", "dutch.quigley@enron.com", "bill.williams@enron.com"]
 
 
+@pytest.mark.slow
 def test_real_held_out_mail_scores_near_the_ceiling_and_other_senders_near_the_floor(db, enron):
     for folder in ("mann-k", "quigley-d", "williams-w3"):
         run_import(db, enron / "maildir" / folder)

@@ -49,6 +49,7 @@ def model_requests(server):
 # -- options and configuration ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unknown_option_is_an_error_naming_it():
     from app.backends.anthropic_provider import AnthropicOptions
 

@@ -283,6 +283,7 @@ def test_distillation_through_the_local_openai_compatible_server(kay_db, llama_s
         assert any(first_line in r["request_payload"] for r in ledger), first_line
 
 
+@pytest.mark.slow
 def test_tiller_distill_runs_the_trainer_side_as_a_process(kay_db, claude):
     import subprocess
     import sys
@@ -337,10 +338,11 @@ def test_small_model_rules_and_baselines_are_parsed_and_cleaned(kay_db):
     quote = " ".join(email.split()[:12])
     raw = json.dumps({"differences": "shorter, no sign-off", "rules": [
         "Keep it under 60 words.", "Keep it under 60 words.", f"Write: {quote}", "Keep it under N words.",
-        "Start with the initials and a comma."]})
+        "Start with the initials and a comma.", ("Use a formal tone with others, " + "and be clear " * 12)[:140]]})
     rules, thinking, dropped = parse_small_rules(raw, email)
     assert rules == ["Keep it under 60 words.", "Start with the initials and a comma."]
-    assert thinking == "shorter, no sign-off" and dropped == [f"Write: {quote}", "Keep it under N words."]
+    assert thinking == "shorter, no sign-off" and dropped[:2] == [f"Write: {quote}", "Keep it under N words."]
+    assert dropped[2].startswith("Use a formal tone") and len(dropped) == 3  # cut off at the length cap
     with pytest.raises(MalformedAnswer):
         parse_small_rules('{"differences": "x", "rules": ["Keep it sh', email)
     assert parse_small_baseline("Here is the email:\n\nSubject: Contract\n\nHi KC,\n\nThe contract is ready.\n\nBest,\n"

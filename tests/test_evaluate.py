@@ -15,6 +15,7 @@ from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
 from app.rulecheck import check_draft
 from tests.conftest import ANTHROPIC_TEST_KEY, KAY, run_import
+from tests.test_distill import scripted_claude
 
 QUIGLEY = "dutch.quigley@enron.com"
 
@@ -22,6 +23,8 @@ QUIGLEY = "dutch.quigley@enron.com"
 def claude_reply(user_text: str) -> str:
     if "<candidate_a>" in user_text:
         return "<closest>A</closest>"  # a judge biased to the first slot: both orders must cancel it out
+    if "Put the email" in user_text or "<generic_email>" in user_text or "first-person bullet" in user_text:
+        return scripted_claude(user_text)  # distillation: abstractive intents, zero-shot emails, R3 rules
     intent = re.search(r"<intent>\s*(.*?)\s*</intent>", user_text, re.S).group(1)
     shots = user_text.count("<example_email>")
     return f"Hi,\n\n{intent}\n\n{'Thanks' if shots else 'Best regards'},\nKay"
@@ -29,26 +32,49 @@ def claude_reply(user_text: str) -> str:
 
 @pytest.fixture
 def two_senders(db, enron, anthropic_server):
+    """Two senders' mail, distilled offline (measured rules) and, for the 10 newest emails each,
+    through the loopback Claude (abstractive intents: what an evaluation needs)."""
     for folder in ("mann-k", "quigley-d"):
         run_import(db, enron / "maildir" / folder)
-    for sender in (KAY, QUIGLEY):
-        for _ in Distillation(db, DistillConfig(sender=sender)).run():
-            pass
     anthropic_server.reply = claude_reply
     save_endpoint(db, EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url))
     secrets.set_key("claude", ANTHROPIC_TEST_KEY)
+    for sender in (KAY, QUIGLEY):
+        for _ in Distillation(db, DistillConfig(sender=sender)).run():
+            pass
+        for _ in Distillation(db, DistillConfig(backend="claude", sender=sender, limit=10, newest_first=True,
+                                                consent_given_now=True)).run():
+            pass
     return db, anthropic_server
+
+
+def test_extractive_intents_are_refused_and_evaluation_intents_never_carry_the_real_text(db, enron, two_senders):
+    from agent_training.evaluate import ExtractiveIntents, held_out_cases
+    from agent_training.parsing import copied_run
+
+    for sender in (KAY, QUIGLEY):
+        cases, _ = held_out_cases(db, sender, limit=10, seed=0)
+        assert cases and all(copied_run(c.intent, c.real, 8) is None for c in cases)
+    run_import(db, enron / "maildir" / "williams-w3")
+    for _ in Distillation(db, DistillConfig(sender="bill.williams@enron.com")).run():  # offline only
+        pass
+    with pytest.raises(ExtractiveIntents, match="own sentences.*tiller distill --backend local"):
+        held_out_cases(db, "bill.williams@enron.com", limit=10, seed=0)
 
 
 def test_judge_and_few_shot_need_consent_to_send_real_mail(two_senders, tmp_path):
     db, server = two_senders
-    config = EvalConfig(senders=[KAY], backend="claude", small_backend="claude", out_dir=tmp_path / "r")
+    # the fixture's distillation recorded consent for "claude"; another endpoint has none
+    save_endpoint(db, EndpointConfig("other claude", "anthropic", "claude-test", server.url))
+    secrets.set_key("other claude", ANTHROPIC_TEST_KEY)
+    config = EvalConfig(senders=[KAY], backend="other claude", small_backend="claude", out_dir=tmp_path / "r")
     with pytest.raises(PermissionError, match="i-consent-to-send-sent-mail"):
         Evaluation(db, config)
-    metrics_only = EvalConfig(senders=[KAY], backend="claude", small_backend="claude", judge_pairs=False,
+    metrics_only = EvalConfig(senders=[KAY], backend="other claude", small_backend="claude", judge_pairs=False,
                               methods=("agent", "large_zero_shot"), out_dir=tmp_path / "r")
+    asked = len(server.requests)
     Evaluation(db, metrics_only)  # nothing real leaves the machine: allowed
-    assert server.requests == []
+    assert len(server.requests) == asked
 
 
 @pytest.mark.slow
@@ -63,7 +89,7 @@ def test_eval_report_for_two_senders(two_senders, kay_agent, tmp_path):
         agents={KAY: agent_dir, QUIGLEY: agent_dir}, consent_given_now=True,
     )
     events = list(Evaluation(db, config).run())
-    assert {e.stage for e in events} == {"drafting", "judging", "report"}
+    assert {e.stage for e in events} == {"authorship model", "drafting", "judging", "report"}
     results = json.loads((out / "results.json").read_text())
     # the first-slot bias of the judge cancels out exactly: every pair scores 0.5
     for other in ("small_zero_shot", "large_zero_shot", "large_few_shot"):

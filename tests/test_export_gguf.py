@@ -72,6 +72,7 @@ def test_not_an_adapter_folder_is_a_clear_error(tmp_path, base):
         export_adapter(folder, base, tmp_path / "adapter.gguf")
 
 
+@pytest.mark.slow
 def test_llama_cpp_applies_the_exported_adapter(tmp_path, base):
     """A zero B leaves the model as it is; a large one changes its logits: the adapter is applied."""
     from llama_cpp import Llama

@@ -17,6 +17,8 @@ crash and hang counts; ``TILLER_FUZZ_EXAMPLES`` sets how many per test (default 
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import re
 import signal
@@ -208,6 +210,7 @@ FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, de
 
 @FUZZ_SETTINGS
 @given(entries=st.lists(maildir_entry(), min_size=1, max_size=6))
+@pytest.mark.slow
 def test_fuzzed_maildirs_always_import_completely(db, tmp_path_factory, entries):
     from app.mail.charsets import storable_text
     from app.mail.sources import open_source
@@ -249,6 +252,7 @@ def mbox_file(draw):
 
 @FUZZ_SETTINGS
 @given(data=mbox_file())
+@pytest.mark.slow
 def test_fuzzed_mboxes_always_import_completely(db, tmp_path_factory, data):
     from app.mail.sources import MboxSource
 

@@ -111,6 +111,7 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(qtbot, window, 
     assert "Mention the Friday deadline." in ledger.payload.toPlainText()
 
 
+@pytest.mark.slow
 def test_compose_on_the_local_backend_drafts_and_cancels(qtbot, window, db):
     """Everything on this computer: base-model rules and the embedded model's draft, then a
     second draft cancelled as soon as its first words arrive."""

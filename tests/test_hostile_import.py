@@ -400,6 +400,7 @@ def test_check_finds_an_adapter_that_differs_from_its_record(tmp_path):
 # -- console text is never markup ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_markup_in_user_text_is_printed_as_text_by_every_command(tmp_path, enron, anthropic_server):
     home = tmp_path / "home"
     hostile = "[/x]"

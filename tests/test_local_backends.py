@@ -39,6 +39,7 @@ def test_openai_compatible_server_streams_and_completes(llama_server):
     assert all("NG contract" in r["request_payload"] and r["outcome"] == "ok" for r in rows)
 
 
+@pytest.mark.slow
 def test_local_backend_runs_in_process_and_sends_nothing(db):
     before = Ledger().last_id()
     gen = generate(REQUEST, "local")
@@ -86,6 +87,7 @@ def test_a_long_email_being_answered_is_cut_to_fit_the_models_context(db, enron)
     assert complete(request, endpoint).text.strip()  # the backend cuts it itself
 
 
+@pytest.mark.slow
 def test_local_generation_cancels_between_tokens(db):
     token = CancelToken()
     long = GenerationRequest.simple("You write long emails.", "Write a very long email about the quarterly report.",

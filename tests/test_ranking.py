@@ -37,6 +37,7 @@ def test_candidates_are_distinct_tag_sets_and_unknown_tags_are_refused(encoder):
         selector.update("q", [("contract", "nope", "golf"), sets[1]])
 
 
+@pytest.mark.slow
 def test_a_simulated_user_is_learned_and_the_state_survives_a_restart(encoder, tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import premium_sim

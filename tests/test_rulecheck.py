@@ -98,3 +98,10 @@ def test_a_draft_that_keeps_its_rules_is_never_touched(db, enron):
         if broken or result.text.strip() != text.strip():
             changed.append((text[:80], broken))
     assert changed == []
+
+
+def test_a_one_word_email_gets_singular_rules_that_are_still_checked():
+    rules = style_rules(measure("Done."))
+    assert "Length: about 1 word in 1 paragraph." in rules and "Sentences: short, about 1 word each." in rules
+    result = check_draft("Thanks so much for sending the contract over this morning, it helps a lot.", rules)
+    assert statuses(result)["Length: about 1 word in 1 paragraph."] == BROKEN
