@@ -65,7 +65,7 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         raise click.ClickException(str(exc)) from None
     where = f"through {backend}" if config.backend else "on this computer (offline)"
     if job.small:
-        where = f"on this computer with the local model {backend!r} (JSON answers under a grammar; about 20 s per email on 2 cores)"
+        where = f"on this computer with the local model {backend!r} (JSON answers under a grammar; about 17 s per email on 2 cores)"
     order = "newest" if job.newest_first else "first"
     console.print(f"Distilling {esc(where)}" + (f", {order} {limit} per sender" if limit else ""))
     import time as timelib

@@ -185,18 +185,19 @@ def bootstrap_interval(scores: list[float], seed: int, rounds: int = 2000) -> tu
 
 def fit_authorship(db, cases: dict[str, list[Case]]) -> AuthorshipModel:
     """The authorship model over every identity with enough mail (the evaluated senders and the
-    others, as distractors), trained on mail dated before each evaluated sender's first held-out
-    case (the others: their oldest 80%), calibrated on everyone's newer real mail."""
+    others, as distractors), trained on each sender's oldest 80% of mail and never on anything
+    dated from an evaluated sender's first held-out case on; calibrated on everyone's newer mail."""
     candidates = [s for s in {*active_identities(db), *cases}
                   if db.execute("SELECT count(*) FROM messages WHERE from_addr = ? AND own_text IS NOT NULL",
                                 [s]).fetchone()[0] >= MIN_AUTHORSHIP_EMAILS or s in cases]
     mail = mailbox_mail(db, sorted(candidates))
     cut = {}
     for sender, items in mail.items():
-        if sender in cases and cases[sender]:
-            cut[sender] = min(_case_date(db, c) for c in cases[sender])
-        elif items:
-            cut[sender] = items[int(len(items) * 0.8)][0]
+        if not items:
+            continue
+        cut[sender] = items[int(len(items) * 0.8)][0]  # the newest 20% calibrate, never train
+        if cases.get(sender):  # and nothing from the first held-out case on is learnt
+            cut[sender] = min(cut[sender], min(_case_date(db, c) for c in cases[sender]))
     train = {s: [t for d, t in items if d < cut.get(s, "9999")] for s, items in mail.items()}
     held = {s: [t for d, t in items if d >= cut.get(s, "9999") and len(t.split()) >= 5] for s, items in mail.items()}
     model = AuthorshipModel.fit(train)

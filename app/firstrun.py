@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The paper's distillation with the embedded instruct model, as the app offers it: the chosen voice's
-# newest emails, at the rate measured on 2 cores (19.2 s per email over 100, benchmarks/local_distill.py).
+# newest emails, at the rate measured on 2 cores (16.9 s per email over 100 on 2026-12-02, benchmarks/local_distill.py).
 LOCAL_DISTILL_EMAILS = 100
-LOCAL_DISTILL_S_PER_EMAIL = 20
+LOCAL_DISTILL_S_PER_EMAIL = 17
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def first_run_steps(db) -> list[Step]:
              intents > 0, f"{intents:,} emails with an intent, {r3:,} with model-distilled rules" if intents else "Not yet."),
         Step("training", "3. Train your preference agent",
              "Fine-tunes the small agent (Gemma 3 270M, LoRA) to turn an intent into your rules.",
-             "About 8-10 minutes for 60 steps on 2 cores; it can be cancelled and resumes.",
+             "About 8 minutes for 60 steps on 2 cores; it can be cancelled and resumes.",
              "Nothing.",
              bool(trained), ", ".join(p.name for p in trained[:3]) + (" …" if len(trained) > 3 else "") if trained else "Not yet."),
         Step("compose", "4. Compose",

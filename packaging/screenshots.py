@@ -30,6 +30,11 @@ def main() -> None:
     args = parser.parse_args()
     if not os.environ.get("DISPLAY"):
         raise SystemExit("run under a display, e.g.: xvfb-run -s '-screen 0 1280x800x24' python packaging/screenshots.py")
+    from app.gui.platform_libs import explain_missing, missing_libraries
+
+    missing = missing_libraries()
+    if missing:  # Qt would abort inside its xcb plugin instead of saying this
+        raise SystemExit(explain_missing(missing))
     home = Path(tempfile.mkdtemp(prefix="tiller-shots-"))
     os.environ["TILLER_HOME"] = str(home)
 

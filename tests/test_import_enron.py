@@ -117,6 +117,23 @@ def test_mbox_folder_import_finds_identities_from_file_names(db, enron):
     assert is_sent_folder("quigley-d.sent_items") and not is_sent_folder("quigley-d.inbox")
 
 
+def test_a_sent_folder_imported_on_its_own_is_sent_mail_and_the_order_of_imports_does_not_matter(db, enron, tmp_path,
+                                                                                                   monkeypatch):
+    """Importing ".../mann-k/sent_items" itself (before or after the whole mailbox) finds Kay as
+    the user; her messages end up with the same identities as after one import of the mailbox."""
+    result = run_import(db, enron / "maildir" / "mann-k" / "sent_items")
+    assert result.new_identities == ["kay.mann@enron.com"]
+    assert db.execute("SELECT DISTINCT folder, is_sent_folder FROM messages").fetchall() == [("sent_items", 1)]
+    run_import(db, enron / "maildir" / "mann-k")
+    own = lambda d: sorted(d.execute("SELECT content_key, identity_id IS NOT NULL FROM messages").fetchall())
+    from app.store import open_database
+
+    monkeypatch.setenv("TILLER_HOME", str(tmp_path / "single"))
+    single = open_database()
+    run_import(single, enron / "maildir" / "mann-k")
+    assert own(db) == own(single)
+
+
 def test_raw_crlf_files(db, enron):
     result = run_import(db, enron / "raw")
     c = result.counts

@@ -147,6 +147,10 @@ class MaildirSource:
         parts = [p for p in rel_dir.split(os.sep) if p]
         if parts and parts[-1] in ("cur", "new"):
             parts = parts[:-1]
+        if not parts and is_sent_folder(self.root.name.lstrip(".")):
+            # the user imported their sent folder itself (".../Maildir/.Sent", ".../sent_items"): its
+            # mail is sent mail, whichever of the overlapping imports of a mailbox comes first
+            return display_name(self.root.name.lstrip("."))
         return "/".join(display_name(p[1:] if p.startswith(".") and len(p) > 1 else p) for p in parts)
 
     def estimate(self) -> int | None:
