@@ -103,6 +103,7 @@ class Case:
     subject: str | None
     previous_context: str | None
     real: str
+    date: str = ""  # the real email's date (the authorship model learns nothing from then on)
 
 
 # -- the held-out cases ---------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], 
     for ex in chosen:
         _, to_addrs, subject, previous = rows[ex.message_id]
         cases.append(Case(sender, ex.message_id, ex.meta["intent"], ", ".join(json.loads(to_addrs or "[]")) or None,
-                          subject or None, previous or None, ex.email))
+                          subject or None, previous or None, ex.email, ex.date))
     return cases, train
 
 
@@ -197,7 +198,7 @@ def fit_authorship(db, cases: dict[str, list[Case]]) -> AuthorshipModel:
             continue
         cut[sender] = items[int(len(items) * 0.8)][0]  # the newest 20% calibrate, never train
         if cases.get(sender):  # and nothing from the first held-out case on is learnt
-            cut[sender] = min(cut[sender], min(_case_date(db, c) for c in cases[sender]))
+            cut[sender] = min(cut[sender], min(c.date for c in cases[sender]))
     train = {s: [t for d, t in items if d < cut.get(s, "9999")] for s, items in mail.items()}
     held = {s: [t for d, t in items if d >= cut.get(s, "9999") and len(t.split()) >= 5] for s, items in mail.items()}
     model = AuthorshipModel.fit(train)
@@ -206,10 +207,6 @@ def fit_authorship(db, cases: dict[str, list[Case]]) -> AuthorshipModel:
 
 
 MIN_AUTHORSHIP_EMAILS = 40
-
-
-def _case_date(db, case: Case) -> str:
-    return db.execute("SELECT date FROM messages WHERE id = ?", [case.message_id]).fetchone()[0]
 
 
 # -- the run --------------------------------------------------------------------------------------
