@@ -13,11 +13,10 @@ Hugging Face folder (``hf_dir``); no conversion is done then.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.files import write_atomic_dir
 from app.models import embedded_base_model, models_dir
 
 CONVERTED_MARKER = "tiller-source.json"
@@ -88,15 +87,10 @@ def hf_model_dir(base: BaseModel, *, log=print) -> Path:
         raise RuntimeError(f"{base.gguf.name}: conversion mismatch, missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
     del loaded, state
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / CONVERTED_MARKER).write_text(json.dumps(base.source_key()))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_atomic_dir(target, fill)  # a converted folder half-written, or missing, is never seen
     return target

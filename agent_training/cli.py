@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import TextColumn
 from rich.table import Table
 
-from app.jobs import CancelToken
-from app.plain import cells, esc
 from agent_training.evaluate import METHODS
 from app.agent.train_options import training_options
-
-console = Console(width=None if sys.stdout.isatty() else 120)
+from app.cli.common import console, on_ctrl_c, progress_bar
+from app.errors import EXIT_CANCELLED
+from app.jobs import CancelToken
+from app.plain import cells, esc
 
 
 @click.group()
@@ -44,11 +43,11 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
 
     Reruns skip finished rows; Ctrl-C stops cleanly and the next run resumes.
     """
+    from agent_training.dataset import export
+    from agent_training.distill import MEASURED_SOURCE, ConsentRequired, Distillation, DistillConfig
+    from agent_training.rules import MEASURED
     from app.backends.errors import BackendError, ConfigError
     from app.store import open_database
-    from agent_training.dataset import export
-    from agent_training.distill import ConsentRequired, DistillConfig, Distillation, MEASURED_SOURCE
-    from agent_training.rules import MEASURED
 
     if offline and backend:
         raise click.UsageError("--offline and --backend exclude each other")
@@ -58,7 +57,7 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
                            all_intent_variants=all_intent_variants, concurrency=concurrency, seed=seed,
                            consent_given_now=consent_now, newest_first=newest_first)
     token = CancelToken()
-    previous = signal.signal(signal.SIGINT, lambda *_: (token.cancel(), console.print("[yellow]Stopping after the requests in flight…[/]")))
+    restore_ctrl_c = on_ctrl_c(token, "Stopping after the requests in flight")
     try:
         job = Distillation(db, config, cancel=token)
     except (ConsentRequired, ConfigError, ValueError) as exc:
@@ -78,8 +77,7 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
             for p in job.run():
                 print(jsonlib.dumps({"phase": "distilling", "message": p.message, "step": p.done, "total_steps": p.total}), flush=True)
         else:
-            with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          TimeRemainingColumn(), console=console) as bar:
+            with progress_bar(22) as bar:
                 tasks = {}
                 for p in job.run():
                     if p.message not in tasks:
@@ -88,7 +86,7 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
     except BackendError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore_ctrl_c()
     c = job.counts
     elapsed = timelib.monotonic() - began
     console.print(f"intents {c.intents}, baselines {c.baselines}, rules {c.rules}, measured {c.measured}; "
@@ -103,7 +101,7 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         console.print(f"  [yellow]failed[/] {esc(failure)}")
     if token.cancelled:
         console.print("[yellow]Cancelled.[/] Finished rows are saved; rerun the same command to resume.")
-        sys.exit(130)
+        sys.exit(EXIT_CANCELLED)
     if config.backend:
         export_strategies = [(s, None) for s in strategies]
     else:
@@ -147,19 +145,30 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), help="Report folder (default: <data>/eval/<seed>).")
 @click.option("--i-consent-to-send-sent-mail", "consent_now", is_flag=True, help="Allow sending real emails to the judge / few-shot backend.")
+@click.option("--reproduce", is_flag=True, help="Make what the comparison needs first: distil the newest emails here, "
+              "train the agent, the naive fine-tune and the no-baseline (R1) agent, then evaluate every method.")
+@click.option("--distill", "distill_count", type=int, help="With --reproduce: newest emails per sender to distil (default 5 x --limit).")
+@click.option("--distill-backend", default="local", show_default=True, help="With --reproduce: the model that writes intents and rules.")
+@click.option("--steps", default=30, show_default=True, help="With --reproduce: training steps per adapter (three per sender).")
 def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, methods, agents, adapters, no_permutation,
-                 no_judge, no_authorship, seed, out_dir, consent_now) -> None:
+                 no_judge, no_authorship, seed, out_dir, consent_now, reproduce, distill_count, distill_backend, steps) -> None:
     """Evaluate the agent against the baselines on held-out mail; writes report.md with tables and plots.
 
-    Ctrl-C stops; the same command resumes (every model answer is cached in the report folder).
+    With --reproduce, trains what the comparison is missing first (about 25 minutes per sender on 2
+    cores at --limit 3). Ctrl-C stops; the same command resumes (every model answer is cached in the
+    report folder, and training resumes from its checkpoint).
     """
+    from agent_training.evaluate import EvalConfig, Evaluation
     from app.agent.profiles import list_profiles
     from app.backends.errors import BackendError, ConfigError
     from app.paths import home
     from app.store import open_database
-    from agent_training.evaluate import EvalConfig, Evaluation
 
     db = open_database()
+    if not senders and reproduce:
+        from app.mail.identity import active_identities
+
+        senders = tuple(active_identities(db))
     if not senders:
         senders = tuple(p.name for p in list_profiles() if p.trained and "@" in p.name)
         if not senders:
@@ -169,15 +178,22 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
             senders=[s.lower() for s in senders], backend=backend, judge=judge, small_backend=small_backend, limit=limit,
             few_shot_k=few_shot_k, seed=seed, methods=tuple(methods) or METHODS, agents=_pairs(agents, "--agent"),
             adapters=_pairs(adapters, "--adapter"), permutation=not no_permutation, judge_pairs=not no_judge,
-            authorship=not no_authorship, out_dir=out_dir or home() / "eval" / f"seed-{seed}", consent_given_now=consent_now)
+            authorship=not no_authorship, out_dir=out_dir or home() / "eval" / f"{'reproduce-' if reproduce else ''}seed-{seed}",
+            consent_given_now=consent_now)
         token = CancelToken()
-        job = Evaluation(db, config, cancel=token)
+        if reproduce:
+            from agent_training.reproduce import ReproduceConfig, Reproduction
+
+            job = Reproduction(db, ReproduceConfig(config, distill=distill_count, distill_backend=distill_backend,
+                                                   steps=steps),
+                               cancel=token, log=lambda text: console.print(text, markup=False, highlight=False))
+        else:
+            job = Evaluation(db, config, cancel=token)
     except (PermissionError, ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    previous = signal.signal(signal.SIGINT, lambda *_: (token.cancel(), console.print("[yellow]Stopping…[/]")))
+    restore_ctrl_c = on_ctrl_c(token, "Stopping after the answer in progress")
     try:
-        with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=console) as bar:
+        with progress_bar(12, TextColumn("{task.fields[note]}")) as bar:
             tasks = {}
             for p in job.run():
                 if p.stage not in tasks:
@@ -186,10 +202,10 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore_ctrl_c()
     if token.cancelled:
         console.print("[yellow]Cancelled.[/] Answers so far are cached; rerun the same command to resume.")
-        sys.exit(130)
+        sys.exit(EXIT_CANCELLED)
     console.print(f"Report: {esc(job.report_path)}")
 
 
@@ -217,7 +233,7 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
         raise click.ClickException(str(exc)) from None
     config = FinetuneConfig(dataset=dataset, sender=sender, **options)
     token = CancelToken()
-    previous = signal.signal(signal.SIGINT, lambda *_: (token.cancel(), err.print("[yellow]Stopping after this step (a checkpoint is saved)…[/]")))
+    restore_ctrl_c = on_ctrl_c(token, "Stopping after this step (a checkpoint is saved)")
     if control_stdin:
         def watch_stdin() -> None:
             for line in sys.stdin:
@@ -234,8 +250,7 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
             for p in job.run():
                 print(p.to_json(), flush=True)
         else:
-            with Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          TimeRemainingColumn(), console=console) as bar:
+            with progress_bar(34) as bar:
                 task = bar.add_task("loading the base model", total=None)
                 for p in job.run():
                     if p.phase == "training" and p.total_steps:
@@ -248,13 +263,13 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
             print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
         raise click.ClickException(str(exc)) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore_ctrl_c()
     result = job.result or {}
     if result.get("status") == "cancelled":
         if not as_json:
             console.print(f"[yellow]Cancelled[/] at step {result['step']} of {result['total_steps']}; "
                           "rerun the same command to resume from the checkpoint.")
-        sys.exit(130)
+        sys.exit(EXIT_CANCELLED)
     if not as_json:
         counts = result["examples"]
         console.print(f"Trained {result['steps']} steps on {counts['used']} examples "

@@ -36,18 +36,20 @@ class Example:
 
 
 def split_by_time(examples: list[Example], test_share: float = TEST_SHARE) -> tuple[list[Example], list[Example]]:
-    """Per sender: the oldest (1 - test_share) train, the newest test_share test."""
+    """Per sender: the oldest (1 - test_share) of the emails train, the newest test_share test."""
     by_sender: dict[str, list[Example]] = defaultdict(list)
     for ex in examples:
         by_sender[ex.sender].append(ex)
     train, test = [], []
     for sender_examples in by_sender.values():
-        ordered = sorted(sender_examples, key=lambda e: (e.date, e.message_id))
-        n_test = int(round(len(ordered) * test_share)) if len(ordered) >= 2 else 0
-        n_test = max(1, n_test) if len(ordered) >= 5 else n_test
-        cut = len(ordered) - n_test
-        train += ordered[:cut]
-        test += ordered[cut:]
+        # by message, not by example: one email distilled with two intent variants is two
+        # examples, and both must land on the same side of the cut
+        messages = sorted({(e.date, e.message_id) for e in sender_examples})
+        n_test = int(round(len(messages) * test_share)) if len(messages) >= 2 else 0
+        n_test = max(1, n_test) if len(messages) >= 5 else n_test
+        first_test = messages[len(messages) - n_test] if n_test else None
+        for e in sorted(sender_examples, key=lambda e: (e.date, e.message_id)):
+            (test if first_test is not None and (e.date, e.message_id) >= first_test else train).append(e)
     return train, test
 
 

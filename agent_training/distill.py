@@ -17,7 +17,6 @@ computed on the machine: extractive intents and measured style rules.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from agent_training import rules as rules_mod
 from agent_training.llm import LLMResult, ask_safely
 from agent_training.messages import SentMessage, load_messages
 from app.style import sender_phrases
+from app.clock import utc_now
 
 OFFLINE_INTENT_SOURCE = f"offline|extractive|{intents_mod.OFFLINE_VERSION}"
 MEASURED_SOURCE = f"offline|measure|{rules_mod.MEASURED_VERSION}"
@@ -70,8 +70,7 @@ class DistillCounts:
     failures: list[str] = field(default_factory=list)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+_now = utc_now
 
 
 class Distillation:
@@ -113,7 +112,9 @@ class Distillation:
             return intents_mod.SMALL_PROMPT if self.small else intents_mod.PROMPT
         if stage == "baselines":
             return baseline_mod.SMALL_PROMPT if self.small else baseline_mod.PROMPT
-        return rules_mod.SMALL_R3_PROMPT if self.small and stage == "R3" else f"rules_{stage.lower()}"
+        if self.small and stage in ("R1", "R3"):
+            return rules_mod.SMALL_R3_PROMPT if stage == "R3" else rules_mod.SMALL_R1_PROMPT
+        return f"rules_{stage.lower()}"
 
     @property
     def newest_first(self) -> bool:
@@ -338,6 +339,9 @@ class Distillation:
                 continue  # its baseline failed: counted there
             if self.small and strategy == "R3":
                 request, _ = rules_mod.small_r3_request(msg, baseline_text)
+                parse = (lambda email: (lambda raw: rules_mod.parse_small_rules(raw, email)))(msg.own_text)
+            elif self.small and strategy == "R1":
+                request, _ = rules_mod.small_r1_request(msg)
                 parse = (lambda email: (lambda raw: rules_mod.parse_small_rules(raw, email)))(msg.own_text)
             else:
                 request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)

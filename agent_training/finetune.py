@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -32,11 +31,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, profile_dir, profile_slug
+from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, TrainingRecord, profile_dir, profile_slug
+from app.clock import utc_now
 from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
 from app.agent.trainer import TrainerEvent
 from app.jobs import CancelToken
-from app.files import sha256_file, write_atomic
+from app.files import sha256_file, write_atomic, write_atomic_dir
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CHECKPOINT_DIR = "checkpoint"
@@ -252,22 +252,6 @@ def lora_state(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
-def _write_atomic_dir(target: Path, fill) -> None:
-    """Fill a temporary sibling folder, then swap it in: readers see the old folder or the new one."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    old = target.with_name(f".{target.name}.{os.getpid()}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        fill(tmp)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-
-
 MAX_DATASET_LINE = 1 << 20  # characters; one example is a few kB
 _TOO_LONG = "<line too long>"
 
@@ -392,52 +376,51 @@ class Finetune:
 
         yield TrainProgress("saving", step, total, message="writing the adapter")
         peft_dir = out / PEFT_DIR
-        _write_atomic_dir(peft_dir, lambda tmp: model.save_pretrained(tmp))
+        write_atomic_dir(peft_dir, lambda tmp: model.save_pretrained(tmp))
         adapter_info = None
         if config.export_gguf:
             from agent_training.export_gguf import export_adapter
 
             yield TrainProgress("exporting", step, total, message="GGUF adapter for llama.cpp")
             adapter_info = export_adapter(peft_dir, base.gguf, out / ADAPTER_FILE)
-        record = {
-            "profile": config.sender.lower() if config.sender else "all",
-            "slug": profile_slug(config.sender),
-            "base_gguf": str(base.gguf),
-            "base_hf": str(hf_dir),
-            "template_version": AGENT_TEMPLATE_VERSION,
-            "fingerprint": print_id,
-            "dataset": str(config.dataset),
-            "dataset_sha256": digest,
-            "examples": counts,
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-            "steps": step,
-            "first_loss": history[0]["loss"] if history else None,
-            "final_loss": history[-1]["loss"] if history else None,
-            "loss_history": history,
-            "adapter": adapter_info,
-            # `tiller check` compares the adapter file with these
-            "adapter_sha256": sha256_file(out / ADAPTER_FILE) if adapter_info is not None else None,
-            "adapter_bytes": (out / ADAPTER_FILE).stat().st_size if adapter_info is not None else None,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        write_json_atomic(out / TRAINING_FILE, record)
+        record = TrainingRecord(
+            profile=config.sender.lower() if config.sender else "all",
+            slug=profile_slug(config.sender),
+            base_gguf=str(base.gguf),
+            base_hf=str(hf_dir),
+            template_version=AGENT_TEMPLATE_VERSION,
+            fingerprint=print_id,
+            dataset=str(config.dataset),
+            dataset_sha256=digest,
+            examples=counts,
+            config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+            steps=step,
+            first_loss=history[0]["loss"] if history else None,
+            final_loss=history[-1]["loss"] if history else None,
+            loss_history=history,
+            adapter=adapter_info,
+            adapter_sha256=sha256_file(out / ADAPTER_FILE) if adapter_info is not None else None,
+            adapter_bytes=(out / ADAPTER_FILE).stat().st_size if adapter_info is not None else None,
+            finished_at=utc_now(),
+        )
+        record.write(out / TRAINING_FILE)
         shutil.rmtree(checkpoint, ignore_errors=True)
-        self.result = {"status": "done", **record}
-        yield TrainProgress("done", step, total, loss=record["final_loss"], message=str(out / ADAPTER_FILE))
+        self.result = {"status": "done", **record.to_dict()}
+        yield TrainProgress("done", step, total, loss=record.final_loss, message=str(out / ADAPTER_FILE))
 
     def _finished(self, out: Path, print_id: str, config: FinetuneConfig) -> dict | None:
         """The training record when this exact run already finished (and its adapter is there)."""
         if config.fresh or not (out / TRAINING_FILE).is_file():
             return None
         try:
-            record = json.loads((out / TRAINING_FILE).read_text())
-        except (OSError, json.JSONDecodeError):
+            record = TrainingRecord.read(out / TRAINING_FILE)
+        except ValueError:
             return None
-        if record.get("fingerprint") != print_id:
+        if record.fingerprint != print_id:
             return None
         if config.export_gguf and not (out / ADAPTER_FILE).is_file():
             return None
-        return record
+        return record.to_dict()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -450,7 +433,7 @@ class Finetune:
                         "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
             write_json_atomic(tmp / "state.json", {"fingerprint": print_id, "step": step, "history": history})
 
-        _write_atomic_dir(checkpoint, fill)
+        write_atomic_dir(checkpoint, fill)
 
     def _resume(self, checkpoint: Path, print_id: str, model, optimizer, scheduler):
         import torch

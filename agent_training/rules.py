@@ -30,6 +30,7 @@ MEASURED = "measured"
 MEASURED_VERSION = "style-measured.v1"
 MAX_QUOTED_RUN = 10  # consecutive words shared with the real email that make a rule a quote
 SMALL_R3_PROMPT = "rules_r3_small"
+SMALL_R1_PROMPT = "rules_r1_small"  # R1 (no zero-shot baseline) for the paper's no-baseline agent
 SMALL_MAX_EMAIL_CHARS = 2500
 RULES_SCHEMA = {
     "type": "object",
@@ -38,6 +39,12 @@ RULES_SCHEMA = {
         "rules": {"type": "array", "minItems": 2, "maxItems": 5, "items": {"type": "string", "minLength": 8, "maxLength": 140}},
     },
     "required": ["differences", "rules"],
+}
+# R1 sees only the real email: a one-sentence description of its style instead of a comparison
+R1_RULES_SCHEMA = {
+    "type": "object",
+    "properties": {"notes": RULES_SCHEMA["properties"]["differences"], "rules": RULES_SCHEMA["properties"]["rules"]},
+    "required": ["notes", "rules"],
 }
 
 
@@ -62,11 +69,18 @@ def small_r3_request(msg: SentMessage, baseline: str) -> tuple[GenerationRequest
     return GenerationRequest.simple(system, user, purpose="distill", max_tokens=400, json_schema=RULES_SCHEMA), prompt.id
 
 
+def small_r1_request(msg: SentMessage) -> tuple[GenerationRequest, str]:
+    """R1 for a small model: rules from the real email alone (the paper's no-baseline ablation)."""
+    prompt = load_prompt(SMALL_R1_PROMPT)
+    system, user = prompt.render(email=msg.own_text.strip()[:SMALL_MAX_EMAIL_CHARS])
+    return GenerationRequest.simple(system, user, purpose="distill", max_tokens=400, json_schema=R1_RULES_SCHEMA), prompt.id
+
+
 def parse_small_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
     """(rules, thinking, dropped) from a JSON answer; quoting rules are dropped as in :func:`parse_rules`."""
     try:
         answer = json.loads(raw)
-        items, thinking = answer["rules"], str(answer.get("differences") or "")
+        items, thinking = answer["rules"], str(answer.get("differences") or answer.get("notes") or "")
     except (ValueError, KeyError, TypeError):
         raise MalformedAnswer("the answer is not JSON with a list of rules (cut off?)", raw) from None
     items = [re.sub(r"\s+", " ", r).strip(" -•") for r in items if isinstance(r, str)]
@@ -120,7 +134,7 @@ _MEASURED_TOPICS = {
 }
 
 
-def _rule_lines(text: str) -> list[str]:
+def rule_lines(text: str) -> list[str]:
     return [line.strip().lstrip("-•* ").strip() for line in text.splitlines() if line.strip().lstrip("-•* ").strip()]
 
 
@@ -128,11 +142,11 @@ def merge_with_measured(llm_rules: str, measured: str) -> tuple[str, list[str]]:
     """``llm_rules`` then the ``measured`` lines, as one ``- rule`` list, without LLM lines on a topic the
     measured lines state exactly (greeting, sign-off, length, contractions, exclamation marks, case).
     Returns (merged, dropped LLM lines)."""
-    measured_lines = _rule_lines(measured)
+    measured_lines = rule_lines(measured)
     covered = {topic for topic, (measured_rx, _) in _MEASURED_TOPICS.items()
                if any(measured_rx.search(line) for line in measured_lines)}
     kept, dropped = [], []
-    for line in _rule_lines(llm_rules):
+    for line in rule_lines(llm_rules):
         on_covered = any(_MEASURED_TOPICS[topic][1].search(line) for topic in covered)
         (dropped if on_covered else kept).append(line)
     return "\n".join(f"- {line}" for line in [*kept, *measured_lines]), dropped

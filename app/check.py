@@ -7,7 +7,6 @@ with what to do; nothing is changed unless the user asks (``--restore``).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,21 +87,21 @@ def check_models(db) -> Iterator[Finding]:
 
 
 def check_adapters() -> Iterator[Finding]:
-    from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, agents_dir
+    from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, TrainingRecord, agents_dir
 
     for directory in sorted(agents_dir().iterdir()):
         record_path = directory / TRAINING_FILE
         if not directory.is_dir() or not record_path.is_file():
             continue
         try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            record = TrainingRecord.read(record_path)
+        except ValueError as exc:
             yield Finding(str(record_path), False, f"training record unreadable ({exc})", "train again (tiller train)")
             continue
-        if record.get("adapter") is None and not (directory / ADAPTER_FILE).exists():
+        if record.adapter is None and not (directory / ADAPTER_FILE).exists():
             continue
-        yield check_file(directory / ADAPTER_FILE, record.get("adapter_bytes"), record.get("adapter_sha256"),
-                         f"agent adapter of {record.get('profile') or directory.name}")
+        yield check_file(directory / ADAPTER_FILE, record.adapter_bytes, record.adapter_sha256,
+                         f"agent adapter of {record.profile or directory.name}")
 
 
 def run_checks() -> list[Finding]:

@@ -7,7 +7,7 @@ backend, stating what is sent. Without it, distillation runs on this machine onl
 
 from __future__ import annotations
 
-import datetime as dt
+from app.clock import utc_now
 
 DISTILL = "distill"
 
@@ -27,7 +27,7 @@ def grant(db, backend: str, scope: str = DISTILL) -> None:
     db["consents"].upsert(
         {
             "backend": backend, "scope": scope,
-            "granted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "granted_at": utc_now(),
             "statement": distill_statement(backend),
         },
         pk=("backend", "scope"),

@@ -9,7 +9,6 @@ Exit codes (documented in the README): 0 done; 1 an error explained in one line;
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import os
 import sqlite3
@@ -17,6 +16,7 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from app.clock import utc_now
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -121,7 +121,7 @@ def log_traceback(exc: BaseException, context: str = "") -> Path | None:
     path = log_path()
     try:
         with open(path, "a", encoding="utf-8", errors="replace") as fh:
-            fh.write(f"--- {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} {context}\n")
+            fh.write(f"--- {utc_now()} {context}\n")
             fh.write("".join(traceback.format_exception(exc)))
         return path
     except OSError:

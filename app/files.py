@@ -18,6 +18,34 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_atomic_dir(target: Path, fill) -> None:
+    """Fill a temporary sibling folder (``fill(tmp)``), then swap it in for ``target``: readers see
+    the old folder or the new one, and a failure at any point leaves the old one in place (the
+    swap is two renames; if the second fails, the first is undone)."""
+    import shutil
+
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        had_old = target.exists()
+        if had_old:
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if had_old:
+                os.replace(old, target)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def sha256_file(path: Path | str) -> str:
     import hashlib
 

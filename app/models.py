@@ -17,7 +17,6 @@ would be one more way to produce a file for :func:`register_model`; none is buil
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from app import paths
 from app.files import sha256_file
+from app.clock import utc_now
 
 ROLES = ("agent-base", "drafting")
 ROLE_LABELS = {"agent-base": "agent base (fine-tuned into your preference agent)",
@@ -224,7 +224,7 @@ def register_model(db, path: Path, role: str, name: str | None = None) -> ModelI
         raise ValueError(f"{name!r} is the name of an embedded model: pass --name")
     db["models"].upsert({
         "name": name, "path": str(path), "role": role, "size": path.stat().st_size, "sha256": sha256_file(path),
-        "added_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **info,
+        "added_at": utc_now(), **info,
     }, pk="name")
     return next(m for m in list_models(db) if m.name == name)
 

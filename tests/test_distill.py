@@ -102,6 +102,10 @@ def test_time_split_per_sender():
         te = [e for e in test if e.sender == sender]
         assert (len(tr), len(te)) == (n_train, n_test)
         assert max(e.date for e in tr) <= min(e.date for e in te)
+    # one email distilled with two intent variants is two examples, never on both sides of the cut
+    variants = [ex(i, "c", f"2001-02-{i + 1:02d}") for i, n in enumerate((2, 2, 2, 3, 1)) for _ in range(n)]
+    train, test = split_by_time(variants)
+    assert {e.message_id for e in train} == {0, 1, 2, 3} and {e.message_id for e in test} == {4}
 
 
 # -- offline -----------------------------------------------------------------------------------------

@@ -23,8 +23,10 @@ QUIGLEY = "dutch.quigley@enron.com"
 def claude_reply(user_text: str) -> str:
     if "<candidate_a>" in user_text:
         return "<closest>A</closest>"  # a judge biased to the first slot: both orders must cancel it out
-    if "Put the email" in user_text or "<generic_email>" in user_text or "first-person bullet" in user_text:
-        return scripted_claude(user_text)  # distillation: abstractive intents, zero-shot emails, R3 rules
+    if any(k in user_text for k in ("Put the email", "<generic_email>", "first-person bullet", "Here is an email this person")):
+        return scripted_claude(user_text)  # distillation: abstractive intents, zero-shot emails, R3 and R1 rules
+    if "<intent>" not in user_text:  # the compose operation's re-ask after a broken rule
+        return "Done.\n\nKay"
     intent = re.search(r"<intent>\s*(.*?)\s*</intent>", user_text, re.S).group(1)
     shots = user_text.count("<example_email>")
     return f"Hi,\n\n{intent}\n\n{'Thanks' if shots else 'Best regards'},\nKay"
@@ -78,24 +80,61 @@ def test_judge_and_few_shot_need_consent_to_send_real_mail(two_senders, tmp_path
 
 
 @pytest.mark.slow
-def test_eval_report_for_two_senders(two_senders, kay_agent, tmp_path):
+def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders(two_senders, kay_agent, tmp_path):
+    """``tiller eval --reproduce``: R1 rules distilled, the naive fine-tune and the R1 agent trained
+    per sender on emails older than every held-out one, then every method evaluated."""
+    from agent_training.evaluate import METHODS
+    from agent_training.evaluate import held_out_cases
+    from agent_training.reproduce import ReproduceConfig, Reproduction
+    from app.agent.profiles import profile_slug
+
     db, server = two_senders
     _, agent_dir, _ = kay_agent
     out = tmp_path / "report"
-    config = EvalConfig(
-        senders=[KAY, QUIGLEY], backend="claude", small_backend="claude", limit=2, seed=7, out_dir=out,
-        # one trained agent serves both senders here (training a second costs minutes); the
-        # permutation matrix is still computed from real drafts of each agent/sender pair
-        agents={KAY: agent_dir, QUIGLEY: agent_dir}, consent_given_now=True,
-    )
-    events = list(Evaluation(db, config).run())
-    assert {e.stage for e in events} == {"authorship model", "drafting", "judging", "report"}
+    # the small model's zero-shot drafts come from another endpoint (the same model as M_L is left out)
+    save_endpoint(db, EndpointConfig("claude small", "anthropic", "claude-test", server.url))
+    secrets.set_key("claude small", ANTHROPIC_TEST_KEY)
+
+    def reproduction() -> Reproduction:
+        config = EvalConfig(
+            senders=[KAY, QUIGLEY], backend="claude", small_backend="claude small", limit=2, seed=7, out_dir=out,
+            # one trained agent serves both senders here (training a second costs minutes); the
+            # permutation matrix is still computed from real drafts of each agent/sender pair
+            agents={KAY: agent_dir, QUIGLEY: agent_dir}, consent_given_now=True,
+            naive_max_tokens=48,  # the 1-step naive model rarely stops by itself: its drafts cost seconds each
+        )
+        tiny = dict(batch_size=2, rank=4, max_length=320, checkpoint_every=100, warmup_steps=0)
+        return Reproduction(db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny))
+
+    job = reproduction()
+    events = list(job.run())
+    trained = {f"{m}:{s}" for m in ("naive_finetune", "r1_agent") for s in (KAY, QUIGLEY)}
+    assert set(job.trained) == trained and all(r["status"] == "done" for r in job.trained.values())
+    assert {"drafting", "judging", "report", "distill dutch.quigley", "train r1_agent kay.mann"} <= {e.stage for e in events}
+    # every training example is older than every held-out email (the same split the evaluation holds out)
+    for sender in (KAY, QUIGLEY):
+        held, _ = held_out_cases(db, sender, 2, 7)
+        first_held = min(c.date for c in held)
+        for method in ("agent", "naive_finetune", "r1_agent"):
+            rows = [json.loads(l) for l in (out / "datasets" / profile_slug(sender) / f"{method}.jsonl").read_text().splitlines()]
+            assert rows and all(r["meta"]["date"] < first_held and r["meta"]["sender"] == sender for r in rows)
+            assert not {r["meta"]["message_id"] for r in rows} & {c.message_id for c in held}
+        r1 = (out / "datasets" / profile_slug(sender) / "r1_agent.jsonl").read_text()
+        assert "Be terse." in r1 and "Keep it short." not in r1  # R1 targets, not R3's
     results = json.loads((out / "results.json").read_text())
+    assert set(results["metrics"]) == set(METHODS)
     # the first-slot bias of the judge cancels out exactly: every pair scores 0.5
-    for other in ("small_zero_shot", "large_zero_shot", "large_few_shot"):
+    for other in [m for m in METHODS if m != "agent"]:
         win = results["agent_win_rate"][other]
         assert win["n"] == 4 and win["win_rate"] == 0.5 and win["low"] == win["high"] == 0.5
-    assert set(results["metrics"]) == {"agent", "small_zero_shot", "large_zero_shot", "large_few_shot"}
+    # the real_rules ceiling drafts with the rules distilled from the held-out email itself
+    real_rules = [d for d in map(json.loads, (out / "drafts.jsonl").read_text().splitlines())
+                  if d["key"].startswith("draft|compose.v1|real_rules|")]
+    assert len(real_rules) == 4 and all("Keep it short." in d["rules"] for d in real_rules)
+    assert results["stages"]["score"] == "authorship" and "rules_gap" in results["stages"]
+    report_text = (out / "report.md").read_text()
+    for needle in ("| paper |", "0.841", "Where the agent gains or loses", "## Runtime", "tiller eval --reproduce"):
+        assert needle in report_text, needle
     assert all(0 <= m["similarity"] <= 1.0001 for m in results["metrics"].values())
     # few-shot prompts carried real emails; the scripted model signs them "Thanks" (Kay's own sign-off)
     drafts = [json.loads(line) for line in (out / "drafts.jsonl").read_text().splitlines()]
@@ -103,6 +142,8 @@ def test_eval_report_for_two_senders(two_senders, kay_agent, tmp_path):
     assert len(few_shot) == 4 and all("Thanks," in d["text"] for d in few_shot)
     agent_drafts = [d for d in drafts if d["key"].startswith("draft|compose.v1|agent")]
     assert len(agent_drafts) == 8 and all(d["rules"] for d in agent_drafts)  # 4 own + 4 permuted
+    naive = [d for d in drafts if d["key"].startswith("draft|compose.v1|naive_finetune")]
+    assert len(naive) == 4 and all(d["model"].startswith("agent:naive_finetune:") for d in naive)
     # the drafts scored are the app's: checked against the agent's rules and repaired, the original kept
     for d in agent_drafts:
         assert d["original"].startswith("Hi,") and d["checks"]
@@ -110,7 +151,7 @@ def test_eval_report_for_two_senders(two_senders, kay_agent, tmp_path):
         assert len(after.broken) <= len(before.broken)
     compliance = results["rule_compliance"]["agent"]
     assert compliance["drafts"] == 4 and compliance["kept_after"] >= compliance["kept_before"]
-    assert set(results["rule_compliance"]) == {"agent"}  # the zero-shot methods have no rules to keep
+    assert set(results["rule_compliance"]) == {"agent", "r1_agent", "real_rules"}  # zero-shot ones have no rules
     # the judge-free authorship score: calibrated per sender on real held-out mail, for every method
     author = results["authorship"]
     assert {KAY, QUIGLEY} <= set(author["calibration"]) and set(author["methods"]) == set(results["metrics"])
@@ -127,9 +168,11 @@ def test_eval_report_for_two_senders(two_senders, kay_agent, tmp_path):
         assert needle in report, needle
     assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "permutation.png").stat().st_size > 5000
-    # a rerun asks no model anything: every answer is cached
+    # a rerun trains nothing and asks no model anything
     asked = len(server.requests)
-    list(Evaluation(db, config).run())
+    again = reproduction()
+    list(again.run())
+    assert set(again.trained) == trained and all(r.get("already") for r in again.trained.values())
     assert len(server.requests) == asked
 
 

@@ -143,3 +143,75 @@ def test_signature_delimiter_cuts_at_its_first_use(delimiter):
     result = split_message(body)
     assert result.own_text == "See you there.\n\nKay"
     assert result.signature == "Kay Mann\nEnron\n--\nmore"  # lines are trimmed
+
+
+# -- pasted third-party text (splitter v2) ---------------------------------------------------------
+
+
+def test_a_pasted_news_story_under_a_sign_off_is_not_own_words(enron):
+    s = split_file(enron, "dasovich-j/sent_items/137.")  # a note, "Best, Jeff", then a Dow Jones story
+    assert s.own_text.endswith("Is the judge's proposed decision available?\nBest,\nJeff")
+    assert len(s.own_text.split()) < 20 and "pasted" in s.flags
+    assert s.previous_context.startswith("FERC Judge Urges Dismissal Of Calif Complaint Vs El Paso\nWASHINGTON -(Dow Jones)-")
+
+
+def test_a_note_above_a_wire_story_stays_and_the_headline_goes_with_the_story(enron):
+    s = split_file(enron, "dasovich-j/sent_items/646.")
+    assert s.own_text == "Doesn't look good."
+    assert s.previous_context.startswith("USA: Shares of NewPower plummet in midday trade.")
+
+
+def test_an_email_that_is_only_an_article_has_no_own_words(enron):
+    s = split_file(enron, "dasovich-j/sent_items/762.")  # a Reuters story, nothing of Jeff's
+    assert s.own_text == "" and "pasted" in s.flags and "empty_body" not in s.flags
+    assert "(C) Reuters Limited 2001." in s.previous_context
+
+
+@pytest.mark.parametrize("rel", ["dasovich-j/sent_items/747.", "dasovich-j/sent_items/851."])
+def test_long_reports_the_sender_wrote_stay_own_words(enron, rel):
+    # Jeff's own 500-word legislative report and his own proposal under a row of asterisks
+    s = split_file(enron, rel)
+    assert "pasted" not in s.flags and len(s.own_text.split()) > 250 and s.previous_context == ""
+
+
+def test_lotus_notes_header_with_to_on_the_date_line(enron):
+    s = split_file(enron, "dasovich-j/sent_items/271.")
+    assert s.own_text == "This looks like LA Times/Wall Street Journal material......"
+    assert s.previous_context.lstrip().startswith("Steve C Hall/ENRON@enronXgate 07/09/2001 01:29 PM")
+
+
+def test_mail_split_by_an_older_splitter_is_split_again_and_stale_distillation_goes(db, enron, tmp_path):
+    """A mailbox imported before splitter v2 gets the new own words when the database is opened;
+    rows distilled from the old words (which held a pasted article) are dropped, others kept."""
+    import json
+    import shutil
+
+    from app.store import open_database
+    from tests.conftest import run_import
+
+    folder = tmp_path / "dasovich-j" / "sent_items"
+    folder.mkdir(parents=True)
+    for name in ("137.", "747."):
+        shutil.copy(enron / "maildir" / "dasovich-j" / "sent_items" / name, folder / name)
+    run_import(db, tmp_path / "dasovich-j")
+    rows = {r[1]: r[0] for r in db.execute("SELECT id, own_text LIKE 'Another defeat%' FROM messages")}
+    pasted_id, own_id = rows[1], rows[0]
+    article_own_text = db.execute("SELECT body_text FROM messages WHERE id = ?", [pasted_id]).fetchone()[0].strip()
+    # as splitter v1 left it: the story was own words, and distillation had used them
+    db.execute("UPDATE messages SET parser_version = 1, flags = ?, own_text = ? WHERE id = ?",
+               [json.dumps(["html"]), article_own_text, pasted_id])
+    db.execute("UPDATE messages SET parser_version = 1 WHERE id = ?", [own_id])
+    for message_id in (pasted_id, own_id):
+        intent = db.execute("INSERT INTO intents (message_id, variant, text, status, source) VALUES (?, 0, 'x', 'ok', 's')",
+                            [message_id]).lastrowid
+        db.execute("INSERT INTO rules (message_id, intent_id, strategy, rules, status, source) VALUES (?, ?, 'R3', '- x', 'ok', 's')",
+                   [message_id, intent])
+    db.conn.close()
+    reopened = open_database()
+    own, flags, version = reopened.execute("SELECT own_text, flags, parser_version FROM messages WHERE id = ?",
+                                           [pasted_id]).fetchone()
+    assert own.endswith("Best,\nJeff") and set(json.loads(flags)) == {"html", "pasted"} and version == 2
+    distilled = dict(reopened.execute("SELECT message_id, count(*) FROM intents GROUP BY message_id").fetchall())
+    assert distilled == {own_id: 1}  # the pasted one's intent and rules are gone; the other's stay
+    assert reopened.execute("SELECT count(*) FROM rules WHERE message_id = ?", [pasted_id]).fetchone()[0] == 0
+    reopened.conn.close()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from app import paths
-from app.files import read_text_bounded
+from app.files import read_text_bounded, write_atomic
 
 ALL_SENDERS = "all"
 ADAPTER_FILE = "adapter.gguf"
@@ -35,12 +35,64 @@ def profile_dir(sender: str | None) -> Path:
 
 
 @dataclass(frozen=True)
+class TrainingRecord:
+    """``training.json``: how a profile's adapter was made. The trainer (a separate process,
+    ``agent_training/finetune.py``) writes it when a run finishes; the app, ``tiller check`` and a
+    rerun of the same training read it. Unknown keys are ignored and missing ones default, so a
+    record from an older or newer Tiller still reads."""
+
+    profile: str  # the sender address, or "all"
+    slug: str | None = None
+    base_gguf: str | None = None  # the GGUF the adapter was trained on
+    base_hf: str | None = None
+    template_version: str | None = None
+    fingerprint: str | None = None  # data + configuration: the same fingerprint is the same run
+    dataset: str | None = None
+    dataset_sha256: str | None = None
+    examples: dict = field(default_factory=dict)  # used, too_long, malformed, other_sender, read
+    config: dict = field(default_factory=dict)  # the resolved FinetuneConfig
+    steps: int | None = None
+    first_loss: float | None = None
+    final_loss: float | None = None
+    loss_history: list = field(default_factory=list)
+    adapter: dict | None = None  # the GGUF export's summary (tensors, bytes); None: not exported
+    adapter_sha256: str | None = None  # `tiller check` compares the adapter file with these
+    adapter_bytes: int | None = None
+    finished_at: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingRecord":
+        if not isinstance(data, dict) or not isinstance(data.get("profile", ""), str):
+            raise ValueError("not a training record (expected a JSON object)")
+        known = {f.name for f in fields(cls)}
+        return cls(**{"profile": "", **{k: v for k, v in data.items() if k in known}})
+
+    @classmethod
+    def read(cls, path: Path) -> "TrainingRecord":
+        """Raises ValueError naming the file when it cannot be read as a record."""
+        try:
+            return cls.from_dict(json.loads(read_text_bounded(path, 64 << 20, "training record")))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: unreadable training record ({exc})") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, json.dumps(self.to_dict(), indent=2))
+
+    @property
+    def examples_used(self) -> int | None:
+        return self.examples.get("used")
+
+
+@dataclass(frozen=True)
 class AgentProfile:
     name: str  # the sender address, or "all"
     directory: Path
     adapter: Path | None  # None: not trained yet (the base model alone is used)
     base_model: Path | None  # the GGUF the adapter was trained on, from training.json
-    info: dict
+    record: TrainingRecord | None  # None: never trained
 
     @property
     def trained(self) -> bool:
@@ -52,21 +104,16 @@ def load_profile(sender: str | None) -> AgentProfile:
 
 
 def _profile_at(directory: Path, name: str) -> AgentProfile:
-    info: dict = {}
     training = directory / TRAINING_FILE
-    if training.is_file():
-        try:
-            info = json.loads(read_text_bounded(training, 64 << 20, "training record"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{training}: unreadable training record ({exc})") from None
+    record = TrainingRecord.read(training) if training.is_file() else None
     adapter = directory / ADAPTER_FILE
-    base = info.get("base_gguf")
+    base = record.base_gguf if record else None
     return AgentProfile(
-        name=info.get("profile") or name,
+        name=(record.profile if record else None) or name,
         directory=directory,
         adapter=adapter if adapter.is_file() else None,
         base_model=Path(base) if base else None,
-        info=info,
+        record=record,
     )
 
 

@@ -7,7 +7,6 @@ switching or editing a backend takes effect on the next request, without a resta
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from typing import Any
@@ -17,14 +16,14 @@ from app.backends.base import EndpointConfig, parse_options
 from app.backends.errors import ConfigError
 from app.backends.registry import provider_class
 from app.store.settings import get_setting, set_setting
+from app.clock import utc_now
 
 BUILTIN = {"local": EndpointConfig(name="local", provider="local", model="embedded")}
 DEFAULT_KEY = "default_backend"
 _NAME = re.compile(r"^[\w][\w .@:+-]{0,63}$")
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+_now = utc_now
 
 
 def _row_to_config(row: dict) -> EndpointConfig:

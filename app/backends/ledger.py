@@ -8,7 +8,6 @@ Authorization headers are dropped and key-like query parameters redacted: the le
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import time
@@ -20,6 +19,7 @@ import httpx2 as httpx
 
 from app import paths
 from app.backends.errors import redact
+from app.clock import utc_now
 
 SECRET_HEADERS = frozenset(
     {"authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization", "cookie", "set-cookie"}
@@ -28,7 +28,7 @@ SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "access_token", "to
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return utc_now("milliseconds")
 
 
 def redact_url(url: str) -> str:

@@ -67,8 +67,10 @@ def fit_request(request: GenerationRequest, count: Callable[[GenerationRequest],
 
     A long email being answered is what overflows a small model's context (a 2,048-token
     window holds about 6,000 characters): its quoted text is shortened first, keeping its
-    beginning (the newest message of a thread); then, if that is not enough, the longest message.
-    The intent and the rules stay whole. Raises ValueError when even that cannot fit."""
+    beginning (the newest message of a thread). A request with no quoted email, or one still too
+    long, has its longest message cut in the middle, which can shorten the intent or the rules
+    themselves: only a request far over the window gets there (the app's own prompts fit without
+    a quoted email). Raises ValueError when even that cannot fit."""
     for _ in range(12):
         tokens = count(request)
         if tokens <= budget:
@@ -140,8 +142,14 @@ class LocalProvider(Provider):
     def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
         spec = self._spec(options)
         budget = spec.n_ctx - min(options.max_tokens or ANSWER_RESERVE, ANSWER_RESERVE)
-        request = fit_request(request, lambda r: RUNTIME.count_tokens(spec, self._render(spec, r, options)[0]), budget)
-        prompt, stop = self._render(spec, request, options)
+        rendered: dict[int, tuple] = {}  # the prompt fit_request counted last is the one sent: rendered once
+
+        def count(candidate: GenerationRequest) -> int:
+            rendered[id(candidate)] = self._render(spec, candidate, options)
+            return RUNTIME.count_tokens(spec, rendered[id(candidate)][0])
+
+        request = fit_request(request, count, budget)
+        prompt, stop = rendered.get(id(request)) or self._render(spec, request, options)
         reason = None
         started = False
         for text, finish in RUNTIME.stream(

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.workers import Job, database
+from app.store.messages import message_text, search_messages
 
 
 def voices() -> list[tuple[str, str | None]]:
@@ -67,13 +68,11 @@ class PickMessageDialog(QDialog):
 
     def refresh(self, text: str) -> None:
         with database() as db:
-            rows = db.execute(
-                "SELECT id, date, from_addr, subject FROM messages WHERE subject LIKE ? OR from_addr LIKE ?"
-                " ORDER BY date DESC LIMIT 200", [f"%{text}%", f"%{text}%"]).fetchall()
+            rows = search_messages(db, text)
         self.list.clear()
-        for mid, date, sender, subject in rows:
-            item = QListWidgetItem(f"{(date or '')[:10]}  {sender}  —  {subject or '(no subject)'}")
-            item.setData(Qt.UserRole, mid)
+        for row in rows:
+            item = QListWidgetItem(f"{(row.date or '')[:10]}  {row.sender}  —  {row.subject or '(no subject)'}")
+            item.setData(Qt.UserRole, row.id)
             self.list.addItem(item)
         if self.list.count():
             self.list.setCurrentRow(0)
@@ -84,8 +83,8 @@ class PickMessageDialog(QDialog):
         if item is None:
             return None
         with database() as db:
-            row = db.execute("SELECT from_addr, subject, own_text FROM messages WHERE id = ?", [item.data(Qt.UserRole)]).fetchone()
-        return tuple(row) if row else None
+            found = message_text(db, item.data(Qt.UserRole))
+        return (found.sender, found.subject, found.own_text) if found else None
 
 
 class ComposePage(QWidget):

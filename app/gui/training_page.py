@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QComboBox, QFormLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from app.errors import EXIT_CANCELLED
 from app.firstrun import LOCAL_DISTILL_EMAILS, LOCAL_DISTILL_S_PER_EMAIL
 from app.gui.workers import Job
 
@@ -186,7 +187,7 @@ class TrainingPage(QWidget):
         self.bar.setValue(1)
         if process.returncode == 0:
             self.status.setText("Training data ready. Now train the agent for a voice.")
-        elif process.returncode == 130:
+        elif process.returncode == EXIT_CANCELLED:
             self.status.setText("Stopped; finished rows are kept. Start again to resume.")
         else:
             self.status.setText(f"Building the training data failed: {process.error_text()}")
@@ -224,7 +225,7 @@ class TrainingPage(QWidget):
         if process.returncode == 0:
             self.status.setText(f"The agent for {sender or 'all identities'} is trained; drafts use it from now on.")
             self.trained.emit(sender or "all")
-        elif process.returncode == 130:
+        elif process.returncode == EXIT_CANCELLED:
             self.status.setText("Stopped with a checkpoint; press Train again to resume.")
         else:
             self.status.setText(f"Training failed: {process.error_text()}")

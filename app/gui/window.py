@@ -92,9 +92,10 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _has_mail() -> bool:
         from app.gui.workers import database
+        from app.store.messages import has_mail
 
         with database() as db:
-            return db.execute("SELECT EXISTS (SELECT 1 FROM messages)").fetchone()[0] == 1
+            return has_mail(db)
 
     def save(self) -> None:
         settings = gui_settings()

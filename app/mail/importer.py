@@ -9,7 +9,6 @@ from the first item not yet committed.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftove
 from app.mail.sources import MailSource, RawItem
 from app.store.backup import take_backup
 from app.store.locks import StoreLock, import_lock
+from app.clock import utc_now
 
 
 _INSERT_MESSAGE = (
@@ -36,8 +36,7 @@ _INSERT_MESSAGE = (
 _FROM_ADDR, _FROM_NAME = MESSAGE_COLUMNS.index("from_addr"), MESSAGE_COLUMNS.index("from_name")
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+_now = utc_now
 
 
 @dataclass

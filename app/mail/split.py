@@ -8,7 +8,14 @@ can be drafted against it. Detectors each propose where quoted material starts; 
 - attributions: ``On <date>, <name> wrote:`` (also wrapped over two lines);
 - quoted header blocks: Outlook's ``From:`` followed by ``Sent:/To:/Subject:`` lines, and Lotus
   Notes' ``Name / 03/30/2001 03:44 PM / To: ...`` or ``Name on 01/27/2000 12:39:30 PM`` blocks;
-- ``>``-quoted lines (interleaved replies keep every unquoted line as own words).
+- ``>``-quoted lines (interleaved replies keep every unquoted line as own words);
+- pasted third-party text (v2): a news article, wire story or transcript pasted under the user's
+  note without any separator ("FYI. Note the last paragraph. Best, Jeff" then a Reuters story).
+  Its markers are a byline ("By Amy Chance"), a wire dateline ("SAN JOSE, Calif., July 6 (Reuters) -"),
+  "(Published ...)", a copyright line, or a lead-in that announces it ("Please see the following
+  articles:"); the headline lines just above a marker go with it. Only a block of 40 or more
+  words counts: a byline-like line inside the user's own prose does not move it. An email that is
+  only an article has no own words (and is no training example).
 
 Signatures (``-- `` delimiter, "Sent from my ...") and legal disclaimers are cut from the own words
 into ``signature``. Sign-offs such as "Thanks,\\nKay" stay: they are the user's style.
@@ -19,7 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-SPLITTER_VERSION = 1
+SPLITTER_VERSION = 2  # v2: pasted third-party text; a Notes "Name 07/09/2001 01:29 PM To: ..." on one line
+SPLIT_FLAGS = frozenset({"forward", "reply", "pure_forward", "empty_body", "interleaved", "pasted"})
 
 _ORIGINAL = re.compile(
     r"^\s*-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|mensaje original|"
@@ -72,11 +80,15 @@ def split_message(body: str, subject: str = "") -> SplitResult:
             flags.add("forward")
         else:
             flags.add("reply")
+    pasted = _pasted_start(own_lines)
+    if pasted is not None:
+        own_lines, context_lines = own_lines[:pasted], own_lines[pasted:] + context_lines
+        flags.add("pasted")
     own_lines, signature_lines = _cut_signature(own_lines)
     own = _trim("\n".join(own_lines))
     if not own and "forward" in flags:
         flags.add("pure_forward")
-    if not own and boundary is None and not _trim("\n".join(signature_lines)):
+    if not own and boundary is None and pasted is None and not _trim("\n".join(signature_lines)):
         flags.add("empty_body")
     return SplitResult(
         own_text=own,
@@ -129,9 +141,98 @@ def _first_boundary(lines: list[str]) -> tuple[int | None, str | None]:
             return start, "quote"
         if _FROM_HEADER.match(line) and _header_block_follows(lines, i + 1):
             return i, "reply"
-        if _NOTES_DATETIME.search(line) and _to_line_follows(lines, i + 1):
+        if _NOTES_DATETIME.search(line) and (_to_line_follows(lines, i + 1) or _NOTES_TO_SAME_LINE.search(line)):
             return _notes_block_start(lines, i), "reply"
     return None, None
+
+
+_NOTES_TO_SAME_LINE = re.compile(r"\d{1,2}:\d{2}(:\d{2})?\s*[AP]M\s+to:\s*\S", re.I)
+
+# -- pasted third-party text ----------------------------------------------------------------------
+
+_WIRES = r"(?:reuters|bloomberg|dow jones|ap|associated press|upi|afp|business wire|pr newswire)"
+# markers at the start of a line: one anchored pattern, matched once per line (import speed)
+_PASTED_LINE_START = re.compile("|".join((
+    r"\s*\??\s*(?:By|BY|by) [A-Z][A-Za-z.'\-]+(?: [A-Z][A-Za-z.'\-]+){1,3}\s*(?:,(?:\s*\S+){1,6})?\s*$",  # byline
+    r"(?i:\s*\(?published\b.*\d{4}\)?\s*$)",
+    r"(?i:\s*(?:copyright\b|\(c\)\s*\S|©|\?\s*(?:19|20)\d\d\s+[A-Z]))",  # "?2001 San Francisco ..."
+    r"\s*(?:Station|Program)\s{2,}\S",  # a broadcast transcript's header
+    # SACRAMENTO -- and the story's first sentence
+    r"\s*[A-Z][A-Z .'\-]{2,30}(?:, [A-Z][a-z.]+\.?)?(?:, [A-Z][a-z]+\.? \d{1,2})?\s*(?:--|—)\s+(?:\S+\s+){7}",
+)))
+_WIRE_DATELINE = re.compile(rf"\(\s*{_WIRES}\s*\)\s*(?:-{{1,2}}|—)|-\s*\(\s*{_WIRES}\s*\)\s*-", re.I)
+_STAFF_WRITER = re.compile(r"\bstaff writers?\s*$", re.I)
+
+
+def _is_pasted_marker(line: str, low: str) -> bool:
+    return bool(_PASTED_LINE_START.match(line) or ("(" in line and _WIRE_DATELINE.search(line))
+                or ("writer" in low and _STAFF_WRITER.search(line)))
+
+
+_PASTED_LEAD_IN = re.compile(
+    r"\b(?:following (?:news )?(?:articles?|stor(?:y|ies)|press releases?|transcripts?)|"
+    r"(?:article|story|press release|transcript|voice ?mail(?: message)?|text) (?:is )?(?:below|follows)|"
+    r"below is (?:the|an?) (?:article|story|press release|transcript|text))\b[^.!?]*:?\s*$", re.I)
+_CLOSING_LINE = re.compile(r"^\s*(?:best(?: regards)?|regards|thanks?(?: you)?|thx|cheers|sincerely|take care)\s*[,.!]?"
+                           r"(?:\s+[A-Z][a-z]+\.?){0,2}\s*$", re.I)  # "Best," or "Best, Jeff"
+_DECK = re.compile(r"^[A-Z][\w&' ]{0,20}:\s")
+_REPORTED_SPEECH = re.compile(r"\b(?:said|says|according to)\b")
+PASTED_MIN_WORDS = 40  # a smaller block is a mention inside the user's own prose, not a pasted text
+_HEADLINE_MAX_WORDS = 30  # a headline, or the deck under it
+
+
+def _pasted_start(lines: list[str]) -> int | None:
+    """Where pasted third-party text starts in ``lines`` (the own words so far), or None."""
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        low = line.lower()
+        if ("follow" in low or "below" in low) and _PASTED_LEAD_IN.search(line):
+            start = i + 1
+        elif _is_pasted_marker(line, low):
+            start = _headline_start(lines, i)
+        elif _after_signoff(lines, i) and _reads_like_a_report(lines[i:]):
+            start = i  # "Best, Jeff" and then a story quoting people: the user signed off above it
+        else:
+            continue
+        if sum(len(x.split()) for x in lines[start:]) >= PASTED_MIN_WORDS:
+            return start
+    return None
+
+
+def _after_signoff(lines: list[str], i: int) -> bool:
+    prev = _previous_nonblank(lines, i)
+    if prev is None:
+        return False
+    if _CLOSING_LINE.match(lines[prev]) and len(lines[prev].split()) > 1:
+        return True  # "Best, Jeff"
+    before = _previous_nonblank(lines, prev)
+    return before is not None and _CLOSING_LINE.match(lines[before]) is not None and len(lines[prev].split()) <= 3
+
+
+def _reads_like_a_report(lines: list[str]) -> bool:
+    """80 words or more with two or more attributions ("..., Hidalgo said"): someone else's story."""
+    text = "\n".join(lines)
+    return len(text.split()) >= 80 and len(_REPORTED_SPEECH.findall(text)) >= 2
+
+
+def _headline_start(lines: list[str], marker: int) -> int:
+    """The headline and source lines above a byline or dateline belong to the article; the user's
+    note above them (a long line, a lead-in ending in ':', a sign-off and its name) does not."""
+    start = marker
+    for j in range(marker - 1, max(-1, marker - 9), -1):
+        text = lines[j].strip()
+        if not text:
+            continue
+        if text.endswith(":") or len(text.split()) > _HEADLINE_MAX_WORDS or _CLOSING_LINE.match(text):
+            break
+        if text[-1] in ".?!" and not _DECK.match(text):
+            break  # "Doesn't look good." is the user's note; a headline has no full stop (a deck may: "Energy: ...")
+        prev = _previous_nonblank(lines, j)
+        if prev is not None and _CLOSING_LINE.match(lines[prev]) and len(text.split()) <= 3:
+            break  # "Best,\nJeff": the name under a sign-off is the user's
+        start = j
+    return start
 
 
 def _is_quote_line(line: str) -> bool:

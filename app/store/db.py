@@ -35,4 +35,7 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
     if MIGRATIONS and schema_version(db) < MIGRATIONS[-1][0]:
         take_backup(conn, path)  # a migration that goes wrong can be undone: tiller check --restore
     migrate(db)
+    from app.mail.resplit import resplit_outdated  # mail split by an older splitter: split again
+
+    resplit_outdated(db)
     return db

@@ -11,10 +11,10 @@ changed splitter can re-split only what it affects.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 import sqlite_utils
+from app.clock import utc_now
 
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = []
@@ -56,7 +56,7 @@ def migrate(db: sqlite_utils.Database) -> list[int]:
             fn(db)
             conn.execute(
                 "INSERT INTO _migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
+                (version, name, utc_now()),
             )
             conn.execute(f"PRAGMA user_version = {int(version)}")
             conn.execute("COMMIT")

@@ -1,0 +1,153 @@
+"""``tiller eval --reproduce``: the paper's comparison in one command, on this computer.
+
+For each sender, whatever is missing is made, and what exists is reused (every stage resumes):
+
+1. distillation of the sender's newest ``distill`` emails with an abstractive intent model (the
+   embedded instruct model by default): intents, zero-shot baselines, R3 rules, and R1 rules (the
+   no-baseline ablation);
+2. three training files, all from emails older than every held-out one: intent -> R3 rules (the
+   agent), intent -> email (the naive fine-tune), intent -> R1 rules (the no-baseline agent);
+3. three adapters trained on them (:class:`agent_training.finetune.Finetune`: a rerun finds the
+   finished ones by their data and configuration, and an interrupted one resumes from its checkpoint);
+4. the evaluation (:class:`agent_training.evaluate.Evaluation`) of every method on the held-out split.
+
+Everything lands under the report folder (``datasets/``, ``adapters/``, ``report.md``), so a
+reproduction never replaces the sender's own agent. Like every long job here, :meth:`Reproduction.run`
+is a generator of progress events, cancelled by a token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.agent.profiles import profile_slug
+from app.jobs import CancelToken
+from agent_training.dataset import Example, collect
+from agent_training.distill import DistillConfig, Distillation
+from agent_training.evaluate import EvalConfig, EvalProgress, Evaluation, held_out_cases
+from agent_training.finetune import Finetune, FinetuneConfig
+from app.files import write_atomic
+
+# adapter method -> (rule strategy of its targets, or None: the real email is the target)
+TRAINED = {"agent": "R3", "naive_finetune": None, "r1_agent": "R1"}
+
+
+@dataclass
+class ReproduceConfig:
+    evaluation: EvalConfig  # senders, limit, seed, backends, out_dir: as for a plain evaluation
+    distill: int | None = None  # newest emails per sender distilled here (None: 5 x limit, so 20% holds limit out)
+    distill_backend: str = "local"  # abstractive intents and rules (the embedded instruct model)
+    steps: int = 30  # optimizer steps per adapter (3 adapters per sender: the main cost)
+    train_options: dict = field(default_factory=dict)  # other FinetuneConfig fields (rank, lr, threads, ...)
+
+    @property
+    def distill_count(self) -> int:
+        return self.distill or 5 * self.evaluation.limit
+
+
+def _chat(ex: Example, target: str) -> dict:
+    return {"messages": [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": target}],
+            "meta": {**ex.meta, "split": "train"}}
+
+
+def training_files(db, sender: str, limit: int, seed: int, folder: Path) -> dict[str, dict]:
+    """The three training files for ``sender``, from the same split the evaluation holds out:
+    every example is older than every held-out email (R1 rows too, which can exist for emails
+    whose R3 row failed). Returns method -> {"path", "examples"}."""
+    _, train = held_out_cases(db, sender, limit, seed)
+    if not train:
+        raise ValueError(f"{sender}: every distilled email is held out, none is left to train on (distil more: --distill)")
+    last = max((e.date, e.message_id) for e in train)
+    r1, _ = collect(db, strategy="R1", sender=sender)
+    r1 = [e for e in r1 if not (e.meta.get("intent_source") or "").startswith("offline|") and (e.date, e.message_id) <= last]
+    rows = {"agent": [_chat(e, e.rules) for e in train], "naive_finetune": [_chat(e, e.email + "\n") for e in train],
+            "r1_agent": [_chat(e, e.rules) for e in r1]}
+    out = {}
+    for method, records in rows.items():
+        path = folder / f"{method}.jsonl"
+        write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        out[method] = {"path": path, "examples": len(records)}
+    return out
+
+
+class Reproduction:
+    """``for progress in Reproduction(db, config).run(): ...`` then read ``.report_path``."""
+
+    def __init__(self, db, config: ReproduceConfig, cancel: CancelToken | None = None, log=print):
+        self.db = db
+        self.config = config
+        self.cancel = cancel or CancelToken()
+        self.log = log
+        self.out = Path(config.evaluation.out_dir)
+        self.report_path = self.out / "report.md"
+        self.timings: dict[str, float] = {}
+        self.trained: dict[str, dict] = {}  # "method:sender" -> the trainer's result
+        # checks the backends and consent now, not after an hour of training
+        self.evaluation = Evaluation(db, config.evaluation, cancel=self.cancel)
+
+    def run(self) -> Iterator[EvalProgress]:
+        cfg, ev = self.config, self.config.evaluation
+        started = time.monotonic()
+        for sender in ev.senders:
+            yield from self._distill(sender, started)
+            if self.cancel.cancelled:
+                return
+        agents, adapters = {}, {}
+        for sender in ev.senders:
+            files = training_files(self.db, sender, ev.limit, ev.seed, self.out / "datasets" / profile_slug(sender))
+            for method, info in files.items():
+                given = ev.agents.get(sender) if method == "agent" else ev.adapter(method, sender)
+                if given or method not in ev.methods:  # named (--agent / --adapter), or not asked for (--method)
+                    continue
+                if not info["examples"]:
+                    raise ValueError(f"{sender}: no training examples for {method} (distil more emails: --distill)")
+                folder = self.out / "adapters" / profile_slug(sender) / method
+                yield from self._train(method, sender, info["path"], folder, started)
+                if self.cancel.cancelled:
+                    return
+                if method == "agent":
+                    agents[sender] = folder
+                else:
+                    adapters[f"{method}:{sender}"] = folder
+        ev.agents, ev.adapters = {**agents, **ev.agents}, {**adapters, **ev.adapters}
+        evaluation = self.evaluation
+        evaluation.extra_timings = {k: round(v, 1) for k, v in self.timings.items()}
+        evaluation.command = (f"tiller eval --reproduce {' '.join('--sender ' + s for s in ev.senders)} --limit {ev.limit} "
+                              f"--seed {ev.seed} --distill {cfg.distill_count} --steps {cfg.steps}")
+        yield from evaluation.run()
+
+    def _distill(self, sender: str, started: float) -> Iterator[EvalProgress]:
+        cfg = self.config
+        job = Distillation(self.db, DistillConfig(
+            backend=cfg.distill_backend, sender=sender, limit=cfg.distill_count,
+            strategies=("R3", "R1") if "r1_agent" in cfg.evaluation.methods else ("R3",),
+            newest_first=True, consent_given_now=cfg.evaluation.consent_given_now),  # distillation's own seed:
+            # another evaluation seed must not distil every email again
+            cancel=self.cancel)
+        began = time.monotonic()
+        stage = f"distill {sender.split('@')[0]}"
+        for p in job.run():
+            yield EvalProgress(done=p.done, total=p.total, started=started, message=p.message, stage=stage)
+        self.timings[f"distill ({sender})"] = self.timings.get(f"distill ({sender})", 0) + time.monotonic() - began
+        if job.counts.failed:
+            self.log(f"{sender}: {job.counts.failed} emails failed to distil (left out)")
+
+    def _train(self, method: str, sender: str, dataset: Path, folder: Path, started: float) -> Iterator[EvalProgress]:
+        cfg = self.config
+        job = Finetune(FinetuneConfig(dataset=dataset, output=folder, max_steps=cfg.steps, **cfg.train_options),
+                       cancel=self.cancel, log=self.log)
+        began = time.monotonic()
+        stage = f"train {method} {sender.split('@')[0]}"
+        for p in job.run():
+            if p.phase in ("training", "done") and p.total_steps:
+                yield EvalProgress(done=p.step, total=p.total_steps, started=started, stage=stage,
+                                   message=f"loss {p.loss:.3f}" if p.loss is not None else p.message or "")
+            elif p.phase == "cancelled":
+                return
+        self.trained[f"{method}:{sender}"] = job.result or {}
+        if not (job.result or {}).get("already"):
+            self.timings[f"train {method} ({sender})"] = time.monotonic() - began

@@ -1,0 +1,47 @@
+"""The ``tiller`` command line, a module per area. Commands are thin: each parses its options,
+calls the core, and renders the result; the work lives in the core modules."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+# each module adds its commands to ``cli`` when imported
+from app.cli import accounts, demo, drafting, mail, models, training  # noqa: F401
+from app.cli.common import _DEBUG, cli, err_console
+from app.cli.demo import find_sample_mail  # noqa: F401 - used by tests and packaging
+from app.cli.drafting import parse_ranking  # noqa: F401
+from app.cli.training import train_command  # noqa: F401
+from app.errors import EXIT_CANCELLED
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The entry point: one line for any error (see ``app.errors``), the traceback in the log or
+    with --debug."""
+    from app.errors import one_line
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="tiller", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("Aborted.", markup=False)
+        sys.exit(EXIT_CANCELLED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("Cancelled.", markup=False)
+        sys.exit(EXIT_CANCELLED)
+    except Exception as exc:  # noqa: BLE001 - the one place every error becomes a sentence
+        if _DEBUG["on"] or "--debug" in args[:1]:
+            raise
+        told = one_line(exc, context="tiller " + " ".join(args[:2]))
+        err_console.print(f"Error: {told.message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(told.exit_code)
+
+
+if __name__ == "__main__":
+    main()

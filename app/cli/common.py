@@ -1,0 +1,78 @@
+"""What every ``tiller`` command shares: the root group, the consoles, Ctrl-C as a cancel token,
+the database, and a rich progress bar set up one way."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app import __version__
+from app.jobs import CancelToken
+
+# Piped output (CI logs, `| less`) would otherwise be squeezed into rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True)
+
+
+_DEBUG = {"on": False}
+
+
+@click.group()
+@click.version_option(__version__, prog_name="tiller")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """Tiller drafts email in your own style, on your own machine.
+
+    Exit codes: 0 done, 1 error (explained in one line), 2 usage error, 3 the data store cannot be
+    used (damaged, read-only, disk full, TILLER_HOME wrong), 130 cancelled (work so far is saved).
+    """
+    _DEBUG["on"] = debug
+
+
+def on_ctrl_c(token: CancelToken, stopping: str = "Stopping after the current batch") -> Callable[[], None]:
+    """From now on, the first Ctrl-C cancels ``token`` (the job stops at a safe point and saves
+    what it has), a second one aborts at once. Returns the function that puts the previous
+    handler back."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if token.cancelled:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        token.cancel()
+        err_console.print(f"{stopping} (Ctrl-C again to abort)…", style="yellow", markup=False, highlight=False)
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def cancel_on_ctrl_c(stopping: str = "Stopping after the current batch"):
+    """A cancel token that Ctrl-C sets while the block runs (see :func:`on_ctrl_c`)."""
+    token = CancelToken()
+    restore = on_ctrl_c(token, stopping)
+    try:
+        yield token
+    finally:
+        restore()
+
+
+def _open_db():
+    from app.store import open_database
+
+    return open_database()
+
+
+def progress_bar(description_width: int = 40, *extra_columns) -> Progress:
+    """The one progress bar of the CLI: description, bar, done/total, elapsed and remaining time."""
+    from rich.progress import TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description:<%d}" % description_width), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), *extra_columns, console=console)
+

@@ -1,0 +1,230 @@
+"""``tiller draft`` and ``tags``: the agent's rules, the draft, its rule check, and ranking drafts."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from app.cli.common import cancel_on_ctrl_c, cli, console, err_console
+from app.plain import cells, esc
+
+MAX_RULES_BYTES = 1 << 20  # a rules file is a few hundred bytes
+MAX_REPLY_BYTES = 8 << 20  # the email being answered; the agent cuts it to its context anyway
+
+
+def read_rules_file(path: Path) -> list[str]:
+    from app.agent.template import parse_rules
+    from app.files import ReadRefused, read_text_bounded
+
+    try:
+        text = read_text_bounded(path, MAX_RULES_BYTES, "rules file")
+    except ReadRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    rules = parse_rules("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    if not rules:
+        raise click.ClickException(f"{path}: no rules in it (one rule per line; lines starting with # are ignored)")
+    return rules
+
+
+@cli.command("draft")
+@click.argument("intent")
+@click.option("--to", "recipient", help="Recipient (name or address).")
+@click.option("--subject")
+@click.option("--reply-to", "reply_file", type=click.Path(path_type=Path, dir_okay=False), help="A file with the email you are answering.")
+@click.option("--from", "sender", help="Which of your identities writes (picks its agent profile).")
+@click.option("--backend", help="Large model that writes the draft (default: the default backend).")
+@click.option("--show-rules", is_flag=True, help="Print the agent's rules before the draft.")
+@click.option("--rules-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Rules to use instead of the agent's; if the file does not exist, the agent's rules are written there to edit.")
+@click.option("--no-agent", is_flag=True, help="Draft without rules (the zero-shot baseline).")
+@click.option("--max-tokens", default=768, show_default=True)
+@click.option("--candidates", default=1, show_default=True, type=click.IntRange(1, 4),
+              help="Write 2-4 drafts, each with other style/topic tags; rank them and Tiller learns which tags you like.")
+@click.option("--rank", "ranking", help="With --candidates: your ranking, best first (\"2,1,3\"), or one pick (\"2\"); asked when omitted.")
+@click.option("--no-check", is_flag=True, help="Show the model's draft as it is, without checking it against the rules.")
+def draft_command(intent, recipient, subject, reply_file, sender, backend, show_rules, rules_file, no_agent, max_tokens,
+                  candidates, ranking, no_check) -> None:
+    """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
+
+    Only the intent, these details, the rules and any style tags are sent to the backend; your mail is not.
+    """
+    from app.backends.errors import BackendError, Cancelled
+
+    previous = None
+    if reply_file:
+        from app.files import ReadRefused, read_text_bounded
+
+        try:
+            previous = read_text_bounded(reply_file, MAX_REPLY_BYTES, "email to answer", errors="replace")
+        except ReadRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    if not intent.strip():
+        raise click.UsageError("the intent is empty: say what the email should tell the recipient")
+    from app.compose import ComposeOperation, ComposeRequest
+
+    given = None
+    if rules_file and rules_file.exists():
+        given = tuple(read_rules_file(rules_file))
+        err_console.print(f"Rules from {esc(rules_file)} ({len(given)})")
+    tag_sets: tuple[tuple[str, ...], ...] = ((),)
+    selector = None
+    if candidates > 1:
+        from app.ranking.selector import load_selector
+
+        with console.status("Choosing style tags…"):
+            selector = load_selector(sender)
+            tag_sets = tuple(tuple(t) for t in selector.propose(intent, m=candidates))
+    request = ComposeRequest(intent, recipient=recipient, subject=subject, previous_email=previous, sender=sender,
+                             backend=backend, rules=given, use_agent=not no_agent, tag_sets=tag_sets,
+                             max_tokens=max_tokens, check=not no_check)
+    with cancel_on_ctrl_c() as token:
+        op = ComposeOperation(request, token, on_retry=lambda n: err_console.print(
+            f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"))
+        try:
+            render_compose(op, show_rules=show_rules, rules_file=rules_file if given is None else None)
+        except Cancelled:
+            raise click.ClickException("cancelled") from None
+        except (BackendError, FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    if selector is not None:
+        _rank_candidates(intent, selector, [d.tags for d in op.result.drafts], sender, ranking)
+
+
+def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = None) -> None:
+    """Show a compose operation as it runs: rules, streamed drafts, each draft's rule check."""
+    from app.compose import DraftChecked, DraftText, Reasking, RulesReady
+    from app.rulecheck import BROKEN, KEPT, REPAIRED
+
+    events = op.run()
+    with console.status("The agent is writing rules on this computer…" if op.request.use_agent
+                        and op.request.rules is None else "Preparing…"):
+        first = next(events)
+    assert isinstance(first, RulesReady)
+    if first.source == "agent" and not first.trained:
+        err_console.print("[yellow]No trained agent for this sender: the base model alone writes the rules "
+                          "(run `tiller train`).[/]")
+    if rules_file is not None and first.source == "agent":
+        from app.files import write_atomic
+
+        write_atomic(rules_file, "# One rule per line; edit, then run the same command again.\n"
+                     + "\n".join(f"- {r}" for r in first.rules) + "\n")
+        err_console.print(f"The agent's rules are in {esc(rules_file)}: edit them and run again to draft with them.")
+        show_rules = True
+    if show_rules:
+        console.rule("Preference rules (made on this computer)" if first.source == "agent" else "Preference rules")
+        for r in first.rules:
+            console.print(f"- {r}", markup=False, highlight=False)
+    several = len(op.request.tag_sets) > 1
+    current = None
+    for event in events:
+        if isinstance(event, DraftText):
+            if event.index != current:
+                current = event.index
+                tags = op.request.tag_sets[event.index]
+                console.rule(f"Draft {event.index + 1} · tags: {esc(', '.join(tags))}" if several else "Draft")
+            console.print(event.text, end="", markup=False, highlight=False)
+        elif isinstance(event, Reasking):
+            console.print()
+            err_console.print(f"[yellow]The draft broke {len(event.broken)} rule(s) that cannot be repaired safely; "
+                              "asking the model once more…[/]")
+        elif isinstance(event, DraftChecked):
+            console.print()
+            checked = event.draft
+            if checked.checks:
+                styles = {KEPT: "green", REPAIRED: "yellow", BROKEN: "red"}
+                console.rule("Rule check" + (f" (draft {event.index + 1})" if several else ""))
+                for c in checked.checks:
+                    style = styles.get(c.status, "dim")
+                    note = f" [dim]({esc(c.note)})[/]" if c.note else ""
+                    console.print(f"[{style}]{c.status:>13}[/] {esc(c.rule)}{note}", highlight=False)
+                for sentence in event.unsupported:
+                    console.print(f"[magenta]{'check':>13}[/] not in your intent? {esc(sentence)}", highlight=False)
+                kept = sum(c.status != BROKEN for c in checked.checkable)
+                summary = f"{kept} of {len(checked.checkable)} checkable rules kept"
+                summary += " after repair" if any(c.status == REPAIRED for c in checked.checks) else ""
+                summary += "; re-asked once" if checked.reasked else ""
+                err_console.print(esc(summary))
+                if checked.text.strip() != checked.original.strip():
+                    console.rule("Email (after the rule check; the draft above is the model's original)")
+                    console.print(checked.text.rstrip(), markup=False, highlight=False)
+            err_console.print(f"[dim]{esc(event.backend or '-')} ({esc(event.model or '-')}), {event.elapsed_s:.1f} s, "
+                              f"finish: {esc(event.finish_reason)}[/]")
+
+
+def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
+    """"2,1,3" -> ([1, 0, 2], False); "2" -> ([1, 0, 2], True): zero-based, best first, and whether
+    only the best was picked. Raises ValueError naming what is wrong."""
+    parts = [p for p in re.split(r"[\s,>]+", text.strip()) if p]
+    if not parts:
+        raise ValueError("empty ranking")
+    try:
+        picked = [int(p) - 1 for p in parts]
+    except ValueError:
+        raise ValueError(f"{text!r}: give draft numbers, best first, like 2,1,3") from None
+    if any(not 0 <= i < m for i in picked) or len(set(picked)) != len(picked):
+        raise ValueError(f"{text!r}: each of the numbers 1-{m} at most once")
+    best_only = len(picked) == 1
+    rest = [i for i in range(m) if i not in picked]
+    if not best_only and rest:
+        raise ValueError(f"{text!r}: rank all {m} drafts, or pick just one")
+    return picked + rest, best_only
+
+
+def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
+    """Ask for (or take) the user's ranking of the drafts shown, and teach the tag selector."""
+    from app.ranking.selector import learned_preferences, save_selector
+
+    m = len(tag_sets)
+    console.rule()
+    if ranking is not None:
+        try:
+            order, best_only = parse_ranking(ranking, m)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--rank") from None
+    elif not sys.stdin.isatty():
+        err_console.print("Not ranked (no --rank and no terminal to ask): nothing learned.")
+        return
+    else:
+        while True:
+            answer = click.prompt("Rank the drafts best first (e.g. 2,1,3) or pick one (e.g. 2); Enter to skip",
+                                  default="", show_default=False)
+            if not answer.strip():
+                err_console.print("Skipped: nothing learned.")
+                return
+            try:
+                order, best_only = parse_ranking(answer, m)
+                break
+            except ValueError as exc:
+                err_console.print(f"[yellow]{esc(exc)}[/]")
+    seconds = selector.update(intent, [list(tag_sets[i]) for i in order], best_only=best_only)
+    path = save_selector(selector, sender)
+    favoured = ", ".join(t for t, w in learned_preferences(selector, 5) if w > 0) or "(none yet)"
+    err_console.print(f"Learned from your {'pick' if best_only else 'ranking'} in {seconds * 1000:.0f} ms "
+                      f"({selector.updates} so far, saved to {path}). Favoured tags: {favoured}")
+
+
+@cli.command("tags")
+@click.option("--from", "sender", help="Which of your identities (each learns its own tags).")
+@click.option("--reset", is_flag=True, help="Forget what your rankings taught (start over).")
+def tags_command(sender, reset) -> None:
+    """Show the style/topic tags your draft rankings taught Tiller, or reset them."""
+    from app.ranking.selector import learned_preferences, load_selector, reset_selector, state_path
+
+    if reset:
+        removed = reset_selector(sender)
+        console.print("Forgotten: the next rankings start from scratch." if removed else "Nothing learned yet: nothing to reset.")
+        return
+    if not state_path(sender).is_file():
+        console.print("Nothing learned yet: draft with --candidates 3 and rank the drafts.")
+        return
+    selector = load_selector(sender)
+    table = Table(title=f"Learned tag preferences ({selector.updates} rankings)")
+    table.add_column("tag")
+    table.add_column("preference", justify="right")
+    for tag, weight in learned_preferences(selector, n=len(selector.tags)):
+        table.add_row(*cells(tag, f"{weight:+.2f}"))
+    console.print(table)

@@ -1,0 +1,153 @@
+"""``tiller distill``, ``eval``, ``train`` and ``agents``: the training side runs as its own process
+(the app never imports ``agent_training``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.table import Table
+
+from app.agent.train_options import training_options
+from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, progress_bar
+from app.errors import EXIT_CANCELLED
+from app.plain import cells, esc
+
+# -- training side (a separate process: the app never imports agent_training) ----------------------
+
+
+def run_training_command(args: list[str]) -> int:
+    """Run ``python -m agent_training ARGS`` in its own process with this terminal; Ctrl-C reaches
+    it (same process group) and it stops cleanly on its own."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "agent_training", *args])
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # the child got the same SIGINT and is stopping; wait for it
+
+
+@cli.command("distill", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def distill_command(ctx) -> None:
+    """Build the agent's training data from your sent mail (see: tiller distill --help)."""
+    sys.exit(run_training_command(["distill", *ctx.args]))
+
+
+@cli.command("eval", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def eval_command(ctx) -> None:
+    """Evaluate the agent against the baselines on held-out mail (see: tiller eval --help)."""
+    sys.exit(run_training_command(["eval", *ctx.args]))
+
+
+# -- the preference agent: training (a separate process), profiles, drafting ----------------------
+
+
+def run_trainer(sender: str | None, **options) -> dict | None:
+    """Start ``agent_training train`` as its own process and show its progress; Ctrl-C asks it to
+    stop at a step boundary (it saves a checkpoint; the same command resumes). Returns the last
+    event's fields when it finished, None when cancelled."""
+    import time as _time
+
+    from app.agent.trainer import TrainerProcess
+
+    trainer = TrainerProcess.start(sender=sender, **options)
+    with cancel_on_ctrl_c() as token:
+        token.on_cancel(trainer.cancel)
+        with progress_bar(40) as bar:
+            task = bar.add_task("loading the base model", total=None)
+            started = _time.monotonic()
+            for event in trainer.events():
+                if event.phase == "loading":
+                    bar.update(task, description=esc(event.message or "loading"))
+                elif event.phase == "training" and event.total_steps:
+                    if event.loss is None:
+                        counts = event.extra.get("counts", {})
+                        resumed = event.extra.get("resumed_at")
+                        console.print(f"{counts.get('used', '?')} training examples"
+                                      + (f" ({counts.get('too_long')} too long, skipped)" if counts.get("too_long") else "")
+                                      + (f"; resuming at step {resumed}" if resumed else ""))
+                    desc = f"training, loss {event.loss:.3f}" if event.loss is not None else "training"
+                    if event.tokens_per_s:
+                        desc += f", {event.tokens_per_s:.0f} tok/s"
+                    bar.update(task, description=desc, completed=event.step, total=event.total_steps)
+                elif event.phase in ("saving", "exporting"):
+                    bar.update(task, description=esc(event.message))
+                elif event.phase == "done":
+                    bar.update(task, description=f"done in {_time.monotonic() - started:.0f} s")
+    code = trainer.returncode
+    if code == EXIT_CANCELLED or (trainer.last and trainer.last.phase == "cancelled"):
+        console.print("[yellow]Training stopped[/]; a checkpoint was saved. Run the same command to resume.")
+        return None
+    if code != 0:
+        raise click.ClickException(f"training failed: {trainer.error_text()}")
+    return trainer.last.__dict__ if trainer.last else {}
+
+
+@cli.command("train")
+@click.option("--sender", help="Train this identity's own agent profile (default: one profile for all your addresses).")
+@click.option("--all-senders", is_flag=True, help="One profile trained on all your identities together.")
+@training_options
+def train_command(sender, all_senders, **options) -> None:
+    """Fine-tune the on-device preference agent on your distilled data (runs in its own process)."""
+    from app.agent.profiles import load_profile
+
+    if sender and all_senders:
+        raise click.UsageError("--sender and --all-senders exclude each other")
+    if not sender and not all_senders:
+        from app.mail.identity import active_identities
+
+        mine = active_identities(_open_db())
+        if len(mine) == 1:
+            sender = mine[0]
+        elif len(mine) > 1:
+            raise click.UsageError(
+                f"you have {len(mine)} identities ({', '.join(mine[:4])}{', …' if len(mine) > 4 else ''}): each writes "
+                "in its own voice, so pick one with --sender ADDRESS (one profile each), or --all-senders")
+
+    if options["base_gguf"] is None:  # the model chosen for the agent-base role, when it is not the embedded one
+        from app.models import DEFAULT_FOR_ROLE, model_for_role, model_path
+
+        db = _open_db()
+        chosen = model_for_role(db, "agent-base")
+        if chosen != DEFAULT_FOR_ROLE["agent-base"]:
+            options["base_gguf"] = str(model_path(db, chosen))
+    result = run_trainer(sender, **options)
+    if result is None:
+        sys.exit(EXIT_CANCELLED)
+    if options["output"]:  # a profile folder of its own (the evaluation's baselines), not the sender's
+        from app.agent.profiles import _profile_at
+
+        profile = _profile_at(options["output"], sender or "all")
+    else:
+        profile = load_profile(sender)
+    record = profile.record
+    if record is None:
+        raise click.ClickException(f"{profile.directory}: the trainer finished but wrote no training record")
+    loss = (f"loss {record.first_loss:.3f} -> {record.final_loss:.3f}"
+            if record.first_loss is not None and record.final_loss is not None else "no loss recorded")
+    console.print(f"Agent profile [bold]{esc(profile.name)}[/]: {record.steps} steps on {record.examples_used} examples, "
+                  f"{loss}; adapter {esc(profile.adapter)}")
+
+
+@cli.command("agents")
+def agents_command() -> None:
+    """List the trained agent profiles (one adapter per sender)."""
+    from app.agent.profiles import list_profiles
+
+    profiles = list_profiles()
+    if not profiles:
+        console.print("No trained agent yet: run `tiller distill` then `tiller train`.")
+        return
+    table = Table(title="Agent profiles")
+    for col in ("profile", "trained (UTC)", "steps", "examples", "loss", "adapter"):
+        table.add_column(col)
+    for p in profiles:
+        r = p.record
+        table.add_row(*cells(p.name, (r.finished_at or "")[:16].replace("T", " "), r.steps, r.examples_used,
+                             f"{r.first_loss or 0:.2f} -> {r.final_loss or 0:.2f}",
+                             p.adapter if p.adapter else "missing"))
+    console.print(table)
