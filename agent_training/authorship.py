@@ -31,7 +31,8 @@ MIN_WORDS = 5  # shorter emails say little about style and add noise
 MAX_TRAIN_PER_SENDER = 600  # the biggest mailboxes would drown the small ones
 
 # English function words: topic-independent, the classic stylometric signal (Mosteller & Wallace).
-FUNCTION_WORDS = set("""
+FUNCTION_WORDS = set(
+    """
 a about above after again against all am an and any are as at be because been before being below between both but by
 can could did do does doing down during each few for from further had has have having he her here hers herself him
 himself his how i if in into is it its itself just let me more most my myself no nor not now of off on once only or
@@ -39,7 +40,8 @@ other our ours ourselves out over own same she should so some such than that the
 there these they this those through to too under until up very was we were what when where which while who whom why
 will with would you your yours yourself yourselves ok okay thanks thank please hi hello dear regards best cheers
 also yes well still yet however though although since unless whether shall may might must
-""".split())
+""".split()
+)
 
 
 def function_word_text(text: str) -> str:
@@ -88,12 +90,31 @@ class AuthorshipModel:
             y += [sender] * len(texts)
         order = rng.permutation(len(x))
         x, y = [x[i] for i in order], [y[i] for i in order]
-        features = FeatureUnion([
-            ("chars", TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
-                                      max_features=60_000, lowercase=False)),
-            ("function_words", TfidfVectorizer(preprocessor=function_word_text, token_pattern=r"[^ ]+",
-                                               ngram_range=(1, 3), sublinear_tf=True, min_df=2)),
-        ])
+        features = FeatureUnion(
+            [
+                (
+                    "chars",
+                    TfidfVectorizer(
+                        analyzer="char",
+                        ngram_range=(2, 4),
+                        sublinear_tf=True,
+                        min_df=2,
+                        max_features=60_000,
+                        lowercase=False,
+                    ),
+                ),
+                (
+                    "function_words",
+                    TfidfVectorizer(
+                        preprocessor=function_word_text,
+                        token_pattern=r"[^ ]+",
+                        ngram_range=(1, 3),
+                        sublinear_tf=True,
+                        min_df=2,
+                    ),
+                ),
+            ]
+        )
         model = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced")
         pipeline = make_pipeline(features, model).fit(x, y)
         return cls(senders=senders, pipeline=pipeline, train_counts=counts)
@@ -121,13 +142,18 @@ class AuthorshipModel:
                 continue
             self.calibration[sender] = Calibration(
                 floor=float(np.mean(self.probabilities(others, sender))),
-                ceiling=float(np.mean(self.probabilities(own, sender))), own_n=len(own), others_n=len(others))
+                ceiling=float(np.mean(self.probabilities(own, sender))),
+                own_n=len(own),
+                others_n=len(others),
+            )
         return self.calibration
 
     def score(self, texts: list[str], sender: str) -> list[dict]:
         """Raw and calibrated authorship score of each text for ``sender``."""
         cal = self.calibration.get(sender)
-        return [{"raw": p, "calibrated": cal.apply(p) if cal else float("nan")} for p in self.probabilities(texts, sender)]
+        return [
+            {"raw": p, "calibrated": cal.apply(p) if cal else float("nan")} for p in self.probabilities(texts, sender)
+        ]
 
 
 def mailbox_mail(db, senders: list[str], before: dict[str, str] | None = None) -> dict[str, list[tuple[str, str]]]:
@@ -140,7 +166,9 @@ def mailbox_mail(db, senders: list[str], before: dict[str, str] | None = None) -
         if before and before.get(sender):
             where += " AND date < ?"
             args.append(before[sender])
-        rows = db.execute(f"SELECT date, own_text FROM messages WHERE {where} GROUP BY content_key ORDER BY date, id", args)
+        rows = db.execute(
+            f"SELECT date, own_text FROM messages WHERE {where} GROUP BY content_key ORDER BY date, id", args
+        )
         out[sender] = [(d, t.strip()) for d, t in rows if t and t.strip()]
     return out
 

@@ -74,7 +74,9 @@ def hf_model_dir(base: BaseModel, *, log=print) -> Path:
     state = loaded.state_dict()
     packed = [k for k, v in state.items() if not v.is_floating_point()]
     if packed:  # transformers kept GGUF blocks (its optional `kernels` package): not trainable
-        raise RuntimeError(f"{base.gguf.name}: transformers kept {len(packed)} weights packed; uninstall `kernels` to convert")
+        raise RuntimeError(
+            f"{base.gguf.name}: transformers kept {len(packed)} weights packed; uninstall `kernels` to convert"
+        )
     # Rebuilt from a clean config: the copy is a plain bf16 model, not "quantized with gguf"
     # (transformers refuses to save or train a model that carries the GGUF quantizer).
     config = loaded.config
@@ -87,6 +89,7 @@ def hf_model_dir(base: BaseModel, *, log=print) -> Path:
         raise RuntimeError(f"{base.gguf.name}: conversion mismatch, missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
     del loaded, state
+
     def fill(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

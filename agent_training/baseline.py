@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 
-from app.backends.base import GenerationRequest
-from app.prompts import load_prompt
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, extract_tag
+from app.backends.base import GenerationRequest
+from app.prompts import load_prompt
 from app.rulecheck import check_draft
-
 
 PROMPT = "baseline"
 SMALL_PROMPT = "baseline_small"
@@ -22,8 +21,10 @@ SMALL_PROMPT = "baseline_small"
 def baseline_request(msg: SentMessage, intent: str) -> tuple[GenerationRequest, str]:
     prompt = load_prompt(PROMPT)
     system, user = prompt.render(
-        recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)",
-        previous=msg.previous_context[:2000] or "(none: a new email)", intent=intent,
+        recipients=msg.recipients or "(unknown)",
+        subject=msg.subject or "(none)",
+        previous=msg.previous_context[:2000] or "(none: a new email)",
+        intent=intent,
     )
     return GenerationRequest.simple(system, user, purpose="distill", max_tokens=1000), prompt.id
 
@@ -34,7 +35,9 @@ def parse_baseline(raw: str) -> str:
 
 def small_baseline_request(msg: SentMessage, intent: str) -> tuple[GenerationRequest, str]:
     prompt = load_prompt(SMALL_PROMPT)
-    system, user = prompt.render(recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)", intent=intent)
+    system, user = prompt.render(
+        recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)", intent=intent
+    )
     return GenerationRequest.simple(system, user, purpose="distill", max_tokens=300), prompt.id
 
 

@@ -26,19 +26,58 @@ def cli() -> None:
 
 @cli.command("distill")
 @click.option("--backend", help="Large model that extracts intents and rules (a configured backend name).")
-@click.option("--offline", is_flag=True, help="Keep everything on this computer: extractive intents and measured style rules.")
+@click.option(
+    "--offline", is_flag=True, help="Keep everything on this computer: extractive intents and measured style rules."
+)
 @click.option("--limit", type=int, help="Only the first N messages of each sender (quick runs).")
 @click.option("--sender", help="Only this identity's messages (an address from `tiller identities`).")
-@click.option("--strategy", "strategies", multiple=True, type=click.Choice(["R1", "R2", "R3"]), help="Rule strategy (repeatable; default R3).")
-@click.option("--all-intent-variants", is_flag=True, help="Extract all three intent variants (0.7/1.0/1.2) instead of one sampled per message.")
+@click.option(
+    "--strategy",
+    "strategies",
+    multiple=True,
+    type=click.Choice(["R1", "R2", "R3"]),
+    help="Rule strategy (repeatable; default R3).",
+)
+@click.option(
+    "--all-intent-variants",
+    is_flag=True,
+    help="Extract all three intent variants (0.7/1.0/1.2) instead of one sampled per message.",
+)
 @click.option("--concurrency", default=4, show_default=True, help="Parallel requests to a cloud backend.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--newest-first/--oldest-first", "newest_first", default=None,
-              help="Which emails --limit takes and which go first (default: newest first with the local model, which is slow).")
-@click.option("--i-consent-to-send-sent-mail", "consent_now", is_flag=True, help="Allow sending your sent mail to --backend (recorded for that backend).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Dataset folder (default: <data>/datasets/<sender>/<strategy>).")
+@click.option(
+    "--newest-first/--oldest-first",
+    "newest_first",
+    default=None,
+    help="Which emails --limit takes and which go first (default: newest first with the local model, which is slow).",
+)
+@click.option(
+    "--i-consent-to-send-sent-mail",
+    "consent_now",
+    is_flag=True,
+    help="Allow sending your sent mail to --backend (recorded for that backend).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Dataset folder (default: <data>/datasets/<sender>/<strategy>).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
-def distill_command(backend, offline, limit, sender, strategies, all_intent_variants, concurrency, seed, newest_first, consent_now, out_dir, as_json) -> None:
+def distill_command(
+    backend,
+    offline,
+    limit,
+    sender,
+    strategies,
+    all_intent_variants,
+    concurrency,
+    seed,
+    newest_first,
+    consent_now,
+    out_dir,
+    as_json,
+) -> None:
     """Turn your sent mail into the agent's training data: intents, zero-shot baselines, rules, datasets.
 
     Reruns skip finished rows; Ctrl-C stops cleanly and the next run resumes.
@@ -53,9 +92,17 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         raise click.UsageError("--offline and --backend exclude each other")
     db = open_database()
     strategies = tuple(strategies) or ("R3",)
-    config = DistillConfig(backend=None if offline else backend, sender=sender, limit=limit, strategies=strategies,
-                           all_intent_variants=all_intent_variants, concurrency=concurrency, seed=seed,
-                           consent_given_now=consent_now, newest_first=newest_first)
+    config = DistillConfig(
+        backend=None if offline else backend,
+        sender=sender,
+        limit=limit,
+        strategies=strategies,
+        all_intent_variants=all_intent_variants,
+        concurrency=concurrency,
+        seed=seed,
+        consent_given_now=consent_now,
+        newest_first=newest_first,
+    )
     token = CancelToken()
     restore_ctrl_c = on_ctrl_c(token, "Stopping after the requests in flight")
     try:
@@ -75,7 +122,12 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
             import json as jsonlib
 
             for p in job.run():
-                print(jsonlib.dumps({"phase": "distilling", "message": p.message, "step": p.done, "total_steps": p.total}), flush=True)
+                print(
+                    jsonlib.dumps(
+                        {"phase": "distilling", "message": p.message, "step": p.done, "total_steps": p.total}
+                    ),
+                    flush=True,
+                )
         else:
             with progress_bar(22) as bar:
                 tasks = {}
@@ -89,12 +141,18 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         restore_ctrl_c()
     c = job.counts
     elapsed = timelib.monotonic() - began
-    console.print(f"intents {c.intents}, baselines {c.baselines}, rules {c.rules}, measured {c.measured}; "
-                  f"already done {c.skipped_done}; failed {c.failed}")
+    console.print(
+        f"intents {c.intents}, baselines {c.baselines}, rules {c.rules}, measured {c.measured}; "
+        f"already done {c.skipped_done}; failed {c.failed}"
+    )
     stages = [k for k in ("intents", "baselines", "rules") if c.asked.get(k)]
     if stages:
-        console.print("Yield: " + "; ".join(
-            f"{k} {getattr(c, k)}/{c.asked[k]} usable ({c.attempts[k] - c.asked[k]} re-asks)" for k in stages))
+        console.print(
+            "Yield: "
+            + "; ".join(
+                f"{k} {getattr(c, k)}/{c.asked[k]} usable ({c.attempts[k] - c.asked[k]} re-asks)" for k in stages
+            )
+        )
         emails = c.asked["intents"] if c.asked.get("intents") else max(c.asked.values())
         console.print(f"{elapsed:.0f} s for {emails} emails: {elapsed / max(1, emails):.1f} s per email")
     for failure in c.failures[:10]:
@@ -112,11 +170,20 @@ def distill_command(backend, offline, limit, sender, strategies, all_intent_vari
         for col in ("sender", "train", "test", "train dates", "test dates"):
             table.add_column(col)
         for s, v in stats["per_sender"].items():
-            table.add_row(*cells(s, v["train"], v["test"], f"{(v['first_train'] or '')[:10]} … {(v['last_train'] or '')[:10]}",
-                                 f"{(v['first_test'] or '')[:10]} … {(v['last_test'] or '')[:10]}"))
+            table.add_row(
+                *cells(
+                    s,
+                    v["train"],
+                    v["test"],
+                    f"{(v['first_train'] or '')[:10]} … {(v['last_train'] or '')[:10]}",
+                    f"{(v['first_test'] or '')[:10]} … {(v['last_test'] or '')[:10]}",
+                )
+            )
         console.print(table)
-        console.print(f"{stats['examples']} examples; mean words: intent {stats['mean_intent_words']}, rules "
-                      f"{stats['mean_rules_words']}, email {stats['mean_email_words']}; undated left out: {stats['undated_excluded']}")
+        console.print(
+            f"{stats['examples']} examples; mean words: intent {stats['mean_intent_words']}, rules "
+            f"{stats['mean_rules_words']}, email {stats['mean_email_words']}; undated left out: {stats['undated_excluded']}"
+        )
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
@@ -130,28 +197,89 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
 
 
 @cli.command("eval")
-@click.option("--sender", "senders", multiple=True, help="A sender to evaluate (repeatable; default: every sender with a trained agent).")
+@click.option(
+    "--sender",
+    "senders",
+    multiple=True,
+    help="A sender to evaluate (repeatable; default: every sender with a trained agent).",
+)
 @click.option("--backend", help="Large model that drafts (default: the default backend).")
 @click.option("--judge", help="Judge model (default: --backend).")
 @click.option("--small-backend", default="local", show_default=True, help="Small model for the zero-shot baseline.")
 @click.option("--limit", default=10, show_default=True, help="Held-out emails per sender.")
 @click.option("--few-shot", "few_shot_k", default=3, show_default=True, help="Real emails in the few-shot prompt.")
-@click.option("--method", "methods", multiple=True, type=click.Choice(list(METHODS)), help="Methods to run (repeatable; default all).")
-@click.option("--agent", "agents", multiple=True, help="SENDER=PROFILE_DIR: the agent to use for a sender (default: its own profile).")
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice(list(METHODS)),
+    help="Methods to run (repeatable; default all).",
+)
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    help="SENDER=PROFILE_DIR: the agent to use for a sender (default: its own profile).",
+)
 @click.option("--adapter", "adapters", multiple=True, help="naive_finetune=PROFILE_DIR or r1_agent=PROFILE_DIR.")
 @click.option("--no-permutation", is_flag=True, help="Skip the sender-permutation test.")
 @click.option("--no-judge", is_flag=True, help="Skip the pairwise judge (metrics only; sends no real email anywhere).")
 @click.option("--no-authorship", is_flag=True, help="Skip the authorship score (a model trained here on the mailbox).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), help="Report folder (default: <data>/eval/<seed>).")
-@click.option("--i-consent-to-send-sent-mail", "consent_now", is_flag=True, help="Allow sending real emails to the judge / few-shot backend.")
-@click.option("--reproduce", is_flag=True, help="Make what the comparison needs first: distil the newest emails here, "
-              "train the agent, the naive fine-tune and the no-baseline (R1) agent, then evaluate every method.")
-@click.option("--distill", "distill_count", type=int, help="With --reproduce: newest emails per sender to distil (default 5 x --limit).")
-@click.option("--distill-backend", default="local", show_default=True, help="With --reproduce: the model that writes intents and rules.")
-@click.option("--steps", default=30, show_default=True, help="With --reproduce: training steps per adapter (three per sender).")
-def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, methods, agents, adapters, no_permutation,
-                 no_judge, no_authorship, seed, out_dir, consent_now, reproduce, distill_count, distill_backend, steps) -> None:
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Report folder (default: <data>/eval/<seed>).",
+)
+@click.option(
+    "--i-consent-to-send-sent-mail",
+    "consent_now",
+    is_flag=True,
+    help="Allow sending real emails to the judge / few-shot backend.",
+)
+@click.option(
+    "--reproduce",
+    is_flag=True,
+    help="Make what the comparison needs first: distil the newest emails here, "
+    "train the agent, the naive fine-tune and the no-baseline (R1) agent, then evaluate every method.",
+)
+@click.option(
+    "--distill",
+    "distill_count",
+    type=int,
+    help="With --reproduce: newest emails per sender to distil (default 5 x --limit).",
+)
+@click.option(
+    "--distill-backend",
+    default="local",
+    show_default=True,
+    help="With --reproduce: the model that writes intents and rules.",
+)
+@click.option(
+    "--steps", default=30, show_default=True, help="With --reproduce: training steps per adapter (three per sender)."
+)
+def eval_command(
+    senders,
+    backend,
+    judge,
+    small_backend,
+    limit,
+    few_shot_k,
+    methods,
+    agents,
+    adapters,
+    no_permutation,
+    no_judge,
+    no_authorship,
+    seed,
+    out_dir,
+    consent_now,
+    reproduce,
+    distill_count,
+    distill_backend,
+    steps,
+) -> None:
     """Evaluate the agent against the baselines on held-out mail; writes report.md with tables and plots.
 
     With --reproduce, trains what the comparison is missing first (about 25 minutes per sender on 2
@@ -172,21 +300,37 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
     if not senders:
         senders = tuple(p.name for p in list_profiles() if p.trained and "@" in p.name)
         if not senders:
-            raise click.ClickException("no trained sender agents: train one with `tiller train --sender ADDRESS`, or name --sender")
+            raise click.ClickException(
+                "no trained sender agents: train one with `tiller train --sender ADDRESS`, or name --sender"
+            )
     try:
         config = EvalConfig(
-            senders=[s.lower() for s in senders], backend=backend, judge=judge, small_backend=small_backend, limit=limit,
-            few_shot_k=few_shot_k, seed=seed, methods=tuple(methods) or METHODS, agents=_pairs(agents, "--agent"),
-            adapters=_pairs(adapters, "--adapter"), permutation=not no_permutation, judge_pairs=not no_judge,
-            authorship=not no_authorship, out_dir=out_dir or home() / "eval" / f"{'reproduce-' if reproduce else ''}seed-{seed}",
-            consent_given_now=consent_now)
+            senders=[s.lower() for s in senders],
+            backend=backend,
+            judge=judge,
+            small_backend=small_backend,
+            limit=limit,
+            few_shot_k=few_shot_k,
+            seed=seed,
+            methods=tuple(methods) or METHODS,
+            agents=_pairs(agents, "--agent"),
+            adapters=_pairs(adapters, "--adapter"),
+            permutation=not no_permutation,
+            judge_pairs=not no_judge,
+            authorship=not no_authorship,
+            out_dir=out_dir or home() / "eval" / f"{'reproduce-' if reproduce else ''}seed-{seed}",
+            consent_given_now=consent_now,
+        )
         token = CancelToken()
         if reproduce:
             from agent_training.reproduce import ReproduceConfig, Reproduction
 
-            job = Reproduction(db, ReproduceConfig(config, distill=distill_count, distill_backend=distill_backend,
-                                                   steps=steps),
-                               cancel=token, log=lambda text: console.print(text, markup=False, highlight=False))
+            job = Reproduction(
+                db,
+                ReproduceConfig(config, distill=distill_count, distill_backend=distill_backend, steps=steps),
+                cancel=token,
+                log=lambda text: console.print(text, markup=False, highlight=False),
+            )
         else:
             job = Evaluation(db, config, cancel=token)
     except (PermissionError, ConfigError, ValueError) as exc:
@@ -213,7 +357,9 @@ def eval_command(senders, backend, judge, small_backend, limit, few_shot_k, meth
 @click.option("--sender", help="Train this identity's profile (its own adapter); default: one profile for all senders.")
 @training_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
-@click.option("--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel).")
+@click.option(
+    "--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel)."
+)
 def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
     """Fine-tune the preference agent on the distilled data and export its GGUF adapter.
 
@@ -235,6 +381,7 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
     token = CancelToken()
     restore_ctrl_c = on_ctrl_c(token, "Stopping after this step (a checkpoint is saved)")
     if control_stdin:
+
         def watch_stdin() -> None:
             for line in sys.stdin:
                 if line.strip() == "cancel":
@@ -267,16 +414,22 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
     result = job.result or {}
     if result.get("status") == "cancelled":
         if not as_json:
-            console.print(f"[yellow]Cancelled[/] at step {result['step']} of {result['total_steps']}; "
-                          "rerun the same command to resume from the checkpoint.")
+            console.print(
+                f"[yellow]Cancelled[/] at step {result['step']} of {result['total_steps']}; "
+                "rerun the same command to resume from the checkpoint."
+            )
         sys.exit(EXIT_CANCELLED)
     if not as_json:
         counts = result["examples"]
-        console.print(f"Trained {result['steps']} steps on {counts['used']} examples "
-                      f"(skipped: {counts['too_long']} too long, {counts['malformed']} malformed); "
-                      f"loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}")
-        console.print(f"Adapter: {esc(result['adapter']['path'])} ({result['adapter']['tensors']} tensors, "
-                      f"{result['adapter']['bytes'] / 1e6:.1f} MB)")
+        console.print(
+            f"Trained {result['steps']} steps on {counts['used']} examples "
+            f"(skipped: {counts['too_long']} too long, {counts['malformed']} malformed); "
+            f"loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}"
+        )
+        console.print(
+            f"Adapter: {esc(result['adapter']['path'])} ({result['adapter']['tensors']} tensors, "
+            f"{result['adapter']['bytes'] / 1e6:.1f} MB)"
+        )
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 No test message of a sender is earlier than any of that sender's training messages (the agent is
 evaluated on the future, as it will be used). Exported as chat-format JSONL: the user turn is the
 agent prompt (intent + metadata, :mod:`app.agent.template`), the assistant turn the rules; LLM
-rules get the measured style rules appended (replacing LLM lines on the topics they measure). The naive-finetune variant maps the same input to
-the real email, for the paper's baseline. Files are written atomically.
+rules get the measured style rules appended (replacing LLM lines on the topics they measure). The
+naive-finetune variant maps the same input to the real email, for the paper's baseline. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_training.distill import MEASURED_SOURCE
+from agent_training.rules import MEASURED, merge_with_measured
 from app import paths
 from app.agent.template import agent_prompt
 from app.files import write_atomic
-from agent_training.distill import MEASURED_SOURCE
-from agent_training.rules import MEASURED, merge_with_measured
 
 TEST_SHARE = 0.2
 
@@ -53,7 +53,9 @@ def split_by_time(examples: list[Example], test_share: float = TEST_SHARE) -> tu
     return train, test
 
 
-def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender: str | None = None) -> tuple[list[Example], dict]:
+def collect(
+    db, *, strategy: str = "R3", rules_source: str | None = None, sender: str | None = None
+) -> tuple[list[Example], dict]:
     """Examples with an ok intent and ok rules of ``strategy`` (``measured`` for offline data)."""
     where = "r.status = 'ok' AND r.strategy = ? AND i.status = 'ok'"
     args: list = [strategy]
@@ -67,15 +69,38 @@ def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender
         f"SELECT m.id, m.from_addr, m.date, m.to_addrs, m.subject, m.previous_context, m.own_text, i.text, r.rules,"
         f" r.backend, r.model, r.prompt_version, r.source, i.source, i.temperature, i.variant, r.intent_id"
         f" FROM rules r JOIN intents i ON i.id = r.intent_id JOIN messages m ON m.id = r.message_id"
-        f" WHERE {where} ORDER BY m.from_addr, m.date, m.id", args).fetchall()
+        f" WHERE {where} ORDER BY m.from_addr, m.date, m.id",
+        args,
+    ).fetchall()
     measured = {}
     if strategy != MEASURED:
-        measured = {(r[0], r[1]): r[2] for r in db.execute(
-            "SELECT message_id, intent_id, rules FROM rules WHERE strategy = ? AND source = ? AND status = 'ok'",
-            [MEASURED, MEASURED_SOURCE])}
+        measured = {
+            (r[0], r[1]): r[2]
+            for r in db.execute(
+                "SELECT message_id, intent_id, rules FROM rules WHERE strategy = ? AND source = ? AND status = 'ok'",
+                [MEASURED, MEASURED_SOURCE],
+            )
+        }
     examples, undated, seen = [], 0, set()
-    for (mid, sender, date, to_addrs, subject, previous, own, intent, rules, backend, model, prompt_version,
-         source, intent_source, temperature, variant, intent_id) in rows:
+    for (
+        mid,
+        sender,
+        date,
+        to_addrs,
+        subject,
+        previous,
+        own,
+        intent,
+        rules,
+        backend,
+        model,
+        prompt_version,
+        source,
+        intent_source,
+        temperature,
+        variant,
+        intent_id,
+    ) in rows:
         if (mid, intent_id) in seen:
             continue
         seen.add((mid, intent_id))
@@ -87,14 +112,32 @@ def collect(db, *, strategy: str = "R3", rules_source: str | None = None, sender
         if extra:
             target, replaced = merge_with_measured(target, extra)
         recipients = ", ".join(json.loads(to_addrs or "[]"))
-        examples.append(Example(
-            mid, sender, date, agent_prompt(intent, recipient=recipients, subject=subject, previous_context=previous),
-            target + "\n", own.strip(),
-            {"message_id": mid, "sender": sender, "date": date, "intent": intent, "strategy": strategy, "rules_backend": backend,
-             "rules_model": model, "rules_prompt": prompt_version, "rules_source": source, "intent_source": intent_source,
-             "intent_variant": variant, "intent_temperature": temperature, "measured_appended": bool(extra),
-             "llm_lines_replaced_by_measured": len(replaced)},
-        ))
+        examples.append(
+            Example(
+                mid,
+                sender,
+                date,
+                agent_prompt(intent, recipient=recipients, subject=subject, previous_context=previous),
+                target + "\n",
+                own.strip(),
+                {
+                    "message_id": mid,
+                    "sender": sender,
+                    "date": date,
+                    "intent": intent,
+                    "strategy": strategy,
+                    "rules_backend": backend,
+                    "rules_model": model,
+                    "rules_prompt": prompt_version,
+                    "rules_source": source,
+                    "intent_source": intent_source,
+                    "intent_variant": variant,
+                    "intent_temperature": temperature,
+                    "measured_appended": bool(extra),
+                    "llm_lines_replaced_by_measured": len(replaced),
+                },
+            )
+        )
     return examples, {"undated_excluded": undated}
 
 
@@ -103,8 +146,10 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def _chat(ex: Example, target: str, split: str) -> dict:
-    return {"messages": [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": target}],
-            "meta": {**ex.meta, "split": split}}
+    return {
+        "messages": [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": target}],
+        "meta": {**ex.meta, "split": split},
+    }
 
 
 def datasets_dir() -> Path:
@@ -115,7 +160,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9._-]+", "_", text)
 
 
-def export(db, *, strategy: str = "R3", sender: str | None = None, out_dir: Path | None = None, rules_source: str | None = None) -> dict:
+def export(
+    db, *, strategy: str = "R3", sender: str | None = None, out_dir: Path | None = None, rules_source: str | None = None
+) -> dict:
     """Write train/test JSONL (rules targets) and the naive variant (email targets) plus stats.json.
     Returns the stats."""
     examples, info = collect(db, strategy=strategy, rules_source=rules_source, sender=sender)
@@ -128,18 +175,28 @@ def export(db, *, strategy: str = "R3", sender: str | None = None, out_dir: Path
     per_sender = {}
     for name, split in (("train", train), ("test", test)):
         for e in split:
-            s = per_sender.setdefault(e.sender, {"train": 0, "test": 0, "first_train": None, "last_train": None,
-                                                 "first_test": None, "last_test": None})
+            s = per_sender.setdefault(
+                e.sender,
+                {"train": 0, "test": 0, "first_train": None, "last_train": None, "first_test": None, "last_test": None},
+            )
             s[name] += 1
             s[f"first_{name}"] = min(filter(None, [s[f"first_{name}"], e.date]))
             s[f"last_{name}"] = max(filter(None, [s[f"last_{name}"], e.date]))
-    words = lambda texts: round(sum(len(t.split()) for t in texts) / len(texts), 1) if texts else 0
+
+    def words(texts: list[str]) -> float:
+        return round(sum(len(t.split()) for t in texts) / len(texts), 1) if texts else 0
+
     stats = {
-        "strategy": strategy, "examples": len(examples), "train": len(train), "test": len(test), **info,
+        "strategy": strategy,
+        "examples": len(examples),
+        "train": len(train),
+        "test": len(test),
+        **info,
         "mean_intent_words": words([e.prompt.split("Intent:\n", 1)[-1] for e in examples]),
         "mean_rules_words": words([e.rules for e in examples]),
         "mean_email_words": words([e.email for e in examples]),
-        "per_sender": per_sender, "directory": str(out),
+        "per_sender": per_sender,
+        "directory": str(out),
     }
     write_atomic(out / "stats.json", json.dumps(stats, indent=2))
     return stats

@@ -24,19 +24,19 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app import consent
-from app.consent import ConsentRequired  # noqa: F401  (raised by consent.ensure; callers catch it from here)
-from app.backends.config import get_endpoint
-from app.backends.registry import provider_class
-from app.jobs import CancelToken, Cancelled, Progress
-from app.prompts import load_prompt
 from agent_training import baseline as baseline_mod
 from agent_training import intents as intents_mod
 from agent_training import rules as rules_mod
 from agent_training.llm import LLMResult, ask_safely
 from agent_training.messages import SentMessage, load_messages
-from app.style import sender_phrases
+from app import consent
+from app.backends.config import get_endpoint
+from app.backends.registry import provider_class
 from app.clock import utc_now
+from app.consent import ConsentRequired  # noqa: F401  (raised by consent.ensure; callers catch it from here)
+from app.jobs import Cancelled, CancelToken, Progress
+from app.prompts import load_prompt
+from app.style import sender_phrases
 
 OFFLINE_INTENT_SOURCE = f"offline|extractive|{intents_mod.OFFLINE_VERSION}"
 MEASURED_SOURCE = f"offline|measure|{rules_mod.MEASURED_VERSION}"
@@ -84,9 +84,13 @@ class Distillation:
         if config.backend:
             self.endpoint = get_endpoint(db, config.backend)
             self.provider_cls = provider_class(self.endpoint.provider)
-            consent.ensure(db, self.endpoint, given_now=config.consent_given_now,
-                           why=f"distilling with {self.endpoint.name!r} sends your sent mail to it.",
-                           alternative=", or use --offline to keep everything on this computer")
+            consent.ensure(
+                db,
+                self.endpoint,
+                given_now=config.consent_given_now,
+                why=f"distilling with {self.endpoint.name!r} sends your sent mail to it.",
+                alternative=", or use --offline to keep everything on this computer",
+            )
         # a small model on this computer: JSON under a grammar, prompts written for it
         self.small = bool(self.endpoint) and self.endpoint.provider == "local"
         unknown = set(config.strategies) - set(rules_mod.STRATEGIES)
@@ -142,17 +146,31 @@ class Distillation:
             if msg.id in done:
                 self.counts.skipped_done += 1
             else:
-                self._write_intent(msg, 0, None, OFFLINE_INTENT_SOURCE, LLMResult(True, (intents_mod.offline_intent(msg), ""), "", 1, "extractive"),
-                                   backend="offline", prompt=intents_mod.OFFLINE_VERSION)
+                self._write_intent(
+                    msg,
+                    0,
+                    None,
+                    OFFLINE_INTENT_SOURCE,
+                    LLMResult(True, (intents_mod.offline_intent(msg), ""), "", 1, "extractive"),
+                    backend="offline",
+                    prompt=intents_mod.OFFLINE_VERSION,
+                )
             if i % 50 == 0 or i == len(messages):
                 yield Progress(i, len(messages), "intents (offline)", started)
         yield from self._measured(messages, started, with_baselines=False)
 
     def _done_keys(self, table: str, column: str, source: str) -> set:
-        return {r[0] for r in self.db.execute(f"SELECT {column} FROM {table} WHERE source = ? AND status = 'ok'", [source])}
+        return {
+            r[0] for r in self.db.execute(f"SELECT {column} FROM {table} WHERE source = ? AND status = 'ok'", [source])
+        }
 
-    def _parallel(self, jobs: list[tuple[object, Callable[[], LLMResult]]], stage: str, started: float,
-                  on_result: Callable[[object, LLMResult], None]) -> Iterator[Progress]:
+    def _parallel(
+        self,
+        jobs: list[tuple[object, Callable[[], LLMResult]]],
+        stage: str,
+        started: float,
+        on_result: Callable[[object, LLMResult], None],
+    ) -> Iterator[Progress]:
         """Run ``jobs`` (key, call) with the concurrency limit; ``on_result`` runs on this thread."""
         total = len(jobs)
         if not total:
@@ -193,8 +211,22 @@ class Distillation:
             " ON CONFLICT(message_id, variant, source) DO UPDATE SET text=excluded.text, scratchpad=excluded.scratchpad,"
             " status=excluded.status, model=excluded.model, raw=excluded.raw, error=excluded.error,"
             " attempts=excluded.attempts, created_at=excluded.created_at",
-            [msg.id, variant, text, scratchpad, "ok" if result.ok else "failed", backend, result.model, prompt,
-             temperature, source, result.raw, result.error, result.attempts, _now()],
+            [
+                msg.id,
+                variant,
+                text,
+                scratchpad,
+                "ok" if result.ok else "failed",
+                backend,
+                result.model,
+                prompt,
+                temperature,
+                source,
+                result.raw,
+                result.error,
+                result.attempts,
+                _now(),
+            ],
         )
         self._count("intents", result, msg)
 
@@ -210,12 +242,19 @@ class Distillation:
     def _intents_llm(self, messages, started) -> Iterator[Progress]:
         prompt_id = load_prompt(self._prompt_name("intents")).id
         source = self._source(prompt_id)
-        done = {(r[0], r[1]) for r in self.db.execute(
-            "SELECT message_id, variant FROM intents WHERE source = ? AND status = 'ok'", [source])}
+        done = {
+            (r[0], r[1])
+            for r in self.db.execute(
+                "SELECT message_id, variant FROM intents WHERE source = ? AND status = 'ok'", [source]
+            )
+        }
         jobs = []
         for msg in messages:
-            variants = range(len(intents_mod.TEMPERATURES)) if self.config.all_intent_variants else [
-                intents_mod.sampled_variant(msg.id, self.config.seed)]
+            variants = (
+                range(len(intents_mod.TEMPERATURES))
+                if self.config.all_intent_variants
+                else [intents_mod.sampled_variant(msg.id, self.config.seed)]
+            )
             for variant in variants:
                 if (msg.id, variant) in done:
                     self.counts.skipped_done += 1
@@ -223,7 +262,7 @@ class Distillation:
                 temperature = self._temperature(variant)
                 if self.small:
                     request, _ = intents_mod.small_intent_request(msg, temperature)
-                    parse = (lambda email: (lambda raw: intents_mod.parse_small_intent(raw, email)))(msg.own_text)
+                    parse = (lambda email: lambda raw: intents_mod.parse_small_intent(raw, email))(msg.own_text)
                 else:
                     request, _ = intents_mod.intent_request(msg, temperature)
                     parse = intents_mod.parse_intent
@@ -238,8 +277,9 @@ class Distillation:
     def _asker(self, request, parse) -> Callable[[], LLMResult]:
         if self.config.max_tokens:
             request = replace(request, options={**request.options, "max_tokens": self.config.max_tokens})
-        return lambda: ask_safely(request, parse, self.endpoint, attempts=self.config.attempts, cancel=self.cancel,
-                                  db_path=self.db_path)
+        return lambda: ask_safely(
+            request, parse, self.endpoint, attempts=self.config.attempts, cancel=self.cancel, db_path=self.db_path
+        )
 
     def _intent_rows(self, messages) -> dict[int, tuple[int, str]]:
         """The intent each message trains with: message id -> (intent id, text). The sampled
@@ -250,7 +290,9 @@ class Distillation:
         source = self._source(load_prompt(self._prompt_name("intents")).id) if self.endpoint else OFFLINE_INTENT_SOURCE
         rows = self.db.execute(
             f"SELECT message_id, id, text, variant FROM intents WHERE status = 'ok' AND source = ? "
-            f"AND message_id IN ({','.join('?' * len(ids))}) ORDER BY id", [source, *ids]).fetchall()
+            f"AND message_id IN ({','.join('?' * len(ids))}) ORDER BY id",
+            [source, *ids],
+        ).fetchall()
         chosen: dict[int, tuple[int, str]] = {}
         for message_id, intent_id, text, variant in rows:
             if message_id not in chosen or variant == intents_mod.sampled_variant(message_id, self.config.seed):
@@ -286,8 +328,20 @@ class Distillation:
                 " ON CONFLICT(intent_id, source) DO UPDATE SET text=excluded.text, status=excluded.status,"
                 " model=excluded.model, raw=excluded.raw, error=excluded.error, attempts=excluded.attempts,"
                 " created_at=excluded.created_at",
-                [intent_id, result.value if result.ok else None, "ok" if result.ok else "failed", self.endpoint.name,
-                 result.model, prompt_id, None, source, result.raw, result.error, result.attempts, _now()],
+                [
+                    intent_id,
+                    result.value if result.ok else None,
+                    "ok" if result.ok else "failed",
+                    self.endpoint.name,
+                    result.model,
+                    prompt_id,
+                    None,
+                    source,
+                    result.raw,
+                    result.error,
+                    result.attempts,
+                    _now(),
+                ],
             )
             self._count("baselines", result, msg)
 
@@ -298,12 +352,16 @@ class Distillation:
             return {}
         rows = self.db.execute(
             f"SELECT intent_id, id, text FROM baselines WHERE status = 'ok' AND intent_id IN ({','.join('?' * len(intent_ids))})"
-            " ORDER BY id", intent_ids).fetchall()
+            " ORDER BY id",
+            intent_ids,
+        ).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
     # -- rules -----------------------------------------------------------------------------------
 
-    def _write_rules(self, msg, intent_id, baseline_id, strategy, source, prompt_id, result: LLMResult, backend) -> None:
+    def _write_rules(
+        self, msg, intent_id, baseline_id, strategy, source, prompt_id, result: LLMResult, backend
+    ) -> None:
         rules, thinking, dropped = result.value if result.ok else (None, None, [])
         self.db.execute(
             "INSERT INTO rules (message_id, intent_id, baseline_id, strategy, rules, thinking, dropped, status, backend, model,"
@@ -312,9 +370,25 @@ class Distillation:
             " rules=excluded.rules, thinking=excluded.thinking, dropped=excluded.dropped, status=excluded.status,"
             " model=excluded.model, raw=excluded.raw, error=excluded.error, attempts=excluded.attempts,"
             " created_at=excluded.created_at",
-            [msg.id, intent_id, baseline_id, strategy, "\n".join(f"- {r}" for r in rules) if rules else None, thinking,
-             json.dumps(dropped), "ok" if result.ok else "failed", backend, result.model, prompt_id, None, source,
-             result.raw, result.error, result.attempts, _now()],
+            [
+                msg.id,
+                intent_id,
+                baseline_id,
+                strategy,
+                "\n".join(f"- {r}" for r in rules) if rules else None,
+                thinking,
+                json.dumps(dropped),
+                "ok" if result.ok else "failed",
+                backend,
+                result.model,
+                prompt_id,
+                None,
+                source,
+                result.raw,
+                result.error,
+                result.attempts,
+                _now(),
+            ],
         )
         self._count("measured" if strategy == rules_mod.MEASURED else "rules", result, msg)
 
@@ -325,9 +399,13 @@ class Distillation:
         prompt_id = load_prompt(self._prompt_name(strategy)).id
         source = self._source(prompt_id)
         # R3 rules also depend on the baseline: a new baseline (e.g. a new baseline prompt) redoes them.
-        done = {(r[0], r[1], r[2] if strategy == "R3" else None) for r in self.db.execute(
-            "SELECT message_id, intent_id, baseline_id FROM rules WHERE source = ? AND strategy = ? AND status = 'ok'",
-            [source, strategy])}
+        done = {
+            (r[0], r[1], r[2] if strategy == "R3" else None)
+            for r in self.db.execute(
+                "SELECT message_id, intent_id, baseline_id FROM rules WHERE source = ? AND strategy = ? AND status = 'ok'",
+                [source, strategy],
+            )
+        }
         jobs = []
         for message_id, (intent_id, intent_text) in intents.items():
             msg = by_id[message_id]
@@ -339,13 +417,13 @@ class Distillation:
                 continue  # its baseline failed: counted there
             if self.small and strategy == "R3":
                 request, _ = rules_mod.small_r3_request(msg, baseline_text)
-                parse = (lambda email: (lambda raw: rules_mod.parse_small_rules(raw, email)))(msg.own_text)
+                parse = (lambda email: lambda raw: rules_mod.parse_small_rules(raw, email))(msg.own_text)
             elif self.small and strategy == "R1":
                 request, _ = rules_mod.small_r1_request(msg)
-                parse = (lambda email: (lambda raw: rules_mod.parse_small_rules(raw, email)))(msg.own_text)
+                parse = (lambda email: lambda raw: rules_mod.parse_small_rules(raw, email))(msg.own_text)
             else:
                 request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)
-                parse = (lambda email: (lambda raw: rules_mod.parse_rules(raw, email)))(msg.own_text)
+                parse = (lambda email: lambda raw: rules_mod.parse_rules(raw, email))(msg.own_text)
             jobs.append(((msg, intent_id, baseline_id), self._asker(request, parse)))
 
         def store(key, result):
@@ -357,12 +435,20 @@ class Distillation:
     def _measured(self, messages, started, *, with_baselines: bool) -> Iterator[Progress]:
         intents = self._intent_rows(messages)
         baselines = self._baseline_rows([i for i, _ in intents.values()]) if with_baselines else {}
-        done = {(r[0], r[1]) for r in self.db.execute(
-            "SELECT message_id, intent_id FROM rules WHERE source = ? AND status = 'ok'", [MEASURED_SOURCE])}
+        done = {
+            (r[0], r[1])
+            for r in self.db.execute(
+                "SELECT message_id, intent_id FROM rules WHERE source = ? AND status = 'ok'", [MEASURED_SOURCE]
+            )
+        }
         phrases: dict[str, list[str]] = {}
         for sender in {m.sender for m in messages}:
-            texts = [r[0] for r in self.db.execute(
-                "SELECT own_text FROM messages WHERE from_addr = ? AND own_text != ''", [sender])]
+            texts = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT own_text FROM messages WHERE from_addr = ? AND own_text != ''", [sender]
+                )
+            ]
             phrases[sender] = sender_phrases(texts)
         items = [(m, intents[m.id]) for m in messages if m.id in intents]
         for i, (msg, (intent_id, _)) in enumerate(items, 1):
@@ -373,7 +459,15 @@ class Distillation:
             else:
                 baseline_id, baseline_text = baselines.get(intent_id, (None, None))
                 rules = rules_mod.measured_rules(msg, phrases[msg.sender], baseline_text)
-                self._write_rules(msg, intent_id, baseline_id, rules_mod.MEASURED, MEASURED_SOURCE,
-                                  rules_mod.MEASURED_VERSION, LLMResult(True, (rules, "", []), "", 1, "measure"), "offline")
+                self._write_rules(
+                    msg,
+                    intent_id,
+                    baseline_id,
+                    rules_mod.MEASURED,
+                    MEASURED_SOURCE,
+                    rules_mod.MEASURED_VERSION,
+                    LLMResult(True, (rules, "", []), "", 1, "measure"),
+                    "offline",
+                )
             if i % 50 == 0 or i == len(items):
                 yield Progress(i, len(items), "measured style rules", started)

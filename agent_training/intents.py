@@ -14,14 +14,13 @@ model's abstractive intents are what the paper's method needs).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
-import json
-
-from app.backends.base import GenerationRequest
-from app.prompts import load_prompt
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
+from app.backends.base import GenerationRequest
+from app.prompts import load_prompt
 from app.rulecheck import content_words
 from app.style import find_greeting, find_signoff, sentences
 
@@ -35,8 +34,14 @@ SMALL_MAX_EMAIL_CHARS = 2500  # a 2,048-token context holds prompt, email and an
 MAX_COPIED_RUN = 8  # consecutive words shared with the email that make a note a copied sentence
 INTENT_SCHEMA = {
     "type": "object",
-    "properties": {"points": {"type": "array", "minItems": 1, "maxItems": 6,
-                              "items": {"type": "string", "minLength": 2, "maxLength": 160}}},
+    "properties": {
+        "points": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 6,
+            "items": {"type": "string", "minLength": 2, "maxLength": 160},
+        }
+    },
     "required": ["points"],
 }
 
@@ -53,8 +58,11 @@ def _clip(text: str, limit: int = MAX_EMAIL_CHARS) -> str:
 def intent_request(msg: SentMessage, temperature: float | None) -> tuple[GenerationRequest, str]:
     prompt = load_prompt(PROMPT)
     system, user = prompt.render(
-        sender=msg.sender, recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)",
-        previous=_clip(msg.previous_context, 2000) or "(none: a new email)", email=_clip(msg.own_text),
+        sender=msg.sender,
+        recipients=msg.recipients or "(unknown)",
+        subject=msg.subject or "(none)",
+        previous=_clip(msg.previous_context, 2000) or "(none: a new email)",
+        email=_clip(msg.own_text),
     )
     options = {"max_tokens": 800}
     if temperature is not None:
@@ -73,16 +81,22 @@ def parse_intent(raw: str) -> tuple[str, str]:
 
 def small_intent_request(msg: SentMessage, temperature: float | None) -> tuple[GenerationRequest, str]:
     prompt = load_prompt(SMALL_PROMPT)
-    system, user = prompt.render(recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)",
-                                 email=_clip(msg.own_text.strip(), SMALL_MAX_EMAIL_CHARS))
+    system, user = prompt.render(
+        recipients=msg.recipients or "(unknown)",
+        subject=msg.subject or "(none)",
+        email=_clip(msg.own_text.strip(), SMALL_MAX_EMAIL_CHARS),
+    )
     options = {"max_tokens": 220, "json_schema": INTENT_SCHEMA}
     if temperature is not None:
         options["temperature"] = temperature
     return GenerationRequest.simple(system, user, purpose="distill", **options), prompt.id
 
 
-_METADATA = re.compile(r"^(?:to|from|cc|subject|date)\s*:\s*\S+(?:\s+\S+){0,3}$|^\S+@\S+$|^subject(?: line)?\s*:|"
-                       r"^[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov)$", re.I)
+_METADATA = re.compile(
+    r"^(?:to|from|cc|subject|date)\s*:\s*\S+(?:\s+\S+){0,3}$|^\S+@\S+$|^subject(?: line)?\s*:|"
+    r"^[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov)$",
+    re.I,
+)
 
 
 def copied_intent(text: str, email: str) -> str | None:
@@ -104,10 +118,14 @@ def parse_small_intent(raw: str, email: str) -> tuple[str, str]:
     text = "\n".join(f"- {i}" for i in items)
     in_email = content_words(email)
     if in_email and not content_words(text) & in_email:  # ("Thanks." has no content word to share)
-        raise MalformedAnswer("the intent shares no content word with its email (the notes must be about this email)", raw)
+        raise MalformedAnswer(
+            "the intent shares no content word with its email (the notes must be about this email)", raw
+        )
     copied = copied_intent(text, email)
     if copied:
-        raise MalformedAnswer(f"the intent copies the email ({copied!r}): say what it tells or asks in your own, shorter words", raw)
+        raise MalformedAnswer(
+            f"the intent copies the email ({copied!r}): say what it tells or asks in your own, shorter words", raw
+        )
     return text, ""
 
 

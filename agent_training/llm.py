@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent_training.parsing import MalformedAnswer
 from app.backends.base import GenerationRequest
 from app.backends.client import complete
 from app.backends.errors import BackendError
 from app.jobs import CancelToken
-from agent_training.parsing import MalformedAnswer
 
 
 @dataclass

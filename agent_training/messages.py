@@ -20,7 +20,9 @@ class SentMessage:
     signature: str
 
 
-def load_messages(db, sender: str | None = None, limit: int | None = None, *, newest_first: bool = False) -> list[SentMessage]:
+def load_messages(
+    db, sender: str | None = None, limit: int | None = None, *, newest_first: bool = False
+) -> list[SentMessage]:
     """Training candidates (own words, not pure forwards), oldest first per sender; ``limit`` takes
     the first N of each sender's messages (quick runs). ``newest_first``: newest first, so a limited
     or cancelled slow run has the user's current style (undated messages last either way)."""

@@ -30,7 +30,7 @@ def extract_tag(text: str, tag: str, *, required: bool = True) -> str | None:
         return blocks[-1]
     opened = list(re.finditer(rf"<\s*{tag}\s*>", clean, flags=re.I))
     if opened:
-        tail = clean[opened[-1].end():]
+        tail = clean[opened[-1].end() :]
         tail = re.split(r"<\s*/?\s*[a-zA-Z_]+\s*>", tail, maxsplit=1)[0].strip()  # up to the next tag, if any
         if tail:
             return tail
@@ -59,8 +59,8 @@ def copied_run(text: str, source: str, run: int) -> str | None:
     """The first run of ``run`` consecutive words ``text`` shares with ``source`` (lower-cased,
     punctuation ignored), if any: how an answer that carries the email's own sentences is found."""
     a, b = re.findall(r"[a-z0-9']+", text.lower()), re.findall(r"[a-z0-9']+", source.lower())
-    grams = {tuple(b[i:i + run]) for i in range(len(b) - run + 1)}
+    grams = {tuple(b[i : i + run]) for i in range(len(b) - run + 1)}
     for i in range(len(a) - run + 1):
-        if tuple(a[i:i + run]) in grams:
-            return " ".join(a[i:i + run])
+        if tuple(a[i : i + run]) in grams:
+            return " ".join(a[i : i + run])
     return None

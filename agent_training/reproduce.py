@@ -24,13 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.agent.profiles import profile_slug
-from app.jobs import CancelToken
 from agent_training.dataset import Example, collect
-from agent_training.distill import DistillConfig, Distillation
+from agent_training.distill import Distillation, DistillConfig
 from agent_training.evaluate import EvalConfig, EvalProgress, Evaluation, held_out_cases
 from agent_training.finetune import Finetune, FinetuneConfig
+from app.agent.profiles import profile_slug
 from app.files import write_atomic
+from app.jobs import CancelToken
 
 # adapter method -> (rule strategy of its targets, or None: the real email is the target)
 TRAINED = {"agent": "R3", "naive_finetune": None, "r1_agent": "R1"}
@@ -50,8 +50,10 @@ class ReproduceConfig:
 
 
 def _chat(ex: Example, target: str) -> dict:
-    return {"messages": [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": target}],
-            "meta": {**ex.meta, "split": "train"}}
+    return {
+        "messages": [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": target}],
+        "meta": {**ex.meta, "split": "train"},
+    }
 
 
 def training_files(db, sender: str, limit: int, seed: int, folder: Path) -> dict[str, dict]:
@@ -60,12 +62,21 @@ def training_files(db, sender: str, limit: int, seed: int, folder: Path) -> dict
     whose R3 row failed). Returns method -> {"path", "examples"}."""
     _, train = held_out_cases(db, sender, limit, seed)
     if not train:
-        raise ValueError(f"{sender}: every distilled email is held out, none is left to train on (distil more: --distill)")
+        raise ValueError(
+            f"{sender}: every distilled email is held out, none is left to train on (distil more: --distill)"
+        )
     last = max((e.date, e.message_id) for e in train)
     r1, _ = collect(db, strategy="R1", sender=sender)
-    r1 = [e for e in r1 if not (e.meta.get("intent_source") or "").startswith("offline|") and (e.date, e.message_id) <= last]
-    rows = {"agent": [_chat(e, e.rules) for e in train], "naive_finetune": [_chat(e, e.email + "\n") for e in train],
-            "r1_agent": [_chat(e, e.rules) for e in r1]}
+    r1 = [
+        e
+        for e in r1
+        if not (e.meta.get("intent_source") or "").startswith("offline|") and (e.date, e.message_id) <= last
+    ]
+    rows = {
+        "agent": [_chat(e, e.rules) for e in train],
+        "naive_finetune": [_chat(e, e.email + "\n") for e in train],
+        "r1_agent": [_chat(e, e.rules) for e in r1],
+    }
     out = {}
     for method, records in rows.items():
         path = folder / f"{method}.jsonl"
@@ -116,18 +127,27 @@ class Reproduction:
         ev.agents, ev.adapters = {**agents, **ev.agents}, {**adapters, **ev.adapters}
         evaluation = self.evaluation
         evaluation.extra_timings = {k: round(v, 1) for k, v in self.timings.items()}
-        evaluation.command = (f"tiller eval --reproduce {' '.join('--sender ' + s for s in ev.senders)} --limit {ev.limit} "
-                              f"--seed {ev.seed} --distill {cfg.distill_count} --steps {cfg.steps}")
+        evaluation.command = (
+            f"tiller eval --reproduce {' '.join('--sender ' + s for s in ev.senders)} --limit {ev.limit} "
+            f"--seed {ev.seed} --distill {cfg.distill_count} --steps {cfg.steps}"
+        )
         yield from evaluation.run()
 
     def _distill(self, sender: str, started: float) -> Iterator[EvalProgress]:
         cfg = self.config
-        job = Distillation(self.db, DistillConfig(
-            backend=cfg.distill_backend, sender=sender, limit=cfg.distill_count,
-            strategies=("R3", "R1") if "r1_agent" in cfg.evaluation.methods else ("R3",),
-            newest_first=True, consent_given_now=cfg.evaluation.consent_given_now),  # distillation's own seed:
+        job = Distillation(
+            self.db,
+            DistillConfig(
+                backend=cfg.distill_backend,
+                sender=sender,
+                limit=cfg.distill_count,
+                strategies=("R3", "R1") if "r1_agent" in cfg.evaluation.methods else ("R3",),
+                newest_first=True,
+                consent_given_now=cfg.evaluation.consent_given_now,
+            ),  # distillation's own seed:
             # another evaluation seed must not distil every email again
-            cancel=self.cancel)
+            cancel=self.cancel,
+        )
         began = time.monotonic()
         stage = f"distill {sender.split('@')[0]}"
         for p in job.run():
@@ -138,14 +158,22 @@ class Reproduction:
 
     def _train(self, method: str, sender: str, dataset: Path, folder: Path, started: float) -> Iterator[EvalProgress]:
         cfg = self.config
-        job = Finetune(FinetuneConfig(dataset=dataset, output=folder, max_steps=cfg.steps, **cfg.train_options),
-                       cancel=self.cancel, log=self.log)
+        job = Finetune(
+            FinetuneConfig(dataset=dataset, output=folder, max_steps=cfg.steps, **cfg.train_options),
+            cancel=self.cancel,
+            log=self.log,
+        )
         began = time.monotonic()
         stage = f"train {method} {sender.split('@')[0]}"
         for p in job.run():
             if p.phase in ("training", "done") and p.total_steps:
-                yield EvalProgress(done=p.step, total=p.total_steps, started=started, stage=stage,
-                                   message=f"loss {p.loss:.3f}" if p.loss is not None else p.message or "")
+                yield EvalProgress(
+                    done=p.step,
+                    total=p.total_steps,
+                    started=started,
+                    stage=stage,
+                    message=f"loss {p.loss:.3f}" if p.loss is not None else p.message or "",
+                )
             elif p.phase == "cancelled":
                 return
         self.trained[f"{method}:{sender}"] = job.result or {}

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import re
 
-from app.backends.base import GenerationRequest
-from app.prompts import load_prompt
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
+from app.backends.base import GenerationRequest
+from app.prompts import load_prompt
 from app.style import measure, style_rules
 
 STRATEGIES = ("R1", "R2", "R3")
@@ -36,7 +36,12 @@ RULES_SCHEMA = {
     "type": "object",
     "properties": {
         "differences": {"type": "string", "maxLength": 200},  # a short thinking budget
-        "rules": {"type": "array", "minItems": 2, "maxItems": 5, "items": {"type": "string", "minLength": 8, "maxLength": 140}},
+        "rules": {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 5,
+            "items": {"type": "string", "minLength": 8, "maxLength": 140},
+        },
     },
     "required": ["differences", "rules"],
 }
@@ -48,15 +53,20 @@ R1_RULES_SCHEMA = {
 }
 
 
-def rules_request(strategy: str, msg: SentMessage, intent: str | None = None, baseline: str | None = None) -> tuple[GenerationRequest, str]:
+def rules_request(
+    strategy: str, msg: SentMessage, intent: str | None = None, baseline: str | None = None
+) -> tuple[GenerationRequest, str]:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown rule strategy {strategy!r} (have {', '.join(STRATEGIES)})")
     prompt = load_prompt(f"rules_{strategy.lower()}")
     if strategy == "R3" and (not intent or not baseline):
         raise ValueError("R3 rules need the intent and the zero-shot baseline")
     system, user = prompt.render(
-        recipients=msg.recipients or "(unknown)", subject=msg.subject or "(none)",
-        email=msg.own_text[:6000], intent=intent or "", baseline=baseline or "",
+        recipients=msg.recipients or "(unknown)",
+        subject=msg.subject or "(none)",
+        email=msg.own_text[:6000],
+        intent=intent or "",
+        baseline=baseline or "",
     )
     return GenerationRequest.simple(system, user, purpose="distill", max_tokens=1200), prompt.id
 
@@ -64,16 +74,21 @@ def rules_request(strategy: str, msg: SentMessage, intent: str | None = None, ba
 def small_r3_request(msg: SentMessage, baseline: str) -> tuple[GenerationRequest, str]:
     """R3 for a small model: the generic and the real email side by side (the intent is in both)."""
     prompt = load_prompt(SMALL_R3_PROMPT)
-    system, user = prompt.render(baseline=baseline[:SMALL_MAX_EMAIL_CHARS],
-                                 email=msg.own_text.strip()[:SMALL_MAX_EMAIL_CHARS])
-    return GenerationRequest.simple(system, user, purpose="distill", max_tokens=400, json_schema=RULES_SCHEMA), prompt.id
+    system, user = prompt.render(
+        baseline=baseline[:SMALL_MAX_EMAIL_CHARS], email=msg.own_text.strip()[:SMALL_MAX_EMAIL_CHARS]
+    )
+    return GenerationRequest.simple(
+        system, user, purpose="distill", max_tokens=400, json_schema=RULES_SCHEMA
+    ), prompt.id
 
 
 def small_r1_request(msg: SentMessage) -> tuple[GenerationRequest, str]:
     """R1 for a small model: rules from the real email alone (the paper's no-baseline ablation)."""
     prompt = load_prompt(SMALL_R1_PROMPT)
     system, user = prompt.render(email=msg.own_text.strip()[:SMALL_MAX_EMAIL_CHARS])
-    return GenerationRequest.simple(system, user, purpose="distill", max_tokens=400, json_schema=R1_RULES_SCHEMA), prompt.id
+    return GenerationRequest.simple(
+        system, user, purpose="distill", max_tokens=400, json_schema=R1_RULES_SCHEMA
+    ), prompt.id
 
 
 def parse_small_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
@@ -119,18 +134,33 @@ def parse_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
 # no greeting, and a target saying both teaches the agent to contradict itself.
 # topic: (a measured line on it, an LLM line on it)
 _MEASURED_TOPICS = {
-    "greeting": (re.compile(r"^(?:greeting:|no greeting\b)", re.I),
-                 re.compile(r"\b(?:greet\w*|salutation|opening line|open(?:s|ing)? with|(?:start|begin)s?(?:ing)? with (?:a |an |the )?"
-                            r"[\"“']?(?:hi|hello|hey|dear|good morning)\b|address(?:es|ing)? (?:the recipient|them|him|her) (?:as|by))", re.I)),
-    "sign-off": (re.compile(r"^(?:sign-?off:|no sign-?off\b|no closing phrase)", re.I),
-                 re.compile(r"\b(?:sign(?:s|ed|ing)?[- ]?off|sign(?:s|ed|ing)? (?:with|as)|closing|valediction|signature|"
-                            r"(?:end|close|finish)(?:s|ing)? (?:the email |the message )?with (?:a |the |his |her |their |your )?"
-                            r"(?:[\"“']|name\b|initials|first name|full name|thanks|regards|best\b|cheers))", re.I)),
-    "length": (re.compile(r"^(?:length:|sentences:)", re.I),
-               re.compile(r"\b\d+\s*(?:(?:-|to)\s*\d+\s*)?words?\b|\bword count\b|\bparagraphs?\b", re.I)),
+    "greeting": (
+        re.compile(r"^(?:greeting:|no greeting\b)", re.I),
+        re.compile(
+            r"\b(?:greet\w*|salutation|opening line|open(?:s|ing)? with|(?:start|begin)s?(?:ing)? with (?:a |an |the )?"
+            r"[\"“']?(?:hi|hello|hey|dear|good morning)\b|address(?:es|ing)? (?:the recipient|them|him|her) (?:as|by))",
+            re.I,
+        ),
+    ),
+    "sign-off": (
+        re.compile(r"^(?:sign-?off:|no sign-?off\b|no closing phrase)", re.I),
+        re.compile(
+            r"\b(?:sign(?:s|ed|ing)?[- ]?off|sign(?:s|ed|ing)? (?:with|as)|closing|valediction|signature|"
+            r"(?:end|close|finish)(?:s|ing)? (?:the email |the message )?with (?:a |the |his |her |their |your )?"
+            r"(?:[\"“']|name\b|initials|first name|full name|thanks|regards|best\b|cheers))",
+            re.I,
+        ),
+    ),
+    "length": (
+        re.compile(r"^(?:length:|sentences:)", re.I),
+        re.compile(r"\b\d+\s*(?:(?:-|to)\s*\d+\s*)?words?\b|\bword count\b|\bparagraphs?\b", re.I),
+    ),
     "contractions": (re.compile(r"^(?:uses contractions|no contractions)", re.I), re.compile(r"\bcontraction", re.I)),
     "exclamation marks": (re.compile(r"^punctuation:", re.I), re.compile(r"\bexclamation", re.I)),
-    "lower case": (re.compile(r"^writes in lower case", re.I), re.compile(r"\b(?:lower[- ]?case|capital(?:s|ize|ise|ization)?)\b", re.I)),
+    "lower case": (
+        re.compile(r"^writes in lower case", re.I),
+        re.compile(r"\b(?:lower[- ]?case|capital(?:s|ize|ise|ization)?)\b", re.I),
+    ),
 }
 
 
@@ -143,8 +173,11 @@ def merge_with_measured(llm_rules: str, measured: str) -> tuple[str, list[str]]:
     measured lines state exactly (greeting, sign-off, length, contractions, exclamation marks, case).
     Returns (merged, dropped LLM lines)."""
     measured_lines = rule_lines(measured)
-    covered = {topic for topic, (measured_rx, _) in _MEASURED_TOPICS.items()
-               if any(measured_rx.search(line) for line in measured_lines)}
+    covered = {
+        topic
+        for topic, (measured_rx, _) in _MEASURED_TOPICS.items()
+        if any(measured_rx.search(line) for line in measured_lines)
+    }
     kept, dropped = [], []
     for line in rule_lines(llm_rules):
         on_covered = any(_MEASURED_TOPICS[topic][1].search(line) for topic in covered)

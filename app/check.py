@@ -39,8 +39,11 @@ def check_database(path: Path) -> Finding:
     if rows == ["ok"]:
         return Finding(str(path), True, "integrity check ok")
     bak = backup_path(path)
-    fix = ("restore the automatic backup: tiller check --restore" if bak.is_file()
-           else "no backup exists: move the file away to start afresh, or recover it with the sqlite3 .recover command")
+    fix = (
+        "restore the automatic backup: tiller check --restore"
+        if bak.is_file()
+        else "no backup exists: move the file away to start afresh, or recover it with the sqlite3 .recover command"
+    )
     return Finding(str(path), False, "damaged: " + "; ".join(rows[:3]), fix)
 
 
@@ -59,13 +62,21 @@ def check_file(path: Path, size: int | None, sha256: str | None, what: str) -> F
         return Finding(str(path), False, f"{what} missing", "train again (tiller train) or remove the profile")
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        return Finding(str(path), False, f"{what}: {actual_size:,} bytes, recorded {size:,}",
-                       "the file was changed or cut short: train again (tiller train)")
+        return Finding(
+            str(path),
+            False,
+            f"{what}: {actual_size:,} bytes, recorded {size:,}",
+            "the file was changed or cut short: train again (tiller train)",
+        )
     if sha256 is None:
         return Finding(str(path), True, f"{what}: {actual_size:,} bytes (no checksum recorded when it was made)")
     if sha256_file(path) != sha256:
-        return Finding(str(path), False, f"{what}: sha256 differs from the recorded one",
-                       "the file was changed or damaged: train again (tiller train)")
+        return Finding(
+            str(path),
+            False,
+            f"{what}: sha256 differs from the recorded one",
+            "the file was changed or damaged: train again (tiller train)",
+        )
     return Finding(str(path), True, f"{what}: size and sha256 match")
 
 
@@ -76,13 +87,20 @@ def check_models(db) -> Iterator[Finding]:
     for m in list_models(db):
         if not m.present:
             if not m.embedded:
-                yield Finding(str(m.path), False, f"model {m.name} missing",
-                              f"add it again (tiller models add) or forget it (tiller models remove {m.name})")
+                yield Finding(
+                    str(m.path),
+                    False,
+                    f"model {m.name} missing",
+                    f"add it again (tiller models add) or forget it (tiller models remove {m.name})",
+                )
             continue
         found = check_file(m.path, m.size, m.sha256, f"model {m.name}")
         if not found.ok:
-            found.fix = (f"delete {m.path}: it is assembled again from the installed packages on next use" if m.embedded
-                         else "the file changed since it was added: add it again (tiller models add) if that was you")
+            found.fix = (
+                f"delete {m.path}: it is assembled again from the installed packages on next use"
+                if m.embedded
+                else "the file changed since it was added: add it again (tiller models add) if that was you"
+            )
         yield found
 
 
@@ -100,8 +118,12 @@ def check_adapters() -> Iterator[Finding]:
             continue
         if record.adapter is None and not (directory / ADAPTER_FILE).exists():
             continue
-        yield check_file(directory / ADAPTER_FILE, record.adapter_bytes, record.adapter_sha256,
-                         f"agent adapter of {record.profile or directory.name}")
+        yield check_file(
+            directory / ADAPTER_FILE,
+            record.adapter_bytes,
+            record.adapter_sha256,
+            f"agent adapter of {record.profile or directory.name}",
+        )
 
 
 def run_checks() -> list[Finding]:

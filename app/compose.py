@@ -90,10 +90,16 @@ class ComposeOperation:
     ``agent`` makes the agent for a sender (a fake in fast tests); ``generate_fn`` starts a
     generation (app.backends.client.generate)."""
 
-    def __init__(self, request: ComposeRequest, cancel: CancelToken | None = None, *,
-                 agent: Callable | None = None, generate_fn: Callable = generate,
-                 on_retry: Callable | None = None,
-                 prepare: Callable[[GenerationRequest], GenerationRequest] | None = None):
+    def __init__(
+        self,
+        request: ComposeRequest,
+        cancel: CancelToken | None = None,
+        *,
+        agent: Callable | None = None,
+        generate_fn: Callable = generate,
+        on_retry: Callable | None = None,
+        prepare: Callable[[GenerationRequest], GenerationRequest] | None = None,
+    ):
         self.request = request
         self.cancel = cancel or CancelToken()
         self.on_retry = on_retry
@@ -127,15 +133,23 @@ class ComposeOperation:
         from app.agent.agent import PreferenceAgent, RulesRequest
 
         agent = (self._agent or PreferenceAgent.for_sender)(req.sender)
-        rules = agent.rules(RulesRequest(req.intent, recipient=req.recipient, subject=req.subject,
-                                         previous_context=req.previous_email), cancel=self.cancel)
+        rules = agent.rules(
+            RulesRequest(req.intent, recipient=req.recipient, subject=req.subject, previous_context=req.previous_email),
+            cancel=self.cancel,
+        )
         profile = getattr(agent, "profile", None)
         return RulesReady(rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained))
 
     def _draft(self, index: int, rules: list[str], tags: tuple[str, ...]) -> Iterator[Event]:
         req = self.request
-        inp = DraftInput(req.intent, recipient=req.recipient, subject=req.subject, previous_email=req.previous_email,
-                         rules=tuple(rules), tags=tuple(tags))
+        inp = DraftInput(
+            req.intent,
+            recipient=req.recipient,
+            subject=req.subject,
+            previous_email=req.previous_email,
+            rules=tuple(rules),
+            tags=tuple(tags),
+        )
         request = build_request(inp, max_tokens=req.max_tokens)
         if self._prepare:
             request = self._prepare(request)
@@ -146,9 +160,16 @@ class ComposeOperation:
         checked = check_draft(text, rules, recipient=req.recipient)
         if checked.broken and req.reask:
             yield Reasking(index, checked.broken)
-            again = GenerationRequest(request.system, (*request.messages, Message("assistant", checked.text),
-                                                       Message("user", reask_request(checked.broken, checked.text))),
-                                      options=request.options, purpose=request.purpose)
+            again = GenerationRequest(
+                request.system,
+                (
+                    *request.messages,
+                    Message("assistant", checked.text),
+                    Message("user", reask_request(checked.broken, checked.text)),
+                ),
+                options=request.options,
+                purpose=request.purpose,
+            )
             text2, gen = yield from self._stream(index, again, echo=False)
             rechecked = check_draft(text2, rules, recipient=req.recipient)
             if len(rechecked.broken) < len(checked.broken):  # keep the re-ask only when it helped
@@ -169,10 +190,16 @@ class ComposeOperation:
     def _checked(self, index: int, checked: CheckedDraft, rules: list[str], tags, gen) -> DraftChecked:
         req = self.request
         completion = getattr(gen, "completion", None)
-        unsupported = unsupported_sentences(checked.text, req.intent, req.recipient, req.subject, req.previous_email,
-                                            "\n".join(rules), " ".join(tags))
-        return DraftChecked(index, checked, tuple(tags), unsupported,
-                            backend=getattr(getattr(gen, "endpoint", None), "name", None),
-                            model=getattr(completion, "model", None),
-                            elapsed_s=getattr(completion, "elapsed_s", 0.0) or 0.0,
-                            finish_reason=getattr(completion, "finish_reason", None))
+        unsupported = unsupported_sentences(
+            checked.text, req.intent, req.recipient, req.subject, req.previous_email, "\n".join(rules), " ".join(tags)
+        )
+        return DraftChecked(
+            index,
+            checked,
+            tuple(tags),
+            unsupported,
+            backend=getattr(getattr(gen, "endpoint", None), "name", None),
+            model=getattr(completion, "model", None),
+            elapsed_s=getattr(completion, "elapsed_s", 0.0) or 0.0,
+            finish_reason=getattr(completion, "finish_reason", None),
+        )

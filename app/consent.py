@@ -26,7 +26,8 @@ def distill_statement(backend: str) -> str:
 def grant(db, backend: str, scope: str = DISTILL) -> None:
     db["consents"].upsert(
         {
-            "backend": backend, "scope": scope,
+            "backend": backend,
+            "scope": scope,
             "granted_at": utc_now(),
             "statement": distill_statement(backend),
         },

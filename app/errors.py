@@ -16,6 +16,7 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+
 from app.clock import utc_now
 
 EXIT_ERROR = 1
@@ -57,21 +58,27 @@ def explain(exc: BaseException) -> Explained | None:
         if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
             return Explained(
                 f"The database {db} is damaged ({text}). Restore the automatic backup with `tiller check --restore` "
-                "(the damaged file is kept beside it), or move the file away to start afresh.", EXIT_STORE)
+                "(the damaged file is kept beside it), or move the file away to start afresh.",
+                EXIT_STORE,
+            )
         if "readonly" in lower or "read-only" in lower:
             return Explained(
                 f"Tiller cannot write to {db}: it or its folder is read-only. Make both writable, or set TILLER_HOME "
-                "to a writable folder.", EXIT_STORE)
+                "to a writable folder.",
+                EXIT_STORE,
+            )
         if "disk is full" in lower or "disk full" in lower:
             return Explained(_disk_full(db), EXIT_STORE)
         if "unable to open" in lower:
             return Explained(
                 f"Tiller cannot open {db} ({text}): check that its folder exists and is writable, or set TILLER_HOME.",
-                EXIT_STORE)
+                EXIT_STORE,
+            )
         if "locked" in lower or "busy" in lower:
             return Explained(
                 f"The database {db} stayed busy (another Tiller process is writing to it): wait for it and try again.",
-                EXIT_STORE)
+                EXIT_STORE,
+            )
         if "newer than this tiller" in lower:
             return Explained(text, EXIT_STORE)
     if isinstance(exc, OSError):
@@ -79,13 +86,20 @@ def explain(exc: BaseException) -> Explained | None:
         if exc.errno == errno.ENOSPC:
             return Explained(_disk_full(where or _db_path()), EXIT_STORE)
         home = os.environ.get("TILLER_HOME")
-        if home and isinstance(exc, (FileExistsError, NotADirectoryError)) and str(where).startswith(
-                str(Path(home).expanduser())):
-            return Explained(f"TILLER_HOME is {home!r}, which is not a folder: point it at a folder (it is created "
-                             "if missing).", EXIT_STORE)
+        if (
+            home
+            and isinstance(exc, (FileExistsError, NotADirectoryError))
+            and str(where).startswith(str(Path(home).expanduser()))
+        ):
+            return Explained(
+                f"TILLER_HOME is {home!r}, which is not a folder: point it at a folder (it is created if missing).",
+                EXIT_STORE,
+            )
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return Explained(f"Permission denied: {where or text}: make it writable (or readable), or choose another "
-                             "place.", EXIT_STORE if "tiller" in str(where).lower() else EXIT_ERROR)
+            return Explained(
+                f"Permission denied: {where or text}: make it writable (or readable), or choose another place.",
+                EXIT_STORE if "tiller" in str(where).lower() else EXIT_ERROR,
+            )
         if where:
             return Explained(f"{where}: {exc.strerror or text}")
     if isinstance(exc, MemoryError):
@@ -96,8 +110,10 @@ def explain(exc: BaseException) -> Explained | None:
 
 
 def _disk_full(where: str) -> str:
-    return (f"The disk holding {where} is full. Free some space and run the same command again: nothing was lost, "
-            "and interrupted work resumes where it stopped.")
+    return (
+        f"The disk holding {where} is full. Free some space and run the same command again: nothing was lost, "
+        "and interrupted work resumes where it stopped."
+    )
 
 
 def log_path() -> Path:

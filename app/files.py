@@ -75,15 +75,20 @@ def read_regular_file(path: Path | str, limit: int) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        raise ReadRefused(f"{path}: {exc.strerror or exc}", "unreadable", f"cannot open: {exc.strerror or exc}") from None
+        raise ReadRefused(
+            f"{path}: {exc.strerror or exc}", "unreadable", f"cannot open: {exc.strerror or exc}"
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = _file_type(info.st_mode)
             raise ReadRefused(f"{path}: not a regular file ({kind})", "not-a-file", f"not a regular file ({kind})")
         if info.st_size > limit:
-            raise ReadRefused(f"{path}: {info.st_size:,} bytes, over the {limit:,}-byte limit", "too-large",
-                              f"{info.st_size:,} bytes, over the {limit:,}-byte limit for one message")
+            raise ReadRefused(
+                f"{path}: {info.st_size:,} bytes, over the {limit:,}-byte limit",
+                "too-large",
+                f"{info.st_size:,} bytes, over the {limit:,}-byte limit for one message",
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         chunks, size = [], 0
@@ -94,11 +99,16 @@ def read_regular_file(path: Path | str, limit: int) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
         if size > limit:
-            raise ReadRefused(f"{path}: over {limit:,} bytes (it grew while read)", "too-large",
-                              f"over the {limit:,}-byte limit for one message (it grew while read)")
+            raise ReadRefused(
+                f"{path}: over {limit:,} bytes (it grew while read)",
+                "too-large",
+                f"over the {limit:,}-byte limit for one message (it grew while read)",
+            )
         return b"".join(chunks)
     except OSError as exc:
-        raise ReadRefused(f"{path}: {exc.strerror or exc}", "unreadable", f"read failed: {exc.strerror or exc}") from None
+        raise ReadRefused(
+            f"{path}: {exc.strerror or exc}", "unreadable", f"read failed: {exc.strerror or exc}"
+        ) from None
     finally:
         os.close(fd)
 
@@ -106,8 +116,13 @@ def read_regular_file(path: Path | str, limit: int) -> bytes:
 def _file_type(mode: int) -> str:
     import stat
 
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
         if test(mode):
             return name
     return "not a plain file"
@@ -121,7 +136,9 @@ def read_bytes_bounded(path: Path | str, limit: int, what: str = "file") -> byte
         if exc.reason == "not-a-file":
             raise ReadRefused(f"{path}: the {what} must be a regular file", exc.reason) from None
         if exc.reason == "too-large":
-            raise ReadRefused(f"{path}: the {what} is too large; at most {limit:,} bytes are read", exc.reason) from None
+            raise ReadRefused(
+                f"{path}: the {what} is too large; at most {limit:,} bytes are read", exc.reason
+            ) from None
         raise ReadRefused(f"{path}: cannot read the {what} ({exc.detail})", exc.reason) from None
 
 

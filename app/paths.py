@@ -24,8 +24,9 @@ def home() -> Path:
         from app.errors import StoreError
 
         where = "TILLER_HOME" if override else "Tiller's data folder"
-        raise StoreError(f"{where} is {str(path)!r}, which is not a folder: point it at a folder (it is created "
-                         "if missing).") from None
+        raise StoreError(
+            f"{where} is {str(path)!r}, which is not a folder: point it at a folder (it is created if missing)."
+        ) from None
     return path
 
 

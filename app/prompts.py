@@ -13,6 +13,7 @@ from string import Template
 
 from app.files import read_text_bounded
 
+
 def resources_dir() -> Path:
     """``resources/`` beside a checkout (editable installs, the bundle), else the copy a wheel
     installs as the package ``app._resources``."""

@@ -29,10 +29,16 @@ from app.style import find_greeting, find_signoff, measure, sentences, words
 
 KEPT, REPAIRED, BROKEN, UNCHECKED = "kept", "repaired", "broken", "not checkable"
 
-_PLACEHOLDER = re.compile(r"\[(?:your|my|sender'?s?|recipient'?s?)?\s*(?:full\s+)?(?:name|title|position|company|"
-                          r"contact information|phone(?: number)?|email)\]|<your name>", re.I)
-_PREAMBLE = re.compile(r"^(?:sure[!,.]?\s*)?(?:here(?:'s| is) (?:a |the |an |your )?(?:draft|email|reply|response|"
-                       r"message|version)[^\n]*|certainly[!,.][^\n]*)$", re.I)
+_PLACEHOLDER = re.compile(
+    r"\[(?:your|my|sender'?s?|recipient'?s?)?\s*(?:full\s+)?(?:name|title|position|company|"
+    r"contact information|phone(?: number)?|email)\]|<your name>",
+    re.I,
+)
+_PREAMBLE = re.compile(
+    r"^(?:sure[!,.]?\s*)?(?:here(?:'s| is) (?:a |the |an |your )?(?:draft|email|reply|response|"
+    r"message|version)[^\n]*|certainly[!,.][^\n]*)$",
+    re.I,
+)
 _SUBJECT_LINE = re.compile(r"^\s*subject\s*:.*$", re.I)
 _VALEDICTION = re.compile(
     r"^(?:thanks(?: again| so much| a lot| in advance)?|thank you(?: very much| in advance)?|many thanks|thx|regards|"
@@ -43,15 +49,29 @@ _VALEDICTION = re.compile(
 _NAME_LINE = re.compile(r"^[A-Z][A-Za-z.'’-]{0,20}(?: [A-Z][A-Za-z.'’-]{0,20}){0,2}\s*$")
 _CONTRACTION = re.compile(r"\b[A-Za-z]+['’](?:s|t|re|ve|ll|d|m)\b", re.I)
 _EXPAND = [
-    (r"\bcan['’]t\b", "cannot"), (r"\bwon['’]t\b", "will not"), (r"\bshan['’]t\b", "shall not"),
-    (r"\b(\w+)n['’]t\b", r"\1 not"), (r"\bI['’]m\b", "I am"), (r"\b(\w+)['’]re\b", r"\1 are"),
-    (r"\b(\w+)['’]ve\b", r"\1 have"), (r"\b(\w+)['’]ll\b", r"\1 will"),
-    (r"(?i)\b(it|that|there|here|what|who)['’]s\b", r"\1 is"), (r"\b(I|you|we|they|he|she)['’]d\b", r"\1 would"),
+    (r"\bcan['’]t\b", "cannot"),
+    (r"\bwon['’]t\b", "will not"),
+    (r"\bshan['’]t\b", "shall not"),
+    (r"\b(\w+)n['’]t\b", r"\1 not"),
+    (r"\bI['’]m\b", "I am"),
+    (r"\b(\w+)['’]re\b", r"\1 are"),
+    (r"\b(\w+)['’]ve\b", r"\1 have"),
+    (r"\b(\w+)['’]ll\b", r"\1 will"),
+    (r"(?i)\b(it|that|there|here|what|who)['’]s\b", r"\1 is"),
+    (r"\b(I|you|we|they|he|she)['’]d\b", r"\1 would"),
 ]
 _CONTRACT = [
-    (r"\bI am\b", "I'm"), (r"\bdo not\b", "don't"), (r"\bdoes not\b", "doesn't"), (r"\bdid not\b", "didn't"),
-    (r"\bcannot\b", "can't"), (r"\bwill not\b", "won't"), (r"\bis not\b", "isn't"), (r"\bare not\b", "aren't"),
-    (r"\b(I|you|we|they) will\b", r"\1'll"), (r"(?i)\b(it|that|there) is\b", r"\1's"), (r"\blet us\b", "let's"),
+    (r"\bI am\b", "I'm"),
+    (r"\bdo not\b", "don't"),
+    (r"\bdoes not\b", "doesn't"),
+    (r"\bdid not\b", "didn't"),
+    (r"\bcannot\b", "can't"),
+    (r"\bwill not\b", "won't"),
+    (r"\bis not\b", "isn't"),
+    (r"\bare not\b", "aren't"),
+    (r"\b(I|you|we|they) will\b", r"\1'll"),
+    (r"(?i)\b(it|that|there) is\b", r"\1's"),
+    (r"\blet us\b", "let's"),
     (r"\b(I|you|we|they) have\b(?= (?:been|had|got|done|sent|seen|made))", r"\1've"),
 ]
 
@@ -85,6 +105,7 @@ class CheckedDraft:
 
 # -- the text's parts --------------------------------------------------------------------------------
 
+
 def _lines(text: str) -> list[str]:
     return text.strip("\n").split("\n")
 
@@ -111,7 +132,11 @@ def _tail_block(lines: list[str], known_name: str | None = None) -> int:
             i -= 1
         elif _PLACEHOLDER.fullmatch(line):
             i -= 1
-        elif not seen_valediction and i > 1 and (line == known_name or (_NAME_LINE.match(line) and len(line.split()) <= 3)):
+        elif (
+            not seen_valediction
+            and i > 1
+            and (line == known_name or (_NAME_LINE.match(line) and len(line.split()) <= 3))
+        ):
             i -= 1
         else:
             break
@@ -157,8 +182,9 @@ def _bullet(rule: str) -> str:
     return re.sub(r"^\s*[-*•]\s*", "", rule).strip()
 
 
-def check_draft(draft: str, rules: list[str], *, recipient: str | None = None,
-                sender_name: str | None = None) -> CheckedDraft:
+def check_draft(
+    draft: str, rules: list[str], *, recipient: str | None = None, sender_name: str | None = None
+) -> CheckedDraft:
     """Check ``draft`` against ``rules`` and repair what is safe; see the module docstring."""
     result = CheckedDraft(original=draft, text=draft)
     name = signing_name(rules) or sender_name
@@ -216,7 +242,7 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
             return RuleCheck(rule, KEPT)
         lines = _strip_blank_edges(_lines(text))
         if greeting and lines and lines[0].strip().startswith(greeting):
-            rest = lines[0].strip()[len(greeting):].strip()
+            rest = lines[0].strip()[len(greeting) :].strip()
             lines = ([wanted, ""] + ([rest] if rest else []) + lines[1:]) if rest else [wanted] + lines[1:]
         else:
             lines = [wanted, ""] + lines
@@ -228,14 +254,16 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
             return RuleCheck(rule, KEPT)
         lines = _strip_blank_edges(_lines(text))
         first = lines[0].strip()
-        rest = first[len(greeting):].strip() if first.startswith(greeting) else ""
+        rest = first[len(greeting) :].strip() if first.startswith(greeting) else ""
         lines = _strip_blank_edges(([rest[:1].upper() + rest[1:]] if rest else []) + lines[1:])
         result.text = "\n".join(lines)
         return RuleCheck(rule, REPAIRED, f"removed the greeting {greeting!r}")
-    for pattern, closing in ((_SIGNOFF_NAME, lambda m: [m.group(1), m.group(2)]),
-                             (_SIGNOFF_ONLY, lambda m: [m.group(1)]),
-                             (_NAME_ONLY, lambda m: [m.group(1)]),
-                             (_NO_SIGNOFF, lambda m: [])):
+    for pattern, closing in (
+        (_SIGNOFF_NAME, lambda m: [m.group(1), m.group(2)]),
+        (_SIGNOFF_ONLY, lambda m: [m.group(1)]),
+        (_NAME_ONLY, lambda m: [m.group(1)]),
+        (_NO_SIGNOFF, lambda m: []),
+    ):
         if m := pattern.match(rule):
             return _closing(result, rule, closing(m))
     if _USES_CONTRACTIONS.match(rule):
@@ -253,7 +281,9 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
         left = _CONTRACTION.findall(result.text)
         # possessives ("Kay's") look like contractions and are not repaired
         left = [c for c in left if not c.lower().endswith(("'s", "’s"))]
-        return RuleCheck(rule, REPAIRED if not left else BROKEN, "expanded contractions" + (f"; left: {left}" if left else ""))
+        return RuleCheck(
+            rule, REPAIRED if not left else BROKEN, "expanded contractions" + (f"; left: {left}" if left else "")
+        )
     if _LOWER_CASE.match(rule):
         if measure(text).lowercase_start_ratio >= 0.6:  # the threshold the rule was measured with
             return RuleCheck(rule, KEPT)
@@ -261,7 +291,7 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
         lines = _lines(text)
         first = 1 if find_greeting(text)[0] and lines and lines[0].strip() == find_greeting(text)[0] else 0
         body_start = sum(len(ln) + 1 for ln in lines[:first])
-        body_end = sum(len(ln) + 1 for ln in lines[:_tail_block(lines)])
+        body_end = sum(len(ln) + 1 for ln in lines[: _tail_block(lines)])
         starts = [s for s in _sentence_starts(text) if body_start <= s < body_end]
         upper = [s for s in starts if text[s].isupper() and not _keeps_capital(text, s)]
         if not upper:
@@ -289,11 +319,13 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
 
 _INLINE_CLOSING = re.compile(
     r"(?<=[.!?])\s+((?:thanks(?: again| so much| a lot| in advance)?|thank you|many thanks|regards|best regards|"
-    r"kind regards|best|cheers|sincerely|take care|talk soon)[,.!]?(?:\s+[A-Z][A-Za-z.'’-]{0,20})?)\s*$", re.I)
+    r"kind regards|best|cheers|sincerely|take care|talk soon)[,.!]?(?:\s+[A-Z][A-Za-z.'’-]{0,20})?)\s*$",
+    re.I,
+)
 
 
 def _split_inline_closing(lines: list[str]) -> list[str]:
-    """"... by Friday. Thanks, Kay" -> the sentence, then "Thanks," and "Kay" on lines of their own."""
+    """ "... by Friday. Thanks, Kay" -> the sentence, then "Thanks," and "Kay" on lines of their own."""
     if not lines:
         return lines
     m = _INLINE_CLOSING.search(lines[-1])
@@ -306,8 +338,11 @@ def _split_inline_closing(lines: list[str]) -> list[str]:
         return lines
     closing = m.group(1).split()
     head = lines[-1][: m.start()].rstrip()
-    split = [" ".join(closing[:-1]), closing[-1]] if len(closing) > 1 and closing[-1][:1].isupper() and \
-        _VALEDICTION.match(" ".join(closing[:-1])) else [" ".join(closing)]
+    split = (
+        [" ".join(closing[:-1]), closing[-1]]
+        if len(closing) > 1 and closing[-1][:1].isupper() and _VALEDICTION.match(" ".join(closing[:-1]))
+        else [" ".join(closing)]
+    )
     return lines[:-1] + [head, ""] + split
 
 
@@ -365,13 +400,17 @@ def reask_request(broken: list[RuleCheck], draft: str = "") -> str:
             low, high = length_bounds(int(m.group(1)))
             have = _body_words(draft) if draft else None
             budget = (low, high, have)
-            lines.append(f"- Length: between {low} and {high} words in total" + (f" (yours has {have})" if have else ""))
+            lines.append(
+                f"- Length: between {low} and {high} words in total" + (f" (yours has {have})" if have else "")
+            )
         else:
             lines.append(f"- {c.rule} (now: {c.note})" if c.note else f"- {c.rule}")
     ask = "Your email breaks these rules:\n" + "\n".join(lines) + "\n"
     if budget and budget[2] is not None and budget[2] > budget[1]:
-        ask += (f"Write it again in at most {budget[1]} words: keep only what the request asks for, drop pleasantries, "
-                "explanations and repetition. ")
+        ask += (
+            f"Write it again in at most {budget[1]} words: keep only what the request asks for, drop pleasantries, "
+            "explanations and repetition. "
+        )
     elif budget and budget[2] is not None and budget[2] < budget[0]:
         ask += f"Write it again in at least {budget[0]} words, saying the same things more fully. "
     else:
@@ -379,10 +418,12 @@ def reask_request(broken: list[RuleCheck], draft: str = "") -> str:
     return ask + "Keep what it says and every other rule. Answer with the email only."
 
 
-_STOP = set("""a an the and or but if then so to of in on at by for with from as is are was were be been being it its this
+_STOP = set(
+    """a an the and or but if then so to of in on at by for with from as is are was were be been being it its this
 that these those i me my we us our you your he she they them their his her not no do does did have has had will would
 can could should shall may might must just also please thanks thank hi hello dear regards best let know about up out
-get got go going want need all any some more very there here what when where which who how am let's i'm i'll""".split())
+get got go going want need all any some more very there here what when where which who how am let's i'm i'll""".split()
+)
 
 
 def content_words(text: str) -> set[str]:

@@ -194,15 +194,23 @@ def style_rules(real: StyleProfile, zero_shot: StyleProfile | None = None) -> li
             length += f" (longer than a generic draft of {_about(zero_shot.word_count)} words)"
     rules.append(length + ".")
     if real.greeting:
-        rules.append(f"Greeting: \"{real.greeting}\"" + (f" (addresses the recipient as {real.greeting_name})" if real.greeting_name else "") + ".")
+        rules.append(
+            f'Greeting: "{real.greeting}"'
+            + (f" (addresses the recipient as {real.greeting_name})" if real.greeting_name else "")
+            + "."
+        )
     else:
-        rules.append("No greeting: start directly with the content" + (" (a generic draft would open with one)" if zero_shot and zero_shot.greeting else "") + ".")
+        rules.append(
+            "No greeting: start directly with the content"
+            + (" (a generic draft would open with one)" if zero_shot and zero_shot.greeting else "")
+            + "."
+        )
     if real.signoff and real.signature_name:
-        rules.append(f"Sign-off: \"{real.signoff}\" then \"{real.signature_name}\" on its own line.")
+        rules.append(f'Sign-off: "{real.signoff}" then "{real.signature_name}" on its own line.')
     elif real.signoff:
-        rules.append(f"Sign-off: \"{real.signoff}\" with no name after it.")
+        rules.append(f'Sign-off: "{real.signoff}" with no name after it.')
     elif real.signature_name:
-        rules.append(f"No closing phrase; sign with just \"{real.signature_name}\".")
+        rules.append(f'No closing phrase; sign with just "{real.signature_name}".')
     else:
         rules.append("No sign-off and no name at the end.")
     if real.contractions:

@@ -24,12 +24,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PREVIOUS = ("Kay, the Delmarva peaking project proforma is attached; Linda and Tom at TMPV asked me to send it. "
-            "If you have problems opening it, call me at 713-546-2578. " * 4)
-FIRST = dict(intent="- Thanks for the comments on the turbine contract.\n- I'll send the revised draft to Ben tomorrow.",
-             recipient="ben.jacoby@enron.com", subject="Re: Delmarva turbine contract", previous_context=PREVIOUS)
-SECOND = dict(intent="- Can you confirm the delivery date for the second unit?\n- Legal needs it by Friday.",
-              recipient="ben.jacoby@enron.com", subject="Re: Delmarva turbine contract", previous_context=PREVIOUS)
+PREVIOUS = (
+    "Kay, the Delmarva peaking project proforma is attached; Linda and Tom at TMPV asked me to send it. "
+    "If you have problems opening it, call me at 713-546-2578. " * 4
+)
+FIRST = dict(
+    intent="- Thanks for the comments on the turbine contract.\n- I'll send the revised draft to Ben tomorrow.",
+    recipient="ben.jacoby@enron.com",
+    subject="Re: Delmarva turbine contract",
+    previous_context=PREVIOUS,
+)
+SECOND = dict(
+    intent="- Can you confirm the delivery date for the second unit?\n- Legal needs it by Friday.",
+    recipient="ben.jacoby@enron.com",
+    subject="Re: Delmarva turbine contract",
+    previous_context=PREVIOUS,
+)
 
 
 def raw_run(model: str, adapter: str | None, prompt: str, tokens: int) -> tuple[float, float]:
@@ -79,7 +89,11 @@ def main() -> None:
         list(RUNTIME.stream(spec, "### Email", max_tokens=1))  # load outside the timing
         app_rates.append(_time_stream(RUNTIME.stream(spec, first_prompt, max_tokens=args.tokens), args.tokens)[1])
     raw, app = statistics.median(raw_rates), statistics.median(app_rates)
-    print(f"model {Path(model).name}" + (f" + adapter {args.adapter}" if args.adapter else "") + f", {args.tokens} tokens, greedy")
+    print(
+        f"model {Path(model).name}"
+        + (f" + adapter {args.adapter}" if args.adapter else "")
+        + f", {args.tokens} tokens, greedy"
+    )
     print(f"raw llama-cpp   {raw:7.1f} tokens/s   (runs: {', '.join(f'{r:.1f}' for r in raw_rates)})")
     print(f"through the app {app:7.1f} tokens/s   (runs: {', '.join(f'{r:.1f}' for r in app_rates)})")
     print(f"ratio app/raw: {app / raw:.2f}")
@@ -92,8 +106,11 @@ def main() -> None:
         list(RUNTIME.stream(spec, first_prompt, max_tokens=4))  # a previous request with the same head
         warm.append(_time_stream(RUNTIME.stream(spec, second_prompt, max_tokens=4), 4)[0])
     shared = len(_common_prefix(first_prompt, second_prompt))
-    print(f"second request, time to first token: {statistics.median(warm) * 1000:.0f} ms with the prefix cache "
-          f"({shared} shared characters) vs {statistics.median(cold) * 1000:.0f} ms cold; ratio {statistics.median(cold) / statistics.median(warm):.2f}x")
+    print(
+        f"second request, time to first token: {statistics.median(warm) * 1000:.0f} ms with the prefix cache "
+        f"({shared} shared characters) vs {statistics.median(cold) * 1000:.0f} ms cold; "
+        f"ratio {statistics.median(cold) / statistics.median(warm):.2f}x"
+    )
 
 
 def _common_prefix(a: str, b: str) -> str:

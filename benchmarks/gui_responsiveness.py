@@ -65,9 +65,11 @@ def main() -> None:
         timer.stop()
         ordered = sorted(stalls) or [0.0]
         p99 = ordered[int(0.99 * (len(ordered) - 1))]
-        print(f"{name:34s} {time.perf_counter() - started:6.1f} s  ticks {len(ordered):5d}  "
-              f"stall p50 {statistics.median(ordered):5.1f} ms  p99 {p99:6.1f} ms  max {ordered[-1]:6.1f} ms"
-              + ("" if p99 < 50 else "  (over the 50 ms target)"))
+        print(
+            f"{name:34s} {time.perf_counter() - started:6.1f} s  ticks {len(ordered):5d}  "
+            f"stall p50 {statistics.median(ordered):5.1f} ms  p99 {p99:6.1f} ms  max {ordered[-1]:6.1f} ms"
+            + ("" if p99 < 50 else "  (over the 50 ms target)")
+        )
 
     idle_until = time.perf_counter() + args.seconds
     measure("idle (baseline)", lambda: None, lambda: time.perf_counter() > idle_until)
@@ -81,8 +83,11 @@ def main() -> None:
     compose.backend.setCurrentText("local")
     compose.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review.")
     compose.recipient.setText("Sylvia")
-    measure("drafting (agent rules + local model)", compose.start_draft,
-            lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running)
+    measure(
+        "drafting (agent rules + local model)",
+        compose.start_draft,
+        lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running,
+    )
     window.close()
 
 

@@ -64,7 +64,10 @@ def phase_import(root: Path, workers: int | None) -> dict:
         counts = job.result.counts
     workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
-        "messages": counts.seen, "stored": counts.stored, "seconds": elapsed, "peak_rss_mb": _peak_rss_mb(),
+        "messages": counts.seen,
+        "stored": counts.stored,
+        "seconds": elapsed,
+        "peak_rss_mb": _peak_rss_mb(),
         "worker_peak_rss_mb": workers_rss,
     }
 
@@ -106,13 +109,17 @@ def main() -> None:
     print(f"stdlib mailbox parse loop      : {base_rate:8.0f} msg/s   peak RSS {base['peak_rss_mb']:.0f} MB")
     inline = best["inline"]
     inline_rate = inline["messages"] / inline["seconds"]
-    print(f"tiller import, one process     : {inline_rate:8.0f} msg/s   peak RSS {inline['peak_rss_mb']:.0f} MB"
-          f"   ({inline['stored']} stored)   ratio {inline_rate / base_rate:.2f}")
+    print(
+        f"tiller import, one process     : {inline_rate:8.0f} msg/s   peak RSS {inline['peak_rss_mb']:.0f} MB"
+        f"   ({inline['stored']} stored)   ratio {inline_rate / base_rate:.2f}"
+    )
     app = best.get("app", inline)
     rate = app["messages"] / app["seconds"]
     if workers:
-        print(f"tiller import, {workers} worker(s) + own : {rate:8.0f} msg/s   peak RSS {app['peak_rss_mb']:.0f} MB"
-              f" + {app['worker_peak_rss_mb']:.0f} MB per worker   ({app['stored']} stored)")
+        print(
+            f"tiller import, {workers} worker(s) + own : {rate:8.0f} msg/s   peak RSS {app['peak_rss_mb']:.0f} MB"
+            f" + {app['worker_peak_rss_mb']:.0f} MB per worker   ({app['stored']} stored)"
+        )
     ratio = rate / base_rate
     print(f"ratio={ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
 

@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["TILLER_HOME"] = args.home or tempfile.mkdtemp(prefix="tiller-local-distill-")
 
-    from agent_training.distill import DistillConfig, Distillation, OFFLINE_INTENT_SOURCE
+    from agent_training.distill import OFFLINE_INTENT_SOURCE, Distillation, DistillConfig
     from agent_training.intents import copied_intent
     from benchmarks.sample_db import sample_database
 
@@ -52,42 +52,74 @@ def main() -> None:
         elapsed = time.monotonic() - started
         c = job.counts
         emails = c.asked.get("intents", 0)
-        ids = [r[0] for r in db.execute(
-            "SELECT DISTINCT message_id FROM intents WHERE source LIKE 'local|%' AND message_id IN "
-            "(SELECT id FROM messages WHERE from_addr = ?)", [sender])]
+        ids = [
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT message_id FROM intents WHERE source LIKE 'local|%' AND message_id IN "
+                "(SELECT id FROM messages WHERE from_addr = ?)",
+                [sender],
+            )
+        ]
 
         def copy_share(source_clause: str) -> tuple[int, int]:
-            rows = db.execute(
-                f"SELECT i.text, m.own_text FROM intents i JOIN messages m ON m.id = i.message_id WHERE i.status = 'ok' "
-                f"AND {source_clause} AND i.message_id IN ({','.join('?' * len(ids))})", ids).fetchall() if ids else []
+            rows = (
+                db.execute(
+                    f"SELECT i.text, m.own_text FROM intents i JOIN messages m ON m.id = i.message_id WHERE i.status = 'ok' "
+                    f"AND {source_clause} AND i.message_id IN ({','.join('?' * len(ids))})",
+                    ids,
+                ).fetchall()
+                if ids
+                else []
+            )
             return sum(copied_intent(t, e) is not None for t, e in rows), len(rows)
 
         local_copies, local_n = copy_share("i.source LIKE 'local|%'")
         offline_copies, offline_n = copy_share(f"i.source = '{OFFLINE_INTENT_SOURCE}'")
         usable = db.execute(
             "SELECT COUNT(DISTINCT r.message_id) FROM rules r WHERE r.status = 'ok' AND r.strategy = 'R3' "
-            "AND r.source LIKE 'local|%' AND r.message_id IN (SELECT id FROM messages WHERE from_addr = ?)", [sender]
+            "AND r.source LIKE 'local|%' AND r.message_id IN (SELECT id FROM messages WHERE from_addr = ?)",
+            [sender],
         ).fetchone()[0]
-        distinct = lambda clause: len({r[0] for r in db.execute(  # noqa: E731
-            f"SELECT rules FROM rules WHERE status = 'ok' AND {clause} AND message_id IN ({','.join('?' * len(ids))})",
-            ids)}) if ids else 0
+
+        def distinct(clause: str) -> int:
+            if not ids:
+                return 0
+            marks = ",".join("?" * len(ids))
+            query = f"SELECT rules FROM rules WHERE status = 'ok' AND {clause} AND message_id IN ({marks})"
+            return len({r[0] for r in db.execute(query, ids)})
+
         results[sender] = {
-            "emails": emails, "seconds": round(elapsed, 1), "s_per_email": round(elapsed / max(1, emails), 1),
-            "yield": {k: [getattr(c, k), c.asked[k], c.attempts[k] - c.asked[k]] for k in ("intents", "baselines", "rules")
-                      if c.asked.get(k)},
-            "usable_examples": usable, "copied_intents_local": [local_copies, local_n],
+            "emails": emails,
+            "seconds": round(elapsed, 1),
+            "s_per_email": round(elapsed / max(1, emails), 1),
+            "yield": {
+                k: [getattr(c, k), c.asked[k], c.attempts[k] - c.asked[k]]
+                for k in ("intents", "baselines", "rules")
+                if c.asked.get(k)
+            },
+            "usable_examples": usable,
+            "copied_intents_local": [local_copies, local_n],
             "copied_intents_offline": [offline_copies, offline_n],
-            "distinct_rule_sets_r3": distinct("strategy = 'R3'"), "distinct_rule_sets_measured": distinct(f"strategy = 'measured' AND intent_id IN (SELECT id FROM intents WHERE source = '{OFFLINE_INTENT_SOURCE}')"),
+            "distinct_rule_sets_r3": distinct("strategy = 'R3'"),
+            "distinct_rule_sets_measured": distinct(
+                f"strategy = 'measured' AND intent_id IN (SELECT id FROM intents WHERE source = '{OFFLINE_INTENT_SOURCE}')"
+            ),
             "failures": c.failures[:10],
         }
         r = results[sender]
-        print(f"{sender}: {emails} emails in {elapsed:.0f} s = {r['s_per_email']} s/email "
-              f"(100 emails: about {r['s_per_email'] * 100 / 60:.0f} min)")
+        print(
+            f"{sender}: {emails} emails in {elapsed:.0f} s = {r['s_per_email']} s/email "
+            f"(100 emails: about {r['s_per_email'] * 100 / 60:.0f} min)"
+        )
         for stage, (ok, asked, reasks) in r["yield"].items():
             print(f"  {stage:<10} usable {ok}/{asked} ({ok / asked:.0%}), re-asks {reasks}")
-        print(f"  usable examples (intent + baseline + R3 rules): {usable}/{emails} ({usable / max(1, emails):.0%}; target 95%)")
-        print(f"  intents with 8 words copied from the email: local {local_copies}/{local_n}, "
-              f"offline extractive {offline_copies}/{offline_n} (baseline)")
+        print(
+            f"  usable examples (intent + baseline + R3 rules): {usable}/{emails} ({usable / max(1, emails):.0%}; target 95%)"
+        )
+        print(
+            f"  intents with 8 words copied from the email: local {local_copies}/{local_n}, "
+            f"offline extractive {offline_copies}/{offline_n} (baseline)"
+        )
         print(f"  distinct rule sets: R3 {r['distinct_rule_sets_r3']}, measured {r['distinct_rule_sets_measured']}")
         for failure in r["failures"]:
             print(f"  failed: {failure}")

@@ -39,13 +39,17 @@ def main() -> None:
     parser.add_argument("--home", help="TILLER_HOME to use (default: a new temporary one)")
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--json", help="also write the per-draft results here")
-    parser.add_argument("--intents", choices=("offline", "local"), default="offline",
-                        help="draft from the offline extractive intents or the local model's abstractive ones")
+    parser.add_argument(
+        "--intents",
+        choices=("offline", "local"),
+        default="offline",
+        help="draft from the offline extractive intents or the local model's abstractive ones",
+    )
     args = parser.parse_args()
     os.environ["TILLER_HOME"] = args.home or tempfile.mkdtemp(prefix="tiller-rules-")
 
     from agent_training.dataset import MEASURED, MEASURED_SOURCE, collect, split_by_time
-    from agent_training.distill import DistillConfig, Distillation
+    from agent_training.distill import Distillation, DistillConfig
     from app.compose import ComposeOperation, ComposeRequest
     from app.rulecheck import BROKEN, KEPT, UNCHECKED, check_draft
     from benchmarks.sample_db import sample_database
@@ -60,15 +64,20 @@ def main() -> None:
     local_intents: dict[int, str] = {}
     if args.intents == "local":
         for sender in senders:  # the newest emails first: the held-out ones; intents only (no R3 rules)
-            for _ in Distillation(db, DistillConfig(backend="local", sender=sender, limit=args.per_sender,
-                                                    strategies=())).run():
+            for _ in Distillation(
+                db, DistillConfig(backend="local", sender=sender, limit=args.per_sender, strategies=())
+            ).run():
                 pass
-        local_intents = dict(db.execute("SELECT message_id, text FROM intents WHERE status = 'ok' AND source LIKE 'local|%'"))
+        local_intents = dict(
+            db.execute("SELECT message_id, text FROM intents WHERE status = 'ok' AND source LIKE 'local|%'")
+        )
         print(f"{len(local_intents)} abstractive intents from the local model")
     rows, totals = [], defaultdict(float)
-    print(f"{'sender':32s} {'drafts':>6s} {'before':>7s} {'repaired':>9s} {'re-asked':>9s} {'re-asks':>8s} {'s/draft':>8s}")
+    print(
+        f"{'sender':32s} {'drafts':>6s} {'before':>7s} {'repaired':>9s} {'re-asked':>9s} {'re-asks':>8s} {'s/draft':>8s}"
+    )
     for sender in senders:
-        chosen = sorted(by_sender[sender], key=lambda e: e.date)[-args.per_sender:]
+        chosen = sorted(by_sender[sender], key=lambda e: e.date)[-args.per_sender :]
         s = defaultdict(float)
         for ex in chosen:
             intent = local_intents.get(ex.message_id) if args.intents == "local" else ex.meta["intent"]
@@ -80,8 +89,11 @@ def main() -> None:
             first = (json.loads(to or "[]") or [""])[0]
             recipient = first.split("@")[0].split(".")[0].capitalize() or None
             started = time.monotonic()
-            op = ComposeOperation(ComposeRequest(intent, recipient=recipient, backend="local",
-                                                 rules=tuple(rules), max_tokens=args.max_tokens))
+            op = ComposeOperation(
+                ComposeRequest(
+                    intent, recipient=recipient, backend="local", rules=tuple(rules), max_tokens=args.max_tokens
+                )
+            )
             for _ in op.run():
                 pass
             took = time.monotonic() - started
@@ -99,19 +111,35 @@ def main() -> None:
             s["after"] += after
             s["reasks"] += int(final.reasked or bool(first_check.broken))
             s["seconds"] += took
-            rows.append({"sender": sender, "message_id": ex.message_id, "intent": intent, "rules": rules, "draft": final.original,
-                         "final": final.text, "checks": [(c.rule, c.status, c.note) for c in final.checks],
-                         "kept_before": before, "kept_after_repair": repaired, "kept_after_reask": after, "checkable": n,
-                         "seconds": took})
+            rows.append(
+                {
+                    "sender": sender,
+                    "message_id": ex.message_id,
+                    "intent": intent,
+                    "rules": rules,
+                    "draft": final.original,
+                    "final": final.text,
+                    "checks": [(c.rule, c.status, c.note) for c in final.checks],
+                    "kept_before": before,
+                    "kept_after_repair": repaired,
+                    "kept_after_reask": after,
+                    "checkable": n,
+                    "seconds": took,
+                }
+            )
         if s["drafts"]:
-            print(f"{sender:32s} {int(s['drafts']):6d} {s['before'] / s['rules']:7.1%} {s['repaired'] / s['rules']:9.1%} "
-                  f"{s['after'] / s['rules']:9.1%} {int(s['reasks']):8d} {s['seconds'] / s['drafts']:8.1f}")
+            print(
+                f"{sender:32s} {int(s['drafts']):6d} {s['before'] / s['rules']:7.1%} {s['repaired'] / s['rules']:9.1%} "
+                f"{s['after'] / s['rules']:9.1%} {int(s['reasks']):8d} {s['seconds'] / s['drafts']:8.1f}"
+            )
         for k, v in s.items():
             totals[k] += v
     if totals["drafts"]:
-        print(f"{'all':32s} {int(totals['drafts']):6d} {totals['before'] / totals['rules']:7.1%} "
-              f"{totals['repaired'] / totals['rules']:9.1%} {totals['after'] / totals['rules']:9.1%} "
-              f"{int(totals['reasks']):8d} {totals['seconds'] / totals['drafts']:8.1f}")
+        print(
+            f"{'all':32s} {int(totals['drafts']):6d} {totals['before'] / totals['rules']:7.1%} "
+            f"{totals['repaired'] / totals['rules']:9.1%} {totals['after'] / totals['rules']:9.1%} "
+            f"{int(totals['reasks']):8d} {totals['seconds'] / totals['drafts']:8.1f}"
+        )
         print(f"checkable rules: {int(totals['rules'])}; target after repair: >= 98%")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, ensure_ascii=False))

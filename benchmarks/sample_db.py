@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def sample_database():
-    from agent_training.distill import DistillConfig, Distillation
+    from agent_training.distill import Distillation, DistillConfig
     from app.cli import find_sample_mail
     from app.mail.importer import MailImport
     from app.mail.sources import open_source

@@ -41,7 +41,7 @@ def _peak_rss_mb() -> float:
 def make_dataset(home: Path) -> Path:
     os.environ["TILLER_HOME"] = str(home)
     from agent_training.dataset import export
-    from agent_training.distill import DistillConfig, Distillation
+    from agent_training.distill import Distillation, DistillConfig
     from app.mail.importer import MailImport
     from app.mail.sources import open_source
     from app.store import open_database
@@ -66,7 +66,10 @@ def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
     hf = hf_model_dir(BaseModel.embedded())
     tok = AutoTokenizer.from_pretrained(hf)
     model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"),
+    )
     model.train()
     examples, _ = load_examples(FinetuneConfig(dataset=data, sender=KAY, max_length=512), tok)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -80,20 +83,38 @@ def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
-    return {"s_per_step": sum(times[1:]) / max(1, len(times) - 1), "peak_rss_mb": _peak_rss_mb(), "last_loss": float(loss)}
+    return {
+        "s_per_step": sum(times[1:]) / max(1, len(times) - 1),
+        "peak_rss_mb": _peak_rss_mb(),
+        "last_loss": float(loss),
+    }
 
 
 def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Path) -> dict:
     from agent_training.finetune import Finetune, FinetuneConfig
 
-    config = FinetuneConfig(dataset=data, sender=KAY, output=out, max_steps=steps, batch_size=batch_size, rank=16,
-                            max_length=512, quantize=quantize, export_gguf=False, checkpoint_every=10_000)
+    config = FinetuneConfig(
+        dataset=data,
+        sender=KAY,
+        output=out,
+        max_steps=steps,
+        batch_size=batch_size,
+        rank=16,
+        max_length=512,
+        quantize=quantize,
+        export_gguf=False,
+        checkpoint_every=10_000,
+    )
     stamps, last = [], None
     for p in Finetune(config).run():
         if p.phase == "training" and p.loss is not None:
             stamps.append(time.perf_counter())
             last = p.loss
-    result = {"s_per_step": (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1), "peak_rss_mb": _peak_rss_mb(), "last_loss": last}
+    result = {
+        "s_per_step": (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1),
+        "peak_rss_mb": _peak_rss_mb(),
+        "last_loss": last,
+    }
     try:
         import torch
 
@@ -105,7 +126,9 @@ def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Pa
 
 
 def run_phase(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--phase", *args], capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, env=os.environ.copy()
+    )
     if proc.returncode:
         raise SystemExit(f"phase {args[0]} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -129,19 +152,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "home")
-        print(f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)")
+        print(
+            f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)"
+        )
         phases = ["baseline", "baseline-bf16", "tiller"] + (["qlora"] if args.qlora else [])
         results = {}
         for name in phases:
-            results[name] = run_phase(name, str(data), str(Path(tmp) / name), "--steps", str(args.steps),
-                                      "--batch-size", str(args.batch_size))
+            results[name] = run_phase(
+                name, str(data), str(Path(tmp) / name), "--steps", str(args.steps), "--batch-size", str(args.batch_size)
+            )
             r = results[name]
             extra = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else ""
-            print(f"{name:14s} {r['s_per_step']:7.2f} s/step   peak RSS {r['peak_rss_mb']:7.0f} MB   last loss {r['last_loss']:.3f}{extra}")
+            print(
+                f"{name:14s} {r['s_per_step']:7.2f} s/step   peak RSS {r['peak_rss_mb']:7.0f} MB   last loss {r['last_loss']:.3f}{extra}"
+            )
     base, tiller = results["baseline"], results["tiller"]
     print(f"speed ratio (baseline s/step / tiller s/step): {base['s_per_step'] / tiller['s_per_step']:.2f}x")
-    print(f"  of which bf16: {base['s_per_step'] / results['baseline-bf16']['s_per_step']:.2f}x, "
-          f"target-only logits: {results['baseline-bf16']['s_per_step'] / tiller['s_per_step']:.2f}x")
+    print(
+        f"  of which bf16: {base['s_per_step'] / results['baseline-bf16']['s_per_step']:.2f}x, "
+        f"target-only logits: {results['baseline-bf16']['s_per_step'] / tiller['s_per_step']:.2f}x"
+    )
     print(f"memory ratio (baseline peak RSS / tiller peak RSS): {base['peak_rss_mb'] / tiller['peak_rss_mb']:.2f}x")
 
 

@@ -25,11 +25,15 @@ KAY = "kay.mann@enron.com"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agent", type=Path, help="a trained profile folder to show (e.g. <data>/agents/kay.mann@enron.com)")
+    parser.add_argument(
+        "--agent", type=Path, help="a trained profile folder to show (e.g. <data>/agents/kay.mann@enron.com)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "resources" / "screenshots")
     args = parser.parse_args()
     if not os.environ.get("DISPLAY"):
-        raise SystemExit("run under a display, e.g.: xvfb-run -s '-screen 0 1280x800x24' python packaging/screenshots.py")
+        raise SystemExit(
+            "run under a display, e.g.: xvfb-run -s '-screen 0 1280x800x24' python packaging/screenshots.py"
+        )
     from app.gui.platform_libs import explain_missing, missing_libraries
 
     missing = missing_libraries()
@@ -83,7 +87,9 @@ def main() -> None:
     compose.backend.setCurrentText("local")
     compose.recipient.setText("Sylvia")
     compose.subject.setText("NG Energy contract")
-    compose.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday.")
+    compose.intent.setPlainText(
+        "Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday."
+    )
     compose.candidates.setValue(1)  # one draft: the page shows its rule check (kept / repaired / broken)
     compose.start_draft()
     wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running, 600_000)
@@ -105,8 +111,10 @@ def main() -> None:
             training.plot.add(entry["step"], entry["loss"])
         training.bar.setRange(0, record["steps"])
         training.bar.setValue(record["steps"])
-        training.status.setText(f"The agent for {KAY} is trained ({record['steps']} steps, loss "
-                                f"{record['first_loss']:.2f} -> {record['final_loss']:.2f}); drafts use it from now on.")
+        training.status.setText(
+            f"The agent for {KAY} is trained ({record['steps']} steps, loss "
+            f"{record['first_loss']:.2f} -> {record['final_loss']:.2f}); drafts use it from now on."
+        )
     shoot("training")
 
     # a real OpenAI-compatible endpoint on 127.0.0.1 (llama.cpp's server with the embedded model),
@@ -148,9 +156,24 @@ class start_llama_server:  # noqa: N801 (used like a function)
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_base_model()), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048", "--model_alias", "gemma-270m"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(embedded_base_model()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--model_alias",
+                "gemma-270m",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + 120
         while True:

@@ -115,9 +115,25 @@ def llama_server(shared_models):
     port = _free_port()
     log = open(shared_models / f"llama-server-{port}.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "gemma-270m"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+            "--model_alias",
+            "gemma-270m",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -162,7 +178,7 @@ def _with_home(home: Path):
 def kay_dataset(tmp_path_factory, enron) -> Path:
     """Kay Mann's real sent mail, imported and distilled offline: train.jsonl / test.jsonl."""
     from agent_training.dataset import export
-    from agent_training.distill import DistillConfig, Distillation
+    from agent_training.distill import Distillation, DistillConfig
     from app.store import open_database
 
     home = tmp_path_factory.mktemp("kay-home")
@@ -192,8 +208,6 @@ def kay_agent(kay_dataset, tmp_path_factory):
     return job, out, events
 
 
-
-
 # Fixtures that load or train a real model, or import and distill a whole mailbox: a test that uses
 # one is slow whatever its own marks say, so `-m "not slow"` (the fast subset) never pays for them.
 HEAVY_FIXTURES = {"kay_agent", "kay_dataset", "llama_server"}
@@ -214,4 +228,5 @@ def pytest_terminal_summary(terminalreporter):
         s = fuzz.FUZZ_STATS
         terminalreporter.write_line(
             f"import fuzzing: {s['cases']} generated mailboxes, {s['items']} items; "
-            f"crashes {s['crashes']}, hangs {s['hangs']}")
+            f"crashes {s['crashes']}, hangs {s['hangs']}"
+        )

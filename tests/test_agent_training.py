@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 # The first words of the measured style rules the agent is trained to write.
 RULE_VOCABULARY = re.compile(
     r"^(Length|No greeting|Greeting|No closing|Closing|Sign-off|Sign|No sign-off|Sentences|Punctuation|Uses|No contractions|"
-    r"Contractions|Paragraphs|Tone|Lowercase|All lowercase|Starts|Formatting|Bullet|Addresses)", re.I)
+    r"Contractions|Paragraphs|Tone|Lowercase|All lowercase|Starts|Formatting|Bullet|Addresses)",
+    re.I,
+)
 
 
 def held_out(kay_dataset, n):
@@ -48,9 +50,14 @@ def test_training_lowers_the_loss_and_changes_only_lora_weights(kay_agent):
     assert len(losses) == TRAIN_KW["max_steps"]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
     progress = [e for e in events if e.phase == "training" and e.loss is not None]
-    assert [e.step for e in progress] == list(range(1, 25)) and all(e.tokens_per_s > 0 and e.eta_s >= 0 for e in progress)
+    assert [e.step for e in progress] == list(range(1, 25)) and all(
+        e.tokens_per_s > 0 and e.eta_s >= 0 for e in progress
+    )
     counts = job.result["examples"]
-    assert counts["used"] > 100 and counts["read"] == counts["used"] + counts["too_long"] + counts["other_sender"] + counts["malformed"]
+    assert (
+        counts["used"] > 100
+        and counts["read"] == counts["used"] + counts["too_long"] + counts["other_sender"] + counts["malformed"]
+    )
 
     base = AutoModelForCausalLM.from_pretrained(job.result["base_hf"], dtype=torch.bfloat16)
     base_params = dict(base.named_parameters())
@@ -146,8 +153,14 @@ def test_transformers_and_llama_cpp_agree_on_the_adapter(kay_agent, kay_dataset)
             base_hf = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
 
     def llama_logits(lora):
-        llm = Llama(model_path=str(embedded_base_model()), lora_path=str(lora) if lora else None, n_ctx=256,
-                    logits_all=True, n_threads=2, verbose=False)
+        llm = Llama(
+            model_path=str(embedded_base_model()),
+            lora_path=str(lora) if lora else None,
+            n_ctx=256,
+            logits_all=True,
+            n_threads=2,
+            verbose=False,
+        )
         try:
             llm.eval(ids)
             return np.array(llm.scores[: len(ids)], dtype=np.float32)
@@ -167,7 +180,20 @@ def test_transformers_and_llama_cpp_agree_on_the_adapter(kay_agent, kay_dataset)
 # -- the trainer as a process: cancel, kill, resume -----------------------------------------------
 
 
-TINY = ["--steps", "6", "--batch-size", "2", "--rank", "4", "--max-length", "192", "--limit", "24", "--checkpoint-every", "2"]
+TINY = [
+    "--steps",
+    "6",
+    "--batch-size",
+    "2",
+    "--rank",
+    "4",
+    "--max-length",
+    "192",
+    "--limit",
+    "24",
+    "--checkpoint-every",
+    "2",
+]
 
 
 def _trainer_env(home: Path) -> dict:
@@ -183,8 +209,17 @@ def test_cancel_saves_a_checkpoint_and_keeps_the_previous_adapter(kay_dataset, k
     profile_dir.mkdir(parents=True)
     shutil.copy(trained / "adapter.gguf", profile_dir / "adapter.gguf")  # "the adapter in use"
     before = (profile_dir / "adapter.gguf").read_bytes()
-    trainer = TrainerProcess.start(sender=KAY, env=_trainer_env(tiller_home), dataset=kay_dataset / "train.jsonl",
-                                   steps=6, batch_size=2, rank=4, max_length=192, limit=24, checkpoint_every=100)
+    trainer = TrainerProcess.start(
+        sender=KAY,
+        env=_trainer_env(tiller_home),
+        dataset=kay_dataset / "train.jsonl",
+        steps=6,
+        batch_size=2,
+        rank=4,
+        max_length=192,
+        limit=24,
+        checkpoint_every=100,
+    )
     steps = []
     for event in trainer.events():
         if event.phase == "training" and event.loss is not None:
@@ -200,9 +235,22 @@ def test_cancel_saves_a_checkpoint_and_keeps_the_previous_adapter(kay_dataset, k
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one(kay_dataset, tiller_home, tmp_path):
-    cmd = [sys.executable, "-m", "agent_training", "train", "--json", "--sender", KAY, "--dataset", str(kay_dataset / "train.jsonl"), *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agent_training",
+        "train",
+        "--json",
+        "--sender",
+        KAY,
+        "--dataset",
+        str(kay_dataset / "train.jsonl"),
+        *TINY,
+    ]
     env = _trainer_env(tiller_home)
-    killed = subprocess.Popen([*cmd, "--out", str(tmp_path / "a")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    killed = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "a")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
     for line in killed.stdout:
         event = json.loads(line)
         if event.get("step") == 3 and "loss" in event:
@@ -219,7 +267,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_o
     assert start["extra"]["resumed_at"] == 2
     assert [e["step"] for e in events if e["phase"] == "training" and "loss" in e] == [3, 4, 5, 6]
 
-    straight = subprocess.run([*cmd, "--out", str(tmp_path / "b")], capture_output=True, text=True, env=env, timeout=600)
+    straight = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "b")], capture_output=True, text=True, env=env, timeout=600
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
     a = json.loads((tmp_path / "a" / "training.json").read_text())["loss_history"]
     b = json.loads((tmp_path / "b" / "training.json").read_text())["loss_history"]
@@ -248,14 +298,23 @@ def test_qlora_needs_cuda_and_says_so(tmp_path):
 def test_qlora_trains_on_cuda(kay_dataset, tmp_path):
     from agent_training.finetune import Finetune, FinetuneConfig
 
-    job = Finetune(FinetuneConfig(dataset=kay_dataset / "train.jsonl", sender=KAY, output=tmp_path, max_steps=4,
-                                  batch_size=2, rank=8, quantize="4bit"))
+    job = Finetune(
+        FinetuneConfig(
+            dataset=kay_dataset / "train.jsonl",
+            sender=KAY,
+            output=tmp_path,
+            max_steps=4,
+            batch_size=2,
+            rank=8,
+            quantize="4bit",
+        )
+    )
     list(job.run())
     assert job.result["status"] == "done" and job.result["config"]["quantize"] == "4bit"
 
 
 def test_bad_training_data_is_named(tmp_path):
-    from agent_training.finetune import load_examples, FinetuneConfig
+    from agent_training.finetune import FinetuneConfig, load_examples
 
     class Tok:
         bos_token_id = 2
@@ -264,8 +323,10 @@ def test_bad_training_data_is_named(tmp_path):
             return list(range(len(text.split())))
 
     data = tmp_path / "train.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "- c"}]}\nnot json\n'
-                    '{"messages": []}\n')
+    data.write_text(
+        '{"messages": [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "- c"}]}\nnot json\n'
+        '{"messages": []}\n'
+    )
     examples, counts = load_examples(FinetuneConfig(dataset=data, max_length=64), Tok())
     assert len(examples) == 1 and counts == {"read": 3, "used": 1, "other_sender": 0, "too_long": 0, "malformed": 2}
     assert examples[0].labels[:3] == [-100, -100, -100] and examples[0].labels[3] != -100
@@ -286,15 +347,42 @@ def test_tiller_draft_sends_the_agents_rules_and_an_edited_rules_file(kay_agent,
     _, trained, _ = kay_agent
     shutil.copytree(trained, tiller_home / "agents" / KAY)
     runner = CliRunner()
-    added = runner.invoke(cli, ["backends", "add", "llama-srv", "--provider", "openai_compat", "--model", "gemma-270m",
-                                "--base-url", llama_server])
+    added = runner.invoke(
+        cli,
+        [
+            "backends",
+            "add",
+            "llama-srv",
+            "--provider",
+            "openai_compat",
+            "--model",
+            "gemma-270m",
+            "--base-url",
+            llama_server,
+        ],
+    )
     assert added.exit_code == 0, added.output
     assert KAY in runner.invoke(cli, ["agents"]).output
     intent = "Tell Sylvia the NG Energy contract is ready for legal review."
     rules_file = tmp_path / "rules.txt"
     before = Ledger().last_id()
-    first = runner.invoke(cli, ["draft", intent, "--to", "Sylvia", "--from", KAY, "--backend", "llama-srv",
-                                "--rules-file", str(rules_file), "--max-tokens", "60"])
+    first = runner.invoke(
+        cli,
+        [
+            "draft",
+            intent,
+            "--to",
+            "Sylvia",
+            "--from",
+            KAY,
+            "--backend",
+            "llama-srv",
+            "--rules-file",
+            str(rules_file),
+            "--max-tokens",
+            "60",
+        ],
+    )
     assert first.exit_code == 0, first.output
     agent_rules = [line[2:] for line in rules_file.read_text().splitlines() if line.startswith("- ")]
     assert agent_rules and sum(bool(RULE_VOCABULARY.match(r)) for r in agent_rules) >= len(agent_rules) / 2, agent_rules
@@ -307,10 +395,22 @@ def test_tiller_draft_sends_the_agents_rules_and_an_edited_rules_file(kay_agent,
         first_user_turn = next(m["content"] for m in sent["messages"] if m["role"] == "user")
         assert intent in first_user_turn and f"- {agent_rules[0]}" in first_user_turn
 
-    rules_file.write_text("# edited\n- Sign off with just \"Kay\".\n- Mention that comments are due Friday.\n")
+    rules_file.write_text('# edited\n- Sign off with just "Kay".\n- Mention that comments are due Friday.\n')
     before = Ledger().last_id()
-    second = runner.invoke(cli, ["draft", intent, "--backend", "llama-srv", "--rules-file", str(rules_file),
-                                 "--show-rules", "--max-tokens", "60"])
+    second = runner.invoke(
+        cli,
+        [
+            "draft",
+            intent,
+            "--backend",
+            "llama-srv",
+            "--rules-file",
+            str(rules_file),
+            "--show-rules",
+            "--max-tokens",
+            "60",
+        ],
+    )
     assert second.exit_code == 0, second.output
     requests = [json.loads(e["request_payload"]) for e in reversed(Ledger().entries(since_id=before))]
     assert requests

@@ -3,9 +3,8 @@ calibrated on one half of their newest (never seen) emails, checked on the other
 
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
 
 from agent_training.authorship import AuthorshipModel, function_word_text, mailbox_mail, mailbox_texts
 from tests.conftest import run_import
@@ -34,7 +33,9 @@ def test_real_held_out_mail_scores_near_the_ceiling_and_other_senders_near_the_f
         assert c.ceiling > c.floor + 0.3, (sender, c)  # the sender's own unseen mail is told apart
         own = np.mean([s["calibrated"] for s in model.score(held_b[sender], sender)])
         others = np.mean([s["calibrated"] for o in SENDERS if o != sender for s in model.score(held_b[o], sender)])
-        print(f"{sender}: floor {c.floor:.3f} ceiling {c.ceiling:.3f}; held-out half B: own {own:.2f}, others {others:.2f}")
+        print(
+            f"{sender}: floor {c.floor:.3f} ceiling {c.ceiling:.3f}; held-out half B: own {own:.2f}, others {others:.2f}"
+        )
         assert own > 0.7 and others < 0.3, (sender, own, others)
     texts = [t for s in SENDERS for t in held_b[s]]
     truth = [s for s in SENDERS for _ in held_b[s]]

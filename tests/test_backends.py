@@ -38,7 +38,11 @@ REQUEST = GenerationRequest.simple("You write emails.", INTENT)
 def cloud(request, anthropic_server, gemini_server):
     """The same behaviour is required of both cloud providers."""
     if request.param == "anthropic":
-        return anthropic_server, EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url), ANTHROPIC_TEST_KEY
+        return (
+            anthropic_server,
+            EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url),
+            ANTHROPIC_TEST_KEY,
+        )
     return gemini_server, EndpointConfig("gemini", "gemini", "gemini-test", gemini_server.url), GEMINI_TEST_KEY
 
 
@@ -85,7 +89,9 @@ def test_endpoints_are_stored_without_keys_and_validated(db):
 
     assert [e.name for e in list_endpoints(db)] == ["local"]
     assert default_endpoint_name(db) == "local"
-    save_endpoint(db, EndpointConfig("work vLLM", "openai_compat", "llama-3-8b", "http://10.0.0.5:8000/v1", {"temperature": 0.2}))
+    save_endpoint(
+        db, EndpointConfig("work vLLM", "openai_compat", "llama-3-8b", "http://10.0.0.5:8000/v1", {"temperature": 0.2})
+    )
     save_endpoint(db, EndpointConfig("home Ollama", "openai_compat", "llama3", "http://127.0.0.1:11434/v1"))
     assert {e.name for e in list_endpoints(db)} == {"local", "work vLLM", "home Ollama"}
     assert get_endpoint(db, "work vLLM").options == {"temperature": 0.2}
@@ -134,7 +140,9 @@ def test_non_streaming_round_trip_with_options(cloud):
 
 def test_stop_sequence_is_reported(anthropic_server):
     endpoint = EndpointConfig("claude", "anthropic", "m", anthropic_server.url)
-    completion = generate(GenerationRequest.simple("s", INTENT, stop=["Best,"]), endpoint, key=ANTHROPIC_TEST_KEY).result()
+    completion = generate(
+        GenerationRequest.simple("s", INTENT, stop=["Best,"]), endpoint, key=ANTHROPIC_TEST_KEY
+    ).result()
     assert completion.finish_reason == "stop_sequence"
     assert "Best," not in completion.text and completion.text.startswith("Hi there")
 

@@ -9,13 +9,16 @@ import sys
 
 import pytest
 
-from app.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText, Reasking, RulesReady
+from app.compose import ComposeOperation, ComposeRequest, DraftText, Reasking, RulesReady
 from app.rulecheck import BROKEN, REPAIRED
 from tests.conftest import REPO
 from tests.fakes import SCRIPTED, ScriptedProvider
 
-RULES = ("Length: about 12 words in 1 paragraph.", "No greeting: start directly with the content.",
-         'Sign-off: "Thanks," then "Kay" on its own line.')
+RULES = (
+    "Length: about 12 words in 1 paragraph.",
+    "No greeting: start directly with the content.",
+    'Sign-off: "Thanks," then "Kay" on its own line.',
+)
 INTENT = "Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday."
 
 
@@ -32,15 +35,18 @@ def run(request: ComposeRequest, **kwargs):
 
 
 def test_a_draft_is_repaired_without_asking_again_when_only_safe_repairs_are_needed(script):
-    script.enqueue("Dear Sylvia,\n\nThe NG Energy contract is ready for legal review; comments by Friday please.\n\n"
-                   "Best regards,\n[Your Name]")
+    script.enqueue(
+        "Dear Sylvia,\n\nThe NG Energy contract is ready for legal review; comments by Friday please.\n\n"
+        "Best regards,\n[Your Name]"
+    )
     op, events = run(ComposeRequest(INTENT, recipient="Sylvia", backend=SCRIPTED, rules=RULES))
     assert isinstance(events[0], RulesReady) and events[0].source == "given"
     assert any(isinstance(e, DraftText) for e in events)
     assert not any(isinstance(e, Reasking) for e in events)
     checked = op.result.drafts[0].draft
-    assert checked.text == ("The NG Energy contract is ready for legal review; comments by Friday please.\n\n"
-                            "Thanks,\nKay\n")
+    assert checked.text == (
+        "The NG Energy contract is ready for legal review; comments by Friday please.\n\nThanks,\nKay\n"
+    )
     assert checked.kept_share() == 1.0 and not checked.reasked
     assert len(script.requests) == 1
 
@@ -82,8 +88,16 @@ def test_the_agent_writes_the_rules_and_one_draft_per_tag_set(script):
             return list(RULES[1:])
 
     script.enqueue("Hi Sylvia, it is ready. Thanks, Kay", "It is ready.\n\nThanks,\nKay")
-    op, events = run(ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED,
-                                    tag_sets=(("Brief",), ("Thorough",))), agent=Agent)
+    op, events = run(
+        ComposeRequest(
+            INTENT,
+            recipient="Sylvia",
+            sender="kay.mann@enron.com",
+            backend=SCRIPTED,
+            tag_sets=(("Brief",), ("Thorough",)),
+        ),
+        agent=Agent,
+    )
     assert events[0].rules == list(RULES[1:]) and events[0].source == "agent"
     drafts = op.result.drafts
     assert [d.tags for d in drafts] == [("Brief",), ("Thorough",)]
@@ -105,14 +119,34 @@ def test_the_embedded_instruct_model_drafts_and_the_check_is_shown(tmp_path):
     rules = tmp_path / "rules.txt"
     rules.write_text("- " + "\n- ".join(RULES) + "\n")
     env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="160")
-    proc = subprocess.run([sys.executable, "-m", "app", "draft", INTENT, "--to", "Sylvia", "--rules-file", str(rules),
-                           "--backend", "local", "--max-tokens", "160"], capture_output=True, text=True, env=env,
-                          timeout=900, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "draft",
+            INTENT,
+            "--to",
+            "Sylvia",
+            "--rules-file",
+            str(rules),
+            "--backend",
+            "local",
+            "--max-tokens",
+            "160",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "Rule check" in out and "checkable rules kept" in proc.stderr
-    final = out.split("Email (after the rule check")[-1] if "Email (after the rule check" in out else \
-        out.split("Draft")[-1]
+    final = (
+        out.split("Email (after the rule check")[-1] if "Email (after the rule check" in out else out.split("Draft")[-1]
+    )
     assert "[Your Name]" not in final and "Dear Sylvia" not in final
     assert final.rstrip().endswith("Thanks,\nKay") or "broken" in out
     assert "qwen2.5-coder-1.5b-instruct" in proc.stderr

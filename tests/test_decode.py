@@ -10,7 +10,7 @@ from app.mail.decode import MessageRejected, parse_message
 def test_rfc2047_headers_and_quoted_printable_utf8_body():
     raw = (
         "From: =?utf-8?q?Andr=C3=A9_M=C3=BCller?= <Andre@Example.COM>\n"
-        "To: Kay <kay@example.com>, \"Doe, Jane\" <jane@example.com>\n"
+        'To: Kay <kay@example.com>, "Doe, Jane" <jane@example.com>\n'
         "Subject: =?iso-8859-1?q?R=E9union?= demain\n"
         "Date: Tue, 3 Oct 2000 03:10:00 -0700\n"
         "Message-ID: <abc@host>\n"
@@ -37,7 +37,7 @@ def test_base64_body_in_latin1_and_an_attachment_counted_not_kept():
         'Content-Type: multipart/mixed; boundary="XX"\n\n'
         "--XX\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: base64\n\n"
         f"{body}\n"
-        "--XX\nContent-Type: application/pdf; name=\"deal.pdf\"\nContent-Disposition: attachment; filename=\"deal.pdf\"\n"
+        '--XX\nContent-Type: application/pdf; name="deal.pdf"\nContent-Disposition: attachment; filename="deal.pdf"\n'
         f"Content-Transfer-Encoding: base64\n\n{pdf}\n"
         "--XX--\n"
     ).encode()
@@ -51,7 +51,7 @@ def test_html_only_body_becomes_text_with_quotes_marked():
     raw = (
         "From: a@example.com\nSubject: s\nContent-Type: text/html; charset=utf-8\n\n"
         "<html><head><style>p{color:red}</style></head><body><p>Sounds good &amp; thanks!</p>"
-        "<p>Kay</p><div class=\"gmail_quote\">On Mon, Bob wrote:<blockquote>Lunch at 1?</blockquote></div>"
+        '<p>Kay</p><div class="gmail_quote">On Mon, Bob wrote:<blockquote>Lunch at 1?</blockquote></div>'
         "</body></html>"
     ).encode()
     msg = parse_message(raw)

@@ -9,13 +9,13 @@ import json
 import pytest
 
 from agent_training.dataset import Example, export, split_by_time
-from agent_training.distill import ConsentRequired, DistillConfig, Distillation
+from agent_training.distill import ConsentRequired, Distillation, DistillConfig
 from agent_training.parsing import MalformedAnswer, bullets, extract_tag
-from app.style import measure, style_rules
 from app import secrets
 from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
 from app.backends.ledger import Ledger
+from app.style import measure, style_rules
 from tests.conftest import ANTHROPIC_TEST_KEY, run_import
 
 KAY = "kay.mann@enron.com"
@@ -140,9 +140,15 @@ def test_offline_distillation_is_resumable_traceable_and_sends_nothing(kay_db, t
 def scripted_claude(prompt_text: str) -> str:
     """Tagged answers the way a large model gives them, chosen by which prompt was sent."""
     if "<intent>" in prompt_text and "Put the email" in prompt_text:
-        return "<email>\nDear colleague,\n\nI hope this finds you well. " + "Some words. " * 40 + "\n\nBest regards,\nAssistant\n</email>"
+        return (
+            "<email>\nDear colleague,\n\nI hope this finds you well. "
+            + "Some words. " * 40
+            + "\n\nBest regards,\nAssistant\n</email>"
+        )
     if "<generic_email>" in prompt_text:
-        return "<thinking>The real one is shorter.</thinking>\n<rules>\n- Keep it short.\n- Skip the greeting.\n</rules>"
+        return (
+            "<thinking>The real one is shorter.</thinking>\n<rules>\n- Keep it short.\n- Skip the greeting.\n</rules>"
+        )
     if "write the core content as short first-person bullet points" in prompt_text:
         return "<scratchpad>Thinking.</scratchpad>\n<intent>\n- I will be out\n- ask about the coop\n</intent>"
     if "Here is an email this person wrote" in prompt_text:  # R1 / R2
@@ -169,16 +175,28 @@ def test_cloud_distillation_needs_recorded_consent(kay_db, claude):
 
 
 def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
-    config = DistillConfig(backend="claude", sender=KAY, limit=5, consent_given_now=True, concurrency=3,
-                           strategies=("R1", "R2", "R3"))
+    config = DistillConfig(
+        backend="claude", sender=KAY, limit=5, consent_given_now=True, concurrency=3, strategies=("R1", "R2", "R3")
+    )
     counts = run(Distillation(kay_db, config))
     assert (counts.intents, counts.baselines, counts.rules, counts.measured, counts.failed) == (5, 5, 15, 5, 0)
     r2 = kay_db.execute("SELECT rules, thinking, baseline_id FROM rules WHERE strategy = 'R2'").fetchone()
     assert r2 == ("- Be terse.", "Terse.", None)
-    intent = kay_db.execute("SELECT text, scratchpad, backend, model, prompt_version, temperature, source FROM intents").fetchone()
-    assert intent == ("- I will be out\n- ask about the coop", "Thinking.", "claude", "claude-test", "intents.v1", None,
-                      "claude|claude-test|intents.v1")  # Claude has no temperature today: recorded as null
-    rule = kay_db.execute("SELECT rules, thinking, baseline_id, prompt_version FROM rules WHERE strategy = 'R3'").fetchone()
+    intent = kay_db.execute(
+        "SELECT text, scratchpad, backend, model, prompt_version, temperature, source FROM intents"
+    ).fetchone()
+    assert intent == (
+        "- I will be out\n- ask about the coop",
+        "Thinking.",
+        "claude",
+        "claude-test",
+        "intents.v1",
+        None,
+        "claude|claude-test|intents.v1",
+    )  # Claude has no temperature today: recorded as null
+    rule = kay_db.execute(
+        "SELECT rules, thinking, baseline_id, prompt_version FROM rules WHERE strategy = 'R3'"
+    ).fetchone()
     assert rule[0] == "- Keep it short.\n- Skip the greeting." and rule[1] == "The real one is shorter." and rule[2]
     assert rule[3] == "rules_r3.v1"
     ledger = Ledger().entries(limit=100)
@@ -191,7 +209,12 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     assert "than a generic draft of" in target  # measured against the zero-shot baseline
     # rerun: nothing is asked again
     sent = len(claude.requests)
-    assert run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1", "R2", "R3")))).skipped_done == 30
+    assert (
+        run(
+            Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1", "R2", "R3")))
+        ).skipped_done
+        == 30
+    )
     assert len(claude.requests) == sent
 
 
@@ -201,8 +224,11 @@ def test_cancel_mid_request_stops_cleanly_and_the_rerun_finishes(kay_db, claude)
 
     claude.enqueue(Fault.slow(0.0), *[Fault.slow(1.0)] * 4)  # one quick answer, the other request still waiting
     token = CancelToken()
-    job = Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1",),
-                                             consent_given_now=True, concurrency=2), cancel=token)
+    job = Distillation(
+        kay_db,
+        DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1",), consent_given_now=True, concurrency=2),
+        cancel=token,
+    )
     for progress in job.run():  # a request in flight when cancel comes must not escape as an error
         if progress.done >= 1:
             token.cancel()
@@ -222,8 +248,14 @@ def test_malformed_answers_are_retried_then_recorded_with_raw_text(kay_db, claud
         return next(answers, None) or scripted_claude(text)
 
     claude.reply = reply
-    counts = run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=1, strategies=("R1",),
-                                                    consent_given_now=True, concurrency=1)))
+    counts = run(
+        Distillation(
+            kay_db,
+            DistillConfig(
+                backend="claude", sender=KAY, limit=1, strategies=("R1",), consent_given_now=True, concurrency=1
+            ),
+        )
+    )
     assert counts.intents == 1  # third ask succeeded
     assert kay_db.execute("SELECT attempts FROM intents").fetchone()[0] == 3
     # R1 answers never carry <rules> in this script: failed after 3 asks, raw answer kept
@@ -257,8 +289,10 @@ def test_rules_that_quote_the_email_are_dropped():
     from agent_training.rules import parse_rules
 
     email = "My brother just called, and my dad has just been admitted to the hospital for a heart problem."
-    raw = ("<rules>\n- Short sentences.\n- Say: my brother just called, and my dad has just been admitted to the "
-           "hospital for a heart problem\n</rules>")
+    raw = (
+        "<rules>\n- Short sentences.\n- Say: my brother just called, and my dad has just been admitted to the "
+        "hospital for a heart problem\n</rules>"
+    )
     rules, _, dropped = parse_rules(raw, email)
     assert rules == ["Short sentences."] and len(dropped) == 1
 
@@ -268,13 +302,22 @@ def test_rules_that_quote_the_email_are_dropped():
 
 def test_distillation_through_the_local_openai_compatible_server(kay_db, llama_server):
     save_endpoint(kay_db, EndpointConfig("lab llama", "openai_compat", "gemma-270m", llama_server))
-    config = DistillConfig(backend="lab llama", sender=KAY, limit=2, strategies=("R1",), consent_given_now=True,
-                           concurrency=1, max_tokens=40, attempts=2)
+    config = DistillConfig(
+        backend="lab llama",
+        sender=KAY,
+        limit=2,
+        strategies=("R1",),
+        consent_given_now=True,
+        concurrency=1,
+        max_tokens=40,
+        attempts=2,
+    )
     counts = run(Distillation(kay_db, config))
     assert counts.intents + counts.failed >= 2
     rows = kay_db.execute(
         "SELECT i.status, i.raw, i.backend, i.prompt_version, i.temperature, m.own_text FROM intents i"
-        " JOIN messages m ON m.id = i.message_id").fetchall()
+        " JOIN messages m ON m.id = i.message_id"
+    ).fetchall()
     assert len(rows) == 2
     ledger = Ledger().entries(limit=50)
     assert ledger and all(r["url"] == f"{llama_server}/chat/completions" and r["purpose"] == "distill" for r in ledger)
@@ -295,7 +338,9 @@ def test_tiller_distill_runs_the_trainer_side_as_a_process(kay_db, claude):
     from tests.conftest import REPO
 
     def tiller(*args):
-        return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=REPO, timeout=120
+        )
 
     proc = tiller("distill", "--offline", "--limit", "4", "--sender", KAY)
     assert proc.returncode == 0, proc.stderr
@@ -316,12 +361,27 @@ def test_small_model_intents_are_refused_when_they_copy_or_miss_the_email(kay_db
     email, _ = _own(kay_db, "KC,%My suggestion re this topic%")
     facts = sorted(w for w in email.split() if len(w) > 6 and w.isalpha())[:2]
     assert len(facts) == 2, email
-    text, _ = parse_small_intent(json.dumps({"points": [f"talk about {facts[0]}", "To: kc@enron.com", "enron.com",
-                                                        f"  mention   {facts[1]} ", "Subject line: FW: topic"]}), email)
+    text, _ = parse_small_intent(
+        json.dumps(
+            {
+                "points": [
+                    f"talk about {facts[0]}",
+                    "To: kc@enron.com",
+                    "enron.com",
+                    f"  mention   {facts[1]} ",
+                    "Subject line: FW: topic",
+                ]
+            }
+        ),
+        email,
+    )
     assert text == f"- talk about {facts[0]}\n- mention {facts[1]}"  # the header is not what the email says
     # an email with no content word ("Thanks.") cannot share one: its intent is taken as it is
     thanks = kay_db.execute("SELECT own_text FROM messages WHERE own_text = 'Thanks.' LIMIT 1").fetchone()[0]
-    assert parse_small_intent(json.dumps({"points": ["thank them for the days off"]}), thanks)[0] == "- thank them for the days off"
+    assert (
+        parse_small_intent(json.dumps({"points": ["thank them for the days off"]}), thanks)[0]
+        == "- thank them for the days off"
+    )
     # the prompt's instruction echoed back: not about this email at all
     with pytest.raises(MalformedAnswer, match="no content word"):
         parse_small_intent(json.dumps({"points": ["write down its content as short notes"]}), email)
@@ -340,17 +400,31 @@ def test_small_model_rules_and_baselines_are_parsed_and_cleaned(kay_db):
 
     email, _ = _own(kay_db, "KC,%My suggestion re this topic%")
     quote = " ".join(email.split()[:12])
-    raw = json.dumps({"differences": "shorter, no sign-off", "rules": [
-        "Keep it under 60 words.", "Keep it under 60 words.", f"Write: {quote}", "Keep it under N words.",
-        "Start with the initials and a comma.", ("Use a formal tone with others, " + "and be clear " * 12)[:140]]})
+    raw = json.dumps(
+        {
+            "differences": "shorter, no sign-off",
+            "rules": [
+                "Keep it under 60 words.",
+                "Keep it under 60 words.",
+                f"Write: {quote}",
+                "Keep it under N words.",
+                "Start with the initials and a comma.",
+                ("Use a formal tone with others, " + "and be clear " * 12)[:140],
+            ],
+        }
+    )
     rules, thinking, dropped = parse_small_rules(raw, email)
     assert rules == ["Keep it under 60 words.", "Start with the initials and a comma."]
     assert thinking == "shorter, no sign-off" and dropped[:2] == [f"Write: {quote}", "Keep it under N words."]
     assert dropped[2].startswith("Use a formal tone") and len(dropped) == 3  # cut off at the length cap
     with pytest.raises(MalformedAnswer):
         parse_small_rules('{"differences": "x", "rules": ["Keep it sh', email)
-    assert parse_small_baseline("Here is the email:\n\nSubject: Contract\n\nHi KC,\n\nThe contract is ready.\n\nBest,\n"
-                                "[Your Name]") == "Hi KC,\n\nThe contract is ready.\n\nBest,"
+    assert (
+        parse_small_baseline(
+            "Here is the email:\n\nSubject: Contract\n\nHi KC,\n\nThe contract is ready.\n\nBest,\n[Your Name]"
+        )
+        == "Hi KC,\n\nThe contract is ready.\n\nBest,"
+    )
     with pytest.raises(MalformedAnswer):
         parse_small_baseline("Here is the email:")
 
@@ -358,16 +432,27 @@ def test_small_model_rules_and_baselines_are_parsed_and_cleaned(kay_db):
 def test_measured_lines_replace_llm_lines_on_the_topics_they_measure():
     from agent_training.rules import merge_with_measured
 
-    measured = ("- Length: about 20 words in 1 paragraph.\n- No greeting: start directly with the content.\n"
-                "- No closing phrase; sign with just \"Kay\".\n- Sentences: short, about 7 words each.")
-    llm = ("- Open with \"Hi Sylvia,\" on its own line.\n- State the request first, then the reason.\n"
-           "- End with \"Best regards\" and your full name.\n- Keep it under 40 words.\n- Use a friendly, direct tone.\n"
-           "- Avoid contractions.")
+    measured = (
+        "- Length: about 20 words in 1 paragraph.\n- No greeting: start directly with the content.\n"
+        '- No closing phrase; sign with just "Kay".\n- Sentences: short, about 7 words each.'
+    )
+    llm = (
+        '- Open with "Hi Sylvia," on its own line.\n- State the request first, then the reason.\n'
+        '- End with "Best regards" and your full name.\n- Keep it under 40 words.\n- Use a friendly, direct tone.\n'
+        "- Avoid contractions."
+    )
     merged, dropped = merge_with_measured(llm, measured)
-    assert merged.splitlines() == ["- State the request first, then the reason.", "- Use a friendly, direct tone.",
-                                   "- Avoid contractions.", *measured.splitlines()]
-    assert dropped == ["Open with \"Hi Sylvia,\" on its own line.", "End with \"Best regards\" and your full name.",
-                       "Keep it under 40 words."]
+    assert merged.splitlines() == [
+        "- State the request first, then the reason.",
+        "- Use a friendly, direct tone.",
+        "- Avoid contractions.",
+        *measured.splitlines(),
+    ]
+    assert dropped == [
+        'Open with "Hi Sylvia," on its own line.',
+        'End with "Best regards" and your full name.',
+        "Keep it under 40 words.",
+    ]
     # a topic the measured lines do not state stays with the LLM (no contraction line was measured above)
     merged, _ = merge_with_measured(llm, measured + "\n- No contractions.")
     assert "- Avoid contractions." not in merged and merged.endswith("- No contractions.")
@@ -386,11 +471,16 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
     assert job.small
     counts = run(job)
     assert counts.asked["intents"] == 2 and counts.attempts["intents"] >= 2
-    newest = [r[0] for r in kay_db.execute(
-        "SELECT id FROM messages WHERE from_addr = ? AND own_text != '' ORDER BY date DESC, id DESC", [KAY])]
+    newest = [
+        r[0]
+        for r in kay_db.execute(
+            "SELECT id FROM messages WHERE from_addr = ? AND own_text != '' ORDER BY date DESC, id DESC", [KAY]
+        )
+    ]
     rows = kay_db.execute(
         "SELECT i.message_id, i.status, i.text, i.prompt_version, i.source, i.raw, m.own_text FROM intents i"
-        " JOIN messages m ON m.id = i.message_id").fetchall()
+        " JOIN messages m ON m.id = i.message_id"
+    ).fetchall()
     assert {r[0] for r in rows} <= set(newest[:4])  # the newest emails, not the oldest
     for _, status, text, prompt_version, source, raw, own_text in rows:
         assert prompt_version == "intents_small.v1" and source.startswith("local|embedded|")

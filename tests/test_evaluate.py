@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from agent_training.distill import Distillation, DistillConfig
 from agent_training.evaluate import EvalConfig, Evaluation, bootstrap_interval, style_fidelity
-from agent_training.distill import DistillConfig, Distillation
 from app import secrets
 from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
@@ -23,7 +23,10 @@ QUIGLEY = "dutch.quigley@enron.com"
 def claude_reply(user_text: str) -> str:
     if "<candidate_a>" in user_text:
         return "<closest>A</closest>"  # a judge biased to the first slot: both orders must cancel it out
-    if any(k in user_text for k in ("Put the email", "<generic_email>", "first-person bullet", "Here is an email this person")):
+    if any(
+        k in user_text
+        for k in ("Put the email", "<generic_email>", "first-person bullet", "Here is an email this person")
+    ):
         return scripted_claude(user_text)  # distillation: abstractive intents, zero-shot emails, R3 and R1 rules
     if "<intent>" not in user_text:  # the compose operation's re-ask after a broken rule
         return "Done.\n\nKay"
@@ -44,8 +47,9 @@ def two_senders(db, enron, anthropic_server):
     for sender in (KAY, QUIGLEY):
         for _ in Distillation(db, DistillConfig(sender=sender)).run():
             pass
-        for _ in Distillation(db, DistillConfig(backend="claude", sender=sender, limit=10, newest_first=True,
-                                                consent_given_now=True)).run():
+        for _ in Distillation(
+            db, DistillConfig(backend="claude", sender=sender, limit=10, newest_first=True, consent_given_now=True)
+        ).run():
             pass
     return db, anthropic_server
 
@@ -72,8 +76,14 @@ def test_judge_and_few_shot_need_consent_to_send_real_mail(two_senders, tmp_path
     config = EvalConfig(senders=[KAY], backend="other claude", small_backend="claude", out_dir=tmp_path / "r")
     with pytest.raises(PermissionError, match="i-consent-to-send-sent-mail"):
         Evaluation(db, config)
-    metrics_only = EvalConfig(senders=[KAY], backend="other claude", small_backend="claude", judge_pairs=False,
-                              methods=("agent", "large_zero_shot"), out_dir=tmp_path / "r")
+    metrics_only = EvalConfig(
+        senders=[KAY],
+        backend="other claude",
+        small_backend="claude",
+        judge_pairs=False,
+        methods=("agent", "large_zero_shot"),
+        out_dir=tmp_path / "r",
+    )
     asked = len(server.requests)
     Evaluation(db, metrics_only)  # nothing real leaves the machine: allowed
     assert len(server.requests) == asked
@@ -83,8 +93,7 @@ def test_judge_and_few_shot_need_consent_to_send_real_mail(two_senders, tmp_path
 def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders(two_senders, kay_agent, tmp_path):
     """``tiller eval --reproduce``: R1 rules distilled, the naive fine-tune and the R1 agent trained
     per sender on emails older than every held-out one, then every method evaluated."""
-    from agent_training.evaluate import METHODS
-    from agent_training.evaluate import held_out_cases
+    from agent_training.evaluate import METHODS, held_out_cases
     from agent_training.reproduce import ReproduceConfig, Reproduction
     from app.agent.profiles import profile_slug
 
@@ -97,26 +106,39 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
 
     def reproduction() -> Reproduction:
         config = EvalConfig(
-            senders=[KAY, QUIGLEY], backend="claude", small_backend="claude small", limit=2, seed=7, out_dir=out,
+            senders=[KAY, QUIGLEY],
+            backend="claude",
+            small_backend="claude small",
+            limit=2,
+            seed=7,
+            out_dir=out,
             # one trained agent serves both senders here (training a second costs minutes); the
             # permutation matrix is still computed from real drafts of each agent/sender pair
-            agents={KAY: agent_dir, QUIGLEY: agent_dir}, consent_given_now=True,
+            agents={KAY: agent_dir, QUIGLEY: agent_dir},
+            consent_given_now=True,
             naive_max_tokens=48,  # the 1-step naive model rarely stops by itself: its drafts cost seconds each
         )
         tiny = dict(batch_size=2, rank=4, max_length=320, checkpoint_every=100, warmup_steps=0)
-        return Reproduction(db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny))
+        return Reproduction(
+            db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny)
+        )
 
     job = reproduction()
     events = list(job.run())
     trained = {f"{m}:{s}" for m in ("naive_finetune", "r1_agent") for s in (KAY, QUIGLEY)}
     assert set(job.trained) == trained and all(r["status"] == "done" for r in job.trained.values())
-    assert {"drafting", "judging", "report", "distill dutch.quigley", "train r1_agent kay.mann"} <= {e.stage for e in events}
+    assert {"drafting", "judging", "report", "distill dutch.quigley", "train r1_agent kay.mann"} <= {
+        e.stage for e in events
+    }
     # every training example is older than every held-out email (the same split the evaluation holds out)
     for sender in (KAY, QUIGLEY):
         held, _ = held_out_cases(db, sender, 2, 7)
         first_held = min(c.date for c in held)
         for method in ("agent", "naive_finetune", "r1_agent"):
-            rows = [json.loads(l) for l in (out / "datasets" / profile_slug(sender) / f"{method}.jsonl").read_text().splitlines()]
+            rows = [
+                json.loads(line)
+                for line in (out / "datasets" / profile_slug(sender) / f"{method}.jsonl").read_text().splitlines()
+            ]
             assert rows and all(r["meta"]["date"] < first_held and r["meta"]["sender"] == sender for r in rows)
             assert not {r["meta"]["message_id"] for r in rows} & {c.message_id for c in held}
         r1 = (out / "datasets" / profile_slug(sender) / "r1_agent.jsonl").read_text()
@@ -128,8 +150,11 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
         win = results["agent_win_rate"][other]
         assert win["n"] == 4 and win["win_rate"] == 0.5 and win["low"] == win["high"] == 0.5
     # the real_rules ceiling drafts with the rules distilled from the held-out email itself
-    real_rules = [d for d in map(json.loads, (out / "drafts.jsonl").read_text().splitlines())
-                  if d["key"].startswith("draft|compose.v1|real_rules|")]
+    real_rules = [
+        d
+        for d in map(json.loads, (out / "drafts.jsonl").read_text().splitlines())
+        if d["key"].startswith("draft|compose.v1|real_rules|")
+    ]
     assert len(real_rules) == 4 and all("Keep it short." in d["rules"] for d in real_rules)
     assert results["stages"]["score"] == "authorship" and "rules_gap" in results["stages"]
     report_text = (out / "report.md").read_text()
@@ -163,8 +188,17 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
     assert heat["senders"] == [KAY, QUIGLEY] and len(heat["normalized"]) == 2
     assert max(max(row) for row in heat["normalized"]) == pytest.approx(1.0)
     report = (out / "report.md").read_text()
-    for needle in ("claude (anthropic, claude-test)", "Judge:", "kept after repair", "## Sender permutation", "similarity.png",
-                   "permutation.png", "95% CI", str(agent_dir), "calibrated authorship"):
+    for needle in (
+        "claude (anthropic, claude-test)",
+        "Judge:",
+        "kept after repair",
+        "## Sender permutation",
+        "similarity.png",
+        "permutation.png",
+        "95% CI",
+        str(agent_dir),
+        "calibrated authorship",
+    ):
         assert needle in report, needle
     assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "permutation.png").stat().st_size > 5000
@@ -180,11 +214,16 @@ def test_style_fidelity_and_interval():
     real = "Sylvia,\n\nThe NG contract is ready for legal review. I'll send it over.\n\nKay"
     same = style_fidelity(real, real)
     assert same["length_error"] == 0 and same["greeting_match"] == 1 and same["signoff_match"] == 1
-    other = style_fidelity("Dear Ms. Smith,\n\nI am pleased to inform you that the contract is ready.\n\nBest regards,\nKay", real)
+    other = style_fidelity(
+        "Dear Ms. Smith,\n\nI am pleased to inform you that the contract is ready.\n\nBest regards,\nKay", real
+    )
     assert other["greeting_match"] == 0 and other["length_error"] > 0 and other["contraction_rate_diff"] > 0
     # measured on the email the user would send: a preamble and a subject line are not its first line
-    wrapped = style_fidelity("Here is the email:\n\nSubject: RE: NG contract\n\nDear Sylvia,\n\nThe contract is ready."
-                             "\n\nBest regards,\nKay", real)
+    wrapped = style_fidelity(
+        "Here is the email:\n\nSubject: RE: NG contract\n\nDear Sylvia,\n\nThe contract is ready."
+        "\n\nBest regards,\nKay",
+        real,
+    )
     assert wrapped["greeting_match"] == 0  # "Dear Sylvia," is not Kay's "Sylvia,"
     assert style_fidelity("Subject: NG contract\n\n" + real, real)["greeting_match"] == 1
     low, high = bootstrap_interval([1, 0, 1, 1, 0.5, 1, 0, 1], seed=0)

@@ -13,7 +13,9 @@ from agent_training.export_gguf import AdapterExportError, export_adapter, read_
 LAYERS, HIDDEN, Q_OUT, KV_OUT, FFN = 18, 640, 1024, 256, 2048
 
 
-def fake_peft(folder: Path, *, rank=4, alpha=8, scale=0.0, wrong: str | None = None, modules=("q_proj", "v_proj")) -> Path:
+def fake_peft(
+    folder: Path, *, rank=4, alpha=8, scale=0.0, wrong: str | None = None, modules=("q_proj", "v_proj")
+) -> Path:
     from safetensors.numpy import save_file
 
     outs = {"q_proj": Q_OUT, "k_proj": KV_OUT, "v_proj": KV_OUT}
@@ -81,8 +83,14 @@ def test_llama_cpp_applies_the_exported_adapter(tmp_path, base):
     export_adapter(fake_peft(tmp_path / "big", scale=2.0), base, tmp_path / "big.gguf")
 
     def last_logits(lora):
-        llm = Llama(model_path=str(base), lora_path=str(lora) if lora else None, n_ctx=64, n_threads=2,
-                    logits_all=True, verbose=False)
+        llm = Llama(
+            model_path=str(base),
+            lora_path=str(lora) if lora else None,
+            n_ctx=64,
+            n_threads=2,
+            logits_all=True,
+            verbose=False,
+        )
         try:
             llm.eval(llm.tokenize(b"Thanks for the update on the contract", add_bos=True))
             return np.array(llm.scores[llm.n_tokens - 1])

@@ -11,6 +11,7 @@ def _fill(files: dict[str, str]):
     def fill(tmp):
         for name, text in files.items():
             (tmp / name).write_text(text)
+
     return fill
 
 
@@ -57,8 +58,18 @@ def test_training_record_reads_older_and_newer_records_and_names_a_broken_one(tm
 
     folder = tmp_path / "kay"
     folder.mkdir()
-    (folder / TRAINING_FILE).write_text(json.dumps({"profile": "kay@x.com", "steps": 60, "examples": {"used": 76},
-                                                    "first_loss": 2.5, "final_loss": 0.9, "from_the_future": 1}))
+    (folder / TRAINING_FILE).write_text(
+        json.dumps(
+            {
+                "profile": "kay@x.com",
+                "steps": 60,
+                "examples": {"used": 76},
+                "first_loss": 2.5,
+                "final_loss": 0.9,
+                "from_the_future": 1,
+            }
+        )
+    )
     profile = _profile_at(folder, "fallback")
     assert profile.name == "kay@x.com" and profile.record.steps == 60 and profile.record.examples_used == 76
     assert profile.record.adapter_sha256 is None and not profile.trained  # no adapter.gguf yet

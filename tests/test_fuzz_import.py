@@ -17,13 +17,12 @@ crash and hang counts; ``TILLER_FUZZ_EXAMPLES`` sets how many per test (default 
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import re
 import signal
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,8 +42,24 @@ def pool() -> list[bytes]:
     return _POOL
 
 
-HOSTILE_CHARSETS = [b"base64", b"rot13", b"undefined", b"idna", b"punycode", b"utf-\xe98", b"zlib", b"hex",
-                    b"unicode_escape", b"x-unknown", b"utf-7", b"utf-16", b"", b'"', b"\x00", b"a" * 300]
+HOSTILE_CHARSETS = [
+    b"base64",
+    b"rot13",
+    b"undefined",
+    b"idna",
+    b"punycode",
+    b"utf-\xe98",
+    b"zlib",
+    b"hex",
+    b"unicode_escape",
+    b"x-unknown",
+    b"utf-7",
+    b"utf-16",
+    b"",
+    b'"',
+    b"\x00",
+    b"a" * 300,
+]
 HOSTILE_HEADERS = [
     b"From: kay@example.com " + b"(" * 1500 + b")" * 1500,
     "Message-ID: <café.{n}@example.com>".encode(),
@@ -56,13 +71,28 @@ HOSTILE_HEADERS = [
     b"Date: Tue, 99 Foo 99999999999 99:99:99 +9999",
     b"Content-Transfer-Encoding: base64",
     b"Content-Transfer-Encoding: quoted-printable",
-    b"Content-Type: text/html; charset=\"utf-8\"",
+    b'Content-Type: text/html; charset="utf-8"',
     b"Content-Type: multipart/alternative",
-    b"Content-Disposition: attachment; filename=\"r\xe9sum\xe9.pdf\"",
+    b'Content-Disposition: attachment; filename="r\xe9sum\xe9.pdf"',
     b"X-Long: " + b"A" * 300_000,
 ]
-NASTY_SNIPPETS = [b"\x00", b"\r", b"\n\n", b"\nFrom ", b"--", b"=?", b"?=", b"\xff\xfe", b"\xc3", b"<", b"(",
-                  b"\nContent-Type: multipart/mixed; boundary=x\n", b"\n--x\n", b"=\n", b"=XX"]
+NASTY_SNIPPETS = [
+    b"\x00",
+    b"\r",
+    b"\n\n",
+    b"\nFrom ",
+    b"--",
+    b"=?",
+    b"?=",
+    b"\xff\xfe",
+    b"\xc3",
+    b"<",
+    b"(",
+    b"\nContent-Type: multipart/mixed; boundary=x\n",
+    b"\n--x\n",
+    b"=\n",
+    b"=XX",
+]
 
 
 def _set_charset(data: bytes, label: bytes) -> bytes:
@@ -77,8 +107,14 @@ def _nest(data: bytes, depth: int) -> bytes:
     head, sep, body = data.partition(b"\n\n")
     head = re.sub(rb"(?im)^content-(type|transfer-encoding):.*$", b"X-Was: moved", head)
     parts = b"".join(b"--n%d\nContent-Type: multipart/mixed; boundary=n%d\n\n" % (i, i + 1) for i in range(depth))
-    return (head + b"\nContent-Type: multipart/mixed; boundary=n0" + sep + parts
-            + b"--n%d\nContent-Type: text/plain\n\n" % depth + body)
+    return (
+        head
+        + b"\nContent-Type: multipart/mixed; boundary=n0"
+        + sep
+        + parts
+        + b"--n%d\nContent-Type: text/plain\n\n" % depth
+        + body
+    )
 
 
 @st.composite
@@ -122,8 +158,16 @@ def message(draw):
     return data, mutated
 
 
-FOLDERS = [b"Sent/cur", b"INBOX/new", b".Envoy\xe9s/cur", b"sent_items", b"mail [/x] box", b"a/b/c/d/e/f",
-           b"\xc3\xa9t\xc3\xa9", b"Sent Items"]
+FOLDERS = [
+    b"Sent/cur",
+    b"INBOX/new",
+    b".Envoy\xe9s/cur",
+    b"sent_items",
+    b"mail [/x] box",
+    b"a/b/c/d/e/f",
+    b"\xc3\xa9t\xc3\xa9",
+    b"Sent Items",
+]
 NAME_TAIL = st.binary(min_size=0, max_size=12).map(lambda b: b.replace(b"/", b"_").replace(b"\x00", b"_"))
 
 
@@ -203,9 +247,13 @@ def check_run(db, result, expected_items: int) -> None:
     assert recorded == expected_items
 
 
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
-                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                HealthCheck.function_scoped_fixture])
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 
 
 @FUZZ_SETTINGS
@@ -223,8 +271,12 @@ def test_fuzzed_maildirs_always_import_completely(db, tmp_path_factory, entries)
     result = _import_with_deadline(db, source)
     check_run(db, result, expected)
     # nothing lost: the real messages that were not mutated are stored (or duplicates), never skipped
-    skipped = {key for (key,) in db.execute(
-        "SELECT item_key FROM source_items WHERE source_id = ? AND status = 'skipped'", [result.source_id])}
+    skipped = {
+        key
+        for (key,) in db.execute(
+            "SELECT item_key FROM source_items WHERE source_id = ? AND status = 'skipped'", [result.source_id]
+        )
+    }
     for rel in clean:
         assert storable_text(os.fsdecode(rel)) not in skipped, rel
     # a rerun finds every item again by its key
@@ -272,4 +324,3 @@ def test_the_fuzz_pool_is_real_mail():
     messages = pool()
     assert len(messages) > 300
     assert all(b"Message-ID:" in m[:2000] for m in messages[:50])
-

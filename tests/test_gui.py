@@ -40,8 +40,12 @@ class StallMeter:
     def stop(self) -> dict:
         self.timer.stop()
         ordered = sorted(self.stalls) or [0.0]
-        return {"ticks": len(ordered), "p50": statistics.median(ordered), "p99": ordered[int(0.99 * (len(ordered) - 1))],
-                "max": ordered[-1]}
+        return {
+            "ticks": len(ordered),
+            "p50": statistics.median(ordered),
+            "p99": ordered[int(0.99 * (len(ordered) - 1))],
+            "max": ordered[-1],
+        }
 
 
 @pytest.fixture
@@ -61,7 +65,9 @@ def _add_server_backend(db, name, url, provider="openai_compat", model="gemma-27
     save_endpoint(db, EndpointConfig(name, provider, model, url))
 
 
-def test_compose_drafts_with_editable_rules_and_stays_responsive(qtbot, window, db, enron, kay_agent, tiller_home, anthropic_server):
+def test_compose_drafts_with_editable_rules_and_stays_responsive(
+    qtbot, window, db, enron, kay_agent, tiller_home, anthropic_server
+):
     """The trained agent (llama.cpp in-process) writes the rules; Claude's wire format on 127.0.0.1
     streams the draft through the real SDK."""
     import shutil
@@ -84,9 +90,14 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(qtbot, window, 
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
         assert not page.draft_button.isEnabled() and page.cancel_button.isEnabled()
     stalls = meter.stop()
-    assert finished.args[0].strip() and page.output.toPlainText() == finished.args[0], (page.current_rules(), page.status.text())
+    assert finished.args[0].strip() and page.output.toPlainText() == finished.args[0], (
+        page.current_rules(),
+        page.status.text(),
+    )
     assert page.rules.count() >= 2 and "Drafted by claude" in page.status.text()
-    assert any(page.current_rules()[0].startswith(w) for w in ("Length", "No greeting", "Greeting")), page.current_rules()
+    assert any(page.current_rules()[0].startswith(w) for w in ("Length", "No greeting", "Greeting")), (
+        page.current_rules()
+    )
     assert stalls["ticks"] > 20 and stalls["max"] < 1000, stalls  # the GUI thread never blocked on the work
 
     # edit one rule, remove another, add one, draft again: exactly these rules are sent
@@ -223,8 +234,10 @@ def test_large_models_page_lists_the_models_on_this_computer_and_switches_roles(
     models = window.backends.models
 
     def rows():
-        return [[models.table.item(i, j).text() for j in range(models.table.columnCount())]
-                for i in range(models.table.rowCount())]
+        return [
+            [models.table.item(i, j).text() for j in range(models.table.columnCount())]
+            for i in range(models.table.rowCount())
+        ]
 
     by_name = {r[0]: r for r in rows()}
     assert by_name["qwen2.5-coder-1.5b-instruct (embedded)"][1] == "drafting *"
@@ -269,7 +282,10 @@ def test_window_state_is_restored(qtbot, db, tmp_path, enron):
     mailbox = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (mailbox / sub).mkdir(parents=True)
-    shutil.copy(next(p for p in sorted((enron / "maildir" / "mann-k" / "sent_items").iterdir()) if p.is_file()), mailbox / "cur" / "1")
+    shutil.copy(
+        next(p for p in sorted((enron / "maildir" / "mann-k" / "sent_items").iterdir()) if p.is_file()),
+        mailbox / "cur" / "1",
+    )
     run_import(db, mailbox)
     third = MainWindow()
     qtbot.addWidget(third)
@@ -278,7 +294,10 @@ def test_window_state_is_restored(qtbot, db, tmp_path, enron):
     third.close()
     fourth = MainWindow()
     qtbot.addWidget(fourth)
-    assert fourth.nav.currentRow() == fourth.pages.indexOf(fourth.backends) and fourth.pages.currentWidget() is fourth.backends
+    assert (
+        fourth.nav.currentRow() == fourth.pages.indexOf(fourth.backends)
+        and fourth.pages.currentWidget() is fourth.backends
+    )
 
 
 def test_the_first_run_path_says_what_each_step_does_and_what_is_done(qtbot, window, db, tmp_path, enron):
@@ -295,7 +314,9 @@ def test_the_first_run_path_says_what_each_step_does_and_what_is_done(qtbot, win
     mailbox = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (mailbox / sub).mkdir(parents=True)
-    for i, path in enumerate(sorted(p for p in (enron / "maildir" / "mann-k" / "sent_items").iterdir() if p.is_file())[:3]):
+    for i, path in enumerate(
+        sorted(p for p in (enron / "maildir" / "mann-k" / "sent_items").iterdir() if p.is_file())[:3]
+    ):
         shutil.copy(path, mailbox / "cur" / str(i))
     run_import(db, mailbox)
     window.show_page(window.start)
@@ -311,7 +332,9 @@ def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, windo
     page.refresh()
     assert page.distill_backend.currentData() is None  # offline first: nothing leaves by default
     qtbot.mouseClick(page.distill_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: page.job is not None and not page.job.running and page.train_button.isEnabled(), timeout=120_000)
+    qtbot.waitUntil(
+        lambda: page.job is not None and not page.job.running and page.train_button.isEnabled(), timeout=120_000
+    )
     assert "Training data ready" in page.status.text(), page.status.text()
     page.voice.setCurrentIndex(page.voice.findData(KAY))
     page.steps.setValue(2)
@@ -327,7 +350,7 @@ def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, windo
 
 @pytest.mark.slow
 def test_training_page_distills_with_the_local_model_and_sends_nothing(qtbot, window, db, tmp_path, enron):
-    """"This computer, with the local model": the paper's method (intent, zero-shot email, R3 rules) by
+    """ "This computer, with the local model": the paper's method (intent, zero-shot email, R3 rules) by
     the embedded instruct model in the trainer process, for the chosen voice; no consent asked, no request leaves."""
     from app.backends.ledger import Ledger
 
@@ -345,11 +368,17 @@ def test_training_page_distills_with_the_local_model_and_sends_nothing(qtbot, wi
     page.distill_backend.setCurrentIndex(page.distill_backend.findData("local"))
     assert "the paper's method" in page.distill_backend.currentText()
     qtbot.mouseClick(page.distill_button, Qt.LeftButton)  # a consent question would block here
-    qtbot.waitUntil(lambda: page.job is not None and not page.job.running and page.train_button.isEnabled(), timeout=180_000)
+    qtbot.waitUntil(
+        lambda: page.job is not None and not page.job.running and page.train_button.isEnabled(), timeout=180_000
+    )
     assert "Training data ready" in page.status.text(), page.status.text()
-    stages = dict(db.execute("SELECT 'intent', COUNT(*) FROM intents WHERE source LIKE 'local|%' AND status = 'ok' "
-                             "UNION ALL SELECT 'rules', COUNT(*) FROM rules WHERE strategy = 'R3' AND source LIKE 'local|%' "
-                             "AND status = 'ok'").fetchall())
+    stages = dict(
+        db.execute(
+            "SELECT 'intent', COUNT(*) FROM intents WHERE source LIKE 'local|%' AND status = 'ok' "
+            "UNION ALL SELECT 'rules', COUNT(*) FROM rules WHERE strategy = 'R3' AND source LIKE 'local|%' "
+            "AND status = 'ok'"
+        ).fetchall()
+    )
     assert stages == {"intent": 1, "rules": 1}
     assert Ledger().entries(limit=50) == []  # the ledger lists every request that leaves the computer
 
@@ -445,7 +474,9 @@ def test_compose_shows_each_rule_kept_or_repaired_and_the_original_is_one_click_
 
     ScriptedProvider.reset()
     _add_server_backend(db, SCRIPTED.name, None, provider="scripted", model="script")
-    ScriptedProvider.enqueue("Dear Sylvia,\n\nThe NG Energy contract is ready for legal review.\n\nBest regards,\n[Your Name]")
+    ScriptedProvider.enqueue(
+        "Dear Sylvia,\n\nThe NG Energy contract is ready for legal review.\n\nBest regards,\n[Your Name]"
+    )
     page = window.compose
     window.show_page(page)  # a window with no mail opens on Get started
     page.refresh()

@@ -36,6 +36,7 @@ SKIPPED = {"multipart-nested-3000.eml": "malformed"}
 @contextmanager
 def deadline(seconds: int, what: str):
     """Fail (instead of hanging the suite) when the block runs past ``seconds``."""
+
     def expired(signum, frame):
         raise TimeoutError(f"{what} still running after {seconds} s: a hang")
 
@@ -48,14 +49,27 @@ def deadline(seconds: int, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
-def tiller(*args: str, home: Path, unprivileged: bool = False, timeout: int = 120, extra_env: dict | None = None,
-           input: str | None = None):
+def tiller(
+    *args: str,
+    home: Path,
+    unprivileged: bool = False,
+    timeout: int = 120,
+    extra_env: dict | None = None,
+    input: str | None = None,
+):
     """``tiller ARGS`` as a real process; returns the CompletedProcess (text). ``unprivileged``:
     file permissions apply to it even when the tests run as root (see :func:`without_root_powers`)."""
     env = dict(os.environ, TILLER_HOME=str(home), PYTHONPATH=str(REPO), COLUMNS="200", **(extra_env or {}))
     prefix = without_root_powers() if unprivileged else []
-    return subprocess.run([*prefix, sys.executable, "-m", "app", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, input=input)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        input=input,
+    )
 
 
 def without_root_powers() -> list[str]:
@@ -112,10 +126,14 @@ def test_no_hostile_message_stops_an_import(db, tmp_path, enron, workers):
     # raw 8-bit bytes in headers are decoded, not lost
     subject = db.execute("SELECT subject FROM messages WHERE message_id = 'raw-8bit.1@enron.com'").fetchone()[0]
     assert subject == "VEPCO éè ÿ status"
-    reply_to = db.execute("SELECT in_reply_to FROM messages WHERE message_id = 'latin1-reply.1@enron.com'").fetchone()[0]
+    reply_to = db.execute("SELECT in_reply_to FROM messages WHERE message_id = 'latin1-reply.1@enron.com'").fetchone()[
+        0
+    ]
     assert reply_to == "\\xe9t\\xe9@enron.com"
     # a raw 8-bit attachment name is read as cp1252, not turned into U+FFFD
-    attachment = db.execute("SELECT own_text, attachments FROM messages WHERE message_id = 'att.8bit@enron.com'").fetchone()
+    attachment = db.execute(
+        "SELECT own_text, attachments FROM messages WHERE message_id = 'att.8bit@enron.com'"
+    ).fetchone()
     assert attachment[0] == "See attached." and json.loads(attachment[1])[0]["filename"] == "résumé.pdf"
 
 
@@ -165,7 +183,9 @@ def test_an_unreadable_directory_is_counted_as_skipped_not_passed_over(tmp_path,
     db = sqlite3.connect(home / "tiller.db")
     seen, stored, skipped = db.execute("SELECT seen, stored, skipped FROM import_runs").fetchone()
     assert (seen, stored, skipped) == (3, 2, 1)
-    key, reason, detail = db.execute("SELECT item_key, reason, detail FROM source_items WHERE status = 'skipped'").fetchone()
+    key, reason, detail = db.execute(
+        "SELECT item_key, reason, detail FROM source_items WHERE status = 'skipped'"
+    ).fetchone()
     assert key == "locked/" and reason == "unreadable" and "cannot be listed" in detail
     assert "locked/" in proc.stdout
 
@@ -193,19 +213,23 @@ def test_a_damaged_mbox_separator_is_a_warning_on_the_merged_message(db, tmp_pat
     clean = sum(1 for _ in MboxSource(enron / "mbox" / "quigley-d.inbox.mbox").iter_items())
     at = data.index(b"\nFrom ", data.index(b"\nFrom ") + 1) + 1
     damaged = tmp_path / "damaged.mbox"
-    damaged.write_bytes(data[:at] + b"Frxm" + data[at + 4:])
+    damaged.write_bytes(data[:at] + b"Frxm" + data[at + 4 :])
     result = run_import(db, damaged)
     assert result.counts.seen == clean - 1  # two messages merged into one item ...
-    warned = db.execute("SELECT detail FROM source_items WHERE reason = 'warning' AND source_id = ?",
-                        [result.source_id]).fetchall()
+    warned = db.execute(
+        "SELECT detail FROM source_items WHERE reason = 'warning' AND source_id = ?", [result.source_id]
+    ).fetchall()
     assert len(warned) == 1 and "damaged 'From ' separator" in warned[0][0]  # ... and said so
 
 
 def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path):
     proc = tiller("import", "", home=tmp_path / "home")
     assert proc.returncode == 2 and "PATH is empty" in proc.stderr
-    assert not (tmp_path / "home" / "tiller.db").exists() or sqlite3.connect(
-        tmp_path / "home" / "tiller.db").execute("SELECT count(*) FROM import_runs").fetchone()[0] == 0
+    assert (
+        not (tmp_path / "home" / "tiller.db").exists()
+        or sqlite3.connect(tmp_path / "home" / "tiller.db").execute("SELECT count(*) FROM import_runs").fetchone()[0]
+        == 0
+    )
 
 
 def _messages(db_path: Path) -> list[tuple]:
@@ -222,10 +246,17 @@ def test_two_imports_at_once_give_the_database_one_import_gives(tmp_path, enron)
     assert tiller("import", str(mail), home=single).returncode == 0
     both = tmp_path / "both"
     # the same source twice, and an overlapping one (a subfolder of it), all at the same moment
-    procs = [subprocess.Popen([sys.executable, "-m", "app", "import", str(path)], cwd=REPO,
-                              env=dict(os.environ, TILLER_HOME=str(both), PYTHONPATH=str(REPO)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for path in (mail, mail, mail / "sent_items")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "import", str(path)],
+            cwd=REPO,
+            env=dict(os.environ, TILLER_HOME=str(both), PYTHONPATH=str(REPO)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in (mail, mail, mail / "sent_items")
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
@@ -386,8 +417,12 @@ def test_check_finds_an_adapter_that_differs_from_its_record(tmp_path):
     profile.mkdir(parents=True)
     adapter = profile / "adapter.gguf"
     adapter.write_bytes(b"GGUF" + os.urandom(4096))
-    record = {"profile": "kay.mann@enron.com", "adapter": {"path": str(adapter)},
-              "adapter_sha256": hashlib.sha256(adapter.read_bytes()).hexdigest(), "adapter_bytes": 4100}
+    record = {
+        "profile": "kay.mann@enron.com",
+        "adapter": {"path": str(adapter)},
+        "adapter_sha256": hashlib.sha256(adapter.read_bytes()).hexdigest(),
+        "adapter_bytes": 4100,
+    }
     (profile / "training.json").write_text(json.dumps(record))
     assert tiller("check", home=home).returncode == 0
     with open(adapter, "r+b") as fh:
@@ -410,12 +445,25 @@ def test_markup_in_user_text_is_printed_as_text_by_every_command(tmp_path, enron
     (mail / "[bold]empty").write_bytes(b"")  # (a file name cannot hold the "/" of "[/x]")
     steps = [
         ("import", str(mail.parent), "--me", "kay.mann@enron.com"),
-        ("imports",), ("imports", "1"), ("identities",),
-        ("backends", "add", "b1", "--provider", "anthropic", "--model", f"claude{hostile}",
-         "--base-url", f"{anthropic_server.url}/{hostile}"),
-        ("backends", "list"), ("keys",),
+        ("imports",),
+        ("imports", "1"),
+        ("identities",),
+        (
+            "backends",
+            "add",
+            "b1",
+            "--provider",
+            "anthropic",
+            "--model",
+            f"claude{hostile}",
+            "--base-url",
+            f"{anthropic_server.url}/{hostile}",
+        ),
+        ("backends", "list"),
+        ("keys",),
         ("backends", "test", "b1"),
-        ("ledger",), ("ledger", "--show", "1"),
+        ("ledger",),
+        ("ledger", "--show", "1"),
         ("backends", "remove", "b1"),
         ("ledger",),
         ("draft", f"tell Sylvia {hostile} is ready", "--no-agent", "--backend", "nope"),
@@ -442,9 +490,13 @@ def test_reply_and_rules_files_must_be_small_regular_files(tmp_path):
     big = tmp_path / "big.txt"
     with open(big, "wb") as fh:
         fh.truncate(64 << 20)
-    cases = [("--reply-to", "/dev/zero", "regular file"), ("--rules-file", "/dev/zero", "regular file"),
-             ("--reply-to", str(fifo), "regular file"), ("--rules-file", str(fifo), "regular file"),
-             ("--reply-to", str(big), "at most")]
+    cases = [
+        ("--reply-to", "/dev/zero", "regular file"),
+        ("--rules-file", "/dev/zero", "regular file"),
+        ("--reply-to", str(fifo), "regular file"),
+        ("--rules-file", str(fifo), "regular file"),
+        ("--reply-to", str(big), "at most"),
+    ]
     for option, path, says in cases:
         proc = tiller("draft", "tell Sylvia it is ready", option, path, home=home, timeout=60)
         assert proc.returncode == 1, (option, path, proc.stderr)
@@ -455,8 +507,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path, enron):
     home = tmp_path / "home"
     proc = tiller("import", str(enron / "maildir" / "mann-k"), "--me", "not an address", home=home)
     assert proc.returncode == 2 and "not an email address" in proc.stderr and "Traceback" not in proc.stderr
-    proc = tiller("backends", "add", "x", "--provider", "openai_compat", "--base-url", "http://[::1", "--model", "m",
-                  home=home)
+    proc = tiller(
+        "backends", "add", "x", "--provider", "openai_compat", "--base-url", "http://[::1", "--model", "m", home=home
+    )
     assert proc.returncode == 1 and "not a valid URL" in one_line_error(proc)
 
 

@@ -117,15 +117,19 @@ def test_mbox_folder_import_finds_identities_from_file_names(db, enron):
     assert is_sent_folder("quigley-d.sent_items") and not is_sent_folder("quigley-d.inbox")
 
 
-def test_a_sent_folder_imported_on_its_own_is_sent_mail_and_the_order_of_imports_does_not_matter(db, enron, tmp_path,
-                                                                                                   monkeypatch):
+def test_a_sent_folder_imported_on_its_own_is_sent_mail_and_the_order_of_imports_does_not_matter(
+    db, enron, tmp_path, monkeypatch
+):
     """Importing ".../mann-k/sent_items" itself (before or after the whole mailbox) finds Kay as
     the user; her messages end up with the same identities as after one import of the mailbox."""
     result = run_import(db, enron / "maildir" / "mann-k" / "sent_items")
     assert result.new_identities == ["kay.mann@enron.com"]
     assert db.execute("SELECT DISTINCT folder, is_sent_folder FROM messages").fetchall() == [("sent_items", 1)]
     run_import(db, enron / "maildir" / "mann-k")
-    own = lambda d: sorted(d.execute("SELECT content_key, identity_id IS NOT NULL FROM messages").fetchall())
+
+    def own(d):
+        return sorted(d.execute("SELECT content_key, identity_id IS NOT NULL FROM messages").fetchall())
+
     from app.store import open_database
 
     monkeypatch.setenv("TILLER_HOME", str(tmp_path / "single"))
@@ -152,7 +156,9 @@ def test_configured_address_replaces_inference(db, enron, tmp_path):
     shutil.copytree(enron / "raw" / "saina2405_history" / "lay-k", src)
     result = run_import(db, src, my_addresses=["Kenneth.Lay@enron.com"])
     assert result.new_identities == []
-    own = dict(db.execute("SELECT i.address, count(*) FROM messages m JOIN identities i ON i.id = m.identity_id GROUP BY 1"))
+    own = dict(
+        db.execute("SELECT i.address, count(*) FROM messages m JOIN identities i ON i.id = m.identity_id GROUP BY 1")
+    )
     assert list(own) == ["kenneth.lay@enron.com"]
 
 
@@ -210,7 +216,9 @@ def test_the_importer_decodes_while_it_would_wait(enron):
 
 
 def _owners(db):
-    return dict(db.execute("SELECT m.item_key, i.address FROM messages m LEFT JOIN identities i ON i.id = m.identity_id"))
+    return dict(
+        db.execute("SELECT m.item_key, i.address FROM messages m LEFT JOIN identities i ON i.id = m.identity_id")
+    )
 
 
 def test_identities_given_while_storing_equal_the_inference_over_the_whole_source(imported):
@@ -236,22 +244,28 @@ def test_identities_given_while_storing_equal_the_inference_over_the_whole_sourc
 
 
 def _eml(sender: str, n: int) -> bytes:
-    return (f"From: {sender}\r\nTo: someone@example.com\r\nSubject: note {n}\r\n"
-            f"Message-ID: <{n}.{sender}>\r\nDate: Mon, 1 Jan 2001 10:{n % 60:02d}:00 +0000\r\n\r\n"
-            f"Body number {n} from {sender}.\r\n").encode()
+    return (
+        f"From: {sender}\r\nTo: someone@example.com\r\nSubject: note {n}\r\n"
+        f"Message-ID: <{n}.{sender}>\r\nDate: Mon, 1 Jan 2001 10:{n % 60:02d}:00 +0000\r\n\r\n"
+        f"Body number {n} from {sender}.\r\n"
+    ).encode()
 
 
 def test_a_guess_the_whole_folder_does_not_bear_out_is_dropped(db, tmp_path):
     """An assistant who wrote the first two messages of a sent folder looks like its owner until
     the folder is done (2 of 32 is under the 10% rule): the guess goes, their mail is context."""
-    for folder, senders in {"sent": ["pa@example.com"] * 2 + ["boss@example.com"] * 30,
-                            "work": ["pa@example.com", "boss@example.com"]}.items():
+    for folder, senders in {
+        "sent": ["pa@example.com"] * 2 + ["boss@example.com"] * 30,
+        "work": ["pa@example.com", "boss@example.com"],
+    }.items():
         (tmp_path / "box" / folder).mkdir(parents=True)
         for n, sender in enumerate(senders):
             (tmp_path / "box" / folder / f"{n:03d}.eml").write_bytes(_eml(sender, n + (100 if folder == "work" else 0)))
     result = run_import(db, tmp_path / "box")
     assert result.new_identities == ["boss@example.com"]
-    assert list(db.execute("SELECT address, origin, sent_count FROM identities")) == [("boss@example.com", "inferred", 30)]
+    assert list(db.execute("SELECT address, origin, sent_count FROM identities")) == [
+        ("boss@example.com", "inferred", 30)
+    ]
     owners = _owners(db)
     assert sum(o == "boss@example.com" for o in owners.values()) == 31 and sum(o is None for o in owners.values()) == 3
 
@@ -268,7 +282,9 @@ def test_guesses_left_by_a_killed_import_are_settled_by_the_next(db, tmp_path):
     run_import(db, tmp_path / "box")
     with db.atomic():  # what a kill between two batches leaves: a confirmed guess still provisional, a wrong one
         db.execute("UPDATE identities SET origin = 'provisional'")
-        pa = db.execute("INSERT INTO identities (address, origin, sent_count) VALUES ('pa@example.com', 'provisional', 0)").lastrowid
+        pa = db.execute(
+            "INSERT INTO identities (address, origin, sent_count) VALUES ('pa@example.com', 'provisional', 0)"
+        ).lastrowid
         db.execute("UPDATE messages SET identity_id = ? WHERE from_addr = 'pa@example.com'", [pa])
         settle_leftover_guesses(db)
     assert list(db.execute("SELECT address, origin FROM identities")) == [("boss@example.com", "inferred")]
@@ -292,7 +308,9 @@ def test_settling_the_guesses_is_one_transaction(db, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         run_import(db, tmp_path / "box")
     assert sorted(db.execute("SELECT address, origin FROM identities")) == [
-        ("boss@example.com", "provisional"), ("pa@example.com", "provisional")]
+        ("boss@example.com", "provisional"),
+        ("pa@example.com", "provisional"),
+    ]
     monkeypatch.undo()
     run_import(db, tmp_path / "box")
     assert list(db.execute("SELECT address, origin FROM identities")) == [("boss@example.com", "inferred")]

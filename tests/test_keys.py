@@ -67,14 +67,36 @@ def _files_under(root: Path):
     return [p for p in root.rglob("*") if p.is_file()]
 
 
-def test_no_key_lands_on_disk_outside_the_keyring(tiller_home, file_keyring, anthropic_server, gemini_server, caplog, capfd):
+def test_no_key_lands_on_disk_outside_the_keyring(
+    tiller_home, file_keyring, anthropic_server, gemini_server, caplog, capfd
+):
     """Configure two backends through the CLI, store keys, run successful, failing and cut requests,
     then scan every file Tiller wrote, the logs and the error messages for the key bytes."""
     caplog.set_level(logging.DEBUG)  # SDK debug logs included
     runner = CliRunner()
     for args in (
-        ["backends", "add", "claude", "--provider", "anthropic", "--model", "claude-test", "--base-url", anthropic_server.url],
-        ["backends", "add", "gemini", "--provider", "gemini", "--model", "gemini-test", "--base-url", gemini_server.url],
+        [
+            "backends",
+            "add",
+            "claude",
+            "--provider",
+            "anthropic",
+            "--model",
+            "claude-test",
+            "--base-url",
+            anthropic_server.url,
+        ],
+        [
+            "backends",
+            "add",
+            "gemini",
+            "--provider",
+            "gemini",
+            "--model",
+            "gemini-test",
+            "--base-url",
+            gemini_server.url,
+        ],
         ["backends", "default", "claude"],
     ):
         assert runner.invoke(cli, args).exit_code == 0
@@ -135,8 +157,13 @@ def test_keys_set_reads_a_piped_key_in_a_real_process(tiller_home, tmp_path):
         "main()\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(ring)], input=ANTHROPIC_TEST_KEY + "\n", capture_output=True, text=True,
-        cwd=REPO, env={**__import__("os").environ, "TILLER_ALLOW_PLAINTEXT_KEYRING": "1"}, timeout=60,
+        [sys.executable, "-c", script, str(ring)],
+        input=ANTHROPIC_TEST_KEY + "\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**__import__("os").environ, "TILLER_ALLOW_PLAINTEXT_KEYRING": "1"},
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert ANTHROPIC_TEST_KEY not in proc.stdout + proc.stderr
@@ -148,7 +175,9 @@ def test_keys_set_reads_a_piped_key_in_a_real_process(tiller_home, tmp_path):
 def test_backends_list_shows_where_keys_come_from(monkeypatch):
     runner = CliRunner()
     runner.invoke(cli, ["backends", "add", "gemini", "--provider", "gemini"])
-    runner.invoke(cli, ["backends", "add", "lab", "--provider", "openai_compat", "--base-url", "http://127.0.0.1:8080/v1"])
+    runner.invoke(
+        cli, ["backends", "add", "lab", "--provider", "openai_compat", "--base-url", "http://127.0.0.1:8080/v1"]
+    )
     out = runner.invoke(cli, ["backends", "list"]).output
     assert "missing" in out and "none (not needed)" in out and "in-process" in out
     monkeypatch.setenv("GEMINI_API_KEY", "AIza-env-value-1234")

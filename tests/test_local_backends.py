@@ -21,7 +21,9 @@ from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY
 REQUEST = GenerationRequest.simple(
     "You write short, friendly emails.",
     "Write a short email to Sylvia saying the NG contract is ready for legal review.",
-    max_tokens=40, temperature=0.0, seed=7,
+    max_tokens=40,
+    temperature=0.0,
+    seed=7,
 )
 
 
@@ -73,11 +75,16 @@ def test_a_long_email_being_answered_is_cut_to_fit_the_models_context(db, enron)
     thread = _long_real_thread(enron, 3_000)
     intent = "tell Sylvia the NG contract is ready for legal review"
     request = build_request(DraftInput(intent, recipient="Sylvia", previous_email=thread), max_tokens=24)
-    endpoint = EndpointConfig("small context", "local", "embedded", options={"n_ctx": 512, "temperature": 0.0, "seed": 3})
+    endpoint = EndpointConfig(
+        "small context", "local", "embedded", options={"n_ctx": 512, "temperature": 0.0, "seed": 3}
+    )
     provider = LocalProvider(endpoint, None, None)
     options = provider.Options(**endpoint.options, max_tokens=24)
     spec = provider._spec(options)
-    count = lambda r: RUNTIME.count_tokens(spec, provider._render(spec, r, options)[0])
+
+    def count(r):
+        return RUNTIME.count_tokens(spec, provider._render(spec, r, options)[0])
+
     assert count(request) > 512
     fitted = fit_request(request, count, 512 - 24)
     assert count(fitted) <= 512 - 24
@@ -90,8 +97,13 @@ def test_a_long_email_being_answered_is_cut_to_fit_the_models_context(db, enron)
 @pytest.mark.slow
 def test_local_generation_cancels_between_tokens(db):
     token = CancelToken()
-    long = GenerationRequest.simple("You write long emails.", "Write a very long email about the quarterly report.",
-                                    max_tokens=400, temperature=0.8, seed=1)
+    long = GenerationRequest.simple(
+        "You write long emails.",
+        "Write a very long email about the quarterly report.",
+        max_tokens=400,
+        temperature=0.8,
+        seed=1,
+    )
     gen = generate(long, "local", cancel=token)
     received = []
     with pytest.raises(Cancelled):

@@ -11,8 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from app.models import (EMBEDDED_MODELS, ModelIntegrityError, assemble_embedded, describe_gguf, embedded_model,
-                        list_models, model_for_role, register_model, use_model)
+from app.models import (
+    EMBEDDED_MODELS,
+    ModelIntegrityError,
+    assemble_embedded,
+    describe_gguf,
+    embedded_model,
+    list_models,
+    model_for_role,
+    register_model,
+    use_model,
+)
 
 
 def test_both_embedded_models_assemble_verified_with_what_their_headers_say(shared_models):

@@ -30,16 +30,21 @@ def test_desktop_entry_is_complete_and_runs_the_gui_script():
 
 def test_the_gui_starts_and_reports(tiller_home):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TILLER_HOME": str(tiller_home)}
-    result = subprocess.run([sys.executable, "-m", "app.gui", "--smoke-test"], capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.gui", "--smoke-test"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Tiller started: 6 pages, 1 backends" in result.stdout
     assert (tiller_home / "gui.ini").is_file()  # the window state was saved on close
 
 
-@pytest.mark.skipif(not os.environ.get("TILLER_BUNDLE_TEST"), reason="builds the PyInstaller bundle (minutes); set TILLER_BUNDLE_TEST=1")
+@pytest.mark.skipif(
+    not os.environ.get("TILLER_BUNDLE_TEST"), reason="builds the PyInstaller bundle (minutes); set TILLER_BUNDLE_TEST=1"
+)
 def test_the_bundle_builds_and_starts():
-    result = subprocess.run(["bash", str(REPO / "packaging" / "build_bundle.sh")], capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(
+        ["bash", str(REPO / "packaging" / "build_bundle.sh")], capture_output=True, text=True, timeout=1800
+    )
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     assert "bundle OK" in result.stdout
 
@@ -49,9 +54,24 @@ def test_a_wheel_carries_the_prompts_and_finds_them_when_installed(tmp_path):
     and the installed code must load prompts from there."""
     import zipfile
 
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(REPO),
-                            "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300,
-                           cwd=tmp_path)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            str(REPO),
+            "-w",
+            str(tmp_path / "wheel"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next((tmp_path / "wheel").glob("tiller-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
@@ -60,9 +80,16 @@ def test_a_wheel_carries_the_prompts_and_finds_them_when_installed(tmp_path):
     prompts = {p.name for p in (REPO / "resources" / "prompts").glob("*.txt")}
     assert prompts and {f"app/_resources/prompts/{p}" for p in prompts} <= names
     assert "app/_resources/icons/tiller.svg" in names
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from app.prompts import RESOURCES, load_prompt; "
-            "print(RESOURCES); print(load_prompt('draft').id)")
-    run = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path / "installed")], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from app.prompts import RESOURCES, load_prompt; "
+        "print(RESOURCES); print(load_prompt('draft').id)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(tmp_path / "installed")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [str(tmp_path / "installed" / "app" / "_resources"), "draft.v1"]

@@ -28,7 +28,9 @@ def _plant_sentinels(enron, tmp_path, count=40):
     return tmp_path / "mail", sentinels
 
 
-def test_no_sentinel_from_sent_mail_leaves_the_machine(db, enron, tmp_path, anthropic_server, gemini_server, llama_server):
+def test_no_sentinel_from_sent_mail_leaves_the_machine(
+    db, enron, tmp_path, anthropic_server, gemini_server, llama_server
+):
     mailbox, sentinels = _plant_sentinels(enron, tmp_path)
     result = run_import(db, mailbox, my_addresses=("dutch.quigley@enron.com",))
     assert result.counts.stored >= 35
@@ -49,7 +51,8 @@ def test_no_sentinel_from_sent_mail_leaves_the_machine(db, enron, tmp_path, anth
     ).fetchone()
     inp = DraftInput(
         intent="ask Joey to change deal V96295 from gas daily to a nymex swap",
-        recipient=row[0], subject=row[1],
+        recipient=row[0],
+        subject=row[1],
         rules=("Lower-case, terse, no greeting.", "No sign-off."),
     )
     before = Ledger().last_id()

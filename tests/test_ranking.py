@@ -53,7 +53,9 @@ def test_a_simulated_user_is_learned_and_the_state_survives_a_restart(encoder, t
     rng = random.Random(0)
     for _ in range(10):
         candidates = selector.propose("Send the budget")
-        seconds = selector.update("Send the budget", sorted(candidates, key=lambda s: -("Brief" in s) - rng.random() / 2))
+        seconds = selector.update(
+            "Send the budget", sorted(candidates, key=lambda s: -("Brief" in s) - rng.random() / 2)
+        )
         assert seconds < 1.0
     learned = selector.probabilities("Send the budget")
     assert learned[tags.index("Brief")] > before[tags.index("Brief")]
@@ -95,7 +97,9 @@ def test_three_drafts_ranked_teach_the_selector_and_tags_can_be_reset(db, anthro
     secrets.set_key("claude", ANTHROPIC_TEST_KEY)
     runner = CliRunner()
     intent = "tell Sylvia the NG contract is ready for legal review"
-    result = runner.invoke(cli, ["draft", intent, "--no-agent", "--backend", "claude", "--candidates", "3", "--rank", "2,1,3"])
+    result = runner.invoke(
+        cli, ["draft", intent, "--no-agent", "--backend", "claude", "--candidates", "3", "--rank", "2,1,3"]
+    )
     assert result.exit_code == 0, result.output
     # three requests, each carrying its own tag set as style lines, and nothing else new
     tag_sets = [re.findall(r"^- Style: (.+)$", _user_text(r.json()), re.M) for r in anthropic_server.requests]

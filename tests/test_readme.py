@@ -14,7 +14,11 @@ def _commands() -> list[str]:
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
     commands = _commands()
     assert len(commands) == 2
-    ci_lines = [l for l in (REPO / ".ci" / "run").read_text().splitlines() if l and not l.startswith(("#", "set ", "cd "))]
+    ci_lines = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci_lines == [commands[1]]
     assert commands[0].endswith("tiller demo")
 
@@ -23,8 +27,12 @@ def _readme_lines(prefix: str) -> list[str]:
     """Every inline or block command in the README that starts with ``prefix``."""
     text = (REPO / "README.md").read_text()
     found = re.findall(r"`(" + re.escape(prefix) + r"[^`]*)`", text)
-    found += [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
-              for line in block.splitlines() if line.strip().startswith(prefix)]
+    found += [
+        line.strip()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+        for line in block.splitlines()
+        if line.strip().startswith(prefix)
+    ]
     return found
 
 

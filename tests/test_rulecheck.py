@@ -17,39 +17,57 @@ def statuses(result) -> dict[str, str]:
 
 def test_the_acceptance_case_from_the_real_window():
     """Seen with the 1.5B model: greeting, placeholder sign-off, too long, an invented clause."""
-    draft = ("Margaret,\n\nI was wondering if you might want to skip work tomorrow. We could catch up on some old "
-             "friends.\n\nBest regards,\n\n[Your Name]\n")
-    rules = ["No greeting: start directly with the content.", "No sign-off and no name at the end.",
-             "Length: about 10 words in 1 paragraph."]
+    draft = (
+        "Margaret,\n\nI was wondering if you might want to skip work tomorrow. We could catch up on some old "
+        "friends.\n\nBest regards,\n\n[Your Name]\n"
+    )
+    rules = [
+        "No greeting: start directly with the content.",
+        "No sign-off and no name at the end.",
+        "Length: about 10 words in 1 paragraph.",
+    ]
     result = check_draft(draft, rules, recipient="Margaret")
     s = statuses(result)
     assert s["No greeting: start directly with the content."] == REPAIRED
     assert s["No sign-off and no name at the end."] == REPAIRED
     assert s["Length: about 10 words in 1 paragraph."] == BROKEN  # left for the re-ask
-    assert result.text == "I was wondering if you might want to skip work tomorrow. We could catch up on some old friends.\n"
+    assert (
+        result.text
+        == "I was wondering if you might want to skip work tomorrow. We could catch up on some old friends.\n"
+    )
     assert "[Your Name]" not in result.text and "Margaret" not in result.text
     reask = reask_request(result.broken, result.text)
     assert "Length: between 3 and 17 words in total (yours has 19)" in reask and "at most 17 words" in reask
     assert unsupported_sentences(result.text, "ask Margaret whether she wants to skip work tomorrow") == [
-        "We could catch up on some old friends."]
+        "We could catch up on some old friends."
+    ]
 
 
 def test_greeting_and_closing_are_replaced_and_placeholders_take_the_signing_name():
-    draft = ("Here is the email:\n\nSubject: NG contract\n\nDear Sylvia,\n\nThe NG Energy contract is ready for legal "
-             "review! Please send comments by Friday.\n\nBest regards,\n[Your Name]")
-    rules = ['Greeting: "Sylvia," (addresses the recipient as Sylvia).', 'Sign-off: "Thanks," then "Kay" on its own line.',
-             "Punctuation: plain, no exclamation marks."]
+    draft = (
+        "Here is the email:\n\nSubject: NG contract\n\nDear Sylvia,\n\nThe NG Energy contract is ready for legal "
+        "review! Please send comments by Friday.\n\nBest regards,\n[Your Name]"
+    )
+    rules = [
+        'Greeting: "Sylvia," (addresses the recipient as Sylvia).',
+        'Sign-off: "Thanks," then "Kay" on its own line.',
+        "Punctuation: plain, no exclamation marks.",
+    ]
     result = check_draft(draft, rules)
-    assert result.text == ("Sylvia,\n\nThe NG Energy contract is ready for legal review. Please send comments by "
-                           "Friday.\n\nThanks,\nKay\n")
+    assert result.text == (
+        "Sylvia,\n\nThe NG Energy contract is ready for legal review. Please send comments by Friday.\n\nThanks,\nKay\n"
+    )
     assert [c.status for c in result.checks] == [REPAIRED] * 4
     assert result.original == draft  # one click away
 
 
-@pytest.mark.parametrize("rule, closing", [
-    ('Sign-off: "Thanks," with no name after it.', "Thanks,"),
-    ('No closing phrase; sign with just "Kay".', "Kay"),
-])
+@pytest.mark.parametrize(
+    "rule, closing",
+    [
+        ('Sign-off: "Thanks," with no name after it.', "Thanks,"),
+        ('No closing phrase; sign with just "Kay".', "Kay"),
+    ],
+)
 def test_each_closing_rule(rule, closing):
     draft = "The contract is ready.\n\nBest regards,\nKay Mann"
     result = check_draft(draft, [rule])
@@ -64,10 +82,18 @@ def test_an_inline_closing_is_split_off():
 
 
 def test_contractions_lower_case_and_exclamations():
-    text = ("I am sending the draft today. It is ready for review and I will call you tomorrow about the schedule "
-            "for the closing and the final numbers from the team!")
-    result = check_draft(text, ["Uses contractions (i'm, it's).", "Writes in lower case: sentences start without a "
-                                "capital letter.", "Punctuation: plain, no exclamation marks."])
+    text = (
+        "I am sending the draft today. It is ready for review and I will call you tomorrow about the schedule "
+        "for the closing and the final numbers from the team!"
+    )
+    result = check_draft(
+        text,
+        [
+            "Uses contractions (i'm, it's).",
+            "Writes in lower case: sentences start without a capital letter.",
+            "Punctuation: plain, no exclamation marks.",
+        ],
+    )
     assert result.text.startswith("I'm sending the draft today. it's ready for review and I'll call you")
     assert result.text.rstrip().endswith("team.")
     assert all(c.status == REPAIRED for c in result.checks[1:])
@@ -88,7 +114,8 @@ def test_a_draft_that_keeps_its_rules_is_never_touched(db, enron):
     run_import(db, enron / "maildir" / "dasovich-j")
     rows = db.execute(
         "SELECT own_text, signature FROM messages WHERE is_sent_folder = 1 AND length(own_text) BETWEEN 20 AND 3000 "
-        "ORDER BY id LIMIT 300").fetchall()
+        "ORDER BY id LIMIT 300"
+    ).fetchall()
     assert len(rows) == 300
     changed = []
     for text, signature in rows:

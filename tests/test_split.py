@@ -152,7 +152,9 @@ def test_a_pasted_news_story_under_a_sign_off_is_not_own_words(enron):
     s = split_file(enron, "dasovich-j/sent_items/137.")  # a note, "Best, Jeff", then a Dow Jones story
     assert s.own_text.endswith("Is the judge's proposed decision available?\nBest,\nJeff")
     assert len(s.own_text.split()) < 20 and "pasted" in s.flags
-    assert s.previous_context.startswith("FERC Judge Urges Dismissal Of Calif Complaint Vs El Paso\nWASHINGTON -(Dow Jones)-")
+    assert s.previous_context.startswith(
+        "FERC Judge Urges Dismissal Of Calif Complaint Vs El Paso\nWASHINGTON -(Dow Jones)-"
+    )
 
 
 def test_a_note_above_a_wire_story_stays_and_the_headline_goes_with_the_story(enron):
@@ -198,18 +200,25 @@ def test_mail_split_by_an_older_splitter_is_split_again_and_stale_distillation_g
     pasted_id, own_id = rows[1], rows[0]
     article_own_text = db.execute("SELECT body_text FROM messages WHERE id = ?", [pasted_id]).fetchone()[0].strip()
     # as splitter v1 left it: the story was own words, and distillation had used them
-    db.execute("UPDATE messages SET parser_version = 1, flags = ?, own_text = ? WHERE id = ?",
-               [json.dumps(["html"]), article_own_text, pasted_id])
+    db.execute(
+        "UPDATE messages SET parser_version = 1, flags = ?, own_text = ? WHERE id = ?",
+        [json.dumps(["html"]), article_own_text, pasted_id],
+    )
     db.execute("UPDATE messages SET parser_version = 1 WHERE id = ?", [own_id])
     for message_id in (pasted_id, own_id):
-        intent = db.execute("INSERT INTO intents (message_id, variant, text, status, source) VALUES (?, 0, 'x', 'ok', 's')",
-                            [message_id]).lastrowid
-        db.execute("INSERT INTO rules (message_id, intent_id, strategy, rules, status, source) VALUES (?, ?, 'R3', '- x', 'ok', 's')",
-                   [message_id, intent])
+        intent = db.execute(
+            "INSERT INTO intents (message_id, variant, text, status, source) VALUES (?, 0, 'x', 'ok', 's')",
+            [message_id],
+        ).lastrowid
+        db.execute(
+            "INSERT INTO rules (message_id, intent_id, strategy, rules, status, source) VALUES (?, ?, 'R3', '- x', 'ok', 's')",
+            [message_id, intent],
+        )
     db.conn.close()
     reopened = open_database()
-    own, flags, version = reopened.execute("SELECT own_text, flags, parser_version FROM messages WHERE id = ?",
-                                           [pasted_id]).fetchone()
+    own, flags, version = reopened.execute(
+        "SELECT own_text, flags, parser_version FROM messages WHERE id = ?", [pasted_id]
+    ).fetchone()
     assert own.endswith("Best,\nJeff") and set(json.loads(flags)) == {"html", "pasted"} and version == 2
     distilled = dict(reopened.execute("SELECT message_id, count(*) FROM intents GROUP BY message_id").fetchall())
     assert distilled == {own_id: 1}  # the pasted one's intent and rules are gone; the other's stay

@@ -57,7 +57,11 @@ def test_typed_message_queries_on_a_real_mailbox(db, enron):
     run_import(db, enron / "maildir" / "mann-k")
     assert has_mail(db)
     runs = import_runs(db)
-    assert len(runs) == 1 and runs[0].status == "completed" and runs[0].seen == runs[0].stored + runs[0].duplicates + runs[0].skipped
+    assert (
+        len(runs) == 1
+        and runs[0].status == "completed"
+        and runs[0].seen == runs[0].stored + runs[0].duplicates + runs[0].skipped
+    )
     found = search_messages(db, "kay.mann", limit=5)
     assert len(found) == 5 and [m.date for m in found] == sorted((m.date for m in found), reverse=True)
     text = message_text(db, found[0].id)

@@ -33,17 +33,26 @@ class RulesRequest:
             raise ValueError("the intent is empty: say what the email should tell the recipient")
 
     def prompt(self) -> str:
-        return agent_prompt(self.intent, recipient=self.recipient, subject=self.subject, previous_context=self.previous_context)
+        return agent_prompt(
+            self.intent, recipient=self.recipient, subject=self.subject, previous_context=self.previous_context
+        )
 
 
 class PreferenceAgent:
-    def __init__(self, profile: AgentProfile | None = None, *, base_model: Path | None = None,
-                 runtime: LlamaRuntime = RUNTIME, n_ctx: int = 2048) -> None:
+    def __init__(
+        self,
+        profile: AgentProfile | None = None,
+        *,
+        base_model: Path | None = None,
+        runtime: LlamaRuntime = RUNTIME,
+        n_ctx: int = 2048,
+    ) -> None:
         self.profile = profile
         base = base_model or (profile.base_model if profile and profile.base_model else None)
         if base is not None and not Path(base).is_file():
             raise FileNotFoundError(
-                f"the agent's base model is missing: {base} (profile {profile.name if profile else '-'}); retrain or restore it")
+                f"the agent's base model is missing: {base} (profile {profile.name if profile else '-'}); retrain or restore it"
+            )
         self.base_model = Path(base) if base else embedded_base_model()
         self.runtime = runtime
         self.n_ctx = n_ctx
@@ -59,13 +68,17 @@ class PreferenceAgent:
     def spec(self) -> ModelSpec:
         return ModelSpec.of(self.base_model, self.adapter, n_ctx=self.n_ctx)
 
-    def stream_rules(self, request: RulesRequest, *, cancel: CancelToken | None = None,
-                     max_tokens: int = MAX_RULE_TOKENS) -> Iterator[str]:
+    def stream_rules(
+        self, request: RulesRequest, *, cancel: CancelToken | None = None, max_tokens: int = MAX_RULE_TOKENS
+    ) -> Iterator[str]:
         """Yield the rules text as it is generated (greedy; stops at the trained end marker)."""
-        for text, _finish in self.runtime.stream(self.spec(), request.prompt(), max_tokens=max_tokens,
-                                                 temperature=0.0, stop=STOP, cancel=cancel):
+        for text, _finish in self.runtime.stream(
+            self.spec(), request.prompt(), max_tokens=max_tokens, temperature=0.0, stop=STOP, cancel=cancel
+        ):
             if text:
                 yield text
 
-    def rules(self, request: RulesRequest, *, cancel: CancelToken | None = None, max_tokens: int = MAX_RULE_TOKENS) -> list[str]:
+    def rules(
+        self, request: RulesRequest, *, cancel: CancelToken | None = None, max_tokens: int = MAX_RULE_TOKENS
+    ) -> list[str]:
         return parse_rules("".join(self.stream_rules(request, cancel=cancel, max_tokens=max_tokens)))

@@ -119,7 +119,9 @@ def _profile_at(directory: Path, name: str) -> AgentProfile:
 
 def list_profiles() -> list[AgentProfile]:
     """Every profile that finished a training run (each training record read once)."""
-    return [_profile_at(d, d.name) for d in sorted(agents_dir().iterdir()) if d.is_dir() and (d / TRAINING_FILE).is_file()]
+    return [
+        _profile_at(d, d.name) for d in sorted(agents_dir().iterdir()) if d.is_dir() and (d / TRAINING_FILE).is_file()
+    ]
 
 
 def find_profile(sender: str | None) -> AgentProfile:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.jobs import CancelToken, Cancelled
+from app.jobs import Cancelled, CancelToken
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class LlamaRuntime:
         rendered = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)(messages=messages)
         prompt = rendered.prompt
         if bos and prompt.startswith(bos):
-            prompt = prompt[len(bos):]  # tokenize(add_bos=True) adds it once
+            prompt = prompt[len(bos) :]  # tokenize(add_bos=True) adds it once
         stops = [s for s in ([rendered.stop] if isinstance(rendered.stop, str) else rendered.stop or []) if s]
         # chat models end a turn with their end-of-turn marker (Qwen: <|im_end|>); stop there too
         for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):

@@ -14,7 +14,9 @@ STOP = ["### End", "\n###"]
 MAX_CONTEXT_CHARS = 800  # the previous email is context, not the point: keep prompts short
 
 
-def agent_prompt(intent: str, *, recipient: str | None = None, subject: str | None = None, previous_context: str | None = None) -> str:
+def agent_prompt(
+    intent: str, *, recipient: str | None = None, subject: str | None = None, previous_context: str | None = None
+) -> str:
     lines = ["### Email to write"]
     if recipient:
         lines.append(f"To: {recipient.strip()}")

@@ -29,15 +29,31 @@ class TrainingOption:
 
 
 TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
-    TrainingOption("--dataset", "dataset", click.Path(path_type=Path, dir_okay=False),
-                   help="Chat-format train.jsonl (default: the newest from `distill`; naive_train.jsonl for the "
-                        "paper's naive fine-tune baseline)."),
-    TrainingOption("--out", "output", click.Path(path_type=Path, file_okay=False),
-                   help="Profile folder (default: <data>/agents/<sender or all>)."),
-    TrainingOption("--base-gguf", "base_gguf", click.Path(path_type=Path, dir_okay=False),
-                   help="Base model GGUF (default: the model in the agent-base role, the embedded Gemma 3 270M)."),
-    TrainingOption("--base-hf", "base_hf", click.Path(path_type=Path, file_okay=False),
-                   help="Hugging Face folder matching --base-gguf (else converted from it)."),
+    TrainingOption(
+        "--dataset",
+        "dataset",
+        click.Path(path_type=Path, dir_okay=False),
+        help="Chat-format train.jsonl (default: the newest from `distill`; naive_train.jsonl for the "
+        "paper's naive fine-tune baseline).",
+    ),
+    TrainingOption(
+        "--out",
+        "output",
+        click.Path(path_type=Path, file_okay=False),
+        help="Profile folder (default: <data>/agents/<sender or all>).",
+    ),
+    TrainingOption(
+        "--base-gguf",
+        "base_gguf",
+        click.Path(path_type=Path, dir_okay=False),
+        help="Base model GGUF (default: the model in the agent-base role, the embedded Gemma 3 270M).",
+    ),
+    TrainingOption(
+        "--base-hf",
+        "base_hf",
+        click.Path(path_type=Path, file_okay=False),
+        help="Hugging Face folder matching --base-gguf (else converted from it).",
+    ),
     TrainingOption("--steps", "max_steps", int, help="Stop after N optimizer steps (overrides --epochs)."),
     TrainingOption("--epochs", "epochs", float, 1.0, "Passes over the training examples."),
     TrainingOption("--rank", "rank", int, help="LoRA rank (default 16 on CPU, 256 with CUDA)."),
@@ -45,11 +61,20 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
     TrainingOption("--lr", "lr", float, 1e-3, "Learning rate."),
     TrainingOption("--batch-size", "batch_size", int, help="Examples per step (default 4 on CPU, 8 with CUDA)."),
     TrainingOption("--grad-accum", "grad_accum", int, 1, "Gradient accumulation steps."),
-    TrainingOption("--max-length", "max_length", int,
-                   help="Token limit per example; longer ones are skipped and counted (default 512 CPU, 1024 CUDA)."),
+    TrainingOption(
+        "--max-length",
+        "max_length",
+        int,
+        help="Token limit per example; longer ones are skipped and counted (default 512 CPU, 1024 CUDA).",
+    ),
     TrainingOption("--limit", "limit", int, help="Only the first N usable examples."),
-    TrainingOption("--quantize", "quantize", click.Choice(["auto", "4bit", "none"]), "auto",
-                   "auto: 4-bit QLoRA when CUDA and bitsandbytes are present."),
+    TrainingOption(
+        "--quantize",
+        "quantize",
+        click.Choice(["auto", "4bit", "none"]),
+        "auto",
+        "auto: 4-bit QLoRA when CUDA and bitsandbytes are present.",
+    ),
     TrainingOption("--dtype", "dtype", click.Choice(["auto", "bf16", "fp32"]), "auto", "auto: bf16 where it works."),
     TrainingOption("--device", "device", click.Choice(["auto", "cpu", "cuda"]), "auto", "Where to train."),
     TrainingOption("--threads", "threads", int, help="CPU threads for torch (default: all cores)."),
@@ -65,8 +90,14 @@ def training_options(command: Callable) -> Callable:
         if opt.is_flag:
             command = click.option(opt.flag, opt.field, is_flag=True, help=opt.help)(command)
         else:
-            command = click.option(opt.flag, opt.field, type=opt.type, default=opt.default,
-                                   show_default=opt.default is not None, help=opt.help)(command)
+            command = click.option(
+                opt.flag,
+                opt.field,
+                type=opt.type,
+                default=opt.default,
+                show_default=opt.default is not None,
+                help=opt.help,
+            )(command)
     return command
 
 

@@ -69,8 +69,10 @@ def trainer_python() -> str:
     if configured:
         return configured
     if getattr(sys, "frozen", False):
-        raise RuntimeError("training runs in a separate Python with tiller installed (pip install tiller): "
-                           "set TILLER_TRAINER_PYTHON to it, e.g. ~/tiller-venv/bin/python")
+        raise RuntimeError(
+            "training runs in a separate Python with tiller installed (pip install tiller): "
+            "set TILLER_TRAINER_PYTHON to it, e.g. ~/tiller-venv/bin/python"
+        )
     return sys.executable
 
 
@@ -94,7 +96,12 @@ class TrainerProcess:
         """Any ``agent_training`` command that prints JSON progress lines (``distill --json``)."""
         proc = subprocess.Popen(
             [python or trainer_python(), "-m", "agent_training", *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=env,
         )
         return cls(proc)
 

@@ -7,10 +7,9 @@ so every attempt goes through the ledger and Retry-After is honoured the same wa
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-import anthropic
 from typing import Literal
 
+import anthropic
 from pydantic import field_validator
 
 from app.backends import http_errors
@@ -104,7 +103,9 @@ class AnthropicProvider(Provider):
                     elif kind == "message_stop":
                         # Only this event says the message is complete; a stream that ends
                         # without it was cut, whatever text arrived.
-                        yield Finished(_STOP_REASONS.get(stop_reason, stop_reason or "stop"), usage_in, usage_out, model)
+                        yield Finished(
+                            _STOP_REASONS.get(stop_reason, stop_reason or "stop"), usage_in, usage_out, model
+                        )
                         return
 
     def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:

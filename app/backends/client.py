@@ -144,8 +144,10 @@ class Generation:
         if self._ledger is None:
             return None
         ctx = LedgerContext(
-            backend=self.endpoint.name, provider=self.cls.id,
-            model=self.endpoint.model or self.cls.default_model, purpose=self.request.purpose,
+            backend=self.endpoint.name,
+            provider=self.cls.id,
+            model=self.endpoint.model or self.cls.default_model,
+            purpose=self.request.purpose,
         )
         transport = LedgerTransport(self._ledger, ctx, secrets=(self._key,))
         timeout = httpx.Timeout(self.options.timeout_s, connect=self.options.connect_timeout_s)
@@ -237,10 +239,15 @@ class Generation:
                         backend=self.endpoint.name,
                     )
                 self.completion = Completion(
-                    text="".join(pieces), finish_reason=finished.reason, backend=self.endpoint.name,
-                    provider=self.cls.id, model=finished.model or provider.model,
-                    input_tokens=finished.input_tokens, output_tokens=finished.output_tokens,
-                    attempts=attempt, elapsed_s=time.monotonic() - started,
+                    text="".join(pieces),
+                    finish_reason=finished.reason,
+                    backend=self.endpoint.name,
+                    provider=self.cls.id,
+                    model=finished.model or provider.model,
+                    input_tokens=finished.input_tokens,
+                    output_tokens=finished.output_tokens,
+                    attempts=attempt,
+                    elapsed_s=time.monotonic() - started,
                 )
                 return
             except Cancelled:
@@ -253,14 +260,17 @@ class Generation:
                     raise IncompleteResponseError(
                         f"backend {self.endpoint.name!r}: the answer was cut off after {len(self.partial_text)} "
                         f"characters ({exc}); it is incomplete and was not used",
-                        backend=self.endpoint.name, partial_text=self.partial_text, status=exc.status,
+                        backend=self.endpoint.name,
+                        partial_text=self.partial_text,
+                        status=exc.status,
                     ) from exc
                 wait = self.retry.delay(attempt, getattr(exc, "retry_after", None)) if exc.retryable else None
                 if wait is None:
                     if isinstance(exc, _CutStream):
                         raise IncompleteResponseError(
                             f"{exc} (after {attempt} attempts); nothing usable arrived",
-                            backend=self.endpoint.name, partial_text="",
+                            backend=self.endpoint.name,
+                            partial_text="",
                         ) from exc
                     if exc.retryable and attempt > 1:
                         exc.args = (f"{exc.args[0]} (gave up after {attempt} attempts)",)
@@ -283,8 +293,12 @@ class Generation:
 
 def connectivity_request() -> GenerationRequest:
     """The tiny round trip behind "test this backend" (CLI and GUI)."""
-    return GenerationRequest.simple("You are a connectivity check. Answer in at most five words.", "Reply with: ready",
-                                    purpose="test", max_tokens=16)
+    return GenerationRequest.simple(
+        "You are a connectivity check. Answer in at most five words.",
+        "Reply with: ready",
+        purpose="test",
+        max_tokens=16,
+    )
 
 
 def generate(

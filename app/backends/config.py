@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from app.backends.base import EndpointConfig, parse_options
 from app.backends.errors import ConfigError
 from app.backends.registry import provider_class
-from app.store.settings import get_setting, set_setting
 from app.clock import utc_now
+from app.store.settings import get_setting, set_setting
 
 BUILTIN = {"local": EndpointConfig(name="local", provider="local", model="embedded")}
 DEFAULT_KEY = "default_backend"
@@ -28,7 +28,10 @@ _now = utc_now
 
 def _row_to_config(row: dict) -> EndpointConfig:
     return EndpointConfig(
-        name=row["name"], provider=row["provider"], model=row["model"], base_url=row["base_url"],
+        name=row["name"],
+        provider=row["provider"],
+        model=row["model"],
+        base_url=row["base_url"],
         options=json.loads(row["options"] or "{}"),
     )
 
@@ -64,7 +67,9 @@ def validate_endpoint(cfg: EndpointConfig) -> EndpointConfig:
         if parts.username or parts.password:
             raise ConfigError(f"backend {cfg.name!r}: put credentials in the keyring (tiller keys set), not in the URL")
     if cls.id == "openai_compat" and not cfg.base_url:
-        raise ConfigError(f"backend {cfg.name!r}: an OpenAI-compatible endpoint needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+        raise ConfigError(
+            f"backend {cfg.name!r}: an OpenAI-compatible endpoint needs --base-url (e.g. http://127.0.0.1:8080/v1)"
+        )
     if not (cfg.model or cls.default_model):
         raise ConfigError(f"backend {cfg.name!r}: provider {cls.id} needs --model")
     parse_options(cls.Options, cfg.options, where=f"backend {cfg.name!r}")
@@ -77,9 +82,13 @@ def save_endpoint(db, cfg: EndpointConfig) -> EndpointConfig:
     existing = db.execute("SELECT created_at FROM backends WHERE name = ?", [cfg.name]).fetchone()
     db["backends"].upsert(
         {
-            "name": cfg.name, "provider": cfg.provider, "model": cfg.model, "base_url": cfg.base_url,
+            "name": cfg.name,
+            "provider": cfg.provider,
+            "model": cfg.model,
+            "base_url": cfg.base_url,
             "options": json.dumps(cfg.options, sort_keys=True),
-            "created_at": existing[0] if existing else _now(), "updated_at": _now(),
+            "created_at": existing[0] if existing else _now(),
+            "updated_at": _now(),
         },
         pk="name",
     )

@@ -64,7 +64,9 @@ class GeminiProvider(Provider):
     def translate_error(self, exc: BaseException) -> BackendError | None:
         name = self.endpoint.name
         if isinstance(exc, genai_errors.UnknownApiResponseError):
-            return BackendConnectionError(f"backend {name!r}: the response was garbled ({str(exc)[:120]})", backend=name)
+            return BackendConnectionError(
+                f"backend {name!r}: the response was garbled ({str(exc)[:120]})", backend=name
+            )
         if isinstance(exc, genai_errors.APIError):
             response = getattr(exc, "response", None)
             headers = getattr(response, "headers", None)
@@ -96,7 +98,9 @@ class GeminiProvider(Provider):
         contents, config = self._contents_and_config(request, options)
         with self.translating_errors():
             finished = None
-            for chunk in self._client(options).models.generate_content_stream(model=self.model, contents=contents, config=config):
+            for chunk in self._client(options).models.generate_content_stream(
+                model=self.model, contents=contents, config=config
+            ):
                 text = self._chunk_text(chunk)
                 if text:
                     yield TextDelta(text)

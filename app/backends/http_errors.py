@@ -29,19 +29,27 @@ def from_status(backend: str, status: int, headers=None, detail: str | None = No
         return AuthError(
             f"backend {backend!r} rejected the API key (HTTP {status}){detail}. "
             f"Replace it with: tiller keys set {backend!r}",
-            backend=backend, status=status,
+            backend=backend,
+            status=status,
         )
     if status == 429:
         when = f"; the server asks to wait {retry_after:.0f} s" if retry_after is not None else ""
         return RateLimited(
             f"backend {backend!r} is rate limiting (HTTP 429){when}{detail}",
-            backend=backend, status=status, retry_after=retry_after,
+            backend=backend,
+            status=status,
+            retry_after=retry_after,
         )
     if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
         return ServerError(
-            f"backend {backend!r} failed (HTTP {status}){detail}", backend=backend, status=status, retry_after=retry_after
+            f"backend {backend!r} failed (HTTP {status}){detail}",
+            backend=backend,
+            status=status,
+            retry_after=retry_after,
         )
-    return RequestRejected(f"backend {backend!r} refused the request (HTTP {status}){detail}", backend=backend, status=status)
+    return RequestRejected(
+        f"backend {backend!r} refused the request (HTTP {status}){detail}", backend=backend, status=status
+    )
 
 
 def from_transport(backend: str, exc: BaseException) -> BackendError | None:

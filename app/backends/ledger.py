@@ -35,7 +35,10 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if not parts.query:
         return url
-    query = [(k, "[redacted]" if k.lower() in SECRET_QUERY_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    query = [
+        (k, "[redacted]" if k.lower() in SECRET_QUERY_PARAMS else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -76,17 +79,32 @@ class Ledger:
                 "INSERT INTO ledger (started_at, backend, provider, model, purpose, method, url, request_headers,"
                 " request_bytes, request_payload, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'sent')",
                 (
-                    _now(), ctx.backend, ctx.provider, ctx.model, ctx.purpose, method,
+                    _now(),
+                    ctx.backend,
+                    ctx.provider,
+                    ctx.model,
+                    ctx.purpose,
+                    method,
                     redact(redact_url(url), *secrets),
                     redact(json.dumps(safe_headers(headers)), *secrets),
-                    len(body), payload,
+                    len(body),
+                    payload,
                 ),
             )
             return cur.lastrowid
         finally:
             conn.close()
 
-    def finish(self, row_id: int, *, status: int | None, response_bytes: int, duration_s: float, outcome: str, error: str | None = None) -> None:
+    def finish(
+        self,
+        row_id: int,
+        *,
+        status: int | None,
+        response_bytes: int,
+        duration_s: float,
+        outcome: str,
+        error: str | None = None,
+    ) -> None:
         conn = self._connect()
         try:
             conn.execute(
@@ -168,14 +186,20 @@ class LedgerTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        row_id = self.ledger.record_request(self.ctx, request.method, str(request.url), request.headers, body, self.secrets)
+        row_id = self.ledger.record_request(
+            self.ctx, request.method, str(request.url), request.headers, body, self.secrets
+        )
         started = time.monotonic()
         try:
             response = self.inner.handle_request(request)
         except BaseException as exc:
             self.ledger.finish(
-                row_id, status=None, response_bytes=0, duration_s=time.monotonic() - started,
-                outcome="connection_error", error=redact(f"{type(exc).__name__}: {exc}", *self.secrets),
+                row_id,
+                status=None,
+                response_bytes=0,
+                duration_s=time.monotonic() - started,
+                outcome="connection_error",
+                error=redact(f"{type(exc).__name__}: {exc}", *self.secrets),
             )
             raise
         status = response.status_code
@@ -186,8 +210,12 @@ class LedgerTransport(httpx.BaseTransport):
             else:
                 outcome = "ok" if status < 400 else "http_error"
             self.ledger.finish(
-                row_id, status=status, response_bytes=n_bytes, duration_s=time.monotonic() - started,
-                outcome=outcome, error=redact(error, *self.secrets) if error else None,
+                row_id,
+                status=status,
+                response_bytes=n_bytes,
+                duration_s=time.monotonic() - started,
+                outcome=outcome,
+                error=redact(error, *self.secrets) if error else None,
             )
 
         return httpx.Response(

@@ -62,7 +62,9 @@ def _shorten(text: str, chars: int) -> str:
     return text[:keep].rsplit(" ", 1)[0].rstrip() + CUT_MARK
 
 
-def fit_request(request: GenerationRequest, count: Callable[[GenerationRequest], int], budget: int) -> GenerationRequest:
+def fit_request(
+    request: GenerationRequest, count: Callable[[GenerationRequest], int], budget: int
+) -> GenerationRequest:
     """``request`` cut to at most ``budget`` prompt tokens (``count`` renders and counts one).
 
     A long email being answered is what overflows a small model's context (a 2,048-token
@@ -77,12 +79,15 @@ def fit_request(request: GenerationRequest, count: Callable[[GenerationRequest],
             return request
         excess_chars = (tokens - budget) * 4 + 64  # about 4 characters a token; a margin for the estimate
         messages = list(request.messages)
-        quoted = [(i, m) for i, m in enumerate(messages) if _QUOTED.search(m.content)
-                  and len(_QUOTED.search(m.content).group(2)) > len(CUT_MARK) + 40]
+        quoted = [
+            (i, m)
+            for i, m in enumerate(messages)
+            if _QUOTED.search(m.content) and len(_QUOTED.search(m.content).group(2)) > len(CUT_MARK) + 40
+        ]
         if quoted:
             i, m = quoted[0]
             found = _QUOTED.search(m.content)
-            content = m.content[:found.start(2)] + _shorten(found.group(2), excess_chars) + m.content[found.end(2):]
+            content = m.content[: found.start(2)] + _shorten(found.group(2), excess_chars) + m.content[found.end(2) :]
         else:
             i, m = max(enumerate(messages), key=lambda pair: len(pair[1].content))
             if len(m.content) <= excess_chars + 200:
@@ -130,7 +135,9 @@ class LocalProvider(Provider):
             return ModelSpec.of(embedded_model(self.model), n_ctx=options.n_ctx)
         path = Path(self.model).expanduser()
         if not path.is_file():
-            raise ConfigError(f"backend {self.endpoint.name!r}: model file not found: {path}", backend=self.endpoint.name)
+            raise ConfigError(
+                f"backend {self.endpoint.name!r}: model file not found: {path}", backend=self.endpoint.name
+            )
         return ModelSpec.of(path, n_ctx=options.n_ctx)
 
     def _render(self, spec: ModelSpec, request: GenerationRequest, options: Options) -> tuple[str, list[str]]:

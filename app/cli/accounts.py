@@ -38,11 +38,17 @@ def backends_list() -> None:
         table.add_column(col)
     for ep in list_endpoints(db):
         cls = provider_class(ep.provider)
-        table.add_row(*cells(
-            "*" if ep.name == default else "", ep.name, ep.provider, ep.model or cls.default_model or "",
-            ep.base_url or cls.default_base_url or ("in-process" if not cls.leaves_machine else "provider default"),
-            key_status(ep), "yes" if cls.leaves_machine else "no",
-        ))
+        table.add_row(
+            *cells(
+                "*" if ep.name == default else "",
+                ep.name,
+                ep.provider,
+                ep.model or cls.default_model or "",
+                ep.base_url or cls.default_base_url or ("in-process" if not cls.leaves_machine else "provider default"),
+                key_status(ep),
+                "yes" if cls.leaves_machine else "no",
+            )
+        )
     console.print(table)
     console.print("* = default. Add one: tiller backends add NAME --provider anthropic|gemini|openai_compat|local")
 
@@ -52,7 +58,13 @@ def backends_list() -> None:
 @click.option("--provider", required=True, help="anthropic, gemini, openai_compat or local.")
 @click.option("--model", help="Model id (e.g. claude-sonnet-4-5, gemini-2.5-flash), or a GGUF path for local.")
 @click.option("--base-url", help="Endpoint URL (required for openai_compat, e.g. http://127.0.0.1:8080/v1).")
-@click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE", help="Default generation option (repeatable), e.g. temperature=0.7.")
+@click.option(
+    "--option",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Default generation option (repeatable), e.g. temperature=0.7.",
+)
 @click.option("--default/--no-default", "make_default", default=False, help="Also make it the default backend.")
 def backends_add(name, provider, model, base_url, option_pairs, make_default) -> None:
     """Add (or replace) a named backend. Keys are stored separately: tiller keys set NAME."""
@@ -62,7 +74,9 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
 
     db = _open_db()
     try:
-        cfg = EndpointConfig(name=name, provider=provider, model=model, base_url=base_url, options=parse_option_pairs(option_pairs))
+        cfg = EndpointConfig(
+            name=name, provider=provider, model=model, base_url=base_url, options=parse_option_pairs(option_pairs)
+        )
         with db.atomic():
             save_endpoint(db, cfg)
             if make_default:
@@ -122,10 +136,14 @@ def backends_test(name) -> None:
     with cancel_on_ctrl_c() as token:
         try:
             gen = generate(
-                request, name, cancel=token,
+                request,
+                name,
+                cancel=token,
                 on_retry=lambda n: err_console.print(f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"),
             )
-            console.print(f"Testing [bold]{esc(gen.endpoint.name)}[/] ({gen.cls.label}, model {esc(gen.endpoint.model or gen.cls.default_model)})")
+            console.print(
+                f"Testing [bold]{esc(gen.endpoint.name)}[/] ({gen.cls.label}, model {esc(gen.endpoint.model or gen.cls.default_model)})"
+            )
             started = time.monotonic()
             first = None
             for text in gen:
@@ -217,8 +235,23 @@ def ledger_command(limit, backend, show_id) -> None:
         e = ledger.entry(show_id)
         if e is None:
             raise click.ClickException(f"no ledger entry {show_id}")
-        for key in ("id", "started_at", "finished_at", "backend", "provider", "model", "purpose", "method", "url",
-                    "request_bytes", "response_status", "response_bytes", "duration_ms", "outcome", "error"):
+        for key in (
+            "id",
+            "started_at",
+            "finished_at",
+            "backend",
+            "provider",
+            "model",
+            "purpose",
+            "method",
+            "url",
+            "request_bytes",
+            "response_status",
+            "response_bytes",
+            "duration_ms",
+            "outcome",
+            "error",
+        ):
             console.print(f"[bold]{key}[/]: {esc(e[key])}", markup=True, highlight=False)
         console.print("[bold]headers[/] (authorization never recorded):")
         console.print_json(e["request_headers"])
@@ -236,9 +269,18 @@ def ledger_command(limit, backend, show_id) -> None:
     for col in ("id", "time (UTC)", "backend", "purpose", "endpoint", "sent", "status", "received", "outcome"):
         table.add_column(col)
     for e in entries:
-        table.add_row(*cells(
-            e["id"], e["started_at"][:19].replace("T", " "), e["backend"], e["purpose"], e["url"],
-            f"{e['request_bytes']} B", e["response_status"] or "-", f"{e['response_bytes'] or 0} B", e["outcome"],
-        ))
+        table.add_row(
+            *cells(
+                e["id"],
+                e["started_at"][:19].replace("T", " "),
+                e["backend"],
+                e["purpose"],
+                e["url"],
+                f"{e['request_bytes']} B",
+                e["response_status"] or "-",
+                f"{e['response_bytes'] or 0} B",
+                e["outcome"],
+            )
+        )
     console.print(table)
     console.print("Full payload of one request: tiller ledger --show ID")

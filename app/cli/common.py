@@ -73,6 +73,12 @@ def progress_bar(description_width: int = 40, *extra_columns) -> Progress:
     """The one progress bar of the CLI: description, bar, done/total, elapsed and remaining time."""
     from rich.progress import TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description:<%d}" % description_width), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), *extra_columns, console=console)
-
+    return Progress(
+        TextColumn("{task.description:<%d}" % description_width),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        *extra_columns,
+        console=console,
+    )

@@ -23,7 +23,9 @@ def gui_command() -> None:
     try:
         from app.gui.window import main as gui_main
     except ImportError as exc:
-        raise click.ClickException(f"the desktop app needs PySide6: pip install 'PySide6-Essentials<6.12' ({exc})") from None
+        raise click.ClickException(
+            f"the desktop app needs PySide6: pip install 'PySide6-Essentials<6.12' ({exc})"
+        ) from None
     sys.exit(gui_main([sys.argv[0]]))
 
 
@@ -64,8 +66,12 @@ def pick_demo_sender(db) -> str | None:
 @cli.command("demo")
 @click.option("--steps", default=DEMO_STEPS, show_default=True, help="Training steps for the brief agent run.")
 @click.option("--intent", default=DEMO_INTENT, show_default=True)
-@click.option("--local-emails", default=DEMO_LOCAL_EMAILS, show_default=True,
-              help="How many of the sender's newest emails the local model distills (0 skips that stage).")
+@click.option(
+    "--local-emails",
+    default=DEMO_LOCAL_EMAILS,
+    show_default=True,
+    help="How many of the sender's newest emails the local model distills (0 skips that stage).",
+)
 def demo_command(steps: int, intent: str, local_emails: int) -> None:
     """Run the main job on the embedded defaults, all on this computer: import the sample of real
     mail, distill it (measured rules for all, then the paper's method with the local model for a
@@ -90,9 +96,11 @@ def demo_command(steps: int, intent: str, local_emails: int) -> None:
         sys.exit(code)
     if local_emails and sender:
         console.rule(f"3/5 The paper's distillation with the local model: {sender}'s {local_emails} newest emails")
-        console.print("Abstractive intent, zero-shot email and R3 rules per email, by the embedded instruct model on "
-                      "this computer (nothing is sent anywhere). `tiller distill --backend local` does a whole mailbox "
-                      "in the background; the demo trains on the measured rules so it stays short.")
+        console.print(
+            "Abstractive intent, zero-shot email and R3 rules per email, by the embedded instruct model on "
+            "this computer (nothing is sent anywhere). `tiller distill --backend local` does a whole mailbox "
+            "in the background; the demo trains on the measured rules so it stays short."
+        )
         code = run_training_command(["distill", "--backend", "local", "--sender", sender, "--limit", str(local_emails)])
         if code:
             sys.exit(code)
@@ -103,5 +111,16 @@ def demo_command(steps: int, intent: str, local_emails: int) -> None:
     console.rule("5/5 Drafting with the agent's rules (the embedded instruct model, with the rule check)")
     console.print(f"[bold]Intent:[/] {esc(intent)}")
     ctx = click.get_current_context()
-    ctx.invoke(draft_command, intent=intent, recipient="Sylvia", subject="NG Energy contract", reply_file=None,
-               sender=sender, backend="local", show_rules=True, rules_file=None, no_agent=False, max_tokens=200)
+    ctx.invoke(
+        draft_command,
+        intent=intent,
+        recipient="Sylvia",
+        subject="NG Energy contract",
+        reply_file=None,
+        sender=sender,
+        backend="local",
+        show_rules=True,
+        rules_file=None,
+        no_agent=False,
+        max_tokens=200,
+    )

@@ -34,20 +34,52 @@ def read_rules_file(path: Path) -> list[str]:
 @click.argument("intent")
 @click.option("--to", "recipient", help="Recipient (name or address).")
 @click.option("--subject")
-@click.option("--reply-to", "reply_file", type=click.Path(path_type=Path, dir_okay=False), help="A file with the email you are answering.")
+@click.option(
+    "--reply-to",
+    "reply_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A file with the email you are answering.",
+)
 @click.option("--from", "sender", help="Which of your identities writes (picks its agent profile).")
 @click.option("--backend", help="Large model that writes the draft (default: the default backend).")
 @click.option("--show-rules", is_flag=True, help="Print the agent's rules before the draft.")
-@click.option("--rules-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Rules to use instead of the agent's; if the file does not exist, the agent's rules are written there to edit.")
+@click.option(
+    "--rules-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Rules to use instead of the agent's; if the file does not exist, the agent's rules are written there to edit.",
+)
 @click.option("--no-agent", is_flag=True, help="Draft without rules (the zero-shot baseline).")
 @click.option("--max-tokens", default=768, show_default=True)
-@click.option("--candidates", default=1, show_default=True, type=click.IntRange(1, 4),
-              help="Write 2-4 drafts, each with other style/topic tags; rank them and Tiller learns which tags you like.")
-@click.option("--rank", "ranking", help="With --candidates: your ranking, best first (\"2,1,3\"), or one pick (\"2\"); asked when omitted.")
-@click.option("--no-check", is_flag=True, help="Show the model's draft as it is, without checking it against the rules.")
-def draft_command(intent, recipient, subject, reply_file, sender, backend, show_rules, rules_file, no_agent, max_tokens,
-                  candidates, ranking, no_check) -> None:
+@click.option(
+    "--candidates",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 4),
+    help="Write 2-4 drafts, each with other style/topic tags; rank them and Tiller learns which tags you like.",
+)
+@click.option(
+    "--rank",
+    "ranking",
+    help='With --candidates: your ranking, best first ("2,1,3"), or one pick ("2"); asked when omitted.',
+)
+@click.option(
+    "--no-check", is_flag=True, help="Show the model's draft as it is, without checking it against the rules."
+)
+def draft_command(
+    intent,
+    recipient,
+    subject,
+    reply_file,
+    sender,
+    backend,
+    show_rules,
+    rules_file,
+    no_agent,
+    max_tokens,
+    candidates,
+    ranking,
+    no_check,
+) -> None:
     """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
 
     Only the intent, these details, the rules and any style tags are sent to the backend; your mail is not.
@@ -78,12 +110,25 @@ def draft_command(intent, recipient, subject, reply_file, sender, backend, show_
         with console.status("Choosing style tags…"):
             selector = load_selector(sender)
             tag_sets = tuple(tuple(t) for t in selector.propose(intent, m=candidates))
-    request = ComposeRequest(intent, recipient=recipient, subject=subject, previous_email=previous, sender=sender,
-                             backend=backend, rules=given, use_agent=not no_agent, tag_sets=tag_sets,
-                             max_tokens=max_tokens, check=not no_check)
+    request = ComposeRequest(
+        intent,
+        recipient=recipient,
+        subject=subject,
+        previous_email=previous,
+        sender=sender,
+        backend=backend,
+        rules=given,
+        use_agent=not no_agent,
+        tag_sets=tag_sets,
+        max_tokens=max_tokens,
+        check=not no_check,
+    )
     with cancel_on_ctrl_c() as token:
-        op = ComposeOperation(request, token, on_retry=lambda n: err_console.print(
-            f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"))
+        op = ComposeOperation(
+            request,
+            token,
+            on_retry=lambda n: err_console.print(f"[yellow]{esc(n.error)}; retrying in {n.wait_s:.1f} s[/]"),
+        )
         try:
             render_compose(op, show_rules=show_rules, rules_file=rules_file if given is None else None)
         except Cancelled:
@@ -100,18 +145,26 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
     from app.rulecheck import BROKEN, KEPT, REPAIRED
 
     events = op.run()
-    with console.status("The agent is writing rules on this computer…" if op.request.use_agent
-                        and op.request.rules is None else "Preparing…"):
+    with console.status(
+        "The agent is writing rules on this computer…"
+        if op.request.use_agent and op.request.rules is None
+        else "Preparing…"
+    ):
         first = next(events)
     assert isinstance(first, RulesReady)
     if first.source == "agent" and not first.trained:
-        err_console.print("[yellow]No trained agent for this sender: the base model alone writes the rules "
-                          "(run `tiller train`).[/]")
+        err_console.print(
+            "[yellow]No trained agent for this sender: the base model alone writes the rules (run `tiller train`).[/]"
+        )
     if rules_file is not None and first.source == "agent":
         from app.files import write_atomic
 
-        write_atomic(rules_file, "# One rule per line; edit, then run the same command again.\n"
-                     + "\n".join(f"- {r}" for r in first.rules) + "\n")
+        write_atomic(
+            rules_file,
+            "# One rule per line; edit, then run the same command again.\n"
+            + "\n".join(f"- {r}" for r in first.rules)
+            + "\n",
+        )
         err_console.print(f"The agent's rules are in {esc(rules_file)}: edit them and run again to draft with them.")
         show_rules = True
     if show_rules:
@@ -129,8 +182,10 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
             console.print(event.text, end="", markup=False, highlight=False)
         elif isinstance(event, Reasking):
             console.print()
-            err_console.print(f"[yellow]The draft broke {len(event.broken)} rule(s) that cannot be repaired safely; "
-                              "asking the model once more…[/]")
+            err_console.print(
+                f"[yellow]The draft broke {len(event.broken)} rule(s) that cannot be repaired safely; "
+                "asking the model once more…[/]"
+            )
         elif isinstance(event, DraftChecked):
             console.print()
             checked = event.draft
@@ -151,12 +206,14 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
                 if checked.text.strip() != checked.original.strip():
                     console.rule("Email (after the rule check; the draft above is the model's original)")
                     console.print(checked.text.rstrip(), markup=False, highlight=False)
-            err_console.print(f"[dim]{esc(event.backend or '-')} ({esc(event.model or '-')}), {event.elapsed_s:.1f} s, "
-                              f"finish: {esc(event.finish_reason)}[/]")
+            err_console.print(
+                f"[dim]{esc(event.backend or '-')} ({esc(event.model or '-')}), {event.elapsed_s:.1f} s, "
+                f"finish: {esc(event.finish_reason)}[/]"
+            )
 
 
 def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
-    """"2,1,3" -> ([1, 0, 2], False); "2" -> ([1, 0, 2], True): zero-based, best first, and whether
+    """ "2,1,3" -> ([1, 0, 2], False); "2" -> ([1, 0, 2], True): zero-based, best first, and whether
     only the best was picked. Raises ValueError naming what is wrong."""
     parts = [p for p in re.split(r"[\s,>]+", text.strip()) if p]
     if not parts:
@@ -190,8 +247,11 @@ def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
         return
     else:
         while True:
-            answer = click.prompt("Rank the drafts best first (e.g. 2,1,3) or pick one (e.g. 2); Enter to skip",
-                                  default="", show_default=False)
+            answer = click.prompt(
+                "Rank the drafts best first (e.g. 2,1,3) or pick one (e.g. 2); Enter to skip",
+                default="",
+                show_default=False,
+            )
             if not answer.strip():
                 err_console.print("Skipped: nothing learned.")
                 return
@@ -203,8 +263,10 @@ def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
     seconds = selector.update(intent, [list(tag_sets[i]) for i in order], best_only=best_only)
     path = save_selector(selector, sender)
     favoured = ", ".join(t for t, w in learned_preferences(selector, 5) if w > 0) or "(none yet)"
-    err_console.print(f"Learned from your {'pick' if best_only else 'ranking'} in {seconds * 1000:.0f} ms "
-                      f"({selector.updates} so far, saved to {path}). Favoured tags: {favoured}")
+    err_console.print(
+        f"Learned from your {'pick' if best_only else 'ranking'} in {seconds * 1000:.0f} ms "
+        f"({selector.updates} so far, saved to {path}). Favoured tags: {favoured}"
+    )
 
 
 @cli.command("tags")
@@ -216,7 +278,9 @@ def tags_command(sender, reset) -> None:
 
     if reset:
         removed = reset_selector(sender)
-        console.print("Forgotten: the next rankings start from scratch." if removed else "Nothing learned yet: nothing to reset.")
+        console.print(
+            "Forgotten: the next rankings start from scratch." if removed else "Nothing learned yet: nothing to reset."
+        )
         return
     if not state_path(sender).is_file():
         console.print("Nothing learned yet: draft with --candidates 3 and rank the drafts.")

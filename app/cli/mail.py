@@ -19,9 +19,19 @@ from app.plain import cells, esc
 
 @cli.command("import")
 @click.argument("path")
-@click.option("--kind", type=click.Choice(["maildir", "mbox", "mbox-folder", "eml"]), help="Source type (detected when omitted).")
-@click.option("--me", "my_addresses", multiple=True, metavar="ADDRESS", help="One of your addresses (repeatable). Inferred from Sent folders when omitted.")
-@click.option("--show-skipped", default=20, show_default=True, help="How many skipped items to list by path and reason.")
+@click.option(
+    "--kind", type=click.Choice(["maildir", "mbox", "mbox-folder", "eml"]), help="Source type (detected when omitted)."
+)
+@click.option(
+    "--me",
+    "my_addresses",
+    multiple=True,
+    metavar="ADDRESS",
+    help="One of your addresses (repeatable). Inferred from Sent folders when omitted.",
+)
+@click.option(
+    "--show-skipped", default=20, show_default=True, help="How many skipped items to list by path and reason."
+)
 def import_command(path: str, kind: str | None, my_addresses: tuple[str, ...], show_skipped: int) -> None:
     """Import a mailbox: a Maildir tree, an mbox file, a folder of mbox files, or a folder of .eml files.
 
@@ -66,7 +76,9 @@ def run_import(db, source, my_addresses=(), show_skipped: int = 20):
             told_waiting = False
             for progress in job.run():
                 if progress.message.startswith("waiting for another import") and not told_waiting:
-                    err_console.print(f"[yellow]{esc(progress.message)}[/]; this one starts when it ends (Ctrl-C to stop waiting).")
+                    err_console.print(
+                        f"[yellow]{esc(progress.message)}[/]; this one starts when it ends (Ctrl-C to stop waiting)."
+                    )
                     told_waiting = True
                 bar.update(task, completed=progress.done, total=progress.total, rate=progress.rate)
     print_import_summary(db, job.result, show_skipped)
@@ -112,10 +124,18 @@ def print_identities(db) -> None:
     for col in ("sent", "trainable", "replies", "fwd-only", "first", "last"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
-        table.add_row(*cells(
-            r.address, r.origin, r.messages, r.training_candidates, r.replies, r.pure_forwards,
-            (r.first_date or "")[:10], (r.last_date or "")[:10],
-        ))
+        table.add_row(
+            *cells(
+                r.address,
+                r.origin,
+                r.messages,
+                r.training_candidates,
+                r.replies,
+                r.pure_forwards,
+                (r.first_date or "")[:10],
+                (r.last_date or "")[:10],
+            )
+        )
     console.print(table)
     console.print(
         f"{t['messages']} messages stored: {t['own']} written by you, {t['context']} kept as context; "
@@ -138,8 +158,19 @@ def imports_command(run_id: int | None) -> None:
         for col in ("run", "source", "status", "seen", "stored", "duplicates", "already", "skipped", "started"):
             table.add_column(col)
         for r in import_runs(db):
-            table.add_row(*cells(r.id, r.location, r.status, r.seen, r.stored, r.duplicates, r.already_imported,
-                                 r.skipped, r.started_at))
+            table.add_row(
+                *cells(
+                    r.id,
+                    r.location,
+                    r.status,
+                    r.seen,
+                    r.stored,
+                    r.duplicates,
+                    r.already_imported,
+                    r.skipped,
+                    r.started_at,
+                )
+            )
         console.print(table)
         return
     items = skipped_items(db, run_id)

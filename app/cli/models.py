@@ -32,7 +32,9 @@ def models_group(ctx, verify: bool) -> None:
     for m in list_models(db, verify=verify):
         table.add_row(*cells(*m.table_row(m.name in in_use)))
     console.print(table)
-    console.print("Add a GGUF you have: tiller models add FILE.gguf --role drafting; switch: tiller models use ROLE NAME")
+    console.print(
+        "Add a GGUF you have: tiller models add FILE.gguf --role drafting; switch: tiller models use ROLE NAME"
+    )
 
 
 @models_group.command("add")
@@ -53,8 +55,10 @@ def models_add(path: Path, role: str, name: str | None, use_now: bool) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     template = "with a chat template" if info.chat_template else "no chat template: prompted completion-style"
-    console.print(f"Added [bold]{esc(info.name)}[/] ({esc(info.architecture)}, {esc(info.quantization or '?')}, "
-                  f"{template}) for the role {role}" + (" and using it now." if use_now else "."))
+    console.print(
+        f"Added [bold]{esc(info.name)}[/] ({esc(info.architecture)}, {esc(info.quantization or '?')}, "
+        f"{template}) for the role {role}" + (" and using it now." if use_now else ".")
+    )
 
 
 @models_group.command("use")
@@ -89,7 +93,11 @@ def models_remove(name: str) -> None:
 
 
 @cli.command("check")
-@click.option("--restore", is_flag=True, help="Put the automatic backup of the database back (the current file is kept beside it).")
+@click.option(
+    "--restore",
+    is_flag=True,
+    help="Put the automatic backup of the database back (the current file is kept beside it).",
+)
 def check_command(restore: bool) -> None:
     """Check the database (PRAGMA integrity_check) and every model and adapter file against its
     recorded size and sha256; say what to do about anything wrong."""

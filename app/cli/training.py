@@ -29,7 +29,9 @@ def run_training_command(args: list[str]) -> int:
             continue  # the child got the same SIGINT and is stopping; wait for it
 
 
-@cli.command("distill", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@cli.command(
+    "distill", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False
+)
 @click.pass_context
 def distill_command(ctx) -> None:
     """Build the agent's training data from your sent mail (see: tiller distill --help)."""
@@ -67,9 +69,11 @@ def run_trainer(sender: str | None, **options) -> dict | None:
                     if event.loss is None:
                         counts = event.extra.get("counts", {})
                         resumed = event.extra.get("resumed_at")
-                        console.print(f"{counts.get('used', '?')} training examples"
-                                      + (f" ({counts.get('too_long')} too long, skipped)" if counts.get("too_long") else "")
-                                      + (f"; resuming at step {resumed}" if resumed else ""))
+                        console.print(
+                            f"{counts.get('used', '?')} training examples"
+                            + (f" ({counts.get('too_long')} too long, skipped)" if counts.get("too_long") else "")
+                            + (f"; resuming at step {resumed}" if resumed else "")
+                        )
                     desc = f"training, loss {event.loss:.3f}" if event.loss is not None else "training"
                     if event.tokens_per_s:
                         desc += f", {event.tokens_per_s:.0f} tok/s"
@@ -106,7 +110,8 @@ def train_command(sender, all_senders, **options) -> None:
         elif len(mine) > 1:
             raise click.UsageError(
                 f"you have {len(mine)} identities ({', '.join(mine[:4])}{', …' if len(mine) > 4 else ''}): each writes "
-                "in its own voice, so pick one with --sender ADDRESS (one profile each), or --all-senders")
+                "in its own voice, so pick one with --sender ADDRESS (one profile each), or --all-senders"
+            )
 
     if options["base_gguf"] is None:  # the model chosen for the agent-base role, when it is not the embedded one
         from app.models import DEFAULT_FOR_ROLE, model_for_role, model_path
@@ -127,10 +132,15 @@ def train_command(sender, all_senders, **options) -> None:
     record = profile.record
     if record is None:
         raise click.ClickException(f"{profile.directory}: the trainer finished but wrote no training record")
-    loss = (f"loss {record.first_loss:.3f} -> {record.final_loss:.3f}"
-            if record.first_loss is not None and record.final_loss is not None else "no loss recorded")
-    console.print(f"Agent profile [bold]{esc(profile.name)}[/]: {record.steps} steps on {record.examples_used} examples, "
-                  f"{loss}; adapter {esc(profile.adapter)}")
+    loss = (
+        f"loss {record.first_loss:.3f} -> {record.final_loss:.3f}"
+        if record.first_loss is not None and record.final_loss is not None
+        else "no loss recorded"
+    )
+    console.print(
+        f"Agent profile [bold]{esc(profile.name)}[/]: {record.steps} steps on {record.examples_used} examples, "
+        f"{loss}; adapter {esc(profile.adapter)}"
+    )
 
 
 @cli.command("agents")
@@ -147,7 +157,14 @@ def agents_command() -> None:
         table.add_column(col)
     for p in profiles:
         r = p.record
-        table.add_row(*cells(p.name, (r.finished_at or "")[:16].replace("T", " "), r.steps, r.examples_used,
-                             f"{r.first_loss or 0:.2f} -> {r.final_loss or 0:.2f}",
-                             p.adapter if p.adapter else "missing"))
+        table.add_row(
+            *cells(
+                p.name,
+                (r.finished_at or "")[:16].replace("T", " "),
+                r.steps,
+                r.examples_used,
+                f"{r.first_loss or 0:.2f} -> {r.final_loss or 0:.2f}",
+                p.adapter if p.adapter else "missing",
+            )
+        )
     console.print(table)

@@ -8,15 +8,32 @@ import json
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
     QPlainTextEdit,
-    QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from app.gui.workers import Job, database
 
-PROVIDERS = [("Claude (Anthropic)", "anthropic"), ("Gemini (Google)", "gemini"),
-             ("OpenAI-compatible (llama.cpp server, vLLM, Ollama)", "openai_compat"), ("Local GGUF on this computer", "local")]
+PROVIDERS = [
+    ("Claude (Anthropic)", "anthropic"),
+    ("Gemini (Google)", "gemini"),
+    ("OpenAI-compatible (llama.cpp server, vLLM, Ollama)", "openai_compat"),
+    ("Local GGUF on this computer", "local"),
+]
 
 
 class AddBackendDialog(QDialog):
@@ -27,9 +44,15 @@ class AddBackendDialog(QDialog):
         self.provider = QComboBox(objectName="backend_provider")
         for label, pid in PROVIDERS:
             self.provider.addItem(label, pid)
-        self.model = QLineEdit(objectName="backend_model", placeholderText="model id (e.g. claude-sonnet-4-5), or a GGUF path for local")
-        self.base_url = QLineEdit(objectName="backend_url", placeholderText="http://127.0.0.1:8080/v1 (OpenAI-compatible only)")
-        self.key = QLineEdit(objectName="backend_key", echoMode=QLineEdit.Password, placeholderText="API key (kept in the OS keyring)")
+        self.model = QLineEdit(
+            objectName="backend_model", placeholderText="model id (e.g. claude-sonnet-4-5), or a GGUF path for local"
+        )
+        self.base_url = QLineEdit(
+            objectName="backend_url", placeholderText="http://127.0.0.1:8080/v1 (OpenAI-compatible only)"
+        )
+        self.key = QLineEdit(
+            objectName="backend_key", echoMode=QLineEdit.Password, placeholderText="API key (kept in the OS keyring)"
+        )
         self.error = QLabel(wordWrap=True, styleSheet="color: #b00020;")
         form = QFormLayout(self)
         form.addRow("Name", self.name)
@@ -49,8 +72,12 @@ class AddBackendDialog(QDialog):
         from app.backends.errors import ConfigError
         from app.secrets import set_key
 
-        cfg = EndpointConfig(name=self.name.text().strip(), provider=self.provider.currentData(),
-                             model=self.model.text().strip() or None, base_url=self.base_url.text().strip() or None)
+        cfg = EndpointConfig(
+            name=self.name.text().strip(),
+            provider=self.provider.currentData(),
+            model=self.model.text().strip() or None,
+            base_url=self.base_url.text().strip() or None,
+        )
         try:
             with database() as db:
                 save_endpoint(db, cfg)
@@ -85,7 +112,9 @@ class BackendsPage(QWidget):
             buttons.addWidget(b)
         buttons.addStretch()
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Large models that write your drafts. Keys are kept in the OS keyring, never in Tiller's files."))
+        layout.addWidget(
+            QLabel("Large models that write your drafts. Keys are kept in the OS keyring, never in Tiller's files.")
+        )
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.result)
@@ -114,7 +143,9 @@ class BackendsPage(QWidget):
             where = cfg.model or cls.default_model or ""
             if cfg.base_url:
                 where += f" @ {cfg.base_url}"
-            for j, text in enumerate([cfg.name, cls.label, where, key_status(cfg), "yes" if cfg.name == default else ""]):
+            for j, text in enumerate(
+                [cfg.name, cls.label, where, key_status(cfg), "yes" if cfg.name == default else ""]
+            ):
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
 
@@ -129,7 +160,9 @@ class BackendsPage(QWidget):
         name = self.selected()
         if not name:
             return
-        key, ok = QInputDialog.getText(self, f"Key for {name}", "API key (stored in the OS keyring):", QLineEdit.Password)
+        key, ok = QInputDialog.getText(
+            self, f"Key for {name}", "API key (stored in the OS keyring):", QLineEdit.Password
+        )
         if ok and key:
             try:
                 set_key(name, key)
@@ -176,7 +209,9 @@ class BackendsPage(QWidget):
 
         self.result.setText(f"Testing {name}…")
         job = self.job = Job(work, "backend-test", self)
-        job.succeeded.connect(lambda r: self.result.setText(f"{name} answered in {r[1].elapsed_s:.2f} s: {r[0].strip()[:80]!r}"))
+        job.succeeded.connect(
+            lambda r: self.result.setText(f"{name} answered in {r[1].elapsed_s:.2f} s: {r[0].strip()[:80]!r}")
+        )
         job.failed.connect(lambda msg: self.result.setText(f"{name} failed: {msg}"))
         job.start()
 
@@ -204,7 +239,9 @@ class ModelsTable(QWidget):
         buttons.addStretch()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("Models on this computer (llama.cpp). Nothing is downloaded: add a GGUF file you have."))
+        layout.addWidget(
+            QLabel("Models on this computer (llama.cpp). Nothing is downloaded: add a GGUF file you have.")
+        )
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.message)
@@ -274,7 +311,9 @@ class LedgerPage(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.table = QTableWidget(0, 7, objectName="ledger_table")
-        self.table.setHorizontalHeaderLabels(["id", "time (UTC)", "backend", "purpose", "endpoint", "bytes sent", "outcome"])
+        self.table.setHorizontalHeaderLabels(
+            ["id", "time (UTC)", "backend", "purpose", "endpoint", "bytes sent", "outcome"]
+        )
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.payload = QPlainTextEdit(objectName="ledger_payload", readOnly=True)
@@ -297,11 +336,20 @@ class LedgerPage(QWidget):
         from app.backends.ledger import Ledger
 
         entries = Ledger().entries(limit=500)
-        self.summary.setText(f"{len(entries)} requests have left this computer." if entries else "Nothing has left this computer.")
+        self.summary.setText(
+            f"{len(entries)} requests have left this computer." if entries else "Nothing has left this computer."
+        )
         self.table.setRowCount(len(entries))
         for i, e in enumerate(entries):
-            values = [str(e["id"]), e["started_at"][:19].replace("T", " "), e["backend"], e["purpose"], e["url"],
-                      str(e["request_bytes"]), e["outcome"] or ""]
+            values = [
+                str(e["id"]),
+                e["started_at"][:19].replace("T", " "),
+                e["backend"],
+                e["purpose"],
+                e["url"],
+                str(e["request_bytes"]),
+                e["outcome"] or "",
+            ]
             for j, text in enumerate(values):
                 self.table.setItem(i, j, QTableWidgetItem(text))
 
@@ -319,5 +367,7 @@ class LedgerPage(QWidget):
         except (TypeError, json.JSONDecodeError):
             payload = entry["request_payload"] or ""
         headers = entry["request_headers"] or "{}"
-        self.payload.setPlainText(f"{entry['method']} {entry['url']}\nstatus {entry['response_status']}, {entry['outcome']}"
-                                  f"\nheaders (authorization never recorded): {headers}\n\n{payload}")
+        self.payload.setPlainText(
+            f"{entry['method']} {entry['url']}\nstatus {entry['response_status']}, {entry['outcome']}"
+            f"\nheaders (authorization never recorded): {headers}\n\n{payload}"
+        )

@@ -14,8 +14,22 @@ from urllib.parse import quote
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-    QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
 )
 
 from app.gui.workers import Job, database
@@ -25,7 +39,6 @@ from app.store.messages import message_text, search_messages
 def voices() -> list[tuple[str, str | None]]:
     """(label, sender) for each identity, marked when it has a trained agent; plus all senders."""
     from app.agent.profiles import find_profile
-
     from app.mail.identity import active_identities
 
     with database() as db:
@@ -33,8 +46,11 @@ def voices() -> list[tuple[str, str | None]]:
     out = []
     for address in addresses:
         profile = find_profile(address)
-        mark = "trained agent" if profile.trained and profile.name == address else (
-            "shared agent" if profile.trained else "no agent yet")
+        mark = (
+            "trained agent"
+            if profile.trained and profile.name == address
+            else ("shared agent" if profile.trained else "no agent yet")
+        )
         out.append((f"{address} ({mark})", address))
     out.append(("All my identities", None))
     return out
@@ -102,7 +118,9 @@ class ComposePage(QWidget):
         self.recipient = QLineEdit(objectName="recipient", placeholderText="Sylvia, or sylvia@example.com")
         self.subject = QLineEdit(objectName="subject")
         self.intent = QPlainTextEdit(objectName="intent")
-        self.intent.setPlaceholderText("What should the email say? e.g. Tell Sylvia the NG contract is ready for legal review.")
+        self.intent.setPlaceholderText(
+            "What should the email say? e.g. Tell Sylvia the NG contract is ready for legal review."
+        )
         self.previous = QPlainTextEdit(objectName="previous")
         self.previous.setPlaceholderText("Optional: the email you are answering (paste it, or pick an imported one).")
         self.pick = QPushButton("Pick imported…")
@@ -111,8 +129,12 @@ class ComposePage(QWidget):
         self.cancel_button = QPushButton("Cancel", objectName="cancel", enabled=False)
         # "give me 3 drafts": each with other style/topic tags; the pick teaches the tag selector
         self.candidates = QSpinBox(objectName="candidates", minimum=1, maximum=3, value=1)
-        self.candidates.setToolTip("Write several drafts with different style tags; pick the best and Tiller learns your taste.")
-        self.pick_buttons = [QPushButton(f"Use draft {n}", objectName=f"use_draft_{n}", visible=False) for n in (1, 2, 3)]
+        self.candidates.setToolTip(
+            "Write several drafts with different style tags; pick the best and Tiller learns your taste."
+        )
+        self.pick_buttons = [
+            QPushButton(f"Use draft {n}", objectName=f"use_draft_{n}", visible=False) for n in (1, 2, 3)
+        ]
         self.learned = QLabel(objectName="learned", wordWrap=True)
         self.reset_tags = QPushButton("Reset learned tags", objectName="reset_tags")
         self._candidates: list[tuple[tuple[str, ...], str]] = []
@@ -232,11 +254,18 @@ class ComposePage(QWidget):
         self.backend.setCurrentText(current_backend if current_backend in names else default)
 
     def inputs(self) -> tuple:
-        return (self.voice.currentData(), self.intent.toPlainText().strip(), self.recipient.text().strip(),
-                self.subject.text().strip(), self.previous.toPlainText().strip())
+        return (
+            self.voice.currentData(),
+            self.intent.toPlainText().strip(),
+            self.recipient.text().strip(),
+            self.subject.text().strip(),
+            self.previous.toPlainText().strip(),
+        )
 
     def current_rules(self) -> list[str]:
-        return [self.rules.item(i).text().strip() for i in range(self.rules.count()) if self.rules.item(i).text().strip()]
+        return [
+            self.rules.item(i).text().strip() for i in range(self.rules.count()) if self.rules.item(i).text().strip()
+        ]
 
     def set_rules(self, rules: list[str]) -> None:
         self.rules.blockSignals(True)
@@ -305,7 +334,9 @@ class ComposePage(QWidget):
         def work(token):
             agent = PreferenceAgent.for_sender(sender)
             text = ""
-            for piece in agent.stream_rules(RulesRequest(intent, recipient or None, subject or None, previous or None), cancel=token):
+            for piece in agent.stream_rules(
+                RulesRequest(intent, recipient or None, subject or None, previous or None), cancel=token
+            ):
                 text += piece
                 yield text
             return parse_rules(text), agent.profile.trained if agent.profile else False
@@ -320,7 +351,9 @@ class ComposePage(QWidget):
             self.set_rules(rules)
             self._rules_inputs = inputs
             if not trained:
-                self.show_status("No trained agent for this voice yet: these rules come from the base model (train it on the Training page).")
+                self.show_status(
+                    "No trained agent for this voice yet: these rules come from the base model (train it on the Training page)."
+                )
             self._run_draft(inputs)
 
         job.succeeded.connect(done)
@@ -336,8 +369,9 @@ class ComposePage(QWidget):
         sender, intent, recipient, subject, previous = inputs
         rules = tuple(self.current_rules())
         backend = self.backend.currentText() or None
-        request = ComposeRequest(intent, recipient or None, subject or None, previous or None, sender, backend,
-                                 rules=rules, max_tokens=1024)
+        request = ComposeRequest(
+            intent, recipient or None, subject or None, previous or None, sender, backend, rules=rules, max_tokens=1024
+        )
 
         def work(token):  # the same core operation as `tiller draft`; this thread never touches widgets
             checked = None
@@ -372,10 +406,13 @@ class ComposePage(QWidget):
             self.output.setPlainText(checked.text.rstrip("\n"))
             self._show_check(event)
             kept = sum(c.status != "broken" for c in checked.checkable)
-            self.show_status(f"Drafted by {backend} in {event.elapsed_s:.1f} s with {len(rules)} rules: {kept} of "
-                             f"{len(checked.checkable)} checkable rules kept" + (" after repair" if checked.text.strip()
-                                                                                 != checked.original.strip() else "")
-                             + ("; re-asked once" if checked.reasked else "") + ".")
+            self.show_status(
+                f"Drafted by {backend} in {event.elapsed_s:.1f} s with {len(rules)} rules: {kept} of "
+                f"{len(checked.checkable)} checkable rules kept"
+                + (" after repair" if checked.text.strip() != checked.original.strip() else "")
+                + ("; re-asked once" if checked.reasked else "")
+                + "."
+            )
             self._busy(False)
             self.draft_finished.emit(self.output.toPlainText())
 
@@ -439,8 +476,11 @@ class ComposePage(QWidget):
             for n, tags in enumerate(tag_sets, 1):
                 yield ("\n\n" if n > 1 else "") + f"── Draft {n} · tags: {', '.join(tags)} ──\n"
                 pieces = []
-                gen = draft(DraftInput(intent, recipient or None, subject or None, previous or None, rules, tags=tuple(tags)),
-                            backend, cancel=token)
+                gen = draft(
+                    DraftInput(intent, recipient or None, subject or None, previous or None, rules, tags=tuple(tags)),
+                    backend,
+                    cancel=token,
+                )
                 for piece in gen:
                     pieces.append(piece)
                     yield piece
@@ -457,8 +497,10 @@ class ComposePage(QWidget):
             self._candidate_for = (sender, intent)  # what the pick teaches, even if the voice changes meanwhile
             for n, b in enumerate(self.pick_buttons):
                 b.setVisible(n < len(self._candidates))
-            self.show_status(f"{len(self._candidates)} drafts by {backend}: use the one closest to how you write, "
-                             f"and Tiller learns which tags you prefer.")
+            self.show_status(
+                f"{len(self._candidates)} drafts by {backend}: use the one closest to how you write, "
+                f"and Tiller learns which tags you prefer."
+            )
             self._busy(False)
 
         job.succeeded.connect(finished)

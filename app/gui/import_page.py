@@ -6,7 +6,15 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QFileDialog, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -20,7 +28,9 @@ class ImportPage(QWidget):
         super().__init__(parent)
         self.job: Job | None = None
         self.last_result = None
-        self.path = QLineEdit(objectName="import_path", placeholderText="A Maildir folder, an mbox file, a folder of mbox or .eml files")
+        self.path = QLineEdit(
+            objectName="import_path", placeholderText="A Maildir folder, an mbox file, a folder of mbox or .eml files"
+        )
         self.choose_folder = QPushButton("Folder…")
         self.choose_file = QPushButton("mbox file…")
         self.preview = QLabel(objectName="import_preview", wordWrap=True)
@@ -98,13 +108,19 @@ class ImportPage(QWidget):
         job = self.job = Job(work, "import", self)
         job.progress.connect(self._progress)
         job.succeeded.connect(self._done)
-        job.failed.connect(lambda msg: self._ended(f"The import stopped: {msg}. Everything counted so far is saved; import again to resume."))
+        job.failed.connect(
+            lambda msg: self._ended(
+                f"The import stopped: {msg}. Everything counted so far is saved; import again to resume."
+            )
+        )
         job.start()
 
     def _progress(self, p) -> None:
         if p.message.startswith("waiting for another import"):
-            self.preview.setText(f"Waiting: another import of this data is running ({p.message.split('(')[-1].rstrip(')')}); "
-                                 "this one starts when it ends. Cancel to stop waiting.")
+            self.preview.setText(
+                f"Waiting: another import of this data is running ({p.message.split('(')[-1].rstrip(')')}); "
+                "this one starts when it ends. Cancel to stop waiting."
+            )
             return
         if p.total:
             self.bar.setRange(0, p.total)
@@ -115,17 +131,28 @@ class ImportPage(QWidget):
         result, skipped = result
         self.last_result = result
         c = result.counts
-        rows = [("seen", c.seen), ("stored", c.stored), ("duplicates", c.duplicates), ("already imported", c.already_imported),
-                ("skipped", c.skipped)] + [(f"  skipped: {r}", n) for r, n in c.skip_reasons.most_common()] + [
-                ("stored with warnings", c.warnings)]
+        rows = (
+            [
+                ("seen", c.seen),
+                ("stored", c.stored),
+                ("duplicates", c.duplicates),
+                ("already imported", c.already_imported),
+                ("skipped", c.skipped),
+            ]
+            + [(f"  skipped: {r}", n) for r, n in c.skip_reasons.most_common()]
+            + [("stored with warnings", c.warnings)]
+        )
         self.summary.setRowCount(len(rows))
         for i, (label, n) in enumerate(rows):
             self.summary.setItem(i, 0, QTableWidgetItem(label))
             self.summary.setItem(i, 1, QTableWidgetItem(f"{n:,}"))
         self.summary.resizeColumnToContents(0)
         self.skipped.setText("\n".join(f"skipped {path}: {reason}: {detail}" for path, reason, detail in skipped[:10]))
-        status = "Cancelled: everything counted is saved; import again to resume." if result.status == "cancelled" else (
-            f"Done: {c.stored:,} stored in {result.elapsed_s:.1f} s.")
+        status = (
+            "Cancelled: everything counted is saved; import again to resume."
+            if result.status == "cancelled"
+            else (f"Done: {c.stored:,} stored in {result.elapsed_s:.1f} s.")
+        )
         self._ended(status)
         self.import_finished.emit(result)
 
@@ -142,4 +169,6 @@ def _skipped(db, run_id: int) -> list[tuple[str, str, str]]:
 
     from app.mail.importer import skipped_items
 
-    return [(os.path.join(loc, key), reason, detail) for loc, key, reason, detail in skipped_items(db, run_id, limit=50)]
+    return [
+        (os.path.join(loc, key), reason, detail) for loc, key, reason, detail in skipped_items(db, run_id, limit=50)
+    ]

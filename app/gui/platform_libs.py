@@ -16,9 +16,15 @@ import sys
 from pathlib import Path
 
 # sonames whose Debian/Ubuntu package name does not follow "lib<name><version>"
-_PACKAGES = {"libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxkbcommon.so.0": "libxkbcommon0",
-             "libEGL.so.1": "libegl1", "libGL.so.1": "libgl1", "libfontconfig.so.1": "libfontconfig1",
-             "libdbus-1.so.3": "libdbus-1-3", "libX11-xcb.so.1": "libx11-xcb1"}
+_PACKAGES = {
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libX11-xcb.so.1": "libx11-xcb1",
+}
 
 
 def debian_package(soname: str) -> str:
@@ -47,7 +53,10 @@ def missing_libraries() -> list[str]:
     if spec is None or not spec.submodule_search_locations:
         return []
     root = Path(next(iter(spec.submodule_search_locations)))
-    candidates = [root / "Qt" / "plugins" / "platforms" / "libqxcb.so", *sorted((root / "Qt" / "lib").glob("libQt6XcbQpa.so*"))]
+    candidates = [
+        root / "Qt" / "plugins" / "platforms" / "libqxcb.so",
+        *sorted((root / "Qt" / "lib").glob("libQt6XcbQpa.so*")),
+    ]
     missing: list[str] = []
     for lib in candidates:
         if not lib.is_file():
@@ -78,6 +87,8 @@ def _loadable(soname: str) -> bool:
 
 def explain_missing(missing: list[str]) -> str:
     packages = " ".join(dict.fromkeys(debian_package(s) for s in missing))
-    return (f"The desktop app cannot start: Qt needs system libraries that are not installed ({', '.join(missing)}). "
-            f"On Debian or Ubuntu: sudo apt install {packages}  (other systems: the packages that provide them). "
-            "The command line works without them.")
+    return (
+        f"The desktop app cannot start: Qt needs system libraries that are not installed ({', '.join(missing)}). "
+        f"On Debian or Ubuntu: sudo apt install {packages}  (other systems: the packages that provide them). "
+        "The command line works without them."
+    )

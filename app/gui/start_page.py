@@ -16,9 +16,13 @@ class StartPage(QWidget):
         self.grid = QGridLayout()
         self.grid.setColumnStretch(1, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("<h2>Get started</h2>Tiller learns how you write from the mail you sent, on this "
-                                "computer. Four steps; each says how long it takes here and what, if anything, leaves "
-                                "this computer."))
+        layout.addWidget(
+            QLabel(
+                "<h2>Get started</h2>Tiller learns how you write from the mail you sent, on this "
+                "computer. Four steps; each says how long it takes here and what, if anything, leaves "
+                "this computer."
+            )
+        )
         layout.addLayout(self.grid)
         layout.addStretch()
         self.labels: dict[str, QLabel] = {}
@@ -36,9 +40,12 @@ class StartPage(QWidget):
         self.labels = {}
         for row, step in enumerate(steps):
             mark = "✓" if step.done else "·"
-            text = QLabel(f"<b>{mark} {step.title}</b><br>{_html(step.does)}<br><i>Takes:</i> {_html(step.takes)} "
-                          f"<i>Leaves this computer:</i> {_html(step.leaves)}<br><i>Now:</i> {_html(step.status)}",
-                          wordWrap=True, objectName=f"step_{row + 1}")
+            text = QLabel(
+                f"<b>{mark} {step.title}</b><br>{_html(step.does)}<br><i>Takes:</i> {_html(step.takes)} "
+                f"<i>Leaves this computer:</i> {_html(step.leaves)}<br><i>Now:</i> {_html(step.status)}",
+                wordWrap=True,
+                objectName=f"step_{row + 1}",
+            )
             self.labels[step.title] = text
             button = QPushButton("Open" if step.done else "Start", objectName=f"step_{row + 1}_go")
             button.clicked.connect(lambda _=False, key=step.key: self.go.emit(key))

@@ -7,7 +7,16 @@ from __future__ import annotations
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
-    QComboBox, QFormLayout, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from app.errors import EXIT_CANCELLED
@@ -56,8 +65,10 @@ class LossPlot(QWidget):
         pen = QPen(QColor("#1f6feb"))
         pen.setWidth(2)
         painter.setPen(pen)
-        pts = [QPointF(rect.left() + (s - 1) / (last - 1) * rect.width(), rect.bottom() - (v - lo) / span * rect.height())
-               for s, v in self.points]
+        pts = [
+            QPointF(rect.left() + (s - 1) / (last - 1) * rect.width(), rect.bottom() - (v - lo) / span * rect.height())
+            for s, v in self.points
+        ]
         for a, b in zip(pts, pts[1:]):
             painter.drawLine(a, b)
 
@@ -72,7 +83,9 @@ class TrainingPage(QWidget):
         self.distill_backend = QComboBox(objectName="distill_backend")
         self.distill_button = QPushButton("Build training data", objectName="distill")
         self.voice = QComboBox(objectName="train_voice")
-        self.steps = QSpinBox(objectName="train_steps", minimum=0, maximum=100_000, value=60, specialValueText="one epoch")
+        self.steps = QSpinBox(
+            objectName="train_steps", minimum=0, maximum=100_000, value=60, specialValueText="one epoch"
+        )
         self.train_button = QPushButton("Train the agent", objectName="train")
         self.cancel_button = QPushButton("Cancel", objectName="train_cancel", enabled=False)
         self.bar = QProgressBar(objectName="train_bar")
@@ -114,7 +127,9 @@ class TrainingPage(QWidget):
         self.distill_backend.addItem("This computer only (offline: measured style rules, about a minute)", None)
         self.distill_backend.addItem(
             f"This computer, with the local model (the paper's method: the voice's newest {LOCAL_DISTILL_EMAILS} "
-            f"emails, about {LOCAL_DISTILL_S_PER_EMAIL} s each)", LOCAL_DISTILL)
+            f"emails, about {LOCAL_DISTILL_S_PER_EMAIL} s each)",
+            LOCAL_DISTILL,
+        )
         names, _ = backend_names()
         for name in names:
             if name != "local":
@@ -143,7 +158,9 @@ class TrainingPage(QWidget):
         job.progress.connect(on_event)
         job.succeeded.connect(on_done)
         job.failed.connect(lambda msg: (self.status.setText(f"Failed: {msg}"), self._busy(False)))
-        job.cancelled.connect(lambda: (self.status.setText("Stopped. Start again to resume where it stopped."), self._busy(False)))
+        job.cancelled.connect(
+            lambda: (self.status.setText("Stopped. Start again to resume where it stopped."), self._busy(False))
+        )
         self._busy(True)
         job.start()
 
@@ -164,10 +181,13 @@ class TrainingPage(QWidget):
             from app.consent import distill_statement
 
             answer = QMessageBox.question(
-                self, "Send your sent mail?",
+                self,
+                "Send your sent mail?",
                 f"{distill_statement(backend)}\n\nThis is what leaves your computer, once, to build the training data. "
                 "Drafting later sends only intents and rules. Every request is listed on the Privacy page.",
-                QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+                QMessageBox.Yes | QMessageBox.No,
+                QMessageBox.No,
+            )
             if answer != QMessageBox.Yes:
                 return
             args += ["--backend", backend, "--i-consent-to-send-sent-mail"]
@@ -202,8 +222,11 @@ class TrainingPage(QWidget):
         self.plot.clear()
         self.bar.setRange(0, 0)
         self.status.setText("Loading the base model…")
-        self._run_process(lambda: TrainerProcess.start(sender=sender, steps=steps), self._train_event,
-                          lambda process: self._train_done(process, sender))
+        self._run_process(
+            lambda: TrainerProcess.start(sender=sender, steps=steps),
+            self._train_event,
+            lambda process: self._train_done(process, sender),
+        )
 
     def _train_event(self, event) -> None:
         if event.phase == "training" and event.total_steps:
@@ -211,8 +234,10 @@ class TrainingPage(QWidget):
             self.bar.setValue(event.step)
             if event.loss is not None:
                 self.plot.add(event.step, event.loss)
-                self.status.setText(f"Training: step {event.step} of {event.total_steps}, loss {event.loss:.3f}, "
-                                    f"{event.tokens_per_s or 0:.0f} tokens/s")
+                self.status.setText(
+                    f"Training: step {event.step} of {event.total_steps}, loss {event.loss:.3f}, "
+                    f"{event.tokens_per_s or 0:.0f} tokens/s"
+                )
             if event.eta_s is not None:
                 minutes, seconds = divmod(int(event.eta_s), 60)
                 self.eta.setText(f"ETA {minutes}:{seconds:02d}")

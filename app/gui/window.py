@@ -41,8 +41,14 @@ class MainWindow(QMainWindow):
         self.ledger = LedgerPage()
         self.pages = QStackedWidget()
         self.nav = QListWidget(objectName="nav")
-        for title, page in (("Get started", self.start), ("Compose", self.compose), ("Import mail", self.importer),
-                            ("Training", self.training), ("Large models", self.backends), ("Privacy ledger", self.ledger)):
+        for title, page in (
+            ("Get started", self.start),
+            ("Compose", self.compose),
+            ("Import mail", self.importer),
+            ("Training", self.training),
+            ("Large models", self.backends),
+            ("Privacy ledger", self.ledger),
+        ):
             self.nav.addItem(title)
             self.pages.addWidget(page)
         self.nav.setFixedWidth(150)
@@ -54,7 +60,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.compose.status_changed.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        self.importer.import_finished.connect(lambda _: (self.compose.refresh(), self.training.refresh(), self.start.refresh()))
+        self.importer.import_finished.connect(
+            lambda _: (self.compose.refresh(), self.training.refresh(), self.start.refresh())
+        )
         self.training.trained.connect(lambda _: (self.compose.refresh(), self.start.refresh()))
         by_key = {"import": self.importer, "training": self.training, "compose": self.compose}
         self.start.go.connect(lambda key: self.show_page(by_key[key]))
@@ -147,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow()
     window.show()
     if smoke:
+
         def report() -> None:
-            print(f"Tiller started: {window.nav.count()} pages, {window.compose.backend.count()} backends, "
-                  f"data in {paths.home()}", flush=True)
+            print(
+                f"Tiller started: {window.nav.count()} pages, {window.compose.backend.count()} backends, "
+                f"data in {paths.home()}",
+                flush=True,
+            )
             window.close()
             app.quit()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.jobs import CancelToken, Cancelled
+from app.jobs import Cancelled, CancelToken
 
 
 class Job(QObject):
@@ -37,7 +37,9 @@ class Job(QObject):
     cancelled = Signal()
     ended = Signal()
 
-    def __init__(self, fn: Callable[[CancelToken], Iterator[Any] | Any], name: str = "job", parent: QObject | None = None) -> None:
+    def __init__(
+        self, fn: Callable[[CancelToken], Iterator[Any] | Any], name: str = "job", parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.fn = fn
         self.name = name

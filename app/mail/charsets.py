@@ -10,8 +10,18 @@ _EIGHT_BIT_FALLBACKS = ("utf-8", "cp1252")
 
 
 # Text codecs that no mail uses and that raise on decoding instead of naming bad bytes.
-_NOT_MAIL_CODECS = {"undefined", "idna", "punycode", "mbcs", "oem", "unicode_escape", "raw_unicode_escape",
-                    "unicode-escape", "raw-unicode-escape", "palmos"}
+_NOT_MAIL_CODECS = {
+    "undefined",
+    "idna",
+    "punycode",
+    "mbcs",
+    "oem",
+    "unicode_escape",
+    "raw_unicode_escape",
+    "unicode-escape",
+    "raw-unicode-escape",
+    "palmos",
+}
 # What a codec may raise on bad bytes besides UnicodeDecodeError (idna raises UnicodeError).
 _DECODE_ERRORS = (UnicodeError, LookupError, ValueError, TypeError)
 

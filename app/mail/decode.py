@@ -93,9 +93,7 @@ def parse_message(data: bytes) -> ParsedMessage:
             raise MessageRejected("malformed", f"MIME parser failed: {type(exc).__name__}: {exc}") from exc
         headers = _HeaderIndex.of(msg)
     if not any(headers.has(h) for h in _IDENTIFYING_HEADERS):
-        raise MessageRejected(
-            "not-an-email", "no RFC 822 header block (none of From, Date, Message-ID, Subject, To)"
-        )
+        raise MessageRejected("not-an-email", "no RFC 822 header block (none of From, Date, Message-ID, Subject, To)")
 
     warnings: list[str] = []
     flags: set[str] = set()
@@ -109,7 +107,11 @@ def parse_message(data: bytes) -> ParsedMessage:
         body_text, attachments = _normalize_newlines(_decode_payload(payload, charset, flags, warnings)), []
     else:
         body_text, attachments = _body_and_attachments(msg, headers, flags, warnings)
-    if msg is not None and msg.is_multipart() and any(isinstance(d, _TRUNCATION_DEFECTS) for part in msg.walk() for d in part.defects):
+    if (
+        msg is not None
+        and msg.is_multipart()
+        and any(isinstance(d, _TRUNCATION_DEFECTS) for part in msg.walk() for d in part.defects)
+    ):
         flags.add("truncated")
         warnings.append("truncated: a MIME boundary is missing (the file seems cut short)")
     message_id = _clean_id(headers.get("message-id"))
@@ -309,9 +311,7 @@ def _body_and_attachments(
         is_text = ctype in ("text/plain", "text/html")
         if disposition == "attachment" or not is_text or (filename and disposition != "inline"):
             payload = part.get_payload(decode=True)
-            attachments.append(
-                {"filename": filename, "content_type": ctype, "bytes": len(payload) if payload else 0}
-            )
+            attachments.append({"filename": filename, "content_type": ctype, "bytes": len(payload) if payload else 0})
             return
         text = _decode_body_part(part, part.get_content_charset(), flags, warnings)
         (plain if ctype == "text/plain" else html).append(text)

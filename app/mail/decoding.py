@@ -29,9 +29,25 @@ from app.mail.split import SPLITTER_VERSION, split_message
 
 # Columns of ``messages`` that depend only on the message's bytes, in the importer's INSERT order.
 MESSAGE_COLUMNS = (
-    "message_id", "content_key", "date", "date_raw", "from_addr", "from_name", "to_addrs", "cc_addrs", "subject",
-    "in_reply_to", "references_", "body_text", "own_text", "previous_context", "signature", "flags",
-    "attachments", "attachment_count", "parser_version",
+    "message_id",
+    "content_key",
+    "date",
+    "date_raw",
+    "from_addr",
+    "from_name",
+    "to_addrs",
+    "cc_addrs",
+    "subject",
+    "in_reply_to",
+    "references_",
+    "body_text",
+    "own_text",
+    "previous_context",
+    "signature",
+    "flags",
+    "attachments",
+    "attachment_count",
+    "parser_version",
 )
 
 
@@ -81,11 +97,25 @@ def _decode(data: bytes, note: str | None) -> Decoded:
         parsed.warnings.insert(0, note)
     split = split_message(parsed.body_text, parsed.subject)
     values = (
-        parsed.message_id, parsed.content_key, parsed.date.isoformat() if parsed.date else None, parsed.date_raw,
-        parsed.from_addr, parsed.from_name, json.dumps(parsed.to_addrs), json.dumps(parsed.cc_addrs), parsed.subject,
-        parsed.in_reply_to, parsed.references, parsed.body_text, split.own_text, split.previous_context,
-        split.signature, json.dumps(sorted(parsed.flags | split.flags)), json.dumps(parsed.attachments),
-        len(parsed.attachments), SPLITTER_VERSION,
+        parsed.message_id,
+        parsed.content_key,
+        parsed.date.isoformat() if parsed.date else None,
+        parsed.date_raw,
+        parsed.from_addr,
+        parsed.from_name,
+        json.dumps(parsed.to_addrs),
+        json.dumps(parsed.cc_addrs),
+        parsed.subject,
+        parsed.in_reply_to,
+        parsed.references,
+        parsed.body_text,
+        split.own_text,
+        split.previous_context,
+        split.signature,
+        json.dumps(sorted(parsed.flags | split.flags)),
+        json.dumps(parsed.attachments),
+        len(parsed.attachments),
+        SPLITTER_VERSION,
     )
     # the last guard before SQLite, which cannot store lone surrogates (raw 8-bit header bytes)
     values = tuple(storable_text(v) if isinstance(v, str) else v for v in values)
@@ -94,9 +124,16 @@ def _decode(data: bytes, note: str | None) -> Decoded:
 
 def _decode_chunk(work: list[tuple[str | None, bytes | None, str | None] | None]) -> list[Decoded | Rejected | None]:
     """In a worker: (path, data, error) per item, None for one to pass over; files are read here."""
-    return [None if entry is None else decode_item(RawItem(key="", folder="", path=entry[0], data=entry[1], error=entry[2],
-                                                          note=entry[3], error_reason=entry[4]))
-            for entry in work]
+    return [
+        None
+        if entry is None
+        else decode_item(
+            RawItem(
+                key="", folder="", path=entry[0], data=entry[1], error=entry[2], note=entry[3], error_reason=entry[4]
+            )
+        )
+        for entry in work
+    ]
 
 
 def default_workers(expected_items: int | None) -> int:

@@ -11,8 +11,27 @@ import re
 from html.parser import HTMLParser
 
 _BLOCK = {
-    "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-    "pre", "hr", "section", "article", "header", "footer", "blockquote",
+    "p",
+    "div",
+    "br",
+    "tr",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "hr",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
 }
 _SKIP = {"script", "style", "head", "title"}
 

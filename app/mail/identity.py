@@ -185,7 +185,8 @@ class IdentitiesAtInsert:
                         self.known[from_addr] = self.provisional[from_addr] = cursor.lastrowid
                     else:  # another process added it meanwhile (tiller identities add)
                         row = self.db.conn.execute(
-                            "SELECT id, origin FROM identities WHERE address = ?", [from_addr]).fetchone()
+                            "SELECT id, origin FROM identities WHERE address = ?", [from_addr]
+                        ).fetchone()
                         if row[1] == "rejected":
                             self.rejected.add(from_addr)
                         else:

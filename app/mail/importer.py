@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlite_utils
 
 from app import __version__
+from app.clock import utc_now
 from app.jobs import CancelToken, Progress
 from app.mail.charsets import storable_text
 from app.mail.decoding import MESSAGE_COLUMNS, Decoded, DecodingPool, Rejected, decode_item, default_workers
@@ -26,8 +27,6 @@ from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftove
 from app.mail.sources import MailSource, RawItem
 from app.store.backup import take_backup
 from app.store.locks import StoreLock, import_lock
-from app.clock import utc_now
-
 
 _INSERT_MESSAGE = (
     f"INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, {', '.join(MESSAGE_COLUMNS)}, "
@@ -121,7 +120,9 @@ class MailImport:
             conn.execute(
                 "UPDATE import_runs SET status = 'failed', finished_at = ?, "
                 "error = coalesce(error, 'interrupted: the process ended before the import finished') "
-                "WHERE status = 'running'", [_now()])
+                "WHERE status = 'running'",
+                [_now()],
+            )
             for address in self.my_addresses:
                 add_configured(db, address)
             settle_leftover_guesses(db)
@@ -129,12 +130,15 @@ class MailImport:
         self._identities = IdentitiesAtInsert(db, guess=not self.my_addresses)
         source_id = self._source_id()
         # a source imported before may hold items done already; a new one cannot, so skip the lookup
-        self._resuming = self.db.execute(
-            "SELECT 1 FROM source_items WHERE source_id = ? LIMIT 1", [source_id]
-        ).fetchone() is not None
-        run_id = db["import_runs"].insert(
-            {"source_id": source_id, "started_at": _now(), "status": "running", "app_version": __version__}
-        ).last_pk
+        self._resuming = (
+            self.db.execute("SELECT 1 FROM source_items WHERE source_id = ? LIMIT 1", [source_id]).fetchone()
+            is not None
+        )
+        run_id = (
+            db["import_runs"]
+            .insert({"source_id": source_id, "started_at": _now(), "status": "running", "app_version": __version__})
+            .last_pk
+        )
         counts = ImportCounts()
         self._now = _now()  # imported_at, refreshed per batch (a clock read per message is waste)
         progress = ImportProgress(done=0, total=self.source.estimate(), started=started, counts=counts)
@@ -201,7 +205,9 @@ class MailImport:
 
     # -- one item -----------------------------------------------------------------------------
 
-    def _decoded_items(self, source_id: int, pool: DecodingPool | None) -> Iterator[tuple[RawItem, Decoded | Rejected | None]]:
+    def _decoded_items(
+        self, source_id: int, pool: DecodingPool | None
+    ) -> Iterator[tuple[RawItem, Decoded | Rejected | None]]:
         """(item, decoded) in source order; decoded is None for items imported by an earlier run."""
         done_keys = self._finished_keys(source_id) if self._resuming else frozenset()
         items = self.source.iter_items()
@@ -218,7 +224,9 @@ class MailImport:
         )
         return frozenset(r[0] for r in rows)
 
-    def _import_item(self, item: RawItem, decoded: Decoded | Rejected | None, source_id: int, run_id: int, counts) -> None:
+    def _import_item(
+        self, item: RawItem, decoded: Decoded | Rejected | None, source_id: int, run_id: int, counts
+    ) -> None:
         conn = self.db.conn
         counts.seen += 1
         if decoded is None:
@@ -234,9 +242,16 @@ class MailImport:
         identity_id = self._identities.of(item.folder, is_sent, values[_FROM_ADDR], values[_FROM_NAME])
         try:
             cursor = conn.execute(
-                _INSERT_MESSAGE, (source_id, item.key, item.folder, int(is_sent), *values, identity_id, self._now))
-        except (UnicodeError, ValueError, OverflowError, sqlite3.InterfaceError, sqlite3.DataError,
-                sqlite3.IntegrityError) as exc:
+                _INSERT_MESSAGE, (source_id, item.key, item.folder, int(is_sent), *values, identity_id, self._now)
+            )
+        except (
+            UnicodeError,
+            ValueError,
+            OverflowError,
+            sqlite3.InterfaceError,
+            sqlite3.DataError,
+            sqlite3.IntegrityError,
+        ) as exc:
             # a value this one message carries that SQLite refuses; a full disk or a locked
             # database (OperationalError) is not the message's fault and stops the import instead
             self._skip(source_id, run_id, item, "unstorable", f"{type(exc).__name__}: {exc}", counts)
@@ -253,7 +268,13 @@ class MailImport:
         if decoded.warning:
             counts.warnings += 1
         self._record(
-            source_id, item.key, run_id, "stored", cursor.lastrowid, "warning" if decoded.warning else None, decoded.warning
+            source_id,
+            item.key,
+            run_id,
+            "stored",
+            cursor.lastrowid,
+            "warning" if decoded.warning else None,
+            decoded.warning,
         )
 
     def _skip(self, source_id, run_id, item: RawItem, reason: str, detail: str, counts: ImportCounts) -> None:
@@ -273,8 +294,9 @@ class MailImport:
     def _source_id(self) -> int:
         kind, location = self.source.kind, storable_text(self.source.location)
         # one statement: a source another process adds at the same moment is not added twice
-        self.db.execute("INSERT OR IGNORE INTO sources (kind, location, added_at) VALUES (?, ?, ?)",
-                        [kind, location, _now()])
+        self.db.execute(
+            "INSERT OR IGNORE INTO sources (kind, location, added_at) VALUES (?, ?, ?)", [kind, location, _now()]
+        )
         return self.db.execute("SELECT id FROM sources WHERE kind = ? AND location = ?", [kind, location]).fetchone()[0]
 
     def _save_counts(self, run_id: int, counts: ImportCounts, status: str) -> None:
@@ -282,8 +304,15 @@ class MailImport:
             "UPDATE import_runs SET seen=?, stored=?, duplicates=?, skipped=?, already_imported=?, warnings=?, "
             "status=?, finished_at=? WHERE id=?",
             [
-                counts.seen, counts.stored, counts.duplicates, counts.skipped, counts.already_imported,
-                counts.warnings, status, None if status == "running" else _now(), run_id,
+                counts.seen,
+                counts.stored,
+                counts.duplicates,
+                counts.skipped,
+                counts.already_imported,
+                counts.warnings,
+                status,
+                None if status == "running" else _now(),
+                run_id,
             ],
         )
 

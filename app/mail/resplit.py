@@ -28,7 +28,8 @@ def resplit_outdated(db) -> ResplitCounts:
     counts = ResplitCounts()
     rows = db.execute(
         "SELECT id, body_text, subject, own_text, flags FROM messages WHERE coalesce(parser_version, 0) < ?",
-        [SPLITTER_VERSION]).fetchall()
+        [SPLITTER_VERSION],
+    ).fetchall()
     if not rows:
         return counts
     conn = db.conn
@@ -40,8 +41,15 @@ def resplit_outdated(db) -> ResplitCounts:
             conn.execute(
                 "UPDATE messages SET own_text = ?, previous_context = ?, signature = ?, flags = ?, parser_version = ?"
                 " WHERE id = ?",
-                [split.own_text, split.previous_context, split.signature, json.dumps(sorted(kept | split.flags)),
-                 SPLITTER_VERSION, message_id])
+                [
+                    split.own_text,
+                    split.previous_context,
+                    split.signature,
+                    json.dumps(sorted(kept | split.flags)),
+                    SPLITTER_VERSION,
+                    message_id,
+                ],
+            )
             counts.messages += 1
             if split.own_text != (own_before or ""):
                 counts.changed += 1

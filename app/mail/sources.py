@@ -175,8 +175,12 @@ class MaildirSource:
 
     def _unlistable(self, error: OSError) -> RawItem:
         where = os.path.relpath(error.filename, self.root) if error.filename else "?"
-        return RawItem(key=storable_text(where) + os.sep, folder=self._folder(where if where != "." else ""), error_reason="unreadable",
-                       error=f"directory cannot be listed: {error.strerror or error}; its messages were not imported")
+        return RawItem(
+            key=storable_text(where) + os.sep,
+            folder=self._folder(where if where != "." else ""),
+            error_reason="unreadable",
+            error=f"directory cannot be listed: {error.strerror or error}; its messages were not imported",
+        )
 
 
 class EmlFolderSource(MaildirSource):
@@ -251,8 +255,12 @@ class MboxSource:
     def _item(self, message: _MboxMessage) -> RawItem:
         key = f"{storable_text(self.path.name)}@{message.start}"
         if message.lines is None:
-            return RawItem(key=key, folder=self.folder, error_reason="too-large",
-                           error=f"{message.size:,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit for one message")
+            return RawItem(
+                key=key,
+                folder=self.folder,
+                error_reason="too-large",
+                error=f"{message.size:,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit for one message",
+            )
         lines = message.lines
         body = lines[1:] if lines[0].startswith(b"From ") else lines
         data = b"".join(body)
@@ -262,8 +270,9 @@ class MboxSource:
         note = None
         if message.suspects:
             at = ", ".join(f"byte {o:,}" for o in message.suspects[:3])
-            note = (f"mbox: a line at {at} looks like a damaged 'From ' separator; this item may hold "
-                    "two messages merged")
+            note = (
+                f"mbox: a line at {at} looks like a damaged 'From ' separator; this item may hold two messages merged"
+            )
         return RawItem(key=key, folder=self.folder, data=data, note=note)
 
 
@@ -328,7 +337,7 @@ class MboxFolderSource:
             name = path.name[:-5] if path.name.lower().endswith(".mbox") else path.name
             folder = str(rel_dir / name) if str(rel_dir) != "." else name
             for item in MboxSource(path, folder=folder).iter_items():
-                item.key = str(path.relative_to(self.root)) + item.key[len(path.name):]
+                item.key = str(path.relative_to(self.root)) + item.key[len(path.name) :]
                 yield item
 
 

@@ -152,29 +152,41 @@ _NOTES_TO_SAME_LINE = re.compile(r"\d{1,2}:\d{2}(:\d{2})?\s*[AP]M\s+to:\s*\S", r
 
 _WIRES = r"(?:reuters|bloomberg|dow jones|ap|associated press|upi|afp|business wire|pr newswire)"
 # markers at the start of a line: one anchored pattern, matched once per line (import speed)
-_PASTED_LINE_START = re.compile("|".join((
-    r"\s*\??\s*(?:By|BY|by) [A-Z][A-Za-z.'\-]+(?: [A-Z][A-Za-z.'\-]+){1,3}\s*(?:,(?:\s*\S+){1,6})?\s*$",  # byline
-    r"(?i:\s*\(?published\b.*\d{4}\)?\s*$)",
-    r"(?i:\s*(?:copyright\b|\(c\)\s*\S|©|\?\s*(?:19|20)\d\d\s+[A-Z]))",  # "?2001 San Francisco ..."
-    r"\s*(?:Station|Program)\s{2,}\S",  # a broadcast transcript's header
-    # SACRAMENTO -- and the story's first sentence
-    r"\s*[A-Z][A-Z .'\-]{2,30}(?:, [A-Z][a-z.]+\.?)?(?:, [A-Z][a-z]+\.? \d{1,2})?\s*(?:--|—)\s+(?:\S+\s+){7}",
-)))
+_PASTED_LINE_START = re.compile(
+    "|".join(
+        (
+            r"\s*\??\s*(?:By|BY|by) [A-Z][A-Za-z.'\-]+(?: [A-Z][A-Za-z.'\-]+){1,3}\s*(?:,(?:\s*\S+){1,6})?\s*$",  # byline
+            r"(?i:\s*\(?published\b.*\d{4}\)?\s*$)",
+            r"(?i:\s*(?:copyright\b|\(c\)\s*\S|©|\?\s*(?:19|20)\d\d\s+[A-Z]))",  # "?2001 San Francisco ..."
+            r"\s*(?:Station|Program)\s{2,}\S",  # a broadcast transcript's header
+            # SACRAMENTO -- and the story's first sentence
+            r"\s*[A-Z][A-Z .'\-]{2,30}(?:, [A-Z][a-z.]+\.?)?(?:, [A-Z][a-z]+\.? \d{1,2})?\s*(?:--|—)\s+(?:\S+\s+){7}",
+        )
+    )
+)
 _WIRE_DATELINE = re.compile(rf"\(\s*{_WIRES}\s*\)\s*(?:-{{1,2}}|—)|-\s*\(\s*{_WIRES}\s*\)\s*-", re.I)
 _STAFF_WRITER = re.compile(r"\bstaff writers?\s*$", re.I)
 
 
 def _is_pasted_marker(line: str, low: str) -> bool:
-    return bool(_PASTED_LINE_START.match(line) or ("(" in line and _WIRE_DATELINE.search(line))
-                or ("writer" in low and _STAFF_WRITER.search(line)))
+    return bool(
+        _PASTED_LINE_START.match(line)
+        or ("(" in line and _WIRE_DATELINE.search(line))
+        or ("writer" in low and _STAFF_WRITER.search(line))
+    )
 
 
 _PASTED_LEAD_IN = re.compile(
     r"\b(?:following (?:news )?(?:articles?|stor(?:y|ies)|press releases?|transcripts?)|"
     r"(?:article|story|press release|transcript|voice ?mail(?: message)?|text) (?:is )?(?:below|follows)|"
-    r"below is (?:the|an?) (?:article|story|press release|transcript|text))\b[^.!?]*:?\s*$", re.I)
-_CLOSING_LINE = re.compile(r"^\s*(?:best(?: regards)?|regards|thanks?(?: you)?|thx|cheers|sincerely|take care)\s*[,.!]?"
-                           r"(?:\s+[A-Z][a-z]+\.?){0,2}\s*$", re.I)  # "Best," or "Best, Jeff"
+    r"below is (?:the|an?) (?:article|story|press release|transcript|text))\b[^.!?]*:?\s*$",
+    re.I,
+)
+_CLOSING_LINE = re.compile(
+    r"^\s*(?:best(?: regards)?|regards|thanks?(?: you)?|thx|cheers|sincerely|take care)\s*[,.!]?"
+    r"(?:\s+[A-Z][a-z]+\.?){0,2}\s*$",
+    re.I,
+)  # "Best," or "Best, Jeff"
 _DECK = re.compile(r"^[A-Z][\w&' ]{0,20}:\s")
 _REPORTED_SPEECH = re.compile(r"\b(?:said|says|according to)\b")
 PASTED_MIN_WORDS = 40  # a smaller block is a mention inside the user's own prose, not a pasted text
@@ -257,7 +269,7 @@ def _header_block_follows(lines: list[str], start: int) -> bool:
     """At least two of Sent/Date/To/Cc/Subject within the next six non-blank lines."""
     hits = 0
     seen = 0
-    for line in lines[start:start + 10]:
+    for line in lines[start : start + 10]:
         if not line.strip():
             continue
         seen += 1
@@ -272,7 +284,7 @@ def _header_block_follows(lines: list[str], start: int) -> bool:
 
 def _to_line_follows(lines: list[str], start: int) -> bool:
     seen = 0
-    for line in lines[start:start + 8]:
+    for line in lines[start : start + 8]:
         if not line.strip():
             continue
         seen += 1
@@ -315,7 +327,7 @@ def _cut_signature(lines: list[str]) -> tuple[list[str], list[str]]:
     delimiters = [i for i in (_index(lines, "-- "), _index(lines, "--")) if i is not None]
     if delimiters:
         i = min(delimiters)
-        return lines[:i], lines[i + 1:]
+        return lines[:i], lines[i + 1 :]
     # disclaimers and mobile footers sit in the last part of the message
     for i, line in enumerate(lines):
         if line.lstrip()[:1] not in _FOOTER_FIRST_CHARS:

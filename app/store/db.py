@@ -7,9 +7,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from app.errors import StoreError
-
 from app import paths
+from app.errors import StoreError
 from app.store.backup import take_backup
 from app.store.migrations import MIGRATIONS, migrate, schema_version
 

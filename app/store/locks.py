@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.jobs import CancelToken, Cancelled
+from app.jobs import Cancelled, CancelToken
 
 try:
     import fcntl
@@ -67,8 +67,9 @@ class StoreLock:
             self._fd = None
 
     @contextmanager
-    def held(self, cancel: CancelToken | None = None, on_wait: Callable[[str], None] | None = None,
-             poll_s: float = 0.2) -> Iterator[None]:
+    def held(
+        self, cancel: CancelToken | None = None, on_wait: Callable[[str], None] | None = None, poll_s: float = 0.2
+    ) -> Iterator[None]:
         """Blocks until the lock is free (Cancelled if ``cancel`` is set meanwhile)."""
         cancel = cancel or CancelToken()
         told = False

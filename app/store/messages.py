@@ -23,8 +23,11 @@ class MessageText:
 def search_messages(db, text: str, limit: int = 200) -> list[MessageListing]:
     """Newest first, the messages whose subject or sender contains ``text`` (any case)."""
     pattern = f"%{text}%"
-    rows = db.execute("SELECT id, date, from_addr, subject FROM messages WHERE subject LIKE ? OR from_addr LIKE ?"
-                      " ORDER BY date DESC LIMIT ?", [pattern, pattern, limit]).fetchall()
+    rows = db.execute(
+        "SELECT id, date, from_addr, subject FROM messages WHERE subject LIKE ? OR from_addr LIKE ?"
+        " ORDER BY date DESC LIMIT ?",
+        [pattern, pattern, limit],
+    ).fetchall()
     return [MessageListing(*row) for row in rows]
 
 
@@ -54,7 +57,8 @@ def import_runs(db) -> list[ImportRunRow]:
     """Every import run, oldest first, with its source's location."""
     rows = db.execute(
         "SELECT r.id, s.location, r.status, r.seen, r.stored, r.duplicates, r.already_imported, r.skipped, "
-        "r.started_at FROM import_runs r JOIN sources s ON s.id = r.source_id ORDER BY r.id").fetchall()
+        "r.started_at FROM import_runs r JOIN sources s ON s.id = r.source_id ORDER BY r.id"
+    ).fetchall()
     return [ImportRunRow(*row) for row in rows]
 
 
@@ -62,5 +66,6 @@ def senders_by_mail(db) -> list[str]:
     """The user's identities (not rejected), the one with the most stored messages first."""
     rows = db.execute(
         "SELECT from_addr, COUNT(*) n FROM messages WHERE from_addr IN (SELECT address FROM identities WHERE origin != 'rejected')"
-        " GROUP BY from_addr ORDER BY n DESC").fetchall()
+        " GROUP BY from_addr ORDER BY n DESC"
+    ).fetchall()
     return [r[0] for r in rows]

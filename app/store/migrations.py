@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlite_utils
+
 from app.clock import utc_now
 
 Migration = Callable[[sqlite_utils.Database], None]
@@ -148,7 +149,11 @@ def _m001_mail(db: sqlite_utils.Database) -> None:
             "detail": str,
         },
         pk=("source_id", "item_key"),
-        foreign_keys=[("source_id", "sources", "id"), ("run_id", "import_runs", "id"), ("message_ref", "messages", "id")],
+        foreign_keys=[
+            ("source_id", "sources", "id"),
+            ("run_id", "import_runs", "id"),
+            ("message_ref", "messages", "id"),
+        ],
     )
     db["source_items"].create_index(["run_id", "status"])
 
@@ -246,7 +251,11 @@ def _m003_distillation(db: sqlite_utils.Database) -> None:
             **common,
         },
         pk="id",
-        foreign_keys=[("message_id", "messages", "id"), ("intent_id", "intents", "id"), ("baseline_id", "baselines", "id")],
+        foreign_keys=[
+            ("message_id", "messages", "id"),
+            ("intent_id", "intents", "id"),
+            ("baseline_id", "baselines", "id"),
+        ],
     )
     db["rules"].create_index(["message_id", "intent_id", "strategy", "source"], unique=True)
 

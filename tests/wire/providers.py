@@ -26,7 +26,9 @@ class AnthropicServer(WireServer):
         self.reply = reply
 
     def error_body(self, status: int) -> dict:
-        kind = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error", 401: "authentication_error"}.get(status, "api_error")
+        kind = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error", 401: "authentication_error"}.get(
+            status, "api_error"
+        )
         return {"type": "error", "error": {"type": kind, "message": f"injected HTTP {status}"}}
 
     def handle(self, c: Captured) -> Reply:
@@ -51,23 +53,47 @@ class AnthropicServer(WireServer):
             words, stop_reason = words[: req["max_tokens"]], "max_tokens"
         text = "".join(words)
         message = {
-            "id": "msg_loopback", "type": "message", "role": "assistant", "model": req["model"],
-            "stop_reason": None, "stop_sequence": None,
+            "id": "msg_loopback",
+            "type": "message",
+            "role": "assistant",
+            "model": req["model"],
+            "stop_reason": None,
+            "stop_sequence": None,
             "usage": {"input_tokens": len(c.body) // 4, "output_tokens": 0},
         }
         if not req.get("stream"):
             message.update(
-                content=[{"type": "text", "text": text}], stop_reason=stop_reason,
+                content=[{"type": "text", "text": text}],
+                stop_reason=stop_reason,
                 usage={"input_tokens": len(c.body) // 4, "output_tokens": len(words)},
             )
             return Reply(200, message)
         events = [("message_start", {"type": "message_start", "message": {**message, "content": []}})]
-        events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+        events.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
         events.append(("ping", {"type": "ping"}))
         for word in words:
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}))
+            events.append(
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                )
+            )
         events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        events.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": len(words)}}))
+        events.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": len(words)},
+                },
+            )
+        )
         events.append(("message_stop", {"type": "message_stop"}))
         return Reply(200, events=events)
 
@@ -81,7 +107,13 @@ class GeminiServer(WireServer):
         self.reply = reply
 
     def error_body(self, status: int) -> dict:
-        names = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED"}
+        names = {
+            429: "RESOURCE_EXHAUSTED",
+            500: "INTERNAL",
+            503: "UNAVAILABLE",
+            400: "INVALID_ARGUMENT",
+            403: "PERMISSION_DENIED",
+        }
         return {"error": {"code": status, "message": f"injected HTTP {status}", "status": names.get(status, "UNKNOWN")}}
 
     def handle(self, c: Captured) -> Reply:
@@ -104,7 +136,11 @@ class GeminiServer(WireServer):
         limit = config.get("maxOutputTokens")
         if limit and len(words) > limit:
             words, finish = words[:limit], "MAX_TOKENS"
-        usage = {"promptTokenCount": len(c.body) // 4, "candidatesTokenCount": len(words), "totalTokenCount": len(c.body) // 4 + len(words)}
+        usage = {
+            "promptTokenCount": len(c.body) // 4,
+            "candidatesTokenCount": len(words),
+            "totalTokenCount": len(c.body) // 4 + len(words),
+        }
 
         def chunk(piece: str, final: bool) -> dict:
             cand = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}

@@ -71,7 +71,9 @@ class Captured:
 class Reply:
     """What the server answers: a status and JSON body, or a list of SSE events."""
 
-    def __init__(self, status: int = 200, body: Any = None, events: list[tuple[str | None, Any]] | None = None, headers=None):
+    def __init__(
+        self, status: int = 200, body: Any = None, events: list[tuple[str | None, Any]] | None = None, headers=None
+    ):
         self.status = status
         self.body = body
         self.events = events
@@ -188,13 +190,15 @@ class WireServer:
             if fault and fault.kind == "truncate" and index >= fault.after_events:
                 if fault.clean:
                     break  # the body ends properly, just without the provider's end-of-answer event
-                h.wfile.write(b"40\r\ndata: {\"partial")  # half a chunk, then the connection drops
+                h.wfile.write(b'40\r\ndata: {"partial')  # half a chunk, then the connection drops
                 h.wfile.flush()
                 _reset(h)
                 return
             if fault and fault.kind == "drip":
                 time.sleep(fault.delay)
-            text = (f"event: {event}\n" if event else "") + f"data: {json.dumps(data) if not isinstance(data, str) else data}\n\n"
+            text = (
+                f"event: {event}\n" if event else ""
+            ) + f"data: {json.dumps(data) if not isinstance(data, str) else data}\n\n"
             chunk = text.encode()
             try:
                 h.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
