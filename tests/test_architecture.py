@@ -54,3 +54,21 @@ def test_the_checker_catches_a_violation(tmp_path, monkeypatch):
     monkeypatch.setattr(me, "REPO", tmp_path)
     assert _violations("app", "agent_training") == ["app/drafting_bad.py imports agent_training"]
     assert _violations("app", "PySide6", allowed_under="app/gui/") == ["app/drafting_bad.py imports PySide6.QtCore"]
+
+
+def test_the_bare_core_venv_really_lacks_the_heavy_parts():
+    """.ci/run runs the core's tests where only the core is installed; if a dependency of the core
+    pulled torch or Qt in after all, that run would prove nothing: it fails here instead."""
+    import importlib.util
+    import os
+
+    import pytest
+
+    if os.environ.get("TILLER_BARE_CORE") != "1":
+        pytest.skip("only in the bare-core venv of .ci/run (TILLER_BARE_CORE=1)")
+    present = [
+        m
+        for m in ("torch", "transformers", "peft", "PySide6", "matplotlib", "sklearn")
+        if importlib.util.find_spec(m) is not None
+    ]
+    assert present == []

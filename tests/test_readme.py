@@ -19,7 +19,15 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
         for line in (REPO / ".ci" / "run").read_text().splitlines()
         if line and not line.startswith(("#", "set ", "cd "))
     ]
-    assert ci_lines == [commands[1]]
+    assert ci_lines[0] == commands[1]
+    # then the core's own tests in a venv holding the core alone (tests/test_architecture.py checks it is bare)
+    assert (
+        len(ci_lines) == 2 and "pip install -q -e '.[core-test]'" in ci_lines[1] and "TILLER_BARE_CORE=1" in ci_lines[1]
+    )
+    listed = [
+        line for line in (REPO / ".ci" / "core_tests").read_text().splitlines() if line and not line.startswith("#")
+    ]
+    assert listed and all((REPO / path).is_file() for path in listed)
     assert commands[0].endswith("tiller demo")
 
 

@@ -24,7 +24,7 @@ def gui_command() -> None:
         from app.gui.window import main as gui_main
     except ImportError as exc:
         raise click.ClickException(
-            f"the desktop app needs PySide6: pip install 'PySide6-Essentials<6.12' ({exc})"
+            f"the desktop app needs the gui extra: pip install 'tiller[gui]' ({exc})"
         ) from None
     sys.exit(gui_main([sys.argv[0]]))
 

