@@ -1,0 +1,260 @@
+"""The evaluation's report: ``report.md`` and its plots, from the ``results`` an
+:class:`agent_training.evaluate.Evaluation` run measured (running and scoring stay there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from agent_training.evaluate import ADAPTER_METHODS, METHODS, PAPER_WIN_RATES
+
+
+def stage_diagnosis(results: dict) -> dict | None:
+    """Where the agent's gain over M_L zero-shot is made or lost, measured on the main score
+    (calibrated authorship, else similarity): the rules (agent against the real email's own rules),
+    the drafting model (the real rules against no rules), and compliance (rules the drafts keep)."""
+    metrics = results["metrics"]
+    if not {"agent", "real_rules", "large_zero_shot"} <= set(metrics):
+        return None
+    score = "authorship" if "authorship" in metrics["agent"] else "similarity"
+    agent, ceiling, zero = (metrics[m][score] for m in ("agent", "real_rules", "large_zero_shot"))
+    compliance = results.get("rule_compliance", {})
+    return {
+        "score": score,
+        "agent": agent,
+        "real_rules": ceiling,
+        "large_zero_shot": zero,
+        "rules_gap": ceiling - agent,
+        "drafting_gain": ceiling - zero,
+        "agent_gain": agent - zero,
+        "kept_after": {m: compliance[m]["kept_after"] for m in ("agent", "real_rules") if m in compliance},
+    }
+
+
+def plots(out: Path, per_method, methods, heat) -> dict[str, str]:
+    """The similarity bar chart and the permutation heatmap as PNGs in ``out``; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = {}
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    means = [float(np.mean(per_method[m]["similarity"])) for m in methods]
+    ax.bar(range(len(methods)), means, color="#4a7bb7")
+    ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
+    ax.set_ylabel("cosine similarity to the real email")
+    ax.set_title("Embedding similarity by method")
+    fig.tight_layout()
+    plots["similarity"] = _save(out, fig, "similarity.png")
+    if heat:
+        n = len(heat["senders"])
+        fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 1.8))
+        image = ax.imshow(
+            np.array(heat["normalized"]), cmap="viridis", vmin=min(0.9, np.min(heat["normalized"])), vmax=1
+        )
+        labels = [s.split("@")[0] for s in heat["senders"]]
+        ax.set_xticks(range(n), labels, rotation=30, ha="right")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel("held-out intents of")
+        ax.set_ylabel("agent of")
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{heat['normalized'][i][j]:.3f}", ha="center", va="center", color="w", fontsize=8)
+        fig.colorbar(image, ax=ax, label="similarity / column max")
+        ax.set_title("Sender permutation")
+        fig.tight_layout()
+        plots["permutation"] = _save(out, fig, "permutation.png")
+    plt.close("all")
+    return plots
+
+
+def _save(out: Path, fig, name: str) -> str:
+    tmp = out / f".{name}.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(out / name)
+    return name
+
+
+def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
+    models, cfg = results["models"], results["config"]
+    lines = [
+        "# Tiller evaluation report",
+        "",
+        f"Senders: {', '.join(cfg['senders'])}; held-out cases per sender: "
+        + ", ".join(f"{s.split('@')[0]} {n}" for s, n in results["cases"].items())
+        + f"; seed {cfg['seed']}; few-shot k = {cfg['few_shot_k']}.",
+        "",
+        "## Models",
+        "",
+        f"- Agent (M_S) base: `{models['agent_base']}`",
+        *[f"- Agent of {s}: `{a}`" for s, a in models["agents"].items()],
+        f"- Large model (M_L, drafts): {models['large_model']}",
+        f"- Judge: {models['judge']}"
+        + (
+            " — **a weak judge**: the same small local model that drafts; read its win "
+            "rates as a sanity check, and configure a cloud judge (`--judge`) for the "
+            "paper's kind of number"
+            if results.get("judge_is_local")
+            else ""
+        ),
+        f"- Small model (zero-shot drafts): {models['small_model'] or '-'}",
+        f"- Text encoder (similarity): {models['text_encoder']}",
+        "",
+    ]
+    lines += [f"Note: {note}." for note in results.get("notes", [])] + ([""] if results.get("notes") else [])
+    not_run = [m for m in METHODS if m not in methods]
+    if not_run:
+        lines += [
+            f"Not run: {', '.join(not_run)}"
+            + (
+                " (naive_finetune and r1_agent need their adapters: `tiller eval --reproduce` trains them, or give "
+                "`--adapter METHOD=PROFILE_DIR`)"
+                if set(not_run) & set(ADAPTER_METHODS)
+                else ""
+            )
+            + ".",
+            "",
+        ]
+    if results["failed_drafts"]:
+        lines += [f"**{results['failed_drafts']} drafts failed** (scored as empty; see drafts.jsonl).", ""]
+    lines += [
+        "## Judge: agent win rate (both orders; split verdict = 0.5)",
+        "",
+        "The paper's column: GPT-4o judging Llama 3 8B agents on its own data; not the same experiment.",
+        "",
+        "| agent vs | win rate | 95% CI (bootstrap) | pairs | paper |",
+        "|---|---|---|---|---|",
+    ]
+    for other, w in results["agent_win_rate"].items():
+        paper = f"{PAPER_WIN_RATES[other] / 100:.3f}" if other in PAPER_WIN_RATES else "-"
+        lines.append(f"| {other} | {w['win_rate']:.2f} | {w['low']:.2f} - {w['high']:.2f} | {w['n']} | {paper} |")
+    names = [
+        *(["authorship"] if results.get("authorship") else []),
+        "similarity",
+        "length_log_ratio",
+        "length_error",
+        "greeting_match",
+        "signoff_match",
+        "contraction_rate_diff",
+        "sentence_words_diff",
+    ]
+    header = "| method | " + " | ".join(names) + " |"
+    lines += [
+        "",
+        "## Automatic metrics (all senders)",
+        "",
+        "Authorship and similarity: higher is better; length_log_ratio (|ln| of the word-count ratio), errors and "
+        "diffs: lower is better; matches: share of cases. Means first:",
+        "",
+        header,
+        "|" + "---|" * (len(names) + 1),
+    ]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{results['metrics'][m][n]:.3f}" for n in names) + " |")
+    lines += [
+        "",
+        "Medians (one outlier, such as a pasted transcript, cannot move these):",
+        "",
+        header,
+        "|" + "---|" * (len(names) + 1),
+    ]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{results['metrics_median'][m][n]:.3f}" for n in names) + " |")
+    lines += ["", "### Per sender", "", "| sender | " + header[2:], "|" + "---|" * (len(names) + 2)]
+    for key, values in sorted(results["metrics_per_sender"].items()):
+        sender, method = key.split("|")
+        lines.append(f"| {sender} | {method} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
+    author = results.get("authorship")
+    if author:
+        lines += [
+            "",
+            "## Does it sound like the sender? Authorship score (no judge)",
+            "",
+            "A character and function-word n-gram model trained on this mailbox's earlier mail "
+            f"({', '.join(f'{s.split(chr(64))[0]} {n}' for s, n in author['train_emails'].items())} emails) "
+            "gives the probability that a draft is its sender's; calibrated per sender between the other "
+            "senders' real held-out mail (0) and the sender's own (1).",
+            "",
+            "| method | calibrated authorship | 95% CI (bootstrap) | drafts |",
+            "|---|---|---|---|",
+        ]
+        for m, a in author["methods"].items():
+            lines.append(f"| {m} | {a['mean']:.2f} | {a['low']:.2f} - {a['high']:.2f} | {a['n']} |")
+        lines += ["", "| sender | floor (others' mail) | ceiling (own mail) |", "|---|---|---|"]
+        for s, c in author["calibration"].items():
+            lines.append(f"| {s} | {c['floor']:.3f} ({c['others_n']}) | {c['ceiling']:.3f} ({c['own_n']}) |")
+    if results.get("rule_compliance"):
+        lines += [
+            "",
+            "## The agent's rules kept by the drafts (app/rulecheck.py)",
+            "",
+            "Share of checkable rules a draft keeps, as the model wrote it and after the app's repairs and "
+            "one re-ask (what the metrics above score).",
+            "",
+            "| method | kept as written | kept after repair | re-asked | drafts |",
+            "|---|---|---|---|---|",
+        ]
+        for m, c in results["rule_compliance"].items():
+            lines.append(f"| {m} | {c['kept_before']:.1%} | {c['kept_after']:.1%} | {c['reasked']} | {c['drafts']} |")
+    stages = results.get("stages")
+    if stages:
+        lines += [
+            "",
+            "## Where the agent gains or loses (measured)",
+            "",
+            f"On mean {stages['score']}: agent {stages['agent']:.3f}, M_L with the real email's own rules "
+            f"{stages['real_rules']:.3f}, M_L zero-shot {stages['large_zero_shot']:.3f}.",
+            "",
+            f"- Rules: the agent's rules fall {stages['rules_gap']:+.3f} short of the real ones"
+            + (" (the agent's rules lose it)" if stages["rules_gap"] > 0 and stages["agent_gain"] <= 0 else "")
+            + ".",
+            f"- Drafting: even the real rules move M_L by {stages['drafting_gain']:+.3f} over zero-shot"
+            + (" (the drafting model loses it: it cannot use rules)" if stages["drafting_gain"] <= 0 else "")
+            + ".",
+            "- Compliance: rules kept after repair: "
+            + (", ".join(f"{m} {v:.1%}" for m, v in stages["kept_after"].items()) or "-")
+            + ".",
+        ]
+    if results.get("timings"):
+        lines += [
+            "",
+            "## Runtime",
+            "",
+            "| stage | seconds |",
+            "|---|---|",
+            *[f"| {k} | {v:.0f} |" for k, v in results["timings"].items()],
+            f"| total | {sum(results['timings'].values()):.0f} |",
+        ]
+    if plots.get("similarity"):
+        lines += ["", f"![similarity by method]({plots['similarity']})"]
+    heat = results["permutation"]
+    if heat:
+        n = len(heat["senders"])
+        lines += [
+            "",
+            "## Sender permutation",
+            "",
+            f"Rows: whose agent; columns: whose held-out intents; similarity divided by the column's best. "
+            f"The own agent wins {heat['diagonal_wins']} of {n} columns on similarity"
+            + (
+                f" and {heat['authorship_diagonal_wins']} of {n} on the authorship score (the probability that "
+                "the drafts are the column's sender's)"
+                if "authorship" in heat
+                else ""
+            )
+            + ".",
+            "",
+            "| agent \\ intents | " + " | ".join(s.split("@")[0] for s in heat["senders"]) + " |",
+            "|" + "---|" * (n + 1),
+        ]
+        for s, row in zip(heat["senders"], heat["normalized"]):
+            lines.append(f"| {s.split('@')[0]} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+        if plots.get("permutation"):
+            lines += ["", f"![sender permutation heatmap]({plots['permutation']})"]
+    command = results.get("command") or (
+        f"tiller eval {' '.join('--sender ' + s for s in cfg['senders'])} --seed {cfg['seed']} --limit {cfg['limit']}"
+    )
+    lines += ["", f"Reproduce: `{command}` with the same backends; answers are cached in drafts.jsonl.", ""]
+    return "\n".join(lines)
