@@ -22,7 +22,7 @@ def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tille
     import json
 
     stats = json.loads((tiller_home / "datasets" / "all" / "measured" / "stats.json").read_text())
-    assert (stats["examples"], stats["train"], stats["test"]) == (7755, 6204, 1551)
+    assert (stats["examples"], stats["train"], stats["test"]) == (7734, 6187, 1547)  # 21 pasted-only emails left out
     # then the paper's method with the embedded instruct model for Kay's 3 newest emails (a process too)
     trainer_side = capfd.readouterr().out  # the training side runs as a process writing to this terminal
     assert "3/5 The paper's distillation" in out and "Yield: intents " in trainer_side
