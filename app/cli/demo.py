@@ -23,9 +23,7 @@ def gui_command() -> None:
     try:
         from app.gui.window import main as gui_main
     except ImportError as exc:
-        raise click.ClickException(
-            f"the desktop app needs the gui extra: pip install 'tiller[gui]' ({exc})"
-        ) from None
+        raise click.ClickException(f"the desktop app needs the gui extra: pip install 'tiller[gui]' ({exc})") from None
     sys.exit(gui_main([sys.argv[0]]))
 
 
