@@ -141,6 +141,11 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         "sentence_words_diff",
     ]
     header = "| method | " + " | ".join(names) + " |"
+
+    def method_table(values: dict) -> list[str]:
+        rows = [f"| {m} | " + " | ".join(f"{values[m][n]:.3f}" for n in names) + " |" for m in methods]
+        return [header, "|" + "---|" * (len(names) + 1), *rows]
+
     lines += [
         "",
         "## Automatic metrics (all senders)",
@@ -148,20 +153,12 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         "Authorship and similarity: higher is better; length_log_ratio (|ln| of the word-count ratio), errors and "
         "diffs: lower is better; matches: share of cases. Means first:",
         "",
-        header,
-        "|" + "---|" * (len(names) + 1),
-    ]
-    for m in methods:
-        lines.append(f"| {m} | " + " | ".join(f"{results['metrics'][m][n]:.3f}" for n in names) + " |")
-    lines += [
+        *method_table(results["metrics"]),
         "",
         "Medians (one outlier, such as a pasted transcript, cannot move these):",
         "",
-        header,
-        "|" + "---|" * (len(names) + 1),
+        *method_table(results["metrics_median"]),
     ]
-    for m in methods:
-        lines.append(f"| {m} | " + " | ".join(f"{results['metrics_median'][m][n]:.3f}" for n in names) + " |")
     lines += ["", "### Per sender", "", "| sender | " + header[2:], "|" + "---|" * (len(names) + 2)]
     for key, values in sorted(results["metrics_per_sender"].items()):
         sender, method = key.split("|")

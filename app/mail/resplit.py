@@ -27,7 +27,7 @@ class ResplitCounts:
 def resplit_outdated(db) -> ResplitCounts:
     counts = ResplitCounts()
     rows = db.execute(
-        "SELECT id, body_text, subject, own_text, flags FROM messages WHERE coalesce(parser_version, 0) < ?",
+        "SELECT id, body_text, subject, own_text, flags FROM messages WHERE parser_version IS NULL OR parser_version < ?",
         [SPLITTER_VERSION],
     ).fetchall()
     if not rows:

@@ -280,3 +280,9 @@ def _m004_models(db: sqlite_utils.Database) -> None:
         pk="name",
         not_null={"path", "role"},
     )
+
+
+@migration(5, "messages: index on parser_version (finding mail an older splitter split is a lookup)")
+def _m005_parser_version_index(db: sqlite_utils.Database) -> None:
+    # app/mail/resplit.py asks this on every database open (the GUI opens one per action)
+    db["messages"].create_index(["parser_version"], index_name="idx_messages_parser_version")
