@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.store.messages import dated_own_texts
+
 MIN_WORDS = 5  # shorter emails say little about style and add noise
 MAX_TRAIN_PER_SENDER = 600  # the biggest mailboxes would drown the small ones
 
@@ -161,14 +163,7 @@ def mailbox_mail(db, senders: list[str], before: dict[str, str] | None = None) -
     sender's first held-out case: nothing scored later is learnt)."""
     out: dict[str, list[tuple[str, str]]] = {}
     for sender in senders:
-        args = [sender.lower()]
-        where = "from_addr = ? AND own_text IS NOT NULL AND date IS NOT NULL"
-        if before and before.get(sender):
-            where += " AND date < ?"
-            args.append(before[sender])
-        rows = db.execute(
-            f"SELECT date, own_text FROM messages WHERE {where} GROUP BY content_key ORDER BY date, id", args
-        )
+        rows = dated_own_texts(db, sender, (before or {}).get(sender))
         out[sender] = [(d, t.strip()) for d, t in rows if t and t.strip()]
     return out
 

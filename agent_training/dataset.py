@@ -20,6 +20,7 @@ from agent_training.rules import MEASURED, merge_with_measured
 from app import paths
 from app.agent.template import agent_prompt
 from app.files import write_atomic
+from app.store import distilled
 
 TEST_SHARE = 0.2
 
@@ -57,50 +58,17 @@ def collect(
     db, *, strategy: str = "R3", rules_source: str | None = None, sender: str | None = None
 ) -> tuple[list[Example], dict]:
     """Examples with an ok intent and ok rules of ``strategy`` (``measured`` for offline data)."""
-    where = "r.status = 'ok' AND r.strategy = ? AND i.status = 'ok'"
-    args: list = [strategy]
-    if rules_source:
-        where += " AND r.source = ?"
-        args.append(rules_source)
-    if sender:
-        where += " AND m.from_addr = ?"
-        args.append(sender.lower())
-    rows = db.execute(
-        f"SELECT m.id, m.from_addr, m.date, m.to_addrs, m.subject, m.previous_context, m.own_text, i.text, r.rules,"
-        f" r.backend, r.model, r.prompt_version, r.source, i.source, i.temperature, i.variant, r.intent_id"
-        f" FROM rules r JOIN intents i ON i.id = r.intent_id JOIN messages m ON m.id = r.message_id"
-        f" WHERE {where} ORDER BY m.from_addr, m.date, m.id",
-        args,
-    ).fetchall()
+    rows = distilled.distilled_examples(db, strategy, rules_source, sender)
     measured = {}
     if strategy != MEASURED:
         measured = {
-            (r[0], r[1]): r[2]
-            for r in db.execute(
-                "SELECT message_id, intent_id, rules FROM rules WHERE strategy = ? AND source = ? AND status = 'ok'",
-                [MEASURED, MEASURED_SOURCE],
-            )
+            (row.message_id, row.intent_id): row.rules
+            for row in distilled.rules_by_message(db, MEASURED, MEASURED_SOURCE)
         }
     examples, undated, seen = [], 0, set()
-    for (
-        mid,
-        sender,
-        date,
-        to_addrs,
-        subject,
-        previous,
-        own,
-        intent,
-        rules,
-        backend,
-        model,
-        prompt_version,
-        source,
-        intent_source,
-        temperature,
-        variant,
-        intent_id,
-    ) in rows:
+    for row in rows:
+        mid, sender, date, intent_id = row.message_id, row.sender, row.date, row.intent_id
+        intent, rules, subject = row.intent, row.rules, row.subject
         if (mid, intent_id) in seen:
             continue
         seen.add((mid, intent_id))
@@ -111,28 +79,28 @@ def collect(
         extra = measured.get((mid, intent_id))
         if extra:
             target, replaced = merge_with_measured(target, extra)
-        recipients = ", ".join(json.loads(to_addrs or "[]"))
+        recipients = ", ".join(json.loads(row.to_addrs or "[]"))
         examples.append(
             Example(
                 mid,
                 sender,
                 date,
-                agent_prompt(intent, recipient=recipients, subject=subject, previous_context=previous),
+                agent_prompt(intent, recipient=recipients, subject=subject, previous_context=row.previous_context),
                 target + "\n",
-                own.strip(),
+                row.own_text.strip(),
                 {
                     "message_id": mid,
                     "sender": sender,
                     "date": date,
                     "intent": intent,
                     "strategy": strategy,
-                    "rules_backend": backend,
-                    "rules_model": model,
-                    "rules_prompt": prompt_version,
-                    "rules_source": source,
-                    "intent_source": intent_source,
-                    "intent_variant": variant,
-                    "intent_temperature": temperature,
+                    "rules_backend": row.rules_backend,
+                    "rules_model": row.rules_model,
+                    "rules_prompt": row.rules_prompt,
+                    "rules_source": row.rules_source,
+                    "intent_source": row.intent_source,
+                    "intent_variant": row.intent_variant,
+                    "intent_temperature": row.intent_temperature,
                     "measured_appended": bool(extra),
                     "llm_lines_replaced_by_measured": len(replaced),
                 },

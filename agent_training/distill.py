@@ -32,10 +32,11 @@ from agent_training.messages import SentMessage, load_messages
 from app import consent
 from app.backends.config import get_endpoint
 from app.backends.registry import provider_class
-from app.clock import utc_now
 from app.consent import ConsentRequired  # noqa: F401  (raised by consent.ensure; callers catch it from here)
 from app.jobs import Cancelled, CancelToken, Progress
 from app.prompts import load_prompt
+from app.store import distilled
+from app.store.messages import own_texts
 from app.style import sender_phrases
 
 OFFLINE_INTENT_SOURCE = f"offline|extractive|{intents_mod.OFFLINE_VERSION}"
@@ -68,9 +69,6 @@ class DistillCounts:
     skipped_done: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
-
-
-_now = utc_now
 
 
 class Distillation:
@@ -139,7 +137,7 @@ class Distillation:
         yield from self._measured(messages, started, with_baselines=True)
 
     def _offline(self, messages: list[SentMessage], started: float) -> Iterator[Progress]:
-        done = self._done_keys("intents", "message_id", OFFLINE_INTENT_SOURCE)
+        done = {message_id for message_id, _ in distilled.intents_done(self.db, OFFLINE_INTENT_SOURCE)}
         for i, msg in enumerate(messages, 1):
             if self.cancel.cancelled:
                 return
@@ -158,11 +156,6 @@ class Distillation:
             if i % 50 == 0 or i == len(messages):
                 yield Progress(i, len(messages), "intents (offline)", started)
         yield from self._measured(messages, started, with_baselines=False)
-
-    def _done_keys(self, table: str, column: str, source: str) -> set:
-        return {
-            r[0] for r in self.db.execute(f"SELECT {column} FROM {table} WHERE source = ? AND status = 'ok'", [source])
-        }
 
     def _parallel(
         self,
@@ -205,29 +198,8 @@ class Distillation:
 
     def _write_intent(self, msg, variant, temperature, source, result: LLMResult, *, backend, prompt) -> None:
         text, scratchpad = result.value if result.ok else (None, None)
-        self.db.execute(
-            "INSERT INTO intents (message_id, variant, text, scratchpad, status, backend, model, prompt_version, temperature,"
-            " source, raw, error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT(message_id, variant, source) DO UPDATE SET text=excluded.text, scratchpad=excluded.scratchpad,"
-            " status=excluded.status, model=excluded.model, raw=excluded.raw, error=excluded.error,"
-            " attempts=excluded.attempts, created_at=excluded.created_at",
-            [
-                msg.id,
-                variant,
-                text,
-                scratchpad,
-                "ok" if result.ok else "failed",
-                backend,
-                result.model,
-                prompt,
-                temperature,
-                source,
-                result.raw,
-                result.error,
-                result.attempts,
-                _now(),
-            ],
-        )
+        how = _provenance(result, backend, prompt, source, temperature)
+        distilled.save_intent(self.db, msg.id, variant, text, scratchpad, how)
         self._count("intents", result, msg)
 
     def _count(self, kind: str, result: LLMResult, msg) -> None:
@@ -242,12 +214,7 @@ class Distillation:
     def _intents_llm(self, messages, started) -> Iterator[Progress]:
         prompt_id = load_prompt(self._prompt_name("intents")).id
         source = self._source(prompt_id)
-        done = {
-            (r[0], r[1])
-            for r in self.db.execute(
-                "SELECT message_id, variant FROM intents WHERE source = ? AND status = 'ok'", [source]
-            )
-        }
+        done = distilled.intents_done(self.db, source)
         jobs = []
         for msg in messages:
             variants = (
@@ -288,15 +255,12 @@ class Distillation:
         if not ids:
             return {}
         source = self._source(load_prompt(self._prompt_name("intents")).id) if self.endpoint else OFFLINE_INTENT_SOURCE
-        rows = self.db.execute(
-            f"SELECT message_id, id, text, variant FROM intents WHERE status = 'ok' AND source = ? "
-            f"AND message_id IN ({','.join('?' * len(ids))}) ORDER BY id",
-            [source, *ids],
-        ).fetchall()
         chosen: dict[int, tuple[int, str]] = {}
-        for message_id, intent_id, text, variant in rows:
-            if message_id not in chosen or variant == intents_mod.sampled_variant(message_id, self.config.seed):
-                chosen[message_id] = (intent_id, text)
+        for row in distilled.intents_of(self.db, source, ids):
+            if row.message_id not in chosen or row.variant == intents_mod.sampled_variant(
+                row.message_id, self.config.seed
+            ):
+                chosen[row.message_id] = (row.id, row.text)
         return chosen
 
     # -- baselines -------------------------------------------------------------------------------
@@ -306,7 +270,7 @@ class Distillation:
         by_id = {m.id: m for m in messages}
         prompt_id = load_prompt(self._prompt_name("baselines")).id
         source = self._source(prompt_id)
-        done = self._done_keys("baselines", "intent_id", source)
+        done = distilled.baselines_done(self.db, source)
         jobs = []
         for message_id, (intent_id, text) in intents.items():
             if intent_id in done:
@@ -322,27 +286,8 @@ class Distillation:
 
         def store(key, result: LLMResult):
             msg, intent_id = key
-            self.db.execute(
-                "INSERT INTO baselines (intent_id, text, status, backend, model, prompt_version, temperature, source, raw,"
-                " error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(intent_id, source) DO UPDATE SET text=excluded.text, status=excluded.status,"
-                " model=excluded.model, raw=excluded.raw, error=excluded.error, attempts=excluded.attempts,"
-                " created_at=excluded.created_at",
-                [
-                    intent_id,
-                    result.value if result.ok else None,
-                    "ok" if result.ok else "failed",
-                    self.endpoint.name,
-                    result.model,
-                    prompt_id,
-                    None,
-                    source,
-                    result.raw,
-                    result.error,
-                    result.attempts,
-                    _now(),
-                ],
-            )
+            how = _provenance(result, self.endpoint.name, prompt_id, source, None)
+            distilled.save_baseline(self.db, intent_id, result.value if result.ok else None, how)
             self._count("baselines", result, msg)
 
         yield from self._parallel(jobs, "zero-shot baselines", started, store)
@@ -350,12 +295,7 @@ class Distillation:
     def _baseline_rows(self, intent_ids: list[int]) -> dict[int, tuple[int, str]]:
         if not intent_ids:
             return {}
-        rows = self.db.execute(
-            f"SELECT intent_id, id, text FROM baselines WHERE status = 'ok' AND intent_id IN ({','.join('?' * len(intent_ids))})"
-            " ORDER BY id",
-            intent_ids,
-        ).fetchall()
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {k: (row.id, row.text) for k, row in distilled.baselines_of(self.db, intent_ids).items()}
 
     # -- rules -----------------------------------------------------------------------------------
 
@@ -363,32 +303,16 @@ class Distillation:
         self, msg, intent_id, baseline_id, strategy, source, prompt_id, result: LLMResult, backend
     ) -> None:
         rules, thinking, dropped = result.value if result.ok else (None, None, [])
-        self.db.execute(
-            "INSERT INTO rules (message_id, intent_id, baseline_id, strategy, rules, thinking, dropped, status, backend, model,"
-            " prompt_version, temperature, source, raw, error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT(message_id, intent_id, strategy, source) DO UPDATE SET baseline_id=excluded.baseline_id,"
-            " rules=excluded.rules, thinking=excluded.thinking, dropped=excluded.dropped, status=excluded.status,"
-            " model=excluded.model, raw=excluded.raw, error=excluded.error, attempts=excluded.attempts,"
-            " created_at=excluded.created_at",
-            [
-                msg.id,
-                intent_id,
-                baseline_id,
-                strategy,
-                "\n".join(f"- {r}" for r in rules) if rules else None,
-                thinking,
-                json.dumps(dropped),
-                "ok" if result.ok else "failed",
-                backend,
-                result.model,
-                prompt_id,
-                None,
-                source,
-                result.raw,
-                result.error,
-                result.attempts,
-                _now(),
-            ],
+        distilled.save_rules(
+            self.db,
+            msg.id,
+            intent_id,
+            baseline_id,
+            strategy,
+            "\n".join(f"- {r}" for r in rules) if rules else None,
+            thinking,
+            json.dumps(dropped),
+            _provenance(result, backend, prompt_id, source, None),
         )
         self._count("measured" if strategy == rules_mod.MEASURED else "rules", result, msg)
 
@@ -400,11 +324,8 @@ class Distillation:
         source = self._source(prompt_id)
         # R3 rules also depend on the baseline: a new baseline (e.g. a new baseline prompt) redoes them.
         done = {
-            (r[0], r[1], r[2] if strategy == "R3" else None)
-            for r in self.db.execute(
-                "SELECT message_id, intent_id, baseline_id FROM rules WHERE source = ? AND strategy = ? AND status = 'ok'",
-                [source, strategy],
-            )
+            (message_id, intent_id, baseline_id if strategy == "R3" else None)
+            for message_id, intent_id, baseline_id in distilled.rules_done(self.db, source, strategy)
         }
         jobs = []
         for message_id, (intent_id, intent_text) in intents.items():
@@ -435,21 +356,10 @@ class Distillation:
     def _measured(self, messages, started, *, with_baselines: bool) -> Iterator[Progress]:
         intents = self._intent_rows(messages)
         baselines = self._baseline_rows([i for i, _ in intents.values()]) if with_baselines else {}
-        done = {
-            (r[0], r[1])
-            for r in self.db.execute(
-                "SELECT message_id, intent_id FROM rules WHERE source = ? AND status = 'ok'", [MEASURED_SOURCE]
-            )
-        }
+        done = {(message_id, intent_id) for message_id, intent_id, _ in distilled.rules_done(self.db, MEASURED_SOURCE)}
         phrases: dict[str, list[str]] = {}
         for sender in {m.sender for m in messages}:
-            texts = [
-                r[0]
-                for r in self.db.execute(
-                    "SELECT own_text FROM messages WHERE from_addr = ? AND own_text != ''", [sender]
-                )
-            ]
-            phrases[sender] = sender_phrases(texts)
+            phrases[sender] = sender_phrases(own_texts(self.db, sender))
         items = [(m, intents[m.id]) for m in messages if m.id in intents]
         for i, (msg, (intent_id, _)) in enumerate(items, 1):
             if self.cancel.cancelled:
@@ -471,3 +381,17 @@ class Distillation:
                 )
             if i % 50 == 0 or i == len(items):
                 yield Progress(i, len(items), "measured style rules", started)
+
+
+def _provenance(result: LLMResult, backend: str, prompt: str, source: str, temperature: float | None):
+    return distilled.Provenance(
+        ok=result.ok,
+        backend=backend,
+        model=result.model,
+        prompt_version=prompt,
+        source=source,
+        raw=result.raw,
+        error=result.error,
+        attempts=result.attempts,
+        temperature=temperature,
+    )

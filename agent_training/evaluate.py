@@ -55,6 +55,7 @@ from app.jobs import CancelToken, Progress
 from app.mail.identity import active_identities
 from app.prompts import load_prompt
 from app.rulecheck import CheckedDraft, check_draft
+from app.store.messages import own_text_counts, reply_contexts
 
 METHODS = ("agent", "small_zero_shot", "large_zero_shot", "large_few_shot", "naive_finetune", "r1_agent", "real_rules")
 ADAPTER_METHODS = ("naive_finetune", "r1_agent")
@@ -173,17 +174,11 @@ def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], 
         raise ValueError(f"{sender}: too few distilled examples to hold any out ({len(examples)})")
     rng = random.Random(f"{seed}:{sender}")
     chosen = sorted(rng.sample(test, min(limit, len(test))), key=lambda e: (e.date, e.message_id))
-    rows = {
-        r[0]: r
-        for r in db.execute(
-            f"SELECT m.id, m.to_addrs, m.subject, m.previous_context FROM messages m WHERE m.id IN "
-            f"({','.join('?' * len(chosen))})",
-            [e.message_id for e in chosen],
-        )
-    }
+    contexts = reply_contexts(db, [e.message_id for e in chosen])
     cases = []
     for ex in chosen:
-        _, to_addrs, subject, previous = rows[ex.message_id]
+        context = contexts[ex.message_id]
+        to_addrs, subject, previous = context.to_addrs, context.subject, context.previous_context
         cases.append(
             Case(
                 sender,
@@ -238,11 +233,7 @@ def fit_authorship(db, cases: dict[str, list[Case]]) -> AuthorshipModel:
     """The authorship model over every identity with enough mail (the evaluated senders and the
     others, as distractors), trained on each sender's oldest 80% of mail and never on anything
     dated from an evaluated sender's first held-out case on; calibrated on everyone's newer mail."""
-    counts = dict(
-        db.execute(
-            "SELECT from_addr, count(*) FROM messages WHERE own_text IS NOT NULL AND own_text != '' GROUP BY from_addr"
-        ).fetchall()
-    )
+    counts = own_text_counts(db)
     candidates = [
         s for s in {*active_identities(db), *cases} if counts.get(s, 0) >= MIN_AUTHORSHIP_EMAILS or s in cases
     ]

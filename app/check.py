@@ -7,7 +7,6 @@ with what to do; nothing is changed unless the user asks (``--restore``).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from app import paths
 from app.files import sha256_file
 from app.store.backup import backup_path
+from app.store.db import integrity_problems
 
 
 @dataclass
@@ -28,14 +28,7 @@ class Finding:
 def check_database(path: Path) -> Finding:
     if not path.exists():
         return Finding(str(path), True, "no database yet (it is created on first use)")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        rows = [str(exc)]
+    rows = integrity_problems(path)
     if rows == ["ok"]:
         return Finding(str(path), True, "integrity check ok")
     bak = backup_path(path)

@@ -7,7 +7,7 @@ backend, stating what is sent. Without it, distillation runs on this machine onl
 
 from __future__ import annotations
 
-from app.clock import utc_now
+from app.store.consents import consent_exists, delete_consent, save_consent
 
 DISTILL = "distill"
 
@@ -24,24 +24,15 @@ def distill_statement(backend: str) -> str:
 
 
 def grant(db, backend: str, scope: str = DISTILL) -> None:
-    db["consents"].upsert(
-        {
-            "backend": backend,
-            "scope": scope,
-            "granted_at": utc_now(),
-            "statement": distill_statement(backend),
-        },
-        pk=("backend", "scope"),
-    )
+    save_consent(db, backend, scope, distill_statement(backend))
 
 
 def revoke(db, backend: str, scope: str = DISTILL) -> bool:
-    cur = db.execute("DELETE FROM consents WHERE backend = ? AND scope = ?", [backend, scope])
-    return cur.rowcount > 0
+    return delete_consent(db, backend, scope)
 
 
 def has_consent(db, backend: str, scope: str = DISTILL) -> bool:
-    return db.execute("SELECT 1 FROM consents WHERE backend = ? AND scope = ?", [backend, scope]).fetchone() is not None
+    return consent_exists(db, backend, scope)
 
 
 def ensure(db, endpoint, *, given_now: bool, why: str, alternative: str = "") -> None:

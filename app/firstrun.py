@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.store.summary import setup_counts
+
 # The paper's distillation with the embedded instruct model, as the app offers it: the chosen voice's
 # newest emails, at the rate measured on 2 cores (16.9 s per email over 100 on 2026-12-02, benchmarks/local_distill.py).
 LOCAL_DISTILL_EMAILS = 100
@@ -29,10 +31,8 @@ class Step:
 def first_run_steps(db) -> list[Step]:
     from app.agent.profiles import list_profiles
 
-    messages = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-    identities = db.execute("SELECT COUNT(*) FROM identities WHERE origin != 'rejected'").fetchone()[0]
-    intents = db.execute("SELECT COUNT(DISTINCT message_id) FROM intents WHERE status = 'ok'").fetchone()[0]
-    r3 = db.execute("SELECT COUNT(*) FROM rules WHERE status = 'ok' AND strategy != 'measured'").fetchone()[0]
+    counts = setup_counts(db)
+    messages, identities, intents, r3 = counts.messages, counts.identities, counts.intents, counts.llm_rules
     trained = [p for p in list_profiles() if p.trained]
     return [
         Step(

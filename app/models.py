@@ -25,8 +25,8 @@ from importlib import import_module
 from pathlib import Path
 
 from app import paths
-from app.clock import utc_now
 from app.files import sha256_file
+from app.store import models as model_rows
 
 ROLES = ("agent-base", "drafting")
 ROLE_LABELS = {
@@ -267,18 +267,7 @@ def register_model(db, path: Path, role: str, name: str | None = None) -> ModelI
     name = name or path.stem
     if name in EMBEDDED_MODELS:
         raise ValueError(f"{name!r} is the name of an embedded model: pass --name")
-    db["models"].upsert(
-        {
-            "name": name,
-            "path": str(path),
-            "role": role,
-            "size": path.stat().st_size,
-            "sha256": sha256_file(path),
-            "added_at": utc_now(),
-            **info,
-        },
-        pk="name",
-    )
+    model_rows.save_model(db, name, str(path), role, path.stat().st_size, sha256_file(path), info)
     return next(m for m in list_models(db) if m.name == name)
 
 
@@ -294,16 +283,24 @@ def list_models(db, verify: bool = False) -> list[ModelInfo]:
             info.license = info.license or model.license
             info.verified = verify and sha256_file(path) == model.sha256
         out.append(info)
-    for row in db.execute(
-        "SELECT name, path, role, size, sha256, architecture, display_name, quantization, parameters, "
-        "chat_template, license FROM models ORDER BY name"
-    ):
-        name, path, role, size, sha, arch, display, quant, params, chat, lic = row
-        p = Path(path)
+    for row in model_rows.model_rows(db):
+        p = Path(row.path)
         info = ModelInfo(
-            name, p, role, False, size, arch, display, quant, params, bool(chat), lic, sha, present=p.is_file()
+            row.name,
+            p,
+            row.role,
+            False,
+            row.size,
+            row.architecture,
+            row.display_name,
+            row.quantization,
+            row.parameters,
+            bool(row.chat_template),
+            row.license,
+            row.sha256,
+            present=p.is_file(),
         )
-        info.verified = verify and info.present and sha256_file(p) == sha
+        info.verified = verify and info.present and sha256_file(p) == row.sha256
         out.append(info)
     return out
 
@@ -319,7 +316,7 @@ def use_model(db, role: str, name: str) -> None:
 
     if role not in ROLES:
         raise ValueError(f"role {role!r}: choose one of {', '.join(ROLES)}")
-    if name not in EMBEDDED_MODELS and db.execute("SELECT 1 FROM models WHERE name = ?", [name]).fetchone() is None:
+    if name not in EMBEDDED_MODELS and model_rows.model_file(db, name) is None:
         raise ValueError(f"no model named {name!r} (see: tiller models)")
     set_setting(db, f"model.{role}", name)
 
@@ -328,10 +325,10 @@ def model_path(db, name: str, progress: Callable[[int, int], None] | None = None
     """The file of model ``name`` (assembling an embedded one on first use)."""
     if name in EMBEDDED_MODELS:
         return embedded_model(name, progress)
-    row = db.execute("SELECT path FROM models WHERE name = ?", [name]).fetchone()
-    if row is None:
+    registered = model_rows.model_file(db, name)
+    if registered is None:
         raise ValueError(f"no model named {name!r} (see: tiller models)")
-    path = Path(row[0])
+    path = Path(registered)
     if not path.is_file():
         raise ValueError(f"model {name!r}: its file {path} is gone; add it again with tiller models add")
     return path
@@ -340,7 +337,7 @@ def model_path(db, name: str, progress: Callable[[int, int], None] | None = None
 def remove_model(db, name: str) -> bool:
     if name in EMBEDDED_MODELS:
         raise ValueError(f"{name!r} is embedded and cannot be removed")
-    removed = db.execute("DELETE FROM models WHERE name = ?", [name]).rowcount > 0
+    removed = model_rows.delete_model(db, name)
     for role in ROLES:
         if model_for_role(db, role) == name:
             from app.store.settings import set_setting

@@ -1,6 +1,8 @@
-"""The dependency direction: app never imports agent_training; only app/gui imports PySide6."""
+"""The dependency direction: app never imports agent_training; only app/gui imports PySide6; SQL
+lives in app/store alone."""
 
 import ast
+import re
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -54,6 +56,78 @@ def test_the_checker_catches_a_violation(tmp_path, monkeypatch):
     monkeypatch.setattr(me, "REPO", tmp_path)
     assert _violations("app", "agent_training") == ["app/drafting_bad.py imports agent_training"]
     assert _violations("app", "PySide6", allowed_under="app/gui/") == ["app/drafting_bad.py imports PySide6.QtCore"]
+
+
+_SQL = re.compile(
+    r"\b(SELECT\b.*\bFROM|INSERT (OR \w+ )?INTO|UPDATE \w+ SET|DELETE FROM|CREATE (TABLE|INDEX)|PRAGMA \w+"
+    r"|BEGIN( IMMEDIATE)?$|COMMIT$|ROLLBACK$)",
+    re.S,
+)
+
+
+def _sql_outside_store(package: str) -> list[str]:
+    """Each SQL statement (a string that reads as one, docstrings aside), each ``.execute`` call
+    and each sqlite-utils ``db["table"]`` of ``package`` outside app/store, as "path:line what"."""
+    bad = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith("app/store/"):
+            continue
+        found: list[tuple[int, str]] = []
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        docstrings = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if _SQL.search(node.value.strip()):
+                    found.append((node.lineno, f"SQL {node.value.strip()[:40]!r}"))
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") in (
+                "execute",
+                "executemany",
+                "executescript",
+            ):
+                found.append((node.lineno, f".{node.func.attr}()"))
+            elif (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.value, (ast.Name, ast.Attribute))
+                and getattr(node.value, "id", getattr(node.value, "attr", "")) == "db"
+                and isinstance(node.slice, ast.Constant)
+                and isinstance(node.slice.value, str)
+            ):
+                found.append((node.lineno, f"db[{node.slice.value!r}]"))
+        bad += [f"{rel}:{line} {what}" for line, what in sorted(found)]
+    return bad
+
+
+def test_sql_lives_in_app_store_only():
+    """The GUI, the CLI, the mail import and the distillation go through the typed queries of app/store."""
+    assert _sql_outside_store("app") == []
+    assert _sql_outside_store("agent_training") == []
+
+
+def test_the_sql_scan_catches_a_violation(tmp_path, monkeypatch):
+    fake = tmp_path / "app" / "gui" / "page.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(
+        '"""Lists messages (SELECT in a docstring is prose)."""\n'
+        "def rows(db):\n"
+        '    sql = f"SELECT id FROM messages WHERE x = {1}"\n'
+        "    db.execute(sql)\n"
+        '    return db["messages"].count\n'
+    )
+    (tmp_path / "app" / "store").mkdir()
+    (tmp_path / "app" / "store" / "q.py").write_text('def q(db):\n    return db.execute("SELECT 1 FROM t")\n')
+    import tests.test_architecture as me
+
+    monkeypatch.setattr(me, "REPO", tmp_path)
+    assert _sql_outside_store("app") == [
+        "app/gui/page.py:3 SQL 'SELECT id FROM messages WHERE x ='",
+        "app/gui/page.py:4 .execute()",
+        "app/gui/page.py:5 db['messages']",
+    ]
 
 
 def test_the_bare_core_venv_really_lacks_the_heavy_parts():

@@ -35,7 +35,7 @@ def make_mailbox(root, enron):
 
 
 def test_each_bad_item_is_reported_by_path_and_reason_and_the_rest_is_stored(db, tmp_path, enron):
-    from app.mail.importer import skipped_items
+    from app.store.imports import skipped_items
 
     root = tmp_path / "mail"
     make_mailbox(root, enron)

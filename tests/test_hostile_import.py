@@ -107,7 +107,7 @@ def build_corpus(root: Path, enron: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["inline", "worker-process"])
 def test_no_hostile_message_stops_an_import(db, tmp_path, enron, workers):
-    from app.mail.importer import skipped_items
+    from app.store.imports import skipped_items
 
     keys = build_corpus(tmp_path / "mail", enron)
     with deadline(120, "the import of the hostile corpus"):
@@ -147,8 +147,8 @@ def test_a_rerun_over_the_hostile_corpus_adds_nothing(db, tmp_path, enron):
 
 
 def test_only_regular_files_are_read_and_large_ones_are_refused_by_size(db, tmp_path, enron):
-    from app.mail.importer import skipped_items
     from app.mail.sources import MAX_MESSAGE_BYTES
+    from app.store.imports import skipped_items
 
     cur = tmp_path / "mail" / "Sent" / "cur"
     cur.mkdir(parents=True)

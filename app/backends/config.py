@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from app.backends.base import EndpointConfig, parse_options
 from app.backends.errors import ConfigError
 from app.backends.registry import provider_class
-from app.clock import utc_now
+from app.store import backends as rows
 from app.store.settings import get_setting, set_setting
 
 BUILTIN = {"local": EndpointConfig(name="local", provider="local", model="embedded")}
@@ -23,29 +23,26 @@ DEFAULT_KEY = "default_backend"
 _NAME = re.compile(r"^[\w][\w .@:+-]{0,63}$")
 
 
-_now = utc_now
-
-
-def _row_to_config(row: dict) -> EndpointConfig:
+def _row_to_config(row: rows.BackendRow) -> EndpointConfig:
     return EndpointConfig(
-        name=row["name"],
-        provider=row["provider"],
-        model=row["model"],
-        base_url=row["base_url"],
-        options=json.loads(row["options"] or "{}"),
+        name=row.name,
+        provider=row.provider,
+        model=row.model,
+        base_url=row.base_url,
+        options=json.loads(row.options_json or "{}"),
     )
 
 
 def list_endpoints(db) -> list[EndpointConfig]:
-    stored = {r["name"]: _row_to_config(r) for r in db["backends"].rows_where(order_by="name")}
+    stored = {r.name: _row_to_config(r) for r in rows.backend_rows(db)}
     builtins = [cfg for name, cfg in BUILTIN.items() if name not in stored]
     return builtins + list(stored.values())
 
 
 def get_endpoint(db, name: str) -> EndpointConfig:
-    rows = list(db["backends"].rows_where("name = ?", [name]))
-    if rows:
-        return _row_to_config(rows[0])
+    row = rows.backend_row(db, name)
+    if row:
+        return _row_to_config(row)
     if name in BUILTIN:
         return BUILTIN[name]
     known = ", ".join(c.name for c in list_endpoints(db))
@@ -79,26 +76,16 @@ def validate_endpoint(cfg: EndpointConfig) -> EndpointConfig:
 def save_endpoint(db, cfg: EndpointConfig) -> EndpointConfig:
     """Add or replace a named endpoint after strict validation."""
     validate_endpoint(cfg)
-    existing = db.execute("SELECT created_at FROM backends WHERE name = ?", [cfg.name]).fetchone()
-    db["backends"].upsert(
-        {
-            "name": cfg.name,
-            "provider": cfg.provider,
-            "model": cfg.model,
-            "base_url": cfg.base_url,
-            "options": json.dumps(cfg.options, sort_keys=True),
-            "created_at": existing[0] if existing else _now(),
-            "updated_at": _now(),
-        },
-        pk="name",
+    rows.save_backend(
+        db,
+        rows.BackendRow(cfg.name, cfg.provider, cfg.model, cfg.base_url, json.dumps(cfg.options, sort_keys=True)),
     )
     return cfg
 
 
 def remove_endpoint(db, name: str) -> bool:
-    if not db.execute("SELECT 1 FROM backends WHERE name = ?", [name]).fetchone():
+    if not rows.delete_backend(db, name):
         return False
-    db.execute("DELETE FROM backends WHERE name = ?", [name])
     if get_setting(db, DEFAULT_KEY) == name:
         set_setting(db, DEFAULT_KEY, None)
     return True
@@ -106,7 +93,7 @@ def remove_endpoint(db, name: str) -> bool:
 
 def default_endpoint_name(db) -> str:
     name = get_setting(db, DEFAULT_KEY)
-    if name and (name in BUILTIN or db.execute("SELECT 1 FROM backends WHERE name = ?", [name]).fetchone()):
+    if name and (name in BUILTIN or rows.backend_exists(db, name)):
         return name
     return "local"
 

@@ -9,7 +9,6 @@ Authorization headers are dropped and key-like query parameters redacted: the le
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +18,12 @@ import httpx2 as httpx
 
 from app import paths
 from app.backends.errors import redact
-from app.clock import utc_now
+from app.store.ledger import LedgerTable
 
 SECRET_HEADERS = frozenset(
     {"authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization", "cookie", "set-cookie"}
 )
 SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "access_token", "token"})
-
-
-def _now() -> str:
-    return utc_now("milliseconds")
 
 
 def redact_url(url: str) -> str:
@@ -56,95 +51,25 @@ class LedgerContext:
     purpose: str
 
 
-class Ledger:
-    """Reads and writes the ``ledger`` table through short-lived connections of its own, so the
-    SDKs' threads can record without sharing the app's connection."""
+class Ledger(LedgerTable):
+    """The ledger of requests that left: each row redacted here (no key in a URL, header or body)
+    before :class:`app.store.ledger.LedgerTable` stores it."""
 
     def __init__(self, db_path: Path | str | None = None):
-        self.db_path = Path(db_path) if db_path is not None else paths.database_path()
-        from app.store import open_database  # applies migrations once; rows below use plain sqlite3
-
-        open_database(self.db_path).conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.db_path), timeout=30, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
+        super().__init__(Path(db_path) if db_path is not None else paths.database_path())
 
     def record_request(self, ctx: LedgerContext, method: str, url: str, headers, body: bytes, secrets=()) -> int:
-        payload = redact(body.decode("utf-8", errors="replace"), *secrets)
-        conn = self._connect()
-        try:
-            cur = conn.execute(
-                "INSERT INTO ledger (started_at, backend, provider, model, purpose, method, url, request_headers,"
-                " request_bytes, request_payload, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'sent')",
-                (
-                    _now(),
-                    ctx.backend,
-                    ctx.provider,
-                    ctx.model,
-                    ctx.purpose,
-                    method,
-                    redact(redact_url(url), *secrets),
-                    redact(json.dumps(safe_headers(headers)), *secrets),
-                    len(body),
-                    payload,
-                ),
-            )
-            return cur.lastrowid
-        finally:
-            conn.close()
-
-    def finish(
-        self,
-        row_id: int,
-        *,
-        status: int | None,
-        response_bytes: int,
-        duration_s: float,
-        outcome: str,
-        error: str | None = None,
-    ) -> None:
-        conn = self._connect()
-        try:
-            conn.execute(
-                "UPDATE ledger SET finished_at = ?, response_status = ?, response_bytes = ?, duration_ms = ?,"
-                " outcome = ?, error = ? WHERE id = ?",
-                (_now(), status, response_bytes, int(duration_s * 1000), outcome, error, row_id),
-            )
-        finally:
-            conn.close()
-
-    def entries(self, *, limit: int = 50, backend: str | None = None, since_id: int = 0) -> list[dict]:
-        conn = self._connect()
-        conn.row_factory = sqlite3.Row
-        try:
-            sql = "SELECT * FROM ledger WHERE id > ?"
-            args: list = [since_id]
-            if backend:
-                sql += " AND backend = ?"
-                args.append(backend)
-            sql += " ORDER BY id DESC LIMIT ?"
-            args.append(limit)
-            return [dict(r) for r in conn.execute(sql, args)]
-        finally:
-            conn.close()
-
-    def entry(self, entry_id: int) -> dict | None:
-        conn = self._connect()
-        conn.row_factory = sqlite3.Row
-        try:
-            row = conn.execute("SELECT * FROM ledger WHERE id = ?", [entry_id]).fetchone()
-            return dict(row) if row else None
-        finally:
-            conn.close()
-
-    def last_id(self) -> int:
-        conn = self._connect()
-        try:
-            return conn.execute("SELECT COALESCE(MAX(id), 0) FROM ledger").fetchone()[0]
-        finally:
-            conn.close()
+        return self.insert_sent(
+            backend=ctx.backend,
+            provider=ctx.provider,
+            model=ctx.model,
+            purpose=ctx.purpose,
+            method=method,
+            url=redact(redact_url(url), *secrets),
+            request_headers=redact(json.dumps(safe_headers(headers)), *secrets),
+            request_bytes=len(body),
+            request_payload=redact(body.decode("utf-8", errors="replace"), *secrets),
+        )
 
 
 class _CountingStream(httpx.SyncByteStream):

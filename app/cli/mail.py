@@ -86,7 +86,7 @@ def run_import(db, source, my_addresses=(), show_skipped: int = 20):
 
 
 def print_import_summary(db, result, show_skipped: int = 20) -> None:
-    from app.mail.importer import skipped_items
+    from app.store.imports import skipped_items
 
     counts = result.counts
     table = Table(title=f"Import run {result.run_id}: {result.status}", show_header=False)
@@ -114,7 +114,7 @@ def print_import_summary(db, result, show_skipped: int = 20) -> None:
 
 
 def print_identities(db) -> None:
-    from app.mail.summary import identity_summaries, totals
+    from app.store.summary import identity_summaries, totals
 
     rows = identity_summaries(db)
     t = totals(db)
@@ -149,7 +149,7 @@ def print_identities(db) -> None:
 @click.argument("run_id", required=False, type=int)
 def imports_command(run_id: int | None) -> None:
     """List import runs, or show one run's skipped items with their reasons."""
-    from app.mail.importer import skipped_items
+    from app.store.imports import skipped_items
     from app.store.messages import import_runs
 
     db = _open_db()

@@ -167,7 +167,7 @@ class ImportPage(QWidget):
 def _skipped(db, run_id: int) -> list[tuple[str, str, str]]:
     import os
 
-    from app.mail.importer import skipped_items
+    from app.store.imports import skipped_items
 
     return [
         (os.path.join(loc, key), reason, detail) for loc, key, reason, detail in skipped_items(db, run_id, limit=50)

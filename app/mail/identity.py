@@ -23,6 +23,9 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
+from app.store import identities as store
+from app.store.identities import assign_identities
+
 MIN_SHARE = 0.10
 MIN_COUNT = 2
 
@@ -43,28 +46,21 @@ def normalize_address(address: str) -> str:
 
 def add_configured(db: sqlite_utils.Database, address: str, display_name: str | None = None) -> int:
     address = normalize_address(address)
-    # one statement, so another process adding the same address at the same time cannot collide
-    db.execute(
-        "INSERT INTO identities (address, display_name, origin, sent_count) VALUES (?, ?, 'config', 0) "
-        "ON CONFLICT(address) DO UPDATE SET origin = 'config'",
-        [address, display_name],
-    )
-    return db.execute("SELECT id FROM identities WHERE address = ?", [address]).fetchone()[0]
+    return store.save_configured(db, address, display_name)
 
 
 def active_identities(db: sqlite_utils.Database) -> list[str]:
     """The user's addresses (configured or inferred, not rejected), alphabetically."""
-    return [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
+    return store.active_addresses(db)
 
 
 def reject(db: sqlite_utils.Database, address: str) -> bool:
     """The address is not the user's: its messages become context, and inference skips it."""
     address = address.strip().lower()
-    row = db.execute("SELECT id FROM identities WHERE address = ?", [address]).fetchone()
+    row = store.identity(db, address)
     if row is None:
         return False
-    db.execute("UPDATE identities SET origin = 'rejected' WHERE id = ?", [row[0]])
-    db.execute("UPDATE messages SET identity_id = NULL WHERE identity_id = ?", [row[0]])
+    store.mark_rejected(db, row.id)
     return True
 
 
@@ -73,12 +69,7 @@ def infer_identities(db: sqlite_utils.Database, source_id: int, *, create: bool 
     (provisional ones it confirms count as new). ``create=False`` only confirms."""
     by_folder: dict[str, Counter] = defaultdict(Counter)
     names: dict[str, str] = {}
-    rows = db.execute(
-        "SELECT folder, from_addr, from_name, count(*) FROM messages "
-        "WHERE source_id = ? AND is_sent_folder = 1 AND from_addr IS NOT NULL GROUP BY folder, from_addr",
-        [source_id],
-    )
-    for folder, addr, name, count in rows:
+    for folder, addr, name, count in store.sent_folder_senders(db, source_id):
         by_folder[folder][addr] += count
         if name:
             names.setdefault(addr, name)
@@ -90,43 +81,24 @@ def infer_identities(db: sqlite_utils.Database, source_id: int, *, create: bool 
                 found[addr] += count
     new = []
     for addr, count in found.items():
-        row = db.execute("SELECT id, origin FROM identities WHERE address = ?", [addr]).fetchone()
-        if row and row[1] == "provisional":  # guessed during the import, confirmed now: new to the user
-            db.execute(
-                "UPDATE identities SET origin = 'inferred', sent_count = ?, display_name = coalesce(?, display_name) "
-                "WHERE id = ?",
-                [count, names.get(addr), row[0]],
-            )
+        row = store.identity(db, addr)
+        if row and row.origin == "provisional":  # guessed during the import, confirmed now: new to the user
+            store.confirm_provisional(db, row.id, count, names.get(addr))
             new.append(addr)
         elif row:
-            db.execute("UPDATE identities SET sent_count = max(sent_count, ?) WHERE id = ?", [count, row[0]])
-        elif create:
-            if db.execute(
-                "INSERT OR IGNORE INTO identities (address, display_name, origin, sent_count) VALUES (?, ?, 'inferred', ?)",
-                [addr, names.get(addr), count],
-            ).rowcount:
-                new.append(addr)
+            store.raise_sent_count(db, row.id, count)
+        elif create and store.save_inferred(db, addr, names.get(addr), count):
+            new.append(addr)
     return new
-
-
-def assign_identities(db: sqlite_utils.Database) -> None:
-    """Point every message written from one of the user's addresses at that identity."""
-    db.execute(
-        "UPDATE messages SET identity_id = (SELECT i.id FROM identities i WHERE i.address = messages.from_addr) "
-        "WHERE from_addr IN (SELECT address FROM identities WHERE origin != 'rejected') AND identity_id IS NOT "
-        "(SELECT i.id FROM identities i WHERE i.address = messages.from_addr)"
-    )
 
 
 def drop_provisional(db: sqlite_utils.Database, ids: Iterable[int] | None = None) -> int:
     """Guesses the inference did not confirm go (all of them, or those of ``ids``); their messages
     become context again. Returns how many went."""
-    rows = db.execute("SELECT id FROM identities WHERE origin = 'provisional'").fetchall()
     wanted = None if ids is None else set(ids)
-    dropped = [r[0] for r in rows if wanted is None or r[0] in wanted]
+    dropped = [i for i in store.provisional_ids(db) if wanted is None or i in wanted]
     for identity_id in dropped:
-        db.execute("UPDATE messages SET identity_id = NULL WHERE identity_id = ?", [identity_id])
-        db.execute("DELETE FROM identities WHERE id = ?", [identity_id])
+        store.delete_identity(db, identity_id)
     return len(dropped)
 
 
@@ -134,9 +106,9 @@ def settle_leftover_guesses(db: sqlite_utils.Database) -> None:
     """Guesses left by an import that was killed before its end: confirmed where a source's
     messages bear them out, dropped otherwise. (Confirming only: a source imported with the
     user's own addresses given must not gain inferred ones here.)"""
-    if db.execute("SELECT 1 FROM identities WHERE origin = 'provisional' LIMIT 1").fetchone() is None:
+    if not store.provisional_ids(db):
         return
-    for (source_id,) in db.execute("SELECT id FROM sources").fetchall():
+    for source_id in store.source_ids(db):
         infer_identities(db, source_id, create=False)
     drop_provisional(db)
     assign_identities(db)
@@ -158,11 +130,11 @@ class IdentitiesAtInsert:
         self.guess = guess
         self.known: dict[str, int] = {}
         self.rejected: set[str] = set()
-        for address, identity_id, origin in db.execute("SELECT address, id, origin FROM identities"):
-            if origin == "rejected":
-                self.rejected.add(address)
+        for row in store.all_identities(db):
+            if row.origin == "rejected":
+                self.rejected.add(row.address)
             else:
-                self.known[address] = identity_id
+                self.known[row.address] = row.id
         self.provisional: dict[str, int] = {}
         self._per_folder: dict[str, Counter] = defaultdict(Counter)
 
@@ -176,21 +148,15 @@ class IdentitiesAtInsert:
             if from_addr not in self.known and from_addr not in self.rejected:
                 n = counts[from_addr]
                 if n >= MIN_COUNT and n >= MIN_SHARE * counts[None]:
-                    cursor = self.db.conn.execute(
-                        "INSERT OR IGNORE INTO identities (address, display_name, origin, sent_count) "
-                        "VALUES (?, ?, 'provisional', 0)",
-                        [from_addr, from_name],
-                    )
-                    if cursor.rowcount:
-                        self.known[from_addr] = self.provisional[from_addr] = cursor.lastrowid
+                    new_id = store.save_provisional(self.db.conn, from_addr, from_name)
+                    if new_id is not None:
+                        self.known[from_addr] = self.provisional[from_addr] = new_id
                     else:  # another process added it meanwhile (tiller identities add)
-                        row = self.db.conn.execute(
-                            "SELECT id, origin FROM identities WHERE address = ?", [from_addr]
-                        ).fetchone()
-                        if row[1] == "rejected":
+                        row = store.identity(self.db.conn, from_addr)
+                        if row.origin == "rejected":
                             self.rejected.add(from_addr)
                         else:
-                            self.known[from_addr] = row[0]
+                            self.known[from_addr] = row.id
         return self.known.get(from_addr)
 
     def settle(self, source_id: int) -> list[str]:

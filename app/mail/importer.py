@@ -18,20 +18,16 @@ from pathlib import Path
 
 import sqlite_utils
 
-from app import __version__
 from app.clock import utc_now
 from app.jobs import CancelToken, Progress
 from app.mail.charsets import storable_text
 from app.mail.decoding import MESSAGE_COLUMNS, Decoded, DecodingPool, Rejected, decode_item, default_workers
 from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftover_guesses
 from app.mail.sources import MailSource, RawItem
+from app.store import imports as store
 from app.store.backup import take_backup
 from app.store.locks import StoreLock, import_lock
 
-_INSERT_MESSAGE = (
-    f"INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, {', '.join(MESSAGE_COLUMNS)}, "
-    f"identity_id, imported_at) VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 6))})"
-)
 _FROM_ADDR, _FROM_NAME = MESSAGE_COLUMNS.index("from_addr"), MESSAGE_COLUMNS.index("from_name")
 
 
@@ -112,17 +108,12 @@ class MailImport:
 
     def _run(self, started: float) -> Iterator[ImportProgress]:
         db, conn = self.db, self.db.conn
-        path = _database_file(db)
+        path = store.database_file(db)
         if path:
             take_backup(conn, Path(path))  # before any write: `tiller check --restore` undoes an import
         with db.atomic():
             # holding the lock, no other import is running: a run still marked running was killed
-            conn.execute(
-                "UPDATE import_runs SET status = 'failed', finished_at = ?, "
-                "error = coalesce(error, 'interrupted: the process ended before the import finished') "
-                "WHERE status = 'running'",
-                [_now()],
-            )
+            store.fail_running_runs(conn)
             for address in self.my_addresses:
                 add_configured(db, address)
             settle_leftover_guesses(db)
@@ -130,15 +121,8 @@ class MailImport:
         self._identities = IdentitiesAtInsert(db, guess=not self.my_addresses)
         source_id = self._source_id()
         # a source imported before may hold items done already; a new one cannot, so skip the lookup
-        self._resuming = (
-            self.db.execute("SELECT 1 FROM source_items WHERE source_id = ? LIMIT 1", [source_id]).fetchone()
-            is not None
-        )
-        run_id = (
-            db["import_runs"]
-            .insert({"source_id": source_id, "started_at": _now(), "status": "running", "app_version": __version__})
-            .last_pk
-        )
+        self._resuming = store.has_items(db, source_id)
+        run_id = store.start_run(db, source_id)
         counts = ImportCounts()
         self._now = _now()  # imported_at, refreshed per batch (a clock read per message is waste)
         progress = ImportProgress(done=0, total=self.source.estimate(), started=started, counts=counts)
@@ -147,7 +131,7 @@ class MailImport:
         pool = DecodingPool(workers) if workers > 0 else None
         status = "completed"
         in_batch = 0
-        conn.execute("BEGIN IMMEDIATE")
+        store.begin_batch(conn)
         try:
             for item, decoded in self._decoded_items(source_id, pool):
                 if self.cancel.cancelled:
@@ -158,24 +142,18 @@ class MailImport:
                 if in_batch >= self.batch_size:
                     self._now = _now()
                     self._save_counts(run_id, counts, "running")
-                    conn.execute("COMMIT")
-                    conn.execute("BEGIN IMMEDIATE")
+                    store.commit_batch(conn)
+                    store.begin_batch(conn)
                     in_batch = 0
                 if counts.seen % self.progress_every == 0:
                     progress.done, progress.message = counts.seen, item.key
                     yield progress
             self._save_counts(run_id, counts, status)
-            conn.execute("UPDATE sources SET last_import_at = ? WHERE id = ?", [_now(), source_id])
-            conn.execute("COMMIT")
+            store.touch_source(conn, source_id)
+            store.commit_batch(conn)
         except BaseException as exc:
-            # the open batch is rolled back: its items were not recorded, so a rerun redoes them.
-            # SQLite may have rolled back already (a full disk does): a second ROLLBACK would then
-            # raise "no transaction is active" and hide the real error.
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            # the open batch is rolled back: its items were not recorded, so a rerun redoes them
+            store.roll_back(conn)
             try:
                 self._mark_interrupted(run_id, exc)
             except sqlite3.Error:  # the disk is still full: the next import marks this run failed
@@ -218,11 +196,8 @@ class MailImport:
             yield item, (None if item.key in done_keys else decode_item(item))
 
     def _finished_keys(self, source_id: int) -> frozenset[str]:
-        # one query instead of one per item; only a resumed import holds these keys in memory
-        rows = self.db.conn.execute(
-            "SELECT item_key FROM source_items WHERE source_id = ? AND status IN ('stored', 'duplicate')", [source_id]
-        )
-        return frozenset(r[0] for r in rows)
+        # only a resumed import holds these keys in memory
+        return store.finished_item_keys(self.db.conn, source_id)
 
     def _import_item(
         self, item: RawItem, decoded: Decoded | Rejected | None, source_id: int, run_id: int, counts
@@ -241,8 +216,8 @@ class MailImport:
         is_sent = item.is_sent_folder
         identity_id = self._identities.of(item.folder, is_sent, values[_FROM_ADDR], values[_FROM_NAME])
         try:
-            cursor = conn.execute(
-                _INSERT_MESSAGE, (source_id, item.key, item.folder, int(is_sent), *values, identity_id, self._now)
+            row_id = store.insert_message(
+                conn, (source_id, item.key, item.folder, int(is_sent), *values, identity_id, self._now)
             )
         except (
             UnicodeError,
@@ -256,13 +231,10 @@ class MailImport:
             # database (OperationalError) is not the message's fault and stops the import instead
             self._skip(source_id, run_id, item, "unstorable", f"{type(exc).__name__}: {exc}", counts)
             return
-        if cursor.rowcount == 0:
-            existing = conn.execute(
-                "SELECT id FROM messages WHERE message_id = ? OR content_key = ? ORDER BY message_id = ? DESC LIMIT 1",
-                [decoded.message_id, decoded.content_key, decoded.message_id],
-            ).fetchone()
+        if row_id is None:
+            existing = store.duplicated_message(conn, decoded.message_id, decoded.content_key)
             counts.duplicates += 1
-            self._record(source_id, item.key, run_id, "duplicate", existing[0], None, None)
+            self._record(source_id, item.key, run_id, "duplicate", existing, None, None)
             return
         counts.stored += 1
         if decoded.warning:
@@ -272,7 +244,7 @@ class MailImport:
             item.key,
             run_id,
             "stored",
-            cursor.lastrowid,
+            row_id,
             "warning" if decoded.warning else None,
             decoded.warning,
         )
@@ -283,65 +255,25 @@ class MailImport:
         self._record(source_id, item.key, run_id, "skipped", None, reason, detail)
 
     def _record(self, source_id, key, run_id, status, message_ref, reason, detail) -> None:
-        self.db.conn.execute(
-            "INSERT OR REPLACE INTO source_items (source_id, item_key, run_id, status, message_ref, reason, detail) "
-            "VALUES (?,?,?,?,?,?,?)",
-            [source_id, key, run_id, status, message_ref, reason, detail],
-        )
+        store.record_item(self.db.conn, source_id, key, run_id, status, message_ref, reason, detail)
 
     # -- bookkeeping --------------------------------------------------------------------------
 
     def _source_id(self) -> int:
-        kind, location = self.source.kind, storable_text(self.source.location)
-        # one statement: a source another process adds at the same moment is not added twice
-        self.db.execute(
-            "INSERT OR IGNORE INTO sources (kind, location, added_at) VALUES (?, ?, ?)", [kind, location, _now()]
-        )
-        return self.db.execute("SELECT id FROM sources WHERE kind = ? AND location = ?", [kind, location]).fetchone()[0]
+        return store.source_id(self.db, self.source.kind, storable_text(self.source.location))
 
     def _save_counts(self, run_id: int, counts: ImportCounts, status: str) -> None:
-        self.db.conn.execute(
-            "UPDATE import_runs SET seen=?, stored=?, duplicates=?, skipped=?, already_imported=?, warnings=?, "
-            "status=?, finished_at=? WHERE id=?",
-            [
-                counts.seen,
-                counts.stored,
-                counts.duplicates,
-                counts.skipped,
-                counts.already_imported,
-                counts.warnings,
-                status,
-                None if status == "running" else _now(),
-                run_id,
-            ],
-        )
+        store.save_run_counts(self.db.conn, run_id, counts, status)
 
     def _mark_interrupted(self, run_id: int, exc: BaseException) -> None:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {type(exc).__name__}: {exc}"
         with self.db.atomic():
-            self.db.conn.execute(
-                "UPDATE import_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                ["interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", _now(), reason, run_id],
+            store.end_run(
+                self.db.conn, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", reason
             )
-
-
-def _database_file(db: sqlite_utils.Database) -> str | None:
-    row = db.execute("PRAGMA database_list").fetchone()
-    return row[2] if row and row[2] else None
 
 
 def _lock_for(db: sqlite_utils.Database) -> StoreLock | None:
     """The import lock of the database file ``db`` is open on; None for an in-memory database."""
-    path = _database_file(db)
+    path = store.database_file(db)
     return import_lock(Path(path)) if path else None
-
-
-def skipped_items(db: sqlite_utils.Database, run_id: int, limit: int | None = None) -> list[tuple[str, str, str, str]]:
-    """(source location, item key, reason, detail) of what a run skipped, for the summary."""
-    sql = (
-        "SELECT s.location, i.item_key, i.reason, i.detail FROM source_items i JOIN sources s ON s.id = i.source_id "
-        "WHERE i.run_id = ? AND i.status = 'skipped' ORDER BY i.rowid"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return [tuple(r) for r in db.execute(sql, [run_id])]

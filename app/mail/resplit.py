@@ -15,6 +15,9 @@ import json
 from dataclasses import dataclass
 
 from app.mail.split import SPLIT_FLAGS, SPLITTER_VERSION, split_message
+from app.store.db import write_transaction
+from app.store.distilled import drop_distilled
+from app.store.messages import save_split, split_before
 
 
 @dataclass
@@ -26,47 +29,17 @@ class ResplitCounts:
 
 def resplit_outdated(db) -> ResplitCounts:
     counts = ResplitCounts()
-    rows = db.execute(
-        "SELECT id, body_text, subject, own_text, flags FROM messages WHERE parser_version IS NULL OR parser_version < ?",
-        [SPLITTER_VERSION],
-    ).fetchall()
+    rows = split_before(db, SPLITTER_VERSION)
     if not rows:
         return counts
-    conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for message_id, body, subject, own_before, flags in rows:
-            split = split_message(body or "", subject or "")
-            kept = {f for f in json.loads(flags or "[]") if f not in SPLIT_FLAGS}
-            conn.execute(
-                "UPDATE messages SET own_text = ?, previous_context = ?, signature = ?, flags = ?, parser_version = ?"
-                " WHERE id = ?",
-                [
-                    split.own_text,
-                    split.previous_context,
-                    split.signature,
-                    json.dumps(sorted(kept | split.flags)),
-                    SPLITTER_VERSION,
-                    message_id,
-                ],
-            )
+    with write_transaction(db.conn) as conn:
+        for row in rows:
+            split = split_message(row.body_text or "", row.subject or "")
+            kept = {f for f in json.loads(row.flags or "[]") if f not in SPLIT_FLAGS}
+            flags = json.dumps(sorted(kept | split.flags))
+            save_split(conn, row.id, split.own_text, split.previous_context, split.signature, flags, SPLITTER_VERSION)
             counts.messages += 1
-            if split.own_text != (own_before or ""):
+            if split.own_text != (row.own_text or ""):
                 counts.changed += 1
-                counts.distilled_rows_dropped += _drop_distilled(conn, message_id)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+                counts.distilled_rows_dropped += drop_distilled(conn, row.id)
     return counts
-
-
-def _drop_distilled(conn, message_id: int) -> int:
-    dropped = conn.execute("DELETE FROM rules WHERE message_id = ?", [message_id]).rowcount
-    intent_ids = [r[0] for r in conn.execute("SELECT id FROM intents WHERE message_id = ?", [message_id])]
-    if intent_ids:
-        marks = ",".join("?" * len(intent_ids))
-        dropped += conn.execute(f"DELETE FROM rules WHERE intent_id IN ({marks})", intent_ids).rowcount
-        dropped += conn.execute(f"DELETE FROM baselines WHERE intent_id IN ({marks})", intent_ids).rowcount
-        dropped += conn.execute(f"DELETE FROM intents WHERE id IN ({marks})", intent_ids).rowcount
-    return dropped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -38,3 +39,30 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
 
     resplit_outdated(db)
     return db
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """SQLite's ``PRAGMA integrity_check`` on the file at ``path``, opened read-only: ``["ok"]``
+    when sound, else what it found (or why the file could not be read)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [str(exc)]
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection):
+    """One write transaction, taken at once (BEGIN IMMEDIATE: no other writer slips in between
+    this block's reads and writes), committed at the end, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -69,3 +69,109 @@ def senders_by_mail(db) -> list[str]:
         " GROUP BY from_addr ORDER BY n DESC"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def own_texts(db, sender: str) -> list[str]:
+    """Every non-empty "own words" text of ``sender``, in storage order."""
+    return [r[0] for r in db.execute("SELECT own_text FROM messages WHERE from_addr = ? AND own_text != ''", [sender])]
+
+
+# A message the agent can learn from: written by one of the user's identities, with words of its
+# own, and not a bare forward.
+TRAINING_CANDIDATE_SQL = "identity_id IS NOT NULL AND own_text != '' AND flags NOT LIKE '%\"pure_forward\"%'"
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    id: int
+    sender: str
+    to_addrs: str | None
+    subject: str | None
+    date: str | None
+    own_text: str | None
+    previous_context: str | None
+    signature: str | None
+
+
+def training_candidates(db, sender: str | None = None, *, newest_first: bool = False) -> list[CandidateRow]:
+    """Every training candidate (of ``sender``), by sender, then oldest first (newest first when
+    asked); undated messages last either way."""
+    where = TRAINING_CANDIDATE_SQL
+    args: list = []
+    if sender:
+        where += " AND from_addr = ?"
+        args.append(sender.lower())
+    order = "DESC" if newest_first else ""
+    rows = db.execute(
+        f"SELECT id, from_addr, to_addrs, subject, date, own_text, previous_context, signature FROM messages "
+        f"WHERE {where} ORDER BY from_addr, date IS NULL, date {order}, id {order}",
+        args,
+    ).fetchall()
+    return [CandidateRow(*r) for r in rows]
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    to_addrs: str | None
+    subject: str | None
+    previous_context: str | None
+
+
+def reply_contexts(db, message_ids: list[int]) -> dict[int, ReplyContext]:
+    """message id -> its recipients (JSON list), subject and the message it answers."""
+    if not message_ids:
+        return {}
+    rows = db.execute(
+        f"SELECT id, to_addrs, subject, previous_context FROM messages WHERE id IN ({','.join('?' * len(message_ids))})",
+        list(message_ids),
+    )
+    return {r[0]: ReplyContext(*r[1:]) for r in rows}
+
+
+def own_text_counts(db) -> dict[str, int]:
+    """sender -> how many stored messages hold words of their own."""
+    return dict(
+        db.execute(
+            "SELECT from_addr, count(*) FROM messages WHERE own_text IS NOT NULL AND own_text != '' GROUP BY from_addr"
+        ).fetchall()
+    )
+
+
+def dated_own_texts(db, sender: str, before: str | None = None) -> list[tuple[str, str]]:
+    """(date, own text) of ``sender``'s dated messages, oldest first, one per distinct content
+    (a message stored from two folders counts once), dated before ``before`` when given."""
+    args = [sender.lower()]
+    where = "from_addr = ? AND own_text IS NOT NULL AND date IS NOT NULL"
+    if before:
+        where += " AND date < ?"
+        args.append(before)
+    rows = db.execute(f"SELECT date, own_text FROM messages WHERE {where} GROUP BY content_key ORDER BY date, id", args)
+    return [(d, t) for d, t in rows]
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    id: int
+    body_text: str | None
+    subject: str | None
+    own_text: str | None
+    flags: str | None  # JSON list
+
+
+def split_before(db, version: int) -> list[StoredBody]:
+    """Messages split by a splitter older than ``version`` (or never split)."""
+    rows = db.execute(
+        "SELECT id, body_text, subject, own_text, flags FROM messages WHERE parser_version IS NULL OR parser_version < ?",
+        [version],
+    ).fetchall()
+    return [StoredBody(*r) for r in rows]
+
+
+def save_split(
+    conn, message_id: int, own_text: str, previous_context: str, signature: str, flags_json: str, version: int
+) -> None:
+    conn.execute(
+        "UPDATE messages SET own_text = ?, previous_context = ?, signature = ?, flags = ?, parser_version = ?"
+        " WHERE id = ?",
+        [own_text, previous_context, signature, flags_json, version, message_id],
+    )

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-# A message is a training candidate when it is the user's own, has own words, and is not a pure forward.
-TRAINING_CANDIDATE_SQL = "identity_id IS NOT NULL AND own_text != '' AND flags NOT LIKE '%\"pure_forward\"%'"
+from app.store.messages import TRAINING_CANDIDATE_SQL
 
 
 @dataclass
@@ -52,3 +51,23 @@ def totals(db: sqlite_utils.Database) -> dict[str, int]:
         "training_candidates": one(f"SELECT count(*) FROM messages WHERE {TRAINING_CANDIDATE_SQL}"),
         "sources": one("SELECT count(*) FROM sources"),
     }
+
+
+@dataclass(frozen=True)
+class SetupCounts:
+    """How far the user has come: what the first-run checklist shows."""
+
+    messages: int
+    identities: int  # not rejected
+    intents: int  # messages with an ok intent
+    llm_rules: int  # ok rule sets written by a model (not measured offline)
+
+
+def setup_counts(db) -> SetupCounts:
+    one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+    return SetupCounts(
+        one("SELECT COUNT(*) FROM messages"),
+        one("SELECT COUNT(*) FROM identities WHERE origin != 'rejected'"),
+        one("SELECT COUNT(DISTINCT message_id) FROM intents WHERE status = 'ok'"),
+        one("SELECT COUNT(*) FROM rules WHERE status = 'ok' AND strategy != 'measured'"),
+    )

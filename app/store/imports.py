@@ -1,0 +1,168 @@
+"""The import's tables (sources, import_runs, source_items, and the messages it inserts), written in
+batches by :class:`app.mail.importer.MailImport` on the connection it holds a transaction on.
+
+The per-message statements are the import's hot path: each is one prepared statement on the raw
+``sqlite3`` connection (SQLite caches it), with no row objects in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from app import __version__
+from app.clock import utc_now
+from app.mail.decoding import MESSAGE_COLUMNS
+
+_INSERT_MESSAGE = (
+    f"INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, {', '.join(MESSAGE_COLUMNS)}, "
+    f"identity_id, imported_at) VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 6))})"
+)
+
+
+# -- transactions ----------------------------------------------------------------------------------
+
+
+def begin_batch(conn: sqlite3.Connection) -> None:
+    """A write transaction taken at once (no other writer can slip in between the reads and writes)."""
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def commit_batch(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
+def roll_back(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (a full disk rolls back by itself; a
+    second ROLLBACK would raise "no transaction is active" and hide the real error)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+# -- sources and runs ------------------------------------------------------------------------------
+
+
+def source_id(db, kind: str, location: str) -> int:
+    """The id of source (kind, location), added when new; one statement, so a source another
+    process adds at the same moment is not added twice."""
+    db.execute("INSERT OR IGNORE INTO sources (kind, location, added_at) VALUES (?, ?, ?)", [kind, location, utc_now()])
+    return db.execute("SELECT id FROM sources WHERE kind = ? AND location = ?", [kind, location]).fetchone()[0]
+
+
+def touch_source(conn, source_id: int) -> None:
+    conn.execute("UPDATE sources SET last_import_at = ? WHERE id = ?", [utc_now(), source_id])
+
+
+def has_items(db, source_id: int) -> bool:
+    """Whether an earlier run recorded any item of this source (a new source cannot hold done items)."""
+    return db.execute("SELECT 1 FROM source_items WHERE source_id = ? LIMIT 1", [source_id]).fetchone() is not None
+
+
+def fail_running_runs(conn) -> None:
+    """Mark runs still 'running' as failed: called holding the import lock, when none can be running."""
+    conn.execute(
+        "UPDATE import_runs SET status = 'failed', finished_at = ?, "
+        "error = coalesce(error, 'interrupted: the process ended before the import finished') "
+        "WHERE status = 'running'",
+        [utc_now()],
+    )
+
+
+def start_run(db, source_id: int) -> int:
+    return (
+        db["import_runs"]
+        .insert({"source_id": source_id, "started_at": utc_now(), "status": "running", "app_version": __version__})
+        .last_pk
+    )
+
+
+def save_run_counts(conn, run_id: int, counts, status: str) -> None:
+    """The run's counters (an ``ImportCounts``) and status; finished unless still running."""
+    conn.execute(
+        "UPDATE import_runs SET seen=?, stored=?, duplicates=?, skipped=?, already_imported=?, warnings=?, "
+        "status=?, finished_at=? WHERE id=?",
+        [
+            counts.seen,
+            counts.stored,
+            counts.duplicates,
+            counts.skipped,
+            counts.already_imported,
+            counts.warnings,
+            status,
+            None if status == "running" else utc_now(),
+            run_id,
+        ],
+    )
+
+
+def end_run(conn, run_id: int, status: str, error: str) -> None:
+    conn.execute(
+        "UPDATE import_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?", [status, utc_now(), error, run_id]
+    )
+
+
+# -- items -----------------------------------------------------------------------------------------
+
+
+def finished_item_keys(conn, source_id: int) -> frozenset[str]:
+    """Keys of the source's items stored or found duplicate by earlier runs (one query, not one per item)."""
+    rows = conn.execute(
+        "SELECT item_key FROM source_items WHERE source_id = ? AND status IN ('stored', 'duplicate')", [source_id]
+    )
+    return frozenset(r[0] for r in rows)
+
+
+def insert_message(conn, values: tuple) -> int | None:
+    """Insert one decoded message (``source_id, item_key, folder, is_sent_folder``, the
+    ``MESSAGE_COLUMNS``, ``identity_id, imported_at``); its row id, or None when the unique indexes
+    on message_id and content_key made it a duplicate (a no-op)."""
+    cursor = conn.execute(_INSERT_MESSAGE, values)
+    return cursor.lastrowid if cursor.rowcount else None
+
+
+def duplicated_message(conn, message_id: str | None, content_key: str) -> int:
+    """The stored message a duplicate duplicates: by Message-ID first, else by content."""
+    return conn.execute(
+        "SELECT id FROM messages WHERE message_id = ? OR content_key = ? ORDER BY message_id = ? DESC LIMIT 1",
+        [message_id, content_key, message_id],
+    ).fetchone()[0]
+
+
+def record_item(conn, source_id, key, run_id, status, message_ref, reason, detail) -> None:
+    """What became of one item of a source (stored, duplicate or skipped, with why)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO source_items (source_id, item_key, run_id, status, message_ref, reason, detail) "
+        "VALUES (?,?,?,?,?,?,?)",
+        [source_id, key, run_id, status, message_ref, reason, detail],
+    )
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    location: str
+    key: str
+    reason: str
+    detail: str
+
+    def __iter__(self):  # (location, key, reason, detail), as the callers unpack it
+        return iter((self.location, self.key, self.reason, self.detail))
+
+
+def skipped_items(db, run_id: int, limit: int | None = None) -> list[SkippedItem]:
+    """What a run skipped (source location, item key, reason, detail), in import order."""
+    sql = (
+        "SELECT s.location, i.item_key, i.reason, i.detail FROM source_items i JOIN sources s ON s.id = i.source_id "
+        "WHERE i.run_id = ? AND i.status = 'skipped' ORDER BY i.rowid"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [SkippedItem(*r) for r in db.execute(sql, [run_id])]
+
+
+def database_file(db) -> str | None:
+    """The file ``db`` is open on; None for an in-memory database."""
+    row = db.execute("PRAGMA database_list").fetchone()
+    return row[2] if row and row[2] else None
