@@ -91,7 +91,7 @@ def main() -> None:
     if args.phase:
         print(json.dumps(phase_baseline(root) if args.phase == "baseline" else phase_import(root, args.workers)))
         return
-    from app.mail.decoding import default_workers
+    from app.mail.decode_workers import default_workers
     from app.mail.sources import open_source
 
     workers = default_workers(open_source(root).estimate()) if args.workers is None else args.workers

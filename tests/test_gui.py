@@ -86,7 +86,7 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(
     page.recipient.setText("Sylvia")
     qtbot.keyClicks(page.intent, "Tell Sylvia the NG contract is ready for legal review.")
     meter = StallMeter().start()
-    with qtbot.waitSignal(page.draft_finished, timeout=180_000) as finished:
+    with qtbot.waitSignal(page.sig_draft_finished, timeout=180_000) as finished:
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
         assert not page.draft_button.isEnabled() and page.cancel_button.isEnabled()
     stalls = meter.stop()
@@ -106,7 +106,7 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(
         page.rules.takeItem(1)
     page.rules.addItem("Mention the Friday deadline.")
     page._rules_edited = True
-    with qtbot.waitSignal(page.draft_finished, timeout=180_000):
+    with qtbot.waitSignal(page.sig_draft_finished, timeout=180_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     user_turn = json.loads(Ledger().entries(limit=1)[0]["request_payload"])["messages"][-1]["content"]
     user_turn = user_turn if isinstance(user_turn, str) else "".join(part.get("text", "") for part in user_turn)
@@ -131,7 +131,7 @@ def test_compose_on_the_local_backend_drafts_and_cancels(qtbot, window, db):
     page = window.compose
     page.backend.setCurrentText("local")
     page.intent.setPlainText("Thank Ben for the turbine schedule and say the team will review it on Monday.")
-    with qtbot.waitSignal(page.draft_finished, timeout=180_000) as finished:
+    with qtbot.waitSignal(page.sig_draft_finished, timeout=180_000) as finished:
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     assert finished.args[0].strip() and "Drafted by local" in page.status.text()
     first_draft = finished.args[0]
@@ -161,12 +161,12 @@ def test_a_failing_backend_keeps_the_intent_and_says_what_failed(qtbot, window, 
     from app.secrets import delete_key
 
     delete_key("claude")
-    with qtbot.waitSignal(page.status_changed, timeout=30_000, check_params_cb=lambda text: "claude:" in text):
+    with qtbot.waitSignal(page.sig_status_changed, timeout=30_000, check_params_cb=lambda text: "claude:" in text):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     assert "key" in page.status.text().lower() and page.intent.toPlainText() == "Ask Ben for the turbine schedule."
     qtbot.waitUntil(lambda: page.draft_button.isEnabled(), timeout=5000)
     set_key("claude", ANTHROPIC_TEST_KEY)
-    with qtbot.waitSignal(page.status_changed, timeout=60_000, check_params_cb=lambda text: "claude:" in text):
+    with qtbot.waitSignal(page.sig_status_changed, timeout=60_000, check_params_cb=lambda text: "claude:" in text):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     assert "500" in page.status.text() and "your intent and rules are kept" in page.status.text()
     assert page.intent.toPlainText() == "Ask Ben for the turbine schedule."
@@ -186,14 +186,14 @@ def test_import_can_be_cancelled_and_resumed_from_the_window(qtbot, window, db, 
             qtbot.mouseClick(page.cancel, Qt.LeftButton)
 
     page.run_import()
-    page.job.progress.connect(on_progress)
+    page.job.sig_progress.connect(on_progress)
     qtbot.waitUntil(lambda: not page.job.running, timeout=120_000)
     assert page.last_result is not None, page.preview.text()
     first = page.last_result
     assert first.status == "cancelled" and "Cancelled" in page.preview.text()
     stored_first = first.counts.stored
     assert 0 < stored_first < 8892
-    with qtbot.waitSignal(page.import_finished, timeout=120_000) as second:
+    with qtbot.waitSignal(page.sig_import_finished, timeout=120_000) as second:
         qtbot.mouseClick(page.start, Qt.LeftButton)
     assert second.args[0].status == "completed"
     assert stored_first + second.args[0].counts.stored == 8892
@@ -339,7 +339,7 @@ def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, windo
     page.voice.setCurrentIndex(page.voice.findData(KAY))
     page.steps.setValue(2)
     meter = StallMeter().start()
-    with qtbot.waitSignal(page.trained, timeout=300_000):
+    with qtbot.waitSignal(page.sig_trained, timeout=300_000):
         qtbot.mouseClick(page.train_button, Qt.LeftButton)
     stalls = meter.stop()
     assert [s for s, _ in page.plot.points] == [1, 2]
@@ -406,7 +406,7 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
     importer = window.importer
     window.show_page(window.importer)
     importer._chosen(str(enron / "maildir" / "mann-k"))
-    with qtbot.waitSignal(importer.import_finished, timeout=120_000):
+    with qtbot.waitSignal(importer.sig_import_finished, timeout=120_000):
         qtbot.mouseClick(importer.start, Qt.LeftButton)
 
     training = window.training
@@ -415,7 +415,7 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
     qtbot.mouseClick(training.distill_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: "Training data ready" in training.status.text(), timeout=120_000)
     training.steps.setValue(8)
-    with qtbot.waitSignal(training.trained, timeout=600_000):
+    with qtbot.waitSignal(training.sig_trained, timeout=600_000):
         qtbot.mouseClick(training.train_button, Qt.LeftButton)
 
     compose = window.compose
@@ -423,7 +423,7 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
     assert compose.voice.currentData() == KAY and "(trained agent)" in compose.voice.currentText()
     compose.backend.setCurrentText("local")
     compose.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
-    with qtbot.waitSignal(compose.draft_finished, timeout=180_000):
+    with qtbot.waitSignal(compose.sig_draft_finished, timeout=180_000):
         qtbot.mouseClick(compose.draft_button, Qt.LeftButton)
     assert compose.rules.count() >= 2 and compose.output.toPlainText().strip()
     assert "No trained agent" not in compose.status.text()
@@ -450,7 +450,7 @@ def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db
     assert len(anthropic_server.requests) == 3 and page.output.toPlainText().count("── Draft ") == 3
     second_text = page._candidates[1][1]
     assert second_text
-    with qtbot.waitSignal(page.draft_finished, timeout=30_000):
+    with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.pick_buttons[1], Qt.LeftButton)
     assert page.output.toPlainText() == second_text and not page.pick_buttons[0].isVisible()
     assert "Learned from 1 pick(s)" in page.learned.text() and state_path(page.inputs()[0]).is_file()
@@ -484,7 +484,7 @@ def test_compose_shows_each_rule_kept_or_repaired_and_the_original_is_one_click_
     page.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review.")
     page.set_rules(["No greeting: start directly with the content.", 'Sign-off: "Thanks," then "Kay" on its own line.'])
     page._rules_inputs = page.inputs()
-    with qtbot.waitSignal(page.draft_finished, timeout=30_000):
+    with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     assert page.output.toPlainText() == "The NG Energy contract is ready for legal review.\n\nThanks,\nKay"
     shown = [page.check.item(i).text() for i in range(page.check.count())]

@@ -185,7 +185,7 @@ def test_decoding_workers_store_exactly_what_inline_decoding_stores(tmp_path, en
 
 def test_a_dead_decoding_worker_costs_nothing(enron):
     """Chunks sent to a worker that died are decoded in the importer's process, in order."""
-    from app.mail.decoding import DecodingPool, decode_item
+    from app.mail.decode_workers import DecodingPool, decode_item
     from app.mail.sources import open_source
 
     items = list(open_source(enron / "maildir" / "mann-k").iter_items())[:600]
@@ -202,7 +202,7 @@ def test_the_importer_decodes_while_it_would_wait(enron):
     """Work stealing: chunks the importer decodes itself while a worker is busy (here: still
     starting) come back in source order and equal what the workers give; without polling the
     pool only waits."""
-    from app.mail.decoding import DecodingPool
+    from app.mail.decode_workers import DecodingPool
     from app.mail.sources import open_source
 
     items = list(open_source(enron / "maildir" / "mann-k").iter_items())[:600]

@@ -91,7 +91,7 @@ class AddBackendDialog(QDialog):
 
 
 class BackendsPage(QWidget):
-    changed = Signal()
+    sig_changed = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -152,7 +152,7 @@ class BackendsPage(QWidget):
     def _add(self) -> None:
         if AddBackendDialog(self).exec() == QDialog.Accepted:
             self.refresh()
-            self.changed.emit()
+            self.sig_changed.emit()
 
     def _set_key(self) -> None:
         from app.secrets import set_key
@@ -178,7 +178,7 @@ class BackendsPage(QWidget):
             with database() as db:
                 set_default_endpoint(db, name)
             self.refresh()
-            self.changed.emit()
+            self.sig_changed.emit()
 
     def _remove(self) -> None:
         from app.backends.config import remove_endpoint
@@ -192,7 +192,7 @@ class BackendsPage(QWidget):
         if removed:
             delete_key(name)
         self.refresh()
-        self.changed.emit()
+        self.sig_changed.emit()
 
     def run_test(self) -> None:
         from app.backends.client import connectivity_request, generate
@@ -209,10 +209,10 @@ class BackendsPage(QWidget):
 
         self.result.setText(f"Testing {name}…")
         job = self.job = Job(work, "backend-test", self)
-        job.succeeded.connect(
+        job.sig_succeeded.connect(
             lambda r: self.result.setText(f"{name} answered in {r[1].elapsed_s:.2f} s: {r[0].strip()[:80]!r}")
         )
-        job.failed.connect(lambda msg: self.result.setText(f"{name} failed: {msg}"))
+        job.sig_failed.connect(lambda msg: self.result.setText(f"{name} failed: {msg}"))
         job.start()
 
 
@@ -299,8 +299,8 @@ class ModelsTable(QWidget):
 
         self.message.setText(f"Reading {path} and computing its sha256…")
         self.job = Job(work, "model-add", self)
-        self.job.succeeded.connect(added)
-        self.job.failed.connect(self.message.setText)
+        self.job.sig_succeeded.connect(added)
+        self.job.sig_failed.connect(self.message.setText)
         self.job.start()
         return self.job
 

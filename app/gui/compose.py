@@ -104,8 +104,8 @@ class PickMessageDialog(QDialog):
 
 
 class ComposePage(QWidget):
-    draft_finished = Signal(str)  # the whole draft, for tests and the status bar
-    status_changed = Signal(str)
+    sig_draft_finished = Signal(str)  # the whole draft, for tests and the status bar
+    sig_status_changed = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -304,7 +304,7 @@ class ComposePage(QWidget):
     def show_status(self, text: str, error: bool = False) -> None:
         self.status.setStyleSheet("color: #b00020;" if error else "")
         self.status.setText(text)
-        self.status_changed.emit(text)
+        self.sig_status_changed.emit(text)
 
     def _busy(self, busy: bool) -> None:
         self.draft_button.setEnabled(not busy)
@@ -344,7 +344,7 @@ class ComposePage(QWidget):
         self.show_status("The agent is writing rules on this computer…")
         self.set_rules([])
         job = self.job = Job(work, "rules", self)
-        job.progress.connect(lambda text: self.set_rules(parse_rules(text)))
+        job.sig_progress.connect(lambda text: self.set_rules(parse_rules(text)))
 
         def done(result):
             rules, trained = result
@@ -356,7 +356,7 @@ class ComposePage(QWidget):
                 )
             self._run_draft(inputs)
 
-        job.succeeded.connect(done)
+        job.sig_succeeded.connect(done)
         self._end_on_failure(job, lambda msg: f"The agent failed: {msg}", "Cancelled.")
         job.start()
 
@@ -395,7 +395,7 @@ class ComposePage(QWidget):
             else:
                 self._append(item)
 
-        job.progress.connect(progress)
+        job.sig_progress.connect(progress)
 
         def done(event):
             if event is None or not event.draft.original.strip():
@@ -414,9 +414,9 @@ class ComposePage(QWidget):
                 + "."
             )
             self._busy(False)
-            self.draft_finished.emit(self.output.toPlainText())
+            self.sig_draft_finished.emit(self.output.toPlainText())
 
-        job.succeeded.connect(done)
+        job.sig_succeeded.connect(done)
         self._end_on_failure(job, self._draft_failed(backend), "Cancelled; the text so far is kept.")
         job.start()
 
@@ -450,8 +450,8 @@ class ComposePage(QWidget):
 
     def _end_on_failure(self, job: Job, failed: Callable[[str], str], cancelled: str) -> None:
         """A failed or cancelled job says so in the status line and gives the controls back."""
-        job.failed.connect(lambda msg: (self.show_status(failed(msg), error=True), self._busy(False)))
-        job.cancelled.connect(lambda: (self.show_status(cancelled), self._busy(False)))
+        job.sig_failed.connect(lambda msg: (self.show_status(failed(msg), error=True), self._busy(False)))
+        job.sig_cancelled.connect(lambda: (self.show_status(cancelled), self._busy(False)))
 
     @staticmethod
     def _draft_failed(backend: str | None) -> Callable[[str], str]:
@@ -490,7 +490,7 @@ class ComposePage(QWidget):
         self.output.clear()
         self.show_status(f"{backend} is writing {m} drafts, each with other style tags…")
         job = self.job = Job(work, "draft", self)
-        job.progress.connect(self._append)
+        job.sig_progress.connect(self._append)
 
         def finished(result):
             self._selector, self._candidates = result
@@ -503,7 +503,7 @@ class ComposePage(QWidget):
             )
             self._busy(False)
 
-        job.succeeded.connect(finished)
+        job.sig_succeeded.connect(finished)
         self._end_on_failure(job, self._draft_failed(backend), "Cancelled; the text so far is kept.")
         job.start()
 
@@ -531,10 +531,10 @@ class ComposePage(QWidget):
             names = ", ".join(t for t, w in favoured if w > 0) or "(none yet)"
             self.learned.setText(f"Learned from {updates} pick(s). Favoured tags: {names}")
             self.show_status(f"Learned from your pick in {seconds * 1000:.0f} ms.")
-            self.draft_finished.emit(self.output.toPlainText())
+            self.sig_draft_finished.emit(self.output.toPlainText())
 
-        job.succeeded.connect(learned)
-        job.failed.connect(lambda msg: self.show_status(f"Could not learn from the pick: {msg}", error=True))
+        job.sig_succeeded.connect(learned)
+        job.sig_failed.connect(lambda msg: self.show_status(f"Could not learn from the pick: {msg}", error=True))
         job.start()
 
     def forget_tags(self) -> None:

@@ -22,7 +22,7 @@ from app.gui.workers import Job
 
 
 class ImportPage(QWidget):
-    import_finished = Signal(object)  # the ImportResult
+    sig_import_finished = Signal(object)  # the ImportResult
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -106,9 +106,9 @@ class ImportPage(QWidget):
         self.cancel.setEnabled(True)
         self.bar.setRange(0, 0)
         job = self.job = Job(work, "import", self)
-        job.progress.connect(self._progress)
-        job.succeeded.connect(self._done)
-        job.failed.connect(
+        job.sig_progress.connect(self._progress)
+        job.sig_succeeded.connect(self._done)
+        job.sig_failed.connect(
             lambda msg: self._ended(
                 f"The import stopped: {msg}. Everything counted so far is saved; import again to resume."
             )
@@ -154,7 +154,7 @@ class ImportPage(QWidget):
             else (f"Done: {c.stored:,} stored in {result.elapsed_s:.1f} s.")
         )
         self._ended(status)
-        self.import_finished.emit(result)
+        self.sig_import_finished.emit(result)
 
     def _ended(self, text: str) -> None:
         self.bar.setRange(0, 1)

@@ -9,7 +9,7 @@ from app.gui.workers import database
 
 
 class StartPage(QWidget):
-    go = Signal(str)  # the key of the page that does a step
+    sig_go = Signal(str)  # the key of the page that does a step
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -48,7 +48,7 @@ class StartPage(QWidget):
             )
             self.labels[step.title] = text
             button = QPushButton("Open" if step.done else "Start", objectName=f"step_{row + 1}_go")
-            button.clicked.connect(lambda _=False, key=step.key: self.go.emit(key))
+            button.clicked.connect(lambda _=False, key=step.key: self.sig_go.emit(key))
             line = QFrame(frameShape=QFrame.HLine)
             self.grid.addWidget(text, 2 * row, 0, 1, 2)
             self.grid.addWidget(button, 2 * row, 2)

@@ -74,7 +74,7 @@ class LossPlot(QWidget):
 
 
 class TrainingPage(QWidget):
-    trained = Signal(str)  # the profile that got a new adapter
+    sig_trained = Signal(str)  # the profile that got a new adapter
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -155,10 +155,10 @@ class TrainingPage(QWidget):
             return process
 
         job = self.job = Job(work, "trainer", self)
-        job.progress.connect(on_event)
-        job.succeeded.connect(on_done)
-        job.failed.connect(lambda msg: (self.status.setText(f"Failed: {msg}"), self._busy(False)))
-        job.cancelled.connect(
+        job.sig_progress.connect(on_event)
+        job.sig_succeeded.connect(on_done)
+        job.sig_failed.connect(lambda msg: (self.status.setText(f"Failed: {msg}"), self._busy(False)))
+        job.sig_cancelled.connect(
             lambda: (self.status.setText("Stopped. Start again to resume where it stopped."), self._busy(False))
         )
         self._busy(True)
@@ -249,7 +249,7 @@ class TrainingPage(QWidget):
         self.eta.setText("")
         if process.returncode == 0:
             self.status.setText(f"The agent for {sender or 'all identities'} is trained; drafts use it from now on.")
-            self.trained.emit(sender or "all")
+            self.sig_trained.emit(sender or "all")
         elif process.returncode == EXIT_CANCELLED:
             self.status.setText("Stopped with a checkpoint; press Train again to resume.")
         else:

@@ -59,14 +59,14 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
 
-        self.compose.status_changed.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        self.importer.import_finished.connect(
+        self.compose.sig_status_changed.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.importer.sig_import_finished.connect(
             lambda _: (self.compose.refresh(), self.training.refresh(), self.start.refresh())
         )
-        self.training.trained.connect(lambda _: (self.compose.refresh(), self.start.refresh()))
+        self.training.sig_trained.connect(lambda _: (self.compose.refresh(), self.start.refresh()))
         by_key = {"import": self.importer, "training": self.training, "compose": self.compose}
-        self.start.go.connect(lambda key: self.show_page(by_key[key]))
-        self.backends.changed.connect(lambda: (self.compose.refresh(), self.training.refresh()))
+        self.start.sig_go.connect(lambda key: self.show_page(by_key[key]))
+        self.backends.sig_changed.connect(lambda: (self.compose.refresh(), self.training.refresh()))
         self.restore()
 
     def show_page(self, page: QWidget) -> None:

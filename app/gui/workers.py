@@ -26,16 +26,17 @@ from app.jobs import Cancelled, CancelToken
 
 class Job(QObject):
     """``Job(fn)``: ``fn(token)`` returns an iterator (or a plain value). Signals:
-    ``progress(item)`` per yielded item, ``succeeded(result)`` with the iterator's return value (or
-    the plain value; also after a cancel that the work handled itself, e.g. an import returning its
-    partial counts), ``failed(message)``, ``cancelled()`` (the work raised Cancelled), and always
-    ``ended()`` last."""
+    ``sig_progress(item)`` per yielded item, ``sig_succeeded(result)`` with the iterator's return
+    value (or the plain value; also after a cancel that the work handled itself, e.g. an import
+    returning its partial counts), ``sig_failed(message)``, ``sig_cancelled()`` (the work raised
+    Cancelled), and always ``sig_ended()`` last. ``fn`` runs on a worker thread: it must never touch
+    widgets; the signals are emitted on the GUI thread."""
 
-    progress = Signal(object)
-    succeeded = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
-    ended = Signal()
+    sig_progress = Signal(object)
+    sig_succeeded = Signal(object)
+    sig_failed = Signal(str)
+    sig_cancelled = Signal()
+    sig_ended = Signal()
 
     def __init__(
         self, fn: Callable[[CancelToken], Iterator[Any] | Any], name: str = "job", parent: QObject | None = None
@@ -101,17 +102,17 @@ class Job(QObject):
             except queue.Empty:
                 return
             if kind == "progress":
-                self.progress.emit(value)
+                self.sig_progress.emit(value)
             elif kind == "succeeded":
-                self.succeeded.emit(value)
+                self.sig_succeeded.emit(value)
             elif kind == "failed":
-                self.failed.emit(value)
+                self.sig_failed.emit(value)
             elif kind == "cancelled":
-                self.cancelled.emit()
+                self.sig_cancelled.emit()
             else:
                 self._finished = True
                 self._timer.stop()
-                self.ended.emit()
+                self.sig_ended.emit()
                 return
 
 

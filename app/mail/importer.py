@@ -21,7 +21,7 @@ import sqlite_utils
 from app.clock import utc_now
 from app.jobs import CancelToken, Progress
 from app.mail.charsets import storable_text
-from app.mail.decoding import MESSAGE_COLUMNS, Decoded, DecodingPool, Rejected, decode_item, default_workers
+from app.mail.decode_workers import MESSAGE_COLUMNS, Decoded, DecodingPool, Rejected, decode_item, default_workers
 from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftover_guesses
 from app.mail.sources import MailSource, RawItem
 from app.store import imports as store

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from app import __version__
 from app.clock import utc_now
-from app.mail.decoding import MESSAGE_COLUMNS
+from app.mail.decode_workers import MESSAGE_COLUMNS
 
 _INSERT_MESSAGE = (
     f"INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, {', '.join(MESSAGE_COLUMNS)}, "

@@ -151,7 +151,7 @@ class DecodingPool:
     """``for item, decoded in pool.decode(items, skip)``: in source order, decoded by ``workers``
     processes and by the caller itself; decoded is None for skipped items.
 
-    Workers are plain ``python -m app.mail.decoding`` processes fed pickled chunks over their
+    Workers are plain ``python -m app.mail.decode_workers`` processes fed pickled chunks over their
     stdin, not multiprocessing children: those re-import the caller's ``__main__`` (any script
     without a main guard would run again) and must not be forked from a process with threads (the
     GUI imports on a thread). Chunks are taken from the source in order and either sent to the
@@ -370,7 +370,7 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    # run the imported module's loop, so what we pickle names app.mail.decoding, not __main__
-    from app.mail import decoding
+    # run the imported module's loop, so what we pickle names app.mail.decode_workers, not __main__
+    from app.mail import decode_workers
 
-    decoding._serve()
+    decode_workers._serve()
