@@ -68,6 +68,11 @@ class FinetuneConfig:
     checkpoint_every: int = 25
     threads: int | None = None
     device: str = "auto"  # auto, cpu, cuda
+    # Memory (neither changes what is learnt, so neither is part of the run's fingerprint):
+    gradient_checkpointing: str = "auto"  # auto: on for the CPU (activations recomputed in the backward pass)
+    max_batch_tokens: int | None = (
+        None  # a step's batch is cut into pieces of at most N padded tokens; default 1024 CPU
+    )
     export_gguf: bool = True
     fresh: bool = False  # ignore a matching checkpoint and start over
 
@@ -90,6 +95,11 @@ class FinetuneConfig:
         if dtype not in ("bf16", "fp32"):
             raise ValueError(f"dtype must be auto, bf16 or fp32, not {dtype!r}")
         rank = self.rank or (256 if device == "cuda" else 16)
+        checkpointing = self.gradient_checkpointing
+        if checkpointing == "auto":
+            checkpointing = "on" if device == "cpu" else "off"
+        if checkpointing not in ("on", "off"):
+            raise ValueError(f"gradient checkpointing must be auto, on or off, not {checkpointing!r}")
         out = FinetuneConfig(
             **{
                 **asdict(self),
@@ -100,6 +110,8 @@ class FinetuneConfig:
                 "alpha": float(self.alpha or rank),
                 "batch_size": self.batch_size or (8 if device == "cuda" else 4),
                 "max_length": self.max_length or (1024 if device == "cuda" else 512),
+                "gradient_checkpointing": checkpointing,
+                "max_batch_tokens": self.max_batch_tokens or (None if device == "cuda" else 1024),
                 "output": Path(self.output) if self.output else profile_dir(self.sender),
                 "dataset": Path(self.dataset),
                 "target_modules": tuple(self.target_modules),
@@ -107,6 +119,10 @@ class FinetuneConfig:
         )
         if out.rank < 1 or out.batch_size < 1 or out.grad_accum < 1 or out.max_length < 16 or out.lr <= 0:
             raise ValueError("rank, batch size, grad accumulation must be >= 1, max length >= 16 and lr > 0")
+        if out.max_batch_tokens is not None and out.max_batch_tokens < out.max_length:
+            raise ValueError(
+                f"max batch tokens ({out.max_batch_tokens}) must be at least max length ({out.max_length})"
+            )
         return out
 
 
@@ -188,7 +204,16 @@ def fingerprint(config: FinetuneConfig, dataset_digest: str) -> str:
     keys = {
         k: v
         for k, v in asdict(config).items()
-        if k not in ("fresh", "threads", "checkpoint_every", "export_gguf", "output")
+        if k
+        not in (
+            "fresh",
+            "threads",
+            "checkpoint_every",
+            "export_gguf",
+            "output",
+            "gradient_checkpointing",
+            "max_batch_tokens",
+        )
     }
     keys = {k: str(v) for k, v in keys.items()}
     keys["dataset_digest"] = dataset_digest
@@ -200,6 +225,26 @@ def batch_order(n_examples: int, batch_size: int, seed: int, epoch: int) -> list
     order = list(range(n_examples))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
+
+
+def pieces_by_tokens(batch: list[Example], max_tokens: int | None) -> list[list[Example]]:
+    """The batch cut into consecutive pieces whose padded size (rows x longest row) stays within
+    ``max_tokens``; one piece when there is no limit. A piece holds at least one example."""
+    if max_tokens is None:
+        return [batch]
+    pieces: list[list[Example]] = [[]]
+    for example in batch:
+        piece = pieces[-1]
+        width = max([len(e.input_ids) for e in piece] + [len(example.input_ids)])
+        if piece and width * (len(piece) + 1) > max_tokens:
+            pieces.append([example])
+        else:
+            piece.append(example)
+    return pieces
+
+
+def target_count(example: Example) -> int:
+    return sum(1 for label in example.labels if label != -100)
 
 
 def collate(examples: list[Example], pad_id: int):
@@ -234,30 +279,26 @@ def target_loss(causal_lm, input_ids, labels, attention_mask):
     return F.cross_entropy(logits, next_labels[where]), int(where.sum())
 
 
-def load_for_training(config: FinetuneConfig, hf_dir: Path):
-    """The base model with fresh LoRA weights, and its tokenizer."""
+def get_quantization_config(config: FinetuneConfig):
+    """bitsandbytes 4-bit NF4 settings for QLoRA, or None when the base is not quantized."""
+    if config.quantize != "4bit":
+        return None
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import BitsAndBytesConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-    dtype = torch.bfloat16 if config.dtype == "bf16" else torch.float32
-    kwargs = {"dtype": dtype}
-    if config.quantize == "4bit":
-        from transformers import BitsAndBytesConfig
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if config.dtype == "bf16" else torch.float32,
+    )
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-        )
-        kwargs["device_map"] = {"": 0}
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
-    if config.quantize == "4bit":
-        from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    elif config.device == "cuda":
-        model.to("cuda")
-    lora = LoraConfig(
+def get_peft_config(config: FinetuneConfig):
+    """The LoRA adapter trained on top of the frozen base."""
+    from peft import LoraConfig
+
+    return LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
@@ -265,9 +306,87 @@ def load_for_training(config: FinetuneConfig, hf_dir: Path):
         bias="none",
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora)
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer in the backward pass (non-reentrant; transformers 5.24 renamed
+    the method, 5.23 has only the old name)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def load_for_training(config: FinetuneConfig, hf_dir: Path):
+    """The base model with fresh LoRA weights, and its tokenizer."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    kwargs = {"dtype": torch.bfloat16 if config.dtype == "bf16" else torch.float32}
+    quantization = get_quantization_config(config)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
+    checkpointing = config.gradient_checkpointing == "on"
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    elif config.device == "cuda":
+        model.to("cuda")
+    if checkpointing:
+        # Keep only each layer's input for the backward pass and recompute the rest there: the
+        # activations were most of the CPU peak. Non-reentrant, so the frozen base needs no
+        # input gradients for the LoRA weights inside a layer to get theirs.
+        enable_activation_checkpointing(model)
+    model = get_peft_model(model, get_peft_config(config))
     model.train()
     return model, tokenizer
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean cross-entropy over the step's target tokens
+    tokens: int  # tokens processed (prompt and target, without padding)
+
+
+def training_step(causal_lm, params, optimizer, scheduler, batches: list[list[Example]], config, device, pad_id):
+    """One optimizer step over ``batches`` (the grad-accumulation micro-batches, each weighing
+    the same). A batch over ``max_batch_tokens`` is cut into pieces, each piece's loss weighted by
+    its share of the batch's target tokens: the same gradient as the whole batch at once, in less
+    memory."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, tokens = 0.0, 0
+    for batch in batches:
+        batch_targets = sum(target_count(e) for e in batch)
+        for piece in pieces_by_tokens(batch, config.max_batch_tokens):
+            ids, labels, mask = (t.to(device) for t in collate(piece, pad_id))
+            loss, n_targets = target_loss(causal_lm, ids, labels, mask)
+            weight = n_targets / batch_targets / len(batches)
+            (loss * weight).backward()
+            loss_sum += float(loss.detach()) * weight
+            tokens += int(mask.sum())
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    return StepResult(loss_sum, tokens)
+
+
+def linear_schedule(total: int, warmup_steps: int):
+    """The learning-rate factor per step: linear warm-up, then linear decay to 10 %."""
+    warmup = min(warmup_steps, max(0, total // 10))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.1, 1 - 0.9 * (step - warmup) / max(1, total - warmup))
+
+    return factor
 
 
 def lora_state(model) -> dict:
@@ -292,6 +411,75 @@ def _bounded_lines(fh, limit: int):
 
 def write_json_atomic(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+class Checkpointer:
+    """The resumable state of one run (adapter, optimizer, scheduler, RNG, step, loss history) in
+    ``folder``, written atomically; only a run with the same fingerprint resumes from it."""
+
+    def __init__(self, folder: Path, fingerprint: str, log=print):
+        self.folder, self.fingerprint, self.log = folder, fingerprint, log
+
+    def save(self, model, optimizer, scheduler, step: int, history: list) -> None:
+        import torch
+
+        def fill(tmp: Path) -> None:
+            torch.save(lora_state(model), tmp / "adapter.pt")
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp / "optimizer.pt",
+            )
+            write_json_atomic(tmp / "state.json", {"fingerprint": self.fingerprint, "step": step, "history": history})
+
+        write_atomic_dir(self.folder, fill)
+
+    def restore(self, model, optimizer, scheduler) -> tuple[int, list] | None:
+        """(step, loss history) after loading the saved state into the objects; None to start over."""
+        import torch
+
+        state_file = self.folder / "state.json"
+        if not state_file.is_file():
+            return None
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.log(f"{state_file}: unreadable checkpoint, starting over")
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            self.log("The checkpoint is from a different configuration or dataset: starting over (it is replaced).")
+            return None
+        weights = torch.load(self.folder / "adapter.pt", weights_only=True)
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                named[name].copy_(value.to(named[name].device, named[name].dtype))
+        opt = torch.load(self.folder / "optimizer.pt", weights_only=False)
+        optimizer.load_state_dict(opt["optimizer"])
+        scheduler.load_state_dict(opt["scheduler"])
+        torch.set_rng_state(opt["torch_rng"])
+        return state["step"], state["history"]
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def finished_record(out: Path, fingerprint: str, config: FinetuneConfig) -> TrainingRecord | None:
+    """The training record when this exact run already finished (and its adapter is there)."""
+    if config.fresh or not (out / TRAINING_FILE).is_file():
+        return None
+    try:
+        record = TrainingRecord.read(out / TRAINING_FILE)
+    except ValueError:
+        return None
+    if record.fingerprint != fingerprint:
+        return None
+    if config.export_gguf and not (out / ADAPTER_FILE).is_file():
+        return None
+    return record
 
 
 class Finetune:
@@ -319,17 +507,18 @@ class Finetune:
             raise FileNotFoundError(f"training data not found: {config.dataset} (run `tiller distill` first)")
         digest = sha256_file(Path(config.dataset))
         print_id = fingerprint(config, digest)
-        finished = self._finished(out, print_id, config)
-        if finished is not None:
-            self.result = {"status": "done", "already": True, **finished}
+        done = finished_record(out, print_id, config)
+        if done is not None:
+            self.result = {"status": "done", "already": True, **done.to_dict()}
             yield TrainProgress(
                 "done",
-                finished["steps"],
-                finished["steps"],
-                loss=finished.get("final_loss"),
+                done.steps,
+                done.steps,
+                loss=done.final_loss,
                 message=f"already trained with this data and configuration: {out / ADAPTER_FILE}",
             )
             return
+
         yield TrainProgress("loading", message=f"base model {base.gguf.name}")
         hf_dir = hf_model_dir(base, log=self.log)
         torch.manual_seed(config.seed)
@@ -337,29 +526,19 @@ class Finetune:
         self.model, self.tokenizer = model, tokenizer  # for callers that inspect the result (tests, eval)
         examples, counts = load_examples(config, tokenizer)
         batches_per_epoch = math.ceil(len(examples) / config.batch_size)
-        steps_per_epoch = max(1, batches_per_epoch // config.grad_accum)
-        total = max(1, math.ceil(config.epochs * steps_per_epoch))
+        total = max(1, math.ceil(config.epochs * max(1, batches_per_epoch // config.grad_accum)))
         if config.max_steps:  # overrides epochs (the data repeats if it must)
             total = config.max_steps
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-        warmup = min(config.warmup_steps, max(0, total // 10))
-
-        def lr_at(step: int) -> float:  # linear warm-up, then linear decay to 10 %
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.1, 1 - 0.9 * (step - warmup) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-        history: list[dict] = []
-        step = 0
-        checkpoint = out / CHECKPOINT_DIR
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total, config.warmup_steps))
+        checkpointer = Checkpointer(out / CHECKPOINT_DIR, print_id, self.log)
         if config.fresh:
-            shutil.rmtree(checkpoint, ignore_errors=True)
-        resumed = self._resume(checkpoint, print_id, model, optimizer, scheduler)
+            checkpointer.clear()
+        resumed = checkpointer.restore(model, optimizer, scheduler)
+        step, history = resumed or (0, [])
         if resumed:
-            step, history = resumed
-            self.log(f"Resuming at step {step} of {total} from {checkpoint}")
+            self.log(f"Resuming at step {step} of {total} from {checkpointer.folder}")
         yield TrainProgress(
             "training",
             step,
@@ -375,44 +554,38 @@ class Finetune:
         order_epoch, order = -1, []
         while step < total:
             if self.cancel.cancelled:
-                self._save_checkpoint(checkpoint, print_id, model, optimizer, scheduler, step, history)
+                checkpointer.save(model, optimizer, scheduler, step, history)
                 yield TrainProgress("cancelled", step, total, message=f"checkpoint saved at step {step}")
-                self.result = {"status": "cancelled", "step": step, "total_steps": total, "checkpoint": str(checkpoint)}
+                self.result = {
+                    "status": "cancelled",
+                    "step": step,
+                    "total_steps": total,
+                    "checkpoint": str(checkpointer.folder),
+                }
                 return
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum, step_tokens = 0.0, 0
+            batches = []
             for micro in range(config.grad_accum):
-                index = step * config.grad_accum + micro
-                epoch, within = divmod(index, batches_per_epoch)
+                epoch, within = divmod(step * config.grad_accum + micro, batches_per_epoch)
                 if epoch != order_epoch:  # the order is a function of (seed, epoch): shuffle once per epoch
                     order_epoch, order = epoch, batch_order(len(examples), config.batch_size, config.seed, epoch)
-                batch = [examples[i] for i in order[within]]
-                ids, labels, mask = (t.to(device) for t in collate(batch, pad_id))
-                loss, n_targets = target_loss(causal_lm, ids, labels, mask)
-                (loss / config.grad_accum).backward()
-                loss_sum += float(loss.detach()) / config.grad_accum
-                step_tokens += int(mask.sum())
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
+                batches.append([examples[i] for i in order[within]])
+            result = training_step(causal_lm, params, optimizer, scheduler, batches, config, device, pad_id)
             step += 1
             steps_done_here += 1
-            tokens_done += step_tokens
+            tokens_done += result.tokens
             elapsed = time.monotonic() - started
-            history.append({"step": step, "loss": round(loss_sum, 5), "lr": scheduler.get_last_lr()[0]})
-            rate = tokens_done / elapsed if elapsed else None
-            eta = elapsed / steps_done_here * (total - step)
+            history.append({"step": step, "loss": round(result.loss, 5), "lr": scheduler.get_last_lr()[0]})
             yield TrainProgress(
                 "training",
                 step,
                 total,
-                loss=round(loss_sum, 4),
-                tokens_per_s=round(rate or 0, 1),
-                eta_s=round(eta, 1),
+                loss=round(result.loss, 4),
+                tokens_per_s=round(tokens_done / elapsed if elapsed else 0, 1),
+                eta_s=round(elapsed / steps_done_here * (total - step), 1),
                 extra={"s_per_step": round(elapsed / steps_done_here, 3)},
             )
             if step % config.checkpoint_every == 0 and step < total:
-                self._save_checkpoint(checkpoint, print_id, model, optimizer, scheduler, step, history)
+                checkpointer.save(model, optimizer, scheduler, step, history)
 
         yield TrainProgress("saving", step, total, message="writing the adapter")
         peft_dir = out / PEFT_DIR
@@ -423,87 +596,43 @@ class Finetune:
 
             yield TrainProgress("exporting", step, total, message="GGUF adapter for llama.cpp")
             adapter_info = export_adapter(peft_dir, base.gguf, out / ADAPTER_FILE)
-        record = TrainingRecord(
-            profile=config.sender.lower() if config.sender else "all",
-            slug=profile_slug(config.sender),
-            base_gguf=str(base.gguf),
-            base_hf=str(hf_dir),
-            template_version=AGENT_TEMPLATE_VERSION,
-            fingerprint=print_id,
-            dataset=str(config.dataset),
-            dataset_sha256=digest,
-            examples=counts,
-            config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-            steps=step,
-            first_loss=history[0]["loss"] if history else None,
-            final_loss=history[-1]["loss"] if history else None,
-            loss_history=history,
-            adapter=adapter_info,
-            adapter_sha256=sha256_file(out / ADAPTER_FILE) if adapter_info is not None else None,
-            adapter_bytes=(out / ADAPTER_FILE).stat().st_size if adapter_info is not None else None,
-            finished_at=utc_now(),
-        )
+        record = training_record(config, base.gguf, hf_dir, print_id, digest, counts, step, history, adapter_info)
         record.write(out / TRAINING_FILE)
-        shutil.rmtree(checkpoint, ignore_errors=True)
+        checkpointer.clear()
         self.result = {"status": "done", **record.to_dict()}
         yield TrainProgress("done", step, total, loss=record.final_loss, message=str(out / ADAPTER_FILE))
 
-    def _finished(self, out: Path, print_id: str, config: FinetuneConfig) -> dict | None:
-        """The training record when this exact run already finished (and its adapter is there)."""
-        if config.fresh or not (out / TRAINING_FILE).is_file():
-            return None
-        try:
-            record = TrainingRecord.read(out / TRAINING_FILE)
-        except ValueError:
-            return None
-        if record.fingerprint != print_id:
-            return None
-        if config.export_gguf and not (out / ADAPTER_FILE).is_file():
-            return None
-        return record.to_dict()
 
-    # -- checkpoints ---------------------------------------------------------------------------
-
-    def _save_checkpoint(
-        self, checkpoint: Path, print_id: str, model, optimizer, scheduler, step: int, history: list
-    ) -> None:
-        import torch
-
-        def fill(tmp: Path) -> None:
-            torch.save(lora_state(model), tmp / "adapter.pt")
-            torch.save(
-                {
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-                tmp / "optimizer.pt",
-            )
-            write_json_atomic(tmp / "state.json", {"fingerprint": print_id, "step": step, "history": history})
-
-        write_atomic_dir(checkpoint, fill)
-
-    def _resume(self, checkpoint: Path, print_id: str, model, optimizer, scheduler):
-        import torch
-
-        state_file = checkpoint / "state.json"
-        if not state_file.is_file():
-            return None
-        try:
-            state = json.loads(state_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            self.log(f"{state_file}: unreadable checkpoint, starting over")
-            return None
-        if state.get("fingerprint") != print_id:
-            self.log("The checkpoint is from a different configuration or dataset: starting over (it is replaced).")
-            return None
-        weights = torch.load(checkpoint / "adapter.pt", weights_only=True)
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in weights.items():
-                named[name].copy_(value.to(named[name].device, named[name].dtype))
-        opt = torch.load(checkpoint / "optimizer.pt", weights_only=False)
-        optimizer.load_state_dict(opt["optimizer"])
-        scheduler.load_state_dict(opt["scheduler"])
-        torch.set_rng_state(opt["torch_rng"])
-        return state["step"], state["history"]
+def training_record(
+    config: FinetuneConfig,
+    base_gguf: Path,
+    hf_dir: Path,
+    print_id: str,
+    dataset_digest: str,
+    counts: dict,
+    steps: int,
+    history: list[dict],
+    adapter_info: dict | None,
+) -> TrainingRecord:
+    """What the app reads about a finished run (``training.json``)."""
+    adapter = config.output / ADAPTER_FILE
+    return TrainingRecord(
+        profile=config.sender.lower() if config.sender else "all",
+        slug=profile_slug(config.sender),
+        base_gguf=str(base_gguf),
+        base_hf=str(hf_dir),
+        template_version=AGENT_TEMPLATE_VERSION,
+        fingerprint=print_id,
+        dataset=str(config.dataset),
+        dataset_sha256=dataset_digest,
+        examples=counts,
+        config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        steps=steps,
+        first_loss=history[0]["loss"] if history else None,
+        final_loss=history[-1]["loss"] if history else None,
+        loss_history=history,
+        adapter=adapter_info,
+        adapter_sha256=sha256_file(adapter) if adapter_info is not None else None,
+        adapter_bytes=adapter.stat().st_size if adapter_info is not None else None,
+        finished_at=utc_now(),
+    )

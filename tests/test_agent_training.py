@@ -442,3 +442,73 @@ def test_the_runtime_picks_up_a_replaced_adapter(kay_agent, tmp_path):
     _os.replace(replacement, home_profile / "adapter.gguf")
     assert PreferenceAgent(load_profile(KAY)).rules(request) == rules  # same weights, so same rules
     assert RUNTIME.loaded.lora_stamp != first_stamp
+
+
+# -- memory: pieces by tokens and gradient checkpointing give the same update ----------------------
+
+
+def _tiny_gemma(checkpointing: bool):
+    """A real Gemma 3 text model with random weights, a few hundred thousand parameters (the
+    architecture of the agent's base, small enough to train in milliseconds)."""
+    import torch
+    from peft import get_peft_model
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from agent_training.finetune import FinetuneConfig, enable_activation_checkpointing, get_peft_config
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=256,
+        sliding_window=16,
+    )
+    model = Gemma3ForCausalLM(config)
+    if checkpointing:
+        enable_activation_checkpointing(model)
+    settings = FinetuneConfig(dataset=Path("unused"), rank=4, alpha=4, dropout=0.0)
+    model = get_peft_model(model, get_peft_config(settings))
+    model.train()
+    return model
+
+
+def _one_step(checkpointing: bool, max_batch_tokens: int | None):
+    import torch
+
+    from agent_training.finetune import Example, FinetuneConfig, linear_schedule, lora_state, training_step
+
+    model = _tiny_gemma(checkpointing)
+    rng = torch.Generator().manual_seed(1)
+    examples = []
+    for prompt_len, target_len in ((9, 5), (20, 3), (4, 11), (30, 7)):
+        ids = torch.randint(1, 128, (prompt_len + target_len,), generator=rng).tolist()
+        examples.append(Example(ids, [-100] * prompt_len + ids[prompt_len:]))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(10, 0))
+    config = FinetuneConfig(dataset=Path("unused"), max_batch_tokens=max_batch_tokens)
+    result = training_step(model.get_base_model(), params, optimizer, scheduler, [examples], config, "cpu", 0)
+    return result, lora_state(model)
+
+
+def test_cutting_a_batch_by_tokens_and_checkpointing_change_memory_not_the_update():
+    from agent_training.finetune import Example, pieces_by_tokens
+
+    whole, whole_weights = _one_step(checkpointing=False, max_batch_tokens=None)
+    for checkpointing, max_tokens in ((False, 40), (True, None), (True, 40)):
+        result, weights = _one_step(checkpointing, max_tokens)
+        assert abs(result.loss - whole.loss) < 1e-5 and result.tokens == whole.tokens
+        for name, value in whole_weights.items():
+            assert (weights[name] - value).abs().max() < 1e-5, (checkpointing, max_tokens, name)
+    # the cut itself: consecutive pieces within the limit (a longer example stands alone)
+    lengths = [14, 23, 15, 37]
+    batch = [Example([1] * n, [1] * n) for n in lengths]
+    pieces = pieces_by_tokens(batch, 50)
+    assert [[len(e.input_ids) for e in piece] for piece in pieces] == [[14, 23], [15], [37]]
+    assert all(max(len(e.input_ids) for e in p) * len(p) <= 50 for p in pieces)
+    assert pieces_by_tokens(batch, None) == [batch]

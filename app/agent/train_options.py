@@ -78,6 +78,21 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
     TrainingOption("--dtype", "dtype", click.Choice(["auto", "bf16", "fp32"]), "auto", "auto: bf16 where it works."),
     TrainingOption("--device", "device", click.Choice(["auto", "cpu", "cuda"]), "auto", "Where to train."),
     TrainingOption("--threads", "threads", int, help="CPU threads for torch (default: all cores)."),
+    TrainingOption(
+        "--gradient-checkpointing",
+        "gradient_checkpointing",
+        click.Choice(["auto", "on", "off"]),
+        "auto",
+        "Recompute activations in the backward pass instead of keeping them (less memory, slower); auto: on "
+        "for the CPU.",
+    ),
+    TrainingOption(
+        "--max-batch-tokens",
+        "max_batch_tokens",
+        int,
+        help="Cut a step's batch into pieces of at most N padded tokens: the same update in less memory "
+        "(default 1024 on the CPU, no limit with CUDA).",
+    ),
     TrainingOption("--seed", "seed", int, 0, "Seed for the adapter's initialisation and the example order."),
     TrainingOption("--checkpoint-every", "checkpoint_every", int, 25, "Save a checkpoint every N steps (to resume)."),
     TrainingOption("--fresh", "fresh", is_flag=True, help="Ignore a saved checkpoint and start over."),
