@@ -1,6 +1,6 @@
 """Agent training speed and memory against a raw transformers + peft loop, in the same run.
 
-    python benchmarks/train_speed.py [--steps 6] [--batch-size 4] [--qlora]
+    python benchmarks/train_speed.py [--steps 6] [--batch-size 4] [--sender ADDRESS] [--memory] [--qlora]
 
 Data: Kay Mann's real sent mail from ../shared/data/enron, imported and distilled offline into a
 temporary home. Every phase runs in its own process (so peak RSS is its own) on the same examples,
@@ -10,7 +10,11 @@ batches and LoRA settings (rank 16 on q/k/v/o/gate/up/down):
   every position over the 262k vocabulary);
 - baseline-bf16: the same loop with bf16 base weights (separates the two effects);
 - tiller: ``agent_training.finetune`` (bf16 where supported, vocabulary projection only at the
-  target positions), driven through its generator exactly as ``tiller train`` runs it.
+  target positions), driven through its generator exactly as ``tiller train`` runs it, with its CPU
+  defaults (activation checkpointing, batches cut at 1,024 padded tokens).
+
+``--memory`` adds Tiller with neither memory saving (``tiller-keep-all``) and with only the cut
+batches (``tiller-cut-only``), so each saving's cost in time and gain in peak RSS is measured.
 
 s/step excludes the first step (warm-up). Ratios > 1 mean Tiller is faster / leaner. With
 ``--qlora`` on a CUDA machine the 4-bit path is timed too, with its peak GPU memory.
@@ -32,6 +36,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 ENRON = Path(os.environ.get("TILLER_ENRON_DATA", REPO.parent / "shared" / "data" / "enron"))
 KAY = "kay.mann@enron.com"
+SENDER = os.environ.get("TILLER_BENCH_SENDER", KAY)
+# Tiller phases: FinetuneConfig memory settings
+TILLER_VARIANTS = {
+    "tiller": {},
+    "qlora": {},
+    "tiller-keep-all": {"gradient_checkpointing": "off", "max_batch_tokens": 1 << 20},
+    "tiller-cut-only": {"gradient_checkpointing": "off", "max_batch_tokens": 1024},
+}
 
 
 def _peak_rss_mb() -> float:
@@ -47,11 +59,11 @@ def make_dataset(home: Path) -> Path:
     from app.store import open_database
 
     db = open_database()
-    for _ in MailImport(db, open_source(ENRON / "maildir" / "mann-k")).run():
+    for _ in MailImport(db, open_source(ENRON / "maildir")).run():
         pass
-    for _ in Distillation(db, DistillConfig(sender=KAY)).run():
+    for _ in Distillation(db, DistillConfig(sender=SENDER)).run():
         pass
-    stats = export(db, strategy="measured", sender=KAY)
+    stats = export(db, strategy="measured", sender=SENDER)
     return Path(stats["directory"]) / "train.jsonl"
 
 
@@ -71,7 +83,7 @@ def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
         LoraConfig(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"),
     )
     model.train()
-    examples, _ = load_examples(FinetuneConfig(dataset=data, sender=KAY, max_length=512), tok)
+    examples, _ = load_examples(FinetuneConfig(dataset=data, sender=SENDER, max_length=512), tok)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     order = batch_order(len(examples), batch_size, 0, 0)
     times = []
@@ -90,12 +102,12 @@ def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
     }
 
 
-def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Path) -> dict:
+def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Path, memory: dict) -> dict:
     from agent_training.finetune import Finetune, FinetuneConfig
 
     config = FinetuneConfig(
         dataset=data,
-        sender=KAY,
+        sender=SENDER,
         output=out,
         max_steps=steps,
         batch_size=batch_size,
@@ -104,6 +116,7 @@ def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Pa
         quantize=quantize,
         export_gguf=False,
         checkpoint_every=10_000,
+        **memory,
     )
     stamps, last = [], None
     for p in Finetune(config).run():
@@ -139,14 +152,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--qlora", action="store_true", help="also time 4-bit QLoRA (needs CUDA + bitsandbytes)")
+    parser.add_argument("--sender", default=KAY, help="whose mail to train on (default Kay Mann)")
+    parser.add_argument("--memory", action="store_true", help="also Tiller without each memory saving")
+    parser.add_argument("--skip-baseline", action="store_true", help="Tiller phases only (no ratios)")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["TILLER_BENCH_SENDER"] = args.sender
+    global SENDER
+    SENDER = args.sender
     if args.phase:
         name, data, out = args.phase[0], Path(args.phase[1]), Path(args.phase[2])
         if name.startswith("baseline"):
             result = phase_baseline(data, args.steps, args.batch_size, "bf16" if name.endswith("bf16") else "fp32")
         else:
-            result = phase_tiller(data, args.steps, args.batch_size, "4bit" if name == "qlora" else "none", out)
+            quantize = "4bit" if name == "qlora" else "none"
+            result = phase_tiller(data, args.steps, args.batch_size, quantize, out, TILLER_VARIANTS[name])
         print(json.dumps(result))
         return
 
@@ -155,7 +175,8 @@ def main() -> None:
         print(
             f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)"
         )
-        phases = ["baseline", "baseline-bf16", "tiller"] + (["qlora"] if args.qlora else [])
+        phases = ([] if args.skip_baseline else ["baseline", "baseline-bf16"]) + ["tiller"]
+        phases += (["tiller-keep-all", "tiller-cut-only"] if args.memory else []) + (["qlora"] if args.qlora else [])
         results = {}
         for name in phases:
             results[name] = run_phase(
@@ -166,7 +187,17 @@ def main() -> None:
             print(
                 f"{name:14s} {r['s_per_step']:7.2f} s/step   peak RSS {r['peak_rss_mb']:7.0f} MB   last loss {r['last_loss']:.3f}{extra}"
             )
-    base, tiller = results["baseline"], results["tiller"]
+    tiller = results["tiller"]
+    for name in ("tiller-keep-all", "tiller-cut-only"):
+        if name in results:
+            r = results[name]
+            print(
+                f"tiller defaults against {name}: time {tiller['s_per_step'] / r['s_per_step']:.2f}x, "
+                f"peak RSS {tiller['peak_rss_mb'] / r['peak_rss_mb']:.2f}x"
+            )
+    if args.skip_baseline:
+        return
+    base = results["baseline"]
     print(f"speed ratio (baseline s/step / tiller s/step): {base['s_per_step'] / tiller['s_per_step']:.2f}x")
     print(
         f"  of which bf16: {base['s_per_step'] / results['baseline-bf16']['s_per_step']:.2f}x, "

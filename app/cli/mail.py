@@ -33,9 +33,11 @@ from app.plain import cells, esc
     "--show-skipped", default=20, show_default=True, help="How many skipped items to list by path and reason."
 )
 def import_command(path: str, kind: str | None, my_addresses: tuple[str, ...], show_skipped: int) -> None:
-    """Import a mailbox: a Maildir tree, an mbox file, a folder of mbox files, or a folder of .eml files.
+    """Import a mailbox: a Maildir tree, an mbox file, a folder of mbox files, a folder of .eml
+    files, or imap:NAME, the Sent folder of a mail account (see: tiller accounts add).
 
-    Re-importing the same source adds nothing; an interrupted import resumes where it stopped.
+    Re-importing the same source adds nothing (from IMAP it fetches only what is new); an
+    interrupted import resumes where it stopped.
     """
     from app.mail.identity import normalize_address
     from app.mail.sources import SourceError, open_source
@@ -47,14 +49,32 @@ def import_command(path: str, kind: str | None, my_addresses: tuple[str, ...], s
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--me") from None
 
-    try:
-        source = open_source(path, kind)
-    except SourceError as exc:
-        raise click.ClickException(str(exc)) from exc
-    db = _open_db()
+    if path.startswith("imap:"):
+        db = _open_db()
+        source = _imap_source(db, path.removeprefix("imap:"))
+    else:
+        try:
+            source = open_source(path, kind)
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from exc
+        db = _open_db()
     result = run_import(db, source, my_addresses, show_skipped)
     if result.status != "completed":
         sys.exit(EXIT_CANCELLED)
+
+
+def _imap_source(db, name: str):
+    """The account's source, logged in and planned (nothing is written when that fails)."""
+    from app.mail.accounts import AccountError, imap_source
+    from app.mail.imap import ImapError
+
+    try:
+        source = imap_source(db, name)
+    except (ImapError, AccountError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for risk in source.account.unsafe:
+        err_console.print(f"[red]Unsafe:[/] {esc(risk)}.")
+    return source
 
 
 def run_import(db, source, my_addresses=(), show_skipped: int = 20):
@@ -105,7 +125,8 @@ def print_import_summary(db, result, show_skipped: int = 20) -> None:
         err_console.print("[red]internal error: counts do not add up[/]")
     if show_skipped and counts.skipped:
         for location, key, reason, detail in skipped_items(db, result.run_id, limit=show_skipped):
-            console.print(f"  [yellow]skipped[/] {esc(os.path.join(location, key))}: {esc(reason)}: {esc(detail)}")
+            where = f"{location}/{key}" if location.startswith("imap://") else os.path.join(location, key)
+            console.print(f"  [yellow]skipped[/] {esc(where)}: {esc(reason)}: {esc(detail)}")
         if counts.skipped > show_skipped:
             console.print(f"  … and {counts.skipped - show_skipped} more: tiller imports {result.run_id}")
     if result.status == "cancelled":

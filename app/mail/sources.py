@@ -38,6 +38,7 @@ class RawItem:
     path: str | None = None  # for one-file-per-message sources, read only when asked
     note: str | None = None  # a warning the source has about this item (a damaged mbox separator)
     error_reason: str | None = None  # the skip reason that goes with ``error`` (default "unreadable")
+    sent: bool | None = None  # the source knows whether the folder holds sent mail (IMAP's \Sent); None: by name
 
     def read(self) -> tuple[bytes | None, str | None]:
         """The message bytes, or the reason they cannot be read. Files are read here, lazily, so an
@@ -48,7 +49,7 @@ class RawItem:
 
     @property
     def is_sent_folder(self) -> bool:
-        return is_sent_folder(self.folder)
+        return self.sent if self.sent is not None else is_sent_folder(self.folder)
 
 
 @functools.lru_cache(maxsize=4096)  # asked once per message, about a handful of folders

@@ -166,3 +166,20 @@ def database_file(db) -> str | None:
     """The file ``db`` is open on; None for an in-memory database."""
     row = db.execute("PRAGMA database_list").fetchone()
     return row[2] if row and row[2] else None
+
+
+def highest_uid(db, kind: str, location: str, key_prefix: str) -> int:
+    """The highest IMAP UID an earlier import recorded (stored, duplicate or skipped) under
+    ``key_prefix`` (a folder and its UIDVALIDITY) of source (kind, location); 0 when none. Every
+    outcome is committed with its batch, so this is where a rerun carries on."""
+    rows = db.execute(
+        "SELECT i.item_key FROM source_items i JOIN sources s ON s.id = i.source_id "
+        "WHERE s.kind = ? AND s.location = ? AND substr(i.item_key, 1, ?) = ?",
+        [kind, location, len(key_prefix), key_prefix],
+    )
+    best = 0
+    for (key,) in rows:
+        tail = key[len(key_prefix) :]
+        if tail.isdigit():
+            best = max(best, int(tail))
+    return best

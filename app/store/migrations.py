@@ -286,3 +286,26 @@ def _m004_models(db: sqlite_utils.Database) -> None:
 def _m005_parser_version_index(db: sqlite_utils.Database) -> None:
     # app/mail/resplit.py asks this on every database open (the GUI opens one per action)
     db["messages"].create_index(["parser_version"], index_name="idx_messages_parser_version")
+
+
+@migration(6, "accounts: IMAP accounts (server, user, security, folders; the password lives in the keyring)")
+def _m006_accounts(db: sqlite_utils.Database) -> None:
+    db["accounts"].create(
+        {
+            "name": str,
+            "kind": str,  # imap
+            "host": str,
+            "port": int,  # NULL: the security's usual port
+            "user": str,
+            "security": str,  # tls | starttls | plaintext
+            "auth": str,  # password | xoauth2
+            "ca_file": str,
+            "verify_tls": int,
+            "sent_folder": str,  # NULL: found on the server (\Sent flag, else the name)
+            "context_folders": str,  # JSON list
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="name",
+        not_null={"kind", "host", "user", "security", "auth"},
+    )

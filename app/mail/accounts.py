@@ -1,0 +1,117 @@
+"""The user's mail accounts (IMAP): add, test, remove, and open one as an import source.
+
+The account's settings go to the database (:mod:`app.store.accounts`); its password or XOAUTH2
+token goes to the OS keyring only (:mod:`app.secrets`, entry ``imap:NAME``). ``add_account``
+logs in before it stores anything, so an account that is saved is one that worked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app import secrets
+from app.mail.imap import ImapAccount, ImapError, ImapSource, connect, find_sent_folder, folder_prefix, list_folders
+from app.store import accounts as store
+from app.store.imports import highest_uid
+
+_NAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
+
+
+class AccountError(ValueError):
+    """An account that does not exist, or a name that cannot be one."""
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    """What a login to the account found."""
+
+    folders: list[str]
+    sent_folder: str | None  # the folder that would be imported as sent mail
+    capabilities: list[str]
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise AccountError(f"account name {name!r}: use 1-64 letters, digits or . @ + - _ (no spaces)")
+    return name
+
+
+def probe(account: ImapAccount, secret: str) -> AccountCheck:
+    """Log in and look (read-only): the folders, and which one holds the sent mail."""
+    client = connect(account, secret)
+    try:
+        folders = list_folders(client)
+        sent = account.sent_folder or find_sent_folder(folders)
+        names = [name for _, _, name in folders]
+        if account.sent_folder and account.sent_folder not in names:
+            raise ImapError(
+                f"{account.location}: no folder named {account.sent_folder!r} (folders: {', '.join(names)})"
+            )
+        missing = [f for f in account.context_folders if f not in names]
+        if missing:
+            raise ImapError(f"{account.location}: no folder named {', '.join(map(repr, missing))}")
+        capabilities = sorted(c.decode("ascii", "replace") for c in client.capabilities())
+    finally:
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001 - only leaving
+            pass
+    return AccountCheck(names, sent, capabilities)
+
+
+def add_account(db, account: ImapAccount, secret: str) -> AccountCheck:
+    """Check the login, then store the account (settings in the database, secret in the keyring)."""
+    check_name(account.name)
+    if not secret:
+        raise AccountError(f"account {account.name!r}: the password (or token) is empty")
+    check = probe(account, secret)
+    secrets.set_key(account.secret_name, secret)
+    store.save_account(db, account)
+    return check
+
+
+def get_account(db, name: str) -> ImapAccount:
+    acc = store.account(db, name)
+    if acc is None:
+        known = ", ".join(a.name for a in store.accounts(db)) or "none yet"
+        raise AccountError(f"no account named {name!r} (accounts: {known}); add one with: tiller accounts add")
+    return acc
+
+
+def list_accounts(db) -> list[ImapAccount]:
+    return store.accounts(db)
+
+
+def remove_account(db, name: str) -> bool:
+    """Forget the account and its keyring entry; the mail imported from it stays."""
+    acc = store.account(db, name)
+    if acc is None:
+        return False
+    secrets.delete_key(acc.secret_name)
+    store.delete_account(db, name)
+    return True
+
+
+def account_secret(account: ImapAccount) -> str:
+    found = secrets.lookup(account.secret_name)
+    if found is None:
+        raise AccountError(
+            f"account {account.name!r}: no password in the keyring ({secrets.keyring_name()}); "
+            f"store it again with: tiller accounts add {account.name} --imap {account.host} --user {account.user}"
+        )
+    return found.value
+
+
+def imap_source(db, name: str, **options) -> ImapSource:
+    """The account as an import source, connected and planned: only UIDs above those earlier
+    imports recorded are asked for. Raises ImapError before anything is written when the login,
+    the certificate or the folders are wrong."""
+    account = get_account(db, name)
+    source = ImapSource(
+        account,
+        account_secret(account),
+        last_uid=lambda folder, validity: highest_uid(db, "imap", account.location, folder_prefix(folder, validity)),
+        **options,
+    )
+    return source.open()

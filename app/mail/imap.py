@@ -1,0 +1,429 @@
+"""IMAP accounts as a mail source: the Sent folder (and any folders the user picks as context)
+of a server, imported incrementally, read-only.
+
+- Read-only towards the server: folders are opened with EXAMINE (``select_folder(readonly=True)``)
+  and messages fetched with ``BODY.PEEK[]``, so no \\Seen flag is set; nothing is moved or deleted.
+- Incremental: an item's key is ``FOLDER;UIDVALIDITY=V/;UID=U`` (the RFC 5092 IMAP URL form), and
+  the importer records every item's outcome in the same transaction as its message, so the next
+  run asks only for UIDs above the highest one recorded for (folder, UIDVALIDITY). A changed
+  UIDVALIDITY has no recorded UIDs: the folder is read again and the importer's de-duplication
+  (Message-ID, then content) keeps anything from being stored twice.
+- Bounded memory: message sizes come first (``RFC822.SIZE``); a message over the per-message limit
+  is counted and skipped without being downloaded; the rest are fetched in batches of at most
+  ``BATCH_MESSAGES`` messages and ``BATCH_BYTES`` bytes.
+- A dropped connection is reopened (up to ``reconnects`` times) and the folder carries on after
+  the last UID handed to the importer; when the reconnects run out the import stops with the
+  error, and a rerun resumes from the last committed UID.
+- TLS with certificate verification by default (port 993); STARTTLS on 143 when asked; plain text
+  only with the explicit ``plaintext`` security, which the CLI and GUI call unsafe. A server with a
+  self-signed certificate is trusted by giving its certificate (``ca_file``), not by turning
+  verification off (possible, and called unsafe).
+- The password (or an XOAUTH2 access token) lives in the OS keyring as ``imap:NAME``
+  (:mod:`app.secrets`), never in the database, a log or an error message.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from app.mail.sources import MAX_MESSAGE_BYTES, RawItem
+
+SECURITIES = ("tls", "starttls", "plaintext")
+AUTHS = ("password", "xoauth2")
+DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plaintext": 143}
+BATCH_MESSAGES = 100
+BATCH_BYTES = 16 * 2**20
+TIMEOUT_S = 60.0
+
+# Sent folders by name, when the server does not flag one \Sent (RFC 6154): the last component of
+# the folder name, compared case-insensitively. Names used by Gmail, Outlook/Exchange, Apple Mail,
+# Thunderbird, Dovecot and Courier setups in the languages their users most often run them in.
+SENT_NAMES = {
+    "sent",
+    "sent items",
+    "sent messages",
+    "sent mail",
+    "[gmail]/sent mail",
+    "gesendet",
+    "gesendete elemente",
+    "gesendete objekte",
+    "envoyés",
+    "éléments envoyés",
+    "messages envoyés",
+    "enviados",
+    "elementos enviados",
+    "itens enviados",
+    "inviati",
+    "posta inviata",
+    "elementi inviati",
+    "verzonden",
+    "verzonden items",
+    "skickat",
+    "skickade objekt",
+    "sendt",
+    "sendte elementer",
+    "sendt post",
+    "lähetetyt",
+    "wysłane",
+    "elementy wysłane",
+    "odeslané",
+    "odoslané",
+    "elküldött",
+    "trimise",
+    "gönderilmiş",
+    "gönderilen",
+    "отправленные",
+    "надіслані",
+    "απεσταλμένα",
+    "已发送",
+    "已傳送",
+    "寄件備份",
+    "送信済み",
+    "送信済みアイテム",
+    "보낸편지함",
+    "보낸 편지함",
+}
+
+
+class ImapError(Exception):
+    """The account cannot be used as it is; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    name: str
+    host: str
+    user: str
+    port: int | None = None  # None: the security's usual port (993 TLS, 143 STARTTLS)
+    security: str = "tls"  # tls | starttls | plaintext (unsafe: the password crosses the network readable)
+    auth: str = "password"  # password (or an app password) | xoauth2 (an access token the user pastes)
+    ca_file: str | None = None  # trust this certificate (a server with a self-signed one)
+    verify_tls: bool = True  # False only when the user asks for it, named unsafe wherever it shows
+    sent_folder: str | None = None  # None: found by the \Sent flag, else by name
+    context_folders: tuple[str, ...] = ()  # imported as context for replies (e.g. INBOX)
+
+    def __post_init__(self):
+        if self.security not in SECURITIES:
+            raise ValueError(f"account {self.name!r}: security must be one of {', '.join(SECURITIES)}")
+        if self.auth not in AUTHS:
+            raise ValueError(f"account {self.name!r}: auth must be one of {', '.join(AUTHS)}")
+        if not self.host.strip() or not self.user.strip():
+            raise ValueError(f"account {self.name!r}: host and user are required")
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_PORTS[self.security]
+
+    @property
+    def secret_name(self) -> str:
+        """The keyring entry holding the password or token."""
+        return f"imap:{self.name}"
+
+    @property
+    def location(self) -> str:
+        return f"imap://{self.user}@{self.host}:{self.effective_port}"
+
+    @property
+    def unsafe(self) -> list[str]:
+        """What about this account puts the password or the mail at risk, in words."""
+        out = []
+        if self.security == "plaintext":
+            out.append("plain-text IMAP: the password and the mail cross the network unencrypted")
+        if self.security != "plaintext" and not self.verify_tls:
+            out.append("TLS certificate not verified: anyone on the network path can pose as the server")
+        return out
+
+
+def item_key(folder: str, uidvalidity: int, uid: int) -> str:
+    return f"{folder};UIDVALIDITY={uidvalidity}/;UID={uid}"
+
+
+def folder_prefix(folder: str, uidvalidity: int) -> str:
+    return f"{folder};UIDVALIDITY={uidvalidity}/;UID="
+
+
+def _tls_context(account: ImapAccount) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=account.ca_file) if account.ca_file else ssl.create_default_context()
+    if not account.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
+    """A logged-in ``IMAPClient``, or ImapError saying what to do."""
+    from imapclient import IMAPClient
+    from imapclient.exceptions import IMAPClientError, LoginError
+
+    where = f"{account.host}:{account.effective_port}"
+    try:
+        client = IMAPClient(
+            account.host,
+            port=account.effective_port,
+            ssl=account.security == "tls",
+            ssl_context=_tls_context(account) if account.security == "tls" else None,
+            timeout=timeout,
+        )
+        if account.security == "starttls":
+            client.starttls(_tls_context(account))
+    except ssl.SSLCertVerificationError as exc:
+        raise ImapError(
+            f"{where}: the server's TLS certificate is not trusted ({exc.verify_message}); for your own server "
+            "with a self-signed certificate give it with --tls-ca FILE (or, unsafe, --no-verify-tls)"
+        ) from None
+    except ssl.SSLError as exc:
+        raise ImapError(
+            f"{where}: TLS failed ({exc.reason or exc}); is this the right port for {account.security}?"
+        ) from None
+    except (socket.gaierror, ConnectionRefusedError, TimeoutError, socket.timeout, OSError) as exc:
+        raise ImapError(f"{where}: cannot connect ({type(exc).__name__}: {exc})") from None
+    except IMAPClientError as exc:
+        raise ImapError(f"{where}: {exc}") from None
+    try:
+        if account.auth == "xoauth2":
+            client.oauth2_login(account.user, secret)
+        else:
+            client.login(account.user, secret)
+    except LoginError as exc:
+        _close(client)
+        said = _server_text(exc)
+        hint = (
+            "the access token may have expired: paste a new one with `tiller accounts add` (XOAUTH2)"
+            if account.auth == "xoauth2"
+            else "check the user name and password; Gmail, Outlook/Microsoft 365, iCloud and Fastmail with "
+            "two-step sign-in want an app password (or --xoauth2 with an access token)"
+        )
+        raise ImapError(f"{where}: login refused for {account.user} ({said}); {hint}") from None
+    except (IMAPClientError, OSError) as exc:
+        _close(client)
+        raise ImapError(f"{where}: login failed ({type(exc).__name__}: {_server_text(exc)})") from None
+    return client
+
+
+def _server_text(exc: Exception) -> str:
+    text = str(exc)
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    return text.strip() or type(exc).__name__
+
+
+def _close(client) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - the connection is going either way
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@dataclass
+class FolderPlan:
+    name: str
+    sent: bool
+    uidvalidity: int = 0
+    uids: list[int] = field(default_factory=list)  # new since the last import, ascending
+
+
+def find_sent_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
+    """The folder flagged \\Sent (RFC 6154), else the first whose name is a known Sent name."""
+    for flags, _, name in folders:
+        if any(f.lower() == b"\\sent" for f in flags):
+            return name
+    for _, delimiter, name in folders:
+        last = name.rsplit(delimiter, 1)[-1] if delimiter else name
+        if name.lower() in SENT_NAMES or last.lower() in SENT_NAMES:
+            return name
+    return None
+
+
+def list_folders(client) -> list[tuple[tuple, str, str]]:
+    """(flags, delimiter, name) of every folder; names decoded from modified UTF-7."""
+    out = []
+    for flags, delimiter, name in client.list_folders():
+        if isinstance(delimiter, bytes):
+            delimiter = delimiter.decode("ascii", "replace")
+        out.append((tuple(flags), delimiter or "", name))
+    return out
+
+
+class ImapSource:
+    """A :class:`app.mail.sources.MailSource` over an IMAP account. ``open()`` connects, logs in
+    and plans (before the import writes anything: a wrong password or an untrusted certificate
+    fails here). ``last_uid(folder, uidvalidity)`` says what earlier imports recorded."""
+
+    kind = "imap"
+
+    def __init__(
+        self,
+        account: ImapAccount,
+        secret: str,
+        *,
+        last_uid: Callable[[str, int], int] = lambda folder, uidvalidity: 0,
+        reconnects: int = 3,
+        timeout: float = TIMEOUT_S,
+        batch_messages: int = BATCH_MESSAGES,
+        batch_bytes: int = BATCH_BYTES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ):
+        self.account = account
+        self._secret = secret
+        self.location = account.location
+        self.last_uid = last_uid
+        self.reconnects = reconnects
+        self.timeout = timeout
+        self.batch_messages = batch_messages
+        self.batch_bytes = batch_bytes
+        self.max_message_bytes = max_message_bytes
+        self.client = None
+        self.plan: list[FolderPlan] | None = None
+        self.reconnected = 0  # how many times a dropped connection was reopened
+
+    def __repr__(self) -> str:  # the secret never shows in a traceback
+        return f"ImapSource({self.account.name!r}, {self.location!r})"
+
+    # -- connection and plan -------------------------------------------------------------------
+
+    def open(self) -> ImapSource:
+        self.client = connect(self.account, self._secret, timeout=self.timeout)
+        if self.plan is None:
+            self.plan = self._make_plan()
+        return self
+
+    def close(self) -> None:
+        if self.client is not None:
+            _close(self.client)
+            self.client = None
+
+    def _make_plan(self) -> list[FolderPlan]:
+        folders = list_folders(self.client)
+        names = [name for _, _, name in folders]
+        sent = self.account.sent_folder or find_sent_folder(folders)
+        if sent is None:
+            raise ImapError(
+                f"{self.account.location}: no Sent folder found (none is flagged \\Sent and none has a usual name); "
+                f"name it with `tiller accounts add {self.account.name} ... --sent-folder NAME` "
+                f"(folders: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})"
+            )
+        plan = [FolderPlan(sent, True)]
+        for name in self.account.context_folders:
+            if name != sent:
+                plan.append(FolderPlan(name, False))
+        missing = [p.name for p in plan if p.name not in names]
+        if missing:
+            raise ImapError(
+                f"{self.account.location}: no folder named {', '.join(map(repr, missing))} "
+                f"(folders: {', '.join(names[:20])})"
+            )
+        for folder in plan:
+            self._plan_folder(folder)
+        return plan
+
+    def _plan_folder(self, folder: FolderPlan) -> None:
+        info = self.client.select_folder(folder.name, readonly=True)
+        folder.uidvalidity = int(info[b"UIDVALIDITY"])
+        after = self.last_uid(folder.name, folder.uidvalidity)
+        found = self.client.search(["UID", f"{after + 1}:*"]) if after else self.client.search("ALL")
+        # "N:*" always matches the highest UID even when it is below N: keep only the new ones
+        folder.uids = sorted(u for u in found if u > after)
+
+    def estimate(self) -> int | None:
+        if self.plan is None:
+            self.open()
+        return sum(len(f.uids) for f in self.plan)
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def iter_items(self) -> Iterator[RawItem]:
+        if self.plan is None or self.client is None:
+            self.open()
+        try:
+            for folder in self.plan:
+                yield from self._folder_items(folder)
+        finally:
+            self.close()
+
+    def _folder_items(self, folder: FolderPlan) -> Iterator[RawItem]:
+        done = 0  # UIDs of this folder handed to the importer
+        failures = 0
+        while done < len(folder.uids):
+            try:
+                info = self.client.select_folder(folder.name, readonly=True)
+                if int(info[b"UIDVALIDITY"]) != folder.uidvalidity:
+                    # the server renumbered the folder while we read it: read it again from the start
+                    self._plan_folder(folder)
+                    done = 0
+                for item in self._fetch(folder, folder.uids[done:]):
+                    done += 1
+                    yield item
+            except _dropped_errors() as exc:
+                failures += 1
+                if failures > self.reconnects:
+                    raise ImapError(
+                        f"{self.account.location}: the connection dropped {failures} times while reading "
+                        f"{folder.name!r} ({type(exc).__name__}); what was stored is kept, run the import again to "
+                        "carry on"
+                    ) from None
+                self.reconnected += 1
+                _close(self.client)
+                self.client = connect(self.account, self._secret, timeout=self.timeout)
+
+    def _fetch(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
+        for start in range(0, len(uids), self.batch_messages):
+            chunk = uids[start : start + self.batch_messages]
+            sizes = self.client.fetch(chunk, ["RFC822.SIZE"])
+            batch: list[int] = []
+            batch_bytes = 0
+            for uid in chunk:
+                if uid not in sizes:  # expunged since the search: nothing to import
+                    continue
+                size = int(sizes[uid].get(b"RFC822.SIZE", 0))
+                if size > self.max_message_bytes:
+                    yield from self._bodies(folder, batch)
+                    batch, batch_bytes = [], 0
+                    yield RawItem(
+                        key=item_key(folder.name, folder.uidvalidity, uid),
+                        folder=folder.name,
+                        sent=folder.sent,
+                        error_reason="too-large",
+                        error=f"{size:,} bytes, over the {self.max_message_bytes:,}-byte limit for one message "
+                        "(not downloaded)",
+                    )
+                    continue
+                if batch and batch_bytes + size > self.batch_bytes:
+                    yield from self._bodies(folder, batch)
+                    batch, batch_bytes = [], 0
+                batch.append(uid)
+                batch_bytes += size
+            yield from self._bodies(folder, batch)
+
+    def _bodies(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
+        if not uids:
+            return
+        answers = self.client.fetch(uids, ["BODY.PEEK[]"])
+        for uid in uids:
+            data = (answers.get(uid) or {}).get(b"BODY[]")
+            key = item_key(folder.name, folder.uidvalidity, uid)
+            if data is None:  # expunged between the size and the body: nothing to import, say so
+                yield RawItem(key=key, folder=folder.name, sent=folder.sent, error="gone from the server while read")
+            else:
+                yield RawItem(key=key, folder=folder.name, sent=folder.sent, data=bytes(data))
+
+
+def _dropped_errors() -> tuple[type[BaseException], ...]:
+    import imaplib
+
+    from imapclient.exceptions import IMAPClientAbortError
+
+    return (
+        IMAPClientAbortError,
+        imaplib.IMAP4.abort,
+        ConnectionError,
+        socket.timeout,
+        TimeoutError,
+        ssl.SSLError,
+        EOFError,
+    )

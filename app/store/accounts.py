@@ -1,0 +1,63 @@
+"""The accounts table: the user's IMAP accounts (never their passwords: those are in the keyring)."""
+
+from __future__ import annotations
+
+import json
+
+from app.clock import utc_now
+from app.mail.imap import ImapAccount
+
+_COLUMNS = "name, host, port, user, security, auth, ca_file, verify_tls, sent_folder, context_folders"
+
+
+def _account(row) -> ImapAccount:
+    name, host, port, user, security, auth, ca_file, verify, sent, context = row
+    return ImapAccount(
+        name=name,
+        host=host,
+        user=user,
+        port=port,
+        security=security,
+        auth=auth,
+        ca_file=ca_file,
+        verify_tls=bool(verify),
+        sent_folder=sent,
+        context_folders=tuple(json.loads(context or "[]")),
+    )
+
+
+def accounts(db) -> list[ImapAccount]:
+    return [_account(r) for r in db.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY name")]
+
+
+def account(db, name: str) -> ImapAccount | None:
+    row = db.execute(f"SELECT {_COLUMNS} FROM accounts WHERE name = ?", [name]).fetchone()
+    return _account(row) if row else None
+
+
+def save_account(db, acc: ImapAccount) -> None:
+    """Insert or replace, keeping the first ``created_at``."""
+    existing = db.execute("SELECT created_at FROM accounts WHERE name = ?", [acc.name]).fetchone()
+    now = utc_now()
+    db["accounts"].upsert(
+        {
+            "name": acc.name,
+            "kind": "imap",
+            "host": acc.host,
+            "port": acc.port,
+            "user": acc.user,
+            "security": acc.security,
+            "auth": acc.auth,
+            "ca_file": acc.ca_file,
+            "verify_tls": int(acc.verify_tls),
+            "sent_folder": acc.sent_folder,
+            "context_folders": json.dumps(list(acc.context_folders)),
+            "created_at": existing[0] if existing else now,
+            "updated_at": now,
+        },
+        pk="name",
+    )
+
+
+def delete_account(db, name: str) -> bool:
+    return db.execute("DELETE FROM accounts WHERE name = ?", [name]).rowcount > 0

@@ -1,0 +1,280 @@
+"""IMAP accounts against a real Dovecot on 127.0.0.1 (tests/imap_server.py), seeded with real
+Enron mail by IMAP APPEND: first import, incremental import, UIDVALIDITY change, a non-ASCII Sent
+folder found by name, a connection cut mid-fetch, a wrong password, an untrusted certificate, and
+the server's \\Seen flags untouched. Skipped, with the reason, where Dovecot is not installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.imap_server import Dovecot, DroppingProxy, dovecot_missing
+
+pytestmark = pytest.mark.skipif(dovecot_missing() is not None, reason=dovecot_missing() or "")
+
+KAY_PASSWORD = "kay-Imap-pw-7c1e"
+MARIE_PASSWORD = "marie-Imap-pw-3b9d"
+
+
+def _files(folder: Path, n: int) -> list[bytes]:
+    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.name)
+    return [p.read_bytes() for p in files[:n]]
+
+
+@pytest.fixture(scope="module")
+def server(enron):
+    """Kay: 150 of Kay Mann's sent messages in Sent (flagged \\Sent), 60 of her inbox in INBOX.
+    Marie: 40 of Dutch Quigley's sent messages in a folder named "Éléments envoyés" (no flag)."""
+    dovecot = Dovecot({"kay": KAY_PASSWORD, "marie": MARIE_PASSWORD}).start()
+    maildir = enron / "maildir"
+    sent = _files(maildir / "mann-k" / "sent_items", 190)
+    dovecot.seed = {"sent": sent, "inbox": _files(maildir / "mann-k" / "inbox", 60)}
+    dovecot.append("kay", "Sent", sent[:150])
+    dovecot.append("kay", "INBOX", dovecot.seed["inbox"])
+    dovecot.seed["marie"] = _files(maildir / "quigley-d" / "sent_items", 45)
+    dovecot.append("marie", "Éléments envoyés", dovecot.seed["marie"][:40])
+    yield dovecot
+    dovecot.stop()
+
+
+def _account(server, name="work", user="kay", **kw):
+    from app.mail.imap import ImapAccount
+
+    return ImapAccount(name=name, host="127.0.0.1", user=user, port=server.tls_port, ca_file=str(server.cert), **kw)
+
+
+def _import(db, name="work", batch_size=250, **options):
+    from app.mail.accounts import imap_source
+    from app.mail.importer import MailImport
+
+    source = imap_source(db, name, **options)
+    job = MailImport(db, source, batch_size=batch_size)
+    for _ in job.run():
+        pass
+    return job.result, source
+
+
+def _stored(db, folder_like="%") -> int:
+    return db.execute(
+        "SELECT count(*) FROM messages m JOIN sources s ON s.id = m.source_id WHERE s.kind = 'imap' AND m.folder LIKE ?",
+        [folder_like],
+    ).fetchone()[0]
+
+
+def test_add_an_account_import_its_sent_folder_then_only_what_is_new(server, db, tiller_home, file_keyring):
+    from app.mail.accounts import add_account
+
+    check = add_account(db, _account(server, context_folders=("INBOX",)), KAY_PASSWORD)
+    assert check.sent_folder == "Sent"  # the \Sent flag (RFC 6154)
+    result, _ = _import(db)
+    counts = result.counts
+    assert result.status == "completed" and counts.adds_up()
+    assert counts.seen == 150 + 60 and counts.stored + counts.duplicates == 210 and counts.skipped == 0
+    assert "kay.mann@enron.com" in result.new_identities  # the Sent folder says who the user is
+    sent_rows = db.execute("SELECT count(*) FROM messages WHERE folder = 'Sent' AND is_sent_folder = 1").fetchone()[0]
+    assert sent_rows == _stored(db, "Sent") > 0
+    assert db.execute("SELECT count(*) FROM messages WHERE folder = 'INBOX' AND is_sent_folder = 1").fetchone()[0] == 0
+
+    # the password is in the keyring, nowhere in Tiller's folder
+    assert file_keyring.get_password("Tiller", "imap:work") == KAY_PASSWORD
+    for path in tiller_home.rglob("*"):
+        if path.is_file():
+            assert KAY_PASSWORD.encode() not in path.read_bytes(), path
+
+    # nothing new: the rerun asks the server for nothing and stores nothing
+    again, source = _import(db)
+    assert again.counts.seen == 0 and again.counts.stored == 0
+
+    # 40 more in Sent: only they are fetched
+    server.append("kay", "Sent", server.seed["sent"][150:190])
+    third, _ = _import(db)
+    assert third.counts.seen == 40 and third.counts.stored + third.counts.duplicates == 40
+    assert third.counts.already_imported == 0
+
+
+def test_the_server_keeps_its_flags_and_its_mail(server, db):
+    from app.mail.accounts import add_account
+
+    def state():
+        client = server.client("kay")
+        try:
+            out = {}
+            for folder in ("Sent", "INBOX"):
+                client.select_folder(folder, readonly=True)
+                out[folder] = client.get_flags(client.search("ALL"))
+            return out
+        finally:
+            client.logout()
+
+    before = state()
+    assert all(b"\\Seen" not in flags for folder in before.values() for flags in folder.values())
+    add_account(db, _account(server, name="peek", context_folders=("INBOX",)), KAY_PASSWORD)
+    _import(db, "peek")
+    assert state() == before  # no \Seen set, nothing moved or deleted
+
+
+def test_a_non_ascii_sent_folder_is_found_by_name_and_a_changed_uidvalidity_doubles_nothing(server, db):
+    from app.mail.accounts import add_account
+
+    check = add_account(db, _account(server, name="marie", user="marie"), MARIE_PASSWORD)
+    assert check.sent_folder == "Éléments envoyés"  # no \Sent flag: found by its French name
+    first, _ = _import(db, "marie")
+    assert first.counts.seen == 40 and first.counts.adds_up()
+    assert "dutch.quigley@enron.com" in first.new_identities
+    messages_before = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+    # the folder is deleted and made again: a new UIDVALIDITY, the same 40 messages plus 5 new ones
+    client = server.client("marie")
+    try:
+        client.delete_folder("Éléments envoyés")
+    finally:
+        client.logout()
+    server.append("marie", "Éléments envoyés", server.seed["marie"])
+    again, _ = _import(db, "marie")
+    assert again.counts.seen == 45 and again.counts.adds_up()  # read again from the start
+    assert again.counts.duplicates >= 40  # the 40 known ones are recognised, not stored twice
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == messages_before + again.counts.stored
+    assert again.counts.stored <= 5
+
+
+def test_a_connection_cut_mid_fetch_reconnects_and_loses_or_doubles_nothing(server, db):
+    from app.mail.accounts import add_account
+
+    proxy = DroppingProxy(server.tls_port, drop_after=200_000)  # about a third of the 150 messages
+    try:
+        account = _account(server, name="flaky")
+        add_account(db, account, KAY_PASSWORD)
+        db.execute("UPDATE accounts SET port = ? WHERE name = 'flaky'", [proxy.port])
+        result, source = _import(db, "flaky", batch_messages=20)
+        assert proxy.dropped == 1 and source.reconnected == 1
+        assert result.status == "completed" and result.counts.seen == 190  # Sent holds 190 by now
+        keys = [
+            r[0]
+            for r in db.execute(
+                "SELECT item_key FROM source_items i JOIN sources s ON s.id = i.source_id WHERE s.location LIKE ?",
+                [f"imap://kay@127.0.0.1:{proxy.port}"],
+            )
+        ]
+        assert len(keys) == len(set(keys)) == 190
+    finally:
+        proxy.close()
+
+
+def test_when_reconnecting_is_not_enough_a_rerun_resumes_from_the_last_stored_uid(server, db):
+    from app.mail.accounts import add_account
+    from app.mail.imap import ImapError
+
+    proxy = DroppingProxy(server.tls_port, drop_after=200_000)
+    try:
+        add_account(db, _account(server, name="cut"), KAY_PASSWORD)
+        db.execute("UPDATE accounts SET port = ? WHERE name = 'cut'", [proxy.port])
+        with pytest.raises(ImapError, match="dropped 1 times.*run the import again"):
+            _import(db, "cut", batch_size=25, batch_messages=20, reconnects=0)
+        kept = db.execute(
+            "SELECT count(*) FROM source_items i JOIN sources s ON s.id = i.source_id WHERE s.kind = 'imap' "
+            "AND s.location = ?",
+            [f"imap://kay@127.0.0.1:{proxy.port}"],
+        ).fetchone()[0]
+        assert 0 < kept < 190  # committed batches stay
+        rerun, _ = _import(db, "cut")
+        assert rerun.counts.seen == 190 - kept and rerun.counts.already_imported == 0
+        total = db.execute(
+            "SELECT count(DISTINCT item_key) FROM source_items i JOIN sources s ON s.id = i.source_id "
+            "WHERE s.location = ?",
+            [f"imap://kay@127.0.0.1:{proxy.port}"],
+        ).fetchone()[0]
+        assert total == 190
+    finally:
+        proxy.close()
+
+
+def test_a_wrong_password_says_so_and_writes_nothing(server, db, file_keyring):
+    from app.mail.accounts import add_account
+    from app.mail.imap import ImapError
+
+    before = {t: db[t].count for t in ("accounts", "sources", "import_runs", "messages")}
+    with pytest.raises(ImapError, match="login refused for kay.*app password") as caught:
+        add_account(db, _account(server, name="typo"), "not-the-password")
+    assert "not-the-password" not in str(caught.value)
+    assert {t: db[t].count for t in before} == before
+    assert file_keyring.get_password("Tiller", "imap:typo") is None
+
+
+def test_an_untrusted_certificate_is_refused_unless_the_user_trusts_it(server, db):
+    from app.mail.accounts import add_account
+    from app.mail.imap import ImapAccount, ImapError
+
+    plain = ImapAccount(name="selfsigned", host="127.0.0.1", user="kay", port=server.tls_port)
+    with pytest.raises(ImapError, match="certificate is not trusted.*--tls-ca"):
+        add_account(db, plain, KAY_PASSWORD)
+    assert db["accounts"].count == 0
+    unsafe = ImapAccount(name="selfsigned", host="127.0.0.1", user="kay", port=server.tls_port, verify_tls=False)
+    assert unsafe.unsafe and "not verified" in unsafe.unsafe[0]
+    assert add_account(db, unsafe, KAY_PASSWORD).sent_folder == "Sent"  # the user opted in
+
+
+def test_starttls_on_the_plain_port(server, db):
+    from app.mail.accounts import add_account
+
+    account = _account(server, name="starttls", security="starttls")
+    account = type(account)(**{**account.__dict__, "port": server.port})
+    assert add_account(db, account, KAY_PASSWORD).sent_folder == "Sent"
+
+
+def test_the_cli_adds_lists_tests_imports_and_removes_an_account(server, tiller_home):
+    from app.cli import cli
+
+    runner = CliRunner()
+    add = runner.invoke(
+        cli,
+        [
+            "accounts",
+            "add",
+            "home",
+            "--imap",
+            "127.0.0.1",
+            "--port",
+            str(server.tls_port),
+            "--user",
+            "kay",
+            "--tls-ca",
+            str(server.cert),
+            "--password-stdin",
+        ],
+        input=KAY_PASSWORD + "\n",
+    )
+    assert add.exit_code == 0, add.output
+    assert "sent mail: Sent" in add.output and KAY_PASSWORD not in add.output
+    listed = runner.invoke(cli, ["accounts", "list"])
+    assert "home" in listed.output and "127.0.0.1" in listed.output
+    assert runner.invoke(cli, ["accounts", "test", "home"]).exit_code == 0
+    first = runner.invoke(cli, ["import", "imap:home"])
+    assert first.exit_code == 0, first.output
+    assert "stored" in first.output and "kay.mann@enron.com" in first.output
+    second = runner.invoke(cli, ["import", "imap:home"])
+    assert second.exit_code == 0 and " seen " in second.output
+    missing = runner.invoke(cli, ["import", "imap:nobody"])
+    assert missing.exit_code != 0 and "no account named 'nobody'" in missing.output
+    wrong = runner.invoke(
+        cli,
+        [
+            "accounts",
+            "add",
+            "bad",
+            "--imap",
+            "127.0.0.1",
+            "--port",
+            str(server.tls_port),
+            "--user",
+            "kay",
+            "--tls-ca",
+            str(server.cert),
+            "--password-stdin",
+        ],
+        input="wrong\n",
+    )
+    assert wrong.exit_code == 1 and "login refused" in wrong.output and len(wrong.output.strip().splitlines()) == 1
+    assert runner.invoke(cli, ["accounts", "remove", "home"]).exit_code == 0
+    assert "No accounts yet" in runner.invoke(cli, ["accounts", "list"]).output
