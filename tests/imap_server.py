@@ -130,8 +130,9 @@ class Dovecot:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dovecot exited: {self.process.stdout.read().decode(errors='replace')}")
             try:
-                with socket.create_connection(("127.0.0.1", self.tls_port), timeout=1), socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=1
+                with (
+                    socket.create_connection(("127.0.0.1", self.tls_port), timeout=1),
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1),
                 ):
                     return self
             except OSError:
