@@ -278,3 +278,37 @@ def test_the_cli_adds_lists_tests_imports_and_removes_an_account(server, tiller_
     assert wrong.exit_code == 1 and "login refused" in wrong.output and len(wrong.output.strip().splitlines()) == 1
     assert runner.invoke(cli, ["accounts", "remove", "home"]).exit_code == 0
     assert "No accounts yet" in runner.invoke(cli, ["accounts", "list"]).output
+
+
+def test_the_import_page_imports_from_a_mail_server_then_only_what_is_new(server, tiller_home, qtbot):
+    pytest.importorskip("PySide6")
+    from PySide6.QtCore import Qt
+
+    from app.gui.import_page import ImportPage
+
+    page = ImportPage()
+    qtbot.addWidget(page)
+    page.account.setEditText("office")
+    page.host.setText("127.0.0.1")
+    page.port.setValue(server.tls_port)
+    page.user.setText("kay")
+    page.ca_file.setText(str(server.cert))
+    page.password.setText("wrong password")
+    qtbot.mouseClick(page.server_import, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not page.job.running, timeout=60_000)
+    assert "login refused for kay" in page.preview.text() and page.last_result is None
+
+    page.password.setText(KAY_PASSWORD)
+    page.security.setCurrentIndex(2)  # plain text: the page says it is unsafe
+    assert "Unsafe" in page.risk.text()
+    page.security.setCurrentIndex(0)
+    assert page.risk.text() == ""
+    with qtbot.waitSignal(page.sig_import_finished, timeout=60_000) as first:
+        qtbot.mouseClick(page.server_import, Qt.LeftButton)
+    assert first.args[0].status == "completed" and first.args[0].counts.seen == 190
+    assert page.password.text() == "" and "office" in page._accounts  # stored; the field forgets it
+    # the account is remembered: pick it and import again, no password typed
+    page.account.setCurrentText("office")
+    with qtbot.waitSignal(page.sig_import_finished, timeout=60_000) as second:
+        qtbot.mouseClick(page.server_import, Qt.LeftButton)
+    assert second.args[0].counts.seen == 0

@@ -6,12 +6,16 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
+    QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -43,6 +47,7 @@ class ImportPage(QWidget):
         self.summary.horizontalHeader().setStretchLastSection(True)
         self.summary.verticalHeader().setVisible(False)
         self.skipped = QLabel(objectName="import_skipped", wordWrap=True)
+        server = self._server_box()
 
         row = QHBoxLayout()
         row.addWidget(self.path, 1)
@@ -56,6 +61,7 @@ class ImportPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Import your sent mail to teach Tiller your style. It stays on this computer."))
         layout.addLayout(row)
+        layout.addWidget(server)
         layout.addWidget(self.preview)
         layout.addLayout(run)
         layout.addWidget(self.summary, 1)
@@ -66,6 +72,134 @@ class ImportPage(QWidget):
         self.path.editingFinished.connect(lambda: self._chosen(self.path.text()))
         self.start.clicked.connect(self.run_import)
         self.cancel.clicked.connect(lambda: self.job and self.job.cancel())
+
+    # -- from a mail server (IMAP) ---------------------------------------------------------------
+
+    SECURITY_CHOICES = (
+        ("tls", "TLS (port 993)"),
+        ("starttls", "STARTTLS (port 143)"),
+        ("plaintext", "Plain text: UNSAFE, the password and mail cross the network readable"),
+    )
+
+    def _server_box(self) -> QGroupBox:
+        box = QGroupBox("From a mail server (IMAP): your Sent folder, read-only", objectName="imap_box")
+        self.account = QComboBox(objectName="imap_account", editable=True)
+        self.account.lineEdit().setPlaceholderText("a name for this account, e.g. work")
+        self.host = QLineEdit(objectName="imap_host", placeholderText="imap.example.com")
+        self.port = QSpinBox(objectName="imap_port", minimum=0, maximum=65535, specialValueText="usual port")
+        self.user = QLineEdit(objectName="imap_user", placeholderText="you@example.com")
+        self.password = QLineEdit(objectName="imap_password", echoMode=QLineEdit.EchoMode.Password)
+        self.password.setPlaceholderText("password or app password (kept in the OS keyring)")
+        self.security = QComboBox(objectName="imap_security")
+        for key, label in self.SECURITY_CHOICES:
+            self.security.addItem(label, key)
+        self.ca_file = QLineEdit(
+            objectName="imap_ca", placeholderText="only for a server with a self-signed certificate"
+        )
+        choose_ca = QPushButton("Certificate…")
+        self.risk = QLabel(objectName="imap_risk", wordWrap=True)
+        self.risk.setStyleSheet("color: #b00020")
+        self.server_import = QPushButton("Import from server", objectName="imap_import")
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.ca_file, 1)
+        ca_row.addWidget(choose_ca)
+        form = QFormLayout(box)
+        form.addRow("Account", self.account)
+        form.addRow("Server", self.host)
+        form.addRow("Port", self.port)
+        form.addRow("User", self.user)
+        form.addRow("Password", self.password)
+        form.addRow("Security", self.security)
+        form.addRow("Trusted certificate", ca_row)
+        form.addRow(self.risk)
+        form.addRow(self.server_import)
+        choose_ca.clicked.connect(lambda: self.ca_file.setText(QFileDialog.getOpenFileName(self, "Certificate")[0]))
+        self.security.currentIndexChanged.connect(lambda _: self._show_risk())
+        self.account.currentTextChanged.connect(self._account_chosen)
+        self.server_import.clicked.connect(self.run_server_import)
+        self.refresh_accounts()
+        return box
+
+    def refresh_accounts(self) -> None:
+        from app.mail.accounts import list_accounts
+        from app.store import open_database
+
+        db = open_database()
+        try:
+            self._accounts = {a.name: a for a in list_accounts(db)}
+        finally:
+            db.conn.close()
+        current = self.account.currentText()
+        self.account.blockSignals(True)
+        self.account.clear()
+        self.account.addItems(sorted(self._accounts))
+        self.account.setEditText(current)
+        self.account.blockSignals(False)
+
+    def _account_chosen(self, name: str) -> None:
+        acc = self._accounts.get(name)
+        if acc is None:
+            return
+        self.host.setText(acc.host)
+        self.port.setValue(acc.port or 0)
+        self.user.setText(acc.user)
+        self.security.setCurrentIndex([k for k, _ in self.SECURITY_CHOICES].index(acc.security))
+        self.ca_file.setText(acc.ca_file or "")
+        self.password.clear()
+        self.password.setPlaceholderText("stored in the keyring (type a new one to replace it)")
+
+    def _form_account(self):
+        from app.mail.imap import ImapAccount
+
+        return ImapAccount(
+            name=self.account.currentText().strip(),
+            host=self.host.text().strip(),
+            user=self.user.text().strip(),
+            port=self.port.value() or None,
+            security=self.security.currentData(),
+            ca_file=self.ca_file.text().strip() or None,
+        )
+
+    def _show_risk(self) -> None:
+        try:
+            risks = self._form_account().unsafe
+        except ValueError:
+            risks = []
+        self.risk.setText("Unsafe: " + "; ".join(risks) if risks else "")
+
+    def run_server_import(self) -> None:
+        if self.job is not None and self.job.running:
+            return
+        try:
+            account = self._form_account()
+        except ValueError as exc:
+            self.preview.setText(f"Cannot import from the server: {exc}")
+            return
+        password = self.password.text()
+        if not password and account.name not in self._accounts:
+            self.preview.setText("Type the password (or app password) for this account.")
+            return
+        self._show_risk()
+        from app.mail.accounts import add_account, imap_source
+        from app.mail.importer import MailImport
+        from app.store import open_database
+
+        def work(token):
+            db = open_database()  # this thread's own connection
+            try:
+                if password:
+                    add_account(db, account, password)  # logs in first: a wrong password stores nothing
+                source = imap_source(db, account.name)
+                job = MailImport(db, source, cancel=token)
+                yield from job.run()
+                return job.result, _skipped(db, job.result.run_id)
+            finally:
+                db.conn.close()
+
+        self.password.clear()
+        self.preview.setText(f"Connecting to {account.host}…")
+        self._start(work)
+        self.job.sig_succeeded.connect(lambda _: self.refresh_accounts())
 
     def _chosen(self, path: str) -> None:
         if not path:
@@ -102,7 +236,11 @@ class ImportPage(QWidget):
             finally:
                 db.conn.close()
 
+        self._start(work)
+
+    def _start(self, work) -> None:
         self.start.setEnabled(False)
+        self.server_import.setEnabled(False)
         self.cancel.setEnabled(True)
         self.bar.setRange(0, 0)
         job = self.job = Job(work, "import", self)
@@ -160,7 +298,8 @@ class ImportPage(QWidget):
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
         self.preview.setText(text)
-        self.start.setEnabled(True)
+        self.start.setEnabled(getattr(self, "source", None) is not None)
+        self.server_import.setEnabled(True)
         self.cancel.setEnabled(False)
 
 
@@ -170,5 +309,6 @@ def _skipped(db, run_id: int) -> list[tuple[str, str, str]]:
     from app.store.imports import skipped_items
 
     return [
-        (os.path.join(loc, key), reason, detail) for loc, key, reason, detail in skipped_items(db, run_id, limit=50)
+        (f"{loc}/{key}" if loc.startswith("imap://") else os.path.join(loc, key), reason, detail)
+        for loc, key, reason, detail in skipped_items(db, run_id, limit=50)
     ]
