@@ -27,7 +27,7 @@ def _files(folder: Path, n: int) -> list[bytes]:
 def server(enron):
     """Kay: 150 of Kay Mann's sent messages in Sent (flagged \\Sent), 60 of her inbox in INBOX.
     Marie: 40 of Dutch Quigley's sent messages in a folder named "Éléments envoyés" (no flag)."""
-    dovecot = Dovecot({"kay": KAY_PASSWORD, "marie": MARIE_PASSWORD}).start()
+    dovecot = Dovecot({"kay": KAY_PASSWORD, "marie": MARIE_PASSWORD, "rob": "rob-Imap-pw-5e2a"}).start()
     maildir = enron / "maildir"
     sent = _files(maildir / "mann-k" / "sent_items", 190)
     dovecot.seed = {"sent": sent, "inbox": _files(maildir / "mann-k" / "inbox", 60)}
@@ -35,6 +35,7 @@ def server(enron):
     dovecot.append("kay", "INBOX", dovecot.seed["inbox"])
     dovecot.seed["marie"] = _files(maildir / "quigley-d" / "sent_items", 45)
     dovecot.append("marie", "Éléments envoyés", dovecot.seed["marie"][:40])
+    dovecot.append("rob", "Archive 2001", _files(maildir / "rogers-b", 12))
     yield dovecot
     dovecot.stop()
 
@@ -137,6 +138,20 @@ def test_a_non_ascii_sent_folder_is_found_by_name_and_a_changed_uidvalidity_doub
     assert again.counts.duplicates >= 40  # the 40 known ones are recognised, not stored twice
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == messages_before + again.counts.stored
     assert again.counts.stored <= 5
+
+
+def test_without_a_recognisable_sent_folder_the_user_is_asked_to_name_one(server, db):
+    from app.mail.accounts import add_account
+    from app.mail.imap import ImapError
+
+    check = add_account(db, _account(server, name="rob", user="rob"), "rob-Imap-pw-5e2a")
+    assert check.sent_folder is None and "Archive 2001" in check.folders
+    with pytest.raises(ImapError, match="no Sent folder found.*--sent-folder NAME.*Archive 2001"):
+        _import(db, "rob")
+    assert db["import_runs"].count == 0  # asked before anything was written
+    add_account(db, _account(server, name="rob", user="rob", sent_folder="Archive 2001"), "rob-Imap-pw-5e2a")
+    result, _ = _import(db, "rob")
+    assert result.counts.seen == 12 and result.counts.adds_up()
 
 
 def test_a_connection_cut_mid_fetch_reconnects_and_loses_or_doubles_nothing(server, db):

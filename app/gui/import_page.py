@@ -96,6 +96,12 @@ class ImportPage(QWidget):
         self.ca_file = QLineEdit(
             objectName="imap_ca", placeholderText="only for a server with a self-signed certificate"
         )
+        self.sent_folder = QLineEdit(
+            objectName="imap_sent", placeholderText="found on the server (flagged \\Sent, or by name)"
+        )
+        self.context_folders = QLineEdit(
+            objectName="imap_context", placeholderText="optional, comma-separated: folders imported as context (INBOX)"
+        )
         choose_ca = QPushButton("Certificate…")
         self.risk = QLabel(objectName="imap_risk", wordWrap=True)
         self.risk.setStyleSheet("color: #b00020")
@@ -111,6 +117,8 @@ class ImportPage(QWidget):
         form.addRow("Password", self.password)
         form.addRow("Security", self.security)
         form.addRow("Trusted certificate", ca_row)
+        form.addRow("Sent folder", self.sent_folder)
+        form.addRow("Context folders", self.context_folders)
         form.addRow(self.risk)
         form.addRow(self.server_import)
         choose_ca.clicked.connect(lambda: self.ca_file.setText(QFileDialog.getOpenFileName(self, "Certificate")[0]))
@@ -145,6 +153,8 @@ class ImportPage(QWidget):
         self.user.setText(acc.user)
         self.security.setCurrentIndex([k for k, _ in self.SECURITY_CHOICES].index(acc.security))
         self.ca_file.setText(acc.ca_file or "")
+        self.sent_folder.setText(acc.sent_folder or "")
+        self.context_folders.setText(", ".join(acc.context_folders))
         self.password.clear()
         self.password.setPlaceholderText("stored in the keyring (type a new one to replace it)")
 
@@ -158,6 +168,8 @@ class ImportPage(QWidget):
             port=self.port.value() or None,
             security=self.security.currentData(),
             ca_file=self.ca_file.text().strip() or None,
+            sent_folder=self.sent_folder.text().strip() or None,
+            context_folders=tuple(f.strip() for f in self.context_folders.text().split(",") if f.strip()),
         )
 
     def _show_risk(self) -> None:
@@ -178,6 +190,10 @@ class ImportPage(QWidget):
         password = self.password.text()
         if not password and account.name not in self._accounts:
             self.preview.setText("Type the password (or app password) for this account.")
+            return
+        stored = self._accounts.get(account.name)
+        if not password and stored is not None and stored != account:
+            self.preview.setText("The account's settings changed: type its password again to save them.")
             return
         self._show_risk()
         from app.mail.accounts import add_account, imap_source

@@ -305,8 +305,8 @@ class ImapSource:
         if sent is None:
             raise ImapError(
                 f"{self.account.location}: no Sent folder found (none is flagged \\Sent and none has a usual name); "
-                f"name it with `tiller accounts add {self.account.name} ... --sent-folder NAME` "
-                f"(folders: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})"
+                "say which folder holds your sent mail (--sent-folder NAME, or the Sent folder field of the Import "
+                f"page); folders: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''}"
             )
         plan = [FolderPlan(sent, True)]
         for name in self.account.context_folders:
