@@ -496,6 +496,7 @@ def _one_step(checkpointing: bool, max_batch_tokens: int | None):
     return result, lora_state(model)
 
 
+@pytest.mark.slow  # imports transformers and peft (~10 s), though the model trains in milliseconds
 def test_cutting_a_batch_by_tokens_and_checkpointing_change_memory_not_the_update():
     from agent_training.finetune import Example, pieces_by_tokens
 

@@ -295,6 +295,7 @@ def test_the_cli_adds_lists_tests_imports_and_removes_an_account(server, tiller_
     assert "No accounts yet" in runner.invoke(cli, ["accounts", "list"]).output
 
 
+@pytest.mark.slow  # the Qt app
 def test_the_import_page_imports_from_a_mail_server_then_only_what_is_new(server, tiller_home, qtbot):
     pytest.importorskip("PySide6")
     from PySide6.QtCore import Qt
