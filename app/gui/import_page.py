@@ -173,10 +173,10 @@ class ImportPage(QWidget):
         )
 
     def _show_risk(self) -> None:
-        try:
-            risks = self._form_account().unsafe
-        except ValueError:
-            risks = []
+        from app.mail.imap import ImapAccount
+
+        # from the security choice alone: the warning shows before the rest of the form is filled
+        risks = ImapAccount(name="-", host="-", user="-", security=self.security.currentData()).unsafe
         self.risk.setText("Unsafe: " + "; ".join(risks) if risks else "")
 
     def run_server_import(self) -> None:
