@@ -242,26 +242,14 @@ def test_the_cli_adds_lists_tests_imports_and_removes_an_account(server, tiller_
     from app.cli import cli
 
     runner = CliRunner()
-    add = runner.invoke(
-        cli,
-        [
-            "accounts",
-            "add",
-            "home",
-            "--imap",
-            "127.0.0.1",
-            "--port",
-            str(server.tls_port),
-            "--user",
-            "kay",
-            "--tls-ca",
-            str(server.cert),
-            "--password-stdin",
-        ],
-        input=KAY_PASSWORD + "\n",
-    )
-    assert add.exit_code == 0, add.output
-    assert "sent mail: Sent" in add.output and KAY_PASSWORD not in add.output
+
+    def add(name, password):
+        flags = ["--imap", "127.0.0.1", "--port", str(server.tls_port), "--user", "kay", "--tls-ca", str(server.cert)]
+        return runner.invoke(cli, ["accounts", "add", name, *flags, "--password-stdin"], input=password + "\n")
+
+    added = add("home", KAY_PASSWORD)
+    assert added.exit_code == 0, added.output
+    assert "sent mail: Sent" in added.output and KAY_PASSWORD not in added.output
     listed = runner.invoke(cli, ["accounts", "list"])
     assert "home" in listed.output and "127.0.0.1" in listed.output
     assert runner.invoke(cli, ["accounts", "test", "home"]).exit_code == 0
@@ -272,24 +260,7 @@ def test_the_cli_adds_lists_tests_imports_and_removes_an_account(server, tiller_
     assert second.exit_code == 0 and " seen " in second.output
     missing = runner.invoke(cli, ["import", "imap:nobody"])
     assert missing.exit_code != 0 and "no account named 'nobody'" in missing.output
-    wrong = runner.invoke(
-        cli,
-        [
-            "accounts",
-            "add",
-            "bad",
-            "--imap",
-            "127.0.0.1",
-            "--port",
-            str(server.tls_port),
-            "--user",
-            "kay",
-            "--tls-ca",
-            str(server.cert),
-            "--password-stdin",
-        ],
-        input="wrong\n",
-    )
+    wrong = add("bad", "wrong")
     assert wrong.exit_code == 1 and "login refused" in wrong.output and len(wrong.output.strip().splitlines()) == 1
     assert runner.invoke(cli, ["accounts", "remove", "home"]).exit_code == 0
     assert "No accounts yet" in runner.invoke(cli, ["accounts", "list"]).output

@@ -399,9 +399,13 @@ def accounts_add(
     except (ImapError, AccountError, secrets.KeyringUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     console.print(f"Added [bold]{esc(name)}[/] ({esc(account.location)}); password in the keyring.")
+    _print_check(check)
+    console.print(f"Import it with: tiller import imap:{esc(name)}")
+
+
+def _print_check(check) -> None:
     console.print(f"  sent mail: {esc(check.sent_folder or '(none found: pass --sent-folder)')}")
     console.print(f"  folders: {esc(', '.join(check.folders))}")
-    console.print(f"Import it with: tiller import imap:{esc(name)}")
 
 
 @accounts_group.command("test")
@@ -417,8 +421,7 @@ def accounts_test(name) -> None:
     except (ImapError, AccountError) as exc:
         raise click.ClickException(str(exc)) from None
     console.print(f"{esc(name)}: login ok at {esc(account.location)}")
-    console.print(f"  sent mail: {esc(check.sent_folder or '(none found: pass --sent-folder)')}")
-    console.print(f"  folders: {esc(', '.join(check.folders))}")
+    _print_check(check)
 
 
 @accounts_group.command("remove")

@@ -55,6 +55,23 @@ class RulesRow:
     rules: str
 
 
+def _provenance_columns(how: Provenance) -> list:
+    """status, backend, model, prompt_version, temperature, source, raw, error, attempts, created_at:
+    the columns every distilled table ends with, in that order."""
+    return [
+        how.status,
+        how.backend,
+        how.model,
+        how.prompt_version,
+        how.temperature,
+        how.source,
+        how.raw,
+        how.error,
+        how.attempts,
+        utc_now(),
+    ]
+
+
 def _marks(values) -> str:
     return ",".join("?" * len(values))
 
@@ -152,16 +169,7 @@ def save_intent(db, message_id: int, variant: int, text: str | None, scratchpad:
             variant,
             text,
             scratchpad,
-            how.status,
-            how.backend,
-            how.model,
-            how.prompt_version,
-            how.temperature,
-            how.source,
-            how.raw,
-            how.error,
-            how.attempts,
-            utc_now(),
+            *_provenance_columns(how),
         ],
     )
 
@@ -176,16 +184,7 @@ def save_baseline(db, intent_id: int, text: str | None, how: Provenance) -> None
         [
             intent_id,
             text,
-            how.status,
-            how.backend,
-            how.model,
-            how.prompt_version,
-            how.temperature,
-            how.source,
-            how.raw,
-            how.error,
-            how.attempts,
-            utc_now(),
+            *_provenance_columns(how),
         ],
     )
 
@@ -216,16 +215,7 @@ def save_rules(
             rules,
             thinking,
             dropped_json,
-            how.status,
-            how.backend,
-            how.model,
-            how.prompt_version,
-            how.temperature,
-            how.source,
-            how.raw,
-            how.error,
-            how.attempts,
-            utc_now(),
+            *_provenance_columns(how),
         ],
     )
 
