@@ -205,6 +205,41 @@ def test_when_reconnecting_is_not_enough_a_rerun_resumes_from_the_last_stored_ui
         proxy.close()
 
 
+def test_a_message_over_the_size_limit_is_counted_and_skipped_without_being_downloaded(server, db):
+    from app.mail.accounts import add_account
+
+    add_account(db, _account(server, name="sizes", user="marie"), MARIE_PASSWORD)
+    result, source = _import(db, "sizes", max_message_bytes=2_000)  # the limit is 50 MiB; 2 kB makes it bite
+    counts = result.counts
+    assert counts.adds_up() and counts.skipped == counts.skip_reasons["too-large"] > 0 and counts.stored > 0
+    detail = db.execute("SELECT detail FROM source_items WHERE reason = 'too-large' LIMIT 1").fetchone()[0]
+    assert "over the 2,000-byte limit" in detail and "not downloaded" in detail
+
+
+def test_cancel_stops_after_the_current_batch_and_the_rerun_fetches_the_rest(server, db):
+    from app.jobs import CancelToken
+    from app.mail.accounts import add_account, imap_source
+    from app.mail.importer import MailImport
+
+    add_account(db, _account(server, name="cancelled"), KAY_PASSWORD)
+    token = CancelToken()
+    job = MailImport(db, imap_source(db, "cancelled", batch_messages=10), cancel=token, batch_size=10)
+    for progress in job.run():
+        if progress.done >= 25:
+            token.cancel()
+    assert job.result.status == "cancelled"
+    first = job.result.counts.seen
+    assert 25 <= first < 190
+    rest, _ = _import(db, "cancelled")
+    assert rest.counts.adds_up() and first + rest.counts.seen == 190 and rest.counts.already_imported == 0
+    keys = db.execute(
+        "SELECT count(DISTINCT item_key), count(*) FROM source_items i JOIN sources s ON s.id = i.source_id "
+        "WHERE s.location = ?",
+        [f"imap://kay@127.0.0.1:{server.tls_port}"],
+    ).fetchone()
+    assert keys[0] == keys[1] == 190  # every message once
+
+
 def test_a_wrong_password_says_so_and_writes_nothing(server, db, file_keyring):
     from app.mail.accounts import add_account
     from app.mail.imap import ImapError
