@@ -50,7 +50,7 @@ ssl = yes
 ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u
 first_valid_uid = {uid}
@@ -64,7 +64,13 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf
 }}
 userdb {{
   driver = static
@@ -85,11 +91,12 @@ service imap-login {{
 
 
 class Dovecot:
-    def __init__(self, users: dict[str, str]):
+    def __init__(self, users: dict[str, str], tokens: dict[str, str] | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="tiller-dovecot-"))
         os.chmod(self.root, 0o755)  # the mail processes run as nobody and must reach their folders
         self.port, self.tls_port = free_port(), free_port()
         self.users = users
+        self.tokens = tokens or {}  # OAuth2 access token -> user, answered by a tokeninfo endpoint here
         self.config = self.root / "dovecot.conf"
         self.cert = self.root / "cert.pem"
         self.process: subprocess.Popen | None = None
@@ -122,6 +129,11 @@ class Dovecot:
             capture_output=True,
         )
         (self.root / "passwd").write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
+        self.tokeninfo = _TokenInfo(self.tokens)
+        (self.root / "oauth2.conf").write_text(
+            f"tokeninfo_url = http://127.0.0.1:{self.tokeninfo.port}/tokeninfo?access_token=\n"
+            "username_attribute = email\n"
+        )
         self.config.write_text(CONFIG.format(root=self.root, uid=MAIL_UID, port=self.port, tls_port=self.tls_port))
         self.process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -141,6 +153,8 @@ class Dovecot:
         raise RuntimeError("dovecot did not start listening within 20 s")
 
     def stop(self) -> None:
+        if getattr(self, "tokeninfo", None) is not None:
+            self.tokeninfo.close()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -219,3 +233,35 @@ class DroppingProxy:
 
     def close(self) -> None:
         self.listener.close()
+
+
+class _TokenInfo:
+    """The OAuth2 token-info endpoint Dovecot asks about an XOAUTH2 token: 200 with the user's
+    name for a known token, 401 otherwise (what Google's and Microsoft's endpoints do)."""
+
+    def __init__(self, tokens: dict[str, str]):
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server API
+                token = parse_qs(urlsplit(self.path).query).get("access_token", [""])[0]
+                user = tokens.get(token)
+                body = json.dumps({"email": user} if user else {"error": "invalid_token"}).encode()
+                self.send_response(200 if user else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(dovecot_missing() is not None, reason=dovecot_mi
 
 KAY_PASSWORD = "kay-Imap-pw-7c1e"
 MARIE_PASSWORD = "marie-Imap-pw-3b9d"
+KAY_TOKEN = "ya29.kay-access-token-0f4e"  # an OAuth2 access token, checked by the server's token-info endpoint
 
 
 def _files(folder: Path, n: int) -> list[bytes]:
@@ -27,7 +28,9 @@ def _files(folder: Path, n: int) -> list[bytes]:
 def server(enron):
     """Kay: 150 of Kay Mann's sent messages in Sent (flagged \\Sent), 60 of her inbox in INBOX.
     Marie: 40 of Dutch Quigley's sent messages in a folder named "Éléments envoyés" (no flag)."""
-    dovecot = Dovecot({"kay": KAY_PASSWORD, "marie": MARIE_PASSWORD, "rob": "rob-Imap-pw-5e2a"}).start()
+    dovecot = Dovecot(
+        {"kay": KAY_PASSWORD, "marie": MARIE_PASSWORD, "rob": "rob-Imap-pw-5e2a"}, tokens={KAY_TOKEN: "kay"}
+    ).start()
     maildir = enron / "maildir"
     sent = _files(maildir / "mann-k" / "sent_items", 190)
     dovecot.seed = {"sent": sent, "inbox": _files(maildir / "mann-k" / "inbox", 60)}
@@ -275,6 +278,18 @@ def test_an_untrusted_certificate_is_refused_unless_the_user_trusts_it(server, d
     unsafe = ImapAccount(name="selfsigned", host="127.0.0.1", user="kay", port=server.tls_port, verify_tls=False)
     assert unsafe.unsafe and "not verified" in unsafe.unsafe[0]
     assert add_account(db, unsafe, KAY_PASSWORD).sent_folder == "Sent"  # the user opted in
+
+
+def test_xoauth2_logs_in_with_a_pasted_access_token_and_an_expired_one_says_so(server, db, file_keyring):
+    from app.mail.accounts import add_account
+    from app.mail.imap import ImapError
+
+    with pytest.raises(ImapError, match="access token may have expired"):
+        add_account(db, _account(server, name="oauth", auth="xoauth2"), "ya29.expired")
+    check = add_account(db, _account(server, name="oauth", auth="xoauth2"), KAY_TOKEN)
+    assert check.sent_folder == "Sent" and file_keyring.get_password("Tiller", "imap:oauth") == KAY_TOKEN
+    result, _ = _import(db, "oauth")
+    assert result.status == "completed" and result.counts.seen == _in_sent(server)
 
 
 def test_starttls_on_the_plain_port(server, db):
