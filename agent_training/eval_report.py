@@ -10,6 +10,28 @@ import numpy as np
 from agent_training.evaluate import ADAPTER_METHODS, METHODS, PAPER_WIN_RATES
 
 
+def senders_won(per_sender: dict, metric: str = "authorship") -> list[str]:
+    """Lines saying for how many senders the agent's mean ``metric`` beats each other method (the
+    issue's target: M_L zero-shot for at least 6 of the 7 senders)."""
+    by_sender: dict[str, dict[str, float]] = {}
+    for key, values in per_sender.items():
+        sender, method = key.split("|")
+        if metric in values:
+            by_sender.setdefault(sender, {})[method] = values[metric]
+    others = sorted({m for scores in by_sender.values() for m in scores} - {"agent"})
+    lines = []
+    for other in others:
+        pairs = [(s, v["agent"], v[other]) for s, v in sorted(by_sender.items()) if "agent" in v and other in v]
+        if not pairs:
+            continue
+        won = [s.split("@")[0] for s, a, o in pairs if a > o]
+        lines.append(
+            f"- The agent's mean {metric} beats {other} for **{len(won)} of {len(pairs)} senders**"
+            + (f" ({', '.join(won)})." if won else ".")
+        )
+    return ["", *lines] if lines else []
+
+
 def stage_diagnosis(results: dict) -> dict | None:
     """Where the agent's gain over M_L zero-shot is made or lost, measured on the main score
     (calibrated authorship, else similarity): the rules (agent against the real email's own rules),
@@ -119,15 +141,18 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         ]
     if results["failed_drafts"]:
         lines += [f"**{results['failed_drafts']} drafts failed** (scored as empty; see drafts.jsonl).", ""]
-    lines += [
-        "## Judge: agent win rate (both orders; split verdict = 0.5)",
-        "",
-        "The paper's column: GPT-4o judging Llama 3 8B agents on its own data; not the same experiment.",
-        "",
-        "| agent vs | win rate | 95% CI (bootstrap) | pairs | paper |",
-        "|---|---|---|---|---|",
-    ]
-    for other, w in results["agent_win_rate"].items():
+    judged = {other: w for other, w in results["agent_win_rate"].items() if w["n"]}
+    lines += ["## Judge: agent win rate (both orders; split verdict = 0.5)", ""]
+    if not judged:
+        lines += ["Not run (`--no-judge`, or no pairs to judge): the automatic metrics below need no judge.", ""]
+    else:
+        lines += [
+            "The paper's column: GPT-4o judging Llama 3 8B agents on its own data; not the same experiment.",
+            "",
+            "| agent vs | win rate | 95% CI (bootstrap) | pairs | paper |",
+            "|---|---|---|---|---|",
+        ]
+    for other, w in judged.items():
         paper = f"{PAPER_WIN_RATES[other] / 100:.3f}" if other in PAPER_WIN_RATES else "-"
         lines.append(f"| {other} | {w['win_rate']:.2f} | {w['low']:.2f} - {w['high']:.2f} | {w['n']} | {paper} |")
     names = [
@@ -179,6 +204,7 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         ]
         for m, a in author["methods"].items():
             lines.append(f"| {m} | {a['mean']:.2f} | {a['low']:.2f} - {a['high']:.2f} | {a['n']} |")
+        lines += senders_won(results["metrics_per_sender"])
         lines += ["", "| sender | floor (others' mail) | ceiling (own mail) |", "|---|---|---|"]
         for s, c in author["calibration"].items():
             lines.append(f"| {s} | {c['floor']:.3f} ({c['others_n']}) | {c['ceiling']:.3f} ({c['own_n']}) |")

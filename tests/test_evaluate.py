@@ -228,3 +228,20 @@ def test_style_fidelity_and_interval():
     assert style_fidelity("Subject: NG contract\n\n" + real, real)["greeting_match"] == 1
     low, high = bootstrap_interval([1, 0, 1, 1, 0.5, 1, 0, 1], seed=0)
     assert 0 <= low < 0.7 < high <= 1
+
+
+def test_the_report_counts_the_senders_the_agent_wins():
+    from agent_training.eval_report import senders_won
+
+    per_sender = {
+        "a@x|agent": {"authorship": 0.5},
+        "a@x|large_zero_shot": {"authorship": 0.2},
+        "b@x|agent": {"authorship": 0.1},
+        "b@x|large_zero_shot": {"authorship": 0.3},
+        "c@x|agent": {"authorship": 0.4},
+        "c@x|large_zero_shot": {"authorship": 0.4},  # a tie is not a win
+    }
+    assert senders_won(per_sender) == [
+        "",
+        "- The agent's mean authorship beats large_zero_shot for **1 of 3 senders** (a).",
+    ]
