@@ -56,6 +56,7 @@ class DistillConfig:
     max_tokens: int | None = None  # cap on every answer (None: each stage's own; small for quick tests)
     attempts: int = 3  # asks per row when the answer is malformed
     newest_first: bool | None = None  # None: newest first for the local model (slow), oldest first otherwise
+    retry_failed: bool = True  # False: a row that failed before stays failed (a repeatable reproduction run)
 
 
 @dataclass
@@ -214,7 +215,7 @@ class Distillation:
     def _intents_llm(self, messages, started) -> Iterator[Progress]:
         prompt_id = load_prompt(self._prompt_name("intents")).id
         source = self._source(prompt_id)
-        done = distilled.intents_done(self.db, source)
+        done = distilled.intents_done(self.db, source, with_failed=not self.config.retry_failed)
         jobs = []
         for msg in messages:
             variants = (
@@ -270,7 +271,7 @@ class Distillation:
         by_id = {m.id: m for m in messages}
         prompt_id = load_prompt(self._prompt_name("baselines")).id
         source = self._source(prompt_id)
-        done = distilled.baselines_done(self.db, source)
+        done = distilled.baselines_done(self.db, source, with_failed=not self.config.retry_failed)
         jobs = []
         for message_id, (intent_id, text) in intents.items():
             if intent_id in done:
@@ -325,7 +326,9 @@ class Distillation:
         # R3 rules also depend on the baseline: a new baseline (e.g. a new baseline prompt) redoes them.
         done = {
             (message_id, intent_id, baseline_id if strategy == "R3" else None)
-            for message_id, intent_id, baseline_id in distilled.rules_done(self.db, source, strategy)
+            for message_id, intent_id, baseline_id in distilled.rules_done(
+                self.db, source, strategy, with_failed=not self.config.retry_failed
+            )
         }
         jobs = []
         for message_id, (intent_id, intent_text) in intents.items():

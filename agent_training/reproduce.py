@@ -143,6 +143,9 @@ class Reproduction:
                 limit=cfg.distill_count,
                 strategies=("R3", "R1") if "r1_agent" in cfg.evaluation.methods else ("R3",),
                 newest_first=True,
+                # a rerun (to add the judge, say) must not ask again what failed: an answer that
+                # succeeds now changes the training set, retrains the agent and redoes its drafts
+                retry_failed=False,
                 consent_given_now=cfg.evaluation.consent_given_now,
             ),  # distillation's own seed:
             # another evaluation seed must not distil every email again

@@ -5,6 +5,7 @@ llama.cpp OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -261,6 +262,14 @@ def test_malformed_answers_are_retried_then_recorded_with_raw_text(kay_db, claud
     # R1 answers never carry <rules> in this script: failed after 3 asks, raw answer kept
     row = kay_db.execute("SELECT status, raw, error, attempts FROM rules WHERE strategy = 'R1'").fetchone()
     assert row[0] == "failed" and row[1] == "I am not sure what you want." and "malformed" in row[2] and row[3] == 3
+
+    # a repeatable run (the reproduction's) leaves the failed row alone; a plain rerun asks again
+    asked = len(claude.requests)
+    config = DistillConfig(backend="claude", sender=KAY, limit=1, strategies=("R1",), concurrency=1)
+    repeat = run(Distillation(kay_db, replace(config, retry_failed=False)))
+    assert len(claude.requests) == asked and repeat.failed == 0 and repeat.skipped_done == 3
+    again = run(Distillation(kay_db, config))
+    assert len(claude.requests) == asked + 3 and again.failed == 1
 
 
 def test_a_new_prompt_version_recomputes_only_its_stage(kay_db, claude, tmp_path, monkeypatch):

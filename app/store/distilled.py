@@ -79,22 +79,34 @@ def _marks(values) -> str:
 # -- what is done ----------------------------------------------------------------------------------
 
 
-def intents_done(db, source: str) -> set[tuple[int, int]]:
-    """(message id, variant) of every ok intent from ``source``."""
+def _finished(with_failed: bool) -> str:
+    # a failed row is asked again on the next run, unless the caller wants the run repeatable
+    return "status IN ('ok', 'failed')" if with_failed else "status = 'ok'"
+
+
+def intents_done(db, source: str, with_failed: bool = False) -> set[tuple[int, int]]:
+    """(message id, variant) of every ok (or, ``with_failed``, failed) intent from ``source``."""
     return {
         (r[0], r[1])
-        for r in db.execute("SELECT message_id, variant FROM intents WHERE source = ? AND status = 'ok'", [source])
+        for r in db.execute(
+            f"SELECT message_id, variant FROM intents WHERE source = ? AND {_finished(with_failed)}", [source]
+        )
     }
 
 
-def baselines_done(db, source: str) -> set[int]:
-    """Intent ids with an ok baseline from ``source``."""
-    return {r[0] for r in db.execute("SELECT intent_id FROM baselines WHERE source = ? AND status = 'ok'", [source])}
+def baselines_done(db, source: str, with_failed: bool = False) -> set[int]:
+    """Intent ids with an ok (or failed) baseline from ``source``."""
+    return {
+        r[0]
+        for r in db.execute(f"SELECT intent_id FROM baselines WHERE source = ? AND {_finished(with_failed)}", [source])
+    }
 
 
-def rules_done(db, source: str, strategy: str | None = None) -> set[tuple[int, int | None, int | None]]:
-    """(message id, intent id, baseline id) of every ok rule set from ``source`` (of ``strategy``)."""
-    sql = "SELECT message_id, intent_id, baseline_id FROM rules WHERE source = ? AND status = 'ok'"
+def rules_done(
+    db, source: str, strategy: str | None = None, with_failed: bool = False
+) -> set[tuple[int, int | None, int | None]]:
+    """(message id, intent id, baseline id) of every ok (or failed) rule set from ``source`` (of ``strategy``)."""
+    sql = f"SELECT message_id, intent_id, baseline_id FROM rules WHERE source = ? AND {_finished(with_failed)}"
     args: list = [source]
     if strategy is not None:
         sql += " AND strategy = ?"
