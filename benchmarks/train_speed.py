@@ -11,10 +11,12 @@ batches and LoRA settings (rank 16 on q/k/v/o/gate/up/down):
 - baseline-bf16: the same loop with bf16 base weights (separates the two effects);
 - tiller: ``agent_training.finetune`` (bf16 where supported, vocabulary projection only at the
   target positions), driven through its generator exactly as ``tiller train`` runs it, with its CPU
-  defaults (activation checkpointing, batches cut at 1,024 padded tokens).
+  defaults (batches cut at 512 padded tokens, no activation checkpointing).
 
-``--memory`` adds Tiller with neither memory saving (``tiller-keep-all``) and with only the cut
-batches (``tiller-cut-only``), so each saving's cost in time and gain in peak RSS is measured.
+``--memory`` adds Tiller with the whole batch at once (``tiller-keep-all``), with batches cut at
+1,024 tokens (``tiller-cut-only``) and with activation checkpointing on top of that
+(``tiller-checkpointed``); ``--variants`` picks phases by name. Each setting's time and peak RSS
+are measured in its own process.
 
 s/step excludes the first step (warm-up). Ratios > 1 mean Tiller is faster / leaner. With
 ``--qlora`` on a CUDA machine the 4-bit path is timed too, with its peak GPU memory.
@@ -43,6 +45,7 @@ TILLER_VARIANTS = {
     "qlora": {},
     "tiller-keep-all": {"gradient_checkpointing": "off", "max_batch_tokens": 1 << 20},
     "tiller-cut-only": {"gradient_checkpointing": "off", "max_batch_tokens": 1024},
+    "tiller-checkpointed": {"gradient_checkpointing": "on", "max_batch_tokens": 1024},
 }
 
 
@@ -155,6 +158,7 @@ def main() -> None:
     parser.add_argument("--sender", default=KAY, help="whose mail to train on (default Kay Mann)")
     parser.add_argument("--memory", action="store_true", help="also Tiller without each memory saving")
     parser.add_argument("--skip-baseline", action="store_true", help="Tiller phases only (no ratios)")
+    parser.add_argument("--variants", help="comma-separated Tiller phases instead (e.g. tiller,tiller-cut-512)")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["TILLER_BENCH_SENDER"] = args.sender
@@ -176,19 +180,33 @@ def main() -> None:
             f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)"
         )
         phases = ([] if args.skip_baseline else ["baseline", "baseline-bf16"]) + ["tiller"]
-        phases += (["tiller-keep-all", "tiller-cut-only"] if args.memory else []) + (["qlora"] if args.qlora else [])
+        phases += (["tiller-keep-all", "tiller-cut-only", "tiller-checkpointed"] if args.memory else []) + (
+            ["qlora"] if args.qlora else []
+        )
+        if args.variants:
+            phases = [p for p in phases if p.startswith("baseline")] + args.variants.split(",")
         results = {}
         for name in phases:
             results[name] = run_phase(
-                name, str(data), str(Path(tmp) / name), "--steps", str(args.steps), "--batch-size", str(args.batch_size)
+                name,
+                str(data),
+                str(Path(tmp) / name),
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+                "--sender",
+                args.sender,
             )
             r = results[name]
             extra = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else ""
             print(
                 f"{name:14s} {r['s_per_step']:7.2f} s/step   peak RSS {r['peak_rss_mb']:7.0f} MB   last loss {r['last_loss']:.3f}{extra}"
             )
+    if "tiller" not in results:
+        return
     tiller = results["tiller"]
-    for name in ("tiller-keep-all", "tiller-cut-only"):
+    for name in ("tiller-keep-all", "tiller-cut-only", "tiller-checkpointed"):
         if name in results:
             r = results[name]
             print(
