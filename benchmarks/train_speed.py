@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--sender", default=KAY, help="whose mail to train on (default Kay Mann)")
     parser.add_argument("--memory", action="store_true", help="also Tiller without each memory saving")
     parser.add_argument("--skip-baseline", action="store_true", help="Tiller phases only (no ratios)")
-    parser.add_argument("--variants", help="comma-separated Tiller phases instead (e.g. tiller,tiller-cut-512)")
+    parser.add_argument("--variants", help="comma-separated Tiller phases instead (e.g. tiller,tiller-checkpointed)")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["TILLER_BENCH_SENDER"] = args.sender
