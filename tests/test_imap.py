@@ -337,6 +337,10 @@ def test_the_import_page_imports_from_a_mail_server_then_only_what_is_new(server
 
     page = ImportPage()
     qtbot.addWidget(page)
+    page.show()
+    assert not page.server_box.isVisible()  # no account yet: the form waits for its button
+    qtbot.mouseClick(page.choose_server, Qt.LeftButton)
+    assert page.server_box.isVisible()
     page.account.setEditText("office")
     page.host.setText("127.0.0.1")
     page.port.setValue(server.tls_port)
@@ -361,3 +365,7 @@ def test_the_import_page_imports_from_a_mail_server_then_only_what_is_new(server
     with qtbot.waitSignal(page.sig_import_finished, timeout=60_000) as second:
         qtbot.mouseClick(page.server_import, Qt.LeftButton)
     assert second.args[0].counts.seen == 0
+    reopened = ImportPage()  # with an account stored, the form shows at once
+    qtbot.addWidget(reopened)
+    reopened.show()
+    assert reopened.server_box.isVisible() and reopened.account.findText("office") >= 0

@@ -37,6 +37,7 @@ class ImportPage(QWidget):
         )
         self.choose_folder = QPushButton("Folder…")
         self.choose_file = QPushButton("mbox file…")
+        self.choose_server = QPushButton("Mail server…", objectName="imap_show", checkable=True)
         self.preview = QLabel(objectName="import_preview", wordWrap=True)
         self.start = QPushButton("Import", objectName="import_start", enabled=False)
         self.cancel = QPushButton("Cancel", objectName="import_cancel", enabled=False)
@@ -47,12 +48,17 @@ class ImportPage(QWidget):
         self.summary.horizontalHeader().setStretchLastSection(True)
         self.summary.verticalHeader().setVisible(False)
         self.skipped = QLabel(objectName="import_skipped", wordWrap=True)
-        server = self._server_box()
+        server = self.server_box = self._server_box()
+        # shown on demand, so the page (and the window's smallest size) stays small for file imports
+        server.setVisible(False)
+        self.choose_server.toggled.connect(server.setVisible)
+        self.choose_server.setChecked(bool(self._accounts))  # someone with an account imports from it again
 
         row = QHBoxLayout()
         row.addWidget(self.path, 1)
         row.addWidget(self.choose_folder)
         row.addWidget(self.choose_file)
+        row.addWidget(self.choose_server)
         run = QHBoxLayout()
         run.addWidget(self.start)
         run.addWidget(self.cancel)
