@@ -284,12 +284,13 @@ def test_xoauth2_logs_in_with_a_pasted_access_token_and_an_expired_one_says_so(s
     from app.mail.accounts import add_account
     from app.mail.imap import ImapError
 
-    with pytest.raises(ImapError, match="access token may have expired"):
-        add_account(db, _account(server, name="oauth", auth="xoauth2"), "ya29.expired")
     check = add_account(db, _account(server, name="oauth", auth="xoauth2"), KAY_TOKEN)
     assert check.sent_folder == "Sent" and file_keyring.get_password("Tiller", "imap:oauth") == KAY_TOKEN
     result, _ = _import(db, "oauth")
     assert result.status == "completed" and result.counts.seen == _in_sent(server)
+    # last: after a refused login Dovecot slows the next ones from this address for a few seconds
+    with pytest.raises(ImapError, match="access token may have expired"):
+        add_account(db, _account(server, name="stale", auth="xoauth2"), "ya29.expired")
 
 
 def test_starttls_on_the_plain_port(server, db):
