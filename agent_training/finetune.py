@@ -95,6 +95,7 @@ class FinetuneConfig:
         if dtype not in ("bf16", "fp32"):
             raise ValueError(f"dtype must be auto, bf16 or fp32, not {dtype!r}")
         rank = self.rank or (256 if device == "cuda" else 16)
+        max_length = self.max_length or (1024 if device == "cuda" else 512)
         checkpointing = self.gradient_checkpointing
         if checkpointing == "auto":
             # measured (benchmarks/train_speed.py, 1,080 examples, batch 4, 2 cores): cutting batches at
@@ -111,9 +112,9 @@ class FinetuneConfig:
                 "rank": rank,
                 "alpha": float(self.alpha or rank),
                 "batch_size": self.batch_size or (8 if device == "cuda" else 4),
-                "max_length": self.max_length or (1024 if device == "cuda" else 512),
+                "max_length": max_length,
                 "gradient_checkpointing": checkpointing,
-                "max_batch_tokens": self.max_batch_tokens or (None if device == "cuda" else self.max_length or 512),
+                "max_batch_tokens": self.max_batch_tokens or (None if device == "cuda" else max_length),
                 "output": Path(self.output) if self.output else profile_dir(self.sender),
                 "dataset": Path(self.dataset),
                 "target_modules": tuple(self.target_modules),

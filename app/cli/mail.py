@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -124,9 +123,8 @@ def print_import_summary(db, result, show_skipped: int = 20) -> None:
     if not counts.adds_up():  # an internal error: never expected, but never hidden either
         err_console.print("[red]internal error: counts do not add up[/]")
     if show_skipped and counts.skipped:
-        for location, key, reason, detail in skipped_items(db, result.run_id, limit=show_skipped):
-            where = f"{location}/{key}" if location.startswith("imap://") else os.path.join(location, key)
-            console.print(f"  [yellow]skipped[/] {esc(where)}: {esc(reason)}: {esc(detail)}")
+        for item in skipped_items(db, result.run_id, limit=show_skipped):
+            console.print(f"  [yellow]skipped[/] {esc(item.where)}: {esc(item.reason)}: {esc(item.detail)}")
         if counts.skipped > show_skipped:
             console.print(f"  … and {counts.skipped - show_skipped} more: tiller imports {result.run_id}")
     if result.status == "cancelled":
@@ -197,8 +195,8 @@ def imports_command(run_id: int | None) -> None:
     items = skipped_items(db, run_id)
     if not items:
         console.print(f"Run {run_id} skipped nothing.")
-    for location, key, reason, detail in items:
-        console.print(f"{esc(os.path.join(location, key))}: {esc(reason)}: {esc(detail)}")
+    for item in items:
+        console.print(f"{esc(item.where)}: {esc(item.reason)}: {esc(item.detail)}")
 
 
 @cli.group("identities", invoke_without_command=True)

@@ -203,24 +203,15 @@ class ImportPage(QWidget):
             return
         self._show_risk()
         from app.mail.accounts import add_account, imap_source
-        from app.mail.importer import MailImport
-        from app.store import open_database
 
-        def work(token):
-            db = open_database()  # this thread's own connection
-            try:
-                if password:
-                    add_account(db, account, password)  # logs in first: a wrong password stores nothing
-                source = imap_source(db, account.name)
-                job = MailImport(db, source, cancel=token)
-                yield from job.run()
-                return job.result, _skipped(db, job.result.run_id)
-            finally:
-                db.conn.close()
+        def prepare(db):
+            if password:
+                add_account(db, account, password)  # logs in first: a wrong password stores nothing
+            return imap_source(db, account.name)
 
         self.password.clear()
         self.preview.setText(f"Connecting to {account.host}…")
-        self._start(work)
+        self._start(_importing(prepare))
         self.job.sig_succeeded.connect(lambda _: self.refresh_accounts())
 
     def _chosen(self, path: str) -> None:
@@ -244,21 +235,8 @@ class ImportPage(QWidget):
     def run_import(self) -> None:
         if self.job is not None and self.job.running or getattr(self, "source", None) is None:
             return
-        from app.mail.importer import MailImport
-        from app.store import open_database
-
         source = self.source
-
-        def work(token):
-            db = open_database()  # this thread's own connection
-            try:
-                job = MailImport(db, source, cancel=token)
-                yield from job.run()
-                return job.result, _skipped(db, job.result.run_id)
-            finally:
-                db.conn.close()
-
-        self._start(work)
+        self._start(_importing(lambda db: source))
 
     def _start(self, work) -> None:
         self.start.setEnabled(False)
@@ -326,11 +304,24 @@ class ImportPage(QWidget):
 
 
 def _skipped(db, run_id: int) -> list[tuple[str, str, str]]:
-    import os
-
     from app.store.imports import skipped_items
 
-    return [
-        (f"{loc}/{key}" if loc.startswith("imap://") else os.path.join(loc, key), reason, detail)
-        for loc, key, reason, detail in skipped_items(db, run_id, limit=50)
-    ]
+    return [(item.where, item.reason, item.detail) for item in skipped_items(db, run_id, limit=50)]
+
+
+def _importing(prepare):
+    """A job's work: this thread's own database connection, the source ``prepare(db)`` gives, the
+    import, then its result and what it skipped."""
+    from app.mail.importer import MailImport
+    from app.store import open_database
+
+    def work(token):
+        db = open_database()
+        try:
+            job = MailImport(db, prepare(db), cancel=token)
+            yield from job.run()
+            return job.result, _skipped(db, job.result.run_id)
+        finally:
+            db.conn.close()
+
+    return work

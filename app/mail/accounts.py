@@ -11,7 +11,15 @@ import re
 from dataclasses import dataclass
 
 from app import secrets
-from app.mail.imap import ImapAccount, ImapError, ImapSource, connect, find_sent_folder, folder_prefix, list_folders
+from app.mail.imap import (
+    ImapAccount,
+    ImapSource,
+    account_folders,
+    close_client,
+    connect,
+    folder_prefix,
+    list_folders,
+)
 from app.store import accounts as store
 from app.store.imports import highest_uid
 
@@ -41,22 +49,10 @@ def probe(account: ImapAccount, secret: str) -> AccountCheck:
     """Log in and look (read-only): the folders, and which one holds the sent mail."""
     client = connect(account, secret)
     try:
-        folders = list_folders(client)
-        sent = account.sent_folder or find_sent_folder(folders)
-        names = [name for _, _, name in folders]
-        if account.sent_folder and account.sent_folder not in names:
-            raise ImapError(
-                f"{account.location}: no folder named {account.sent_folder!r} (folders: {', '.join(names)})"
-            )
-        missing = [f for f in account.context_folders if f not in names]
-        if missing:
-            raise ImapError(f"{account.location}: no folder named {', '.join(map(repr, missing))}")
+        names, sent = account_folders(account, list_folders(client))
         capabilities = sorted(c.decode("ascii", "replace") for c in client.capabilities())
     finally:
-        try:
-            client.logout()
-        except Exception:  # noqa: BLE001 - only leaving
-            pass
+        close_client(client)
     return AccountCheck(names, sent, capabilities)
 
 

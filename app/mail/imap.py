@@ -24,7 +24,6 @@ of a server, imported incrementally, read-only.
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -137,12 +136,13 @@ class ImapAccount:
         return out
 
 
-def item_key(folder: str, uidvalidity: int, uid: int) -> str:
-    return f"{folder};UIDVALIDITY={uidvalidity}/;UID={uid}"
-
-
 def folder_prefix(folder: str, uidvalidity: int) -> str:
+    """What every item key of one folder (at one UIDVALIDITY) starts with."""
     return f"{folder};UIDVALIDITY={uidvalidity}/;UID="
+
+
+def item_key(folder: str, uidvalidity: int, uid: int) -> str:
+    return f"{folder_prefix(folder, uidvalidity)}{uid}"
 
 
 def _tls_context(account: ImapAccount) -> ssl.SSLContext:
@@ -178,7 +178,7 @@ def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
         raise ImapError(
             f"{where}: TLS failed ({exc.reason or exc}); is this the right port for {account.security}?"
         ) from None
-    except (socket.gaierror, ConnectionRefusedError, TimeoutError, socket.timeout, OSError) as exc:
+    except OSError as exc:  # no such host, refused, timed out
         raise ImapError(f"{where}: cannot connect ({type(exc).__name__}: {exc})") from None
     except IMAPClientError as exc:
         raise ImapError(f"{where}: {exc}") from None
@@ -188,7 +188,7 @@ def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
         else:
             client.login(account.user, secret)
     except LoginError as exc:
-        _close(client)
+        close_client(client)
         said = _server_text(exc)
         hint = (
             "the access token may have expired: paste a new one with `tiller accounts add` (XOAUTH2)"
@@ -198,7 +198,7 @@ def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
         )
         raise ImapError(f"{where}: login refused for {account.user} ({said}); {hint}") from None
     except (IMAPClientError, OSError) as exc:
-        _close(client)
+        close_client(client)
         raise ImapError(f"{where}: login failed ({type(exc).__name__}: {_server_text(exc)})") from None
     return client
 
@@ -210,7 +210,8 @@ def _server_text(exc: Exception) -> str:
     return text.strip() or type(exc).__name__
 
 
-def _close(client) -> None:
+def close_client(client) -> None:
+    """Log out, or drop the connection when logging out fails."""
     try:
         client.logout()
     except Exception:  # noqa: BLE001 - the connection is going either way
@@ -238,6 +239,23 @@ def find_sent_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
         if name.lower() in SENT_NAMES or last.lower() in SENT_NAMES:
             return name
     return None
+
+
+def account_folders(account: ImapAccount, folders: list[tuple[tuple, str, str]]) -> tuple[list[str], str | None]:
+    """(every folder's name, the Sent folder or None when none is recognisable); ImapError when a
+    folder the account names (its Sent folder, a context folder) is not on the server."""
+    names = [name for _, _, name in folders]
+    sent = account.sent_folder or find_sent_folder(folders)
+    missing = [f for f in (account.sent_folder, *account.context_folders) if f and f not in names]
+    if missing:
+        raise ImapError(
+            f"{account.location}: no folder named {', '.join(map(repr, missing))} (folders: {_listing(names)})"
+        )
+    return names, sent
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
 
 
 def list_folders(client) -> list[tuple[tuple, str, str]]:
@@ -295,29 +313,18 @@ class ImapSource:
 
     def close(self) -> None:
         if self.client is not None:
-            _close(self.client)
+            close_client(self.client)
             self.client = None
 
     def _make_plan(self) -> list[FolderPlan]:
-        folders = list_folders(self.client)
-        names = [name for _, _, name in folders]
-        sent = self.account.sent_folder or find_sent_folder(folders)
+        names, sent = account_folders(self.account, list_folders(self.client))
         if sent is None:
             raise ImapError(
                 f"{self.account.location}: no Sent folder found (none is flagged \\Sent and none has a usual name); "
                 "say which folder holds your sent mail (--sent-folder NAME, or the Sent folder field of the Import "
-                f"page); folders: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''}"
+                f"page); folders: {_listing(names)}"
             )
-        plan = [FolderPlan(sent, True)]
-        for name in self.account.context_folders:
-            if name != sent:
-                plan.append(FolderPlan(name, False))
-        missing = [p.name for p in plan if p.name not in names]
-        if missing:
-            raise ImapError(
-                f"{self.account.location}: no folder named {', '.join(map(repr, missing))} "
-                f"(folders: {', '.join(names[:20])})"
-            )
+        plan = [FolderPlan(sent, True)] + [FolderPlan(n, False) for n in self.account.context_folders if n != sent]
         for folder in plan:
             self._plan_folder(folder)
         return plan
@@ -368,7 +375,7 @@ class ImapSource:
                         "carry on"
                     ) from None
                 self.reconnected += 1
-                _close(self.client)
+                close_client(self.client)
                 self.client = connect(self.account, self._secret, timeout=self.timeout)
 
     def _fetch(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
@@ -414,16 +421,7 @@ class ImapSource:
 
 
 def _dropped_errors() -> tuple[type[BaseException], ...]:
-    import imaplib
-
+    """What a connection that went away raises mid-fetch (imapclient's abort is imaplib's)."""
     from imapclient.exceptions import IMAPClientAbortError
 
-    return (
-        IMAPClientAbortError,
-        imaplib.IMAP4.abort,
-        ConnectionError,
-        socket.timeout,
-        TimeoutError,
-        ssl.SSLError,
-        EOFError,
-    )
+    return (IMAPClientAbortError, ConnectionError, TimeoutError, ssl.SSLError, EOFError)

@@ -26,6 +26,7 @@ from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftove
 from app.mail.sources import MailSource, RawItem
 from app.store import imports as store
 from app.store.backup import take_backup
+from app.store.db import begin_immediate, commit, roll_back
 from app.store.locks import StoreLock, import_lock
 
 _FROM_ADDR, _FROM_NAME = MESSAGE_COLUMNS.index("from_addr"), MESSAGE_COLUMNS.index("from_name")
@@ -131,7 +132,7 @@ class MailImport:
         pool = DecodingPool(workers) if workers > 0 else None
         status = "completed"
         in_batch = 0
-        store.begin_batch(conn)
+        begin_immediate(conn)
         try:
             for item, decoded in self._decoded_items(source_id, pool):
                 if self.cancel.cancelled:
@@ -142,18 +143,18 @@ class MailImport:
                 if in_batch >= self.batch_size:
                     self._now = _now()
                     self._save_counts(run_id, counts, "running")
-                    store.commit_batch(conn)
-                    store.begin_batch(conn)
+                    commit(conn)
+                    begin_immediate(conn)
                     in_batch = 0
                 if counts.seen % self.progress_every == 0:
                     progress.done, progress.message = counts.seen, item.key
                     yield progress
             self._save_counts(run_id, counts, status)
             store.touch_source(conn, source_id)
-            store.commit_batch(conn)
+            commit(conn)
         except BaseException as exc:
             # the open batch is rolled back: its items were not recorded, so a rerun redoes them
-            store.roll_back(conn)
+            roll_back(conn)
             try:
                 self._mark_interrupted(run_id, exc)
             except sqlite3.Error:  # the disk is still full: the next import marks this run failed

@@ -54,15 +54,32 @@ def integrity_problems(path: Path) -> list[str]:
         return [str(exc)]
 
 
+def begin_immediate(conn: sqlite3.Connection) -> None:
+    """A write transaction taken at once: no other writer slips in between its reads and writes."""
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
+def roll_back(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (a full disk rolls back by itself; a
+    second ROLLBACK would raise "no transaction is active" and hide the real error)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
 @contextmanager
 def write_transaction(conn: sqlite3.Connection):
-    """One write transaction, taken at once (BEGIN IMMEDIATE: no other writer slips in between
-    this block's reads and writes), committed at the end, rolled back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+    """One write transaction (BEGIN IMMEDIATE), committed at the end, rolled back on any exception."""
+    begin_immediate(conn)
     try:
         yield conn
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        roll_back(conn)
         raise
-    conn.execute("COMMIT")
+    commit(conn)

@@ -8,7 +8,6 @@ in place, so one message never holds two rows of the same kind from one source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from app.clock import utc_now
@@ -148,22 +147,6 @@ def rules_by_message(db, strategy: str, source: str) -> list[RulesRow]:
         [strategy, source],
     ).fetchall()
     return [RulesRow(*r) for r in rows]
-
-
-def newest_rules(db, message_ids: Iterable[int], strategy: str, exclude_source: str | None = None) -> dict[int, str]:
-    """message id -> its newest ok rule set of ``strategy`` (optionally from any source but one)."""
-    ids = list(message_ids)
-    if not ids:
-        return {}
-    sql = f"SELECT message_id, rules FROM rules WHERE strategy = ? AND status = 'ok' AND message_id IN ({_marks(ids)})"
-    args: list = [strategy, *ids]
-    if exclude_source is not None:
-        sql += " AND source != ?"
-        args.append(exclude_source)
-    out: dict[int, str] = {}
-    for message_id, rules in db.execute(sql + " ORDER BY id", args):
-        out[message_id] = rules
-    return out
 
 
 # -- writes (upserts: a rerun replaces a failed or outdated row) ------------------------------------

@@ -7,8 +7,8 @@ The per-message statements are the import's hot path: each is one prepared state
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass
+import os
+from typing import NamedTuple
 
 from app import __version__
 from app.clock import utc_now
@@ -18,28 +18,6 @@ _INSERT_MESSAGE = (
     f"INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, {', '.join(MESSAGE_COLUMNS)}, "
     f"identity_id, imported_at) VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 6))})"
 )
-
-
-# -- transactions ----------------------------------------------------------------------------------
-
-
-def begin_batch(conn: sqlite3.Connection) -> None:
-    """A write transaction taken at once (no other writer can slip in between the reads and writes)."""
-    conn.execute("BEGIN IMMEDIATE")
-
-
-def commit_batch(conn: sqlite3.Connection) -> None:
-    conn.execute("COMMIT")
-
-
-def roll_back(conn: sqlite3.Connection) -> None:
-    """Undo the open transaction, if SQLite has not already (a full disk rolls back by itself; a
-    second ROLLBACK would raise "no transaction is active" and hide the real error)."""
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
 
 # -- sources and runs ------------------------------------------------------------------------------
@@ -140,15 +118,18 @@ def record_item(conn, source_id, key, run_id, status, message_ref, reason, detai
     )
 
 
-@dataclass(frozen=True)
-class SkippedItem:
+class SkippedItem(NamedTuple):
     location: str
     key: str
     reason: str
     detail: str
 
-    def __iter__(self):  # (location, key, reason, detail), as the callers unpack it
-        return iter((self.location, self.key, self.reason, self.detail))
+    @property
+    def where(self) -> str:
+        """The item as the user finds it: a file path, or an IMAP URL (always with "/")."""
+        if self.location.startswith("imap://"):
+            return f"{self.location}/{self.key}"
+        return os.path.join(self.location, self.key)
 
 
 def skipped_items(db, run_id: int, limit: int | None = None) -> list[SkippedItem]:
