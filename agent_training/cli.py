@@ -367,7 +367,6 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
     adapter replaces the profile's previous one only when it is complete and validated.
     """
     import json as jsonlib
-    import threading
 
     from agent_training.dataset import default_training_file
     from agent_training.finetune import Finetune, FinetuneConfig
@@ -381,14 +380,7 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
     token = CancelToken()
     restore_ctrl_c = on_ctrl_c(token, "Stopping after this step (a checkpoint is saved)")
     if control_stdin:
-
-        def watch_stdin() -> None:
-            for line in sys.stdin:
-                if line.strip() == "cancel":
-                    break
-            token.cancel()  # 'cancel', or the app went away (EOF)
-
-        threading.Thread(target=watch_stdin, daemon=True, name="stdin-cancel").start()
+        cancel_when_stdin_says(token)
     job = Finetune(config, cancel=token, log=lambda text: err.print(text, markup=False, highlight=False))
     if not as_json:
         console.print(f"Training the agent on {esc(dataset)}" + (f" (only {esc(sender)})" if sender else ""))
@@ -430,6 +422,64 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
             f"Adapter: {esc(result['adapter']['path'])} ({result['adapter']['tensors']} tensors, "
             f"{result['adapter']['bytes'] / 1e6:.1f} MB)"
         )
+
+
+def cancel_when_stdin_says(token: CancelToken) -> None:
+    """Cancel ``token`` when stdin says 'cancel' or closes (the app's way to stop a trainer)."""
+    import threading
+
+    def watch_stdin() -> None:
+        for line in sys.stdin:
+            if line.strip() == "cancel":
+                break
+        token.cancel()  # 'cancel', or the app went away (EOF)
+
+    threading.Thread(target=watch_stdin, daemon=True, name="stdin-cancel").start()
+
+
+@cli.command("retrain")
+@click.option("--sender", help="The identity whose agent learns from its edited and sent drafts (default: all).")
+@click.option("--steps", type=int, help="Training steps (default: one pass over the data, at most 60).")
+@click.option("--threads", type=int, help="CPU threads for training.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
+@click.option(
+    "--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel)."
+)
+def retrain_command(sender, steps, threads, as_json, control_stdin) -> None:
+    """Retrain an agent from the user's edits; the new adapter is kept only if it does no worse.
+
+    See agent_training/retrain.py. Ctrl-C saves a checkpoint; the same command resumes.
+    """
+    import json as jsonlib
+
+    from agent_training.retrain import Retrain, RetrainConfig
+    from app.store.db import open_database
+
+    err = Console(stderr=True)
+    token = CancelToken()
+    restore_ctrl_c = on_ctrl_c(token, "Stopping after this step (a checkpoint is saved)")
+    if control_stdin:
+        cancel_when_stdin_says(token)
+    job = Retrain(
+        open_database(),
+        RetrainConfig(sender=sender, steps=steps, threads=threads),
+        cancel=token,
+        log=lambda text: err.print(text, markup=False, highlight=False),
+    )
+    try:
+        for event in job.run():
+            if as_json:
+                print(event.to_json(), flush=True)
+            elif event.phase in ("loading", "gating", "done") or (event.phase == "training" and event.step % 10 == 0):
+                console.print(f"{event.phase} {event.step}/{event.total_steps} {event.message}", markup=False)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if as_json:
+            print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
+        raise click.ClickException(str(exc)) from None
+    finally:
+        restore_ctrl_c()
+    if (job.result or {}).get("decision") == "cancelled":
+        sys.exit(EXIT_CANCELLED)
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ from agent_training.parsing import MalformedAnswer, copied_run, extract_tag
 from agent_training.rules import rule_lines
 from app import consent, style
 from app.agent.agent import PreferenceAgent, RulesRequest
-from app.agent.profiles import AgentProfile, _profile_at, find_profile
+from app.agent.profiles import AgentProfile, find_profile, profile_at
 from app.backends.base import GenerationRequest, Message
 from app.backends.config import default_endpoint_name, get_endpoint
 from app.compose import ComposeOperation, ComposeRequest
@@ -373,7 +373,7 @@ class Evaluation:
 
     def _agent_profile(self, sender: str) -> AgentProfile:
         folder = self.config.agents.get(sender)
-        profile = _profile_at(Path(folder), sender) if folder else find_profile(sender)
+        profile = profile_at(Path(folder), sender) if folder else find_profile(sender)
         if not profile.trained and "agent" in self.config.methods:
             raise ValueError(f"{sender}: no trained agent (train it with `tiller train --sender {sender}`)")
         return profile
@@ -392,7 +392,7 @@ class Evaluation:
             profile = (
                 agents[agent_sender]
                 if method == "agent"
-                else _profile_at(self.config.adapter(method, agent_sender), f"{method}:{agent_sender}")
+                else profile_at(self.config.adapter(method, agent_sender), f"{method}:{agent_sender}")
             )
         if method == "naive_finetune":  # trained intent -> email: what it writes is the draft
             request = RulesRequest(

@@ -41,6 +41,7 @@ from app.jobs import CancelToken
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CHECKPOINT_DIR = "checkpoint"
 PEFT_DIR = "peft"
+INIT_WEIGHTS_FILE = "adapter_model.safetensors"  # what peft's save_pretrained writes
 
 
 @dataclass
@@ -75,6 +76,9 @@ class FinetuneConfig:
     max_batch_tokens: int | None = None
     export_gguf: bool = True
     fresh: bool = False  # ignore a matching checkpoint and start over
+    # a PEFT folder (a profile's peft/) whose LoRA weights the run starts from instead of fresh
+    # ones: a retrain from the user's edits continues the current adapter (agent_training/retrain.py)
+    init_adapter: Path | None = None
 
     def resolved(self) -> "FinetuneConfig":
         """The config with hardware defaults filled in (what is recorded and fingerprinted)."""
@@ -220,6 +224,8 @@ def fingerprint(config: FinetuneConfig, dataset_digest: str) -> str:
     }
     keys = {k: str(v) for k, v in keys.items()}
     keys["dataset_digest"] = dataset_digest
+    if config.init_adapter:  # the same path may hold other weights after a retrain swapped them in
+        keys["init_adapter_digest"] = sha256_file(Path(config.init_adapter) / INIT_WEIGHTS_FILE)
     keys["template"] = AGENT_TEMPLATE_VERSION
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -318,6 +324,25 @@ def enable_activation_checkpointing(model) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def load_adapter_weights(model, folder: Path) -> None:
+    """Put a saved adapter's LoRA weights into ``model`` (same targets and rank, else one clear error)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = folder / INIT_WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no adapter weights to start from (retrain the profile from scratch)")
+    try:
+        result = set_peft_model_state_dict(model, load_file(str(path)))
+    except RuntimeError as exc:  # torch's "size mismatch for ..." when the rank differs
+        raise ValueError(
+            f"{path}: the adapter does not fit this run ({str(exc).splitlines()[-1].strip()}); "
+            "use the rank it was trained with (--rank)"
+        ) from None
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"{path}: {len(result.unexpected_keys)} weights fit no layer of this model")
 
 
 def load_for_training(config: FinetuneConfig, hf_dir: Path):
@@ -532,6 +557,9 @@ class Finetune:
         total = max(1, math.ceil(config.epochs * max(1, batches_per_epoch // config.grad_accum)))
         if config.max_steps:  # overrides epochs (the data repeats if it must)
             total = config.max_steps
+        if config.init_adapter:
+            load_adapter_weights(model, Path(config.init_adapter))
+            self.log(f"Starting from the adapter in {config.init_adapter}")
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total, config.warmup_steps))

@@ -41,14 +41,19 @@ class ComposeRequest:
     max_tokens: int = 768
     check: bool = True
     reask: bool = True
+    # the scoped rules learnt from the user's edits (app/learning/scoped.py) replace the agent's on
+    # their aspects; off by default so the evaluation and benchmarks measure the agent alone
+    learned: bool = False
 
 
 @dataclass
 class RulesReady:
-    rules: list[str]
+    rules: list[str]  # what the draft is written with
     source: str  # agent | given | none
     profile: str | None = None
     trained: bool = False
+    agent_rules: list[str] = field(default_factory=list)  # what the agent said, before scoped rules
+    scoped: list[str] = field(default_factory=list)  # learnt scoped rules among ``rules``
 
 
 @dataclass
@@ -87,8 +92,9 @@ Event = RulesReady | DraftText | Reasking | DraftChecked
 class ComposeOperation:
     """``for event in ComposeOperation(request, cancel).run(): ...``; ``result`` at the end.
 
-    ``agent`` makes the agent for a sender (a fake in fast tests); ``generate_fn`` starts a
-    generation (app.backends.client.generate)."""
+    ``agent`` makes the agent for a sender (a fake in fast tests); ``scoped_rules`` gives a
+    sender's learnt scoped rules (default: the database's); ``generate_fn`` starts a generation
+    (app.backends.client.generate)."""
 
     def __init__(
         self,
@@ -96,6 +102,7 @@ class ComposeOperation:
         cancel: CancelToken | None = None,
         *,
         agent: Callable | None = None,
+        scoped_rules: Callable | None = None,
         generate_fn: Callable = generate,
         on_retry: Callable | None = None,
         prepare: Callable[[GenerationRequest], GenerationRequest] | None = None,
@@ -104,13 +111,15 @@ class ComposeOperation:
         self.cancel = cancel or CancelToken()
         self.on_retry = on_retry
         self._agent = agent
+        self._scoped_rules = scoped_rules  # sender -> stored scoped rules (app.learning.scoped.stored_rules)
         self._generate = generate_fn
         self._prepare = prepare  # a last change to the drafting request (the evaluation's few-shot examples)
         self.result: ComposeResult | None = None
+        self.rules_ready: RulesReady | None = None
 
     def run(self) -> Iterator[Event]:
         req = self.request
-        rules_event = self._rules()
+        rules_event = self.rules_ready = self._rules()
         yield rules_event
         drafts = []
         for index, tags in enumerate(req.tag_sets):
@@ -138,7 +147,15 @@ class ComposeOperation:
             cancel=self.cancel,
         )
         profile = getattr(agent, "profile", None)
-        return RulesReady(rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained))
+        ready = RulesReady(
+            rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained), agent_rules=list(rules)
+        )
+        if req.learned:
+            from app.learning.scoped import apply_scoped, rules_for, stored_rules
+
+            rows = rules_for((self._scoped_rules or stored_rules)(req.sender), req.recipient)
+            ready.rules, ready.scoped = apply_scoped(rules, rows)
+        return ready
 
     def _draft(self, index: int, rules: list[str], tags: tuple[str, ...]) -> Iterator[Event]:
         req = self.request

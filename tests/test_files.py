@@ -54,7 +54,7 @@ def test_training_record_reads_older_and_newer_records_and_names_a_broken_one(tm
     keys it does not know (a newer trainer) or lacks (an older one), and a damaged one is named."""
     import json
 
-    from app.agent.profiles import TRAINING_FILE, TrainingRecord, _profile_at
+    from app.agent.profiles import TRAINING_FILE, TrainingRecord, profile_at
 
     folder = tmp_path / "kay"
     folder.mkdir()
@@ -70,7 +70,7 @@ def test_training_record_reads_older_and_newer_records_and_names_a_broken_one(tm
             }
         )
     )
-    profile = _profile_at(folder, "fallback")
+    profile = profile_at(folder, "fallback")
     assert profile.name == "kay@x.com" and profile.record.steps == 60 and profile.record.examples_used == 76
     assert profile.record.adapter_sha256 is None and not profile.trained  # no adapter.gguf yet
     record = TrainingRecord(profile="all", steps=3, examples={"used": 2})
@@ -78,4 +78,4 @@ def test_training_record_reads_older_and_newer_records_and_names_a_broken_one(tm
     assert TrainingRecord.read(folder / TRAINING_FILE) == record
     (folder / TRAINING_FILE).write_text("[1, 2")
     with pytest.raises(ValueError, match=r"training.json: unreadable training record"):
-        _profile_at(folder, "kay")
+        profile_at(folder, "kay")

@@ -100,10 +100,11 @@ class AgentProfile:
 
 
 def load_profile(sender: str | None) -> AgentProfile:
-    return _profile_at(profile_dir(sender), sender.lower() if sender else ALL_SENDERS)
+    return profile_at(profile_dir(sender), sender.lower() if sender else ALL_SENDERS)
 
 
-def _profile_at(directory: Path, name: str) -> AgentProfile:
+def profile_at(directory: Path, name: str) -> AgentProfile:
+    """The profile in ``directory`` (a candidate adapter a retrain has not put in place yet)."""
     training = directory / TRAINING_FILE
     record = TrainingRecord.read(training) if training.is_file() else None
     adapter = directory / ADAPTER_FILE
@@ -120,7 +121,7 @@ def _profile_at(directory: Path, name: str) -> AgentProfile:
 def list_profiles() -> list[AgentProfile]:
     """Every profile that finished a training run (each training record read once)."""
     return [
-        _profile_at(d, d.name) for d in sorted(agents_dir().iterdir()) if d.is_dir() and (d / TRAINING_FILE).is_file()
+        profile_at(d, d.name) for d in sorted(agents_dir().iterdir()) if d.is_dir() and (d / TRAINING_FILE).is_file()
     ]
 
 

@@ -65,6 +65,17 @@ def read_rules_file(path: Path) -> list[str]:
 @click.option(
     "--no-check", is_flag=True, help="Show the model's draft as it is, without checking it against the rules."
 )
+@click.option(
+    "--edit",
+    "edit",
+    is_flag=True,
+    help="Open the draft (the picked one of several) in $EDITOR; what you save is kept and teaches the agent.",
+)
+@click.option(
+    "--no-learned",
+    is_flag=True,
+    help="Draft with the agent's rules alone, without the rules learnt from your edits (`tiller edits rules`).",
+)
 def draft_command(
     intent,
     recipient,
@@ -79,6 +90,8 @@ def draft_command(
     candidates,
     ranking,
     no_check,
+    edit,
+    no_learned,
 ) -> None:
     """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
 
@@ -122,6 +135,7 @@ def draft_command(
         tag_sets=tag_sets,
         max_tokens=max_tokens,
         check=not no_check,
+        learned=not no_learned,
     )
     with cancel_on_ctrl_c() as token:
         op = ComposeOperation(
@@ -135,8 +149,44 @@ def draft_command(
             raise click.ClickException("cancelled") from None
         except (BackendError, FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+    from app.cli.common import _open_db
+    from app.learning.capture import record_action, record_compose
+
+    db = _open_db()
+    draft_ids = record_compose(db, request, op.result, op.rules_ready)
+    picked = 0
     if selector is not None:
-        _rank_candidates(intent, selector, [d.tags for d in op.result.drafts], sender, ranking)
+        picked = _rank_candidates(intent, selector, [d.tags for d in op.result.drafts], sender, ranking)
+        if draft_ids and picked is not None:
+            record_action(db, draft_ids[picked], "picked")
+    if edit:
+        _edit_draft(db, op.result.drafts[picked or 0].draft.text, draft_ids[picked or 0] if draft_ids else None)
+    elif draft_ids:
+        err_console.print(
+            f"[dim]Stored as draft {draft_ids[picked or 0]}: `tiller edits` shows it, and how it was changed.[/]"
+        )
+
+
+def _edit_draft(db, text: str, draft_id: int | None) -> None:
+    """$EDITOR on the draft; the saved text is printed and kept as what the user made of it."""
+    from app.learning.capture import record_action
+    from app.learning.loop import after_edit
+
+    edited = click.edit(text, extension=".txt", require_save=False)
+    if edited is None or edited.strip() == text.strip():
+        err_console.print("Unchanged.")
+        return
+    console.rule("Your email")
+    console.print(edited.rstrip(), markup=False, highlight=False)
+    if draft_id is None:
+        err_console.print("Not stored: recording drafts is off (`tiller edits on`).")
+        return
+    after = record_action(db, draft_id, "edited", edited)
+    learnt = after_edit(db)
+    err_console.print(
+        f"Kept as draft {draft_id}'s final text (changed {after.edit_distance:.0%} of its words); "
+        f"{learnt.scoped_rules} scoped rule(s) learnt from your edits so far (`tiller edits rules`)."
+    )
 
 
 def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = None) -> None:
@@ -170,7 +220,8 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
     if show_rules:
         console.rule("Preference rules (made on this computer)" if first.source == "agent" else "Preference rules")
         for r in first.rules:
-            console.print(f"- {r}", markup=False, highlight=False)
+            learnt = " (learnt from your edits)" if r in first.scoped else ""
+            console.print(f"- {r}{learnt}", markup=False, highlight=False)
     several = len(op.request.tag_sets) > 1
     current = None
     for event in events:
@@ -231,8 +282,9 @@ def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
     return picked + rest, best_only
 
 
-def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
-    """Ask for (or take) the user's ranking of the drafts shown, and teach the tag selector."""
+def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> int | None:
+    """Ask for (or take) the user's ranking of the drafts shown, and teach the tag selector;
+    returns the index of the draft ranked best (None when not ranked)."""
     from app.ranking.selector import learned_preferences, save_selector
 
     m = len(tag_sets)
@@ -244,7 +296,7 @@ def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
             raise click.BadParameter(str(exc), param_hint="--rank") from None
     elif not sys.stdin.isatty():
         err_console.print("Not ranked (no --rank and no terminal to ask): nothing learned.")
-        return
+        return None
     else:
         while True:
             answer = click.prompt(
@@ -254,7 +306,7 @@ def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
             )
             if not answer.strip():
                 err_console.print("Skipped: nothing learned.")
-                return
+                return None
             try:
                 order, best_only = parse_ranking(answer, m)
                 break
@@ -267,6 +319,7 @@ def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> None:
         f"Learned from your {'pick' if best_only else 'ranking'} in {seconds * 1000:.0f} ms "
         f"({selector.updates} so far, saved to {path}). Favoured tags: {favoured}"
     )
+    return order[0]
 
 
 @cli.command("tags")

@@ -127,6 +127,11 @@ def print_import_summary(db, result, show_skipped: int = 20) -> None:
             console.print(f"  [yellow]skipped[/] {esc(item.where)}: {esc(item.reason)}: {esc(item.detail)}")
         if counts.skipped > show_skipped:
             console.print(f"  … and {counts.skipped - show_skipped} more: tiller imports {result.run_id}")
+    if result.drafts_matched:
+        console.print(
+            f"{len(result.drafts_matched)} sent email(s) matched to Tiller's drafts; they teach the agent "
+            "(see `tiller edits`, where a wrong match can be undone)."
+        )
     if result.status == "cancelled":
         console.print("[yellow]Cancelled.[/] Everything counted above is saved; run the same command to resume.")
     print_identities(db)

@@ -124,9 +124,9 @@ def train_command(sender, all_senders, **options) -> None:
     if result is None:
         sys.exit(EXIT_CANCELLED)
     if options["output"]:  # a profile folder of its own (the evaluation's baselines), not the sender's
-        from app.agent.profiles import _profile_at
+        from app.agent.profiles import profile_at
 
-        profile = _profile_at(options["output"], sender or "all")
+        profile = profile_at(options["output"], sender or "all")
     else:
         profile = load_profile(sender)
     record = profile.record

@@ -112,6 +112,16 @@ class ComposePage(QWidget):
         self.job: Job | None = None
         self._rules_inputs: tuple | None = None  # the inputs the agent's rules were made for
         self._rules_edited = False
+        # what the agent said and which learnt scoped rules joined it (stored with each draft)
+        self._agent_rules: list[str] = []
+        self._scoped: list[str] = []
+        self._proposed: list[str] = []  # the agent's rules with the scoped ones, as first shown
+        self._profile: str | None = None
+        # the stored draft in the box (app/learning/capture.py) and the text it was shown with
+        self._draft_id: int | None = None
+        self._shown_text = ""
+        self._candidate_ids: list[int] = []
+        self._learn_job: Job | None = None
 
         self.voice = QComboBox(objectName="voice")
         self.backend = QComboBox(objectName="backend")
@@ -148,8 +158,10 @@ class ComposePage(QWidget):
         self.regenerate = QPushButton("Ask the agent again")
         self.output = QPlainTextEdit(objectName="output")
         self.output.setPlaceholderText("The draft appears here, as it is written.")
-        self.copy = QPushButton("Copy")
-        self.mail = QPushButton("Open in mail client")
+        self.copy = QPushButton("Copy", objectName="copy")
+        self.mail = QPushButton("Open in mail client", objectName="mail")
+        self.discard = QPushButton("Discard", objectName="discard")
+        self.discard.setToolTip("Clear the draft; Tiller notes that it was not used.")
         self.status = QLabel(objectName="status", wordWrap=True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         # each rule as kept / repaired / broken after the draft; the model's original one click away
@@ -206,6 +218,7 @@ class ComposePage(QWidget):
         out_buttons = QHBoxLayout()
         out_buttons.addWidget(self.copy)
         out_buttons.addWidget(self.mail)
+        out_buttons.addWidget(self.discard)
         out_buttons.addWidget(self.show_original)
         out_buttons.addStretch()
         rv.addLayout(out_buttons)
@@ -223,8 +236,9 @@ class ComposePage(QWidget):
         self.add_rule.clicked.connect(self._add_rule)
         self.remove_rule.clicked.connect(self._remove_rule)
         self.rules.itemChanged.connect(lambda _: setattr(self, "_rules_edited", True))
-        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.output.toPlainText()))
+        self.copy.clicked.connect(self.copy_draft)
         self.mail.clicked.connect(self.open_in_mail_client)
+        self.discard.clicked.connect(self.discard_draft)
         self.show_original.toggled.connect(self._toggle_original)
         self.pick.clicked.connect(self.pick_previous)
         for n, b in enumerate(self.pick_buttons):
@@ -267,12 +281,18 @@ class ComposePage(QWidget):
             self.rules.item(i).text().strip() for i in range(self.rules.count()) if self.rules.item(i).text().strip()
         ]
 
-    def set_rules(self, rules: list[str]) -> None:
+    def set_rules(self, rules: list[str], scoped: list[str] = ()) -> None:
+        """Show ``rules``; those in ``scoped`` (learnt from the user's edits) are marked."""
+        from PySide6.QtGui import QColor
+
         self.rules.blockSignals(True)
         self.rules.clear()
         for rule in rules:
             item = QListWidgetItem(rule)
             item.setFlags(item.flags() | Qt.ItemIsEditable)
+            if rule in scoped:
+                item.setForeground(QColor("#1f5fa8"))
+                item.setToolTip("Learnt from your edits to drafts like this one (see Edits)")
             self.rules.addItem(item)
         self.rules.blockSignals(False)
         self._rules_edited = False
@@ -332,6 +352,8 @@ class ComposePage(QWidget):
         sender, intent, recipient, subject, previous = inputs
 
         def work(token):
+            from app.learning.scoped import apply_scoped, rules_for, stored_rules
+
             agent = PreferenceAgent.for_sender(sender)
             text = ""
             for piece in agent.stream_rules(
@@ -339,7 +361,10 @@ class ComposePage(QWidget):
             ):
                 text += piece
                 yield text
-            return parse_rules(text), agent.profile.trained if agent.profile else False
+            agent_rules = parse_rules(text)
+            rules, scoped = apply_scoped(agent_rules, rules_for(stored_rules(sender), recipient or None))
+            profile = agent.profile.name if agent.profile else None
+            return rules, agent.profile.trained if agent.profile else False, agent_rules, scoped, profile
 
         self.show_status("The agent is writing rules on this computer…")
         self.set_rules([])
@@ -347,9 +372,12 @@ class ComposePage(QWidget):
         job.sig_progress.connect(lambda text: self.set_rules(parse_rules(text)))
 
         def done(result):
-            rules, trained = result
-            self.set_rules(rules)
+            rules, trained, self._agent_rules, self._scoped, self._profile = result
+            self._proposed = list(rules)
+            self.set_rules(rules, self._scoped)
             self._rules_inputs = inputs
+            if self._scoped:
+                self.show_status(f"{len(self._scoped)} rule(s) learnt from your edits joined the agent's (in blue).")
             if not trained:
                 self.show_status(
                     "No trained agent for this voice yet: these rules come from the base model (train it on the Training page)."
@@ -384,6 +412,7 @@ class ComposePage(QWidget):
                     checked = event
             return checked
 
+        self._note_edit()
         self.output.clear()
         self._show_check(None)
         self.show_status(f"{backend} is writing the draft…")
@@ -414,11 +443,99 @@ class ComposePage(QWidget):
                 + "."
             )
             self._busy(False)
+            self._remember(inputs, rules, [(checked.text.rstrip("\n"), (), event.backend, event.model)])
             self.sig_draft_finished.emit(self.output.toPlainText())
 
         job.sig_succeeded.connect(done)
         self._end_on_failure(job, self._draft_failed(backend), "Cancelled; the text so far is kept.")
         job.start()
+
+    # -- what the user does with a draft (app/learning/capture.py) -----------------------------
+
+    def _remember(self, inputs: tuple, rules: tuple, shown: list[tuple]) -> list[int]:
+        """Store the drafts just shown; the first is the one in the box."""
+        from app.learning.capture import DraftShown, record_drafts
+
+        sender, intent, recipient, subject, previous = inputs
+        scoped = [r for r in self._scoped if r in rules]
+        given = list(rules) != self._proposed  # the user edited the rules
+        with database() as db:
+            ids = record_drafts(
+                db,
+                identity=sender,
+                recipient=recipient or None,
+                subject=subject or None,
+                intent=intent,
+                previous_email=previous or None,
+                agent_rules=list(self._agent_rules),
+                scoped_rules=scoped,
+                rules=list(rules),
+                rules_source="given" if given else "agent",
+                profile=self._profile,
+                shown=[DraftShown(text, list(tags), backend, model) for text, tags, backend, model in shown],
+            )
+        self._draft_id = ids[0] if ids else None
+        self._shown_text = shown[0][0] if shown else ""
+        return ids
+
+    def _record(self, action: str, text: str | None = None) -> None:
+        """Record ``action`` on the draft in the box; an edited text relearns in the background."""
+        from app.learning.capture import record_action
+
+        if self._draft_id is None:
+            return
+        with database() as db:
+            after = record_action(db, self._draft_id, action, text)
+        if (
+            after is not None
+            and after.final_source == "edit"
+            and text is not None
+            and text.strip() != self._shown_text.strip()
+        ):
+            self._relearn(after.identity)
+
+    def _relearn(self, identity: str | None) -> None:
+        def work(token):
+            from app.learning.loop import after_edit
+
+            with database() as db:
+                return after_edit(db, identity)
+
+        if self._learn_job is not None and self._learn_job.running:
+            return  # the running one reads the edit just stored anyway
+        job = self._learn_job = Job(work, "learn-edits", self)
+        job.sig_succeeded.connect(
+            lambda report: self.show_status(
+                "Learnt from your edit"
+                + (
+                    f"; the agent is retraining in the background ({', '.join(report.retraining)})"
+                    if report.retraining
+                    else ""
+                )
+                + "."
+            )
+        )
+        job.sig_failed.connect(lambda msg: self.show_status(f"Could not learn from the edit: {msg}", error=True))
+        job.start()
+
+    def _note_edit(self) -> None:
+        """Before the box is cleared: an edited draft is recorded as edited."""
+        text = self.output.toPlainText()
+        if self._draft_id is not None and text.strip() and text.strip() != self._shown_text.strip():
+            self._record("edited", text)
+        self._draft_id = None
+
+    def copy_draft(self) -> None:
+        QGuiApplication.clipboard().setText(self.output.toPlainText())
+        self._record("copied", self.output.toPlainText())
+
+    def discard_draft(self) -> None:
+        """Clear the box; an edit made before discarding teaches nothing (the draft was not used)."""
+        self._record("discarded")
+        self._draft_id = None
+        self.output.clear()
+        self._show_check(None)
+        self.show_status("Draft discarded.")
 
     def _show_check(self, event) -> None:
         """List each rule as kept, repaired or broken (with what was done), and offer the original."""
@@ -487,6 +604,7 @@ class ComposePage(QWidget):
                 done.append((tuple(tags), "".join(pieces).strip()))
             return selector, done
 
+        self._note_edit()
         self.output.clear()
         self.show_status(f"{backend} is writing {m} drafts, each with other style tags…")
         job = self.job = Job(work, "draft", self)
@@ -495,6 +613,10 @@ class ComposePage(QWidget):
         def finished(result):
             self._selector, self._candidates = result
             self._candidate_for = (sender, intent)  # what the pick teaches, even if the voice changes meanwhile
+            self._candidate_ids = self._remember(
+                inputs, rules, [(text, tags, backend, None) for tags, text in self._candidates]
+            )
+            self._draft_id = None  # none is in the box alone until one is picked
             for n, b in enumerate(self.pick_buttons):
                 b.setVisible(n < len(self._candidates))
             self.show_status(
@@ -518,6 +640,9 @@ class ComposePage(QWidget):
         self.output.setPlainText(self._candidates[n][1])
         for b in self.pick_buttons:
             b.setVisible(False)
+        if n < len(self._candidate_ids):
+            self._draft_id, self._shown_text = self._candidate_ids[n], self._candidates[n][1]
+            self._record("picked")
 
         def work(token):
             seconds = selector.update(intent, ranked, best_only=True)
@@ -561,3 +686,5 @@ class ComposePage(QWidget):
     def open_in_mail_client(self) -> None:
         if not QDesktopServices.openUrl(self.mailto_url()):
             self.show_status("No mail client answered the mailto: link; use Copy instead.", error=True)
+            return
+        self._record("opened", self.output.toPlainText())

@@ -1,5 +1,5 @@
 """The main window: a page list on the left (Get started, Compose, Import, Training, Large models,
-Privacy) and the pages. Window state and the last page are restored from ``<data>/gui.ini``
+Privacy, Your edits) and the pages. Window state and the last page are restored from ``<data>/gui.ini``
 (versioned); with no mail imported yet the window opens on Get started, the first-run path."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QStackedWid
 from app import paths
 from app.gui.backends_page import BackendsPage, LedgerPage
 from app.gui.compose import ComposePage
+from app.gui.edits_page import EditsPage
 from app.gui.import_page import ImportPage
 from app.gui.start_page import StartPage
 from app.gui.training_page import TrainingPage
@@ -39,6 +40,7 @@ class MainWindow(QMainWindow):
         self.training = TrainingPage()
         self.backends = BackendsPage()
         self.ledger = LedgerPage()
+        self.edits = EditsPage()
         self.pages = QStackedWidget()
         self.nav = QListWidget(objectName="nav")
         for title, page in (
@@ -48,6 +50,7 @@ class MainWindow(QMainWindow):
             ("Training", self.training),
             ("Large models", self.backends),
             ("Privacy ledger", self.ledger),
+            ("Your edits", self.edits),
         ):
             self.nav.addItem(title)
             self.pages.addWidget(page)
@@ -61,7 +64,7 @@ class MainWindow(QMainWindow):
 
         self.compose.sig_status_changed.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.importer.sig_import_finished.connect(
-            lambda _: (self.compose.refresh(), self.training.refresh(), self.start.refresh())
+            lambda _: (self.compose.refresh(), self.training.refresh(), self.start.refresh(), self.edits.refresh())
         )
         self.training.sig_trained.connect(lambda _: (self.compose.refresh(), self.start.refresh()))
         by_key = {"import": self.importer, "training": self.training, "compose": self.compose}
@@ -76,6 +79,8 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentIndex(row)
         if self.pages.currentWidget() is self.ledger:
             self.ledger.refresh()
+        elif self.pages.currentWidget() is self.edits:
+            self.edits.refresh()
         elif self.pages.currentWidget() is self.start:
             self.start.refresh()
 

@@ -62,6 +62,7 @@ class ImportResult:
     counts: ImportCounts
     new_identities: list[str]
     elapsed_s: float
+    drafts_matched: list[tuple[int, int, float]] = field(default_factory=list)  # (draft, message, similarity)
 
 
 class MailImport:
@@ -170,6 +171,9 @@ class MailImport:
                 pool.close()
         with db.atomic():
             new_identities = self._identities.settle(source_id)
+        from app.learning.loop import after_import  # sent mail that was one of Tiller's drafts
+
+        learnt = after_import(db, run_id)
         progress.done = counts.seen
         progress.message = status
         yield progress
@@ -180,6 +184,7 @@ class MailImport:
             counts=counts,
             new_identities=new_identities,
             elapsed_s=time.monotonic() - started,
+            drafts_matched=learnt.matched,
         )
 
     # -- one item -----------------------------------------------------------------------------

@@ -309,3 +309,88 @@ def _m006_accounts(db: sqlite_utils.Database) -> None:
         pk="name",
         not_null={"kind", "host", "user", "security", "auth"},
     )
+
+
+@migration(7, "drafts: every draft Tiller wrote, what the user did with it, the sent mail it became; scoped rules")
+def _m007_drafts(db: sqlite_utils.Database) -> None:
+    # One row per draft shown (a PREMIUM run of 3 candidates is 3 rows sharing ``compose_id``).
+    # ``final_text`` is what the user made of it: the text edited in the draft box or $EDITOR, or
+    # the own text of the sent email it was matched to (``sent_message_id``).
+    db["drafts"].create(
+        {
+            "id": int,
+            "compose_id": int,  # the first draft's id of the same compose run
+            "created_at": str,
+            "identity": str,  # the address that writes (NULL: "all my identities")
+            "recipient": str,
+            "subject": str,
+            "intent": str,
+            "previous_email": str,
+            "agent_rules": str,  # JSON list: what the agent said
+            "scoped_rules": str,  # JSON list: learned scoped rules that replaced or joined them
+            "rules": str,  # JSON list: the rules the draft was written with
+            "rules_source": str,  # agent | given | none
+            "profile": str,
+            "backend": str,
+            "model": str,
+            "tags": str,  # JSON list
+            "text": str,  # the draft as shown (after the rule check's repairs)
+            "status": str,  # shown | edited | copied | opened | discarded | sent
+            "picked": int,  # 1 when the user picked this one of several candidates
+            "final_text": str,
+            "final_source": str,  # edit | sent
+            "final_at": str,
+            "sent_message_id": int,
+            "match_similarity": float,
+            "edit_distance": float,  # normalized word edit distance, draft -> final
+        },
+        pk="id",
+        foreign_keys=[("sent_message_id", "messages", "id")],
+    )
+    db["drafts"].create_index(["identity", "created_at"])
+    db["drafts"].create_index(["sent_message_id"])
+    db["draft_events"].create(
+        {"id": int, "draft_id": int, "at": str, "action": str, "detail": str},
+        pk="id",
+        foreign_keys=[("draft_id", "drafts", "id")],
+    )
+    db["draft_events"].create_index(["draft_id"])
+    # A match the user undid is never made again.
+    db["refused_matches"].create(
+        {"draft_id": int, "message_id": int, "at": str},
+        pk=("draft_id", "message_id"),
+    )
+    # Learned from (draft, final) pairs, verified against the user's real emails; rebuilt whole
+    # each time (so forgetting a draft forgets what it taught).
+    db["scoped_rules"].create(
+        {
+            "id": int,
+            "identity": str,  # NULL: every identity
+            "scope": str,  # all | domain | recipient
+            "scope_value": str,  # "" | example.com | sylvia@example.com (or the name typed)
+            "aspect": str,  # greeting | signoff | contractions | case | punctuation | length
+            "rule": str,
+            "evidence": str,  # JSON list of draft ids
+            "verified_on": int,  # the user's real emails to that scope it was checked against
+            "verified_kept": int,  # of which keep it
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["scoped_rules"].create_index(["identity", "scope", "scope_value"])
+    # Background retraining from edits: each attempt, and whether the new adapter was kept.
+    db["retrains"].create(
+        {
+            "id": int,
+            "profile": str,
+            "started_at": str,
+            "finished_at": str,
+            "pairs": int,  # (draft, final) pairs trained on
+            "held_out": int,
+            "old_score": float,
+            "new_score": float,
+            "decision": str,  # running | kept_new | kept_old | failed | cancelled
+            "note": str,
+        },
+        pk="id",
+    )

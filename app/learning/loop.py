@@ -1,0 +1,72 @@
+"""What happens after an import or an edit: match sent mail, relearn the scoped rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.learning import matching, retrain, scoped
+from app.store import drafts as store
+
+
+@dataclass
+class LoopReport:
+    matched: list[tuple[int, int, float]] = field(default_factory=list)
+    scoped_rules: int | None = None  # None: not relearnt
+    retraining: list[str] = field(default_factory=list)  # profiles a background retrain started for
+    ranked: int = 0  # candidate groups whose sent draft taught the PREMIUM tag selector
+
+
+def after_import(db, run_id: int) -> LoopReport:
+    """Match what an import run stored to open drafts, then relearn when anything matched."""
+    report = LoopReport()
+    if not store.has_unmatched_drafts(db):  # the usual case: a first import holds nothing to match
+        return report
+    with db.atomic():
+        report.matched = matching.match_sent_mail(db, store.sent_messages_of_run(db, run_id)).matched
+    if report.matched:
+        report.scoped_rules = len(scoped.learn(db).rules)
+        report.ranked = teach_selector(db, [draft_id for draft_id, _, _ in report.matched])
+        identities = {d.identity for d in map(lambda m: store.draft(db, m[0]), report.matched) if d is not None}
+        report.retraining = maybe_retrain(db, identities)
+    return report
+
+
+def after_edit(db, identity: str | None = None, *, background: bool = True) -> LoopReport:
+    """Relearn the scoped rules after the user edited (or forgot) drafts; start a background
+    retrain of ``identity``'s agent when one is due."""
+    report = LoopReport(scoped_rules=len(scoped.learn(db).rules))
+    if background:
+        report.retraining = maybe_retrain(db, {identity})
+    return report
+
+
+def maybe_retrain(db, identities) -> list[str]:
+    started = []
+    for identity in identities:
+        if retrain.start_background(db, identity) is not None:
+            started.append(retrain.profile_key(identity))
+    return started
+
+
+def teach_selector(db, draft_ids: list[int]) -> int:
+    """A sent draft that was one of several candidates the user did not rank in the app is the
+    user's pick after all: it teaches the PREMIUM tag selector (as a pick of one). The selector
+    needs torch (the ``train`` extra); without it nothing is taught."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # the bare core: no text encoder to teach
+        return 0
+    from app.ranking.selector import load_selector, save_selector
+
+    taught = 0
+    for draft_id in draft_ids:
+        sent = store.draft(db, draft_id)
+        group = store.compose_group(db, sent.compose_id) if sent and sent.compose_id else []
+        if len(group) < 2 or any(d.picked for d in group) or not all(d.tags for d in group):
+            continue
+        selector = load_selector(sent.identity)
+        ranked = [tuple(sent.tags)] + [tuple(d.tags) for d in group if d.id != sent.id]
+        selector.update(sent.intent, ranked, best_only=True)
+        save_selector(selector, sent.identity)
+        taught += 1
+    return taught

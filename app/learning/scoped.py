@@ -1,0 +1,232 @@
+"""Scoped preferences: what the user's edits say about one recipient, one domain, or all their mail.
+
+Each (draft, final) pair is measured on both sides (app/style.py); an aspect the user changed
+(greeting, sign-off, contractions, lower case, exclamation marks, length) gives a correction: the
+measured rule of the final text for that aspect, in the wording the rule check reads. Corrections
+become rules at three scopes:
+
+- **recipient**: the newest correction for an aspect to that recipient;
+- **domain**: the same name-free rule from edits to at least ``DOMAIN_MIN`` recipients at a domain;
+- **all**: the same name-free rule from at least ``ALL_MIN`` recipients.
+
+Before a rule is kept it is verified (PROSE's check) against the user's real sent emails in its
+scope: it must hold in at least ``VERIFY_SHARE`` of them when there are ``VERIFY_MIN`` or more
+(one edit does not overrule years of mail); with fewer, the edits alone decide. The table is
+rebuilt from all pairs each time (``learn``), so forgetting a draft forgets what it taught.
+
+At drafting time (app/compose.py) the rules for the email's recipient replace the agent's rules on
+the same aspect, the most specific scope winning: "Sylvia: first name, no greeting line" applies to
+Sylvia only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from app.rulecheck import BROKEN, KEPT, REPAIRED, check_draft
+from app.store import drafts as store
+from app.store.db import write_transaction
+from app.style import measure, style_rules
+
+DOMAIN_MIN = 2
+ALL_MIN = 3
+VERIFY_MIN = 3
+VERIFY_SHARE = 0.6
+MAX_VERIFY_EMAILS = 200  # the newest-first order of the store does not matter: a sample is enough
+
+ASPECTS = {
+    "greeting": re.compile(r"^(?:greeting:|no greeting\b)", re.I),
+    "signoff": re.compile(r"^(?:sign-?off:|no closing phrase|no sign-?off\b)", re.I),
+    "contractions": re.compile(r"^(?:uses contractions|no contractions)\b", re.I),
+    "case": re.compile(r"^writes in lower case\b", re.I),
+    "punctuation": re.compile(r"^punctuation:", re.I),
+    "length": re.compile(r"^length:", re.I),
+    "sentences": re.compile(r"^sentences:", re.I),
+}
+NAME_FREE = ("signoff", "contractions", "case", "punctuation")  # "No greeting" too (see _name_free)
+
+
+def aspect_of(rule: str) -> str | None:
+    text = re.sub(r"^\s*[-*•]\s*", "", rule).strip()
+    for aspect, pattern in ASPECTS.items():
+        if pattern.match(text):
+            return aspect
+    return None
+
+
+def recipient_key(recipient: str | None) -> str | None:
+    """ "Sylvia Ortiz <sylvia@x.com>" -> "sylvia@x.com"; "Sylvia" -> "sylvia"; None when empty."""
+    if not recipient or not recipient.strip():
+        return None
+    name, address = parseaddr(recipient.strip())
+    if address and "@" in address:
+        return address.lower()
+    return (name or recipient).strip().lower()
+
+
+def domain_of(key: str | None) -> str | None:
+    return key.rsplit("@", 1)[1] if key and "@" in key else None
+
+
+def _by_aspect(rules: list[str]) -> dict[str, str]:
+    out = {}
+    for rule in rules:
+        aspect = aspect_of(rule)
+        if aspect and aspect not in out:
+            out[aspect] = rule
+    return out
+
+
+def corrections(draft: str, final: str) -> dict[str, str]:
+    """aspect -> the final text's rule, for each aspect the user changed."""
+    before, after = measure(draft), measure(final)
+    wanted = _by_aspect(style_rules(after))
+    had = _by_aspect(style_rules(before))
+    out = {}
+    if (before.greeting or "").strip().lower() != (after.greeting or "").strip().lower():
+        out["greeting"] = wanted["greeting"]
+    if (before.signoff, before.signature_name) != (after.signoff, after.signature_name):
+        out["signoff"] = wanted["signoff"]
+    if "contractions" in wanted and wanted["contractions"].split()[0] != had.get("contractions", "").split(" ")[0]:
+        out["contractions"] = wanted["contractions"]
+    if "case" in wanted and "case" not in had:
+        out["case"] = wanted["case"]
+    if wanted.get("punctuation", "").lower().startswith("punctuation: plain") and before.exclamations:
+        out["punctuation"] = wanted["punctuation"]
+    if before.word_count and after.word_count and not 0.67 <= after.word_count / before.word_count <= 1.5:
+        out["length"] = wanted["length"].split(" (")[0].rstrip(".") + "."
+    return out
+
+
+def _name_free(aspect: str, rule: str) -> bool:
+    return aspect in NAME_FREE or (aspect == "greeting" and rule.lower().startswith("no greeting"))
+
+
+def kept_share(rule: str, texts: list[str]) -> tuple[int, int]:
+    """(emails the rule was checkable on, emails that keep it)."""
+    on = kept = 0
+    for text in texts[:MAX_VERIFY_EMAILS]:
+        checks = [c for c in check_draft(text, [rule]).checks if c.rule.lower() == rule.lower().lstrip("-* ")]
+        if not checks or checks[0].status not in (KEPT, REPAIRED, BROKEN):
+            continue
+        on += 1
+        kept += checks[0].status == KEPT
+    return on, kept
+
+
+@dataclass
+class LearnReport:
+    pairs: int
+    rules: list[store.ScopedRuleRow]
+    rejected: list[tuple[str, str, str, int, int]]  # (scope, value, rule, verified on, kept)
+
+
+def learn(db, *, before: str | None = None) -> LearnReport:
+    """Rebuild the scoped rules from every (draft, final) pair; see the module docstring.
+    ``before``: verify against the user's emails dated earlier only (the edit replay)."""
+    pairs = store.learning_pairs(db)
+    # (identity, recipient) -> aspect -> [(draft id, rule)], oldest first
+    by_recipient: dict[tuple[str | None, str], dict[str, list[tuple[int, str]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for pair in pairs:
+        key = recipient_key(pair.recipient)
+        if key is None:
+            key = ""  # no recipient given: evidence for the broader scopes only
+        for aspect, rule in corrections(pair.text, pair.final_text or "").items():
+            by_recipient[(pair.identity, key)][aspect].append((pair.id, rule))
+    candidates: list[store.ScopedRuleRow] = []
+    # (identity, aspect, rule) -> {recipient: draft ids}
+    spread: dict[tuple[str | None, str, str], dict[str, list[int]]] = defaultdict(dict)
+    for (identity, key), aspects in by_recipient.items():
+        for aspect, found in aspects.items():
+            draft_id, rule = found[-1]  # the newest correction is the user's current preference
+            if key:
+                candidates.append(
+                    store.ScopedRuleRow(identity, "recipient", key, aspect, rule, [d for d, _ in found], 0, 0)
+                )
+            if _name_free(aspect, rule):
+                spread[(identity, aspect, rule)].setdefault(key, []).extend(d for d, r in found if r == rule)
+    for (identity, aspect, rule), recipients in spread.items():
+        named = {k: v for k, v in recipients.items() if k}
+        domains: dict[str, list[str]] = defaultdict(list)
+        for k in named:
+            if domain_of(k):
+                domains[domain_of(k)].append(k)
+        for domain, members in domains.items():
+            if len(members) >= DOMAIN_MIN:
+                evidence = sorted(d for k in members for d in recipients[k])
+                candidates.append(store.ScopedRuleRow(identity, "domain", domain, aspect, rule, evidence, 0, 0))
+        if len(recipients) >= ALL_MIN:
+            evidence = sorted(d for ids in recipients.values() for d in ids)
+            candidates.append(store.ScopedRuleRow(identity, "all", "", aspect, rule, evidence, 0, 0))
+    kept_rules, rejected = [], []
+    for row in candidates:
+        if row.scope == "recipient":
+            texts = (
+                store.own_texts_to(db, row.identity, address=row.scope_value, before=before)
+                if "@" in row.scope_value
+                else []
+            )
+        elif row.scope == "domain":
+            texts = store.own_texts_to(db, row.identity, domain=row.scope_value, before=before)
+        else:
+            texts = store.own_texts_to(db, row.identity, before=before)
+        row.verified_on, row.verified_kept = kept_share(row.rule, texts)
+        if row.verified_on >= VERIFY_MIN and row.verified_kept < VERIFY_SHARE * row.verified_on:
+            rejected.append((row.scope, row.scope_value, row.rule, row.verified_on, row.verified_kept))
+            continue
+        kept_rules.append(row)
+    with write_transaction(db.conn):
+        store.replace_scoped_rules(db, kept_rules)
+    return LearnReport(len(pairs), kept_rules, rejected)
+
+
+_SCOPE_ORDER = {"all": 0, "domain": 1, "recipient": 2}
+
+
+def rules_for(rows: list[store.ScopedRuleRow], recipient: str | None) -> list[store.ScopedRuleRow]:
+    """The scoped rules that apply to an email to ``recipient``: one per aspect, the most specific."""
+    key = recipient_key(recipient)
+    domain = domain_of(key)
+    chosen: dict[str, store.ScopedRuleRow] = {}
+    for row in sorted(rows, key=lambda r: (_SCOPE_ORDER[r.scope], r.identity is not None)):
+        fits = (
+            row.scope == "all"
+            or (row.scope == "domain" and domain == row.scope_value)
+            or (row.scope == "recipient" and key == row.scope_value)
+        )
+        if fits:
+            chosen[row.aspect] = row  # later (more specific) rows win
+    return list(chosen.values())
+
+
+def apply_scoped(agent_rules: list[str], scoped: list[store.ScopedRuleRow]) -> tuple[list[str], list[str]]:
+    """(the rules to draft with, the scoped rules used): each scoped rule takes the place of the
+    agent's rules on its aspect, or joins them when the agent said nothing on it."""
+    wanted = {row.aspect: row.rule for row in scoped}
+    out, placed = [], set()
+    for rule in agent_rules:
+        aspect = aspect_of(rule)
+        if aspect in wanted:
+            if aspect not in placed:
+                out.append(wanted[aspect])
+                placed.add(aspect)
+            continue
+        out.append(rule)
+    out += [rule for aspect, rule in wanted.items() if aspect not in placed]
+    return out, list(wanted.values())
+
+
+def stored_rules(identity: str | None) -> list[store.ScopedRuleRow]:
+    """The scoped rules in the user's database for ``identity`` (and those learnt for every identity)."""
+    from app.store.db import open_database
+
+    db = open_database()
+    try:
+        return store.scoped_rules(db, identity)
+    finally:
+        db.conn.close()
