@@ -156,17 +156,18 @@ class Retrain:
                 f"({policy.MIN_HELD_OUT} are held out to check the new adapter)"
             )
         with db.atomic():
+            store.fail_stale_retrains(db, key)
             run_id = store.start_retrain(db, key, len(pairs), len(held_out))
         try:
             records = [edit_example(p) for p in train_pairs for _ in range(EDIT_REPEATS)]
             records += distilled_examples(sender, REPLAY * len(train_pairs))
-            dataset = agents_dir() / f".retrain-{profile_slug(sender)}.jsonl"
+            dataset = dataset_path(sender)
             write_atomic(dataset, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
             current = find_profile(sender)
             start_from = current.directory / PEFT_DIR if current.trained else None
             if start_from is not None and not start_from.is_dir():
                 start_from = None  # an adapter from before peft/ was kept: train from fresh weights
-            candidate_dir = agents_dir() / f".candidate-{profile_slug(sender)}"
+            candidate_dir = policy.candidate_dir(sender)
             steps = self.config.steps or min(MAX_STEPS, max(1, math.ceil(len(records) / BATCH)))
             config = FinetuneConfig(
                 dataset=dataset,
@@ -202,6 +203,7 @@ class Retrain:
                 decision = "kept_old"
                 note = f"the new adapter did worse ({new_score:.2f} < {old_score:.2f}): the current one stays"
             shutil.rmtree(candidate_dir, ignore_errors=True)
+            dataset.unlink(missing_ok=True)  # it holds the user's edited text: kept only to resume
             with db.atomic():
                 store.finish_retrain(db, run_id, decision, old_score=old_score, new_score=new_score, note=note)
                 policy.clear_due(db, sender)
@@ -213,5 +215,5 @@ class Retrain:
             raise
 
 
-def candidate_path(sender: str | None) -> Path:
-    return agents_dir() / f".candidate-{profile_slug(sender)}"
+def dataset_path(sender: str | None) -> Path:
+    return agents_dir() / f".retrain-{profile_slug(sender)}.jsonl"

@@ -95,6 +95,13 @@ def main() -> None:
     wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running, 600_000)
     shoot("compose")
 
+    # the user shortens the draft and copies it: the Your edits page shows what that taught
+    compose.output.setPlainText("The NG Energy contract is ready for legal review. Comments by Friday?\n\nKay")
+    compose.copy_draft()
+    wait(lambda: compose._learn_job is not None and not compose._learn_job.running)
+    window.show_page(window.edits)
+    shoot("edits")
+
     window.show_page(window.importer)
     window.importer._chosen(str(ENRON / "maildir"))
     window.importer.run_import()

@@ -182,11 +182,16 @@ def _edit_draft(db, text: str, draft_id: int | None) -> None:
         err_console.print("Not stored: recording drafts is off (`tiller edits on`).")
         return
     after = record_action(db, draft_id, "edited", edited)
-    learnt = after_edit(db)
+    learnt = after_edit(db, after.identity)
     err_console.print(
         f"Kept as draft {draft_id}'s final text (changed {after.edit_distance:.0%} of its words); "
         f"{learnt.scoped_rules} scoped rule(s) learnt from your edits so far (`tiller edits rules`)."
     )
+    if learnt.retraining:
+        err_console.print(
+            f"Enough edits have come in: the agent ({', '.join(learnt.retraining)}) is retraining in the "
+            "background; drafting goes on with the current one (`tiller edits` shows the outcome)."
+        )
 
 
 def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = None) -> None:

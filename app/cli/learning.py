@@ -94,10 +94,8 @@ def show_command(draft_id) -> None:
 def forget_command(draft_ids, forget_all, sender) -> None:
     """Forget drafts: the rows, their history, their matches, and what they taught (scoped rules are
     relearnt at once; an agent retrained on them is retrained without them)."""
-    from app.learning import retrain
-    from app.learning.loop import after_edit
+    from app.learning.capture import forget_drafts
     from app.store import drafts as store
-    from app.store.db import write_transaction
 
     if bool(draft_ids) == forget_all:
         raise click.UsageError("name the drafts to forget (ids from `tiller edits`), or --all")
@@ -106,14 +104,8 @@ def forget_command(draft_ids, forget_all, sender) -> None:
     missing = [i for i in ids if store.draft(db, i) is None]
     if missing:
         raise click.ClickException(f"no draft {', '.join(map(str, missing))} (`tiller edits` lists them)")
-    with write_transaction(db.conn):
-        for i in ids:
-            d = store.draft(db, i)
-            if d.final_text is not None:
-                retrain.mark_due(db, d.identity)
-            store.forget(db, i)
-    learnt = after_edit(db)
-    console.print(f"Forgot {len(ids)} draft(s); {learnt.scoped_rules} scoped rule(s) remain.")
+    forgotten = forget_drafts(db, ids)
+    console.print(f"Forgot {forgotten} draft(s); {len(store.scoped_rules(db))} scoped rule(s) remain.")
 
 
 @edits_group.command("unmatch")

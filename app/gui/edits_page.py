@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QHeaderView,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -68,7 +69,10 @@ class EditsPage(QWidget):
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.Stretch)  # the intent takes what is left
         self.forget_button = QPushButton("Forget selected", objectName="forget")
         self.unmatch_button = QPushButton("Not this sent email", objectName="unmatch")
         self.unmatch_button.setToolTip("Undo a wrong match between the draft and a sent email")
@@ -161,10 +165,7 @@ class EditsPage(QWidget):
         )
 
     def forget_selected(self, confirm: bool = True) -> None:
-        from app.learning import retrain
-        from app.learning.loop import after_edit
-        from app.store import drafts as store
-        from app.store.db import write_transaction
+        from app.learning.capture import forget_drafts
 
         ids = self.selected_ids()
         if not ids:
@@ -176,14 +177,8 @@ class EditsPage(QWidget):
         ):
             return
         with database() as db:
-            with write_transaction(db.conn):
-                for draft_id in ids:
-                    d = store.draft(db, draft_id)
-                    if d is not None and d.final_text is not None:
-                        retrain.mark_due(db, d.identity)
-                    store.forget(db, draft_id)
-            after_edit(db, background=False)
-        self.status.setText(f"Forgot {len(ids)} draft(s).")
+            forgotten = forget_drafts(db, ids)
+        self.status.setText(f"Forgot {forgotten} draft(s) and what they taught.")
         self.refresh()
         self.sig_changed.emit()
 

@@ -111,3 +111,27 @@ def record_action(db, draft_id: int, action: str, text: str | None = None) -> st
                     store.set_final(db, draft_id, text=text, source="edit", edit_distance=edit_distance(d.text, text))
                 store.set_status(db, draft_id, action if action != "edited" or changed else d.status)
     return store.draft(db, draft_id)
+
+
+def forget_drafts(db, draft_ids: list[int]) -> int:
+    """Forget drafts and what they taught: the rows, their history and matches; the scoped rules
+    are relearnt without them; an unfinished retrain's copies of their text are deleted; an agent
+    that was retrained on them is marked to retrain without them. Returns how many were forgotten."""
+    from app.learning import retrain
+    from app.learning.loop import after_edit
+
+    identities = set()
+    forgotten = 0
+    with write_transaction(db.conn):
+        for draft_id in draft_ids:
+            d = store.draft(db, draft_id)
+            if d is None:
+                continue
+            if d.final_text is not None:
+                retrain.mark_due(db, d.identity)
+                identities.add(d.identity)
+            forgotten += store.forget(db, draft_id)
+    for identity in identities:
+        retrain.forget_training_copies(identity)
+    after_edit(db, background=False)
+    return forgotten

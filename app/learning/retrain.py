@@ -115,6 +115,23 @@ def retrain_arguments(identity: str | None, steps: int | None = None, *, control
     return args
 
 
+def candidate_dir(identity: str | None) -> Path:
+    from app.agent.profiles import agents_dir, profile_slug
+
+    return agents_dir() / f".candidate-{profile_slug(identity)}"
+
+
+def forget_training_copies(identity: str | None) -> None:
+    """An unfinished retrain's dataset and checkpoint hold the user's edited text: forgetting a
+    draft removes them (the next retrain starts over without it)."""
+    import shutil
+
+    from app.agent.profiles import agents_dir, profile_slug
+
+    (agents_dir() / f".retrain-{profile_slug(identity)}.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(candidate_dir(identity), ignore_errors=True)
+
+
 def log_path(identity: str | None) -> Path:
     return paths.home() / "logs" / f"retrain-{profile_key(identity).replace('@', '_at_')}.log"
 

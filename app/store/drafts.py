@@ -374,6 +374,15 @@ def start_retrain(db, profile: str, pairs: int, held_out: int) -> int:
     ).lastrowid
 
 
+def fail_stale_retrains(db, profile: str) -> int:
+    """Rows still "running" from a retrain that was killed (the caller holds the retrain lock)."""
+    return db.execute(
+        "UPDATE retrains SET decision = 'failed', finished_at = ?, note = 'stopped before it finished' "
+        "WHERE profile = ? AND decision = 'running'",
+        [utc_now(), profile],
+    ).rowcount
+
+
 def finish_retrain(
     db, retrain_id: int, decision: str, *, old_score: float | None, new_score: float | None, note: str
 ) -> None:
