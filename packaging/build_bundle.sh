@@ -15,5 +15,5 @@ python3 -m venv "$venv"
 home=$(mktemp -d)
 out=$(TILLER_HOME="$home" QT_QPA_PLATFORM=offscreen timeout 120 dist/tiller-gui/tiller-gui --smoke-test)
 echo "$out"
-grep -q "Tiller started: 6 pages" <<<"$out"
+grep -q "Tiller started: 7 pages" <<<"$out"
 echo "bundle OK: dist/tiller-gui/tiller-gui ($(du -sh dist/tiller-gui | cut -f1))"

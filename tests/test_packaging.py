@@ -34,7 +34,7 @@ def test_the_gui_starts_and_reports(tiller_home):
         [sys.executable, "-m", "app.gui", "--smoke-test"], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Tiller started: 6 pages, 1 backends" in result.stdout
+    assert "Tiller started: 7 pages, 1 backends" in result.stdout
     assert (tiller_home / "gui.ini").is_file()  # the window state was saved on close
 
 
