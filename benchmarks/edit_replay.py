@@ -13,7 +13,9 @@ rules, the same large model and the same rule check):
   rules are verified only against the sender's emails dated before the email being drafted.
 
 The metric is the word edit distance from the draft to the real email (app/learning/distance.py),
-the same number ``tiller edits progress`` shows. The first batch is the same in both arms (nothing
+the same number ``tiller edits progress`` shows. The rule check repairs every draft as drafting
+does; the one re-ask for a rule it cannot repair is off unless ``--reask`` (it doubles the cost on
+a 2-core machine and is the same in both arms). The first batch is the same in both arms (nothing
 learnt yet), so its drafts are shared. The learning arm writes its drafts and scoped rules to a
 scratch copy of the database, never to the user's. Retraining the agent is left out (``--retrain``
 is not offered): at about 3 minutes a retrain on 2 cores, a retrain per batch per sender does not
@@ -64,8 +66,8 @@ def scratch_copy(db_path: Path) -> Path:
 class Drafter:
     """Drafts through the compose operation with given rules, at temperature 0, cached on disk."""
 
-    def __init__(self, backend: str, cache: Path, max_tokens: int) -> None:
-        self.backend, self.cache, self.max_tokens = backend, cache, max_tokens
+    def __init__(self, backend: str, cache: Path, max_tokens: int, reask: bool) -> None:
+        self.backend, self.cache, self.max_tokens, self.reask = backend, cache, max_tokens, reask
         self.known: dict[str, dict] = {}
         if cache.is_file():
             for line in cache.read_text(encoding="utf-8").splitlines():
@@ -76,7 +78,9 @@ class Drafter:
     def draft(self, case, rules: list[str]) -> str:
         from app.compose import ComposeOperation, ComposeRequest
 
-        key = hashlib.sha256(json.dumps([self.backend, case.message_id, case.intent, rules]).encode()).hexdigest()
+        key = hashlib.sha256(
+            json.dumps([self.backend, case.message_id, case.intent, rules, self.max_tokens, self.reask]).encode()
+        ).hexdigest()
         if key in self.known:
             return self.known[key]["text"]
         op = ComposeOperation(
@@ -88,6 +92,7 @@ class Drafter:
                 backend=self.backend,
                 rules=tuple(rules),
                 max_tokens=self.max_tokens,
+                reask=self.reask,
             ),
             prepare=lambda r: dataclasses.replace(r, options={**r.options, "temperature": 0.0}),
         )
@@ -213,7 +218,8 @@ def report(results: list[dict], args, elapsed: float) -> str:
         "# Edit replay: how much of each draft the user still changes, with and without learning",
         "",
         f"Command: `python benchmarks/edit_replay.py {' '.join(sys.argv[1:])}` · backend `{args.backend}` · "
-        f"{args.emails} newest R3-distilled emails per sender, batches of {args.batch} · {elapsed / 60:.1f} min",
+        f"{args.emails} newest R3-distilled emails per sender, batches of {args.batch} · "
+        f"re-ask {'on' if args.reask else 'off'} · {elapsed / 60:.1f} min",
         "",
         "Word edit distance from the draft to the real email (0 = sent as drafted, 1 = all rewritten), mean per "
         "batch; the first batch has nothing learnt yet, so both arms share its drafts.",
@@ -245,10 +251,15 @@ def report(results: list[dict], args, elapsed: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sender", action="append", help="Replay this sender (repeatable; default: the 7).")
-    parser.add_argument("--emails", type=int, default=15, help="The newest N distilled emails per sender.")
+    parser.add_argument("--emails", type=int, default=12, help="The newest N distilled emails per sender.")
     parser.add_argument("--batch", type=int, default=3, help="Emails per batch (learning happens between batches).")
     parser.add_argument("--backend", default="local")
-    parser.add_argument("--max-tokens", type=int, default=400)
+    parser.add_argument("--max-tokens", type=int, default=300)
+    parser.add_argument(
+        "--reask",
+        action="store_true",
+        help="Re-ask once when a draft breaks a rule the check cannot repair (as drafting does; doubles the cost).",
+    )
     parser.add_argument("--adapters", type=Path, help="A folder of profiles, <sender>/agent (tiller eval's adapters/).")
     parser.add_argument("--out", type=Path, default=Path("edit-replay"))
     args = parser.parse_args()
@@ -262,7 +273,7 @@ def main() -> None:
     scratch = open_database(scratch_copy(paths.database_path()))
     for table in ("draft_events", "drafts", "scoped_rules", "refused_matches"):  # start from no edits
         scratch.execute(f"DELETE FROM {table}")
-    drafter = Drafter(args.backend, args.out / "drafts.jsonl", args.max_tokens)
+    drafter = Drafter(args.backend, args.out / "drafts.jsonl", args.max_tokens, args.reask)
     results = []
     for sender in args.sender or SEVEN:
         cases = cases_for(db, sender, args.emails)

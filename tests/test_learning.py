@@ -478,3 +478,19 @@ def test_a_sent_candidate_the_user_never_picked_teaches_the_tag_selector(db, tmp
     assert state_path(KAY).is_file()
     weights = dict(learned_preferences(load_selector(KAY), 40))
     assert all(weights[t] > 0 for t in tag_sets[0]) and all(weights[t] < 0 for t in tag_sets[1])
+
+
+def test_the_edits_page_undoes_a_wrong_match(qtbot, db, tmp_path):
+    from app.gui.edits_page import EditsPage
+
+    draft_id = _draft(db)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    _eml(tmp_path / "s", "sent", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
+    run_import(db, tmp_path / "s", my_addresses=[KAY])
+    page = EditsPage()
+    qtbot.addWidget(page)
+    assert "message" in page.table.item(0, 6).text()
+    page.table.selectRow(0)
+    page.unmatch_selected()
+    assert store.draft(db, draft_id).sent_message_id is None and page.table.item(0, 6).text() == "-"
+    assert "1 match(es) undone." == page.status.text()

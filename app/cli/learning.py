@@ -112,16 +112,10 @@ def forget_command(draft_ids, forget_all, sender) -> None:
 @click.argument("draft_id", type=int)
 def unmatch_command(draft_id) -> None:
     """Undo a wrong match between a draft and a sent email (it is never made again)."""
-    from app.learning.loop import after_edit
-    from app.learning.matching import undo_match
-    from app.store.db import write_transaction
+    from app.learning.matching import undo_matches
 
-    db = _open_db()
-    with write_transaction(db.conn):
-        undone = undo_match(db, draft_id)
-    if not undone:
+    if not undo_matches(_open_db(), [draft_id]):
         raise click.ClickException(f"draft {draft_id} is not matched to a sent email")
-    after_edit(db)
     console.print(f"Draft {draft_id} is no longer matched; that sent email will not be matched to it again.")
 
 

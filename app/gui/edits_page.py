@@ -183,17 +183,10 @@ class EditsPage(QWidget):
         self.sig_changed.emit()
 
     def unmatch_selected(self) -> None:
-        from app.learning.loop import after_edit
-        from app.learning.matching import undo_match
-        from app.store.db import write_transaction
+        from app.learning.matching import undo_matches
 
-        undone = 0
         with database() as db:
-            with write_transaction(db.conn):
-                for draft_id in self.selected_ids():
-                    undone += undo_match(db, draft_id)
-            if undone:
-                after_edit(db, background=False)
+            undone = undo_matches(db, self.selected_ids())
         self.status.setText(
             f"{undone} match(es) undone." if undone else "The selected drafts are not matched to sent mail."
         )

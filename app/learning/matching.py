@@ -162,3 +162,15 @@ def undo_match(db, draft_id: int) -> bool:
     store.set_status(db, draft_id, "edited" if edited is not None else "shown")
     store.add_event(db, draft_id, "match undone", f"message {d.sent_message_id}")
     return True
+
+
+def undo_matches(db, draft_ids: list[int]) -> int:
+    """Undo the matches of these drafts (one transaction) and relearn; how many were undone."""
+    from app.learning.loop import after_edit
+    from app.store.db import write_transaction
+
+    with write_transaction(db.conn):
+        undone = sum(undo_match(db, draft_id) for draft_id in draft_ids)
+    if undone:
+        after_edit(db, background=False)
+    return undone
