@@ -494,3 +494,29 @@ def test_the_edits_page_undoes_a_wrong_match(qtbot, db, tmp_path):
     page.unmatch_selected()
     assert store.draft(db, draft_id).sent_message_id is None and page.table.item(0, 6).text() == "-"
     assert "1 match(es) undone." == page.status.text()
+
+
+@pytest.mark.slow
+def test_a_due_retrain_starts_in_the_background_once(db):
+    import os
+    import signal
+    import time
+
+    for n in range(5):
+        record_action(db, _draft(db, recipient=f"r{n}@enron.com"), "edited", EDITED)
+    assert retrain.start_background(db, KAY) is None  # 5 new pairs: not due at the default
+    proc = retrain.start_background(db, KAY, threshold=5)
+    assert proc is not None
+    try:
+        deadline = time.monotonic() + 120
+        while not (retrain.running(KAY) and store.retrains(db, KAY)) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert retrain.running(KAY), retrain.log_path(KAY).read_text()
+        assert retrain.start_background(db, KAY, threshold=5) is None  # one at a time
+        (row,) = store.retrains(db, KAY)
+        assert row.decision == "running" and row.pairs == 5 and row.held_out == 3
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not retrain.running(KAY)  # the OS dropped the lock with the process

@@ -41,10 +41,17 @@ def after_edit(db, identity: str | None = None, *, background: bool = True) -> L
 
 
 def maybe_retrain(db, identities) -> list[str]:
+    """Start the retrains that are due; the profiles started. A retrain that cannot start (no
+    trainer Python in a desktop bundle) is logged, never raised: the edit is already learnt."""
+    import logging
+
     started = []
     for identity in identities:
-        if retrain.start_background(db, identity) is not None:
-            started.append(retrain.profile_key(identity))
+        try:
+            if retrain.start_background(db, identity) is not None:
+                started.append(retrain.profile_key(identity))
+        except (OSError, RuntimeError) as exc:
+            logging.getLogger("tiller").warning("retrain of %s not started: %s", retrain.profile_key(identity), exc)
     return started
 
 
