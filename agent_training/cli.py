@@ -441,11 +441,21 @@ def cancel_when_stdin_says(token: CancelToken) -> None:
 @click.option("--sender", help="The identity whose agent learns from its edited and sent drafts (default: all).")
 @click.option("--steps", type=int, help="Training steps (default: one pass over the data, at most 60).")
 @click.option("--threads", type=int, help="CPU threads for training.")
+@click.option(
+    "--rules-backend",
+    help="A backend that writes R3 rules from each edited draft and what you sent (default: measured rules only).",
+)
+@click.option(
+    "--i-consent-to-send-sent-mail",
+    "consent_now",
+    is_flag=True,
+    help="Allow sending your edited drafts and sent emails to --rules-backend (recorded for that backend).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
 @click.option(
     "--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel)."
 )
-def retrain_command(sender, steps, threads, as_json, control_stdin) -> None:
+def retrain_command(sender, steps, threads, rules_backend, consent_now, as_json, control_stdin) -> None:
     """Retrain an agent from the user's edits; the new adapter is kept only if it does no worse.
 
     See agent_training/retrain.py. Ctrl-C saves a checkpoint; the same command resumes.
@@ -462,7 +472,9 @@ def retrain_command(sender, steps, threads, as_json, control_stdin) -> None:
         cancel_when_stdin_says(token)
     job = Retrain(
         open_database(),
-        RetrainConfig(sender=sender, steps=steps, threads=threads),
+        RetrainConfig(
+            sender=sender, steps=steps, threads=threads, rules_backend=rules_backend, consent_given_now=consent_now
+        ),
         cancel=token,
         log=lambda text: err.print(text, markup=False, highlight=False),
     )
@@ -472,7 +484,7 @@ def retrain_command(sender, steps, threads, as_json, control_stdin) -> None:
                 print(event.to_json(), flush=True)
             elif event.phase in ("loading", "gating", "done") or (event.phase == "training" and event.step % 10 == 0):
                 console.print(f"{event.phase} {event.step}/{event.total_steps} {event.message}", markup=False)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError, PermissionError) as exc:  # PermissionError: no consent
         if as_json:
             print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
         raise click.ClickException(str(exc)) from None

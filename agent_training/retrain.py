@@ -7,7 +7,9 @@ app/learning/retrain.py):
    out for the gate.
 2. A dataset: one corrected example per training pair (the agent's prompt for the draft's intent
    and details -> the measured rules of the final email, with Tiller's own draft as the zero-shot
-   baseline, as in the paper's R3), each twice, plus up to ``REPLAY`` times as many of the
+   baseline; with ``--rules-backend``, that model's R3 rules from draft vs final first, Tiller's
+   draft playing the paper's zero-shot email; a backend off this computer needs the consent
+   distillation needs), each twice, plus up to ``REPLAY`` times as many of the
    sender's distilled examples (newest first), so the agent does not forget the rest of the mail.
 3. A candidate adapter, trained from the current one (``FinetuneConfig.init_adapter``) for one
    pass over that dataset (``--steps`` to change), in ``agents/.candidate-<profile>``; Ctrl-C
@@ -20,6 +22,7 @@ app/learning/retrain.py):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -27,6 +30,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_training.llm import ask_safely
+from agent_training.messages import SentMessage
+from agent_training.rules import (
+    SMALL_R3_PROMPT,
+    merge_with_measured,
+    parse_rules,
+    parse_small_rules,
+    rules_request,
+    small_r3_request,
+)
 from app.agent.agent import PreferenceAgent, RulesRequest
 from app.agent.profiles import AgentProfile, agents_dir, find_profile, profile_at, profile_dir, profile_slug
 from app.agent.template import agent_prompt, format_rules
@@ -49,11 +62,62 @@ class RetrainConfig:
     steps: int | None = None  # default: one pass over the dataset, at most MAX_STEPS
     lr: float = 5e-4  # half the first training's rate: this continues an adapter
     threads: int | None = None
+    # a backend that writes R3 rules from each (draft, final) pair; None: measured rules only
+    rules_backend: str | None = None
+    consent_given_now: bool = False  # --i-consent-to-send-sent-mail, for a backend off this computer
 
 
-def edit_example(pair: store.DraftRow) -> dict:
-    """The corrected example one (draft, final) pair gives."""
-    rules = style_rules(measure(pair.final_text or ""), measure(pair.text))
+def r3_source(endpoint, pair: store.DraftRow) -> str:
+    """What R3 rules of one pair depend on: the backend, model and prompt, and the final text
+    (an undone match or a new edit changes it, and the rules are asked for again)."""
+    final = hashlib.sha256((pair.final_text or "").encode()).hexdigest()[:12]
+    prompt = SMALL_R3_PROMPT if endpoint.provider == "local" else "rules_r3"
+    return f"{endpoint.name}|{endpoint.model or '-'}|{prompt}|{final}"
+
+
+def as_sent_message(pair: store.DraftRow) -> SentMessage:
+    return SentMessage(
+        id=-pair.id,
+        sender=pair.identity or "",
+        recipients=pair.recipient or "",
+        subject=pair.subject or "",
+        date=pair.final_at,
+        own_text=pair.final_text or "",
+        previous_context=pair.previous_email or "",
+        signature="",
+    )
+
+
+def ask_r3_rules(db, pairs: list[store.DraftRow], endpoint, cancel: CancelToken) -> Iterator[TrainerEvent]:
+    """R3 rules for each pair that has none from this source yet: Tiller's draft plays the paper's
+    zero-shot baseline, the final text the real email. Stored on the draft row (a rerun asks nothing
+    twice); a failed answer leaves the pair on measured rules alone."""
+    todo = [p for p in pairs if p.r3_source != r3_source(endpoint, p)]
+    for n, pair in enumerate(todo, 1):
+        if cancel.cancelled:
+            return
+        msg = as_sent_message(pair)
+        if endpoint.provider == "local":
+            request, _ = small_r3_request(msg, pair.text)
+            parse = lambda raw, email=msg.own_text: parse_small_rules(raw, email)  # noqa: E731
+        else:
+            request, _ = rules_request("R3", msg, pair.intent, pair.text)
+            parse = lambda raw, email=msg.own_text: parse_rules(raw, email)  # noqa: E731
+        result = ask_safely(request, parse, endpoint, cancel=cancel)
+        if result.ok:
+            with db.atomic():
+                store.set_r3_rules(db, pair.id, result.value[0], r3_source(endpoint, pair))
+        yield TrainerEvent("rules", n, len(todo), message=f"R3 rules from your edits ({endpoint.name})")
+
+
+def edit_example(pair: store.DraftRow, endpoint=None) -> dict:
+    """The corrected example one (draft, final) pair gives: the measured rules of the final text,
+    with Tiller's draft as the zero-shot baseline; and the model's R3 rules from the same pair
+    first, when ``endpoint`` wrote them (merged as the distilled targets are)."""
+    measured = format_rules(style_rules(measure(pair.final_text or ""), measure(pair.text)))
+    target = measured
+    if endpoint is not None and pair.r3_rules and pair.r3_source == r3_source(endpoint, pair):
+        target, _ = merge_with_measured(format_rules(pair.r3_rules), measured)
     return {
         "messages": [
             {
@@ -62,7 +126,7 @@ def edit_example(pair: store.DraftRow) -> dict:
                     pair.intent, recipient=pair.recipient, subject=pair.subject, previous_context=pair.previous_email
                 ),
             },
-            {"role": "assistant", "content": format_rules(rules)},
+            {"role": "assistant", "content": target.rstrip("\n") + "\n"},
         ],
         "meta": {"sender": (pair.identity or "").lower(), "source": "edit", "draft_id": pair.id, "split": "train"},
     }
@@ -155,11 +219,27 @@ class Retrain:
                 f"{len(pairs)} edited or sent draft(s) for {key}: too few to retrain "
                 f"({policy.MIN_HELD_OUT} are held out to check the new adapter)"
             )
+        endpoint = None
+        if self.config.rules_backend:
+            from app import consent
+            from app.backends.config import get_endpoint
+
+            endpoint = get_endpoint(db, self.config.rules_backend)
+            consent.ensure(
+                db,
+                endpoint,
+                given_now=self.config.consent_given_now,
+                why="R3 rules from your edits send each edited draft and the email you sent to that backend.",
+                alternative=", or retrain without --rules-backend (measured rules, on this computer)",
+            )
         with db.atomic():
             store.fail_stale_retrains(db, key)
             run_id = store.start_retrain(db, key, len(pairs), len(held_out))
         try:
-            records = [edit_example(p) for p in train_pairs for _ in range(EDIT_REPEATS)]
+            if endpoint is not None:
+                yield from ask_r3_rules(db, train_pairs, endpoint, self.cancel)
+                train_pairs = [store.draft(db, p.id) or p for p in train_pairs]  # with their R3 rules
+            records = [edit_example(p, endpoint) for p in train_pairs for _ in range(EDIT_REPEATS)]
             records += distilled_examples(sender, REPLAY * len(train_pairs))
             dataset = dataset_path(sender)
             write_atomic(dataset, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -520,3 +520,46 @@ def test_a_due_retrain_starts_in_the_background_once(db):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not retrain.running(KAY)  # the OS dropped the lock with the process
+
+
+def test_r3_rules_from_draft_and_final_join_the_target_and_are_asked_once(db, scripted_backend, script):
+    from agent_training.retrain import ask_r3_rules, edit_example
+    from app.backends.config import get_endpoint
+    from app.jobs import CancelToken
+
+    draft_id = _draft(db)
+    record_action(db, draft_id, "edited", EDITED)
+    endpoint = get_endpoint(db, scripted_backend)
+    script.enqueue(
+        "<thinking>The real email is much shorter and skips the pleasantries.</thinking>\n"
+        "<rules>\n- Get to the point in the first sentence.\n- Ask for the deadline as a short question.\n</rules>"
+    )
+    (event,) = list(ask_r3_rules(db, store.learning_pairs(db), endpoint, CancelToken()))
+    assert event.phase == "rules" and event.total_steps == 1
+    request = script.requests[0]
+    sent = "\n".join(m.content for m in request.messages)
+    assert DRAFT.splitlines()[2] in sent and "Comments by Friday?" in sent  # draft as baseline, final as real
+    pair = store.draft(db, draft_id)
+    assert pair.r3_rules == ["Get to the point in the first sentence.", "Ask for the deadline as a short question."]
+    target = edit_example(pair, endpoint)["messages"][1]["content"]
+    assert target.startswith("- Get to the point in the first sentence.") and "No greeting" in target
+    assert "No greeting" in edit_example(pair)["messages"][1]["content"]  # without a backend: measured only
+    assert "Get to the point" not in edit_example(pair)["messages"][1]["content"]
+    assert list(ask_r3_rules(db, [pair], endpoint, CancelToken())) == []  # cached: nothing asked again
+    record_action(db, draft_id, "edited", EDITED + "\nThanks")  # a new final text asks again
+    script.enqueue("<rules>\n- Thank them briefly at the end.\n</rules>")
+    assert len(list(ask_r3_rules(db, store.learning_pairs(db), endpoint, CancelToken()))) == 1
+
+
+def test_r3_rules_from_a_cloud_backend_need_consent_before_anything_is_sent(db):
+    from agent_training.retrain import Retrain, RetrainConfig
+    from app.backends.base import EndpointConfig
+    from app.backends.config import save_endpoint
+    from app.consent import ConsentRequired
+
+    save_endpoint(db, EndpointConfig("claude", "anthropic", "claude-test", "http://127.0.0.1:9"))
+    for n in range(5):
+        record_action(db, _draft(db, recipient=f"r{n}@enron.com"), "edited", EDITED)
+    with pytest.raises(ConsentRequired, match="--i-consent-to-send-sent-mail"):
+        list(Retrain(db, RetrainConfig(sender=KAY, rules_backend="claude")).run())
+    assert store.retrains(db) == [] and not retrain.running(KAY)

@@ -185,7 +185,17 @@ def off_command() -> None:
 @click.option("--from", "sender", help="The identity whose agent retrains (default: all identities' profile).")
 @click.option("--retrain", "retrain_now", is_flag=True, help="Retrain the agent now, whatever the count of new edits.")
 @click.option("--steps", type=int, help="With --retrain: training steps (default: one pass, at most 60).")
-def learn_command(sender, retrain_now, steps) -> None:
+@click.option(
+    "--rules-backend",
+    help="A backend that writes R3 rules from each edited draft and what you sent (default: measured rules only).",
+)
+@click.option(
+    "--i-consent-to-send-sent-mail",
+    "consent_now",
+    is_flag=True,
+    help="Allow sending your edited drafts and sent emails to --rules-backend (recorded for that backend).",
+)
+def learn_command(sender, retrain_now, steps, rules_backend, consent_now) -> None:
     """Relearn the scoped rules now, and retrain the agent when enough edits came in (or --retrain).
 
     The retrain runs here with a progress bar (Ctrl-C saves a checkpoint; rerun to resume); the
@@ -207,7 +217,11 @@ def learn_command(sender, retrain_now, steps) -> None:
     from app.agent.trainer import TrainerProcess
     from app.errors import EXIT_CANCELLED
 
-    trainer = TrainerProcess.start_command(retrain.retrain_arguments(sender, steps, control_stdin=True))
+    trainer = TrainerProcess.start_command(
+        retrain.retrain_arguments(
+            sender, steps, control_stdin=True, rules_backend=rules_backend, consent_now=consent_now
+        )
+    )
     with cancel_on_ctrl_c() as token:
         token.on_cancel(trainer.cancel)
         with progress_bar(40) as bar:
@@ -216,6 +230,8 @@ def learn_command(sender, retrain_now, steps) -> None:
                 if event.phase == "training" and event.total_steps:
                     loss = f", loss {event.loss:.3f}" if event.loss is not None else ""
                     bar.update(task, description=f"training{loss}", completed=event.step, total=event.total_steps)
+                elif event.phase == "rules" and event.total_steps:
+                    bar.update(task, description=esc(event.message)[:40], completed=event.step, total=event.total_steps)
                 elif event.phase in ("loading", "saving", "exporting", "gating"):
                     bar.update(task, description=esc(event.message or event.phase)[:40])
                 elif event.phase == "error":

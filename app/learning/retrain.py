@@ -105,9 +105,18 @@ def clear_due(db, identity: str | None) -> None:
     set_setting(db, DUE_SETTING, [k for k in get_setting(db, DUE_SETTING, []) if k != profile_key(identity)])
 
 
-def retrain_arguments(identity: str | None, steps: int | None = None, *, control_stdin: bool = False) -> list[str]:
+def retrain_arguments(
+    identity: str | None,
+    steps: int | None = None,
+    *,
+    control_stdin: bool = False,
+    rules_backend: str | None = None,
+    consent_now: bool = False,
+) -> list[str]:
     """Arguments for ``python -m agent_training``."""
     args = ["retrain", "--json"] + (["--control-stdin"] if control_stdin else [])
+    if rules_backend:
+        args += ["--rules-backend", rules_backend] + (["--i-consent-to-send-sent-mail"] if consent_now else [])
     if identity:
         args += ["--sender", identity]
     if steps:

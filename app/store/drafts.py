@@ -39,14 +39,16 @@ class DraftRow:
     sent_message_id: int | None
     match_similarity: float | None
     edit_distance: float | None
+    r3_rules: list[str]
+    r3_source: str | None
 
 
 _COLUMNS = (
     "id, compose_id, created_at, identity, recipient, subject, intent, previous_email, agent_rules, "
     "scoped_rules, rules, rules_source, profile, backend, model, tags, text, status, picked, final_text, "
-    "final_source, final_at, sent_message_id, match_similarity, edit_distance"
+    "final_source, final_at, sent_message_id, match_similarity, edit_distance, r3_rules, r3_source"
 )
-_JSON_FIELDS = ("agent_rules", "scoped_rules", "rules", "tags")
+_JSON_FIELDS = ("agent_rules", "scoped_rules", "rules", "tags", "r3_rules")
 
 
 def _draft(row) -> DraftRow:
@@ -140,6 +142,10 @@ def set_final(
         "sent_message_id = ?, match_similarity = ? WHERE id = ?",
         [text, source, at or utc_now(), edit_distance, sent_message_id, similarity, draft_id],
     )
+
+
+def set_r3_rules(db, draft_id: int, rules: list[str], source: str) -> None:
+    db.execute("UPDATE drafts SET r3_rules = ?, r3_source = ? WHERE id = ?", [json.dumps(rules), source, draft_id])
 
 
 def clear_final(db, draft_id: int) -> None:

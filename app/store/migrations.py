@@ -343,6 +343,8 @@ def _m007_drafts(db: sqlite_utils.Database) -> None:
             "sent_message_id": int,
             "match_similarity": float,
             "edit_distance": float,  # normalized word edit distance, draft -> final
+            "r3_rules": str,  # JSON list: a model's rules from draft vs final (the retrain's target)
+            "r3_source": str,  # "backend|model|prompt" that wrote them, and the final text's hash
         },
         pk="id",
         foreign_keys=[("sent_message_id", "messages", "id")],
