@@ -18,7 +18,6 @@ from app.store.settings import get_setting, set_setting
 
 CAPTURE_SETTING = "learning.capture"
 ACTIONS = ("edited", "copied", "opened", "discarded", "picked")
-_TEXT_ACTIONS = ("edited", "copied", "opened")
 
 
 def capture_on(db) -> bool:
@@ -68,6 +67,8 @@ def record_drafts(db, *, shown: list[DraftShown], **common) -> list[int]:
     subject, intent, previous_email, agent_rules, scoped_rules, rules, rules_source, profile."""
     if not capture_on(db) or not shown:
         return []
+    if common.get("identity"):  # addresses are compared lower-cased everywhere (matching, scoped rules)
+        common["identity"] = common["identity"].strip().lower()
     ids: list[int] = []
     with write_transaction(db.conn):
         for one in shown:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
-from app.learning.scoped import _by_aspect
-from app.rulecheck import KEPT, check_draft
+from app.learning.scoped import rule_status, rules_by_aspect
+from app.rulecheck import KEPT
 from app.store import drafts as store
 from app.store.locks import StoreLock
 from app.store.settings import get_setting, set_setting
@@ -45,8 +45,8 @@ class PairScore:
 
 
 def pair_score(agent_rules: list[str], final: str) -> PairScore:
-    target = _by_aspect(style_rules(measure(final)))
-    given = _by_aspect(agent_rules)
+    target = rules_by_aspect(style_rules(measure(final)))
+    given = rules_by_aspect(agent_rules)
     possible = earned = 0
     for aspect in SCORED_ASPECTS:
         if aspect not in target:
@@ -55,9 +55,7 @@ def pair_score(agent_rules: list[str], final: str) -> PairScore:
         rule = given.get(aspect)
         if rule is None:
             continue
-        checks = check_draft(final, [rule]).checks
-        mine = [c for c in checks if c.rule == rule.strip().lstrip("-*• ").strip()]
-        earned += bool(mine and mine[0].status == KEPT)
+        earned += rule_status(final, rule) == KEPT
     return PairScore(earned, possible)
 
 

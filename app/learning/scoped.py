@@ -71,7 +71,7 @@ def domain_of(key: str | None) -> str | None:
     return key.rsplit("@", 1)[1] if key and "@" in key else None
 
 
-def _by_aspect(rules: list[str]) -> dict[str, str]:
+def rules_by_aspect(rules: list[str]) -> dict[str, str]:
     out = {}
     for rule in rules:
         aspect = aspect_of(rule)
@@ -83,8 +83,8 @@ def _by_aspect(rules: list[str]) -> dict[str, str]:
 def corrections(draft: str, final: str) -> dict[str, str]:
     """aspect -> the final text's rule, for each aspect the user changed."""
     before, after = measure(draft), measure(final)
-    wanted = _by_aspect(style_rules(after))
-    had = _by_aspect(style_rules(before))
+    wanted = rules_by_aspect(style_rules(after))
+    had = rules_by_aspect(style_rules(before))
     out = {}
     if (before.greeting or "").strip().lower() != (after.greeting or "").strip().lower():
         out["greeting"] = wanted["greeting"]
@@ -105,15 +105,23 @@ def _name_free(aspect: str, rule: str) -> bool:
     return aspect in NAME_FREE or (aspect == "greeting" and rule.lower().startswith("no greeting"))
 
 
+def rule_status(text: str, rule: str) -> str | None:
+    """What the rule check says of ``rule`` on ``text`` as it is (kept, repaired, broken, not
+    checkable; repaired means the text did not keep it)."""
+    wanted = re.sub(r"^\s*[-*•]\s*", "", rule).strip()
+    found = [c for c in check_draft(text, [rule]).checks if c.rule == wanted]
+    return found[0].status if found else None
+
+
 def kept_share(rule: str, texts: list[str]) -> tuple[int, int]:
     """(emails the rule was checkable on, emails that keep it)."""
     on = kept = 0
     for text in texts[:MAX_VERIFY_EMAILS]:
-        checks = [c for c in check_draft(text, [rule]).checks if c.rule.lower() == rule.lower().lstrip("-* ")]
-        if not checks or checks[0].status not in (KEPT, REPAIRED, BROKEN):
+        status = rule_status(text, rule)
+        if status not in (KEPT, REPAIRED, BROKEN):
             continue
         on += 1
-        kept += checks[0].status == KEPT
+        kept += status == KEPT
     return on, kept
 
 
