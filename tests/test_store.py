@@ -4,6 +4,7 @@ import pytest
 
 from app.store import open_database
 from app.store.migrations import MIGRATIONS, migrate, schema_version
+from tests.conftest import REPO
 
 
 def test_fresh_database_is_at_latest_version_in_wal_mode(tiller_home):
@@ -68,3 +69,32 @@ def test_typed_message_queries_on_a_real_mailbox(db, enron):
     assert text.sender == "kay.mann@enron.com" and text.own_text is not None
     assert message_text(db, -1) is None
     assert senders_by_mail(db)[0] == "kay.mann@enron.com"
+
+
+def test_processes_opening_one_new_database_at_once_migrate_it_once(tmp_path):
+    """The first open of a new database migrates it; two processes doing that at the same moment
+    (the GUI and a CLI import) must not both run a migration (table "consents" already exists)."""
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    script = (
+        "import os, sys, time\n"
+        "from app.store import open_database\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
+        f"open_database({str(tmp_path / 'tiller.db')!r})\n"
+    )
+    for attempt in range(3):  # the window is milliseconds wide: give the race several chances
+        (tmp_path / "tiller.db").unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            (tmp_path / f"tiller.db{suffix}").unlink(missing_ok=True)
+        go.unlink(missing_ok=True)
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        time.sleep(1.5)  # all four import the store and wait at the line
+        go.touch()
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors

@@ -53,6 +53,9 @@ def migrate(db: sqlite_utils.Database) -> list[int]:
             continue
         conn = db.conn
         conn.execute("BEGIN IMMEDIATE")
+        if schema_version(db) >= version:  # another process opening the same new database got here first
+            conn.execute("COMMIT")
+            continue
         try:
             fn(db)
             conn.execute(
