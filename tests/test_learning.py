@@ -388,14 +388,14 @@ def test_the_retrain_gate_keeps_the_current_adapter_when_the_new_one_does_worse(
             final = f"{what[0].upper() + what[1:]}. Let me know if that works for you."
         draft_id = _draft(db, recipient=address, subject=None, text=f"Hello {name}, {what}. Thanks, Kay")
         record_action(db, draft_id, "edited", final)
-    job = Retrain(db, RetrainConfig(sender=KAY, steps=20, lr=2e-3))
+    job = Retrain(db, RetrainConfig(sender=KAY, steps=10, lr=3e-3))
     events = list(job.run())
     assert job.result["decision"] == "kept_old", job.result
     assert job.result["old_score"] > job.result["new_score"]
     assert sha256_file(profile_dir(KAY) / ADAPTER_FILE) == before  # the adapter in use is untouched
     (run,) = store.retrains(db, KAY)
     assert run.decision == "kept_old" and run.pairs == 8 and run.held_out == 3 and "did worse" in run.note
-    assert any(e.phase == "training" and e.step == 20 for e in events)
+    assert any(e.phase == "training" and e.step == 10 for e in events)
     assert not (profile_dir(KAY).parent / f".candidate-{KAY}").exists()
     assert not retrain.due(db, KAY)
 
