@@ -14,6 +14,7 @@ from rich.table import Table
 from agent_training.evaluate import METHODS
 from app.agent.train_options import training_options
 from app.cli.common import console, on_ctrl_c, progress_bar
+from app.cli.learning import rules_backend_options
 from app.errors import EXIT_CANCELLED
 from app.jobs import CancelToken
 from app.plain import cells, esc
@@ -441,16 +442,7 @@ def cancel_when_stdin_says(token: CancelToken) -> None:
 @click.option("--sender", help="The identity whose agent learns from its edited and sent drafts (default: all).")
 @click.option("--steps", type=int, help="Training steps (default: one pass over the data, at most 60).")
 @click.option("--threads", type=int, help="CPU threads for training.")
-@click.option(
-    "--rules-backend",
-    help="A backend that writes R3 rules from each edited draft and what you sent (default: measured rules only).",
-)
-@click.option(
-    "--i-consent-to-send-sent-mail",
-    "consent_now",
-    is_flag=True,
-    help="Allow sending your edited drafts and sent emails to --rules-backend (recorded for that backend).",
-)
+@rules_backend_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
 @click.option(
     "--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel)."

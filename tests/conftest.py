@@ -30,6 +30,26 @@ def db(tiller_home):
     database.conn.close()
 
 
+@pytest.fixture
+def script():
+    """The scripted large model (tests/fakes.py), empty before and after the test."""
+    from tests.fakes import ScriptedProvider
+
+    ScriptedProvider.reset()
+    yield ScriptedProvider
+    ScriptedProvider.reset()
+
+
+@pytest.fixture
+def scripted_backend(db):
+    """The scripted model saved as a backend, so the CLI and the app can pick it by name."""
+    from app.backends.config import save_endpoint
+    from tests.fakes import SCRIPTED
+
+    save_endpoint(db, SCRIPTED)
+    return SCRIPTED.name
+
+
 @pytest.fixture(scope="session")
 def enron() -> Path:
     if not (ENRON / "maildir").is_dir():

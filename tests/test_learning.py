@@ -18,7 +18,7 @@ from app.learning.capture import record_action
 from app.learning.distance import edit_distance
 from app.store import drafts as store
 from tests.conftest import run_import
-from tests.fakes import SCRIPTED, ScriptedProvider
+from tests.fakes import SCRIPTED
 
 KAY = "kay.mann@enron.com"
 SYLVIA = "sylvia.ortiz@enron.com"
@@ -32,18 +32,8 @@ EDITED = "The NG Energy contract is ready for legal review. Comments by Friday?\
 
 
 @pytest.fixture(autouse=True)
-def script():
-    ScriptedProvider.reset()
-    yield ScriptedProvider
-    ScriptedProvider.reset()
-
-
-@pytest.fixture
-def scripted_backend(db):
-    from app.backends.config import save_endpoint
-
-    save_endpoint(db, SCRIPTED)
-    return SCRIPTED.name
+def _fresh_script(script):
+    """Every test here starts with an empty script (``script`` and ``scripted_backend``: tests/conftest.py)."""
 
 
 def _eml(folder, name, *, sender, to, subject, body, when: dt.datetime):

@@ -5,27 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
 from app.store import drafts as store
 from tests.conftest import run_import
-from tests.fakes import SCRIPTED, ScriptedProvider
 from tests.test_learning import DRAFT, EDITED, INTENT, KAY, SYLVIA, _draft, _eml
-
-
-@pytest.fixture
-def script():
-    ScriptedProvider.reset()
-    yield ScriptedProvider
-    ScriptedProvider.reset()
-
-
-@pytest.fixture
-def scripted_backend(db):
-    from app.backends.config import save_endpoint
-
-    save_endpoint(db, SCRIPTED)
-    return SCRIPTED.name
 
 
 def test_the_compose_page_records_the_draft_the_edit_and_the_copy_and_the_edits_page_forgets(

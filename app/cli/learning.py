@@ -11,6 +11,20 @@ from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, err_console
 from app.plain import cells, esc
 
 
+def rules_backend_options(command):
+    """--rules-backend and its consent flag, for `tiller edits learn` and `agent_training retrain`."""
+    command = click.option(
+        "--i-consent-to-send-sent-mail",
+        "consent_now",
+        is_flag=True,
+        help="Allow sending your edited drafts and sent emails to --rules-backend (recorded for that backend).",
+    )(command)
+    return click.option(
+        "--rules-backend",
+        help="A backend that writes R3 rules from each edited draft and what you sent (default: measured rules only).",
+    )(command)
+
+
 @cli.group("edits", invoke_without_command=True)
 @click.option("--from", "sender", help="Only this identity's drafts.")
 @click.option("--limit", default=30, show_default=True)
@@ -185,16 +199,7 @@ def off_command() -> None:
 @click.option("--from", "sender", help="The identity whose agent retrains (default: all identities' profile).")
 @click.option("--retrain", "retrain_now", is_flag=True, help="Retrain the agent now, whatever the count of new edits.")
 @click.option("--steps", type=int, help="With --retrain: training steps (default: one pass, at most 60).")
-@click.option(
-    "--rules-backend",
-    help="A backend that writes R3 rules from each edited draft and what you sent (default: measured rules only).",
-)
-@click.option(
-    "--i-consent-to-send-sent-mail",
-    "consent_now",
-    is_flag=True,
-    help="Allow sending your edited drafts and sent emails to --rules-backend (recorded for that backend).",
-)
+@rules_backend_options
 def learn_command(sender, retrain_now, steps, rules_backend, consent_now) -> None:
     """Relearn the scoped rules now, and retrain the agent when enough edits came in (or --retrain).
 
