@@ -27,7 +27,7 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
     # autocommit: each statement commits on its own, and ``with conn:`` opens no transaction;
     # writes that belong together go in ``with db.atomic():`` (or the importer's BEGIN IMMEDIATE)
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -39,6 +39,23 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
 
     resplit_outdated(db)
     return db
+
+
+def _use_wal(conn: sqlite3.Connection, wait_s: float = 10.0) -> None:
+    """Switch to WAL. Switching a new database needs it to itself, and SQLite answers "database is
+    locked" at once instead of waiting when another process is creating it at the same moment (the
+    app and a CLI import on a fresh install): try again for a while."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def integrity_problems(path: Path) -> list[str]:
