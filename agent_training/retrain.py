@@ -41,7 +41,7 @@ from agent_training.rules import (
     small_r3_request,
 )
 from app.agent.agent import PreferenceAgent, RulesRequest
-from app.agent.profiles import AgentProfile, agents_dir, find_profile, profile_at, profile_dir, profile_slug
+from app.agent.profiles import AgentProfile, find_profile, profile_at, profile_dir
 from app.agent.template import agent_prompt, format_rules
 from app.agent.trainer import TrainerEvent
 from app.files import write_atomic, write_atomic_dir
@@ -241,7 +241,7 @@ class Retrain:
                 train_pairs = [store.draft(db, p.id) or p for p in train_pairs]  # with their R3 rules
             records = [edit_example(p, endpoint) for p in train_pairs for _ in range(EDIT_REPEATS)]
             records += distilled_examples(sender, REPLAY * len(train_pairs))
-            dataset = dataset_path(sender)
+            dataset = policy.dataset_path(sender)
             write_atomic(dataset, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
             current = find_profile(sender)
             start_from = current.directory / PEFT_DIR if current.trained else None
@@ -293,7 +293,3 @@ class Retrain:
             with db.atomic():
                 store.finish_retrain(db, run_id, "failed", old_score=None, new_score=None, note=str(exc)[:500])
             raise
-
-
-def dataset_path(sender: str | None) -> Path:
-    return agents_dir() / f".retrain-{profile_slug(sender)}.jsonl"

@@ -23,7 +23,7 @@ from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
 from app.backends.base import GenerationRequest
 from app.prompts import load_prompt
-from app.style import measure, style_rules
+from app.style import measure, rule_aspect, style_rules
 
 STRATEGIES = ("R1", "R2", "R3")
 MEASURED = "measured"
@@ -132,10 +132,10 @@ def parse_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
 # appended to LLM rules (the training target), an LLM line on a topic the measured lines cover is
 # dropped: a small model's R3 answer sometimes says "Open with 'Hi Sylvia,'" for an email that has
 # no greeting, and a target saying both teaches the agent to contradict itself.
-# topic: (a measured line on it, an LLM line on it)
+# topic: (the aspects of a measured line on it (app.style.RULE_ASPECTS), an LLM line on it)
 _MEASURED_TOPICS = {
     "greeting": (
-        re.compile(r"^(?:greeting:|no greeting\b)", re.I),
+        {"greeting"},
         re.compile(
             r"\b(?:greet\w*|salutation|opening line|open(?:s|ing)? with|(?:start|begin)s?(?:ing)? with (?:a |an |the )?"
             r"[\"“']?(?:hi|hello|hey|dear|good morning)\b|address(?:es|ing)? (?:the recipient|them|him|her) (?:as|by))",
@@ -143,7 +143,7 @@ _MEASURED_TOPICS = {
         ),
     ),
     "sign-off": (
-        re.compile(r"^(?:sign-?off:|no sign-?off\b|no closing phrase)", re.I),
+        {"signoff"},
         re.compile(
             r"\b(?:sign(?:s|ed|ing)?[- ]?off|sign(?:s|ed|ing)? (?:with|as)|closing|valediction|signature|"
             r"(?:end|close|finish)(?:s|ing)? (?:the email |the message )?with (?:a |the |his |her |their |your )?"
@@ -152,13 +152,13 @@ _MEASURED_TOPICS = {
         ),
     ),
     "length": (
-        re.compile(r"^(?:length:|sentences:)", re.I),
+        {"length", "sentences"},
         re.compile(r"\b\d+\s*(?:(?:-|to)\s*\d+\s*)?words?\b|\bword count\b|\bparagraphs?\b", re.I),
     ),
-    "contractions": (re.compile(r"^(?:uses contractions|no contractions)", re.I), re.compile(r"\bcontraction", re.I)),
-    "exclamation marks": (re.compile(r"^punctuation:", re.I), re.compile(r"\bexclamation", re.I)),
+    "contractions": ({"contractions"}, re.compile(r"\bcontraction", re.I)),
+    "exclamation marks": ({"punctuation"}, re.compile(r"\bexclamation", re.I)),
     "lower case": (
-        re.compile(r"^writes in lower case", re.I),
+        {"case"},
         re.compile(r"\b(?:lower[- ]?case|capital(?:s|ize|ise|ization)?)\b", re.I),
     ),
 }
@@ -173,11 +173,8 @@ def merge_with_measured(llm_rules: str, measured: str) -> tuple[str, list[str]]:
     measured lines state exactly (greeting, sign-off, length, contractions, exclamation marks, case).
     Returns (merged, dropped LLM lines)."""
     measured_lines = rule_lines(measured)
-    covered = {
-        topic
-        for topic, (measured_rx, _) in _MEASURED_TOPICS.items()
-        if any(measured_rx.search(line) for line in measured_lines)
-    }
+    stated = {rule_aspect(line) for line in measured_lines}
+    covered = {topic for topic, (aspects, _) in _MEASURED_TOPICS.items() if aspects & stated}
     kept, dropped = [], []
     for line in rule_lines(llm_rules):
         on_covered = any(_MEASURED_TOPICS[topic][1].search(line) for topic in covered)

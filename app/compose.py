@@ -151,10 +151,9 @@ class ComposeOperation:
             rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained), agent_rules=list(rules)
         )
         if req.learned:
-            from app.learning.scoped import apply_scoped, rules_for, stored_rules
+            from app.learning.scoped import with_learnt_rules
 
-            rows = rules_for((self._scoped_rules or stored_rules)(req.sender), req.recipient)
-            ready.rules, ready.scoped = apply_scoped(rules, rows)
+            ready.rules, ready.scoped = with_learnt_rules(rules, req.sender, req.recipient, self._scoped_rules)
         return ready
 
     def _draft(self, index: int, rules: list[str], tags: tuple[str, ...]) -> Iterator[Event]:

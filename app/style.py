@@ -181,6 +181,29 @@ def _words(n: int) -> str:
     return f"{n} word" if n == 1 else f"{n} words"
 
 
+# What each line style_rules writes is about, by how it starts (the rule check, the scoped rules
+# learnt from edits and the training targets' merge all read them this way).
+RULE_ASPECTS = {
+    "greeting": re.compile(r"^(?:greeting:|no greeting\b)", re.I),
+    "signoff": re.compile(r"^(?:sign-?off:|no closing phrase|no sign-?off\b)", re.I),
+    "contractions": re.compile(r"^(?:uses contractions|no contractions)\b", re.I),
+    "case": re.compile(r"^writes in lower case\b", re.I),
+    "punctuation": re.compile(r"^punctuation:", re.I),
+    "length": re.compile(r"^length:", re.I),
+    "sentences": re.compile(r"^sentences:", re.I),
+}
+
+
+def rule_aspect(rule: str) -> str | None:
+    """The aspect of a measured-style rule line ("- No greeting: ..." -> "greeting"), None for a
+    free-form rule."""
+    text = re.sub(r"^\s*[-*•]\s*", "", rule).strip()
+    for aspect, pattern in RULE_ASPECTS.items():
+        if pattern.match(text):
+            return aspect
+    return None
+
+
 def style_rules(real: StyleProfile, zero_shot: StyleProfile | None = None) -> list[str]:
     """The measured profile as rules a large model can follow."""
     rules = []

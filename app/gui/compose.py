@@ -352,7 +352,7 @@ class ComposePage(QWidget):
         sender, intent, recipient, subject, previous = inputs
 
         def work(token):
-            from app.learning.scoped import apply_scoped, rules_for, stored_rules
+            from app.learning.scoped import with_learnt_rules
 
             agent = PreferenceAgent.for_sender(sender)
             text = ""
@@ -362,7 +362,7 @@ class ComposePage(QWidget):
                 text += piece
                 yield text
             agent_rules = parse_rules(text)
-            rules, scoped = apply_scoped(agent_rules, rules_for(stored_rules(sender), recipient or None))
+            rules, scoped = with_learnt_rules(agent_rules, sender, recipient or None)
             profile = agent.profile.name if agent.profile else None
             return rules, agent.profile.trained if agent.profile else False, agent_rules, scoped, profile
 
@@ -443,7 +443,9 @@ class ComposePage(QWidget):
                 + "."
             )
             self._busy(False)
-            self._remember(inputs, rules, [(checked.text.rstrip("\n"), (), event.backend, event.model)])
+            from app.learning.capture import DraftShown
+
+            self._remember(inputs, rules, [DraftShown(checked.text.rstrip("\n"), [], event.backend, event.model)])
             self.sig_draft_finished.emit(self.output.toPlainText())
 
         job.sig_succeeded.connect(done)
@@ -452,9 +454,9 @@ class ComposePage(QWidget):
 
     # -- what the user does with a draft (app/learning/capture.py) -----------------------------
 
-    def _remember(self, inputs: tuple, rules: tuple, shown: list[tuple]) -> list[int]:
-        """Store the drafts just shown; the first is the one in the box."""
-        from app.learning.capture import DraftShown, record_drafts
+    def _remember(self, inputs: tuple, rules: tuple, shown: list) -> list[int]:
+        """Store the drafts just shown (app.learning.capture.DraftShown); the first is the one in the box."""
+        from app.learning.capture import record_drafts
 
         sender, intent, recipient, subject, previous = inputs
         scoped = [r for r in self._scoped if r in rules]
@@ -472,10 +474,10 @@ class ComposePage(QWidget):
                 rules=list(rules),
                 rules_source="given" if given else "agent",
                 profile=self._profile,
-                shown=[DraftShown(text, list(tags), backend, model) for text, tags, backend, model in shown],
+                shown=shown,
             )
         self._draft_id = ids[0] if ids else None
-        self._shown_text = shown[0][0] if shown else ""
+        self._shown_text = shown[0].text if shown else ""
         return ids
 
     def _record(self, action: str, text: str | None = None) -> None:
@@ -613,8 +615,10 @@ class ComposePage(QWidget):
         def finished(result):
             self._selector, self._candidates = result
             self._candidate_for = (sender, intent)  # what the pick teaches, even if the voice changes meanwhile
+            from app.learning.capture import DraftShown
+
             self._candidate_ids = self._remember(
-                inputs, rules, [(text, tags, backend, None) for tags, text in self._candidates]
+                inputs, rules, [DraftShown(text, list(tags), backend) for tags, text in self._candidates]
             )
             self._draft_id = None  # none is in the box alone until one is picked
             for n, b in enumerate(self.pick_buttons):

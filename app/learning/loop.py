@@ -13,19 +13,21 @@ class LoopReport:
     matched: list[tuple[int, int, float]] = field(default_factory=list)
     scoped_rules: int | None = None  # None: not relearnt
     retraining: list[str] = field(default_factory=list)  # profiles a background retrain started for
-    ranked: int = 0  # candidate groups whose sent draft taught the PREMIUM tag selector
 
 
 def after_import(db, run_id: int) -> LoopReport:
     """Match what an import run stored to open drafts, then relearn when anything matched."""
     report = LoopReport()
-    if not store.has_unmatched_drafts(db):  # the usual case: a first import holds nothing to match
+    oldest = store.oldest_unmatched_draft(db)
+    if oldest is None:  # the usual case: a first import holds nothing to match
         return report
+    # only mail dated after the oldest open draft can be one (not the years of mail a first import brings)
+    since = (matching.parse_date(oldest) - matching.CLOCK_SKEW).isoformat(timespec="seconds")
     with db.atomic():
-        report.matched = matching.match_sent_mail(db, store.sent_messages_of_run(db, run_id)).matched
+        report.matched = matching.match_sent_mail(db, store.sent_messages_of_run(db, run_id, since)).matched
     if report.matched:
         report.scoped_rules = len(scoped.learn(db).rules)
-        report.ranked = teach_selector(db, [draft_id for draft_id, _, _ in report.matched])
+        teach_selector(db, [draft_id for draft_id, _, _ in report.matched])
         identities = {d.identity for d in map(lambda m: store.draft(db, m[0]), report.matched) if d is not None}
         report.retraining = maybe_retrain(db, identities)
     return report

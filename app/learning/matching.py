@@ -35,14 +35,13 @@ _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|sv|tr)\s*(?:\[\d+\])?\s*:\
 @dataclass
 class MatchReport:
     matched: list[tuple[int, int, float]] = field(default_factory=list)  # (draft id, message id, similarity)
-    candidates: int = 0  # sent messages looked at
 
 
 def normalized_subject(subject: str | None) -> str:
     return re.sub(r"\s+", " ", _SUBJECT_PREFIX.sub("", subject or "")).strip().lower()
 
 
-def _when(text: str | None) -> dt.datetime | None:
+def parse_date(text: str | None) -> dt.datetime | None:
     if not text:
         return None
     try:
@@ -80,7 +79,7 @@ def score(draft: store.DraftRow, message: store.SentCandidate, my_addresses: set
             return None
     elif sender not in my_addresses:
         return None
-    drafted, sent = _when(draft.created_at), _when(message.date)
+    drafted, sent = parse_date(draft.created_at), parse_date(message.date)
     if (
         drafted is None
         or sent is None
@@ -101,13 +100,13 @@ def score(draft: store.DraftRow, message: store.SentCandidate, my_addresses: set
 def match_sent_mail(db, messages: list[store.SentCandidate]) -> MatchReport:
     """Match ``messages`` (just imported) to the drafts they may have been sent as; writes the
     matches (the caller holds the transaction)."""
-    report = MatchReport(candidates=len(messages))
+    report = MatchReport()
     if not messages:
         return report
     dates = [m.date for m in messages if m.date]
     if not dates:
         return report
-    earliest = _when(min(dates)) - dt.timedelta(days=WINDOW_DAYS)
+    earliest = parse_date(min(dates)) - dt.timedelta(days=WINDOW_DAYS)
     open_drafts = store.unmatched_drafts(db, earliest.isoformat(timespec="seconds"))
     if not open_drafts:
         return report

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
+from app.agent.profiles import agents_dir, profile_slug
 from app.learning.scoped import rule_status, rules_by_aspect
 from app.rulecheck import KEPT
 from app.store import drafts as store
@@ -123,9 +124,13 @@ def retrain_arguments(
 
 
 def candidate_dir(identity: str | None) -> Path:
-    from app.agent.profiles import agents_dir, profile_slug
-
+    """Where a retrain trains its candidate adapter (and keeps its checkpoint)."""
     return agents_dir() / f".candidate-{profile_slug(identity)}"
+
+
+def dataset_path(identity: str | None) -> Path:
+    """The retrain's dataset: the user's edited text, kept only until the retrain ends."""
+    return agents_dir() / f".retrain-{profile_slug(identity)}.jsonl"
 
 
 def forget_training_copies(identity: str | None) -> None:
@@ -133,19 +138,17 @@ def forget_training_copies(identity: str | None) -> None:
     draft removes them (the next retrain starts over without it)."""
     import shutil
 
-    from app.agent.profiles import agents_dir, profile_slug
-
-    (agents_dir() / f".retrain-{profile_slug(identity)}.jsonl").unlink(missing_ok=True)
+    dataset_path(identity).unlink(missing_ok=True)
     shutil.rmtree(candidate_dir(identity), ignore_errors=True)
 
 
 def log_path(identity: str | None) -> Path:
-    return paths.home() / "logs" / f"retrain-{profile_key(identity).replace('@', '_at_')}.log"
+    return paths.home() / "logs" / f"retrain-{profile_slug(identity)}.log"
 
 
 def retrain_lock(identity: str | None) -> StoreLock:
     """Held by the retraining process for its whole run (the OS drops it if the process dies)."""
-    return StoreLock(paths.home() / "locks" / f"retrain-{profile_key(identity).replace('@', '_at_')}.lock")
+    return StoreLock(paths.home() / "locks" / f"retrain-{profile_slug(identity)}.lock")
 
 
 def running(identity: str | None) -> bool:

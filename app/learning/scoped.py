@@ -29,7 +29,7 @@ from email.utils import parseaddr
 from app.rulecheck import BROKEN, KEPT, REPAIRED, check_draft
 from app.store import drafts as store
 from app.store.db import write_transaction
-from app.style import measure, style_rules
+from app.style import measure, rule_aspect, style_rules
 
 DOMAIN_MIN = 2
 ALL_MIN = 3
@@ -37,24 +37,7 @@ VERIFY_MIN = 3
 VERIFY_SHARE = 0.6
 MAX_VERIFY_EMAILS = 200  # the newest-first order of the store does not matter: a sample is enough
 
-ASPECTS = {
-    "greeting": re.compile(r"^(?:greeting:|no greeting\b)", re.I),
-    "signoff": re.compile(r"^(?:sign-?off:|no closing phrase|no sign-?off\b)", re.I),
-    "contractions": re.compile(r"^(?:uses contractions|no contractions)\b", re.I),
-    "case": re.compile(r"^writes in lower case\b", re.I),
-    "punctuation": re.compile(r"^punctuation:", re.I),
-    "length": re.compile(r"^length:", re.I),
-    "sentences": re.compile(r"^sentences:", re.I),
-}
 NAME_FREE = ("signoff", "contractions", "case", "punctuation")  # "No greeting" too (see _name_free)
-
-
-def aspect_of(rule: str) -> str | None:
-    text = re.sub(r"^\s*[-*•]\s*", "", rule).strip()
-    for aspect, pattern in ASPECTS.items():
-        if pattern.match(text):
-            return aspect
-    return None
 
 
 def recipient_key(recipient: str | None) -> str | None:
@@ -74,7 +57,7 @@ def domain_of(key: str | None) -> str | None:
 def rules_by_aspect(rules: list[str]) -> dict[str, str]:
     out = {}
     for rule in rules:
-        aspect = aspect_of(rule)
+        aspect = rule_aspect(rule)
         if aspect and aspect not in out:
             out[aspect] = rule
     return out
@@ -127,7 +110,6 @@ def kept_share(rule: str, texts: list[str]) -> tuple[int, int]:
 
 @dataclass
 class LearnReport:
-    pairs: int
     rules: list[store.ScopedRuleRow]
     rejected: list[tuple[str, str, str, int, int]]  # (scope, value, rule, verified on, kept)
 
@@ -190,7 +172,7 @@ def learn(db, *, before: str | None = None) -> LearnReport:
         kept_rules.append(row)
     with write_transaction(db.conn):
         store.replace_scoped_rules(db, kept_rules)
-    return LearnReport(len(pairs), kept_rules, rejected)
+    return LearnReport(kept_rules, rejected)
 
 
 _SCOPE_ORDER = {"all": 0, "domain": 1, "recipient": 2}
@@ -218,7 +200,7 @@ def apply_scoped(agent_rules: list[str], scoped: list[store.ScopedRuleRow]) -> t
     wanted = {row.aspect: row.rule for row in scoped}
     out, placed = [], set()
     for rule in agent_rules:
-        aspect = aspect_of(rule)
+        aspect = rule_aspect(rule)
         if aspect in wanted:
             if aspect not in placed:
                 out.append(wanted[aspect])
@@ -227,6 +209,15 @@ def apply_scoped(agent_rules: list[str], scoped: list[store.ScopedRuleRow]) -> t
         out.append(rule)
     out += [rule for aspect, rule in wanted.items() if aspect not in placed]
     return out, list(wanted.values())
+
+
+def with_learnt_rules(
+    agent_rules: list[str], identity: str | None, recipient: str | None, stored=None
+) -> tuple[list[str], list[str]]:
+    """(the rules to draft with, the learnt ones among them): the agent's rules with the scoped
+    rules ``identity`` learnt for ``recipient`` in their place (``stored``: identity -> its scoped
+    rules; default the database's). The compose operation and the Compose page both draft so."""
+    return apply_scoped(agent_rules, rules_for((stored or stored_rules)(identity), recipient))
 
 
 def stored_rules(identity: str | None) -> list[store.ScopedRuleRow]:

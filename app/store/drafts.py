@@ -6,6 +6,7 @@ Tables (migration 7): ``drafts``, ``draft_events`` (every action, in order), ``r
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 
@@ -225,19 +226,12 @@ class SentCandidate:
     own_text: str
 
 
-def sent_messages_of_run(db, run_id: int) -> list[SentCandidate]:
-    """Messages an import run stored (the candidates for drafts sent since)."""
+def sent_messages_of_run(db, run_id: int, since: str) -> list[SentCandidate]:
+    """Messages an import run stored dated ``since`` or later (the candidates for drafts sent since)."""
     rows = db.execute(
         "SELECT m.id, m.date, m.from_addr, m.to_addrs, m.cc_addrs, m.subject, m.own_text FROM source_items s "
-        "JOIN messages m ON m.id = s.message_ref WHERE s.run_id = ? AND s.status = 'stored'",
-        [run_id],
-    )
-    return [_candidate(r) for r in rows]
-
-
-def sent_messages_since(db, since: str) -> list[SentCandidate]:
-    rows = db.execute(
-        "SELECT id, date, from_addr, to_addrs, cc_addrs, subject, own_text FROM messages WHERE date >= ?", [since]
+        "JOIN messages m ON m.id = s.message_ref WHERE s.run_id = ? AND s.status = 'stored' AND m.date >= ?",
+        [run_id, since],
     )
     return [_candidate(r) for r in rows]
 
@@ -416,8 +410,9 @@ def pairs_at_last_retrain(db, profile: str) -> int:
     return row[0] if row else 0
 
 
-def has_unmatched_drafts(db) -> bool:
-    return db.execute("SELECT 1 FROM drafts WHERE sent_message_id IS NULL LIMIT 1").fetchone() is not None
+def oldest_unmatched_draft(db) -> str | None:
+    """When the oldest draft not matched to sent mail was written (None: every draft is matched)."""
+    return db.execute("SELECT MIN(created_at) FROM drafts WHERE sent_message_id IS NULL").fetchone()[0]
 
 
 def weekly_edit_distance(db, identity: str | None = None) -> list[tuple[str, int, float]]:
@@ -427,8 +422,6 @@ def weekly_edit_distance(db, identity: str | None = None) -> list[tuple[str, int
     if identity is not None:
         sql += " AND identity = ?"
         args.append(identity)
-    import datetime as dt
-
     weeks: dict[str, list[float]] = {}
     for created, distance in db.execute(sql, args):
         year, week, _ = dt.datetime.fromisoformat(created).isocalendar()
