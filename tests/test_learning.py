@@ -165,6 +165,25 @@ def test_sent_mail_is_matched_to_its_draft_and_a_near_miss_or_another_identity_i
     assert store.draft(db, other_id).sent_message_id is None  # same words, wrong identity
 
 
+def test_without_a_subject_only_the_content_tells_a_near_miss_from_the_sent_draft(db, tmp_path):
+    draft_id = _draft(db, subject=None)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    # same identity, recipient and day: only the words differ
+    _eml(
+        tmp_path / "a",
+        "lunch",
+        sender=KAY,
+        to=SYLVIA,
+        subject="Lunch",
+        body="Are we still on for lunch on Tuesday?",
+        when=soon,
+    )
+    assert run_import(db, tmp_path / "a", my_addresses=[KAY]).drafts_matched == []
+    _eml(tmp_path / "b", "sent", sender=KAY, to=SYLVIA, subject="Contract", body=EDITED, when=soon)
+    (match,) = run_import(db, tmp_path / "b", my_addresses=[KAY]).drafts_matched
+    assert match[0] == draft_id and match[2] >= matching.THRESHOLD
+
+
 def test_a_wrong_match_is_undone_and_never_made_again(db, tmp_path):
     draft_id = _draft(db)
     record_action(db, draft_id, "edited", EDITED)
@@ -217,8 +236,12 @@ def test_forgetting_a_pair_an_adapter_learnt_from_makes_a_retrain_due(db):
     run = store.start_retrain(db, KAY, 1, 0)
     store.finish_retrain(db, run, "kept_new", old_score=0.1, new_score=0.2, note="test")
     assert not retrain.due(db, KAY)
+    # an unfinished retrain left its copy of the edited text behind
+    retrain.dataset_path(KAY).write_text(EDITED)
+    (retrain.candidate_dir(KAY) / "checkpoint").mkdir(parents=True)
     CliRunner().invoke(cli, ["edits", "forget", "--all"])
     assert retrain.due(db, KAY)
+    assert not retrain.dataset_path(KAY).exists() and not retrain.candidate_dir(KAY).exists()
 
 
 # -- scoped rules -----------------------------------------------------------------------------------
