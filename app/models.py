@@ -277,11 +277,12 @@ def list_models(db, verify: bool = False) -> list[ModelInfo]:
     for model in EMBEDDED_MODELS.values():
         path = models_dir() / model.file
         present = path.is_file() and path.stat().st_size == model.size
+        # the catalog knows the license before the file is assembled; the header wins when it says one
         info = ModelInfo(model.name, path, model.role, True, size=model.size, sha256=model.sha256, present=present)
         if present:
             info.__dict__.update(describe_gguf(path))
-            info.license = info.license or model.license
             info.verified = verify and sha256_file(path) == model.sha256
+        info.license = info.license or model.license
         out.append(info)
     for row in model_rows.model_rows(db):
         p = Path(row.path)

@@ -27,11 +27,19 @@ def models_group(ctx, verify: bool) -> None:
     db = _open_db()
     in_use = {model_for_role(db, role): role for role in ROLES}
     table = Table(title="Models (a role marked * is in use)")
-    for col in ModelInfo.TABLE_COLUMNS:
+    # the file goes under the table, a line each: a path squeezed into a ninth column pushed the
+    # short facts (the license) out of a 120-column table
+    columns = [c for c in ModelInfo.TABLE_COLUMNS if c != "file"]
+    for col in columns:
         table.add_column(col)
+    files = []
     for m in list_models(db, verify=verify):
-        table.add_row(*cells(*m.table_row(m.name in in_use)))
+        row = dict(zip(ModelInfo.TABLE_COLUMNS, m.table_row(m.name in in_use)))
+        table.add_row(*cells(*(row[c] for c in columns)))
+        files.append((m.name, row["file"]))
     console.print(table)
+    for name, where in files:
+        console.print(f"  {esc(name)}: {esc(where)}", soft_wrap=True)
     console.print(
         "Add a GGUF you have: tiller models add FILE.gguf --role drafting; switch: tiller models use ROLE NAME"
     )
