@@ -206,12 +206,19 @@ def load_examples(config: FinetuneConfig, tokenizer) -> tuple[list[Example], dic
     return examples, counts
 
 
+# A field added to FinetuneConfig later goes here with its default: at that default it stays out of
+# the fingerprint, so runs finished before it existed are still found finished. (Adding
+# ``init_adapter`` without this made every earlier adapter train again on a rerun.)
+FINGERPRINT_OMITTED_AT_DEFAULT: dict[str, object] = {}
+
+
 def fingerprint(config: FinetuneConfig, dataset_digest: str) -> str:
     """What makes two runs the same run (so a checkpoint may be resumed)."""
     keys = {
         k: v
         for k, v in asdict(config).items()
-        if k
+        if not (k in FINGERPRINT_OMITTED_AT_DEFAULT and v == FINGERPRINT_OMITTED_AT_DEFAULT[k])
+        and k
         not in (
             "fresh",
             "threads",

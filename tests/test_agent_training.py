@@ -280,6 +280,20 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_o
 # -- configuration -----------------------------------------------------------------------------------
 
 
+def test_an_upgrade_keeps_finished_runs_finished():
+    """A finished adapter is found by its fingerprint; a new FinetuneConfig field that changes it makes
+    every user's earlier adapters train again on a rerun (it happened once: ``init_adapter``). The
+    value is pinned: a field added without FINGERPRINT_OMITTED_AT_DEFAULT fails here."""
+    from agent_training.finetune import FinetuneConfig, fingerprint
+
+    config = FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"))
+    assert fingerprint(config, "digest") == "2f4d14cf1495e718"
+    # what is learnt still changes it
+    assert fingerprint(FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"), rank=8), "digest") != (
+        "2f4d14cf1495e718"
+    )
+
+
 def test_qlora_needs_cuda_and_says_so(tmp_path):
     import torch
 
