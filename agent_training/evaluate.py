@@ -98,6 +98,10 @@ class EvalConfig:
     def __post_init__(self):
         if len(self.senders) < 1:
             raise ValueError("name at least one sender to evaluate (--sender, repeatable)")
+        # a method or sender named twice (--method agent --method agent) is run once: counted twice,
+        # its drafts doubled every table's sample and narrowed the bootstrap intervals
+        self.senders = list(dict.fromkeys(self.senders))
+        self.methods = tuple(dict.fromkeys(self.methods))
         unknown = set(self.methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")

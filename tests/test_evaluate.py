@@ -245,3 +245,10 @@ def test_the_report_counts_the_senders_the_agent_wins():
         "",
         "- The agent's mean authorship beats large_zero_shot for **1 of 3 senders** (a).",
     ]
+
+
+def test_a_method_named_twice_runs_once():
+    # `--method agent --method agent` doubled the agent's drafts in every table and narrowed its
+    # bootstrap interval (seen in the 7-sender reproduction of 2026-12-02)
+    config = EvalConfig(senders=[KAY, KAY], methods=("agent", "large_zero_shot", "agent"))
+    assert config.methods == ("agent", "large_zero_shot") and config.senders == [KAY]
