@@ -181,6 +181,11 @@ def _words(n: int) -> str:
     return f"{n} word" if n == 1 else f"{n} words"
 
 
+def about_words(n: int) -> str:
+    """A word count as the length rules say it: 7 -> "7 words", 43 -> "45 words"."""
+    return _words(_about(n))
+
+
 # What each line style_rules writes is about, by how it starts (the rule check, the scoped rules
 # learnt from edits and the training targets' merge all read them this way).
 RULE_ASPECTS = {

@@ -16,13 +16,19 @@ The metric is the word edit distance from the draft to the real email (app/learn
 the same number ``tiller edits progress`` shows. Beside it, the report gives the share of the
 style aspects the scoped rules are about that the draft gets right (greeting and sign-off as the
 real email's, length within the rule check's bounds of the real one): the edit distance of a
-60-word email is mostly its content, which no rule about greetings can move. The rule check repairs every draft as drafting
-does; the one re-ask for a rule it cannot repair is off unless ``--reask`` (it doubles the cost on
-a 2-core machine and is the same in both arms). The first batch is the same in both arms (nothing
-learnt yet), so its drafts are shared. The learning arm writes its drafts and scoped rules to a
-scratch copy of the database, never to the user's. Retraining the agent is left out (``--retrain``
-is not offered): at about 3 minutes a retrain on 2 cores, a retrain per batch per sender does not
-fit a session; this measures the scoped rules and the rule check that enforces them.
+60-word email is mostly its content, which no rule about greetings can move.
+
+The rule check repairs every draft, and a draft that still breaks a rule is asked for once more,
+as drafting does (``--no-reask`` to save the second request; off, a learnt length rule hardly
+reaches the draft, because the local model ignores "about N words" and the re-ask gives it a
+budget in numbers). The first batch is the same in both arms (nothing learnt yet), so its drafts
+are shared. The learning arm writes its drafts and scoped rules to a scratch copy of the
+database, never to the user's.
+
+With ``--retrain-after N`` the learning arm also retrains its agent as the app does, once N new
+emails were sent since the last retrain: ``python -m agent_training retrain`` in a scratch home
+with a copy of the sender's adapter and distilled examples, the gate there deciding whether the
+next batches get the new adapter. A retrain needs 4 pairs (3 are held out for the gate).
 
 Drafts are cached in ``--out``/drafts.jsonl, so a rerun resumes. Target (issue 6/6): learning
 lowers the edit distance of the last batch for at least 5 of 7 senders.
@@ -55,15 +61,17 @@ SEVEN = (
 )
 
 
-def scratch_copy(db_path: Path) -> Path:
-    """An online backup of the user's database in a temporary file (the learning arm writes there)."""
-    target = Path(tempfile.mkdtemp(prefix="tiller-replay-")) / "tiller.db"
-    src, dst = sqlite3.connect(str(db_path)), sqlite3.connect(str(target))
+def scratch_home(db_path: Path) -> Path:
+    """A temporary Tiller home for the learning arm: an online backup of the user's database, and
+    the user's models folder linked in (a retrain there trains on the same base model)."""
+    home = Path(tempfile.mkdtemp(prefix="tiller-replay-"))
+    src, dst = sqlite3.connect(str(db_path)), sqlite3.connect(str(home / "tiller.db"))
     with dst:
         src.backup(dst)
     src.close()
     dst.close()
-    return target
+    (home / "models").symlink_to(db_path.parent / "models", target_is_directory=True)
+    return home
 
 
 class Drafter:
@@ -147,13 +155,84 @@ def cases_for(db, sender: str, n: int) -> list[Case]:
     return out[-n:]
 
 
-def agent_for(sender: str, adapters: Path | None):
-    from app.agent.agent import PreferenceAgent
-    from app.agent.profiles import find_profile, profile_at
+def profile_dir_for(sender: str, adapters: Path | None) -> Path:
+    from app.agent.profiles import find_profile
 
     if adapters and (adapters / sender / "agent").is_dir():
-        return PreferenceAgent(profile_at(adapters / sender / "agent", sender))
-    return PreferenceAgent(find_profile(sender))
+        return adapters / sender / "agent"
+    return find_profile(sender).directory
+
+
+def agent_for(sender: str, adapters: Path | None):
+    from app.agent.agent import PreferenceAgent
+    from app.agent.profiles import profile_at
+
+    return PreferenceAgent(profile_at(profile_dir_for(sender, adapters), sender))
+
+
+class ReplayRetrainer:
+    """Retrains the learning arm's agent between batches the way the app does: ``python -m
+    agent_training retrain --sender S`` as a process of its own, on the scratch home (its database
+    holds the replayed pairs), from a copy of the sender's adapter and its distilled examples; the
+    gate there decides whether the new adapter is used for the next batches."""
+
+    def __init__(self, home: Path, after: int, steps: int | None, log) -> None:
+        self.home, self.after, self.steps, self.log = home, after, steps, log
+
+    def prepare(self, sender: str, adapters: Path | None) -> None:
+        import shutil
+
+        from app.agent.profiles import TrainingRecord, profile_slug
+
+        source = profile_dir_for(sender, adapters)
+        target = self.home / "agents" / profile_slug(sender)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+        record = TrainingRecord.read(source / "training.json") if (source / "training.json").is_file() else None
+        dataset = Path(record.dataset) if record and record.dataset else None
+        if dataset and dataset.is_file():  # the examples the adapter was trained on: the retrain replays them
+            # where agent_training.dataset.default_training_file looks first
+            folder = self.home / "datasets" / profile_slug(sender) / "R3"
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(dataset, folder / "train.jsonl")
+
+    def agent(self, sender: str):
+        from app.agent.agent import PreferenceAgent
+        from app.agent.profiles import profile_at, profile_slug
+
+        return PreferenceAgent(profile_at(self.home / "agents" / profile_slug(sender), sender))
+
+    def run(self, sender: str) -> dict:
+        import os
+        import subprocess
+
+        started = time.monotonic()
+        command = [sys.executable, "-m", "agent_training", "retrain", "--json", "--sender", sender]
+        if self.steps:
+            command += ["--steps", str(self.steps)]
+        done = subprocess.run(
+            command,
+            cwd=REPO,
+            env={**os.environ, "TILLER_HOME": str(self.home)},
+            capture_output=True,
+            text=True,
+        )
+        outcome = {"decision": "failed", "seconds": round(time.monotonic() - started, 1)}
+        for line in done.stdout.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("phase") == "done":
+                outcome.update((event.get("extra") or {}), seconds=outcome["seconds"])
+            elif event.get("phase") == "error":
+                outcome["note"] = event.get("message")
+        if outcome["decision"] == "failed":
+            outcome.setdefault(
+                "note", (done.stderr or "").strip().splitlines()[-1:] or ["exit " + str(done.returncode)]
+            )
+        self.log(f"{sender} retrain: {outcome}")
+        return outcome
 
 
 def aspects_right(draft: str, real: str) -> float:
@@ -169,7 +248,7 @@ def aspects_right(draft: str, real: str) -> float:
     return (fidelity["greeting_match"] + fidelity["signoff_match"] + float(low <= words <= high)) / 3
 
 
-def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log) -> dict:
+def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log, retrainer=None) -> dict:
     from app.agent.agent import RulesRequest
     from app.learning import scoped
     from app.learning.capture import DraftShown, record_drafts
@@ -177,22 +256,33 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log) -> 
     from app.store import drafts as store
 
     agent = agent_for(sender, adapters)
+    learning_agent = agent  # the learning arm's agent: another one once a retrain keeps a new adapter
+    if retrainer:
+        retrainer.prepare(sender, adapters)
     trained = bool(agent.profile and agent.profile.trained)
     batches: list[dict] = []
     rows: list = []
+    since_retrain = 0
     for start in range(0, len(cases), batch):
         chunk = cases[start : start + batch]
-        learnt_before = None
+        retrain = None
+        if retrainer and start and since_retrain >= retrainer.after:
+            retrain = retrainer.run(sender)
+            if retrain["decision"] != "failed":  # a refused one (too few pairs yet) is tried again next batch
+                since_retrain = 0
+            if retrain.get("decision") == "kept_new":
+                learning_agent = retrainer.agent(sender)
         if start:  # learn from every earlier email, verified against the sender's mail before this batch
-            learnt_before = scoped.learn(scratch, before=chunk[0].date).rules
-            rows = [r for r in learnt_before if r.identity == sender]
+            rows = [r for r in scoped.learn(scratch, before=chunk[0].date).rules if r.identity == sender]
         without, with_, used = [], [], 0
         aspects_without, aspects_with = [], []
         for case in chunk:
-            agent_rules = agent.rules(RulesRequest(case.intent, case.recipient, case.subject, case.previous))
+            request = RulesRequest(case.intent, case.recipient, case.subject, case.previous)
+            agent_rules = agent.rules(request)
             plain = drafter.draft(case, agent_rules)
-            rules, scoped_used = scoped.apply_scoped(agent_rules, scoped.rules_for(rows, case.recipient))
-            learnt = drafter.draft(case, rules) if scoped_used else plain
+            learnt_agent_rules = agent_rules if learning_agent is agent else learning_agent.rules(request)
+            rules, scoped_used = scoped.apply_scoped(learnt_agent_rules, scoped.rules_for(rows, case.recipient))
+            learnt = drafter.draft(case, rules) if rules != agent_rules else plain
             used += bool(scoped_used)
             without.append(edit_distance(plain, case.real))
             with_.append(edit_distance(learnt, case.real))
@@ -206,7 +296,7 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log) -> 
                 subject=case.subject,
                 intent=case.intent,
                 previous_email=case.previous,
-                agent_rules=agent_rules,
+                agent_rules=learnt_agent_rules,
                 scoped_rules=scoped_used,
                 rules=rules,
                 rules_source="agent",
@@ -215,6 +305,7 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log) -> 
             )
             with scratch.atomic():
                 store.set_final(scratch, draft_id, text=case.real, source="sent", edit_distance=with_[-1], at=case.date)
+            since_retrain += 1
         batches.append(
             {
                 "emails": len(chunk),
@@ -225,11 +316,15 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log) -> 
                 "aspects_without": statistics.mean(aspects_without),
                 "aspects_with": statistics.mean(aspects_with),
                 "scoped_rules": len(rows),
+                "retrain": retrain,
+                "retrained_agent": learning_agent is not agent,
             }
         )
         log(
             f"{sender} batch {len(batches)}: without {batches[-1]['without']:.3f}, with {batches[-1]['with']:.3f} "
-            f"({used} of {len(chunk)} drafts used {len(rows)} learnt rule(s)); {drafter.made} drafts made so far"
+            f"({used} of {len(chunk)} drafts used {len(rows)} learnt rule(s)"
+            + (", a retrained agent" if learning_agent is not agent else "")
+            + f"); {drafter.made} drafts made so far"
         )
     return {"sender": sender, "trained_agent": trained, "batches": batches}
 
@@ -242,13 +337,26 @@ def _aspects(batches: list[dict]) -> str:
     return f"{before:.2f} -> {after:.2f}"
 
 
+def _retrains(batches: list[dict]) -> str:
+    done = [b["retrain"] for b in batches if b.get("retrain")]
+    if not done:
+        return "-"
+    return "; ".join(
+        f"{r['decision']}"
+        + (f" {r['new_score']:.2f} vs {r['old_score']:.2f}" if r.get("new_score") is not None else "")
+        + f" ({r['seconds']:.0f} s)"
+        for r in done
+    )
+
+
 def report(results: list[dict], args, elapsed: float) -> str:
     lines = [
         "# Edit replay: how much of each draft the user still changes, with and without learning",
         "",
         f"Command: `python benchmarks/edit_replay.py {' '.join(sys.argv[1:])}` · backend `{args.backend}` · "
         f"{args.emails} newest R3-distilled emails per sender, batches of {args.batch} · "
-        f"re-ask {'on' if args.reask else 'off'} · {elapsed / 60:.1f} min",
+        f"re-ask {'on' if args.reask else 'off'} · "
+        f"retrain {f'after {args.retrain_after} emails' if args.retrain_after else 'off'} · {elapsed / 60:.1f} min",
         "",
         "Word edit distance from the draft to the real email (0 = sent as drafted, 1 = all rewritten), mean per "
         "batch; the first batch has nothing learnt yet, so both arms share its drafts. Aspects right: the share of "
@@ -256,8 +364,9 @@ def report(results: list[dict], args, elapsed: float) -> str:
         "emails, the aspects the learnt rules are about.",
         "",
         "| sender | agent | batch means without learning | with learning | drafts that used learnt rules | "
-        "last batch: with - without | batches 2+: with - without | aspects right, batches 2+: without -> with |",
-        "|---|---|---|---|---|---|---|---|",
+        "last batch: with - without | batches 2+: with - without | aspects right, batches 2+: without -> with | "
+        "retrains (gate: new vs current on the held-out edits) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     won_last = won_rest = 0
     for r in results:
@@ -274,7 +383,7 @@ def report(results: list[dict], args, elapsed: float) -> str:
             + " | "
             + " / ".join(f"{x['with']:.3f}" for x in b)
             + f" | {sum(x['drafts_with_learnt_rules'] for x in b)} of {sum(x['emails'] for x in b[1:])}"
-            + f" | {last:+.3f} | {rest:+.3f} | {_aspects(b[1:])} |"
+            + f" | {last:+.3f} | {rest:+.3f} | {_aspects(b[1:])} | {_retrains(b)} |"
         )
     lines += [
         "",
@@ -292,10 +401,20 @@ def main() -> None:
     parser.add_argument("--backend", default="local")
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument(
-        "--reask",
-        action="store_true",
-        help="Re-ask once when a draft breaks a rule the check cannot repair (as drafting does; doubles the cost).",
+        "--no-reask",
+        dest="reask",
+        action="store_false",
+        help="Do not re-ask when a draft breaks a rule the check cannot repair (drafting does re-ask; off, a "
+        "learnt length rule hardly reaches the draft: the local model ignores 'about N words').",
     )
+    parser.add_argument(
+        "--retrain-after",
+        type=int,
+        default=0,
+        help="Retrain the learning arm's agent (the app's retrain and gate) once this many new emails were sent "
+        "since the last retrain (0: never; a retrain needs 4 pairs, 3 being held out for the gate).",
+    )
+    parser.add_argument("--retrain-steps", type=int, help="Steps per retrain (default: the retrain's own).")
     parser.add_argument("--adapters", type=Path, help="A folder of profiles, <sender>/agent (tiller eval's adapters/).")
     parser.add_argument("--out", type=Path, default=Path("edit-replay"))
     parser.add_argument("--report-only", action="store_true", help="Write report.md from --out/results.json again.")
@@ -313,17 +432,19 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     db = open_database()
-    scratch = open_database(scratch_copy(paths.database_path()))
-    for table in ("draft_events", "drafts", "scoped_rules", "refused_matches"):  # start from no edits
+    home = scratch_home(paths.database_path())
+    scratch = open_database(home / "tiller.db")
+    for table in ("draft_events", "drafts", "scoped_rules", "refused_matches", "retrains"):  # start from no edits
         scratch.execute(f"DELETE FROM {table}")
     drafter = Drafter(args.backend, args.out / "drafts.jsonl", args.max_tokens, args.reask)
+    retrainer = ReplayRetrainer(home, args.retrain_after, args.retrain_steps, print) if args.retrain_after else None
     results = []
     for sender in args.sender or SEVEN:
         cases = cases_for(db, sender, args.emails)
         if len(cases) < 2 * args.batch:
             print(f"{sender}: {len(cases)} distilled emails, too few for two batches; skipped", flush=True)
             continue
-        results.append(replay_sender(db, scratch, sender, cases, args.batch, drafter, args.adapters, print))
+        results.append(replay_sender(db, scratch, sender, cases, args.batch, drafter, args.adapters, print, retrainer))
         (args.out / "results.json").write_text(json.dumps(results, indent=2))
     elapsed = time.monotonic() - started
     (args.out / "elapsed.json").write_text(json.dumps({"seconds": elapsed}))

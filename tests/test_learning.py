@@ -328,6 +328,51 @@ def test_the_same_change_to_several_recipients_becomes_a_domain_and_then_an_all_
     assert "enron.com" in out and "all your mail" in out
 
 
+def test_drafts_cut_to_several_recipients_give_an_all_mail_length_rule_unless_the_mail_says_otherwise(db, tmp_path):
+    # three recipients, each draft cut to a few words: the finals differ in length (no two
+    # length corrections read the same), and still say one thing, "shorter"
+    long_draft = DRAFT + " " + " ".join(["I hope this finds you well and that the week is going smoothly."] * 3)
+    finals = (
+        "Ready for legal. Kay",
+        "Contract ready for legal review. Kay",
+        "The NG contract is ready for legal review, comments by Friday please? Kay",
+    )
+    for who, final in zip(("a.one@enron.com", "b.two@enron.com", "c.three@dynegy.com"), finals):
+        record_action(db, _draft(db, recipient=who, text=long_draft), "edited", final)
+    rows = [r for r in scoped.learn(db).rules if r.aspect == "length"]
+    by_scope = {(r.scope, r.scope_value): r.rule for r in rows}
+    assert by_scope[("all", "")] == "Length: about 6 words."  # the median of 4, 6 and 13 words
+    assert by_scope[("domain", "enron.com")] == "Length: about 5 words."  # the median of 4 and 6
+    assert all(r.rule.startswith("Length: about") for r in rows)
+    assert scoped.rules_for(rows, "someone.new@elsewhere.com")[0].rule == "Length: about 6 words."
+
+    # one recipient lengthened, two cut: the rule follows the two
+    record_action(db, _draft(db, recipient="c.three@dynegy.com", text="Ready. Kay"), "edited", DRAFT + " " + DRAFT)
+    rows = [r for r in scoped.learn(db).rules if r.aspect == "length" and r.scope != "recipient"]
+    assert [(r.scope, r.rule) for r in rows] == [("domain", "Length: about 5 words.")]  # 2 recipients: no all-mail
+
+    # the user's real mail is long: the edits to three people do not overrule it
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=60)
+    for n in range(4):
+        body = "Hi,\n\n" + " ".join(
+            f"Point {n}.{k} of the contract needs another look before we sign." for k in range(6)
+        )
+        _eml(
+            tmp_path / "old",
+            f"long{n}",
+            sender=KAY,
+            to=f"p{n}@enron.com",
+            subject=f"Item {n}",
+            body=body + "\n\nKay",
+            when=old + dt.timedelta(days=n),
+        )
+    run_import(db, tmp_path / "old", my_addresses=[KAY])
+    record_action(db, _draft(db, recipient="d.four@enron.com", text=long_draft), "edited", "Ready. Kay")
+    report = scoped.learn(db)
+    assert not [r for r in report.rules if r.aspect == "length" and r.scope != "recipient"]
+    assert any(scope in ("all", "domain") and rule.startswith("Length:") for scope, _, rule, _, _ in report.rejected)
+
+
 # -- the online metric -------------------------------------------------------------------------------
 
 

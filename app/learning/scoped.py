@@ -9,6 +9,13 @@ become rules at three scopes:
 - **domain**: the same name-free rule from edits to at least ``DOMAIN_MIN`` recipients at a domain;
 - **all**: the same name-free rule from at least ``ALL_MIN`` recipients.
 
+Length is the exception: two length corrections almost never read the same ("about 5 words",
+"about 8 words"), so at the domain and all-mail scopes they count as one preference when they
+point the same way (the user shortened, or lengthened, the drafts to each of those recipients),
+and the rule asks for the median of those final lengths. Length is also what the edit distance
+of a draft depends on most after its content: in the edit replay (benchmarks/edit_replay.py), a
+draft within the length bounds of the real email was 0.80 away from it, one outside them 0.91.
+
 Before a rule is kept it is verified (PROSE's check) against the user's real sent emails in its
 scope: it must hold in at least ``VERIFY_SHARE`` of them when there are ``VERIFY_MIN`` or more
 (one edit does not overrule years of mail); with fewer, the edits alone decide. The table is
@@ -22,6 +29,7 @@ Sylvia only.
 from __future__ import annotations
 
 import re
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -29,7 +37,7 @@ from email.utils import parseaddr
 from app.rulecheck import BROKEN, KEPT, REPAIRED, check_draft
 from app.store import drafts as store
 from app.store.db import write_transaction
-from app.style import measure, rule_aspect, style_rules
+from app.style import about_words, measure, rule_aspect, style_rules
 
 DOMAIN_MIN = 2
 ALL_MIN = 3
@@ -122,12 +130,17 @@ def learn(db, *, before: str | None = None) -> LearnReport:
     by_recipient: dict[tuple[str | None, str], dict[str, list[tuple[int, str]]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    # identity -> recipient -> (draft id, final length, shorter?) of the newest length correction
+    draft_lengths: dict[str | None, dict[str, tuple[int, int, bool]]] = defaultdict(dict)
     for pair in pairs:
         key = recipient_key(pair.recipient)
         if key is None:
             key = ""  # no recipient given: evidence for the broader scopes only
         for aspect, rule in corrections(pair.text, pair.final_text or "").items():
             by_recipient[(pair.identity, key)][aspect].append((pair.id, rule))
+            if aspect == "length":
+                final_words, draft_words = measure(pair.final_text or "").word_count, measure(pair.text).word_count
+                draft_lengths[pair.identity][key] = (pair.id, final_words, final_words < draft_words)
     candidates: list[store.ScopedRuleRow] = []
     # (identity, aspect, rule) -> {recipient: draft ids}
     spread: dict[tuple[str | None, str, str], dict[str, list[int]]] = defaultdict(dict)
@@ -153,6 +166,8 @@ def learn(db, *, before: str | None = None) -> LearnReport:
         if len(recipients) >= ALL_MIN:
             evidence = sorted(d for ids in recipients.values() for d in ids)
             candidates.append(store.ScopedRuleRow(identity, "all", "", aspect, rule, evidence, 0, 0))
+    for identity, per_recipient in draft_lengths.items():
+        candidates += _length_rules(identity, per_recipient)
     kept_rules, rejected = [], []
     for row in candidates:
         if row.scope == "recipient":
@@ -173,6 +188,35 @@ def learn(db, *, before: str | None = None) -> LearnReport:
     with write_transaction(db.conn):
         store.replace_scoped_rules(db, kept_rules)
     return LearnReport(kept_rules, rejected)
+
+
+def _length_rules(identity: str | None, corrected: dict[str, tuple[int, int, bool]]) -> list[store.ScopedRuleRow]:
+    """Domain and all-mail length rules from the recipients whose drafts the user cut (or, if more
+    of them, lengthened): "Length: about M words.", M the median of their final lengths; the
+    recipients whose newest correction went the other way do not count (see the module docstring).
+    ``corrected``: recipient -> (draft id, final length, shorter than the draft?)."""
+    shorter = sum(s for _, _, s in corrected.values())
+    if shorter * 2 == len(corrected):
+        return []  # as many cut as lengthened: no preference
+    way = shorter * 2 > len(corrected)
+    recipients = {k: v for k, v in corrected.items() if v[2] == way}
+
+    def row(scope: str, value: str, members: list[str]) -> store.ScopedRuleRow:
+        median = round(statistics.median(recipients[k][1] for k in members))
+        rule = f"Length: about {about_words(max(1, median))}."
+        return store.ScopedRuleRow(
+            identity, scope, value, "length", rule, sorted(recipients[k][0] for k in members), 0, 0
+        )
+
+    out = []
+    domains: dict[str, list[str]] = defaultdict(list)
+    for k in recipients:
+        if domain_of(k):
+            domains[domain_of(k)].append(k)
+    out += [row("domain", d, members) for d, members in domains.items() if len(members) >= DOMAIN_MIN]
+    if len(recipients) >= ALL_MIN:
+        out.append(row("all", "", list(recipients)))
+    return out
 
 
 _SCOPE_ORDER = {"all": 0, "domain": 1, "recipient": 2}
