@@ -154,12 +154,7 @@ def learn(db, *, before: str | None = None) -> LearnReport:
             if _name_free(aspect, rule):
                 spread[(identity, aspect, rule)].setdefault(key, []).extend(d for d, r in found if r == rule)
     for (identity, aspect, rule), recipients in spread.items():
-        named = {k: v for k, v in recipients.items() if k}
-        domains: dict[str, list[str]] = defaultdict(list)
-        for k in named:
-            if domain_of(k):
-                domains[domain_of(k)].append(k)
-        for domain, members in domains.items():
+        for domain, members in _by_domain(recipients).items():
             if len(members) >= DOMAIN_MIN:
                 evidence = sorted(d for k in members for d in recipients[k])
                 candidates.append(store.ScopedRuleRow(identity, "domain", domain, aspect, rule, evidence, 0, 0))
@@ -190,6 +185,15 @@ def learn(db, *, before: str | None = None) -> LearnReport:
     return LearnReport(kept_rules, rejected)
 
 
+def _by_domain(recipients) -> dict[str, list[str]]:
+    """domain -> the recipient addresses at it (names without an address and "" have none)."""
+    domains: dict[str, list[str]] = defaultdict(list)
+    for key in recipients:
+        if domain_of(key):
+            domains[domain_of(key)].append(key)
+    return domains
+
+
 def _length_rules(identity: str | None, corrected: dict[str, tuple[int, int, bool]]) -> list[store.ScopedRuleRow]:
     """Domain and all-mail length rules from the recipients whose drafts the user cut (or, if more
     of them, lengthened): "Length: about M words.", M the median of their final lengths; the
@@ -208,12 +212,7 @@ def _length_rules(identity: str | None, corrected: dict[str, tuple[int, int, boo
             identity, scope, value, "length", rule, sorted(recipients[k][0] for k in members), 0, 0
         )
 
-    out = []
-    domains: dict[str, list[str]] = defaultdict(list)
-    for k in recipients:
-        if domain_of(k):
-            domains[domain_of(k)].append(k)
-    out += [row("domain", d, members) for d, members in domains.items() if len(members) >= DOMAIN_MIN]
+    out = [row("domain", d, members) for d, members in _by_domain(recipients).items() if len(members) >= DOMAIN_MIN]
     if len(recipients) >= ALL_MIN:
         out.append(row("all", "", list(recipients)))
     return out
