@@ -23,7 +23,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ENRON
@@ -258,6 +258,9 @@ FUZZ_SETTINGS = settings(
 
 @FUZZ_SETTINGS
 @given(entries=st.lists(maildir_entry(), min_size=1, max_size=6))
+# found by CI: "²" is str.isdigit() but not int(); the file-name sort key crashed the import
+@example(entries=[(b"Sent/cur", "²".encode(), "fifo", (b"", False))])
+@example(entries=[(b"Sent/cur", "²0:2,S".encode(), "empty", (b"", False))])
 @pytest.mark.slow
 def test_fuzzed_maildirs_always_import_completely(db, tmp_path_factory, entries):
     from app.mail.charsets import storable_text

@@ -83,7 +83,11 @@ def _walk_files(root: Path) -> Iterator[Path]:
 
 
 def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    # ASCII digits only: str.isdigit() is true for "²", which int() refuses (found by the fuzzer).
+    # re.split with a group puts the digit runs at the odd positions, so keys always compare
+    # int with int and str with str.
+    parts = re.split(r"([0-9]+)", name)
+    return [int(t) if i % 2 else t for i, t in enumerate(parts)]
 
 
 def read_message_file(path: str | Path, limit: int = MAX_MESSAGE_BYTES) -> tuple[bytes | None, str | None, str | None]:

@@ -161,6 +161,6 @@ def highest_uid(db, kind: str, location: str, key_prefix: str) -> int:
     best = 0
     for (key,) in rows:
         tail = key[len(key_prefix) :]
-        if tail.isdigit():
+        if tail.isascii() and tail.isdigit():
             best = max(best, int(tail))
     return best
