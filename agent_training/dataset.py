@@ -128,6 +128,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9._-]+", "_", text)
 
 
+def sender_datasets_dir(sender: str | None) -> Path:
+    """Where ``export`` writes the sender's datasets (one folder per strategy), "all" for every
+    sender. Not the agent profile's slug: that one keeps "@"."""
+    return datasets_dir() / (_slug(sender) if sender else "all")
+
+
 def export(
     db, *, strategy: str = "R3", sender: str | None = None, out_dir: Path | None = None, rules_source: str | None = None
 ) -> dict:
@@ -135,7 +141,7 @@ def export(
     Returns the stats."""
     examples, info = collect(db, strategy=strategy, rules_source=rules_source, sender=sender)
     train, test = split_by_time(examples)
-    out = Path(out_dir) if out_dir else datasets_dir() / (_slug(sender) if sender else "all") / strategy
+    out = Path(out_dir) if out_dir else sender_datasets_dir(sender) / strategy
     _write_jsonl(out / "train.jsonl", [_chat(e, e.rules, "train") for e in train])
     _write_jsonl(out / "test.jsonl", [_chat(e, e.rules, "test") for e in test])
     _write_jsonl(out / "naive_train.jsonl", [_chat(e, e.email, "train") for e in train])
@@ -176,7 +182,7 @@ TRAINING_PREFERENCE = ("R3", "R2", "R1", MEASURED)  # LLM-distilled rules first;
 def default_training_file(sender: str | None = None) -> Path:
     """The newest kind of dataset there is for ``sender``: its own folder, else the all-senders
     one (the trainer then keeps only that sender's examples)."""
-    folders = ([datasets_dir() / _slug(sender)] if sender else []) + [datasets_dir() / "all"]
+    folders = ([sender_datasets_dir(sender)] if sender else []) + [sender_datasets_dir(None)]
     for strategy in TRAINING_PREFERENCE:
         for folder in folders:
             candidate = folder / strategy / "train.jsonl"

@@ -182,6 +182,7 @@ class ReplayRetrainer:
     def prepare(self, sender: str, adapters: Path | None) -> None:
         import shutil
 
+        from agent_training.dataset import sender_datasets_dir
         from app.agent.profiles import TrainingRecord, profile_slug
 
         source = profile_dir_for(sender, adapters)
@@ -191,10 +192,14 @@ class ReplayRetrainer:
         record = TrainingRecord.read(source / "training.json") if (source / "training.json").is_file() else None
         dataset = Path(record.dataset) if record and record.dataset else None
         if dataset and dataset.is_file():  # the examples the adapter was trained on: the retrain replays them
-            # where agent_training.dataset.default_training_file looks first
-            folder = self.home / "datasets" / profile_slug(sender) / "R3"
+            # where agent_training.dataset.default_training_file looks first (its slug, not the profile's)
+            folder = self.home / "datasets" / sender_datasets_dir(sender).name / "R3"
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(dataset, folder / "train.jsonl")
+            with open(dataset, encoding="utf-8") as fh:
+                self.log(f"{sender}: the retrain replays up to {sum(1 for _ in fh)} distilled example(s)")
+        else:
+            self.log(f"{sender}: no distilled examples found ({dataset}): the retrain learns from edits only")
 
     def agent(self, sender: str):
         from app.agent.agent import PreferenceAgent

@@ -8,6 +8,7 @@ import datetime as dt
 import sys
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -402,6 +403,28 @@ def test_a_retrain_is_due_after_enough_new_pairs(db):
     run = store.start_retrain(db, KAY, retrain.RETRAIN_AFTER, 4)
     store.finish_retrain(db, run, "kept_old", old_score=0.5, new_score=0.4, note="worse")
     assert retrain.new_pairs(db, KAY) == 0 and not retrain.due(db, KAY)
+
+
+def test_the_edit_replay_retrain_replays_the_adapters_distilled_examples(tiller_home, tmp_path):
+    """benchmarks/edit_replay.py copies an eval adapter and its dataset into a scratch home; the
+    retrain must find those examples there (the dataset folder's slug is not the profile's)."""
+    import json
+
+    from agent_training.retrain import distilled_examples
+    from app.agent.profiles import TrainingRecord
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import edit_replay
+
+    dataset = tmp_path / "agent.jsonl"
+    rows = [{"messages": [], "meta": {"sender": KAY, "date": f"2001-12-0{d}"}} for d in (1, 2)]
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    profile = tmp_path / "adapters" / KAY / "agent"
+    profile.mkdir(parents=True)
+    TrainingRecord(profile=KAY, dataset=str(dataset)).write(profile / "training.json")
+    said = []
+    edit_replay.ReplayRetrainer(tiller_home, after=3, steps=None, log=said.append).prepare(KAY, tmp_path / "adapters")
+    assert [r["meta"]["date"] for r in distilled_examples(KAY, 10)] == ["2001-12-02", "2001-12-01"], said
 
 
 def test_the_gate_score_rewards_rules_the_final_email_keeps():
