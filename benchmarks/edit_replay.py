@@ -3,8 +3,9 @@
     TILLER_HOME=... python benchmarks/edit_replay.py [--sender S ...] [--emails 15] [--batch 3]
         [--backend local] [--adapters DIR] [--out DIR]
 
-For each sender, the emails with an abstractive (R3-distilled) intent are replayed oldest first,
-in batches. Each email is drafted from its intent twice (both at temperature 0 with the same agent
+For each sender, the newest emails with an intent that the sender's agent was NOT trained on (its
+training record names the dataset) are replayed oldest first, in batches (``--distill-intents``
+extracts intents for more of them first). Each email is drafted from its intent twice (both at temperature 0 with the same agent
 rules, the same large model and the same rule check):
 
 - **without learning**: the agent's rules alone;
@@ -130,29 +131,57 @@ class Case:
     real: str
 
 
-def cases_for(db, sender: str, n: int) -> list[Case]:
-    from app.store import distilled
-
-    rows = distilled.distilled_examples(db, "R3", sender=sender)
+def cases_for(db, sender: str, n: int, exclude: set[int] = frozenset()) -> list[Case]:
+    """The sender's newest ``n`` emails with an intent (the first ok variant of each), oldest
+    first, leaving out ``exclude`` (the emails the agent was trained on: replaying those would
+    let the agent "remember" what the user sent)."""
+    rows = db.execute(
+        "SELECT m.id, m.date, m.to_addrs, m.subject, m.previous_context, m.own_text, i.text FROM intents i"
+        " JOIN messages m ON m.id = i.message_id WHERE i.status = 'ok' AND m.from_addr = ?"
+        " ORDER BY m.date, m.id, i.variant, i.id",
+        [sender.lower()],
+    ).fetchall()
     seen, out = set(), []
-    for row in rows:
-        if row.message_id in seen or not row.date or not (row.own_text or "").strip():
+    for message_id, date, to_addrs, subject, previous, own_text, intent in rows:
+        if message_id in seen or message_id in exclude or not date or not (own_text or "").strip():
             continue
-        seen.add(row.message_id)
-        to = json.loads(row.to_addrs or "[]")
-        out.append(
-            Case(
-                row.message_id,
-                sender,
-                row.date,
-                to[0] if to else None,
-                row.subject,
-                row.previous_context,
-                row.intent,
-                row.own_text,
-            )
-        )
+        seen.add(message_id)
+        to = json.loads(to_addrs or "[]")
+        out.append(Case(message_id, sender, date, to[0] if to else None, subject, previous, intent, own_text))
     return out[-n:]
+
+
+def trained_on(sender: str, adapters: Path | None) -> set[int]:
+    """Message ids of the examples the sender's adapter was trained on (its training record's
+    dataset), empty when that is unknown."""
+    from app.agent.profiles import TrainingRecord
+
+    record_file = profile_dir_for(sender, adapters) / "training.json"
+    if not record_file.is_file():
+        return set()
+    dataset = TrainingRecord.read(record_file).dataset
+    if not dataset or not Path(dataset).is_file():
+        return set()
+    ids = set()
+    with open(dataset, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                ids.add(int((json.loads(line).get("meta") or {})["message_id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return ids
+
+
+def distill_intents(db, sender: str, newest: int, backend: str) -> None:
+    """Intents (only: no baselines, no rules) for the sender's ``newest`` emails, the ones that
+    have none yet; resumable like ``tiller distill``."""
+    from agent_training.distill import Distillation, DistillConfig
+
+    job = Distillation(
+        db, DistillConfig(backend=backend, sender=sender, limit=newest, strategies=(), newest_first=True)
+    )
+    for progress in job.run():
+        print(f"{sender}: {progress}", flush=True)
 
 
 def profile_dir_for(sender: str, adapters: Path | None) -> Path:
@@ -359,7 +388,7 @@ def report(results: list[dict], args, elapsed: float) -> str:
         "# Edit replay: how much of each draft the user still changes, with and without learning",
         "",
         f"Command: `python benchmarks/edit_replay.py {' '.join(sys.argv[1:])}` · backend `{args.backend}` · "
-        f"{args.emails} newest R3-distilled emails per sender, batches of {args.batch} · "
+        f"{args.emails} newest emails per sender the agent was not trained on, batches of {args.batch} · "
         f"re-ask {'on' if args.reask else 'off'} · "
         f"retrain {f'after {args.retrain_after} emails' if args.retrain_after else 'off'} · {elapsed / 60:.1f} min",
         "",
@@ -401,7 +430,9 @@ def report(results: list[dict], args, elapsed: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sender", action="append", help="Replay this sender (repeatable; default: the 7).")
-    parser.add_argument("--emails", type=int, default=12, help="The newest N distilled emails per sender.")
+    parser.add_argument(
+        "--emails", type=int, default=12, help="The newest N emails per sender (with an intent, not trained on)."
+    )
     parser.add_argument("--batch", type=int, default=3, help="Emails per batch (learning happens between batches).")
     parser.add_argument("--backend", default="local")
     parser.add_argument("--max-tokens", type=int, default=300)
@@ -421,6 +452,14 @@ def main() -> None:
     )
     parser.add_argument("--retrain-steps", type=int, help="Steps per retrain (default: the retrain's own).")
     parser.add_argument("--adapters", type=Path, help="A folder of profiles, <sender>/agent (tiller eval's adapters/).")
+    parser.add_argument(
+        "--distill-intents",
+        type=int,
+        default=0,
+        metavar="SPARE",
+        help="First extract intents (with --backend) for the newest emails the agent was not trained on, "
+        "--emails of them plus SPARE for those that fail or are skipped (writes intents to the database).",
+    )
     parser.add_argument("--out", type=Path, default=Path("edit-replay"))
     parser.add_argument("--report-only", action="store_true", help="Write report.md from --out/results.json again.")
     args = parser.parse_args()
@@ -445,9 +484,15 @@ def main() -> None:
     retrainer = ReplayRetrainer(home, args.retrain_after, args.retrain_steps, print) if args.retrain_after else None
     results = []
     for sender in args.sender or SEVEN:
-        cases = cases_for(db, sender, args.emails)
+        trained = trained_on(sender, args.adapters)
+        if args.distill_intents:
+            distill_intents(db, sender, len(trained) + args.emails + args.distill_intents, args.backend)
+        cases = cases_for(db, sender, args.emails, exclude=trained)
+        print(
+            f"{sender}: {len(cases)} emails to replay, none of them among the {len(trained)} the agent was trained on"
+        )
         if len(cases) < 2 * args.batch:
-            print(f"{sender}: {len(cases)} distilled emails, too few for two batches; skipped", flush=True)
+            print(f"{sender}: {len(cases)} emails with an intent, too few for two batches; skipped", flush=True)
             continue
         results.append(replay_sender(db, scratch, sender, cases, args.batch, drafter, args.adapters, print, retrainer))
         (args.out / "results.json").write_text(json.dumps(results, indent=2))
