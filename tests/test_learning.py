@@ -427,6 +427,28 @@ def test_the_edit_replay_retrain_replays_the_adapters_distilled_examples(tiller_
     assert [r["meta"]["date"] for r in distilled_examples(KAY, 10)] == ["2001-12-02", "2001-12-01"], said
 
 
+def test_the_gate_benchmark_reuses_the_unlearnt_arms_rules_from_a_replay(tmp_path):
+    """benchmarks/retrain_gate.py scores the adapter in use with the rules an edit replay drafted
+    from: the first row per email in its cache (the learning arm's rows come after and carry
+    learnt rules, which are not the adapter's)."""
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import retrain_gate
+
+    drafts = tmp_path / "drafts.jsonl"
+    rows = [
+        {"message_id": 7, "rules": ["No greeting: start directly with the content."], "text": "a"},
+        {"message_id": 7, "rules": ['Greeting: "Hi Sylvia,".'], "text": "b"},
+    ]
+    drafts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cache = retrain_gate.RuleCache(tmp_path / "rules.jsonl", drafts)
+    assert cache.get(KAY, 7, make=lambda: pytest.fail("generated")) == rows[0]["rules"]
+    assert cache.get(KAY, 8, make=lambda: ["made"]) == ["made"] and cache.seeded == 1
+    again = retrain_gate.RuleCache(tmp_path / "rules.jsonl", None)
+    assert again.get(KAY, 8, make=lambda: pytest.fail("generated again")) == ["made"]
+
+
 def test_the_gate_score_rewards_rules_the_final_email_keeps():
     final = "The NG Energy contract is ready for legal review. Comments by Friday?\n\nKay"
     right = ["No greeting: start directly with the content.", 'No closing phrase; sign with just "Kay".']
