@@ -7,7 +7,7 @@
 The background retrain (app/learning/retrain.py) holds out the newest 20% of the profile's pairs
 (at least 3), scores the adapter in use and the candidate on them, and keeps the candidate only
 when it scores at least as well. How many pairs that takes before the decision is more than a coin
-toss is what sets ``RETRAIN_AFTER``: 20 new pairs give the first gate 4 held out.
+toss is what sets ``RETRAIN_AFTER``: 10 new pairs give the first gate 3 held out, 20 give it 4.
 
 Per sender, the adapter in use (``tiller eval``'s R3 agent) writes rules for the newest emails with
 an intent it was not trained on, and each email gets the gate's own score

@@ -30,11 +30,11 @@ from app.store.settings import get_setting, set_setting
 from app.style import measure, style_rules
 
 # New pairs before a retrain, measured (benchmarks/retrain_gate.py and the edit replay, README
-# "Learning from your edits"): a retrain costs 60-80 s of CPU on 2 cores, and the gate tells adapters
-# apart only when they differ by 0.27 (3 held out) to 0.23 (4 held out) while retrains differ by a
-# median 0.07, so waiting for 20 pairs buys the gate little and delays learning by weeks. At 10 the
-# gate still catches a regression as large as the constructed one; it grows with the profile's
-# pairs (20% of all of them are held out).
+# "Learning from your edits"): a retrain costs 60-80 s of CPU on 2 cores, and the gate tells
+# adapters apart only when they differ by 0.27 (3 held out) to 0.23 (4 held out) while retrains
+# differ by a median 0.07, so waiting for 20 pairs buys the gate little and makes learning wait
+# twice as long. At 10 the gate still catches a regression as large as the constructed one; it
+# sharpens as the profile's pairs grow (20% of all of them are held out).
 RETRAIN_AFTER = 10
 HELD_OUT_SHARE = 0.2
 MIN_HELD_OUT = 3
