@@ -79,7 +79,7 @@ class RuleCache:
 def email_scores(sender: str, adapters: Path, cases, cache: RuleCache) -> list[float]:
     """The gate's score of the adapter in use on each email that has a measured aspect."""
     from app.agent.agent import RulesRequest
-    from app.learning.retrain import pair_score
+    from app.learning.retrain import pair_share
 
     agent = None
     out = []
@@ -90,9 +90,9 @@ def email_scores(sender: str, adapters: Path, cases, cache: RuleCache) -> list[f
             agent = agent or agent_for(sender, adapters)
             return agent.rules(RulesRequest(case.intent, case.recipient, case.subject, case.previous))
 
-        s = pair_score(cache.get(sender, case.message_id, make), case.real)
-        if s.possible:
-            out.append(s.earned / s.possible)
+        share = pair_share(cache.get(sender, case.message_id, make), case.real)
+        if share is not None:
+            out.append(share)
     return out
 
 
@@ -135,6 +135,8 @@ def report(rows: list[dict], gates: list[dict], elapsed: float, generated: int, 
     for r in rows:
         cells = " | ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in (r["spread"][str(k)] for k in HELD_OUT))
         lines.append(f"| {r['sender']} | {r['emails']} | {r['mean']:.2f} | {r['sd']:.2f} | {cells} |")
+    from app.learning.retrain import held_out_count
+
     pooled = [s for r in rows for s in r["scores"]]
     if len(pooled) > 1:
         sd = statistics.stdev(pooled)
@@ -147,7 +149,7 @@ def report(rows: list[dict], gates: list[dict], elapsed: float, generated: int, 
             "| --- | --- | --- |",
         ]
         for pairs in (5, 10, 20, 40, 60, 100):
-            k = max(3, round(pairs * 0.2))
+            k = held_out_count(pairs)
             lines.append(f"| {pairs} | {k} | {detectable(sd, k):.2f} |")
     if gates:
         lines += [
@@ -155,8 +157,8 @@ def report(rows: list[dict], gates: list[dict], elapsed: float, generated: int, 
             "The replay's retrains (3+ held out each):",
             "",
             "| sender | held-out score in use / new | decision |",
+            "| --- | --- | --- |",
         ]
-        lines += ["| --- | --- | --- |"]
         for g in gates:
             lines.append(f"| {g['sender']} | {g['old_score']:.2f} / {g['new_score']:.2f} | {g['decision']} |")
         gaps = [abs(g["new_score"] - g["old_score"]) for g in gates]

@@ -63,21 +63,27 @@ def pair_score(agent_rules: list[str], final: str) -> PairScore:
     return PairScore(earned, possible)
 
 
+def pair_share(agent_rules: list[str], final: str) -> float | None:
+    """The share of the final email's measured aspects the rules got right (None: it has none)."""
+    s = pair_score(agent_rules, final)
+    return s.earned / s.possible if s.possible else None
+
+
 def score(rules_for, pairs: list[store.DraftRow]) -> float:
     """Mean share of the aspects each final email has that the agent's rules (``rules_for(pair)``)
     got right; see the module docstring."""
-    shares = []
-    for pair in pairs:
-        s = pair_score(rules_for(pair), pair.final_text or "")
-        if s.possible:
-            shares.append(s.earned / s.possible)
+    shares = [share for pair in pairs if (share := pair_share(rules_for(pair), pair.final_text or "")) is not None]
     return sum(shares) / len(shares) if shares else 0.0
+
+
+def held_out_count(pairs: int) -> int:
+    return max(MIN_HELD_OUT, round(pairs * HELD_OUT_SHARE))
 
 
 def split_held_out(pairs: list[store.DraftRow]) -> tuple[list[store.DraftRow], list[store.DraftRow]]:
     """(train, held out): the newest ``HELD_OUT_SHARE`` (at least ``MIN_HELD_OUT``) are held out,
     pairs being oldest first."""
-    n = max(MIN_HELD_OUT, round(len(pairs) * HELD_OUT_SHARE))
+    n = held_out_count(len(pairs))
     if len(pairs) <= n:
         return [], pairs
     return pairs[:-n], pairs[-n:]
