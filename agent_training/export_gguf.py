@@ -155,7 +155,9 @@ def check_adapter_file(path: Path, base_gguf: Path, *, load_in_llama: bool = Tru
     if len(names) % 2 or not names:
         raise AdapterExportError(f"{path}: expected pairs of lora_a/lora_b tensors, found {len(names)}")
     if load_in_llama:
-        from llama_cpp import Llama
+        from app.llamacpp import llama_class
+
+        Llama = llama_class()  # noqa: N806 (the class)
         from llama_cpp._utils import suppress_stdout_stderr
 
         try:

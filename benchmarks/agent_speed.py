@@ -43,7 +43,9 @@ SECOND = dict(
 
 
 def raw_run(model: str, adapter: str | None, prompt: str, tokens: int) -> tuple[float, float]:
-    from llama_cpp import Llama
+    from app.llamacpp import llama_class
+
+    Llama = llama_class()  # noqa: N806 (the class)
 
     from app.agent.runtime import default_threads
 

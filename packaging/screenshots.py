@@ -166,7 +166,7 @@ class start_llama_server:  # noqa: N801 (used like a function)
             [
                 sys.executable,
                 "-m",
-                "llama_cpp.server",
+                "app.llamacpp",  # llama_cpp.server, safe on every CPU
                 "--model",
                 str(embedded_base_model()),
                 "--host",

@@ -138,7 +138,7 @@ def llama_server(shared_models):
         [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "app.llamacpp",  # llama_cpp.server, safe on every CPU
             "--model",
             str(model),
             "--host",

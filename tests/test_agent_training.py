@@ -137,7 +137,10 @@ def test_transformers_and_llama_cpp_agree_on_the_adapter(kay_agent, kay_dataset)
     """The same adapter moves the same logits in both runtimes: llama.cpp runs the Q4_K_M weights,
     transformers their dequantized bf16 copy, so the logits are close, not equal."""
     import torch
-    from llama_cpp import Llama
+
+    from app.llamacpp import llama_class
+
+    Llama = llama_class()  # noqa: N806 (the class)
 
     from app.models import embedded_base_model
 

@@ -58,7 +58,9 @@ class LlamaRuntime:
         for path in filter(None, (spec.model_path, spec.lora_path)):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"model file not found: {path}")
-        from llama_cpp import Llama
+        from app.llamacpp import llama_class
+
+        Llama = llama_class()  # noqa: N806 (the class)
         from llama_cpp._utils import suppress_stdout_stderr
 
         # verbose=False still lets llama.cpp print cache and adapter notes to stderr on load
