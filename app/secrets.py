@@ -71,8 +71,12 @@ def lookup(backend_name: str, env_vars: tuple[str, ...] = (), explicit: str | No
     return None
 
 
-def set_key(backend_name: str, value: str) -> None:
-    value = value.strip()
+def set_key(backend_name: str, value: str, *, strip: bool = True) -> None:
+    """Store ``value`` in the OS keyring. API keys are stripped (a pasted key often carries a
+    newline); a mail password is stored exactly as typed (``strip=False``): spaces at either end
+    can be part of it, and a stripped copy is refused at every later login."""
+    if strip:
+        value = value.strip()
     if not value:
         raise ValueError("the key is empty")
     if not _keyring_usable():

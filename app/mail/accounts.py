@@ -62,7 +62,7 @@ def add_account(db, account: ImapAccount, secret: str) -> AccountCheck:
     if not secret:
         raise AccountError(f"account {account.name!r}: the password (or token) is empty")
     check = probe(account, secret)
-    secrets.set_key(account.secret_name, secret)
+    secrets.set_key(account.secret_name, secret, strip=False)  # the password that just logged in, as typed
     store.save_account(db, account)
     return check
 

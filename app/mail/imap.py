@@ -189,7 +189,7 @@ def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
             client.login(account.user, secret)
     except LoginError as exc:
         close_client(client)
-        said = _server_text(exc)
+        said = redact_secret(_server_text(exc), secret)
         hint = (
             "the access token may have expired: paste a new one with `tiller accounts add` (XOAUTH2)"
             if account.auth == "xoauth2"
@@ -199,8 +199,25 @@ def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
         raise ImapError(f"{where}: login refused for {account.user} ({said}); {hint}") from None
     except (IMAPClientError, OSError) as exc:
         close_client(client)
-        raise ImapError(f"{where}: login failed ({type(exc).__name__}: {_server_text(exc)})") from None
+        said = redact_secret(_server_text(exc), secret)
+        raise ImapError(f"{where}: login failed ({type(exc).__name__}: {said})") from None
     return client
+
+
+def redact_secret(text: str, secret: str) -> str:
+    """``text`` with the password or token taken out: some servers echo it in their NO/BAD/BYE
+    answer to LOGIN (also base64-encoded, as in an XOAUTH2 exchange), and that answer reaches the
+    console, the log and the GUI."""
+    import base64
+
+    if not secret:
+        return text
+    forms = {secret, secret.strip()}
+    for form in list(forms):
+        forms.add(base64.b64encode(form.encode()).decode())
+    for form in sorted((f for f in forms if len(f) >= 3), key=len, reverse=True):
+        text = text.replace(form, "[password removed]")
+    return text
 
 
 def _server_text(exc: Exception) -> str:

@@ -1,0 +1,99 @@
+"""A small IMAP server on 127.0.0.1 that misbehaves on purpose (plaintext, one thread per client).
+
+Dovecot (tests/imap_server.py) is the real server; this one says what a real one never would:
+it echoes the password in its refusal, accepts only a password exactly as typed, ... Each
+behaviour is a constructor argument, so a test states the hostility it needs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+
+class HostileImapServer:
+    def __init__(self, password: str, *, echo_password: bool = False) -> None:
+        self.password = password
+        self.echo_password = echo_password
+        self.logins: list[str] = []  # every password a client sent, as received
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self.port = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> "HostileImapServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        reader = conn.makefile("rb")
+        send = conn.sendall
+        try:
+            send(b"* OK [CAPABILITY IMAP4rev1 SPECIAL-USE] hostile test server ready\r\n")
+            while line := reader.readline():
+                tag, _, rest = line.decode("utf-8", "replace").rstrip("\r\n").partition(" ")
+                command, _, args = rest.partition(" ")
+                command = command.upper()
+                if command == "CAPABILITY":
+                    send(f"* CAPABILITY IMAP4rev1 SPECIAL-USE\r\n{tag} OK done\r\n".encode())
+                elif command == "LOGIN":
+                    _user, password = _two_strings(args)
+                    self.logins.append(password)
+                    if password == self.password:
+                        send(f"{tag} OK logged in\r\n".encode())
+                    elif self.echo_password:
+                        send(f"{tag} NO [AUTHENTICATIONFAILED] wrong password {password}\r\n".encode())
+                    else:
+                        send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n".encode())
+                elif command == "LIST":
+                    send(
+                        b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
+                        b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n' + f"{tag} OK done\r\n".encode()
+                    )
+                elif command == "LOGOUT":
+                    send(f"* BYE bye\r\n{tag} OK done\r\n".encode())
+                    return
+                else:
+                    send(f"{tag} OK done\r\n".encode())
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def _two_strings(args: str) -> tuple[str, str]:
+    """The two arguments of LOGIN: atoms or quoted strings (with \\" and \\\\ escapes)."""
+    out, i = [], 0
+    while i < len(args) and len(out) < 2:
+        if args[i] == " ":
+            i += 1
+        elif args[i] == '"':
+            i += 1
+            value = []
+            while i < len(args) and args[i] != '"':
+                if args[i] == "\\" and i + 1 < len(args):
+                    i += 1
+                value.append(args[i])
+                i += 1
+            out.append("".join(value))
+            i += 1
+        else:
+            end = args.find(" ", i)
+            end = len(args) if end < 0 else end
+            out.append(args[i:end])
+            i = end
+    return out[0], out[1] if len(out) > 1 else ""
