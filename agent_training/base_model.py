@@ -13,6 +13,7 @@ Hugging Face folder (``hf_dir``); no conversion is done then.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,29 @@ def converted_dir(base: BaseModel) -> Path:
     return models_dir() / "hf" / f"{base.gguf.stem}-bf16"
 
 
+@contextmanager
+def gguf_parsed_once():
+    """transformers reads a GGUF's metadata three times for one conversion (tokenizer, config,
+    weights); for Gemma 3's 262k-token vocabulary each read took ~17 s on 2 cores. Inside this
+    block the ``gguf`` package hands out one reader per file (it only reads a memory map)."""
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict = {}
+
+    def reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def hf_model_dir(base: BaseModel, *, log=print) -> Path:
     """A folder ``from_pretrained`` loads quickly: ``base.hf_dir``, or the cached bf16 conversion of
     the GGUF (made now if missing or made from a different file)."""
@@ -69,8 +93,9 @@ def hf_model_dir(base: BaseModel, *, log=print) -> Path:
 
     log(f"Converting {base.gguf.name} for training (once; about a minute)…")
     folder, name = str(base.gguf.parent), base.gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
+    with gguf_parsed_once():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
     state = loaded.state_dict()
     packed = [k for k, v in state.items() if not v.is_floating_point()]
     if packed:  # transformers kept GGUF blocks (its optional `kernels` package): not trainable
@@ -82,8 +107,12 @@ def hf_model_dir(base: BaseModel, *, log=print) -> Path:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Built on the meta device: no random initialisation of weights that are overwritten at once
+    # (normal_ over the 262k-row embedding took minutes on a slow 2-core CPU); assign=True adopts
+    # the loaded tensors as the parameters.
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if k not in ("lm_head.weight",)]  # tied to the embeddings
     if missing or unexpected:
         raise RuntimeError(f"{base.gguf.name}: conversion mismatch, missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -379,10 +379,9 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
         raise click.ClickException(str(exc)) from None
     config = FinetuneConfig(dataset=dataset, sender=sender, **options)
     token = CancelToken()
-    restore_ctrl_c = on_ctrl_c(token, "Stopping after this step (a checkpoint is saved)")
-    if control_stdin:
-        cancel_when_stdin_says(token)
     job = Finetune(config, cancel=token, log=lambda text: err.print(text, markup=False, highlight=False))
+    guard_trainer(token, job.emergency_checkpoint, control_stdin)
+    restore_ctrl_c = on_ctrl_c(token, "Stopping (a checkpoint of the last finished step is saved)")
     if not as_json:
         console.print(f"Training the agent on {esc(dataset)}" + (f" (only {esc(sender)})" if sender else ""))
     try:
@@ -393,8 +392,12 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
             with progress_bar(34) as bar:
                 task = bar.add_task("loading the base model", total=None)
                 for p in job.run():
+                    if p.phase == "loading" and p.extra.get("dtype_reason"):
+                        console.print(f"Number format: {esc(p.extra['dtype'])} ({esc(p.extra['dtype_reason'])})")
+                    if p.phase == "training" and p.message and p.loss is not None:
+                        console.print(esc(p.message))
                     if p.phase == "training" and p.total_steps:
-                        loss = f"loss {p.loss:.3f}" if p.loss is not None else p.message
+                        loss = f"loss {p.loss:.3f}" if p.loss is not None else esc(p.message)
                         bar.update(task, description=f"training ({loss})", completed=p.step, total=p.total_steps)
                     elif p.phase in ("saving", "exporting"):
                         bar.update(task, description=esc(p.message))
@@ -402,6 +405,9 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
         if as_json:
             print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, keeping the last finished step
+        job.emergency_checkpoint()
+        sys.exit(EXIT_CANCELLED)
     finally:
         restore_ctrl_c()
     result = job.result or {}
@@ -425,17 +431,15 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
         )
 
 
-def cancel_when_stdin_says(token: CancelToken) -> None:
-    """Cancel ``token`` when stdin says 'cancel' or closes (the app's way to stop a trainer)."""
-    import threading
+def guard_trainer(token: CancelToken, before_exit, control_stdin: bool) -> None:
+    """Any cancel (Ctrl-C, 'cancel' on stdin) stops the trainer within seconds, saving the last
+    finished step; with ``control_stdin`` it also stops when the program that started it goes
+    away (agent_training/lifeline.py)."""
+    from agent_training.lifeline import process_lifeline
 
-    def watch_stdin() -> None:
-        for line in sys.stdin:
-            if line.strip() == "cancel":
-                break
-        token.cancel()  # 'cancel', or the app went away (EOF)
-
-    threading.Thread(target=watch_stdin, daemon=True, name="stdin-cancel").start()
+    lifeline = process_lifeline().attach(token, before_exit)
+    if control_stdin:
+        lifeline.watch_stdin()
 
 
 @cli.command("retrain")
@@ -459,9 +463,7 @@ def retrain_command(sender, steps, threads, rules_backend, consent_now, as_json,
 
     err = Console(stderr=True)
     token = CancelToken()
-    restore_ctrl_c = on_ctrl_c(token, "Stopping after this step (a checkpoint is saved)")
-    if control_stdin:
-        cancel_when_stdin_says(token)
+    restore_ctrl_c = on_ctrl_c(token, "Stopping (a checkpoint of the last finished step is saved)")
     job = Retrain(
         open_database(),
         RetrainConfig(
@@ -470,6 +472,7 @@ def retrain_command(sender, steps, threads, rules_backend, consent_now, as_json,
         cancel=token,
         log=lambda text: err.print(text, markup=False, highlight=False),
     )
+    guard_trainer(token, job.emergency_checkpoint, control_stdin)
     try:
         for event in job.run():
             if as_json:
@@ -480,6 +483,9 @@ def retrain_command(sender, steps, threads, rules_backend, consent_now, as_json,
         if as_json:
             print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, keeping the last finished step
+        job.emergency_checkpoint()
+        sys.exit(EXIT_CANCELLED)
     finally:
         restore_ctrl_c()
     if (job.result or {}).get("decision") == "cancelled":
@@ -487,4 +493,7 @@ def retrain_command(sender, steps, threads, rules_backend, consent_now, as_json,
 
 
 def main() -> None:
+    from agent_training.lifeline import process_lifeline
+
+    process_lifeline()  # started by the app: stop when it goes away, whatever the command
     cli(prog_name="python -m agent_training")

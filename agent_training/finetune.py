@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agent_training.dtype_probe import DtypeChoice
 from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, TrainingRecord, profile_dir, profile_slug
 from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
 from app.agent.trainer import TrainerEvent
@@ -64,7 +65,7 @@ class FinetuneConfig:
     limit: int | None = None  # only the first N usable examples
     target_modules: tuple[str, ...] = LORA_TARGETS
     quantize: str = "auto"  # auto: 4-bit QLoRA when CUDA is present; "4bit"; "none"
-    dtype: str = "auto"  # auto: bf16 where supported; "bf16"; "fp32"
+    dtype: str = "auto"  # auto: the faster on this hardware, measured (agent_training/dtype_probe.py); bf16; fp32
     seed: int = 0
     checkpoint_every: int = 25
     threads: int | None = None
@@ -79,10 +80,19 @@ class FinetuneConfig:
     # a PEFT folder (a profile's peft/) whose LoRA weights the run starts from instead of fresh
     # ones: a retrain from the user's edits continues the current adapter (agent_training/retrain.py)
     init_adapter: Path | None = None
+    # seconds the whole run (loading included) may take: after two steps the step time is measured
+    # and the number of steps cut to fit (never below MIN_BUDGET_STEPS); None: no budget
+    time_budget_s: float | None = None
 
     def resolved(self) -> "FinetuneConfig":
         """The config with hardware defaults filled in (what is recorded and fingerprinted)."""
+        return self.resolve()[0]
+
+    def resolve(self) -> "tuple[FinetuneConfig, DtypeChoice]":
+        """:meth:`resolved` and how its number format was chosen (measured on this CPU for auto)."""
         import torch
+
+        from agent_training.dtype_probe import resolve_dtype
 
         cuda = torch.cuda.is_available()
         device = self.device if self.device != "auto" else ("cuda" if cuda else "cpu")
@@ -95,9 +105,8 @@ class FinetuneConfig:
             raise ValueError("4-bit QLoRA needs a CUDA GPU (bitsandbytes); use --quantize none on the CPU")
         if quantize not in ("4bit", "none"):
             raise ValueError(f"quantize must be auto, 4bit or none, not {quantize!r}")
-        dtype = self.dtype if self.dtype != "auto" else ("bf16" if _bf16_works(device) else "fp32")
-        if dtype not in ("bf16", "fp32"):
-            raise ValueError(f"dtype must be auto, bf16 or fp32, not {dtype!r}")
+        dtype_choice = resolve_dtype(self.dtype, device, hardware_cache_dir())
+        dtype = dtype_choice.dtype
         rank = self.rank or (256 if device == "cuda" else 16)
         max_length = self.max_length or (1024 if device == "cuda" else 512)
         checkpointing = self.gradient_checkpointing
@@ -130,7 +139,19 @@ class FinetuneConfig:
             raise ValueError(
                 f"max batch tokens ({out.max_batch_tokens}) must be at least max length ({out.max_length})"
             )
-        return out
+        if out.time_budget_s is not None and out.time_budget_s <= 0:
+            raise ValueError("the time budget must be a positive number of seconds")
+        return out, dtype_choice
+
+
+def hardware_cache_dir() -> Path | None:
+    """Where measurements of this computer are kept (the data folder), None when it cannot be used."""
+    try:
+        from app.paths import home
+
+        return home() / "hardware"
+    except Exception:  # an unusable data folder is reported by the steps that need it, not here
+        return None
 
 
 def _bnb_available() -> bool:
@@ -139,18 +160,6 @@ def _bnb_available() -> bool:
     except Exception:
         return False
     return True
-
-
-def _bf16_works(device: str) -> bool:
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        a = torch.ones(4, 4, dtype=torch.bfloat16)
-        return bool((a @ a)[0, 0] == 4)
-    except RuntimeError:
-        return False
 
 
 # The progress event is the wire format to the app: one definition, on the app side.
@@ -209,7 +218,7 @@ def load_examples(config: FinetuneConfig, tokenizer) -> tuple[list[Example], dic
 # A field added to FinetuneConfig later goes here with its default: at that default it stays out of
 # the fingerprint, so runs finished before it existed are still found finished. (Adding
 # ``init_adapter`` without this made every earlier adapter train again on a rerun.)
-FINGERPRINT_OMITTED_AT_DEFAULT: dict[str, object] = {}
+FINGERPRINT_OMITTED_AT_DEFAULT: dict[str, object] = {"time_budget_s": None}
 
 
 def fingerprint(config: FinetuneConfig, dataset_digest: str) -> str:
@@ -388,28 +397,50 @@ class StepResult:
     tokens: int  # tokens processed (prompt and target, without padding)
 
 
-def training_step(causal_lm, params, optimizer, scheduler, batches: list[list[Example]], config, device, pad_id):
-    """One optimizer step over ``batches`` (the grad-accumulation micro-batches, each weighing
-    the same). A batch over ``max_batch_tokens`` is cut into pieces, each piece's loss weighted by
-    its share of the batch's target tokens: the same gradient as the whole batch at once, in less
-    memory."""
-    import torch
+class StepAbandoned(Exception):
+    """A cancel arrived between the pieces of a step: the step's gradients are dropped and the
+    weights are those of the last finished step."""
 
-    optimizer.zero_grad(set_to_none=True)
+
+def accumulate_gradients(causal_lm, batches: list[list[Example]], config, device, pad_id, cancel=None):
+    """The gradients of one optimizer step over ``batches`` (the grad-accumulation micro-batches,
+    each weighing the same); returns (mean loss, tokens). A batch over ``max_batch_tokens`` is cut
+    into pieces, each piece's loss weighted by its share of the batch's target tokens: the same
+    gradient as the whole batch at once, in less memory. ``cancel`` is checked before each piece
+    (:class:`StepAbandoned`, the gradients cleared)."""
     loss_sum, tokens = 0.0, 0
     for batch in batches:
         batch_targets = sum(target_count(e) for e in batch)
         for piece in pieces_by_tokens(batch, config.max_batch_tokens):
+            if cancel is not None and cancel.cancelled:
+                for p in causal_lm.parameters():
+                    p.grad = None
+                raise StepAbandoned
             ids, labels, mask = (t.to(device) for t in collate(piece, pad_id))
             loss, n_targets = target_loss(causal_lm, ids, labels, mask)
             weight = n_targets / batch_targets / len(batches)
             (loss * weight).backward()
             loss_sum += float(loss.detach()) * weight
             tokens += int(mask.sum())
+    return loss_sum, tokens
+
+
+def apply_update(params, optimizer, scheduler) -> None:
+    """The optimizer step on the accumulated gradients, which it then clears."""
+    import torch
+
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
     scheduler.step()
-    return StepResult(loss_sum, tokens)
+    optimizer.zero_grad(set_to_none=True)
+
+
+def training_step(causal_lm, params, optimizer, scheduler, batches: list[list[Example]], config, device, pad_id):
+    """One optimizer step over ``batches``: :func:`accumulate_gradients` then :func:`apply_update`."""
+    optimizer.zero_grad(set_to_none=True)
+    loss, tokens = accumulate_gradients(causal_lm, batches, config, device, pad_id)
+    apply_update(params, optimizer, scheduler)
+    return StepResult(loss, tokens)
 
 
 def linear_schedule(total: int, warmup_steps: int):
@@ -455,7 +486,9 @@ class Checkpointer:
     def __init__(self, folder: Path, fingerprint: str, log=print):
         self.folder, self.fingerprint, self.log = folder, fingerprint, log
 
-    def save(self, model, optimizer, scheduler, step: int, history: list) -> None:
+    def save(self, model, optimizer, scheduler, step: int, history: list, rng=None, plan: dict | None = None) -> None:
+        """``rng``: torch's RNG state at the start of the next step (default: now); ``plan``: what a
+        time budget decided (the total steps), so a resumed run keeps it."""
         import torch
 
         def fill(tmp: Path) -> None:
@@ -464,16 +497,19 @@ class Checkpointer:
                 {
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
+                    "torch_rng": rng if rng is not None else torch.get_rng_state(),
                 },
                 tmp / "optimizer.pt",
             )
-            write_json_atomic(tmp / "state.json", {"fingerprint": self.fingerprint, "step": step, "history": history})
+            state = {"fingerprint": self.fingerprint, "step": step, "history": history}
+            if plan:
+                state["plan"] = plan
+            write_json_atomic(tmp / "state.json", state)
 
         write_atomic_dir(self.folder, fill)
 
-    def restore(self, model, optimizer, scheduler) -> tuple[int, list] | None:
-        """(step, loss history) after loading the saved state into the objects; None to start over."""
+    def restore(self, model, optimizer, scheduler) -> tuple[int, list, dict] | None:
+        """(step, loss history, plan) after loading the saved state into the objects; None to start over."""
         import torch
 
         state_file = self.folder / "state.json"
@@ -496,7 +532,7 @@ class Checkpointer:
         optimizer.load_state_dict(opt["optimizer"])
         scheduler.load_state_dict(opt["scheduler"])
         torch.set_rng_state(opt["torch_rng"])
-        return state["step"], state["history"]
+        return state["step"], state["history"], state.get("plan") or {}
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -517,24 +553,103 @@ def finished_record(out: Path, fingerprint: str, config: FinetuneConfig) -> Trai
     return record
 
 
+MIN_BUDGET_STEPS = 10  # a time budget never cuts a run below this many steps (the agent learns too little)
+BUDGET_MEASURE_STEPS = 2  # steps timed before a time budget fits the run (the first one includes warm-up)
+
+
+def fit_steps_to_budget(
+    total: int, step: int, s_per_step: float, remaining_s: float, min_steps: int = MIN_BUDGET_STEPS
+) -> int:
+    """How many steps in all a run may take when ``step`` are done, a step takes ``s_per_step`` and
+    ``remaining_s`` seconds of the budget are left: never more than ``total``, never fewer than
+    ``min_steps`` (or ``total`` when that is smaller), never fewer than the steps already done."""
+    fit = step + int(max(0.0, remaining_s) // max(s_per_step, 1e-9))
+    return max(step, min(total, max(fit, min(total, min_steps))))
+
+
+def budget_message(plan: dict) -> str:
+    """What a time budget chose and what the user gives up, in one sentence."""
+    total, requested, budget_s = plan["total"], plan["requested"], plan["budget_s"]
+    budget = f"{budget_s / 60:g}-minute" if budget_s >= 120 else f"{budget_s:.0f}-second"
+    head = f"A step takes {plan['s_per_step']:.1f} s on this computer"
+    if total >= requested:
+        return f"{head}: all {requested} steps fit the {budget} budget."
+    return (
+        f"{head}: {total} of {requested} steps fit the {budget} budget, so the agent "
+        f"sees {total / requested:.0%} of the examples it would have (a longer run: tiller train --steps {requested})."
+    )
+
+
+def record_training_speed(s_per_step: float, config: FinetuneConfig, dtype: str) -> None:
+    """This computer's measured step time, for the app's estimates (app/hardware.py)."""
+    from app.hardware import TRAIN_SPEED_FILE, cpu_summary
+
+    folder = hardware_cache_dir()
+    if folder is None or config.device != "cpu":
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        speed = {"s_per_step": round(s_per_step, 2), "batch_size": config.batch_size, "dtype": dtype}
+        write_json_atomic(folder / TRAIN_SPEED_FILE, speed | {"cpu": cpu_summary(), "measured_at": utc_now()})
+    except OSError:
+        pass  # only an estimate is lost
+
+
 class Finetune:
-    """``for progress in Finetune(config, cancel).run(): ...``; ``result`` holds the summary at the end."""
+    """``for progress in Finetune(config, cancel).run(): ...``; ``result`` holds the summary at the end.
+
+    A cancel is seen between the pieces of a step (the step is dropped) and at step boundaries;
+    :meth:`emergency_checkpoint` saves the last finished step from another thread (the trainer
+    process calls it before a forced exit, agent_training/lifeline.py)."""
 
     def __init__(self, config: FinetuneConfig, cancel: CancelToken | None = None, log=print) -> None:
+        import threading
+
         self.requested = config
         self.cancel = cancel or CancelToken()
         self.log = log
         self.result: dict | None = None
         self.model = self.tokenizer = None
+        self.dtype_choice: DtypeChoice | None = None
+        self._update_lock = threading.Lock()  # held while weights, optimizer and step count change
+        self._live: tuple | None = None  # (checkpointer, model, optimizer, scheduler, step, history, rng, plan)
+        self._saved_step: int | None = None
+
+    def _save(self, step: int, history: list, rng, plan: dict) -> None:
+        """A checkpoint of the state after ``step`` finished steps (caller holds the update lock)."""
+        checkpointer, model, optimizer, scheduler = self._live[:4]
+        if self._saved_step == step:
+            return
+        checkpointer.save(model, optimizer, scheduler, step, history, rng=rng, plan=plan)
+        self._saved_step = step
+
+    def emergency_checkpoint(self, timeout: float = 30.0) -> int | None:
+        """Save the last finished step now, from any thread; the step it saved, or None (nothing to
+        save yet, or the update did not finish within ``timeout``)."""
+        if not self._update_lock.acquire(timeout=timeout):
+            return None
+        try:
+            if self._live is None:
+                return None
+            _, _, _, _, step, history, rng, plan = self._live
+            self._save(step, history, rng, plan)
+            return step
+        finally:
+            self._update_lock.release()
 
     def run(self) -> Iterator[TrainProgress]:
         import torch
 
         from agent_training.base_model import BaseModel, hf_model_dir
 
-        config = self.requested.resolved()
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        began = time.monotonic()  # a time budget counts from here: loading is part of the wait
+        if self.requested.threads:
+            torch.set_num_threads(self.requested.threads)
+        config, choice = self.requested.resolve()  # the number format: measured once per computer (~1 s)
+        self.dtype_choice = choice
+        dtype_extra = {"dtype": choice.dtype, "dtype_reason": choice.reason, "threads": torch.get_num_threads()}
+        if choice.bf16_speedup is not None:
+            dtype_extra["bf16_speedup"] = round(choice.bf16_speedup, 3)
         out: Path = config.output
         out.mkdir(parents=True, exist_ok=True)
         base = BaseModel.resolve(config.base_gguf, config.base_hf)
@@ -554,16 +669,21 @@ class Finetune:
             )
             return
 
-        yield TrainProgress("loading", message=f"base model {base.gguf.name}")
+        yield TrainProgress(
+            "loading", message=f"base model {base.gguf.name} in {choice.dtype} ({choice.reason})", extra=dtype_extra
+        )
+        load_began = time.monotonic()
         hf_dir = hf_model_dir(base, log=self.log)
         torch.manual_seed(config.seed)
         model, tokenizer = load_for_training(config, hf_dir)
         self.model, self.tokenizer = model, tokenizer  # for callers that inspect the result (tests, eval)
         examples, counts = load_examples(config, tokenizer)
+        load_s = time.monotonic() - load_began
         batches_per_epoch = math.ceil(len(examples) / config.batch_size)
         total = max(1, math.ceil(config.epochs * max(1, batches_per_epoch // config.grad_accum)))
         if config.max_steps:  # overrides epochs (the data repeats if it must)
             total = config.max_steps
+        requested_total = total
         if config.init_adapter:
             load_adapter_weights(model, Path(config.init_adapter))
             self.log(f"Starting from the adapter in {config.init_adapter}")
@@ -574,32 +694,32 @@ class Finetune:
         if config.fresh:
             checkpointer.clear()
         resumed = checkpointer.restore(model, optimizer, scheduler)
-        step, history = resumed or (0, [])
+        step, history, plan = resumed or (0, [], {})
+        if plan.get("total"):  # a time budget fitted this run before it was stopped: keep its plan
+            total = plan["total"]
+            scheduler.lr_lambdas = [linear_schedule(total, config.warmup_steps)]
         if resumed:
             self.log(f"Resuming at step {step} of {total} from {checkpointer.folder}")
+            self._saved_step = step
+        self._live = (checkpointer, model, optimizer, scheduler, step, list(history), torch.get_rng_state(), plan)
         yield TrainProgress(
             "training",
             step,
             total,
             message=f"{counts['used']} examples",
-            extra={"counts": counts, "resumed_at": step if resumed else None},
+            extra={"counts": counts, "resumed_at": step if resumed else None, "load_s": round(load_s, 1)} | dtype_extra,
         )
 
         causal_lm = model.get_base_model()
         device = next(p for p in model.parameters()).device
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         started, tokens_done, steps_done_here = time.monotonic(), 0, 0
+        cpu_started = time.process_time()
         order_epoch, order = -1, []
         while step < total:
+            rng = self._live[6]
             if self.cancel.cancelled:
-                checkpointer.save(model, optimizer, scheduler, step, history)
-                yield TrainProgress("cancelled", step, total, message=f"checkpoint saved at step {step}")
-                self.result = {
-                    "status": "cancelled",
-                    "step": step,
-                    "total_steps": total,
-                    "checkpoint": str(checkpointer.folder),
-                }
+                yield from self._stop_cancelled(step, total, history, rng, plan)
                 return
             batches = []
             for micro in range(config.grad_accum):
@@ -607,24 +727,57 @@ class Finetune:
                 if epoch != order_epoch:  # the order is a function of (seed, epoch): shuffle once per epoch
                     order_epoch, order = epoch, batch_order(len(examples), config.batch_size, config.seed, epoch)
                 batches.append([examples[i] for i in order[within]])
-            result = training_step(causal_lm, params, optimizer, scheduler, batches, config, device, pad_id)
-            step += 1
+            step_began = time.monotonic()
+            try:
+                loss, tokens = accumulate_gradients(causal_lm, batches, config, device, pad_id, self.cancel)
+            except StepAbandoned:
+                torch.set_rng_state(rng)  # the dropped step's dropout draws are undone too
+                yield from self._stop_cancelled(step, total, history, rng, plan)
+                return
+            with self._update_lock:
+                apply_update(params, optimizer, scheduler)
+                step += 1
+                history.append({"step": step, "loss": round(loss, 5), "lr": scheduler.get_last_lr()[0]})
+                self._live = (*self._live[:4], step, list(history), torch.get_rng_state(), plan)
             steps_done_here += 1
-            tokens_done += result.tokens
-            elapsed = time.monotonic() - started
-            history.append({"step": step, "loss": round(result.loss, 5), "lr": scheduler.get_last_lr()[0]})
+            tokens_done += tokens
+            now = time.monotonic()
+            elapsed = now - started
+            extra = {
+                "s_per_step": round(elapsed / steps_done_here, 3),
+                # CPU seconds per wall second over the run so far: how many cores the trainer keeps busy
+                "cores_busy": round((time.process_time() - cpu_started) / elapsed, 2) if elapsed else None,
+            }
+            message = ""
+            if config.time_budget_s and not plan and steps_done_here == BUDGET_MEASURE_STEPS and step < total:
+                s_per_step = now - step_began  # the second step: the first one includes warm-up
+                plan = {
+                    "requested": requested_total,
+                    "total": fit_steps_to_budget(total, step, s_per_step, config.time_budget_s - (now - began)),
+                    "s_per_step": round(s_per_step, 2),
+                    "budget_s": config.time_budget_s,
+                }
+                total = plan["total"]
+                scheduler.lr_lambdas = [linear_schedule(total, config.warmup_steps)]
+                self._live = (*self._live[:7], plan)
+                message = budget_message(plan)
+                extra["plan"] = plan
             yield TrainProgress(
                 "training",
                 step,
                 total,
-                loss=round(result.loss, 4),
+                loss=round(loss, 4),
                 tokens_per_s=round(tokens_done / elapsed if elapsed else 0, 1),
                 eta_s=round(elapsed / steps_done_here * (total - step), 1),
-                extra={"s_per_step": round(elapsed / steps_done_here, 3)},
+                message=message,
+                extra=extra,
             )
             if step % config.checkpoint_every == 0 and step < total:
-                checkpointer.save(model, optimizer, scheduler, step, history)
+                with self._update_lock:
+                    self._save(step, list(history), torch.get_rng_state(), plan)
 
+        if steps_done_here:
+            record_training_speed(elapsed / steps_done_here, config, choice.dtype)
         yield TrainProgress("saving", step, total, message="writing the adapter")
         peft_dir = out / PEFT_DIR
         write_atomic_dir(peft_dir, lambda tmp: model.save_pretrained(tmp))
@@ -636,9 +789,24 @@ class Finetune:
             adapter_info = export_adapter(peft_dir, base.gguf, out / ADAPTER_FILE)
         record = training_record(config, base.gguf, hf_dir, print_id, digest, counts, step, history, adapter_info)
         record.write(out / TRAINING_FILE)
-        checkpointer.clear()
-        self.result = {"status": "done", **record.to_dict()}
+        with self._update_lock:
+            self._live = None  # nothing left to save: a late forced exit keeps the finished run as it is
+            checkpointer.clear()
+        self.result = {
+            "status": "done",
+            **record.to_dict(),
+            "dtype": choice.to_dict(),
+            "load_s": round(load_s, 1),
+            "plan": plan or None,
+        }
         yield TrainProgress("done", step, total, loss=record.final_loss, message=str(out / ADAPTER_FILE))
+
+    def _stop_cancelled(self, step: int, total: int, history: list, rng, plan: dict) -> Iterator[TrainProgress]:
+        with self._update_lock:
+            self._save(step, list(history), rng, plan)
+        checkpoint = self._live[0].folder
+        yield TrainProgress("cancelled", step, total, message=f"checkpoint saved at step {step}")
+        self.result = {"status": "cancelled", "step": step, "total_steps": total, "checkpoint": str(checkpoint)}
 
 
 def training_record(

@@ -197,6 +197,11 @@ class Retrain:
         self.cancel = cancel or CancelToken()
         self.log = log
         self.result: dict | None = None
+        self._finetune = None
+
+    def emergency_checkpoint(self) -> int | None:
+        """The candidate's training saves its last finished step (before a forced exit; any thread)."""
+        return self._finetune.emergency_checkpoint() if self._finetune is not None else None
 
     def run(self) -> Iterator[TrainerEvent]:
         sender = self.config.sender
@@ -260,7 +265,7 @@ class Retrain:
                 threads=self.config.threads,
                 **(same_shape(current) if start_from else {}),
             )
-            job = Finetune(config, cancel=self.cancel, log=self.log)
+            job = self._finetune = Finetune(config, cancel=self.cancel, log=self.log)
             for event in job.run():
                 yield event
             if (job.result or {}).get("status") == "cancelled":

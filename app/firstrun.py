@@ -30,6 +30,7 @@ class Step:
 
 def first_run_steps(db) -> list[Step]:
     from app.agent.profiles import list_profiles
+    from app.hardware import training_time_estimate
 
     counts = setup_counts(db)
     messages, identities, intents, r3 = counts.messages, counts.identities, counts.intents, counts.llm_rules
@@ -60,7 +61,7 @@ def first_run_steps(db) -> list[Step]:
             "training",
             "3. Train your preference agent",
             "Fine-tunes the small agent (Gemma 3 270M, LoRA) to turn an intent into your rules.",
-            "About 8 minutes for 60 steps on 2 cores; it can be cancelled and resumes.",
+            training_time_estimate(60) + "; it can be cancelled and resumes.",
             "Nothing.",
             bool(trained),
             ", ".join(p.name for p in trained[:3]) + (" …" if len(trained) > 3 else "") if trained else "Not yet.",

@@ -312,6 +312,16 @@ def model_for_role(db, role: str) -> str:
     return get_setting(db, f"model.{role}") or DEFAULT_FOR_ROLE[role]
 
 
+def agent_base_gguf(db) -> str | None:
+    """The GGUF of the model chosen for the agent-base role, or None for the embedded default (the
+    trainer's own default). Every way to start training (``tiller train``, the demo, the Training
+    page) asks this, so "Use as agent base" holds everywhere."""
+    chosen = model_for_role(db, "agent-base")
+    if chosen == DEFAULT_FOR_ROLE["agent-base"]:
+        return None
+    return str(model_path(db, chosen))
+
+
 def use_model(db, role: str, name: str) -> None:
     from app.store.settings import set_setting
 

@@ -76,6 +76,19 @@ def trainer_python() -> str:
     return sys.executable
 
 
+# how long a trainer whose control pipe was closed may take to save and exit before it is killed
+# (it gives itself 3 s, agent_training/lifeline.py)
+STOP_GRACE_S = 8.0
+
+
+def child_environment(env: dict | None = None) -> dict:
+    """The environment of a training-side process: it watches this process and stops when it goes
+    away (``TILLER_PARENT_PID``, read by agent_training/lifeline.py)."""
+    import os
+
+    return {**(env if env is not None else os.environ), "TILLER_PARENT_PID": str(os.getpid())}
+
+
 class TrainerProcess:
     """``for event in TrainerProcess.start(sender=...).events(): ...``; ``cancel()`` from any thread."""
 
@@ -101,9 +114,27 @@ class TrainerProcess:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
-            env=env,
+            env=child_environment(env),
         )
         return cls(proc)
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
+        """End the trainer now: close its control pipe (it saves the last finished step and exits
+        within seconds, agent_training/lifeline.py), and kill it if it is still there after
+        ``grace_s``. Returns its exit code."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        with self._stdin_lock:
+            try:
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            return self.proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
 
     def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None

@@ -21,7 +21,9 @@ def run_training_command(args: list[str]) -> int:
     it (same process group) and it stops cleanly on its own."""
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-m", "agent_training", *args])
+    from app.agent.trainer import child_environment
+
+    proc = subprocess.Popen([sys.executable, "-m", "agent_training", *args], env=child_environment())
     while True:
         try:
             return proc.wait()
@@ -57,38 +59,64 @@ def run_trainer(sender: str | None, **options) -> dict | None:
     from app.agent.trainer import TrainerProcess
 
     trainer = TrainerProcess.start(sender=sender, **options)
-    with cancel_on_ctrl_c() as token:
-        token.on_cancel(trainer.cancel)
-        with progress_bar(40) as bar:
-            task = bar.add_task("loading the base model", total=None)
-            started = _time.monotonic()
-            for event in trainer.events():
-                if event.phase == "loading":
-                    bar.update(task, description=esc(event.message or "loading"))
-                elif event.phase == "training" and event.total_steps:
-                    if event.loss is None:
-                        counts = event.extra.get("counts", {})
-                        resumed = event.extra.get("resumed_at")
-                        console.print(
-                            f"{counts.get('used', '?')} training examples"
-                            + (f" ({counts.get('too_long')} too long, skipped)" if counts.get("too_long") else "")
-                            + (f"; resuming at step {resumed}" if resumed else "")
-                        )
-                    desc = f"training, loss {event.loss:.3f}" if event.loss is not None else "training"
-                    if event.tokens_per_s:
-                        desc += f", {event.tokens_per_s:.0f} tok/s"
-                    bar.update(task, description=desc, completed=event.step, total=event.total_steps)
-                elif event.phase in ("saving", "exporting"):
-                    bar.update(task, description=esc(event.message))
-                elif event.phase == "done":
-                    bar.update(task, description=f"done in {_time.monotonic() - started:.0f} s")
+    summary: dict = {}
+    try:
+        with cancel_on_ctrl_c("Stopping the training (a checkpoint of the last finished step is saved)") as token:
+            token.on_cancel(trainer.cancel)
+            with progress_bar(40) as bar:
+                task = bar.add_task("loading the base model", total=None)
+                started = _time.monotonic()
+                for event in trainer.events():
+                    _show_training_event(event, bar, task, summary, started)
+    finally:
+        trainer.stop()  # a second Ctrl-C or an error here: the trainer must not run on without us
     code = trainer.returncode
     if code == EXIT_CANCELLED or (trainer.last and trainer.last.phase == "cancelled"):
         console.print("[yellow]Training stopped[/]; a checkpoint was saved. Run the same command to resume.")
         return None
     if code != 0:
         raise click.ClickException(f"training failed: {trainer.error_text()}")
-    return trainer.last.__dict__ if trainer.last else {}
+    return (trainer.last.__dict__ if trainer.last else {}) | {"summary": summary}
+
+
+def _show_training_event(event, bar, task, summary: dict, started: float) -> None:
+    """One trainer event on the progress bar; what the run chose (number format, time budget) is
+    printed once and kept in ``summary``."""
+    import time as _time
+
+    if event.phase == "loading":
+        if event.extra.get("dtype_reason"):
+            summary.update(dtype=event.extra["dtype"], dtype_reason=event.extra["dtype_reason"])
+            console.print(f"Number format: {esc(event.extra['dtype'])} ({esc(event.extra['dtype_reason'])})")
+        bar.update(task, description=esc(event.message or "loading"))
+    elif event.phase == "training" and event.total_steps:
+        if event.loss is None:
+            counts = event.extra.get("counts", {})
+            resumed = event.extra.get("resumed_at")
+            summary["load_s"] = event.extra.get("load_s")
+            console.print(
+                f"{counts.get('used', '?')} training examples"
+                + (f" ({counts.get('too_long')} too long, skipped)" if counts.get("too_long") else "")
+                + (f"; resuming at step {resumed}" if resumed else "")
+                + (f"; model loaded in {event.extra['load_s']:.0f} s" if event.extra.get("load_s") is not None else "")
+            )
+        else:
+            summary.update(
+                steps=event.step,
+                total_steps=event.total_steps,
+                s_per_step=event.extra.get("s_per_step"),
+                cores_busy=event.extra.get("cores_busy"),
+            )
+            if event.message:
+                console.print(esc(event.message))
+        desc = f"training, loss {event.loss:.3f}" if event.loss is not None else "training"
+        if event.tokens_per_s:
+            desc += f", {event.tokens_per_s:.0f} tok/s"
+        bar.update(task, description=desc, completed=event.step, total=event.total_steps)
+    elif event.phase in ("saving", "exporting"):
+        bar.update(task, description=esc(event.message))
+    elif event.phase == "done":
+        bar.update(task, description=f"done in {_time.monotonic() - started:.0f} s")
 
 
 @cli.command("train")
@@ -114,12 +142,9 @@ def train_command(sender, all_senders, **options) -> None:
             )
 
     if options["base_gguf"] is None:  # the model chosen for the agent-base role, when it is not the embedded one
-        from app.models import DEFAULT_FOR_ROLE, model_for_role, model_path
+        from app.models import agent_base_gguf
 
-        db = _open_db()
-        chosen = model_for_role(db, "agent-base")
-        if chosen != DEFAULT_FOR_ROLE["agent-base"]:
-            options["base_gguf"] = str(model_path(db, chosen))
+        options["base_gguf"] = agent_base_gguf(_open_db())
     result = run_trainer(sender, **options)
     if result is None:
         sys.exit(EXIT_CANCELLED)

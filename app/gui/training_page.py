@@ -80,6 +80,7 @@ class TrainingPage(QWidget):
         super().__init__(parent)
         self.job: Job | None = None
         self.process = None
+        self._hardware_facts: dict[str, str] = {}
         self.distill_backend = QComboBox(objectName="distill_backend")
         self.distill_button = QPushButton("Build training data", objectName="distill")
         self.voice = QComboBox(objectName="train_voice")
@@ -90,6 +91,8 @@ class TrainingPage(QWidget):
         self.cancel_button = QPushButton("Cancel", objectName="train_cancel", enabled=False)
         self.bar = QProgressBar(objectName="train_bar")
         self.eta = QLabel(objectName="train_eta")
+        # what the trainer chose for this computer: number format (measured), load time, cores busy
+        self.hardware = QLabel(objectName="train_hardware", wordWrap=True)
         self.plot = LossPlot()
         self.status = QLabel(objectName="train_status", wordWrap=True)
 
@@ -112,6 +115,7 @@ class TrainingPage(QWidget):
         layout.addLayout(form)
         layout.addLayout(progress)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.hardware)
         layout.addWidget(self.status)
 
         self.distill_button.clicked.connect(self.start_distill)
@@ -216,19 +220,36 @@ class TrainingPage(QWidget):
 
     def start_training(self) -> None:
         from app.agent.trainer import TrainerProcess
+        from app.gui.workers import database
+        from app.models import agent_base_gguf
 
         sender = self.voice.currentData()
         steps = self.steps.value() or None
+        with database() as db:
+            base_gguf = agent_base_gguf(db)  # "Use as agent base" on the Models page
         self.plot.clear()
+        self._hardware_facts = {}
+        self.hardware.setText("")
         self.bar.setRange(0, 0)
         self.status.setText("Loading the base model…")
         self._run_process(
-            lambda: TrainerProcess.start(sender=sender, steps=steps),
+            lambda: TrainerProcess.start(sender=sender, steps=steps, base_gguf=base_gguf),
             self._train_event,
             lambda process: self._train_done(process, sender),
         )
 
     def _train_event(self, event) -> None:
+        if event.extra.get("dtype_reason"):
+            self._hardware_facts["format"] = f"Number format {event.extra['dtype']}: {event.extra['dtype_reason']}"
+        if event.extra.get("load_s") is not None:
+            self._hardware_facts["load"] = f"model loaded in {event.extra['load_s']:.0f} s"
+        if event.extra.get("cores_busy"):
+            self._hardware_facts["cores"] = f"{event.extra['cores_busy']:.1f} cores busy"
+        if event.extra.get("s_per_step"):
+            self._hardware_facts["step"] = f"{event.extra['s_per_step']:.1f} s a step"
+        self.hardware.setText(" · ".join(self._hardware_facts.values()))
+        if event.phase == "training" and event.message and event.loss is not None:
+            self._hardware_facts["plan"] = event.message  # what a time budget chose
         if event.phase == "training" and event.total_steps:
             self.bar.setRange(0, event.total_steps)
             self.bar.setValue(event.step)
