@@ -69,7 +69,7 @@ def main() -> None:
     from agent_training.finetune import Finetune, FinetuneConfig
     from agent_training.rules import MEASURED
     from app.agent.agent import PreferenceAgent, RulesRequest
-    from app.agent.profiles import _profile_at
+    from app.agent.profiles import profile_at
     from app.files import write_atomic
     from benchmarks.sample_db import sample_database
 
@@ -125,7 +125,7 @@ def main() -> None:
         for progress in job.run():
             last = progress
         trained_s = time.monotonic() - started
-        agent = PreferenceAgent(_profile_at(work / f"agent-{slug}", sender))
+        agent = PreferenceAgent(profile_at(work / f"agent-{slug}", sender))
         started = time.monotonic()
         written = []
         for e in test:  # the same prompt the agent was trained on: intent, recipients, subject, quoted context

@@ -1,6 +1,6 @@
 """A trainer stops within seconds when asked, and never outlives whoever started it
 (agent_training/lifeline.py). The unit tests drive the lifeline with a recorded exit; the slow ones
-run the real trainer on the real base model with steps long enough (16 accumulated batches) that
+run the real trainer on the real base model with steps long enough (64 accumulated batches) that
 stopping at a step boundary, as before, would take far longer than the bound."""
 
 import io
@@ -126,9 +126,9 @@ def _gone_within(pid: int, seconds: float) -> bool:
 # -- the real trainer ------------------------------------------------------------------------------
 
 KAY = "kay.mann@enron.com"
-# 16 accumulated batches of 4 make one step: about a minute on 2 cores, so a trainer that only
+# 64 accumulated batches of 4 make one step: over a minute on 2 cores, even with native bf16, so a trainer that only
 # stopped at step boundaries (the behaviour before the lifeline) misses the bound by far
-LONG_STEP = ["--steps", "3", "--grad-accum", "16", "--batch-size", "4", "--max-length", "320", "--rank", "8"]
+LONG_STEP = ["--steps", "3", "--grad-accum", "64", "--batch-size", "4", "--max-length", "320", "--rank", "8"]
 STOP_BOUND_S = 20
 
 
@@ -162,7 +162,7 @@ def test_the_trainer_stops_within_seconds_when_its_parent_is_killed(kay_dataset,
 import sys
 from app.agent.trainer import TrainerProcess
 trainer = TrainerProcess.start(sender={KAY!r}, dataset={str(kay_dataset / "train.jsonl")!r}, output={str(out)!r},
-                               steps=3, grad_accum=16, batch_size=4, max_length=320, rank=8)
+                               steps=3, grad_accum=64, batch_size=4, max_length=320, rank=8)
 print("trainer", trainer.proc.pid, flush=True)
 for event in trainer.events():
     print(event.to_json(), flush=True)
@@ -195,7 +195,7 @@ def test_ctrl_c_in_tiller_train_stops_the_trainer_within_seconds(kay_dataset, tm
         start_new_session=True,  # its own process group, as a terminal gives it: Ctrl-C goes to the group
     )
     _wait_for_line(tiller.stdout, "training examples")
-    trainer = psutil.Process(tiller.pid).children()[0]
+    trainer = next(p for p in psutil.Process(tiller.pid).children() if "agent_training" in p.cmdline())
     time.sleep(2)
     for _ in range(presses):
         os.killpg(tiller.pid, signal.SIGINT)
@@ -228,7 +228,7 @@ def test_closing_the_desktop_app_stops_its_trainer_within_seconds(qtbot, db, kay
 
     out = tmp_path / "agent"
     real_start = trainer_module.TrainerProcess.start.__func__
-    long_run = dict(dataset=str(kay_dataset / "train.jsonl"), output=str(out), grad_accum=16, batch_size=4)
+    long_run = dict(dataset=str(kay_dataset / "train.jsonl"), output=str(out), grad_accum=64, batch_size=4)
     long_run |= dict(max_length=320, rank=8)
 
     def start_long(cls, **kwargs):
