@@ -52,6 +52,9 @@ from app.style import measure, style_rules
 
 REPLAY = 4  # distilled examples per edit example
 EDIT_REPEATS = 2
+# the edits repeat (EDIT_REPEATS) among few examples: unlike a first training run, this one keeps
+# LoRA dropout against learning them by heart
+EDIT_DROPOUT = 0.05
 MAX_STEPS = 60
 BATCH = 4
 
@@ -261,6 +264,7 @@ class Retrain:
                 max_steps=steps,
                 lr=self.config.lr,
                 warmup_steps=min(10, steps // 5),
+                dropout=EDIT_DROPOUT,
                 init_adapter=start_from,
                 threads=self.config.threads,
                 **(same_shape(current) if start_from else {}),

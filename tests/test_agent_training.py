@@ -290,10 +290,15 @@ def test_an_upgrade_keeps_finished_runs_finished():
     from agent_training.finetune import FinetuneConfig, fingerprint
 
     config = FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"))
-    assert fingerprint(config, "digest") == "2f4d14cf1495e718"
+    # 2f4d14cf1495e718 until 2026-12-05, when the default LoRA dropout went from 0.05 to 0 (12% of an
+    # fp32 step): a deliberate change of what is learnt, so earlier adapters train once more
+    assert fingerprint(config, "digest") == "1ddcbe237237f251"
+    assert fingerprint(FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"), dropout=0.05), "digest") == (
+        "2f4d14cf1495e718"
+    )
     # what is learnt still changes it
     assert fingerprint(FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"), rank=8), "digest") != (
-        "2f4d14cf1495e718"
+        "1ddcbe237237f251"
     )
 
 
