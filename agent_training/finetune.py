@@ -558,6 +558,7 @@ def finished_record(out: Path, fingerprint: str, config: FinetuneConfig) -> Trai
 
 MIN_BUDGET_STEPS = 10  # a time budget never cuts a run below this many steps (the agent learns too little)
 BUDGET_MEASURE_STEPS = 2  # steps timed before a time budget fits the run (the first one includes warm-up)
+BUDGET_REFIT_EVERY = 5  # and then refitted every this many steps on the mean step time so far
 
 
 def fit_steps_to_budget(
@@ -570,7 +571,7 @@ def fit_steps_to_budget(
     return max(step, min(total, max(fit, min(total, min_steps))))
 
 
-def budget_message(plan: dict) -> str:
+def budget_message(plan: dict, sender: str | None = None) -> str:
     """What a time budget chose and what the user gives up, in one sentence."""
     total, requested, budget_s = plan["total"], plan["requested"], plan["budget_s"]
     budget = f"{budget_s / 60:g}-minute" if budget_s >= 120 else f"{budget_s:.0f}-second"
@@ -579,7 +580,8 @@ def budget_message(plan: dict) -> str:
         return f"{head}: all {requested} steps fit the {budget} budget."
     return (
         f"{head}: {total} of {requested} steps fit the {budget} budget, so the agent "
-        f"sees {total / requested:.0%} of the examples it would have (a longer run: tiller train --steps {requested})."
+        f"sees {total / requested:.0%} of the examples it would have (the full run: tiller train "
+        f"{f'--sender {sender} ' if sender else ''}--steps {requested})."
     )
 
 
@@ -752,6 +754,22 @@ class Finetune:
                 "cores_busy": round((time.process_time() - cpu_started) / elapsed, 2) if elapsed else None,
             }
             message = ""
+            if steps_done_here == 1:
+                first_step_done = now  # later steps are timed from here: the first one includes warm-up
+            if (
+                plan.get("budget_s")
+                and steps_done_here > BUDGET_MEASURE_STEPS
+                and steps_done_here % BUDGET_REFIT_EVERY == 0
+                and step < total
+            ):
+                # steps differ in length (the batches do): refit on the mean so far, so a plan made on
+                # one quick step does not overrun (a 4-minute demo ran 264 s on its first plan)
+                s_per_step = (now - first_step_done) / (steps_done_here - 1)
+                refit = fit_steps_to_budget(plan["requested"], step, s_per_step, plan["budget_s"] - (now - began))
+                if refit != total:
+                    total = plan["total"] = refit
+                    scheduler.lr_lambdas = [linear_schedule(total, config.warmup_steps)]
+                    self._live = (*self._live[:7], plan)
             if config.time_budget_s and not plan and steps_done_here == BUDGET_MEASURE_STEPS and step < total:
                 s_per_step = now - step_began  # the second step: the first one includes warm-up
                 plan = {
@@ -763,7 +781,7 @@ class Finetune:
                 total = plan["total"]
                 scheduler.lr_lambdas = [linear_schedule(total, config.warmup_steps)]
                 self._live = (*self._live[:7], plan)
-                message = budget_message(plan)
+                message = budget_message(plan, config.sender)
                 extra["plan"] = plan
             yield TrainProgress(
                 "training",

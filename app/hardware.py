@@ -9,6 +9,9 @@ import platform
 from pathlib import Path
 
 CPU_FLAGS_OF_NOTE = ("avx512_bf16", "amx_bf16", "avx512f", "avx2")
+# set, these make the math libraries ignore what the CPU has (benchmarks emulate a CPU without
+# native bf16 with them): a timing says so
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_description(cpuinfo: str | None = None) -> dict:
@@ -44,7 +47,8 @@ def cpu_summary(description: dict | None = None) -> str:
     d = description or cpu_description()
     bf16 = [f for f in d["flags"] if f.endswith("bf16")]
     native = f"native bf16 ({', '.join(bf16)})" if bf16 else "no native bf16"
-    return f"{d['model']}, {d['cores']} cores, {native}"
+    limits = [f"{k}={os.environ[k]}" for k in ISA_LIMITS if os.environ.get(k)]
+    return f"{d['model']}, {d['cores']} cores, {native}" + (f" (limited by {' '.join(limits)})" if limits else "")
 
 
 TRAIN_SPEED_FILE = "train-speed.json"  # written by the trainer after each run: this computer's step time

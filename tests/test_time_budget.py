@@ -19,7 +19,8 @@ def test_the_message_says_what_the_user_gives_up():
     plan = {"requested": 60, "total": 27, "s_per_step": 8.04, "budget_s": 240.0}
     assert budget_message(plan) == (
         "A step takes 8.0 s on this computer: 27 of 60 steps fit the 4-minute budget, so the agent sees 45% "
-        "of the examples it would have (a longer run: tiller train --steps 60)."
+        "of the examples it would have (the full run: tiller train --steps 60)."
     )
     assert budget_message(plan | {"total": 60}).endswith("all 60 steps fit the 4-minute budget.")
     assert "fit the 40-second budget" in budget_message(plan | {"budget_s": 40.0})
+    assert budget_message(plan, "kay.mann@enron.com").endswith("tiller train --sender kay.mann@enron.com --steps 60).")
