@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app import paths
 from app.files import sha256_file
-from app.store.backup import backup_path
+from app.store.backup import backup_path, integrity
 from app.store.db import integrity_problems
 
 
@@ -32,11 +32,14 @@ def check_database(path: Path) -> Finding:
     if rows == ["ok"]:
         return Finding(str(path), True, "integrity check ok")
     bak = backup_path(path)
-    fix = (
-        "restore the automatic backup: tiller check --restore"
-        if bak.is_file()
-        else "no backup exists: move the file away to start afresh, or recover it with the sqlite3 .recover command"
-    )
+    if bak.is_file() and integrity(bak) == "ok":
+        fix = "restore the automatic backup: tiller check --restore"
+    else:  # never send the user to a restore that cannot work
+        fix = (
+            f"{'the backup is damaged too' if bak.is_file() else 'no backup exists'}: move the file away and import "
+            "your mail again into a fresh database (tiller import PATH); keep the damaged file to recover it with "
+            "the sqlite3 .recover command"
+        )
     return Finding(str(path), False, "damaged: " + "; ".join(rows[:3]), fix)
 
 

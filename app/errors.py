@@ -56,11 +56,7 @@ def explain(exc: BaseException) -> Explained | None:
     if isinstance(exc, sqlite3.DatabaseError):
         db = _db_path()
         if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
-            return Explained(
-                f"The database {db} is damaged ({text}). Restore the automatic backup with `tiller check --restore` "
-                "(the damaged file is kept beside it), or move the file away to start afresh.",
-                EXIT_STORE,
-            )
+            return Explained(f"The database {db} is damaged ({text}). {_what_to_do_for_damage(db)}", EXIT_STORE)
         if "readonly" in lower or "read-only" in lower:
             return Explained(
                 f"Tiller cannot write to {db}: it or its folder is read-only. Make both writable, or set TILLER_HOME "
@@ -154,3 +150,24 @@ def one_line(exc: BaseException, context: str = "") -> Explained:
     where = f"; details in {logged}" if logged else ""
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     return Explained(f"{type(exc).__name__}: {first}{where} (or run with --debug)")
+
+
+def _what_to_do_for_damage(db) -> str:
+    """The restore when a sound backup exists; otherwise what is left (never the restore that would fail)."""
+    from pathlib import Path
+
+    from app.store.backup import backup_path, integrity
+
+    try:
+        usable = db is not None and backup_path(Path(db)).is_file() and integrity(backup_path(Path(db))) == "ok"
+    except Exception:
+        usable = False
+    if usable:
+        return (
+            "Restore the automatic backup with `tiller check --restore` (the damaged file is kept beside it), "
+            "or move the file away to start afresh."
+        )
+    return (
+        "There is no sound backup to restore: move the file away (keep it to recover with sqlite3's .recover) and "
+        "import your mail again into a fresh database (tiller import PATH)."
+    )

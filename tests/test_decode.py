@@ -175,3 +175,21 @@ def test_fast_path_edge_cases_match_the_stdlib_parser(raw, monkeypatch):
     fast = _parse_or_reason(raw)
     monkeypatch.setattr(decode, "_simple_message", lambda data: None)
     assert fast == _parse_or_reason(raw)
+
+
+def test_a_few_nul_bytes_are_removed_not_the_whole_message(enron):
+    """Issue 5/5 item 15: one NUL byte dropped a real message as "binary" (50 of 50 in the probe)."""
+    from app.mail.decode import MessageRejected, parse_message
+
+    original = sorted((enron / "maildir" / "mann-k" / "sent_items").iterdir())[5].read_bytes()
+    clean = parse_message(original)
+    cut = original.index(b"\n\n") + 10  # inside the body
+    damaged = original[:cut] + b"\x00" + original[cut:] + b"\x00\x00"
+    parsed = parse_message(damaged)
+    assert parsed.body_text == clean.body_text and parsed.subject == clean.subject
+    assert "3 NUL byte(s) removed" in parsed.warnings
+    # a file that is NULs throughout is still not mail
+    utf16 = original.decode("latin-1").encode("utf-16-le")
+    with pytest.raises(MessageRejected) as caught:
+        parse_message(utf16)
+    assert caught.value.reason == "binary"

@@ -231,6 +231,31 @@ def test_forgetting_a_draft_removes_it_and_what_it_taught(db):
     assert CliRunner().invoke(cli, ["edits", "forget", str(draft_id)]).exit_code == 1
 
 
+def test_forgetting_reaches_the_backup_and_set_aside_copies_and_the_files_bytes(db, tiller_home):
+    """Issue 5/5 item 9: the forgotten text stayed in tiller.db.bak (and in tiller.db.damaged-*)."""
+    import shutil
+
+    from app.store.backup import take_backup
+
+    secret = "Sylvia's private phone is 713-555-0199"
+    draft_id = _draft(db)
+    record_action(db, draft_id, "edited", f"{EDITED}\n{secret}")
+    db_path = tiller_home / "tiller.db"
+    take_backup(db.conn, db_path)  # as an import or migration does
+    shutil.copy(tiller_home / "tiller.db.bak", tiller_home / "tiller.db.damaged-20261205-101010")
+    assert all(secret.encode() in p.read_bytes() for p in tiller_home.glob("tiller.db.*"))
+    result = CliRunner().invoke(cli, ["edits", "forget", str(draft_id)])
+    assert result.exit_code == 0, result.output
+    for path in [db_path, *tiller_home.glob("tiller.db*")]:
+        assert secret.encode() not in path.read_bytes(), f"{path.name} still holds the forgotten text"
+    assert db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
+def test_forget_says_the_ledger_keeps_what_was_sent():
+    result = CliRunner().invoke(cli, ["edits", "forget", "--help"])
+    assert "privacy ledger" in result.output and "every copy" in result.output
+
+
 def test_forgetting_a_pair_an_adapter_learnt_from_makes_a_retrain_due(db):
     draft_id = _draft(db)
     record_action(db, draft_id, "edited", EDITED)

@@ -107,7 +107,11 @@ def show_command(draft_id) -> None:
 @click.option("--from", "sender", help="With --all: only this identity's drafts.")
 def forget_command(draft_ids, forget_all, sender) -> None:
     """Forget drafts: the rows, their history, their matches, and what they taught (scoped rules are
-    relearnt at once; an agent retrained on them is retrained without them)."""
+    relearnt at once; an agent retrained on them is retrained without them), in the database and in
+    every copy Tiller keeps of it (the automatic backup, files set aside by a restore).
+
+    What was already sent to a cloud model stays listed in the privacy ledger (`tiller ledger`):
+    that is a record of what left this computer, kept so you can see it."""
     from app.learning.capture import forget_drafts
     from app.store import drafts as store
 
@@ -118,7 +122,13 @@ def forget_command(draft_ids, forget_all, sender) -> None:
     missing = [i for i in ids if store.draft(db, i) is None]
     if missing:
         raise click.ClickException(f"no draft {', '.join(map(str, missing))} (`tiller edits` lists them)")
-    forgotten = forget_drafts(db, ids)
+    forgotten = forget_drafts(
+        db,
+        ids,
+        on_problem=lambda text: err_console.print(
+            f"Could not clean a copy of the database: {text}", style="yellow", markup=False, highlight=False
+        ),
+    )
     console.print(f"Forgot {forgotten} draft(s); {len(store.scoped_rules(db))} scoped rule(s) remain.")
 
 

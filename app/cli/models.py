@@ -104,18 +104,27 @@ def models_remove(name: str) -> None:
 @click.option(
     "--restore",
     is_flag=True,
-    help="Put the automatic backup of the database back (the current file is kept beside it).",
+    help="Put the automatic backup of the database back when the database is damaged (the current file is kept "
+    "beside it). Refused while an import runs.",
 )
-def check_command(restore: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --restore: restore even a database that passes its integrity check (undoes everything since the "
+    "backup, taken before the last import or upgrade).",
+)
+def check_command(restore: bool, force: bool) -> None:
     """Check the database (PRAGMA integrity_check) and every model and adapter file against its
     recorded size and sha256; say what to do about anything wrong."""
     from app.check import check_database, run_checks
     from app.store.backup import restore_backup
 
+    if force and not restore:
+        raise click.UsageError("--force goes with --restore")
     if restore:
         db_path = paths.database_path()
         try:
-            source, kept = restore_backup(db_path)
+            source, kept = restore_backup(db_path, force=force)
         except (FileNotFoundError, RuntimeError) as exc:
             raise click.ClickException(str(exc)) from None
         console.print(f"Restored {esc(db_path)} from {esc(source)}; the previous file is kept as {esc(kept)}.")

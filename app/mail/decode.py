@@ -72,12 +72,24 @@ class ParsedMessage:
         return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+MAX_NUL_SHARE = 0.05  # more NUL bytes than this share of the head: a binary (or UTF-16) file, not mail
+
+
 def parse_message(data: bytes) -> ParsedMessage:
     if not data.strip():
         raise MessageRejected("empty", "the file holds no message (zero bytes or only whitespace)")
     head = data[:8192]
+    nul_note = None
     if b"\x00" in head:
-        raise MessageRejected("binary", "NUL bytes in the first 8 KiB: not a text mail message")
+        # a few stray NULs in a text message (a damaged copy, a broken client) must not lose the
+        # whole message: they are taken out and the message is stored with a warning. A file that
+        # is NULs throughout (UTF-16, a binary) stays rejected.
+        if head.count(b"\x00") > MAX_NUL_SHARE * len(head):
+            raise MessageRejected("binary", "NUL bytes throughout the first 8 KiB: not a text mail message")
+        nuls = data.count(b"\x00")
+        data = data.replace(b"\x00", b"")
+        head = data[:8192]
+        nul_note = f"{nuls} NUL byte(s) removed"
     if _looks_binary(head):
         raise MessageRejected("binary", "mostly non-text bytes: not a mail message")
     simple = _simple_message(data)
@@ -95,7 +107,7 @@ def parse_message(data: bytes) -> ParsedMessage:
     if not any(headers.has(h) for h in _IDENTIFYING_HEADERS):
         raise MessageRejected("not-an-email", "no RFC 822 header block (none of From, Date, Message-ID, Subject, To)")
 
-    warnings: list[str] = []
+    warnings: list[str] = [nul_note] if nul_note else []
     flags: set[str] = set()
     subject = _header_text(headers, "subject", warnings)
     from_name, from_addr = _first_address(headers, ("from", "sender"), warnings)

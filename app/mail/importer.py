@@ -237,23 +237,26 @@ class MailImport:
             # database (OperationalError) is not the message's fault and stops the import instead
             self._skip(source_id, run_id, item, "unstorable", f"{type(exc).__name__}: {exc}", counts)
             return
+        warning = decoded.warning
+        if row_id is None and decoded.message_id and not store.has_content(conn, decoded.content_key):
+            # the Message-ID is taken, but by a message with other content (another sender, another
+            # body): a forged or broken id, not a copy. It is stored without the id, with a warning,
+            # instead of being dropped as a duplicate.
+            without_id = (None, *values[1:])
+            row_id = store.insert_message(
+                conn, (source_id, item.key, item.folder, int(is_sent), *without_id, identity_id, self._now)
+            )
+            reuse = f"Message-ID {decoded.message_id} also names another stored message: stored without it"
+            warning = f"{warning}; {reuse}" if warning else reuse
         if row_id is None:
             existing = store.duplicated_message(conn, decoded.message_id, decoded.content_key)
             counts.duplicates += 1
             self._record(source_id, item.key, run_id, "duplicate", existing, None, None)
             return
         counts.stored += 1
-        if decoded.warning:
+        if warning:
             counts.warnings += 1
-        self._record(
-            source_id,
-            item.key,
-            run_id,
-            "stored",
-            row_id,
-            "warning" if decoded.warning else None,
-            decoded.warning,
-        )
+        self._record(source_id, item.key, run_id, "stored", row_id, "warning" if warning else None, warning)
 
     def _skip(self, source_id, run_id, item: RawItem, reason: str, detail: str, counts: ImportCounts) -> None:
         counts.skipped += 1

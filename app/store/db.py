@@ -30,6 +30,9 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
     _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
+    # deleted content is overwritten, not left in free pages: `tiller edits forget` must really
+    # forget (Debian's SQLite is built with this on; not every build is)
+    conn.execute("PRAGMA secure_delete=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     db = sqlite_utils.Database(conn)
     if MIGRATIONS and schema_version(db) < MIGRATIONS[-1][0]:

@@ -101,6 +101,11 @@ def insert_message(conn, values: tuple) -> int | None:
     return cursor.lastrowid if cursor.rowcount else None
 
 
+def has_content(conn, content_key: str) -> bool:
+    """Whether a stored message has this content identity (sender, date, subject, body)."""
+    return conn.execute("SELECT 1 FROM messages WHERE content_key = ? LIMIT 1", [content_key]).fetchone() is not None
+
+
 def duplicated_message(conn, message_id: str | None, content_key: str) -> int:
     """The stored message a duplicate duplicates: by Message-ID first, else by content."""
     return conn.execute(
