@@ -11,9 +11,23 @@ import threading
 
 
 class HostileImapServer:
-    def __init__(self, password: str, *, echo_password: bool = False) -> None:
+    def __init__(
+        self,
+        password: str,
+        *,
+        echo_password: bool = False,
+        folders: dict[bytes, tuple[bytes, list[bytes]]] | None = None,
+        nil_size: set[int] = frozenset(),
+        garbage_fetch: set[int] = frozenset(),
+    ) -> None:
+        """``folders``: raw (modified UTF-7) name -> (flags, messages; UID = position + 1).
+        ``nil_size``: UIDs whose RFC822.SIZE is NIL; ``garbage_fetch``: UIDs answered with an
+        unparseable FETCH line (``* N FETCH )))(((``) whenever they are fetched."""
         self.password = password
         self.echo_password = echo_password
+        self.folders = folders or {}
+        self.nil_size = set(nil_size)
+        self.garbage_fetch = set(garbage_fetch)
         self.logins: list[str] = []  # every password a client sent, as received
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -38,10 +52,37 @@ class HostileImapServer:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    def _uid_command(self, tag: str, args: str, selected: bytes, send) -> None:
+        messages = self.folders.get(selected, (b"", []))[1]
+        sub, _, rest = args.partition(" ")
+        if sub.upper() == "SEARCH":
+            uids = " ".join(str(i + 1) for i in range(len(messages)))
+            send(f"* SEARCH {uids}\r\n{tag} OK done\r\n".encode())
+            return
+        wanted_set, _, items = rest.partition(" ")
+        wanted = set()
+        for part in wanted_set.split(","):
+            lo, _, hi = part.partition(":")
+            hi = hi or lo
+            last = len(messages) if hi == "*" else int(hi)
+            wanted.update(range(int(lo), last + 1))
+        out = b""
+        for uid in sorted(u for u in wanted if 1 <= u <= len(messages)):
+            if uid in self.garbage_fetch:
+                out += f"* {uid} FETCH )))(((\r\n".encode()
+            elif "RFC822.SIZE" in items.upper():
+                size = "NIL" if uid in self.nil_size else str(len(messages[uid - 1]))
+                out += f"* {uid} FETCH (UID {uid} RFC822.SIZE {size})\r\n".encode()
+            else:
+                body = messages[uid - 1]
+                out += f"* {uid} FETCH (UID {uid} BODY[] {{{len(body)}}}\r\n".encode() + body + b")\r\n"
+        send(out + f"{tag} OK done\r\n".encode())
+
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(10)
         reader = conn.makefile("rb")
         send = conn.sendall
+        selected = b""
         try:
             send(b"* OK [CAPABILITY IMAP4rev1 SPECIAL-USE] hostile test server ready\r\n")
             while line := reader.readline():
@@ -60,10 +101,21 @@ class HostileImapServer:
                     else:
                         send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n".encode())
                 elif command == "LIST":
-                    send(
-                        b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
-                        b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n' + f"{tag} OK done\r\n".encode()
+                    listing = self.folders or {b"INBOX": (b"", []), b"Sent": (b"\\Sent", [])}
+                    lines = b"".join(
+                        b"* LIST (\\HasNoChildren" + (b" " + flags if flags else b"") + b') "/" ' + name + b"\r\n"
+                        for name, (flags, _) in listing.items()
                     )
+                    send(lines + f"{tag} OK done\r\n".encode())
+                elif command in ("SELECT", "EXAMINE"):
+                    selected = args.strip().strip('"').encode()
+                    count = len(self.folders.get(selected, (b"", []))[1])
+                    send(
+                        f"* {count} EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT {count + 1}] ok\r\n"
+                        f"{tag} OK [READ-ONLY] selected\r\n".encode()
+                    )
+                elif command == "UID":
+                    self._uid_command(tag, args, selected, send)
                 elif command == "LOGOUT":
                     send(f"* BYE bye\r\n{tag} OK done\r\n".encode())
                     return

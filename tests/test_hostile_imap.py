@@ -69,3 +69,45 @@ def test_a_password_with_spaces_at_its_ends_is_stored_as_typed(db):
 
         close_client(connect(account, account_secret(account)))  # the stored password logs in again
         assert server.logins == [typed, typed]
+
+
+def _kay_messages(enron, n: int) -> list[bytes]:
+    files = sorted((enron / "maildir" / "mann-k" / "sent_items").iterdir())[:n]
+    return [f.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for f in files]
+
+
+def _import_account(db, server, name="hostile"):
+    from app.mail.accounts import add_account, imap_source
+    from app.mail.importer import MailImport
+
+    add_account(db, _account(server, name=name), PASSWORD)
+    job = MailImport(db, imap_source(db, name))
+    for _ in job.run():
+        pass
+    return job.result
+
+
+def test_one_malformed_fetch_item_costs_that_item_only(db, enron):
+    """Item 2: `* 5 FETCH )))(((` (ProtocolError) or `RFC822.SIZE NIL` (TypeError) stored 0 of the
+    folder, on every rerun."""
+    messages = _kay_messages(enron, 8)
+    folders = {b"INBOX": (b"", []), b"Sent": (b"\\Sent", messages)}
+    with HostileImapServer(PASSWORD, folders=folders, garbage_fetch={5}, nil_size={3}) as server:
+        result = _import_account(db, server)
+    counts = result.counts
+    assert (counts.stored, counts.skipped) == (6, 2), counts
+    assert counts.skip_reasons["malformed"] == 2
+    details = [r[0] for r in db.execute("SELECT detail FROM source_items WHERE status = 'skipped' ORDER BY item_key")]
+    assert any("RFC822.SIZE NIL" in d for d in details) and any("could not be read" in d for d in details), details
+
+
+def test_a_folder_name_that_is_not_modified_utf7_is_shown_escaped_and_skipped(db, enron):
+    """Item 5: one `&ZZZ-invalid` folder made `accounts add`, `test` and every import fail."""
+    from app.mail.accounts import probe
+
+    folders = {b"INBOX": (b"", []), b"&ZZZ-invalid": (b"", []), b"Sent": (b"\\Sent", _kay_messages(enron, 3))}
+    with HostileImapServer(PASSWORD, folders=folders) as server:
+        check = probe(_account(server), PASSWORD)
+        assert check.sent_folder == "Sent" and "INBOX" in check.folders
+        assert check.skipped_folders and "&ZZZ-invalid" in check.skipped_folders[0]
+        assert _import_account(db, server).counts.stored == 3

@@ -406,6 +406,8 @@ def accounts_add(
 def _print_check(check) -> None:
     console.print(f"  sent mail: {esc(check.sent_folder or '(none found: pass --sent-folder)')}")
     console.print(f"  folders: {esc(', '.join(check.folders))}")
+    for skipped in check.skipped_folders:
+        console.print(f"  folder {esc(skipped)}")
 
 
 @accounts_group.command("test")

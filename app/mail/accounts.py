@@ -37,6 +37,7 @@ class AccountCheck:
     folders: list[str]
     sent_folder: str | None  # the folder that would be imported as sent mail
     capabilities: list[str]
+    skipped_folders: tuple[str, ...] = ()  # names that cannot be decoded, shown escaped
 
 
 def check_name(name: str) -> str:
@@ -49,11 +50,12 @@ def probe(account: ImapAccount, secret: str) -> AccountCheck:
     """Log in and look (read-only): the folders, and which one holds the sent mail."""
     client = connect(account, secret)
     try:
-        names, sent = account_folders(account, list_folders(client))
+        skipped: list[str] = []
+        names, sent = account_folders(account, list_folders(client, skipped))
         capabilities = sorted(c.decode("ascii", "replace") for c in client.capabilities())
     finally:
         close_client(client)
-    return AccountCheck(names, sent, capabilities)
+    return AccountCheck(names, sent, capabilities, tuple(skipped))
 
 
 def add_account(db, account: ImapAccount, secret: str) -> AccountCheck:

@@ -275,12 +275,29 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
 
 
-def list_folders(client) -> list[tuple[tuple, str, str]]:
-    """(flags, delimiter, name) of every folder; names decoded from modified UTF-7."""
+def list_folders(client, skipped: list[str] | None = None) -> list[tuple[tuple, str, str]]:
+    """(flags, delimiter, name) of every folder; names decoded from modified UTF-7. A name that is
+    not valid modified UTF-7 (``&ZZZ-invalid``) is left out, and shown escaped in ``skipped``: one
+    such folder made every command on the account fail."""
+    from imapclient.imap_utf7 import decode as decode_utf7
+
     out = []
-    for flags, delimiter, name in client.list_folders():
+    encoding = client.folder_encode
+    client.folder_encode = False  # the names as sent, decoded here one at a time
+    try:
+        listing = client.list_folders()
+    finally:
+        client.folder_encode = encoding
+    for flags, delimiter, raw in listing:
         if isinstance(delimiter, bytes):
             delimiter = delimiter.decode("ascii", "replace")
+        raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
+        try:
+            name = decode_utf7(raw_bytes) if encoding else raw_bytes.decode("ascii")
+        except (UnicodeError, ValueError):
+            if skipped is not None:
+                skipped.append(f"{raw_bytes.decode('ascii', 'backslashreplace')!r}: not valid modified UTF-7, skipped")
+            continue
         out.append((tuple(flags), delimiter or "", name))
     return out
 
@@ -398,13 +415,19 @@ class ImapSource:
     def _fetch(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
         for start in range(0, len(uids), self.batch_messages):
             chunk = uids[start : start + self.batch_messages]
-            sizes = self.client.fetch(chunk, ["RFC822.SIZE"])
+            sizes, broken = self._fetch_each_safely(chunk, ["RFC822.SIZE"])
             batch: list[int] = []
             batch_bytes = 0
             for uid in chunk:
+                if uid in broken:
+                    yield self._malformed(folder, uid, broken[uid])
+                    continue
                 if uid not in sizes:  # expunged since the search: nothing to import
                     continue
-                size = int(sizes[uid].get(b"RFC822.SIZE", 0))
+                size = _int_or_none(sizes[uid].get(b"RFC822.SIZE"))
+                if size is None:
+                    yield self._malformed(folder, uid, "the server gave no size for it (RFC822.SIZE NIL)")
+                    continue
                 if size > self.max_message_bytes:
                     yield from self._bodies(folder, batch)
                     batch, batch_bytes = [], 0
@@ -424,17 +447,59 @@ class ImapSource:
                 batch_bytes += size
             yield from self._bodies(folder, batch)
 
+    def _fetch_each_safely(self, uids: list[int], what: list[str]) -> tuple[dict, dict[int, str]]:
+        """``client.fetch(uids, what)``; when the server's answer cannot be parsed, each UID is asked
+        for alone, so one malformed item (``* 5 FETCH )))(((``) costs that item only. Returns
+        (answers, {uid: why it was unreadable})."""
+        from imapclient.exceptions import IMAPClientError, ProtocolError
+
+        try:
+            return self.client.fetch(uids, what), {}
+        except _dropped_errors():
+            raise  # the connection went away: the caller reconnects
+        except (ProtocolError, IMAPClientError, ValueError, TypeError, IndexError, KeyError) as exc:
+            if len(uids) == 1:
+                return {}, {uids[0]: f"the server's answer could not be read ({type(exc).__name__}: {exc})"[:300]}
+        answers: dict = {}
+        broken: dict[int, str] = {}
+        for uid in uids:
+            one, bad = self._fetch_each_safely([uid], what)
+            answers.update(one)
+            broken.update(bad)
+        return answers, broken
+
+    def _malformed(self, folder: FolderPlan, uid: int, why: str) -> RawItem:
+        return RawItem(
+            key=item_key(folder.name, folder.uidvalidity, uid),
+            folder=folder.name,
+            sent=folder.sent,
+            error_reason="malformed",
+            error=why,
+        )
+
     def _bodies(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
         if not uids:
             return
-        answers = self.client.fetch(uids, ["BODY.PEEK[]"])
+        answers, broken = self._fetch_each_safely(uids, ["BODY.PEEK[]"])
         for uid in uids:
+            if uid in broken:
+                yield self._malformed(folder, uid, broken[uid])
+                continue
             data = (answers.get(uid) or {}).get(b"BODY[]")
             key = item_key(folder.name, folder.uidvalidity, uid)
-            if data is None:  # expunged between the size and the body: nothing to import, say so
+            if not isinstance(data, (bytes, bytearray, type(None))):
+                yield self._malformed(folder, uid, f"the server sent a {type(data).__name__} as its body")
+            elif data is None:  # expunged between the size and the body: nothing to import, say so
                 yield RawItem(key=key, folder=folder.name, sent=folder.sent, error="gone from the server while read")
             else:
                 yield RawItem(key=key, folder=folder.name, sent=folder.sent, data=bytes(data))
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _dropped_errors() -> tuple[type[BaseException], ...]:
