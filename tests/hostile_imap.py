@@ -19,6 +19,7 @@ class HostileImapServer:
         folders: dict[bytes, tuple[bytes, list[bytes]]] | None = None,
         nil_size: set[int] = frozenset(),
         garbage_fetch: set[int] = frozenset(),
+        uidvalidity: str | None = "7",
     ) -> None:
         """``folders``: raw (modified UTF-7) name -> (flags, messages; UID = position + 1).
         ``nil_size``: UIDs whose RFC822.SIZE is NIL; ``garbage_fetch``: UIDs answered with an
@@ -28,6 +29,7 @@ class HostileImapServer:
         self.folders = folders or {}
         self.nil_size = set(nil_size)
         self.garbage_fetch = set(garbage_fetch)
+        self.uidvalidity = uidvalidity  # None: not sent at all
         self.logins: list[str] = []  # every password a client sent, as received
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -110,8 +112,9 @@ class HostileImapServer:
                 elif command in ("SELECT", "EXAMINE"):
                     selected = args.strip().strip('"').encode()
                     count = len(self.folders.get(selected, (b"", []))[1])
+                    validity = f"* OK [UIDVALIDITY {self.uidvalidity}] ok\r\n" if self.uidvalidity else ""
                     send(
-                        f"* {count} EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT {count + 1}] ok\r\n"
+                        f"* {count} EXISTS\r\n{validity}* OK [UIDNEXT {count + 1}] ok\r\n"
                         f"{tag} OK [READ-ONLY] selected\r\n".encode()
                     )
                 elif command == "UID":

@@ -111,3 +111,17 @@ def test_a_folder_name_that_is_not_modified_utf7_is_shown_escaped_and_skipped(db
         assert check.sent_folder == "Sent" and "INBOX" in check.folders
         assert check.skipped_folders and "&ZZZ-invalid" in check.skipped_folders[0]
         assert _import_account(db, server).counts.stored == 3
+
+
+@pytest.mark.parametrize("uidvalidity", [None, "abc"])
+def test_a_missing_or_non_numeric_uidvalidity_is_one_sentence(db, enron, uidvalidity):
+    """Item 8: KeyError / ValueError came out as an internal error."""
+    from app.mail.imap import ImapError
+
+    folders = {b"Sent": (b"\\Sent", _kay_messages(enron, 2))}
+    with HostileImapServer(PASSWORD, folders=folders, uidvalidity=uidvalidity) as server:
+        with pytest.raises(ImapError) as caught:
+            _import_account(db, server)
+    said = str(caught.value)
+    assert "'Sent'" in said and ("no usable UIDVALIDITY" in said or "made no sense" in said), said
+    assert "\n" not in said

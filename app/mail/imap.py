@@ -364,12 +364,34 @@ class ImapSource:
         return plan
 
     def _plan_folder(self, folder: FolderPlan) -> None:
-        info = self.client.select_folder(folder.name, readonly=True)
-        folder.uidvalidity = int(info[b"UIDVALIDITY"])
-        after = self.last_uid(folder.name, folder.uidvalidity)
-        found = self.client.search(["UID", f"{after + 1}:*"]) if after else self.client.search("ALL")
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            info = self.client.select_folder(folder.name, readonly=True)
+            folder.uidvalidity = self._uidvalidity(info, folder.name)
+            after = self.last_uid(folder.name, folder.uidvalidity)
+            found = self.client.search(["UID", f"{after + 1}:*"]) if after else self.client.search("ALL")
+        except _dropped_errors():
+            raise
+        except (IMAPClientError, ValueError) as exc:  # "SEARCH => unexpected response"; [UIDVALIDITY abc]
+            raise ImapError(
+                f"{self.account.location}: the server's answer about folder {folder.name!r} made no sense "
+                f"({_server_text(exc)[:200]}); nothing was imported from it"
+            ) from None
         # "N:*" always matches the highest UID even when it is below N: keep only the new ones
         folder.uids = sorted(u for u in found if u > after)
+
+    def _uidvalidity(self, info: dict, folder: str) -> int:
+        """The folder's UIDVALIDITY; without a number there, UIDs cannot be told apart across
+        imports, so the folder is not imported (one sentence, not a KeyError)."""
+        value = info.get(b"UIDVALIDITY")
+        number = _int_or_none(value)
+        if number is None:
+            raise ImapError(
+                f"{self.account.location}: the server gave folder {folder!r} no usable UIDVALIDITY ({value!r}); "
+                "without it Tiller cannot tell which messages it already has, so it does not import that folder"
+            )
+        return number
 
     def estimate(self) -> int | None:
         if self.plan is None:
@@ -393,7 +415,7 @@ class ImapSource:
         while done < len(folder.uids):
             try:
                 info = self.client.select_folder(folder.name, readonly=True)
-                if int(info[b"UIDVALIDITY"]) != folder.uidvalidity:
+                if self._uidvalidity(info, folder.name) != folder.uidvalidity:
                     # the server renumbered the folder while we read it: read it again from the start
                     self._plan_folder(folder)
                     done = 0
