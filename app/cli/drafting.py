@@ -167,12 +167,52 @@ def draft_command(
         )
 
 
+MAX_EDIT_BYTES = 1 << 20  # an email edited by hand; a larger file is not read (and not lost: it stays)
+
+
+def edit_in_editor(text: str) -> str | None:
+    """The user's text after $EDITOR on ``text`` (compare it with ``text`` to see a change). The saved
+    file is read as a bounded regular file (an editor or a link could leave a FIFO, /dev/zero or a
+    huge file there) and decoded with a fallback, so non-UTF-8 bytes never cost the user the edit.
+    When the file cannot be read, it is kept and the error says where."""
+    import tempfile
+
+    from app.files import ReadRefused, read_regular_file
+
+    folder = Path(tempfile.mkdtemp(prefix="tiller-edit-"))
+    path = folder / "draft.txt"
+    path.write_text(text, encoding="utf-8")
+    click.edit(filename=str(path), extension=".txt", require_save=False)
+    try:
+        data = read_regular_file(path, MAX_EDIT_BYTES)
+    except ReadRefused as exc:
+        raise click.ClickException(f"your edit was not read ({exc.detail}); it is kept at {path}") from None
+    try:
+        edited = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # an editor that saved in the system's legacy encoding: the locale's, else Windows-1252
+        # (a superset of Latin-1); detection guesses wrong on a few words
+        import locale
+
+        encoding = locale.getpreferredencoding(False)
+        if encoding.lower().replace("-", "") in ("utf8", "ascii", "ansix3.41968"):
+            encoding = "cp1252"
+        edited = data.decode(encoding, errors="replace")
+        err_console.print(
+            f"Your edit was not UTF-8; read as {encoding}.", style="yellow", markup=False, highlight=False
+        )
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return edited.replace("\r\n", "\n")
+
+
 def _edit_draft(db, text: str, draft_id: int | None) -> None:
     """$EDITOR on the draft; the saved text is printed and kept as what the user made of it."""
     from app.learning.capture import record_action
     from app.learning.loop import after_edit
 
-    edited = click.edit(text, extension=".txt", require_save=False)
+    edited = edit_in_editor(text)
     if edited is None or edited.strip() == text.strip():
         err_console.print("Unchanged.")
         return
