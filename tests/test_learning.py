@@ -171,7 +171,7 @@ def test_without_a_subject_only_the_content_tells_a_near_miss_from_the_sent_draf
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
     # same identity, recipient and day: only the words differ
     _eml(
-        tmp_path / "a",
+        tmp_path / "a" / "Sent",  # the user's sent mail: only a sent folder may hold a draft's sent version
         "lunch",
         sender=KAY,
         to=SYLVIA,
@@ -180,16 +180,41 @@ def test_without_a_subject_only_the_content_tells_a_near_miss_from_the_sent_draf
         when=soon,
     )
     assert run_import(db, tmp_path / "a", my_addresses=[KAY]).drafts_matched == []
-    _eml(tmp_path / "b", "sent", sender=KAY, to=SYLVIA, subject="Contract", body=EDITED, when=soon)
+    _eml(tmp_path / "b" / "Sent", "sent", sender=KAY, to=SYLVIA, subject="Contract", body=EDITED, when=soon)
     (match,) = run_import(db, tmp_path / "b", my_addresses=[KAY]).drafts_matched
     assert match[0] == draft_id and match[2] >= matching.THRESHOLD
+
+
+def test_a_message_from_the_user_in_the_inbox_is_never_a_drafts_sent_version(db, tmp_path):
+    """Issue 5/5 item 10: a forged Inbox message (From: the user, same subject and recipient,
+    similarity 0.77) replaced the user's own edit as training text."""
+    draft_id = _draft(db)
+    record_action(db, draft_id, "edited", EDITED)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    forged = EDITED.replace("Friday", "Monday") + "\nPS: wire the deposit to the new account."
+    _eml(tmp_path / "mail" / "INBOX", "forged", sender=KAY, to=SYLVIA, subject="NG contract", body=forged, when=soon)
+    assert run_import(db, tmp_path / "mail", my_addresses=[KAY]).drafts_matched == []
+    d = store.draft(db, draft_id)
+    assert d.final_text == EDITED and d.final_source == "edit" and d.sent_message_id is None
+
+
+def test_a_sent_version_that_replaces_the_users_edit_is_said(db, tmp_path):
+    draft_id = _draft(db)
+    record_action(db, draft_id, "edited", EDITED)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    _eml(
+        tmp_path / "m" / "Sent", "s1", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED + " Thanks.", when=soon
+    )
+    result = run_import(db, tmp_path / "m", my_addresses=[KAY])
+    assert result.edits_replaced == [draft_id]
+    assert "replaces your edit" in [detail for _, a, detail in store.events(db, draft_id) if a == "sent"][0]
 
 
 def test_a_wrong_match_is_undone_and_never_made_again(db, tmp_path):
     draft_id = _draft(db)
     record_action(db, draft_id, "edited", EDITED)
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
-    _eml(tmp_path / "a", "sent1", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
+    _eml(tmp_path / "a" / "Sent", "sent1", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
     run_import(db, tmp_path / "a", my_addresses=[KAY])
     assert store.draft(db, draft_id).sent_message_id is not None
     out = CliRunner().invoke(cli, ["edits", "unmatch", str(draft_id)])
@@ -552,7 +577,7 @@ def test_a_sent_candidate_the_user_never_picked_teaches_the_tag_selector(db, tmp
         ],
     )
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
-    _eml(tmp_path / "s", "sent", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
+    _eml(tmp_path / "s" / "Sent", "sent", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
     result = run_import(db, tmp_path / "s", my_addresses=[KAY])
     assert [d for d, _, _ in result.drafts_matched] == [ids[0]]
     assert state_path(KAY).is_file()

@@ -61,7 +61,7 @@ def test_the_edits_page_undoes_a_wrong_match(qtbot, db, tmp_path):
 
     draft_id = _draft(db)
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
-    _eml(tmp_path / "s", "sent", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
+    _eml(tmp_path / "s" / "Sent", "sent", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
     run_import(db, tmp_path / "s", my_addresses=[KAY])
     page = EditsPage()
     qtbot.addWidget(page)

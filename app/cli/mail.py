@@ -132,6 +132,12 @@ def print_import_summary(db, result, show_skipped: int = 20) -> None:
             f"{len(result.drafts_matched)} sent email(s) matched to Tiller's drafts; they teach the agent "
             "(see `tiller edits`, where a wrong match can be undone)."
         )
+    if result.edits_replaced:
+        drafts = ", ".join(map(str, result.edits_replaced))
+        console.print(
+            f"[yellow]The sent version replaced your own edit[/] of draft(s) {esc(drafts)} as what they became; "
+            f"if that is wrong: tiller edits unmatch {esc(str(result.edits_replaced[0]))}"
+        )
     if result.status == "cancelled":
         console.print("[yellow]Cancelled.[/] Everything counted above is saved; run the same command to resume.")
     print_identities(db)

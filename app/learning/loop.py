@@ -13,6 +13,7 @@ class LoopReport:
     matched: list[tuple[int, int, float]] = field(default_factory=list)
     scoped_rules: int | None = None  # None: not relearnt
     retraining: list[str] = field(default_factory=list)  # profiles a background retrain started for
+    replaced_edits: list[int] = field(default_factory=list)  # drafts whose edit a matched sent email replaced
 
 
 def after_import(db, run_id: int) -> LoopReport:
@@ -24,7 +25,8 @@ def after_import(db, run_id: int) -> LoopReport:
     # only mail dated after the oldest open draft can be one (not the years of mail a first import brings)
     since = (matching.parse_date(oldest) - matching.CLOCK_SKEW).isoformat(timespec="seconds")
     with db.atomic():
-        report.matched = matching.match_sent_mail(db, store.sent_messages_of_run(db, run_id, since)).matched
+        matches = matching.match_sent_mail(db, store.sent_messages_of_run(db, run_id, since))
+    report.matched, report.replaced_edits = matches.matched, matches.replaced_edits
     if report.matched:
         report.scoped_rules = len(scoped.learn(db).rules)
         teach_selector(db, [draft_id for draft_id, _, _ in report.matched])

@@ -35,6 +35,7 @@ _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|sv|tr)\s*(?:\[\d+\])?\s*:\
 @dataclass
 class MatchReport:
     matched: list[tuple[int, int, float]] = field(default_factory=list)  # (draft id, message id, similarity)
+    replaced_edits: list[int] = field(default_factory=list)  # drafts whose own edit the sent email replaced
 
 
 def normalized_subject(subject: str | None) -> str:
@@ -125,6 +126,8 @@ def match_sent_mail(db, messages: list[store.SentCandidate]) -> MatchReport:
     for value, d, m in sorted(scored, key=lambda s: -s[0]):  # best pairs first; one message per draft
         if d.id in done_drafts or m.id in taken:
             continue
+        if d.final_source == "edit":  # the user's edit gives way to what was sent: said, not silent
+            report.replaced_edits.append(d.id)
         set_sent(db, d, m, value)
         done_drafts.add(d.id)
         taken.add(m.id)
@@ -144,7 +147,8 @@ def set_sent(db, draft: store.DraftRow, message: store.SentCandidate, value: flo
         at=message.date,
     )
     store.set_status(db, draft.id, "sent")
-    store.add_event(db, draft.id, "sent", f"message {message.id}, similarity {value:.2f}")
+    replaced = "; it replaces your edit as what the draft became" if draft.final_source == "edit" else ""
+    store.add_event(db, draft.id, "sent", f"message {message.id}, similarity {value:.2f}{replaced}")
 
 
 def undo_match(db, draft_id: int) -> bool:

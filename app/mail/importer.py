@@ -63,6 +63,7 @@ class ImportResult:
     new_identities: list[str]
     elapsed_s: float
     drafts_matched: list[tuple[int, int, float]] = field(default_factory=list)  # (draft, message, similarity)
+    edits_replaced: list[int] = field(default_factory=list)  # drafts whose own edit the sent version replaced
 
 
 class MailImport:
@@ -185,6 +186,7 @@ class MailImport:
             new_identities=new_identities,
             elapsed_s=time.monotonic() - started,
             drafts_matched=learnt.matched,
+            edits_replaced=learnt.replaced_edits,
         )
 
     # -- one item -----------------------------------------------------------------------------
