@@ -137,10 +137,16 @@ def measure(shape=DEFAULT_SHAPE) -> DtypeChoice:
 
 
 def cache_key(shape, threads: int) -> str:
+    import os
+
     import torch
+
+    from app.hardware import ISA_LIMITS
 
     cpu = cpu_description()
     parts = {"torch": torch.__version__, "cpu": cpu["model"], "flags": cpu["flags"], "threads": threads, "shape": shape}
+    # the math libraries limited by environment (an emulated CPU without native bf16) are another CPU
+    parts["limits"] = {k: os.environ[k] for k in ISA_LIMITS if os.environ.get(k)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

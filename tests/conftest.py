@@ -86,7 +86,22 @@ def file_keyring(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shared_models(tmp_path_factory):
+def session_home(tmp_path_factory):
+    """TILLER_HOME for the whole run, under the per-test one: session fixtures (the trained agent)
+    are set up before any test's own home, and without this they wrote to the real data folder
+    (the trainer caches its measurements of the computer there)."""
+    home = tmp_path_factory.mktemp("session-home")
+    previous = os.environ.get("TILLER_HOME")
+    os.environ["TILLER_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("TILLER_HOME", None)
+    else:
+        os.environ["TILLER_HOME"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_models(tmp_path_factory, session_home):
     """One assembled copy of the embedded model for the whole run (253 MB)."""
     path = os.environ.get("TILLER_MODELS") or str(tmp_path_factory.mktemp("models"))
     os.environ["TILLER_MODELS"] = path
