@@ -516,3 +516,26 @@ def test_missing_qt_platform_libraries_are_named_with_the_install_command(monkey
     assert main(["tiller-gui"]) == 1
     err = capsys.readouterr().err
     assert "sudo apt install" in err and all(lib in err for lib in missing)
+
+
+def test_gui_training_uses_the_model_chosen_as_agent_base(qtbot, window, db, tiller_home, monkeypatch):
+    """Issue 3/5: "Use as agent base" was ignored by the Training page (only `tiller train` read it)."""
+    from app.agent import trainer as trainer_module
+    from app.models import embedded_base_model, register_model, use_model
+
+    mine = tiller_home / "my-gemma.gguf"
+    shutil.copy(embedded_base_model(), mine)
+    register_model(db, mine, "agent-base", name="my-gemma")
+    use_model(db, "agent-base", "my-gemma")
+    started = []
+
+    def record(cls, **kwargs):
+        started.append(kwargs)
+        raise RuntimeError("stopped before a trainer process, in this test")
+
+    monkeypatch.setattr(trainer_module.TrainerProcess, "start", classmethod(record))
+    page = window.training
+    page.refresh()
+    page.start_training()
+    qtbot.waitUntil(lambda: "Failed" in page.status.text(), timeout=10_000)
+    assert started and started[0]["base_gguf"] == str(mine.resolve())
