@@ -20,6 +20,8 @@ class HostileImapServer:
         nil_size: set[int] = frozenset(),
         garbage_fetch: set[int] = frozenset(),
         uidvalidity: str | None = "7",
+        trickle: set[int] = frozenset(),
+        huge_literal: dict[int, int] | None = None,
     ) -> None:
         """``folders``: raw (modified UTF-7) name -> (flags, messages; UID = position + 1).
         ``nil_size``: UIDs whose RFC822.SIZE is NIL; ``garbage_fetch``: UIDs answered with an
@@ -30,6 +32,8 @@ class HostileImapServer:
         self.nil_size = set(nil_size)
         self.garbage_fetch = set(garbage_fetch)
         self.uidvalidity = uidvalidity  # None: not sent at all
+        self.trickle = set(trickle)  # UIDs whose body comes one byte every 0.3 s
+        self.huge_literal = huge_literal or {}  # UID -> bytes of the body literal (its size claims the real one)
         self.logins: list[str] = []  # every password a client sent, as received
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -75,6 +79,24 @@ class HostileImapServer:
             elif "RFC822.SIZE" in items.upper():
                 size = "NIL" if uid in self.nil_size else str(len(messages[uid - 1]))
                 out += f"* {uid} FETCH (UID {uid} RFC822.SIZE {size})\r\n".encode()
+            elif uid in self.huge_literal:
+                send(out + f"* {uid} FETCH (UID {uid} BODY[] {{{self.huge_literal[uid]}}}\r\n".encode())
+                out = b""
+                block = b"x" * (1 << 16)
+                left = self.huge_literal[uid]
+                while left > 0 and not self._stop.is_set():
+                    send(block[: min(left, len(block))])
+                    left -= len(block)
+                out += b")\r\n"
+            elif uid in self.trickle:
+                body = messages[uid - 1]
+                send(out + f"* {uid} FETCH (UID {uid} BODY[] {{{len(body)}}}\r\n".encode())
+                out = b""
+                for byte in body:
+                    if self._stop.wait(0.3):
+                        return
+                    send(bytes([byte]))
+                out += b")\r\n"
             else:
                 body = messages[uid - 1]
                 out += f"* {uid} FETCH (UID {uid} BODY[] {{{len(body)}}}\r\n".encode() + body + b")\r\n"

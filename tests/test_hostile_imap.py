@@ -125,3 +125,62 @@ def test_a_missing_or_non_numeric_uidvalidity_is_one_sentence(db, enron, uidvali
     said = str(caught.value)
     assert "'Sent'" in said and ("no usable UIDVALIDITY" in said or "made no sense" in said), said
     assert "\n" not in said
+
+
+def test_a_trickling_server_cannot_hold_an_import(db, enron, monkeypatch):
+    """Item 3: one byte every 5-20 s never tripped the 60 s read timeout; the import hung."""
+    import time
+
+    from app.mail import imap
+    from app.mail.imap import ImapError
+
+    monkeypatch.setattr(imap, "COMMAND_DEADLINE_S", 2.0)
+    monkeypatch.setattr(imap, "MIN_BYTES_PER_S", 10**9)
+    folders = {b"Sent": (b"\\Sent", _kay_messages(enron, 3))}
+    with HostileImapServer(PASSWORD, folders=folders, trickle={2}) as server:
+        began = time.monotonic()
+        with pytest.raises(ImapError) as caught:
+            _import_account(db, server)
+    assert time.monotonic() - began < 30
+    assert "sends too slowly" in str(caught.value) and "run the import again" in str(caught.value)
+
+
+def test_cancel_stops_an_import_waiting_on_the_server_at_once(db, enron):
+    """Item 3: Ctrl-C did not stop it (alive 300 s later; twice: 268 s)."""
+    import threading
+    import time
+
+    from app.jobs import CancelToken
+    from app.mail.accounts import add_account, imap_source
+    from app.mail.importer import MailImport
+
+    folders = {b"Sent": (b"\\Sent", _kay_messages(enron, 3))}
+    with HostileImapServer(PASSWORD, folders=folders, trickle={1}) as server:
+        add_account(db, _account(server), PASSWORD)
+        token = CancelToken()
+        job = MailImport(db, imap_source(db, "hostile"), cancel=token)
+        threading.Timer(1.0, token.cancel).start()
+        began = time.monotonic()
+        for _ in job.run():
+            pass
+    assert time.monotonic() - began < 10
+    assert job.result.status == "cancelled"
+
+
+def test_a_literal_over_the_cap_is_not_read_and_costs_that_message_only(db, enron):
+    """Item 4: a server that announced a few KB and sent 400 MB grew the importer to 461 MB."""
+    from app.mail.accounts import add_account, get_account
+    from app.mail.imap import ImapSource
+    from app.mail.importer import MailImport
+
+    folders = {b"Sent": (b"\\Sent", _kay_messages(enron, 4))}
+    with HostileImapServer(PASSWORD, folders=folders, huge_literal={2: 8 << 20}) as server:
+        add_account(db, _account(server), PASSWORD)
+        source = ImapSource(get_account(db, "hostile"), PASSWORD, max_message_bytes=1 << 20)
+        job = MailImport(db, source)
+        for _ in job.run():
+            pass
+    counts = job.result.counts
+    assert (counts.stored, counts.skipped, counts.skip_reasons["too-large"]) == (3, 1, 1), counts
+    detail = db.execute("SELECT detail FROM source_items WHERE status = 'skipped'").fetchone()[0]
+    assert "over the" in detail and "not downloaded" in detail

@@ -199,7 +199,7 @@ def test_when_reconnecting_is_not_enough_a_rerun_resumes_from_the_last_stored_ui
         add_account(db, _account(server, name="cut"), KAY_PASSWORD)
         total = _in_sent(server)
         db.execute("UPDATE accounts SET port = ? WHERE name = 'cut'", [proxy.port])
-        with pytest.raises(ImapError, match="dropped 1 times.*run the import again"):
+        with pytest.raises(ImapError, match="failed 1 times.*run the import again"):
             _import(db, "cut", batch_size=25, batch_messages=20, reconnects=0)
         kept = db.execute(
             "SELECT count(*) FROM source_items i JOIN sources s ON s.id = i.source_id WHERE s.kind = 'imap' "

@@ -182,6 +182,7 @@ def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
         raise ImapError(f"{where}: cannot connect ({type(exc).__name__}: {exc})") from None
     except IMAPClientError as exc:
         raise ImapError(f"{where}: {exc}") from None
+    guard_connection(client)
     try:
         if account.auth == "xoauth2":
             client.oauth2_login(account.user, secret)
@@ -202,6 +203,86 @@ def connect(account: ImapAccount, secret: str, *, timeout: float = TIMEOUT_S):
         said = redact_secret(_server_text(exc), secret)
         raise ImapError(f"{where}: login failed ({type(exc).__name__}: {said})") from None
     return client
+
+
+# Every command must finish within this many seconds, plus the time its literals take at
+# MIN_BYTES_PER_S: a server trickling one byte every few seconds never trips the socket's
+# per-read timeout, and held an import (and its Ctrl-C) for minutes.
+COMMAND_DEADLINE_S = 120.0
+MIN_BYTES_PER_S = 20_000
+
+
+class LiteralTooLarge(Exception):
+    """The server announced a literal over the cap (``size``): nothing of it was read."""
+
+    def __init__(self, size: int, cap: int):
+        super().__init__(f"the server announced {size:,} bytes, over the {cap:,}-byte limit")
+        self.size, self.cap = size, cap
+
+
+def guard_connection(client, literal_cap: int | None = None) -> None:
+    """Bound what the server can make this client do: no literal over ``literal_cap`` bytes is
+    read (default: the one-message limit plus headroom; a server that announced a few KB and sent
+    400 MB grew the importer to 461 MB), every command has a deadline, and reads return on any data
+    so a trickle is seen. ``client.interrupt()``-style cancel: :func:`interrupt_connection`."""
+    import time as _time
+
+    imap = client._imap
+    cap = literal_cap if literal_cap is not None else MAX_MESSAGE_BYTES + (1 << 20)
+    state = {"deadline": _time.monotonic() + COMMAND_DEADLINE_S, "cap": cap}
+    client.tiller_guard = state  # ImapSource sets its own one-message cap here
+    original_command = imap._command
+
+    def command(*args, **kwargs):
+        state["deadline"] = _time.monotonic() + COMMAND_DEADLINE_S
+        return original_command(*args, **kwargs)
+
+    def check_deadline() -> None:
+        if _time.monotonic() > state["deadline"]:
+            raise TimeoutError("the server did not finish its answer in time (it sends too slowly)")
+
+    def read(size: int) -> bytes:
+        if size > state["cap"]:
+            raise LiteralTooLarge(size, state["cap"])
+        state["deadline"] += size / MIN_BYTES_PER_S
+        parts, left = [], size
+        while left > 0:
+            check_deadline()
+            chunk = imap.file.read1(min(left, 1 << 16))
+            if not chunk:
+                raise EOFError("the server closed the connection in the middle of a message")
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+    def readline() -> bytes:
+        line = bytearray()
+        while True:
+            check_deadline()
+            ahead = imap.file.peek(1)
+            if not ahead:
+                return bytes(line)
+            end = ahead.find(b"\n")
+            take = imap.file.read1(len(ahead) if end < 0 else end + 1)
+            line += take
+            if end >= 0:
+                return bytes(line)
+            if len(line) > 1 << 20:  # imaplib's own line limit
+                raise imap.error("got more than 1,048,576 bytes in one line")
+
+    imap._command = command
+    imap.read = read
+    imap.readline = readline
+
+
+def interrupt_connection(client) -> None:
+    """Make a blocked read return at once (a cancel from another thread)."""
+    import socket
+
+    try:
+        client._imap.sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
 
 
 def redact_secret(text: str, secret: str) -> str:
@@ -333,14 +414,20 @@ class ImapSource:
         self.client = None
         self.plan: list[FolderPlan] | None = None
         self.reconnected = 0  # how many times a dropped connection was reopened
+        self.interrupted = False
 
     def __repr__(self) -> str:  # the secret never shows in a traceback
         return f"ImapSource({self.account.name!r}, {self.location!r})"
 
     # -- connection and plan -------------------------------------------------------------------
 
+    def _connect(self):
+        client = connect(self.account, self._secret, timeout=self.timeout)
+        client.tiller_guard["cap"] = self.max_message_bytes + (1 << 20)  # headers and framing around a message
+        return client
+
     def open(self) -> ImapSource:
-        self.client = connect(self.account, self._secret, timeout=self.timeout)
+        self.client = self._connect()
         if self.plan is None:
             self.plan = self._make_plan()
         return self
@@ -349,6 +436,13 @@ class ImapSource:
         if self.client is not None:
             close_client(self.client)
             self.client = None
+
+    def interrupt(self) -> None:
+        """Stop now, from any thread (the import was cancelled): the connection is cut, so a read
+        that waits on the server returns at once, and no reconnect follows."""
+        self.interrupted = True
+        if self.client is not None:
+            interrupt_connection(self.client)
 
     def _make_plan(self) -> list[FolderPlan]:
         names, sent = account_folders(self.account, list_folders(self.client))
@@ -415,6 +509,7 @@ class ImapSource:
         while done < len(folder.uids):
             try:
                 info = self.client.select_folder(folder.name, readonly=True)
+                self._selected = folder.name
                 if self._uidvalidity(info, folder.name) != folder.uidvalidity:
                     # the server renumbered the folder while we read it: read it again from the start
                     self._plan_folder(folder)
@@ -423,16 +518,18 @@ class ImapSource:
                     done += 1
                     yield item
             except _dropped_errors() as exc:
+                if self.interrupted:
+                    return
                 failures += 1
                 if failures > self.reconnects:
                     raise ImapError(
-                        f"{self.account.location}: the connection dropped {failures} times while reading "
-                        f"{folder.name!r} ({type(exc).__name__}); what was stored is kept, run the import again to "
-                        "carry on"
+                        f"{self.account.location}: reading {folder.name!r} failed {failures} times, the last time "
+                        f"with {type(exc).__name__}: {str(exc)[:200] or 'the connection dropped'}; what was stored "
+                        "is kept, run the import again to carry on"
                     ) from None
                 self.reconnected += 1
                 close_client(self.client)
-                self.client = connect(self.account, self._secret, timeout=self.timeout)
+                self.client = self._connect()
 
     def _fetch(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
         for start in range(0, len(uids), self.batch_messages):
@@ -477,6 +574,11 @@ class ImapSource:
 
         try:
             return self.client.fetch(uids, what), {}
+        except LiteralTooLarge as exc:
+            # the rest of that literal is still on the wire: this connection is done with
+            self._reconnect()
+            if len(uids) == 1:
+                return {}, {uids[0]: f"too-large: {exc}"}
         except _dropped_errors():
             raise  # the connection went away: the caller reconnects
         except (ProtocolError, IMAPClientError, ValueError, TypeError, IndexError, KeyError) as exc:
@@ -490,12 +592,21 @@ class ImapSource:
             broken.update(bad)
         return answers, broken
 
+    def _reconnect(self) -> None:
+        close_client(self.client)
+        self.reconnected += 1
+        self.client = self._connect()
+        self.client.select_folder(self._selected, readonly=True)
+
     def _malformed(self, folder: FolderPlan, uid: int, why: str) -> RawItem:
+        reason = "malformed"
+        if why.startswith("too-large: "):  # a literal over the cap, whatever the size the server gave
+            reason, why = "too-large", why.removeprefix("too-large: ") + " (not downloaded)"
         return RawItem(
             key=item_key(folder.name, folder.uidvalidity, uid),
             folder=folder.name,
             sent=folder.sent,
-            error_reason="malformed",
+            error_reason=reason,
             error=why,
         )
 

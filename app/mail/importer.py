@@ -135,6 +135,8 @@ class MailImport:
         status = "completed"
         in_batch = 0
         begin_immediate(conn)
+        # a source that waits on a network (IMAP) is cut at once on cancel, not at its next item
+        stop_source = self.cancel.on_cancel(self.source.interrupt) if hasattr(self.source, "interrupt") else None
         try:
             for item, decoded in self._decoded_items(source_id, pool):
                 if self.cancel.cancelled:
@@ -151,6 +153,8 @@ class MailImport:
                 if counts.seen % self.progress_every == 0:
                     progress.done, progress.message = counts.seen, item.key
                     yield progress
+            if self.cancel.cancelled:  # the source stopped early because it was interrupted
+                status = "cancelled"
             self._save_counts(run_id, counts, status)
             store.touch_source(conn, source_id)
             commit(conn)
@@ -168,6 +172,8 @@ class MailImport:
                 pass
             raise
         finally:
+            if stop_source is not None:
+                stop_source()
             if pool is not None:
                 pool.close()
         with db.atomic():
