@@ -50,6 +50,7 @@ from app.agent.profiles import AgentProfile, find_profile, profile_at
 from app.backends.base import GenerationRequest, Message
 from app.backends.config import default_endpoint_name, get_endpoint
 from app.compose import ComposeOperation, ComposeRequest
+from app.drafting import DRAFT_MAX_TOKENS  # the app's one draft limit
 from app.files import write_atomic
 from app.jobs import CancelToken, Progress
 from app.mail.identity import active_identities
@@ -68,7 +69,6 @@ PAPER_WIN_RATES = {
     "r1_agent": 63.4,
 }
 COMPOSE_VERSION = "compose.v1"  # drafts cached before the rule check have another key: drafted again
-DRAFT_MAX_TOKENS = 768  # the app's default (ComposeRequest.max_tokens)
 
 
 def _kept_share(checked: CheckedDraft) -> float | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from app.backends.base import GenerationRequest, Message
 from app.backends.client import generate
 from app.backends.config import EndpointConfig
-from app.drafting import DraftInput, build_request
+from app.drafting import DRAFT_MAX_TOKENS, DraftInput, build_request
 from app.jobs import CancelToken
 from app.rulecheck import CheckedDraft, check_draft, reask_request, unsupported_sentences
 
@@ -38,7 +38,7 @@ class ComposeRequest:
     rules: tuple[str, ...] | None = None  # given rules; None: ask the agent
     use_agent: bool = True  # False: no rules at all (the zero-shot baseline)
     tag_sets: tuple[tuple[str, ...], ...] = ((),)  # one draft per tag set (PREMIUM candidates)
-    max_tokens: int = 768
+    max_tokens: int = DRAFT_MAX_TOKENS
     check: bool = True
     reask: bool = True
     # the scoped rules learnt from the user's edits (app/learning/scoped.py) replace the agent's on
@@ -49,7 +49,7 @@ class ComposeRequest:
 @dataclass
 class RulesReady:
     rules: list[str]  # what the draft is written with
-    source: str  # agent | given | none
+    source: str  # agent | measured (no trained agent yet: the voice's own mail, measured) | given | none
     profile: str | None = None
     trained: bool = False
     agent_rules: list[str] = field(default_factory=list)  # what the agent said, before scoped rules
@@ -141,6 +141,10 @@ class ComposeOperation:
             return RulesReady([], "none")
         from app.agent.agent import PreferenceAgent, RulesRequest
 
+        if self._agent is None:
+            measured = measured_voice_rules(req.sender, req.recipient)
+            if measured is not None:  # no trained agent yet: the user's own mail, measured
+                return measured
         agent = (self._agent or PreferenceAgent.for_sender)(req.sender)
         rules = agent.rules(
             RulesRequest(req.intent, recipient=req.recipient, subject=req.subject, previous_context=req.previous_email),
@@ -219,3 +223,33 @@ class ComposeOperation:
             elapsed_s=getattr(completion, "elapsed_s", 0.0) or 0.0,
             finish_reason=getattr(completion, "finish_reason", None),
         )
+
+
+def measured_voice_rules(sender: str | None, recipient: str | None = None) -> RulesReady | None:
+    """Until a voice has a trained agent, its rules are the measured style of its own sent mail
+    (seconds to compute, exact), labelled so: the untrained base model wrote "The NG Energy is the
+    customer." here. None when an agent is trained, or there is no mail to measure."""
+    from app.agent.profiles import find_profile
+    from app.store import open_database
+    from app.store.messages import dated_own_texts
+    from app.style import style_rules, voice_profile
+
+    profile = find_profile(sender)
+    if profile.trained:
+        return None
+    db = open_database()
+    try:
+        if sender:
+            dated = dated_own_texts(db, sender)
+        else:
+            from app.mail.identity import active_identities
+
+            dated = sorted(d for address in active_identities(db) for d in dated_own_texts(db, address))
+        texts = [text for _, text in dated]  # oldest first: the profile measures the newest
+    finally:
+        db.conn.close()
+    voice = voice_profile(texts, recipient)
+    if voice is None:
+        return None
+    rules = style_rules(voice)
+    return RulesReady(rules, "measured", profile.name, False, agent_rules=list(rules))

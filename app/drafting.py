@@ -29,7 +29,12 @@ class DraftInput:
             raise ValueError("the intent is empty: say what the email should tell the recipient")
 
 
-def build_request(inp: DraftInput, max_tokens: int = 1024) -> GenerationRequest:
+# One answer's token limit for a draft, everywhere (CLI, Compose page, compose operation, evaluation):
+# the GUI and this module said 1024, the rest 768
+DRAFT_MAX_TOKENS = 768
+
+
+def build_request(inp: DraftInput, max_tokens: int = DRAFT_MAX_TOKENS) -> GenerationRequest:
     prompt = load_prompt("draft")
     details = []
     if inp.recipient:
@@ -53,7 +58,7 @@ def draft(
     backend: str | EndpointConfig | None = None,
     *,
     cancel: CancelToken | None = None,
-    max_tokens: int = 1024,
+    max_tokens: int = DRAFT_MAX_TOKENS,
     **kwargs,
 ) -> Generation:
     """Start a streamed draft on ``backend`` (the default when None); iterate it for the text."""

@@ -264,3 +264,45 @@ def style_rules(real: StyleProfile, zero_shot: StyleProfile | None = None) -> li
     if real.phrases:
         rules.append("Uses this sender's recurring phrases: " + "; ".join(f'"{p}"' for p in real.phrases[:3]) + ".")
     return rules
+
+
+VOICE_SAMPLE = 60  # the sender's newest emails a voice profile is measured on
+
+
+def voice_profile(texts: list[str], recipient: str | None = None) -> StyleProfile | None:
+    """One profile for a sender from their own emails (newest last): the median length and
+    sentence length, and the greeting, sign-off, contractions and case most of them share. The
+    rules until an agent is trained (never an untrained model's text). ``recipient`` fills the
+    name in a greeting the sender usually writes with one ("Hi Sylvia,")."""
+    profiles = [measure(t) for t in [t for t in texts if t.strip()][-VOICE_SAMPLE:]]
+    if not profiles:
+        return None
+    n = len(profiles)
+
+    def median(values):
+        ordered = sorted(values)
+        return ordered[len(ordered) // 2]
+
+    greetings = Counter((p.greeting or "").split(" ")[0].rstrip(",") for p in profiles if p.greeting)
+    greeting = None
+    if greetings and sum(greetings.values()) >= n / 2:
+        word = greetings.most_common(1)[0][0]
+        name = (recipient or "").split("@")[0].split()[0].title() if recipient else ""
+        greeting = f"{word} {name}," if name and word.lower() not in ("all", "team", "everyone") else f"{word},"
+    closings = Counter((p.signoff, p.signature_name) for p in profiles)
+    (signoff, signature), count = closings.most_common(1)[0]
+    if count < n * 0.3:
+        signoff, signature = None, None
+    contractions = Counter(c for p in profiles for c in p.contractions)
+    return StyleProfile(
+        word_count=median([p.word_count for p in profiles]),
+        paragraphs=median([p.paragraphs for p in profiles]),
+        greeting=greeting,
+        greeting_name=None,
+        signoff=signoff,
+        signature_name=signature,
+        contractions=[c for c, k in contractions.most_common(4) if k >= n * 0.2],
+        sentences=median([p.sentences for p in profiles]),
+        avg_sentence_words=median([p.avg_sentence_words for p in profiles if p.sentences] or [0.0]),
+        lowercase_start_ratio=median([p.lowercase_start_ratio for p in profiles]),
+    )

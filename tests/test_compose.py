@@ -150,3 +150,34 @@ def test_the_embedded_instruct_model_drafts_and_the_check_is_shown(tmp_path):
     assert "[Your Name]" not in final and "Dear Sylvia" not in final
     assert final.rstrip().endswith("Thanks,\nKay") or "broken" in out
     assert "qwen2.5-coder-1.5b-instruct" in proc.stderr
+
+
+def test_before_the_first_training_the_rules_are_the_voices_own_mail_measured(script, db, enron, monkeypatch):
+    """Issue 2/5: with Kay Mann's mail imported and no agent trained, the Compose page showed the
+    untrained 270M base model's text ("The NG Energy is the customer.") as her rules."""
+    from app.agent import agent as agent_module
+    from tests.conftest import run_import
+
+    run_import(db, enron / "maildir" / "mann-k")
+
+    def no_base_model(*args, **kwargs):
+        raise AssertionError("the untrained base model was asked for rules")
+
+    monkeypatch.setattr(agent_module.PreferenceAgent, "for_sender", classmethod(no_base_model))
+    script.enqueue("The NG Energy contract is ready for legal review. Comments by Friday?\n\nKay")
+    op, events = run(ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED))
+    ready = events[0]
+    assert isinstance(ready, RulesReady) and ready.source == "measured" and not ready.trained
+    # the rules say what her newest mail measures: every line is a measured-style rule, the length is
+    # her median, and "No greeting" because most of her emails have none
+    from app.store.messages import dated_own_texts
+    from app.style import VOICE_SAMPLE, about_words, measure, rule_aspect
+
+    newest = [measure(t) for _, t in dated_own_texts(db, "kay.mann@enron.com") if t.strip()][-VOICE_SAMPLE:]
+    median_words = sorted(p.word_count for p in newest)[len(newest) // 2]
+    assert all(rule_aspect(r) for r in ready.rules), ready.rules
+    assert ready.rules[0].startswith(f"Length: about {about_words(median_words)}"), ready.rules
+    greeted = sum(1 for p in newest if p.greeting) / len(newest)
+    assert (greeted < 0.5) == ("No greeting: start directly with the content." in ready.rules)
+    sent = script.requests[0]
+    assert all(rule in str(sent) for rule in ready.rules)  # the draft is asked for with them

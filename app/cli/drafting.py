@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from app.cli.common import cancel_on_ctrl_c, cli, console, err_console
+from app.drafting import DRAFT_MAX_TOKENS
 from app.plain import cells, esc
 
 MAX_RULES_BYTES = 1 << 20  # a rules file is a few hundred bytes
@@ -49,7 +50,7 @@ def read_rules_file(path: Path) -> list[str]:
     help="Rules to use instead of the agent's; if the file does not exist, the agent's rules are written there to edit.",
 )
 @click.option("--no-agent", is_flag=True, help="Draft without rules (the zero-shot baseline).")
-@click.option("--max-tokens", default=768, show_default=True)
+@click.option("--max-tokens", default=DRAFT_MAX_TOKENS, show_default=True)
 @click.option(
     "--candidates",
     default=1,
@@ -247,11 +248,16 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
     ):
         first = next(events)
     assert isinstance(first, RulesReady)
-    if first.source == "agent" and not first.trained:
+    if first.source == "measured":
+        err_console.print(
+            "[yellow]No trained agent for this sender yet: the rules are measured from your own sent mail "
+            "(`tiller train` trains the agent to write them for each email).[/]"
+        )
+    elif first.source == "agent" and not first.trained:
         err_console.print(
             "[yellow]No trained agent for this sender: the base model alone writes the rules (run `tiller train`).[/]"
         )
-    if rules_file is not None and first.source == "agent":
+    if rules_file is not None and first.source in ("agent", "measured"):
         from app.files import write_atomic
 
         write_atomic(
@@ -263,7 +269,12 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
         err_console.print(f"The agent's rules are in {esc(rules_file)}: edit them and run again to draft with them.")
         show_rules = True
     if show_rules:
-        console.rule("Preference rules (made on this computer)" if first.source == "agent" else "Preference rules")
+        console.rule(
+            {
+                "agent": "Preference rules (made on this computer)",
+                "measured": "Preference rules (measured from your mail)",
+            }.get(first.source, "Preference rules")
+        )
         for r in first.rules:
             learnt = " (learnt from your edits)" if r in first.scoped else ""
             console.print(f"- {r}{learnt}", markup=False, highlight=False)

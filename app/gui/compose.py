@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.drafting import DRAFT_MAX_TOKENS
 from app.gui.workers import Job, database
 from app.store.messages import message_text, search_messages
 
@@ -352,8 +353,12 @@ class ComposePage(QWidget):
         sender, intent, recipient, subject, previous = inputs
 
         def work(token):
+            from app.compose import measured_voice_rules
             from app.learning.scoped import with_learnt_rules
 
+            measured = measured_voice_rules(sender, recipient or None)
+            if measured is not None:  # no trained agent yet: the voice's own mail, measured
+                return measured.rules, False, measured.agent_rules, [], measured.profile
             agent = PreferenceAgent.for_sender(sender)
             text = ""
             for piece in agent.stream_rules(
@@ -380,7 +385,8 @@ class ComposePage(QWidget):
                 self.show_status(f"{len(self._scoped)} rule(s) learnt from your edits joined the agent's (in blue).")
             if not trained:
                 self.show_status(
-                    "No trained agent for this voice yet: these rules come from the base model (train it on the Training page)."
+                    "No trained agent for this voice yet: these rules are measured from your own sent mail "
+                    "(train the agent on the Training page to have rules written for each email)."
                 )
             self._run_draft(inputs)
 
@@ -398,8 +404,9 @@ class ComposePage(QWidget):
         rules = tuple(self.current_rules())
         backend = self.backend.currentText() or None
         request = ComposeRequest(
-            intent, recipient or None, subject or None, previous or None, sender, backend, rules=rules, max_tokens=1024
-        )
+            intent, recipient or None, subject or None, previous or None, sender, backend, rules=rules,
+            max_tokens=DRAFT_MAX_TOKENS,
+        )  # fmt: skip
 
         def work(token):  # the same core operation as `tiller draft`; this thread never touches widgets
             checked = None
@@ -579,7 +586,7 @@ class ComposePage(QWidget):
     # -- several drafts, one pick ---------------------------------------------------------------
 
     def _run_candidates(self, inputs: tuple, m: int) -> None:
-        from app.drafting import DraftInput, draft
+        from app.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText
         from app.ranking.selector import load_selector
 
         sender, intent, recipient, subject, previous = inputs
@@ -589,21 +596,26 @@ class ComposePage(QWidget):
             b.setVisible(False)
 
         def work(token):
+            # the same operation as one draft and `tiller draft --candidates`: each draft is checked
+            # against the rules, repaired and re-asked once (this path called the backend directly)
             selector = load_selector(sender)
-            tag_sets = selector.propose(intent, m=m)
+            tag_sets = tuple(tuple(t) for t in selector.propose(intent, m=m))
+            request = ComposeRequest(
+                intent, recipient or None, subject or None, previous or None, sender, backend, rules=rules,
+                tag_sets=tag_sets, max_tokens=DRAFT_MAX_TOKENS,
+            )  # fmt: skip
             done: list[tuple[tuple[str, ...], str]] = []
-            for n, tags in enumerate(tag_sets, 1):
-                yield ("\n\n" if n > 1 else "") + f"── Draft {n} · tags: {', '.join(tags)} ──\n"
-                pieces = []
-                gen = draft(
-                    DraftInput(intent, recipient or None, subject or None, previous or None, rules, tags=tuple(tags)),
-                    backend,
-                    cancel=token,
-                )
-                for piece in gen:
-                    pieces.append(piece)
-                    yield piece
-                done.append((tuple(tags), "".join(pieces).strip()))
+            shown = -1
+            for event in ComposeOperation(request, token).run():
+                if isinstance(event, DraftText):
+                    if event.index != shown:
+                        shown = event.index
+                        tags = ", ".join(tag_sets[event.index])
+                        yield ("\n\n" if event.index else "") + f"── Draft {event.index + 1} · tags: {tags} ──\n"
+                    yield event.text
+                elif isinstance(event, DraftChecked):
+                    done.append((event.tags, event.draft.text.strip()))
+                    yield f"\n[checked: {event.draft.kept_share():.0%} of the checkable rules kept]"
             return selector, done
 
         self._note_edit()
