@@ -184,3 +184,21 @@ def test_a_literal_over_the_cap_is_not_read_and_costs_that_message_only(db, enro
     assert (counts.stored, counts.skipped, counts.skip_reasons["too-large"]) == (3, 1, 1), counts
     detail = db.execute("SELECT detail FROM source_items WHERE status = 'skipped'").fetchone()[0]
     assert "over the" in detail and "not downloaded" in detail
+
+
+def test_messages_skipped_on_a_glitch_are_fetched_again_once_the_server_recovers(db, enron):
+    """Item 6: they were below the recorded highest UID, so 20 of 30 were lost for good."""
+    from app.mail.accounts import imap_source
+    from app.mail.importer import MailImport
+
+    folders = {b"Sent": (b"\\Sent", _kay_messages(enron, 6))}
+    with HostileImapServer(PASSWORD, folders=folders, garbage_fetch={2, 5}) as server:
+        first = _import_account(db, server)
+        assert (first.counts.stored, first.counts.skipped) == (4, 2)
+        server.garbage_fetch.clear()  # the server recovered
+        job = MailImport(db, imap_source(db, "hostile"))
+        for _ in job.run():
+            pass
+    assert (job.result.counts.stored, job.result.counts.skipped) == (2, 0)
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 6
+    assert db.execute("SELECT count(*) FROM source_items WHERE status = 'skipped'").fetchone()[0] == 0

@@ -21,7 +21,7 @@ from app.mail.imap import (
     list_folders,
 )
 from app.store import accounts as store
-from app.store.imports import highest_uid
+from app.store.imports import highest_uid, retryable_uids
 
 _NAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
 
@@ -110,6 +110,9 @@ def imap_source(db, name: str, **options) -> ImapSource:
         account,
         account_secret(account),
         last_uid=lambda folder, validity: highest_uid(db, "imap", account.location, folder_prefix(folder, validity)),
+        retry_uids=lambda folder, validity: retryable_uids(
+            db, "imap", account.location, folder_prefix(folder, validity)
+        ),
         **options,
     )
     return source.open()

@@ -396,6 +396,7 @@ class ImapSource:
         secret: str,
         *,
         last_uid: Callable[[str, int], int] = lambda folder, uidvalidity: 0,
+        retry_uids: Callable[[str, int], list[int]] = lambda folder, uidvalidity: [],
         reconnects: int = 3,
         timeout: float = TIMEOUT_S,
         batch_messages: int = BATCH_MESSAGES,
@@ -406,6 +407,7 @@ class ImapSource:
         self._secret = secret
         self.location = account.location
         self.last_uid = last_uid
+        self.retry_uids = retry_uids
         self.reconnects = reconnects
         self.timeout = timeout
         self.batch_messages = batch_messages
@@ -465,6 +467,9 @@ class ImapSource:
             folder.uidvalidity = self._uidvalidity(info, folder.name)
             after = self.last_uid(folder.name, folder.uidvalidity)
             found = self.client.search(["UID", f"{after + 1}:*"]) if after else self.client.search("ALL")
+            retry = [u for u in self.retry_uids(folder.name, folder.uidvalidity) if u <= after]
+            if retry:  # skipped on a glitch last time: asked for again, if the server still has them
+                found = list(found) + [u for u in self.client.search(["UID", ",".join(map(str, retry))]) if u in retry]
         except _dropped_errors():
             raise
         except (IMAPClientError, ValueError) as exc:  # "SEARCH => unexpected response"; [UIDVALIDITY abc]
@@ -473,7 +478,7 @@ class ImapSource:
                 f"({_server_text(exc)[:200]}); nothing was imported from it"
             ) from None
         # "N:*" always matches the highest UID even when it is below N: keep only the new ones
-        folder.uids = sorted(u for u in found if u > after)
+        folder.uids = sorted({u for u in found if u > after or u in retry})
 
     def _uidvalidity(self, info: dict, folder: str) -> int:
         """The folder's UIDVALIDITY; without a number there, UIDs cannot be told apart across
