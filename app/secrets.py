@@ -71,6 +71,23 @@ def lookup(backend_name: str, env_vars: tuple[str, ...] = (), explicit: str | No
     return None
 
 
+def stored_secret(name: str) -> str | None:
+    """The keyring's secret for ``name``; None only when the keyring answers that it has none. A
+    locked keyring, or one that fails (any error of its backend), is KeyringUnavailable with a
+    sentence: a mail import once said "no password" for a keyring that was only locked."""
+    try:
+        return keyring.get_password(SERVICE, name)
+    except keyring.errors.KeyringLocked:
+        raise KeyringUnavailable(
+            f"the keyring ({keyring_name()}) is locked: unlock it (log in to your desktop session, or unlock "
+            "the login keyring) and run the command again"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a third-party backend may raise anything
+        raise KeyringUnavailable(
+            f"the keyring ({keyring_name()}) failed when asked for the password: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+
+
 def set_key(backend_name: str, value: str, *, strip: bool = True) -> None:
     """Store ``value`` in the OS keyring. API keys are stripped (a pasted key often carries a
     newline); a mail password is stored exactly as typed (``strip=False``): spaces at either end

@@ -202,3 +202,27 @@ def test_messages_skipped_on_a_glitch_are_fetched_again_once_the_server_recovers
     assert (job.result.counts.stored, job.result.counts.skipped) == (2, 0)
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 6
     assert db.execute("SELECT count(*) FROM source_items WHERE status = 'skipped'").fetchone()[0] == 0
+
+
+def test_a_locked_or_failing_keyring_is_said_not_called_a_missing_password(db, monkeypatch):
+    """Item 8: a locked keyring was reported as "no password"; another error as an internal one."""
+    import keyring
+
+    from app.mail.accounts import AccountError, account_secret
+    from app.mail.imap import ImapAccount
+
+    account = ImapAccount(name="work", host="127.0.0.1", user="kay")
+
+    def locked(*args):
+        raise keyring.errors.KeyringLocked("locked")
+
+    monkeypatch.setattr(keyring, "get_password", locked)
+    with pytest.raises(AccountError, match="is locked: unlock it"):
+        account_secret(account)
+
+    def broken(*args):
+        raise TypeError("backend bug")
+
+    monkeypatch.setattr(keyring, "get_password", broken)
+    with pytest.raises(AccountError, match="failed when asked for the password: TypeError: backend bug"):
+        account_secret(account)

@@ -633,3 +633,21 @@ def test_a_different_message_reusing_a_message_id_is_stored_with_a_warning(db, t
     detail = db.execute("SELECT detail FROM source_items WHERE reason = 'warning'").fetchone()[0]
     assert "also names another stored message" in detail
     assert run_import(db, mailbox).counts.stored == 0  # a rerun adds nothing
+
+
+def test_an_mbox_body_line_of_exactly_one_mebibyte_does_not_split_the_message(db, tmp_path, enron):
+    """Issue 5/5 item 17: the newline that ends a line of k x 1 MiB was taken for a blank line, so
+    an unescaped "From " line after it started a new message."""
+    first = sorted((enron / "maildir" / "mann-k" / "sent_items").iterdir())[0].read_bytes().replace(b"\r\n", b"\n")
+    header, _, body = first.partition(b"\n\n")
+    long_line = b"x" * (1 << 20)
+    mbox = tmp_path / "long.mbox"
+    mbox.write_bytes(
+        b"From kay.mann@enron.com Mon Dec 31 10:00:00 2001\n" + header + b"\n\n" + body + b"\n" + long_line + b"\n"
+        b"From the desk of Kay: this line is part of the body\n\n"
+    )
+    from app.mail.sources import open_source
+
+    assert open_source(mbox).estimate() == 1
+    result = run_import(db, mbox)
+    assert (result.counts.seen, result.counts.stored) == (1, 1), result.counts

@@ -50,6 +50,8 @@ def get_endpoint(db, name: str) -> EndpointConfig:
 
 
 def validate_endpoint(cfg: EndpointConfig) -> EndpointConfig:
+    if cfg.name.strip().lower() in BUILTIN:  # a stored one would shadow it, silently, everywhere
+        raise ConfigError(f"backend name {cfg.name!r} is the built-in embedded model's: pick another name")
     if not _NAME.match(cfg.name):
         raise ConfigError(f"backend name {cfg.name!r}: use 1-64 letters, digits, spaces or . @ : + - _")
     cls = provider_class(cfg.provider)

@@ -194,7 +194,13 @@ def keys_set(name) -> None:
     The key is never accepted as an argument: it would land in your shell history.
     """
     from app import secrets
+    from app.backends.config import get_endpoint
+    from app.backends.errors import ConfigError
 
+    try:  # a key for a backend that does not exist would sit in the keyring, used by nothing
+        get_endpoint(_open_db(), name)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     if sys.stdin.isatty():
         value = click.prompt(f"API key for {name}", hide_input=True)
     else:

@@ -60,6 +60,11 @@ def import_command(path: str, kind: str | None, my_addresses: tuple[str, ...], s
     result = run_import(db, source, my_addresses, show_skipped)
     if result.status != "completed":
         sys.exit(EXIT_CANCELLED)
+    if result.counts.seen == 0 and source.kind != "imap":  # an IMAP account with nothing new is fine
+        raise click.ClickException(
+            f"{path}: no {source.kind} messages found there, so nothing was imported "
+            "(is it the mailbox folder or file, and the right --kind?)"
+        )
 
 
 def _imap_source(db, name: str):
@@ -203,6 +208,8 @@ def imports_command(run_id: int | None) -> None:
             )
         console.print(table)
         return
+    if not any(r.id == run_id for r in import_runs(db)):
+        raise click.ClickException(f"no import run {run_id} (tiller imports lists them)")
     items = skipped_items(db, run_id)
     if not items:
         console.print(f"Run {run_id} skipped nothing.")

@@ -92,13 +92,16 @@ def remove_account(db, name: str) -> bool:
 
 
 def account_secret(account: ImapAccount) -> str:
-    found = secrets.lookup(account.secret_name)
-    if found is None:
+    try:
+        found = secrets.stored_secret(account.secret_name)
+    except secrets.KeyringUnavailable as exc:
+        raise AccountError(f"account {account.name!r}: {exc}") from None
+    if not found:
         raise AccountError(
             f"account {account.name!r}: no password in the keyring ({secrets.keyring_name()}); "
             f"store it again with: tiller accounts add {account.name} --imap {account.host} --user {account.user}"
         )
-    return found.value
+    return found
 
 
 def imap_source(db, name: str, **options) -> ImapSource:

@@ -221,11 +221,13 @@ class MboxSource:
     def estimate(self) -> int | None:
         count = 0
         previous_blank = True
+        at_line_start = True
         with open(self.path, "rb") as fh:
             while line := fh.readline(_MBOX_LINE_LIMIT):
-                if previous_blank and line.startswith(b"From "):
+                if at_line_start and previous_blank and line.startswith(b"From "):
                     count += 1
-                previous_blank = line in (b"\n", b"\r\n")
+                previous_blank = at_line_start and line in (b"\n", b"\r\n")
+                at_line_start = line.endswith(b"\n")
         return count
 
     def iter_items(self) -> Iterator[RawItem]:
@@ -252,8 +254,10 @@ class MboxSource:
                         message.suspects.append(offset)
                 message.add(line)
                 offset += len(line)
+                # the newline ending a line longer than one read is not a blank line of its own (a
+                # body line of exactly k x 1 MiB followed by "From " split the message there)
+                previous_blank = at_line_start and line in (b"\n", b"\r\n")
                 at_line_start = line.endswith(b"\n")
-                previous_blank = line in (b"\n", b"\r\n")
             if message.size:
                 yield self._item(message)
 
