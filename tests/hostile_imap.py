@@ -22,6 +22,7 @@ class HostileImapServer:
         uidvalidity: str | None = "7",
         trickle: set[int] = frozenset(),
         huge_literal: dict[int, int] | None = None,
+        garbage_list: bool = False,
     ) -> None:
         """``folders``: raw (modified UTF-7) name -> (flags, messages; UID = position + 1).
         ``nil_size``: UIDs whose RFC822.SIZE is NIL; ``garbage_fetch``: UIDs answered with an
@@ -33,7 +34,8 @@ class HostileImapServer:
         self.garbage_fetch = set(garbage_fetch)
         self.uidvalidity = uidvalidity  # None: not sent at all
         self.trickle = set(trickle)  # UIDs whose body comes one byte every 0.3 s
-        self.huge_literal = huge_literal or {}  # UID -> bytes of the body literal (its size claims the real one)
+        self.huge_literal = huge_literal or {}
+        self.garbage_list = garbage_list  # LIST answered with a line imapclient cannot parse  # UID -> bytes of the body literal (its size claims the real one)
         self.logins: list[str] = []  # every password a client sent, as received
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -124,6 +126,8 @@ class HostileImapServer:
                         send(f"{tag} NO [AUTHENTICATIONFAILED] wrong password {password}\r\n".encode())
                     else:
                         send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n".encode())
+                elif command == "LIST" and self.garbage_list:
+                    send(f"* LIST )))(((\r\n{tag} OK done\r\n".encode())
                 elif command == "LIST":
                     listing = self.folders or {b"INBOX": (b"", []), b"Sent": (b"\\Sent", [])}
                     lines = b"".join(

@@ -226,3 +226,13 @@ def test_a_locked_or_failing_keyring_is_said_not_called_a_missing_password(db, m
     monkeypatch.setattr(keyring, "get_password", broken)
     with pytest.raises(AccountError, match="failed when asked for the password: TypeError: backend bug"):
         account_secret(account)
+
+
+def test_an_unreadable_folder_list_is_one_sentence(db):
+    """Item 8: `LIST => unexpected response` came out as an internal error."""
+    from app.mail.accounts import probe
+    from app.mail.imap import ImapError
+
+    with HostileImapServer(PASSWORD, garbage_list=True) as server:
+        with pytest.raises(ImapError, match="list of folders made no sense"):
+            probe(_account(server), PASSWORD)

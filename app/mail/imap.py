@@ -360,6 +360,7 @@ def list_folders(client, skipped: list[str] | None = None) -> list[tuple[tuple, 
     """(flags, delimiter, name) of every folder; names decoded from modified UTF-7. A name that is
     not valid modified UTF-7 (``&ZZZ-invalid``) is left out, and shown escaped in ``skipped``: one
     such folder made every command on the account fail."""
+    from imapclient.exceptions import IMAPClientError
     from imapclient.imap_utf7 import decode as decode_utf7
 
     out = []
@@ -367,6 +368,8 @@ def list_folders(client, skipped: list[str] | None = None) -> list[tuple[tuple, 
     client.folder_encode = False  # the names as sent, decoded here one at a time
     try:
         listing = client.list_folders()
+    except (IMAPClientError, ValueError) as exc:  # imapclient's "LIST => unexpected response"
+        raise ImapError(f"the server's list of folders made no sense ({_server_text(exc)[:200]})") from None
     finally:
         client.folder_encode = encoding
     for flags, delimiter, raw in listing:
