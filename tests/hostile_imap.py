@@ -34,8 +34,8 @@ class HostileImapServer:
         self.garbage_fetch = set(garbage_fetch)
         self.uidvalidity = uidvalidity  # None: not sent at all
         self.trickle = set(trickle)  # UIDs whose body comes one byte every 0.3 s
-        self.huge_literal = huge_literal or {}
-        self.garbage_list = garbage_list  # LIST answered with a line imapclient cannot parse  # UID -> bytes of the body literal (its size claims the real one)
+        self.huge_literal = huge_literal or {}  # UID -> bytes of the body literal (its size claims the real one)
+        self.garbage_list = garbage_list  # LIST answered with a line imapclient cannot parse
         self.logins: list[str] = []  # every password a client sent, as received
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))

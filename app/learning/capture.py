@@ -135,34 +135,7 @@ def forget_drafts(db, draft_ids: list[int], on_problem=None) -> int:
     for identity in identities:
         retrain.forget_training_copies(identity)
     after_edit(db, background=False)
-    for problem in forget_everywhere(db, draft_ids):
+    for problem in store.forget_everywhere(db, draft_ids):
         if on_problem is not None:
             on_problem(problem)
     return forgotten
-
-
-def forget_everywhere(db, draft_ids: list[int]) -> list[str]:
-    """The forgotten drafts' text out of every place SQLite and Tiller keep it: the live file's
-    freed pages and write-ahead log (secure_delete is on for every connection; the log is
-    checkpointed and truncated) and the backup and set-aside copies of the database. Returns the
-    copies that could not be cleaned (the caller says so)."""
-    from app.store.backup import forget_in_copies
-
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def forget_rows(conn) -> None:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for draft_id in draft_ids:
-            for table, column in (("draft_events", "draft_id"), ("refused_matches", "draft_id"), ("drafts", "id")):
-                if table in tables:
-                    conn.execute(f"DELETE FROM {table} WHERE {column} = ?", [draft_id])
-
-    path = db_file(db)
-    return forget_in_copies(path, forget_rows) if path is not None else []
-
-
-def db_file(db):
-    from pathlib import Path
-
-    row = db.execute("PRAGMA database_list").fetchone()
-    return Path(row[2]) if row and row[2] else None

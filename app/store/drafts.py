@@ -300,6 +300,33 @@ def forget(db, draft_id: int) -> bool:
     return db.execute("DELETE FROM drafts WHERE id = ?", [draft_id]).rowcount > 0
 
 
+def forget_everywhere(db, draft_ids: list[int]) -> list[str]:
+    """The forgotten drafts' text out of every place SQLite and Tiller keep it: the live file's
+    freed pages and write-ahead log (secure_delete is on for every connection; the log is
+    checkpointed and truncated) and the backup and set-aside copies of the database. Returns the
+    copies that could not be cleaned (the caller says so)."""
+    from app.store.backup import forget_in_copies
+
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def forget_rows(conn) -> None:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for draft_id in draft_ids:
+            for table, column in (("draft_events", "draft_id"), ("refused_matches", "draft_id"), ("drafts", "id")):
+                if table in tables:
+                    conn.execute(f"DELETE FROM {table} WHERE {column} = ?", [draft_id])
+
+    path = _db_file(db)
+    return forget_in_copies(path, forget_rows) if path is not None else []
+
+
+def _db_file(db):
+    from pathlib import Path
+
+    row = db.execute("PRAGMA database_list").fetchone()
+    return Path(row[2]) if row and row[2] else None
+
+
 def draft_ids(db, identity: str | None = None) -> list[int]:
     if identity is None:
         return [r[0] for r in db.execute("SELECT id FROM drafts")]
