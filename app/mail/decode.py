@@ -72,6 +72,8 @@ class ParsedMessage:
         return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# a header field ("Received:", "From:") or an mbox "From " line: how a mail message starts
+_HEADER_START = re.compile(rb"\s*(?:From |[!-9;-~]+:)")
 MAX_NUL_SHARE = 0.05  # more NUL bytes than this share of the head: a binary (or UTF-16) file, not mail
 
 
@@ -84,12 +86,15 @@ def parse_message(data: bytes) -> ParsedMessage:
         # a few stray NULs in a text message (a damaged copy, a broken client) must not lose the
         # whole message: they are taken out and the message is stored with a warning. A file that
         # is NULs throughout (UTF-16, a binary) stays rejected.
-        if head.count(b"\x00") > MAX_NUL_SHARE * len(head):
-            raise MessageRejected("binary", "NUL bytes throughout the first 8 KiB: not a text mail message")
-        nuls = data.count(b"\x00")
-        data = data.replace(b"\x00", b"")
-        head = data[:8192]
-        nul_note = f"{nuls} NUL byte(s) removed"
+        stripped = data.replace(b"\x00", b"")
+        if (
+            head.count(b"\x00") > MAX_NUL_SHARE * len(head)
+            or _looks_binary(stripped[:8192])
+            or not _HEADER_START.match(stripped)
+        ):  # only a message that is plainly mail once the NULs are gone is kept
+            raise MessageRejected("binary", "NUL bytes in the first 8 KiB: not a text mail message")
+        nul_note = f"{len(data) - len(stripped)} NUL byte(s) removed"
+        data, head = stripped, stripped[:8192]
     if _looks_binary(head):
         raise MessageRejected("binary", "mostly non-text bytes: not a mail message")
     simple = _simple_message(data)
