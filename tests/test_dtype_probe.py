@@ -29,6 +29,15 @@ def test_a_bf16_that_fails_picks_fp32():
     assert choose(fp32_s=0.02, bf16_s=None) == DtypeChoice("fp32", "bf16 does not run on this CPU", 0.02, None)
 
 
+@pytest.fixture(autouse=True)
+def unlimited_math_libraries(monkeypatch):
+    """The tests below set the ISA limits themselves (a benchmark run may have them set)."""
+    from app.hardware import ISA_LIMITS
+
+    for name in ISA_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_the_choice_is_measured_once_and_cached_per_cpu_and_torch(tmp_path, monkeypatch):
     calls = []
 
