@@ -196,7 +196,10 @@ def check_draft(
     for rule in [r for r in ordered if r not in measured] + measured:
         found[rule] = _check_one(result, rule, recipient, name)
     result.checks.extend(found[r] for r in dict.fromkeys(ordered))
-    result.text = "\n".join(_strip_blank_edges(_lines(result.text))).strip() + "\n"
+    # spaces at a line's end are invisible in the draft and odd in a plain-text email (a Markdown
+    # line break: the embedded model wrote "Thanks,  " above "Kay")
+    lines = [line.rstrip() for line in _lines(result.text)]
+    result.text = "\n".join(_strip_blank_edges(lines)).strip() + "\n"
     return result
 
 

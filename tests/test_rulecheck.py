@@ -132,3 +132,11 @@ def test_a_one_word_email_gets_singular_rules_that_are_still_checked():
     assert "Length: about 1 word in 1 paragraph." in rules and "Sentences: short, about 1 word each." in rules
     result = check_draft("Thanks so much for sending the contract over this morning, it helps a lot.", rules)
     assert statuses(result)["Length: about 1 word in 1 paragraph."] == BROKEN
+
+
+def test_spaces_at_line_ends_are_taken_out_of_the_email():
+    """The embedded model closed a draft with "Thanks,  " (a Markdown line break) above "Kay"."""
+    from app.rulecheck import check_draft
+
+    checked = check_draft("It is ready.  \n\nThanks,  \nKay  ", ['Sign-off: "Thanks," then "Kay" on its own line.'])
+    assert checked.text == "It is ready.\n\nThanks,\nKay\n"
