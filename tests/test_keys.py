@@ -145,8 +145,13 @@ def test_no_key_lands_on_disk_outside_the_keyring(
     assert any(r.headers.get("x-goog-api-key") == GEMINI_TEST_KEY for r in gemini_server.requests)
 
 
-def test_keys_set_reads_a_piped_key_in_a_real_process(tiller_home, tmp_path):
-    """The installed command, not CliRunner: the key comes from stdin and is never echoed."""
+def test_keys_set_reads_a_piped_key_in_a_real_process(tiller_home, tmp_path, db):
+    """The installed command, not CliRunner: the key comes from stdin and is never echoed. (The
+    backend exists first: a key for one that does not is refused, issue 5/5.)"""
+    from app.backends.base import EndpointConfig
+    from app.backends.config import save_endpoint
+
+    save_endpoint(db, EndpointConfig(name="claude", provider="anthropic", model="claude-test"))
     ring = tmp_path / "ring.cfg"
     script = (
         "import sys, keyring\n"

@@ -226,6 +226,7 @@ def guard_connection(client, literal_cap: int | None = None) -> None:
     400 MB grew the importer to 461 MB), every command has a deadline, and reads return on any data
     so a trickle is seen. ``client.interrupt()``-style cancel: :func:`interrupt_connection`."""
     import time as _time
+    import types
 
     imap = client._imap
     cap = literal_cap if literal_cap is not None else MAX_MESSAGE_BYTES + (1 << 20)
@@ -233,7 +234,7 @@ def guard_connection(client, literal_cap: int | None = None) -> None:
     client.tiller_guard = state  # ImapSource sets its own one-message cap here
     original_command = imap._command
 
-    def command(*args, **kwargs):
+    def command(self, *args, **kwargs):
         state["deadline"] = _time.monotonic() + COMMAND_DEADLINE_S
         return original_command(*args, **kwargs)
 
@@ -270,7 +271,9 @@ def guard_connection(client, literal_cap: int | None = None) -> None:
             if len(line) > 1 << 20:  # imaplib's own line limit
                 raise imap.error("got more than 1,048,576 bytes in one line")
 
-    imap._command = command
+    # a bound method, as imaplib expects: AUTHENTICATE tells its literal callback from bytes by
+    # comparing its type with type(self._command) (XOAUTH2 failed with a plain function here)
+    imap._command = types.MethodType(command, imap)
     imap.read = read
     imap.readline = readline
 
