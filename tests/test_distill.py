@@ -505,3 +505,26 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
         if status == "ok":
             assert text.startswith("- ")
     assert Ledger().entries(limit=10) == []  # the ledger lists every request that leaves the computer: none
+
+
+def test_a_rule_set_with_pieces_of_sentences_is_asked_for_again():
+    """Issue 2/5: 4 of 10 local R3 sets held fragments emitted as rules ("Use more formal language
+    (e. g., ", "instead of", ")"); such a set is refused (re-asked), never trained on."""
+    from agent_training.rules import fragment_reason, parse_small_rules
+
+    email = "what day is jen and paula's party?"
+    pieces = ["Use more formal language (e. g., ", "instead of", ")"]
+    for piece in pieces:
+        assert fragment_reason(piece), piece
+    raw = json.dumps({"differences": "less formal", "rules": ["Write clearly and concisely.", *pieces]})
+    with pytest.raises(MalformedAnswer, match="not a whole instruction"):
+        parse_small_rules(raw, email)
+    whole = [
+        "Write in lower case, with no greeting and no sign-off.",
+        'Sign off with "Thanks," then "Kay" on its own line.',
+        "Keep it to one short question (under 10 words).",
+        "Use contractions (I'm, don't).",
+    ]
+    assert [fragment_reason(r) for r in whole] == [None] * 4
+    rules, _, _ = parse_small_rules(json.dumps({"differences": "x", "rules": whole}), email)
+    assert rules == whole
