@@ -14,9 +14,8 @@ CPU_FLAGS_OF_NOTE = ("avx512_bf16", "amx_bf16", "avx512f", "avx2")
 ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
 
 
-def cpu_description(cpuinfo: str | None = None) -> dict:
-    """``{"model": ..., "flags": [...], "cores": N}``; the flags are those of CPU_FLAGS_OF_NOTE the
-    CPU has (Linux: /proc/cpuinfo; elsewhere the model from the platform and no flags)."""
+def _read_cpuinfo(cpuinfo: str | None) -> tuple[str, set[str]]:
+    """(model name, every flag) from /proc/cpuinfo's text (read when None; empty off Linux)."""
     model, flags = platform.processor() or platform.machine(), set()
     if cpuinfo is None:
         try:
@@ -30,6 +29,18 @@ def cpu_description(cpuinfo: str | None = None) -> dict:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
+    return model, flags
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """Every flag the CPU reports (Linux), e.g. ``amx_int8``; an empty set elsewhere."""
+    return _read_cpuinfo(cpuinfo)[1]
+
+
+def cpu_description(cpuinfo: str | None = None) -> dict:
+    """``{"model": ..., "flags": [...], "cores": N}``; the flags are those of CPU_FLAGS_OF_NOTE the
+    CPU has (Linux: /proc/cpuinfo; elsewhere the model from the platform and no flags)."""
+    model, flags = _read_cpuinfo(cpuinfo)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:

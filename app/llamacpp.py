@@ -21,16 +21,9 @@ _state = {"done": False}
 
 def amx_cpu(cpuinfo_flags: set[str] | None = None) -> bool:
     """True on a CPU whose AMX path llama.cpp would take."""
-    if cpuinfo_flags is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    if line.startswith("flags"):
-                        cpuinfo_flags = set(line.partition(":")[2].split())
-                        break
-        except OSError:
-            pass
-    return "amx_int8" in (cpuinfo_flags or set())
+    from app.hardware import cpu_flags
+
+    return "amx_int8" in (cpu_flags() if cpuinfo_flags is None else cpuinfo_flags)
 
 
 def keep_weights_in_plain_buffers() -> bool:
