@@ -28,7 +28,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from agent_training.dtype_probe import DtypeChoice
@@ -600,6 +600,16 @@ def record_training_speed(s_per_step: float, config: FinetuneConfig, dtype: str)
         pass  # only an estimate is lost
 
 
+@dataclass(frozen=True)
+class _Progress:
+    """What a checkpoint of the last finished step holds besides the weights and the optimizer."""
+
+    step: int
+    history: list
+    rng: object  # torch's RNG state at the start of the next step
+    plan: dict  # what a time budget decided ({} without one)
+
+
 class Finetune:
     """``for progress in Finetune(config, cancel).run(): ...``; ``result`` holds the summary at the end.
 
@@ -617,12 +627,13 @@ class Finetune:
         self.model = self.tokenizer = None
         self.dtype_choice: DtypeChoice | None = None
         self._update_lock = threading.Lock()  # held while weights, optimizer and step count change
-        self._live: tuple | None = None  # (checkpointer, model, optimizer, scheduler, step, history, rng, plan)
+        self._objects: tuple | None = None  # (checkpointer, model, optimizer, scheduler) while training
+        self._progress: _Progress | None = None  # the last finished step, swapped whole under the lock
         self._saved_step: int | None = None
 
     def _save(self, step: int, history: list, rng, plan: dict) -> None:
         """A checkpoint of the state after ``step`` finished steps (caller holds the update lock)."""
-        checkpointer, model, optimizer, scheduler = self._live[:4]
+        checkpointer, model, optimizer, scheduler = self._objects
         if self._saved_step == step:
             return
         checkpointer.save(model, optimizer, scheduler, step, history, rng=rng, plan=plan)
@@ -634,11 +645,11 @@ class Finetune:
         if not self._update_lock.acquire(timeout=timeout):
             return None
         try:
-            if self._live is None:
+            if self._progress is None:
                 return None
-            _, _, _, _, step, history, rng, plan = self._live
-            self._save(step, history, rng, plan)
-            return step
+            last = self._progress
+            self._save(last.step, last.history, last.rng, last.plan)
+            return last.step
         finally:
             self._update_lock.release()
 
@@ -706,7 +717,8 @@ class Finetune:
         if resumed:
             self.log(f"Resuming at step {step} of {total} from {checkpointer.folder}")
             self._saved_step = step
-        self._live = (checkpointer, model, optimizer, scheduler, step, list(history), torch.get_rng_state(), plan)
+        self._objects = (checkpointer, model, optimizer, scheduler)
+        self._progress = _Progress(step, list(history), torch.get_rng_state(), plan)
         yield TrainProgress(
             "training",
             step,
@@ -722,7 +734,7 @@ class Finetune:
         cpu_started = time.process_time()
         order_epoch, order = -1, []
         while step < total:
-            rng = self._live[6]
+            rng = self._progress.rng
             if self.cancel.cancelled:
                 yield from self._stop_cancelled(step, total, history, rng, plan)
                 return
@@ -743,7 +755,7 @@ class Finetune:
                 apply_update(params, optimizer, scheduler)
                 step += 1
                 history.append({"step": step, "loss": round(loss, 5), "lr": scheduler.get_last_lr()[0]})
-                self._live = (*self._live[:4], step, list(history), torch.get_rng_state(), plan)
+                self._progress = _Progress(step, list(history), torch.get_rng_state(), plan)
             steps_done_here += 1
             tokens_done += tokens
             now = time.monotonic()
@@ -769,7 +781,7 @@ class Finetune:
                 if refit != total:
                     total = plan["total"] = refit
                     scheduler.lr_lambdas = [linear_schedule(total, config.warmup_steps)]
-                    self._live = (*self._live[:7], plan)
+                    self._progress = replace(self._progress, plan=plan)
             if config.time_budget_s and not plan and steps_done_here == BUDGET_MEASURE_STEPS and step < total:
                 s_per_step = now - step_began  # the second step: the first one includes warm-up
                 plan = {
@@ -780,7 +792,7 @@ class Finetune:
                 }
                 total = plan["total"]
                 scheduler.lr_lambdas = [linear_schedule(total, config.warmup_steps)]
-                self._live = (*self._live[:7], plan)
+                self._progress = replace(self._progress, plan=plan)
                 message = budget_message(plan, config.sender)
                 extra["plan"] = plan
             yield TrainProgress(
@@ -811,7 +823,7 @@ class Finetune:
         record = training_record(config, base.gguf, hf_dir, print_id, digest, counts, step, history, adapter_info)
         record.write(out / TRAINING_FILE)
         with self._update_lock:
-            self._live = None  # nothing left to save: a late forced exit keeps the finished run as it is
+            self._progress = None  # nothing left to save: a late forced exit keeps the finished run as it is
             checkpointer.clear()
         self.result = {
             "status": "done",
@@ -825,7 +837,7 @@ class Finetune:
     def _stop_cancelled(self, step: int, total: int, history: list, rng, plan: dict) -> Iterator[TrainProgress]:
         with self._update_lock:
             self._save(step, list(history), rng, plan)
-        checkpoint = self._live[0].folder
+        checkpoint = self._objects[0].folder
         yield TrainProgress("cancelled", step, total, message=f"checkpoint saved at step {step}")
         self.result = {"status": "cancelled", "step": step, "total_steps": total, "checkpoint": str(checkpoint)}
 
