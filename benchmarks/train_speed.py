@@ -1,7 +1,7 @@
 """Agent training speed and memory against a raw transformers + peft loop, in the same run.
 
     python benchmarks/train_speed.py [--steps 6] [--batch-size 4] [--sender ADDRESS] [--memory] [--qlora]
-                                     [--emulate-no-bf16]
+                                     [--emulate-no-bf16] [--device cuda] [--data train.jsonl]
 
 Data: Kay Mann's real sent mail from ../shared/data/enron, imported and distilled offline into a
 temporary home. Every phase runs in its own process (so peak RSS is its own) on the same examples,
@@ -33,6 +33,12 @@ are measured in its own process.
 
 s/step excludes the first step (warm-up). Ratios > 1 mean Tiller is faster / leaner. With
 ``--qlora`` on a CUDA machine the 4-bit path is timed too, with its peak GPU memory.
+
+``--device cuda`` times the GPU instead: the raw loop in bf16 on the GPU (``baseline-cuda``),
+Tiller's LoRA in bf16 (``tiller-cuda``) and, with ``--qlora``, Tiller's 4-bit QLoRA
+(``qlora``), each with its peak GPU memory; the ratios are against ``baseline-cuda``. ``--data``
+takes a ready ``train.jsonl`` (from ``tiller dataset export``) instead of importing and
+distilling the sender's mail first.
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def make_dataset(home: Path) -> Path:
     return Path(stats["directory"]) / "train.jsonl"
 
 
-def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
+def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str, device: str = "cpu") -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,6 +106,7 @@ def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
     hf = hf_model_dir(BaseModel.embedded())
     tok = AutoTokenizer.from_pretrained(hf)
     model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    model.to(device)
     model = get_peft_model(
         model,
         LoraConfig(
@@ -117,20 +124,28 @@ def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str) -> dict:
     times = []
     for step in range(steps):
         ids, labels, mask = collate([examples[i] for i in order[step % len(order)]], tok.pad_token_id or 0)
+        ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
         start = time.perf_counter()
         optimizer.zero_grad()
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return {
+    result = {
         "s_per_step": sum(times[1:]) / max(1, len(times) - 1),
         "peak_rss_mb": _peak_rss_mb(),
         "last_loss": float(loss),
     }
+    if device == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
 
 
-def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Path, memory: dict) -> dict:
+def phase_tiller(
+    data: Path, steps: int, batch_size: int, quantize: str, out: Path, memory: dict, device: str = "auto"
+) -> dict:
     import torch
 
     from agent_training.finetune import Finetune, FinetuneConfig
@@ -144,6 +159,7 @@ def phase_tiller(data: Path, steps: int, batch_size: int, quantize: str, out: Pa
         rank=16,
         max_length=512,
         quantize=quantize,
+        device=device,
         export_gguf=False,
         checkpoint_every=10_000,
         **memory,
@@ -212,6 +228,10 @@ def main() -> None:
         help="leave out the bf16 phases (default with --emulate-no-bf16, where one bf16 step takes many minutes; "
         "the probe's ratio stands for them)",
     )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: time the GPU (raw loop, LoRA, --qlora)"
+    )
+    parser.add_argument("--data", type=Path, help="a ready train.jsonl instead of importing and distilling")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["TILLER_BENCH_SENDER"] = args.sender
@@ -221,11 +241,15 @@ def main() -> None:
         name, data, out = args.phase[0], Path(args.phase[1]), Path(args.phase[2])
         if name == "probe":
             result = phase_probe()
+        elif name == "baseline-cuda":
+            result = phase_baseline(data, args.steps, args.batch_size, "bf16", "cuda")
         elif name.startswith("baseline"):
             result = phase_baseline(data, args.steps, args.batch_size, "bf16" if name.endswith("bf16") else "fp32")
-        else:
+        elif name in ("tiller-cuda", "qlora"):
             quantize = "4bit" if name == "qlora" else "none"
-            result = phase_tiller(data, args.steps, args.batch_size, quantize, out, TILLER_VARIANTS[name])
+            result = phase_tiller(data, args.steps, args.batch_size, quantize, out, {"dtype": "bf16"}, "cuda")
+        else:
+            result = phase_tiller(data, args.steps, args.batch_size, "none", out, TILLER_VARIANTS[name], "cpu")
         print(json.dumps(result))
         return
 
@@ -235,8 +259,10 @@ def main() -> None:
     print(f"CPU: {cpu_summary()}; flags of note: {', '.join(cpu_description()['flags']) or 'none'}")
     if env:
         print("EMULATED: every phase runs with " + " ".join(f"{k}={v}" for k, v in env.items()))
+    if args.device == "cuda":
+        return main_cuda(args)
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_dataset(Path(tmp) / "home")
+        data = args.data or make_dataset(Path(tmp) / "home")
         print(
             f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)"
         )
@@ -308,6 +334,45 @@ def main() -> None:
             f"target-only logits: {results['baseline-bf16']['s_per_step'] / tiller['s_per_step']:.2f}x"
         )
     print(f"memory ratio (baseline peak RSS / tiller peak RSS): {base['peak_rss_mb'] / tiller['peak_rss_mb']:.2f}x")
+
+
+def main_cuda(args) -> None:
+    """The GPU: the raw loop, Tiller's LoRA and (``--qlora``) QLoRA, all bf16, each in its own process."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA GPU")
+    print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}, CUDA {torch.version.cuda}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or make_dataset(Path(tmp) / "home")
+        print(f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size})")
+        phases = (
+            (["baseline-cuda"] if not args.skip_baseline else []) + ["tiller-cuda"] + (["qlora"] if args.qlora else [])
+        )
+        results = {}
+        for name in phases:
+            steps = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--sender", args.sender]
+            results[name] = r = run_phase(name, str(data), str(Path(tmp) / name), *steps)
+            extra = f", load {r['load_s']:.1f} s" if "load_s" in r else ""
+            print(
+                f"{name:14s} {r['s_per_step']:7.3f} s/step   peak GPU {r.get('peak_gpu_mb', float('nan')):7.0f} MB   "
+                f"last loss {r['last_loss']:.3f}{extra}"
+            )
+    if "baseline-cuda" in results:
+        base = results["baseline-cuda"]
+        for name in ("tiller-cuda", "qlora"):
+            if name in results:
+                r = results[name]
+                print(
+                    f"{name} against the raw bf16 loop on the GPU: time {base['s_per_step'] / r['s_per_step']:.2f}x, "
+                    f"peak GPU memory {base['peak_gpu_mb'] / r['peak_gpu_mb']:.2f}x"
+                )
+    if "qlora" in results:
+        lora, qlora = results["tiller-cuda"], results["qlora"]
+        print(
+            f"qlora against tiller-cuda: time {lora['s_per_step'] / qlora['s_per_step']:.2f}x, "
+            f"peak GPU memory {lora['peak_gpu_mb'] / qlora['peak_gpu_mb']:.2f}x"
+        )
 
 
 if __name__ == "__main__":
