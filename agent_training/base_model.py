@@ -95,7 +95,7 @@ def hf_model_dir(base: BaseModel, *, log=print) -> Path:
     folder, name = str(base.gguf.parent), base.gguf.name
     with gguf_parsed_once():
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16, use_kernels=False)
     state = loaded.state_dict()
     packed = [k for k, v in state.items() if not v.is_floating_point()]
     if packed:  # transformers kept GGUF blocks (its optional `kernels` package): not trainable

@@ -371,7 +371,8 @@ def load_for_training(config: FinetuneConfig, hf_dir: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-    kwargs = {"dtype": torch.bfloat16 if config.dtype == "bf16" else torch.float32}
+    # use_kernels=False: no kernels fetched from the Hub (agent_training/__init__.py says why)
+    kwargs = {"dtype": torch.bfloat16 if config.dtype == "bf16" else torch.float32, "use_kernels": False}
     quantization = get_quantization_config(config)
     if quantization is not None:
         kwargs["quantization_config"] = quantization

@@ -9,13 +9,14 @@
 # On a machine with Tiller installed (`pip install -e '.[test,cuda]'`) it needs nothing else. On a bare
 # GPU machine without network (how the developers' lent machine comes), it takes what was carried:
 #   .whl/*.whl          Python 3.12 wheels of the pure-Python dependencies the image lacks
-#   .dev1/bnb           bitsandbytes unpacked, only its CUDA 13 and CPU libraries kept
-#   .dev1/enron         Kay Mann's maildir (the test's fixture imports and distills it)
-#   .dev1/kay/train.jsonl  the same distilled dataset, for the benchmark
-#   .dev*/gguf.part*    the embedded Gemma 3 270M GGUF in pieces; joined and checked against its sha256
+#   $CARRIED/d1/bnb           bitsandbytes unpacked, only its CUDA 13 and CPU libraries kept
+#   $CARRIED/d1/enron         Kay Mann's maildir (the test's fixture imports and distills it)
+#   $CARRIED/d1/kay/train.jsonl  the same distilled dataset, for the benchmark
+#   $CARRIED/d*/gguf.part*    the embedded Gemma 3 270M GGUF in pieces; joined and checked against its sha256
 # Output goes to $OUT/cuda-check.log (or /tmp/cuda-check/).
 set -u
 cd "$(dirname "$0")/.."
+CARRIED=${CARRIED:-build/dev}  # where what a bare machine was carried lies (below)
 OUT=${OUT:-/tmp/cuda-check}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/cuda-check.log") 2>&1
@@ -27,12 +28,12 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         || exit 1
     export PYTHONPATH=/tmp/site
 fi
-[ -d .dev1/bnb ] && export PYTHONPATH=$PWD/.dev1/bnb:${PYTHONPATH:-}
+[ -d $CARRIED/d1/bnb ] && export PYTHONPATH=$PWD/$CARRIED/d1/bnb:${PYTHONPATH:-}
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
-if compgen -G ".dev*/gguf.part*" >/dev/null; then
+if compgen -G "$CARRIED/d*/gguf.part*" >/dev/null; then
     mkdir -p /tmp/models
     # shellcheck disable=SC2046
-    cat $(ls .dev*/gguf.part* | sort -t. -k3) >/tmp/models/gemma-3-270m-q4_k_m.gguf
+    cat $(ls $CARRIED/d*/gguf.part*) >/tmp/models/gemma-3-270m-q4_k_m.gguf
     export TILLER_MODELS=/tmp/models
     python3 - <<'EOF' || exit 1
 import hashlib
@@ -43,13 +44,13 @@ print("base model sha256", "ok" if digest == model.sha256 else f"MISMATCH {diges
 raise SystemExit(digest != model.sha256)
 EOF
 fi
-[ -d .dev1/enron ] && export TILLER_ENRON_DATA=$PWD/.dev1/enron
+[ -d $CARRIED/d1/enron ] && export TILLER_ENRON_DATA=$PWD/$CARRIED/d1/enron
 export TILLER_HOME=/tmp/cuda-check-home
 python3 -c "import torch, transformers, peft, bitsandbytes; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
 'transformers', transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', bitsandbytes.__version__)" || exit 1
 
 echo "== 1. QLoRA end to end"
-data=.dev1/kay/train.jsonl
+data=$CARRIED/d1/kay/train.jsonl
 [ -f $data ] || data=
 timeout 300 python3 benchmarks/qlora_adapter.py train /tmp/qlora-run ${data:+--data $data} --steps 12
 tests_rc=$?
@@ -64,7 +65,7 @@ fi
 
 echo "== 2. train_speed --device cuda --qlora"
 data_args=()
-[ -f .dev1/kay/train.jsonl ] && data_args=(--data .dev1/kay/train.jsonl)
+[ -f $CARRIED/d1/kay/train.jsonl ] && data_args=(--data $CARRIED/d1/kay/train.jsonl)
 timeout 300 python3 benchmarks/train_speed.py --device cuda --qlora --steps 12 --batch-size 8 "${data_args[@]}"
 bench_rc=$?
 echo "tests rc=$tests_rc, benchmark rc=$bench_rc"

@@ -105,7 +105,10 @@ def phase_baseline(data: Path, steps: int, batch_size: int, dtype: str, device: 
 
     hf = hf_model_dir(BaseModel.embedded())
     tok = AutoTokenizer.from_pretrained(hf)
-    model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    # use_kernels=False as in Tiller: the Hub kernels transformers loads by default need the network
+    model = AutoModelForCausalLM.from_pretrained(
+        hf, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32, use_kernels=False
+    )
     model.to(device)
     model = get_peft_model(
         model,

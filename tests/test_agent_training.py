@@ -72,6 +72,10 @@ def test_training_lowers_the_loss_and_changes_only_lora_weights(kay_agent):
         assert torch.equal(param.detach(), base_params[plain].detach()), f"base weight changed: {plain}"
         checked += 1
     assert checked >= 200 and changed_lora == 18 * 7  # every adapted projection of all 18 layers moved
+    # no layer swapped for a kernel from the Hub (transformers' default when `kernels` is installed;
+    # on a CUDA machine offline it failed the load, online it runs downloaded code)
+    assert job.model.get_base_model().use_kernels is False
+    assert os.environ["USE_HUB_KERNELS"] == "NO" and os.environ["HF_HUB_OFFLINE"] == "1"
 
 
 def test_training_record_and_adapter_files(kay_agent):

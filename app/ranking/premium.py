@@ -48,7 +48,8 @@ class TextEncoder:
             model_dir = get_model_path()
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.model = AutoModel.from_pretrained(str(model_dir))
+        # use_kernels=False: transformers would otherwise fetch kernels from the Hub and run them
+        self.model = AutoModel.from_pretrained(str(model_dir), use_kernels=False)
         self.model.eval()
         self.cache: dict[str, np.ndarray] = {}
         self.dim = int(self.model.config.hidden_size)
