@@ -65,6 +65,21 @@ def cli() -> None:
     help="Dataset folder (default: <data>/datasets/<sender>/<strategy>).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per progress event on stdout (for the app).")
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send each stage through the provider's batch service (about half the price; results within 24 h). "
+    "Shows the estimated cost first; the app can be closed meanwhile.",
+)
+@click.option(
+    "--status",
+    "batch_status",
+    is_flag=True,
+    help="Look at the submitted batches: collect what finished, submit the next stage, finish the datasets.",
+)
+@click.option("--wait", is_flag=True, help="With --batch or --status: keep checking until every stage is stored.")
+@click.option("--poll-seconds", default=60.0, show_default=True, help="With --wait: seconds between checks.")
+@click.option("--yes", is_flag=True, help="With --batch: submit without asking after the estimate.")
 def distill_command(
     backend,
     offline,
@@ -78,14 +93,18 @@ def distill_command(
     consent_now,
     out_dir,
     as_json,
+    batch,
+    batch_status,
+    wait,
+    poll_seconds,
+    yes,
 ) -> None:
     """Turn your sent mail into the agent's training data: intents, zero-shot baselines, rules, datasets.
 
-    Reruns skip finished rows; Ctrl-C stops cleanly and the next run resumes.
+    Reruns skip finished rows; Ctrl-C stops cleanly and the next run resumes. With --batch each
+    stage goes through the provider's batch service; --status collects it later.
     """
-    from agent_training.dataset import export
-    from agent_training.distill import MEASURED_SOURCE, ConsentRequired, Distillation, DistillConfig
-    from agent_training.rules import MEASURED
+    from agent_training.distill import ConsentRequired, Distillation, DistillConfig
     from app.backends.errors import BackendError, ConfigError
     from app.store import open_database
 
@@ -104,6 +123,13 @@ def distill_command(
         consent_given_now=consent_now,
         newest_first=newest_first,
     )
+    if batch or batch_status:
+        if offline:
+            raise click.UsageError("--batch and --status are for a cloud backend, not --offline")
+        from agent_training.batch_cli import batch_distill
+
+        batch_distill(db, config, status=batch_status, wait=wait, poll_s=poll_seconds, yes=yes, out_dir=out_dir)
+        return
     token = CancelToken()
     restore_ctrl_c = on_ctrl_c(token, "Stopping after the requests in flight")
     try:
@@ -161,10 +187,20 @@ def distill_command(
     if token.cancelled:
         console.print("[yellow]Cancelled.[/] Finished rows are saved; rerun the same command to resume.")
         sys.exit(EXIT_CANCELLED)
+    export_datasets(db, config, out_dir)
+
+
+def export_datasets(db, config, out_dir) -> None:
+    """Write the datasets of what ``config`` distilled and show them."""
+    from agent_training.dataset import export
+    from agent_training.distill import MEASURED_SOURCE
+    from agent_training.rules import MEASURED
+
     if config.backend:
-        export_strategies = [(s, None) for s in strategies]
+        export_strategies = [(s, None) for s in config.strategies]
     else:
         export_strategies = [(MEASURED, MEASURED_SOURCE)]
+    sender = config.sender
     for strategy, source in export_strategies:
         stats = export(db, strategy=strategy, sender=sender, out_dir=out_dir, rules_source=source)
         table = Table(title=f"Dataset ({strategy}): {esc(stats['directory'])}")

@@ -59,6 +59,17 @@ class DistillConfig:
     retry_failed: bool = True  # False: a row that failed before stays failed (a repeatable reproduction run)
 
 
+@dataclass(frozen=True)
+class StageJob:
+    """One request a stage still has to make: what it is for (``key``, and ``custom_id`` for a batch),
+    the request, and the parser that turns the answer into a stored row."""
+
+    key: tuple
+    custom_id: str
+    request: object  # GenerationRequest
+    parse: Callable[[str], object]
+
+
 @dataclass
 class DistillCounts:
     intents: int = 0
@@ -213,6 +224,11 @@ class Distillation:
             self.counts.failures.append(f"{kind} for message {msg.id}: {result.error}")
 
     def _intents_llm(self, messages, started) -> Iterator[Progress]:
+        jobs, store = self.intent_jobs(messages)
+        yield from self._parallel(self._askers(jobs), "intents", started, store)
+
+    def intent_jobs(self, messages) -> tuple[list[StageJob], Callable[[object, LLMResult], None]]:
+        """The intent requests still to make, and how to store an answer."""
         prompt_id = load_prompt(self._prompt_name("intents")).id
         source = self._source(prompt_id)
         done = distilled.intents_done(self.db, source, with_failed=not self.config.retry_failed)
@@ -234,17 +250,25 @@ class Distillation:
                 else:
                     request, _ = intents_mod.intent_request(msg, temperature)
                     parse = intents_mod.parse_intent
-                jobs.append(((msg, variant, temperature), self._asker(request, parse)))
+                jobs.append(StageJob((msg, variant, temperature), f"intent-{msg.id}-{variant}", request, parse))
 
         def store(key, result):
             msg, variant, temperature = key
             self._write_intent(msg, variant, temperature, source, result, backend=self.endpoint.name, prompt=prompt_id)
 
-        yield from self._parallel(jobs, "intents", started, store)
+        return jobs, store
+
+    def _askers(self, jobs: list[StageJob]) -> list[tuple[object, Callable[[], LLMResult]]]:
+        return [(job.key, self._asker(job.request, job.parse)) for job in jobs]
+
+    def capped(self, request):
+        """``request`` with the run's cap on answer length (``--max-tokens``), if any."""
+        if self.config.max_tokens:
+            return replace(request, options={**request.options, "max_tokens": self.config.max_tokens})
+        return request
 
     def _asker(self, request, parse) -> Callable[[], LLMResult]:
-        if self.config.max_tokens:
-            request = replace(request, options={**request.options, "max_tokens": self.config.max_tokens})
+        request = self.capped(request)
         return lambda: ask_safely(
             request, parse, self.endpoint, attempts=self.config.attempts, cancel=self.cancel, db_path=self.db_path
         )
@@ -267,6 +291,10 @@ class Distillation:
     # -- baselines -------------------------------------------------------------------------------
 
     def _baselines(self, messages, started) -> Iterator[Progress]:
+        jobs, store = self.baseline_jobs(messages)
+        yield from self._parallel(self._askers(jobs), "zero-shot baselines", started, store)
+
+    def baseline_jobs(self, messages) -> tuple[list[StageJob], Callable[[object, LLMResult], None]]:
         intents = self._intent_rows(messages)
         by_id = {m.id: m for m in messages}
         prompt_id = load_prompt(self._prompt_name("baselines")).id
@@ -283,7 +311,7 @@ class Distillation:
             else:
                 request, _ = baseline_mod.baseline_request(by_id[message_id], text)
                 parse = baseline_mod.parse_baseline
-            jobs.append(((by_id[message_id], intent_id), self._asker(request, parse)))
+            jobs.append(StageJob((by_id[message_id], intent_id), f"baseline-{intent_id}", request, parse))
 
         def store(key, result: LLMResult):
             msg, intent_id = key
@@ -291,7 +319,7 @@ class Distillation:
             distilled.save_baseline(self.db, intent_id, result.value if result.ok else None, how)
             self._count("baselines", result, msg)
 
-        yield from self._parallel(jobs, "zero-shot baselines", started, store)
+        return jobs, store
 
     def _baseline_rows(self, intent_ids: list[int]) -> dict[int, tuple[int, str]]:
         if not intent_ids:
@@ -318,6 +346,10 @@ class Distillation:
         self._count("measured" if strategy == rules_mod.MEASURED else "rules", result, msg)
 
     def _rules_llm(self, messages, strategy, started) -> Iterator[Progress]:
+        jobs, store = self.rule_jobs(messages, strategy)
+        yield from self._parallel(self._askers(jobs), f"rules {strategy}", started, store)
+
+    def rule_jobs(self, messages, strategy) -> tuple[list[StageJob], Callable[[object, LLMResult], None]]:
         intents = self._intent_rows(messages)
         baselines = self._baseline_rows([i for i, _ in intents.values()]) if strategy == "R3" else {}
         by_id = {m.id: m for m in messages}
@@ -348,13 +380,14 @@ class Distillation:
             else:
                 request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)
                 parse = (lambda email: lambda raw: rules_mod.parse_rules(raw, email))(msg.own_text)
-            jobs.append(((msg, intent_id, baseline_id), self._asker(request, parse)))
+            custom_id = f"{strategy}-{message_id}-{intent_id}-{baseline_id or 0}"
+            jobs.append(StageJob((msg, intent_id, baseline_id), custom_id, request, parse))
 
         def store(key, result):
             msg, intent_id, baseline_id = key
             self._write_rules(msg, intent_id, baseline_id, strategy, source, prompt_id, result, self.endpoint.name)
 
-        yield from self._parallel(jobs, f"rules {strategy}", started, store)
+        return jobs, store
 
     def _measured(self, messages, started, *, with_baselines: bool) -> Iterator[Progress]:
         intents = self._intent_rows(messages)

@@ -45,3 +45,22 @@ class ScriptedProvider(Provider):
     def complete_once(self, request, options, cancel):
         pieces = [e.text for e in self.stream_once(request, options, cancel) if isinstance(e, TextDelta)]
         return "".join(pieces), Finished("stop", model="script")
+
+
+def scripted_claude(prompt_text: str) -> str:
+    """Tagged answers the way a large model gives them, chosen by which prompt was sent."""
+    if "<intent>" in prompt_text and "Put the email" in prompt_text:
+        return (
+            "<email>\nDear colleague,\n\nI hope this finds you well. "
+            + "Some words. " * 40
+            + "\n\nBest regards,\nAssistant\n</email>"
+        )
+    if "<generic_email>" in prompt_text:
+        return (
+            "<thinking>The real one is shorter.</thinking>\n<rules>\n- Keep it short.\n- Skip the greeting.\n</rules>"
+        )
+    if "write the core content as short first-person bullet points" in prompt_text:
+        return "<scratchpad>Thinking.</scratchpad>\n<intent>\n- I will be out\n- ask about the coop\n</intent>"
+    if "Here is an email this person wrote" in prompt_text:  # R1 / R2
+        return "<thinking>Terse.</thinking>\n<rules>\n- Be terse.\n</rules>"
+    return "I am not sure what you want."

@@ -18,6 +18,7 @@ from app.backends.config import save_endpoint
 from app.backends.ledger import Ledger
 from app.style import measure, style_rules
 from tests.conftest import ANTHROPIC_TEST_KEY, run_import
+from tests.fakes import scripted_claude
 
 KAY = "kay.mann@enron.com"
 
@@ -136,25 +137,6 @@ def test_offline_distillation_is_resumable_traceable_and_sends_nothing(kay_db, t
 
 
 # -- a cloud backend (Anthropic wire format, scripted tagged answers) -------------------------------
-
-
-def scripted_claude(prompt_text: str) -> str:
-    """Tagged answers the way a large model gives them, chosen by which prompt was sent."""
-    if "<intent>" in prompt_text and "Put the email" in prompt_text:
-        return (
-            "<email>\nDear colleague,\n\nI hope this finds you well. "
-            + "Some words. " * 40
-            + "\n\nBest regards,\nAssistant\n</email>"
-        )
-    if "<generic_email>" in prompt_text:
-        return (
-            "<thinking>The real one is shorter.</thinking>\n<rules>\n- Keep it short.\n- Skip the greeting.\n</rules>"
-        )
-    if "write the core content as short first-person bullet points" in prompt_text:
-        return "<scratchpad>Thinking.</scratchpad>\n<intent>\n- I will be out\n- ask about the coop\n</intent>"
-    if "Here is an email this person wrote" in prompt_text:  # R1 / R2
-        return "<thinking>Terse.</thinking>\n<rules>\n- Be terse.\n</rules>"
-    return "I am not sure what you want."
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
 from app.rulecheck import check_draft
 from tests.conftest import ANTHROPIC_TEST_KEY, KAY, run_import
-from tests.test_distill import scripted_claude
+from tests.fakes import scripted_claude
 
 QUIGLEY = "dutch.quigley@enron.com"
 

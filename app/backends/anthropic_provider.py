@@ -13,7 +13,17 @@ import anthropic
 from pydantic import field_validator
 
 from app.backends import http_errors
-from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
+from app.backends.base import (
+    BatchOutcome,
+    BatchRequest,
+    BatchState,
+    Event,
+    Finished,
+    GenerationRequest,
+    Options,
+    Provider,
+    TextDelta,
+)
 from app.backends.errors import BackendError
 from app.backends.registry import register
 from app.jobs import CancelToken
@@ -114,3 +124,43 @@ class AnthropicProvider(Provider):
         text = "".join(block.text for block in message.content if block.type == "text")
         reason = _STOP_REASONS.get(message.stop_reason, message.stop_reason or "stop")
         return text, Finished(reason, message.usage.input_tokens, message.usage.output_tokens, message.model)
+
+    # -- Message Batches (POST /v1/messages/batches; results as JSONL once processing has ended) --
+
+    supports_batch = True
+
+    def batch_submit(self, items: list[BatchRequest], display_name: str) -> str:
+        requests = [{"custom_id": i.custom_id, "params": self._params(i.request, i.options)} for i in items]
+        with self.translating_errors():
+            return self._client(self.Options()).messages.batches.create(requests=requests).id
+
+    def batch_state(self, batch_id: str) -> BatchState:
+        with self.translating_errors():
+            batch = self._client(self.Options()).messages.batches.retrieve(batch_id)
+        counts = batch.request_counts.model_dump()
+        # "ended" covers a batch whose 24 hours ran out too: its unfinished requests come back "expired"
+        if batch.processing_status == "ended":
+            state = "expired" if counts.get("expired") else "ended"
+        else:
+            state = "running"
+        return BatchState(state, batch.processing_status, counts)
+
+    def batch_outcomes(self, batch_id: str):
+        with self.translating_errors():
+            for entry in self._client(self.Options()).messages.batches.results(batch_id):
+                result = entry.result
+                if result.type == "succeeded":
+                    message = result.message
+                    text = "".join(block.text for block in message.content if block.type == "text")
+                    reason = _STOP_REASONS.get(message.stop_reason, message.stop_reason or "stop")
+                    finished = Finished(reason, message.usage.input_tokens, message.usage.output_tokens, message.model)
+                    yield BatchOutcome(entry.custom_id, text, finished)
+                elif result.type == "errored":
+                    error = getattr(result.error, "error", None)
+                    yield BatchOutcome(entry.custom_id, None, error=f"errored: {getattr(error, 'message', error)}")
+                else:
+                    yield BatchOutcome(entry.custom_id, None, error=result.type)  # expired, canceled
+
+    def batch_cancel(self, batch_id: str) -> None:
+        with self.translating_errors():
+            self._client(self.Options()).messages.batches.cancel(batch_id)

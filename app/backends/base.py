@@ -105,6 +105,43 @@ class Finished:
 Event = TextDelta | Finished
 
 
+# -- batch services (Anthropic Message Batches, Gemini batch mode, the OpenAI Batch API) ------------
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request of a batch; ``custom_id`` says what it is for (letters, digits, - and _ only)."""
+
+    custom_id: str
+    request: GenerationRequest
+    options: Options
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """Where a batch is. ``state``: running (still being worked on), ended (results ready),
+    expired (its time window passed: the finished part can be collected), failed, cancelled."""
+
+    state: str
+    provider_state: str  # the provider's own word
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def collectable(self) -> bool:
+        return self.state in ("ended", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """One request's result: its text, or why there is none (errored, expired, cancelled)."""
+
+    custom_id: str
+    text: str | None
+    finished: Finished | None = None
+    error: str | None = None
+
+
 class Provider:
     """Base class of providers. Subclasses set the class attributes and implement the two methods."""
 
@@ -138,6 +175,23 @@ class Provider:
 
     def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
         """One non-streaming attempt."""
+        raise NotImplementedError
+
+    # A provider with a batch service sets supports_batch and implements these four.
+    supports_batch: ClassVar[bool] = False
+
+    def batch_submit(self, items: list[BatchRequest], display_name: str) -> str:
+        """Submit ``items`` as one batch; returns the provider's batch id."""
+        raise NotImplementedError
+
+    def batch_state(self, batch_id: str) -> BatchState:
+        raise NotImplementedError
+
+    def batch_outcomes(self, batch_id: str) -> Iterator[BatchOutcome]:
+        """Every request's outcome, once :meth:`batch_state` is collectable."""
+        raise NotImplementedError
+
+    def batch_cancel(self, batch_id: str) -> None:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -98,6 +98,26 @@ def missing_key_message(endpoint: EndpointConfig, cls: type[Provider]) -> str:
     )
 
 
+def find_key(endpoint: EndpointConfig, cls: type[Provider], explicit: str | None = None) -> str | None:
+    """The endpoint's key (explicit, keyring, then the provider's environment variables)."""
+    found = secrets.lookup(endpoint.name, cls.key_env_vars, explicit)
+    if found is None and cls.needs_key:
+        raise MissingKeyError(missing_key_message(endpoint, cls), backend=endpoint.name)
+    return found.value if found else None
+
+
+def ledger_http_client(
+    ledger: Ledger, endpoint: EndpointConfig, cls: type[Provider], purpose: str, key: str | None, options: Options
+) -> httpx.Client:
+    """An httpx client whose every request is recorded in the privacy ledger before it leaves."""
+    ctx = LedgerContext(
+        backend=endpoint.name, provider=cls.id, model=endpoint.model or cls.default_model, purpose=purpose
+    )
+    transport = LedgerTransport(ledger, ctx, secrets=(key,))
+    timeout = httpx.Timeout(options.timeout_s, connect=options.connect_timeout_s)
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+
+
 class Generation:
     """One request to one endpoint, iterated for its text. Not thread-safe; cancel from any thread."""
 
@@ -135,23 +155,12 @@ class Generation:
         return "".join(self._pieces)
 
     def _find_key(self, explicit: str | None) -> str | None:
-        found = secrets.lookup(self.endpoint.name, self.cls.key_env_vars, explicit)
-        if found is None and self.cls.needs_key:
-            raise MissingKeyError(missing_key_message(self.endpoint, self.cls), backend=self.endpoint.name)
-        return found.value if found else None
+        return find_key(self.endpoint, self.cls, explicit)
 
     def _http_client(self) -> httpx.Client | None:
         if self._ledger is None:
             return None
-        ctx = LedgerContext(
-            backend=self.endpoint.name,
-            provider=self.cls.id,
-            model=self.endpoint.model or self.cls.default_model,
-            purpose=self.request.purpose,
-        )
-        transport = LedgerTransport(self._ledger, ctx, secrets=(self._key,))
-        timeout = httpx.Timeout(self.options.timeout_s, connect=self.options.connect_timeout_s)
-        return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+        return ledger_http_client(self._ledger, self.endpoint, self.cls, self.request.purpose, self._key, self.options)
 
     def __iter__(self) -> Iterator[str]:
         if self._iterator is None:

@@ -15,7 +15,17 @@ from google.genai import types
 from pydantic import Field
 
 from app.backends import http_errors
-from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
+from app.backends.base import (
+    BatchOutcome,
+    BatchRequest,
+    BatchState,
+    Event,
+    Finished,
+    GenerationRequest,
+    Options,
+    Provider,
+    TextDelta,
+)
 from app.backends.errors import BackendConnectionError, BackendError
 from app.backends.registry import register
 from app.jobs import CancelToken
@@ -115,3 +125,51 @@ class GeminiProvider(Provider):
             response = self._client(options).models.generate_content(model=self.model, contents=contents, config=config)
         finished = self._finish(response, self.model) or Finished("stop", model=self.model)
         return self._chunk_text(response), finished
+
+    # -- batch mode (models/{model}:batchGenerateContent with inline requests) -------------------
+
+    supports_batch = True
+    _STATES = {
+        "JOB_STATE_QUEUED": "running",
+        "JOB_STATE_PENDING": "running",
+        "JOB_STATE_RUNNING": "running",
+        "JOB_STATE_SUCCEEDED": "ended",
+        "JOB_STATE_FAILED": "failed",
+        "JOB_STATE_CANCELLED": "cancelled",
+        "JOB_STATE_EXPIRED": "expired",
+    }
+
+    def batch_submit(self, items: list[BatchRequest], display_name: str) -> str:
+        src = []
+        for item in items:
+            contents, config = self._contents_and_config(item.request, item.options)
+            config.automatic_function_calling = None  # not a field a batch request takes
+            src.append(types.InlinedRequest(contents=contents, config=config, metadata={"key": item.custom_id}))
+        with self.translating_errors():
+            job = self._client(self.Options()).batches.create(
+                model=self.model, src=src, config=types.CreateBatchJobConfig(display_name=display_name)
+            )
+        return job.name
+
+    def batch_state(self, batch_id: str) -> BatchState:
+        with self.translating_errors():
+            job = self._client(self.Options()).batches.get(name=batch_id)
+        raw = job.state.value if hasattr(job.state, "value") else str(job.state)
+        error = job.error.message if getattr(job, "error", None) else None
+        done = len(job.dest.inlined_responses or []) if job.dest else 0
+        return BatchState(self._STATES.get(raw, "running"), raw, {"responses": done}, error)
+
+    def batch_outcomes(self, batch_id: str):
+        with self.translating_errors():
+            job = self._client(self.Options()).batches.get(name=batch_id)
+        for response in (job.dest.inlined_responses or []) if job.dest else []:
+            key = (response.metadata or {}).get("key", "")
+            if response.error is not None or response.response is None:
+                yield BatchOutcome(key, None, error=f"errored: {getattr(response.error, 'message', response.error)}")
+                continue
+            finished = self._finish(response.response, self.model) or Finished("stop", model=self.model)
+            yield BatchOutcome(key, self._chunk_text(response.response), finished)
+
+    def batch_cancel(self, batch_id: str) -> None:
+        with self.translating_errors():
+            self._client(self.Options()).batches.cancel(name=batch_id)

@@ -8,13 +8,24 @@ arbitrary endpoint just because it is in the environment.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import openai
 from pydantic import Field
 
 from app.backends import http_errors
-from app.backends.base import Event, Finished, GenerationRequest, Options, Provider, TextDelta
+from app.backends.base import (
+    BatchOutcome,
+    BatchRequest,
+    BatchState,
+    Event,
+    Finished,
+    GenerationRequest,
+    Options,
+    Provider,
+    TextDelta,
+)
 from app.backends.errors import BackendError
 from app.backends.registry import register
 from app.jobs import CancelToken
@@ -103,3 +114,76 @@ class OpenAICompatProvider(Provider):
             usage.completion_tokens if usage else None,
             response.model,
         )
+
+    # -- the Batch API (a JSONL file uploaded, POST /v1/batches), where the endpoint has it --------
+
+    supports_batch = True
+    _RUNNING = ("validating", "in_progress", "finalizing", "cancelling")
+
+    def batch_submit(self, items: list[BatchRequest], display_name: str) -> str:
+        lines = [
+            json.dumps(
+                {
+                    "custom_id": i.custom_id,
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": self._params(i.request, i.options),
+                }
+            )
+            for i in items
+        ]
+        with self.translating_errors():
+            client = self._client(self.Options())
+            upload = client.files.create(file=("tiller-distill.jsonl", "\n".join(lines).encode()), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=upload.id,
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+                metadata={"job": display_name},
+            )
+        return batch.id
+
+    def batch_state(self, batch_id: str) -> BatchState:
+        with self.translating_errors():
+            batch = self._client(self.Options()).batches.retrieve(batch_id)
+        counts = batch.request_counts.model_dump() if batch.request_counts else {}
+        state = "running" if batch.status in self._RUNNING else {"completed": "ended"}.get(batch.status, batch.status)
+        error = None
+        if batch.errors and batch.errors.data:
+            error = "; ".join(f"{e.code}: {e.message}" for e in batch.errors.data)[:500]
+        return BatchState(state, batch.status, counts, error)
+
+    def batch_outcomes(self, batch_id: str):
+        with self.translating_errors():
+            client = self._client(self.Options())
+            batch = client.batches.retrieve(batch_id)
+            for file_id in (batch.output_file_id, batch.error_file_id):
+                if not file_id:
+                    continue
+                for line in client.files.content(file_id).text.splitlines():
+                    if line.strip():
+                        yield self._outcome(json.loads(line))
+
+    @staticmethod
+    def _outcome(entry: dict) -> BatchOutcome:
+        custom_id = entry.get("custom_id", "")
+        response = entry.get("response") or {}
+        if (entry.get("error") or {}).get("code") == "batch_expired":
+            return BatchOutcome(custom_id, None, error="expired")  # not run in the window: ask again
+        if entry.get("error") or response.get("status_code", 200) >= 400:
+            error = entry.get("error") or (response.get("body") or {}).get("error") or response.get("status_code")
+            return BatchOutcome(custom_id, None, error=f"errored: {error}")
+        body = response.get("body") or {}
+        choice = (body.get("choices") or [{}])[0]
+        usage = body.get("usage") or {}
+        finished = Finished(
+            _FINISH.get(choice.get("finish_reason"), choice.get("finish_reason") or "stop"),
+            usage.get("prompt_tokens"),
+            usage.get("completion_tokens"),
+            body.get("model"),
+        )
+        return BatchOutcome(custom_id, (choice.get("message") or {}).get("content") or "", finished)
+
+    def batch_cancel(self, batch_id: str) -> None:
+        with self.translating_errors():
+            self._client(self.Options()).batches.cancel(batch_id)

@@ -399,3 +399,31 @@ def _m007_drafts(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
+
+
+@migration(8, "distillation batches: jobs submitted to a provider's batch service, so a closed app can collect them")
+def _m008_distill_batches(db: sqlite_utils.Database) -> None:
+    db["distill_batches"].create(
+        {
+            "id": int,
+            "backend": str,  # the endpoint's name
+            "provider": str,
+            "model": str,
+            "batch_id": str,  # the provider's id (msgbatch_…, batch_…, batches/…)
+            "stage": str,  # intents | baselines | R1 | R2 | R3
+            "sender": str,  # NULL: every identity
+            "config": str,  # JSON: the DistillConfig fields that pick the rows (limit, strategies, seed …)
+            "custom_ids": str,  # JSON list: what each request was for (a row's key), in submission order
+            "requests": int,
+            "estimate": str,  # JSON: tokens and cost shown before submitting
+            "state": str,  # submitted | running | collected | failed | expired | cancelled
+            "provider_state": str,  # the provider's own word, last seen
+            "counts": str,  # JSON: succeeded / errored / expired … as last seen, then as collected
+            "submitted_at": str,
+            "checked_at": str,
+            "collected_at": str,
+            "error": str,
+        },
+        pk="id",
+    )
+    db["distill_batches"].create_index(["backend", "state"])

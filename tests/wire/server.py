@@ -72,12 +72,20 @@ class Reply:
     """What the server answers: a status and JSON body, or a list of SSE events."""
 
     def __init__(
-        self, status: int = 200, body: Any = None, events: list[tuple[str | None, Any]] | None = None, headers=None
+        self,
+        status: int = 200,
+        body: Any = None,
+        events: list[tuple[str | None, Any]] | None = None,
+        headers=None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
     ):
         self.status = status
         self.body = body
         self.events = events
         self.headers = headers or {}
+        self.raw = raw  # a body sent as it is (JSONL results), instead of ``body`` as JSON
+        self.content_type = content_type
 
 
 class WireServer:
@@ -166,9 +174,9 @@ class WireServer:
 
     @staticmethod
     def _send_json(h, reply: Reply) -> None:
-        data = json.dumps(reply.body).encode()
+        data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
         h.send_response(reply.status)
-        h.send_header("content-type", "application/json")
+        h.send_header("content-type", reply.content_type)
         h.send_header("content-length", str(len(data)))
         for k, v in reply.headers.items():
             h.send_header(k, v)
