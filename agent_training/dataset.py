@@ -18,7 +18,8 @@ from pathlib import Path
 from agent_training.distill import MEASURED_SOURCE
 from agent_training.rules import MEASURED, merge_with_measured
 from app import paths
-from app.agent.template import agent_prompt
+from app.agent.template import agent_prompt, voice_prompt
+from app.content_guard import check_rewrite
 from app.files import write_atomic
 from app.store import distilled
 
@@ -90,6 +91,9 @@ def collect(
                 row.own_text.strip(),
                 {
                     "message_id": mid,
+                    "intent_id": intent_id,
+                    "recipients": recipients,
+                    "subject": subject,
                     "sender": sender,
                     "date": date,
                     "intent": intent,
@@ -146,6 +150,7 @@ def export(
     _write_jsonl(out / "test.jsonl", [_chat(e, e.rules, "test") for e in test])
     _write_jsonl(out / "naive_train.jsonl", [_chat(e, e.email, "train") for e in train])
     _write_jsonl(out / "naive_test.jsonl", [_chat(e, e.email, "test") for e in test])
+    voice_stats = _export_voice_pairs(db, train, test, out)
     per_sender = {}
     for name, split in (("train", train), ("test", test)):
         for e in split:
@@ -170,6 +175,7 @@ def export(
         "mean_rules_words": words([e.rules for e in examples]),
         "mean_email_words": words([e.email for e in examples]),
         "per_sender": per_sender,
+        "voice_pairs": voice_stats,
         "directory": str(out),
     }
     write_atomic(out / "stats.json", json.dumps(stats, indent=2))
@@ -189,3 +195,52 @@ def default_training_file(sender: str | None = None) -> Path:
             if candidate.is_file():
                 return candidate
     raise FileNotFoundError(f"no training data under {datasets_dir()}: run `tiller distill` first")
+
+
+def _names(addresses: str) -> tuple[str, ...]:
+    """Name-like pieces of addresses ("kay.mann@enron.com" -> kay, mann): a rewrite may add or
+    drop them (a greeting, a signature) without changing what the email says."""
+    return tuple(p for a in addresses.split(",") for p in re.split(r"[._-]", a.split("@")[0].strip()) if p)
+
+
+def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]], dict]:
+    """(example, zero-shot email) for the voice stage: the zero-shot email says what the real one
+    says in a generic voice. A pair where the zero-shot email invents or loses a fact (the content
+    guard, app/content_guard.py) would teach the rewrite to do the same, so it is left out."""
+    baselines = distilled.baselines_of(db, sorted({e.meta["intent_id"] for e in examples}))
+    kept, refused, reasons = [], 0, {"dropped": 0, "invented": 0}
+    samples = []
+    for e in examples:
+        row = baselines.get(e.meta["intent_id"])
+        if row is None or not row.text:
+            continue
+        allowed = _names(e.sender) + _names(e.meta.get("recipients", ""))
+        verdict = check_rewrite(row.text, e.email, e.meta["intent"], allowed=allowed)
+        if verdict.kept:
+            kept.append((e, row.text))
+            continue
+        refused += 1
+        reasons["dropped"] += bool(verdict.dropped)
+        reasons["invented"] += bool(verdict.invented)
+        if len(samples) < 5:
+            samples.append({"message_id": e.message_id, "reason": verdict.reason})
+    return kept, {"pairs": len(kept) + refused, "kept": len(kept), "refused": refused, **reasons, "samples": samples}
+
+
+def _voice_chat(e: Example, baseline: str, split: str) -> dict:
+    prompt = voice_prompt(baseline, recipient=e.meta.get("recipients"), subject=e.meta.get("subject"))
+    return {
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": e.email + "\n"}],
+        "meta": {**e.meta, "split": split, "stage": "voice"},
+    }
+
+
+def _export_voice_pairs(db, train: list[Example], test: list[Example], out: Path) -> dict:
+    """voice_train.jsonl / voice_test.jsonl (zero-shot email -> the real email), when the
+    distillation made zero-shot emails (R3 through a large model or the local one)."""
+    stats = {}
+    for name, split in (("train", train), ("test", test)):
+        pairs, stats[name] = voice_pairs(db, split)
+        if stats[name]["pairs"]:
+            _write_jsonl(out / f"voice_{name}.jsonl", [_voice_chat(e, b, name) for e, b in pairs])
+    return stats

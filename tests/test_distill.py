@@ -510,3 +510,44 @@ def test_a_rule_set_with_pieces_of_sentences_is_asked_for_again():
     assert [fragment_reason(r) for r in whole] == [None] * 4
     rules, _, _ = parse_small_rules(json.dumps({"differences": "x", "rules": whole}), email)
     assert rules == whole
+
+
+def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and_refuse_one_that_invents(
+    kay_db, claude, tmp_path
+):
+    """The voice stage's training pairs (zero-shot email -> real email) pass the content guard."""
+    import re as re_mod
+
+    def reply(prompt: str) -> str:
+        if "write the core content as short first-person bullet points" in prompt:
+            email = re_mod.search(r"<email>\n(.*?)\n</email>", prompt, re_mod.S).group(1)
+            return "<scratchpad>x</scratchpad>\n<intent>\n- " + email.replace("\n", " ") + "\n</intent>"
+        if "<intent>" in prompt and "Put the email" in prompt:
+            intent = re_mod.search(r"<intent>\n- (.*?)\n</intent>", prompt, re_mod.S).group(1)
+            if len(intent) % 2:  # about half: a zero-shot email that invents a time and a place
+                return "<email>\nThe meeting is at 7 PM in the Ocean Energy Conference Center.\n</email>"
+            return f"<email>\n{intent}\n</email>"  # the same content, said plainly
+        return scripted_claude(prompt)
+
+    claude.reply = reply
+    run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=12, consent_given_now=True)))
+    stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")["voice_pairs"]
+    both = {k: stats["train"][k] + stats["test"][k] for k in ("pairs", "kept", "refused", "dropped")}
+    assert both["pairs"] == 12 and both["kept"] + both["refused"] == 12
+    # the invented time and place are not in the real email: learning that pair would teach the
+    # rewrite to delete them, so it is refused as "dropped"
+    assert 0 < both["refused"] == both["dropped"] and both["kept"] > 0, stats
+    reason = (stats["train"]["samples"] or stats["test"]["samples"])[0]["reason"]
+    assert reason.startswith("the rewrite dropped 7") and "ocean" in reason
+    lines = (tmp_path / "r3" / "voice_train.jsonl").read_text().splitlines()
+    assert len(lines) == stats["train"]["kept"]
+    record = json.loads(lines[0])
+    prompt, target = record["messages"][0]["content"], record["messages"][1]["content"]
+    assert prompt.startswith("### Rewrite in my words\n") and prompt.endswith("### My email\n")
+    assert (
+        "Ocean Energy" not in prompt
+        and target.strip()
+        == kay_db.execute("SELECT own_text FROM messages WHERE id = ?", [record["meta"]["message_id"]])
+        .fetchone()[0]
+        .strip()
+    )

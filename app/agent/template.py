@@ -46,3 +46,19 @@ def parse_rules(text: str) -> list[str]:
         if line and line not in rules:
             rules.append(line)
     return rules
+
+
+# The voice stage (issue 2/5): the large model's draft -> the same email in the user's words.
+VOICE_HEADER = "### My email\n"
+
+
+def voice_prompt(draft: str, *, recipient: str | None = None, subject: str | None = None) -> str:
+    """The voice adapter's prompt: the draft to say again in the user's words. Trained on
+    (zero-shot email -> the real email) pairs, generated up to :data:`RULES_END`."""
+    lines = ["### Rewrite in my words"]
+    if recipient:
+        lines.append(f"To: {recipient.strip()}")
+    if subject:
+        lines.append(f"Subject: {subject.strip()}")
+    lines.append("Draft:\n" + draft.strip())
+    return "\n".join(lines) + "\n" + VOICE_HEADER
