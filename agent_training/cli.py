@@ -397,29 +397,43 @@ def eval_command(
 @click.option(
     "--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel)."
 )
-def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
-    """Fine-tune the preference agent on the distilled data and export its GGUF adapter.
+@click.option(
+    "--stage",
+    type=click.Choice(["agent", "voice"]),
+    default="agent",
+    show_default=True,
+    help="agent: intent -> rules; voice: the large model's draft -> your words (needs zero-shot emails from "
+    "`tiller distill --backend NAME`).",
+)
+def train_command(sender, as_json, control_stdin, dataset, stage, **options) -> None:
+    """Fine-tune the preference agent (or its voice stage) on the distilled data and export its GGUF adapter.
 
     Ctrl-C (or cancel from the app) saves a checkpoint; the same command resumes from it. The new
     adapter replaces the profile's previous one only when it is complete and validated.
     """
     import json as jsonlib
 
-    from agent_training.dataset import default_training_file
+    from agent_training.dataset import default_training_file, default_voice_file
     from agent_training.finetune import Finetune, FinetuneConfig
+    from app.agent.profiles import VOICE_DIR, profile_dir
 
     err = Console(stderr=True)
     try:
-        dataset = dataset or default_training_file(sender)
+        dataset = dataset or (default_voice_file(sender) if stage == "voice" else default_training_file(sender))
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    if stage == "voice":
+        # a draft and the email it becomes: longer than an intent and its rules
+        options["max_length"] = options.get("max_length") or VOICE_MAX_LENGTH
+        options["output"] = options.get("output") or profile_dir(sender) / VOICE_DIR
     config = FinetuneConfig(dataset=dataset, sender=sender, **options)
     token = CancelToken()
     job = Finetune(config, cancel=token, log=lambda text: err.print(text, markup=False, highlight=False))
     guard_trainer(token, job.emergency_checkpoint, control_stdin)
     restore_ctrl_c = on_ctrl_c(token, "Stopping (a checkpoint of the last finished step is saved)")
     if not as_json:
-        console.print(f"Training the agent on {esc(dataset)}" + (f" (only {esc(sender)})" if sender else ""))
+        what = "the voice stage" if stage == "voice" else "the agent"
+        console.print(f"Training {what} on {esc(dataset)}" + (f" (only {esc(sender)})" if sender else ""))
     try:
         if as_json:
             for p in job.run():
@@ -465,6 +479,9 @@ def train_command(sender, as_json, control_stdin, dataset, **options) -> None:
             f"Adapter: {esc(result['adapter']['path'])} ({result['adapter']['tensors']} tensors, "
             f"{result['adapter']['bytes'] / 1e6:.1f} MB)"
         )
+
+
+VOICE_MAX_LENGTH = 768  # tokens of a voice example (draft + email); longer ones are skipped and counted
 
 
 def guard_trainer(token: CancelToken, before_exit, control_stdin: bool) -> None:

@@ -19,7 +19,7 @@ from agent_training.distill import MEASURED_SOURCE
 from agent_training.rules import MEASURED, merge_with_measured
 from app import paths
 from app.agent.template import agent_prompt, voice_prompt
-from app.content_guard import check_rewrite
+from app.content_guard import check_rewrite, names_in
 from app.files import write_atomic
 from app.store import distilled
 
@@ -197,10 +197,19 @@ def default_training_file(sender: str | None = None) -> Path:
     raise FileNotFoundError(f"no training data under {datasets_dir()}: run `tiller distill` first")
 
 
-def _names(addresses: str) -> tuple[str, ...]:
-    """Name-like pieces of addresses ("kay.mann@enron.com" -> kay, mann): a rewrite may add or
-    drop them (a greeting, a signature) without changing what the email says."""
-    return tuple(p for a in addresses.split(",") for p in re.split(r"[._-]", a.split("@")[0].strip()) if p)
+def default_voice_file(sender: str | None = None) -> Path:
+    """The newest voice pairs there are for ``sender`` (``voice_train.jsonl``), as
+    :func:`default_training_file` picks rules data."""
+    folders = ([sender_datasets_dir(sender)] if sender else []) + [sender_datasets_dir(None)]
+    for strategy in TRAINING_PREFERENCE:
+        for folder in folders:
+            candidate = folder / strategy / "voice_train.jsonl"
+            if candidate.is_file() and candidate.stat().st_size:
+                return candidate
+    raise FileNotFoundError(
+        "no voice pairs yet: they need zero-shot emails, which `tiller distill --backend NAME` writes "
+        "(a cloud backend, or `local` on this computer); offline distillation has none"
+    )
 
 
 def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]], dict]:
@@ -214,7 +223,7 @@ def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]],
         row = baselines.get(e.meta["intent_id"])
         if row is None or not row.text:
             continue
-        allowed = _names(e.sender) + _names(e.meta.get("recipients", ""))
+        allowed = names_in(e.sender, e.meta.get("recipients", ""))
         verdict = check_rewrite(row.text, e.email, e.meta["intent"], allowed=allowed)
         if verdict.kept:
             kept.append((e, row.text))

@@ -1,4 +1,5 @@
-"""Composing an email, as one operation: intent -> the agent's rules -> draft(s) -> rule check.
+"""Composing an email, as one operation: intent -> the agent's rules -> draft(s) -> the voice stage
+(on this computer, guarded) -> rule check.
 
 The CLI renders it, the desktop app can render it, the evaluation runs it; none of them assembles
 the steps itself. ``ComposeOperation(request).run()`` is a generator (cancelled by a token, like
@@ -7,6 +8,9 @@ every long job) that yields what a view shows as it happens:
 - :class:`RulesReady` once the rules are known (the agent's, given ones, or none);
 - :class:`DraftText` for each streamed piece of a draft (a retried request is reported through the
   ``on_retry`` callback as it happens);
+- :class:`VoiceRewritten` when the profile's voice adapter said the draft again in the user's
+  words, and whether the content guard kept that (else the large model's draft goes on, with the
+  reason);
 - :class:`Reasking` when a draft broke rules that cannot be repaired safely (one re-ask per draft);
 - :class:`DraftChecked` with the checked and repaired draft (:class:`app.rulecheck.CheckedDraft`).
 
@@ -44,6 +48,9 @@ class ComposeRequest:
     # the scoped rules learnt from the user's edits (app/learning/scoped.py) replace the agent's on
     # their aspects; off by default so the evaluation and benchmarks measure the agent alone
     learned: bool = False
+    # the voice stage: None follows the profile (on when its voice adapter is trained and not
+    # switched off), True asks for it, False leaves the large model's draft as it is
+    voice: bool | None = None
 
 
 @dataclass
@@ -63,6 +70,16 @@ class DraftText:
 
 
 @dataclass
+class VoiceRewritten:
+    index: int
+    kept: bool  # the content guard found every fact of the draft in the rewrite
+    text: str  # what the draft is now: the rewrite if kept, else the large model's draft
+    reason: str
+    draft: str  # the large model's draft, one click away
+    rewrite: str  # what the voice adapter wrote (shown when refused, to see why)
+
+
+@dataclass
 class Reasking:
     index: int
     broken: list
@@ -78,6 +95,7 @@ class DraftChecked:
     model: str | None = None
     elapsed_s: float = 0.0
     finish_reason: str | None = None
+    voice: VoiceRewritten | None = None
 
 
 @dataclass
@@ -86,7 +104,7 @@ class ComposeResult:
     drafts: list[DraftChecked]
 
 
-Event = RulesReady | DraftText | Reasking | DraftChecked
+Event = RulesReady | DraftText | VoiceRewritten | Reasking | DraftChecked
 
 
 class ComposeOperation:
@@ -106,6 +124,7 @@ class ComposeOperation:
         generate_fn: Callable = generate,
         on_retry: Callable | None = None,
         prepare: Callable[[GenerationRequest], GenerationRequest] | None = None,
+        voice: Callable | None = None,
     ):
         self.request = request
         self.cancel = cancel or CancelToken()
@@ -114,12 +133,15 @@ class ComposeOperation:
         self._scoped_rules = scoped_rules  # sender -> stored scoped rules (app.learning.scoped.stored_rules)
         self._generate = generate_fn
         self._prepare = prepare  # a last change to the drafting request (the evaluation's few-shot examples)
+        self._voice = voice  # sender -> a voice rewriter or None (app.agent.voice); None: the profile's
+        self._rewriter = False  # not looked up yet
         self.result: ComposeResult | None = None
         self.rules_ready: RulesReady | None = None
 
     def run(self) -> Iterator[Event]:
         req = self.request
         rules_event = self.rules_ready = self._rules()
+        self._voice_rewriter()  # a voice stage asked for but not trained fails here, before anything is sent
         yield rules_event
         drafts = []
         for index, tags in enumerate(req.tag_sets):
@@ -174,11 +196,26 @@ class ComposeOperation:
         if self._prepare:
             request = self._prepare(request)
         text, gen = yield from self._stream(index, request)
+        voiced = None
+        rewriter = self._voice_rewriter()
+        if rewriter is not None:
+            result = rewriter.rewrite(
+                text,
+                intent=req.intent,
+                sender=req.sender,
+                recipient=req.recipient,
+                subject=req.subject,
+                cancel=self.cancel,
+            )
+            voiced = VoiceRewritten(index, result.kept, result.text, result.verdict.reason, text, result.rewrite)
+            yield voiced
+            text = result.text
         if not req.check:
-            yield self._checked(index, CheckedDraft(text, text), rules, tags, gen)
+            yield self._checked(index, CheckedDraft(text, text), rules, tags, gen, voiced)
             return
         checked = check_draft(text, rules, recipient=req.recipient)
-        if checked.broken and req.reask:
+        # a kept rewrite is no longer the large model's text: asking it again would undo the voice
+        if checked.broken and req.reask and not (voiced and voiced.kept):
             yield Reasking(index, checked.broken)
             again = GenerationRequest(
                 request.system,
@@ -196,7 +233,30 @@ class ComposeOperation:
                 rechecked.original = text
                 rechecked.reasked = True
                 checked = rechecked
-        yield self._checked(index, checked, rules, tags, gen)
+        yield self._checked(index, checked, rules, tags, gen, voiced)
+
+    def _voice_rewriter(self):
+        """The voice stage for this request, or None (looked up once per operation)."""
+        if self._rewriter is not False:
+            return self._rewriter
+        req = self.request
+        rewriter = None
+        if req.voice is not False and (req.voice or req.use_agent):
+            if self._voice is not None:
+                rewriter = self._voice(req.sender)
+            else:
+                from app.agent.profiles import find_profile
+                from app.agent.voice import VoiceRewriter
+
+                profile = find_profile(req.sender)
+                if req.voice and profile.voice_adapter is None:
+                    raise ValueError(
+                        f"no voice stage is trained for {profile.name} (tiller train --stage voice); draft without --voice"
+                    )
+                if profile.voice_adapter is not None and (req.voice or profile.voice_on):
+                    rewriter = VoiceRewriter(profile)
+        self._rewriter = rewriter
+        return rewriter
 
     def _stream(self, index: int, request: GenerationRequest, echo: bool = True):
         gen = self._generate(request, self.request.backend, cancel=self.cancel, on_retry=self.on_retry)
@@ -207,7 +267,7 @@ class ComposeOperation:
                 yield DraftText(index, piece)
         return "".join(pieces), gen
 
-    def _checked(self, index: int, checked: CheckedDraft, rules: list[str], tags, gen) -> DraftChecked:
+    def _checked(self, index: int, checked: CheckedDraft, rules: list[str], tags, gen, voiced=None) -> DraftChecked:
         req = self.request
         completion = getattr(gen, "completion", None)
         unsupported = unsupported_sentences(
@@ -222,6 +282,7 @@ class ComposeOperation:
             model=getattr(completion, "model", None),
             elapsed_s=getattr(completion, "elapsed_s", 0.0) or 0.0,
             finish_reason=getattr(completion, "finish_reason", None),
+            voice=voiced,
         )
 
 

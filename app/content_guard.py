@@ -202,3 +202,16 @@ def content_fidelity(intent: str, draft: str, allowed: tuple[str, ...] = ()) -> 
     invented = sorted(f for f in facts(draft).all() if f not in known)
     share = 1.0 if not wanted else 1 - len(missing) / len(wanted)
     return Fidelity(share, tuple(missing), tuple(invented))
+
+
+def names_in(*addresses: str | None) -> tuple[str, ...]:
+    """Name-like pieces of addresses ("Kay Mann <kay.mann@enron.com>" -> kay, mann): a rewrite may
+    add or drop them (a greeting, a signature) without changing what the email says."""
+    out = []
+    for address in addresses:
+        for part in re.split(r"[,;]", address or ""):
+            local = part.split("@")[0] if "@" in part else part
+            out += [w for w in re.split(r"[^A-Za-z]+", local.split("<")[-1]) if len(w) > 1]
+            if "<" in part:
+                out += [w for w in re.split(r"[^A-Za-z]+", part.split("<")[0]) if len(w) > 1]
+    return tuple(dict.fromkeys(out))

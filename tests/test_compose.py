@@ -181,3 +181,76 @@ def test_before_the_first_training_the_rules_are_the_voices_own_mail_measured(sc
     assert (greeted < 0.5) == ("No greeting: start directly with the content." in ready.rules)
     sent = script.requests[0]
     assert all(rule in str(sent) for rule in ready.rules)  # the draft is asked for with them
+
+
+# -- the voice stage (issue 2/5) ---------------------------------------------------------------------
+
+
+class ScriptedVoice:
+    """A voice rewriter with the real content guard and a scripted rewrite (the model is tested in
+    tests/test_agent_training.py); records what it was given."""
+
+    def __init__(self, rewrite: str):
+        self.rewrite_text = rewrite
+        self.given: list[str] = []
+
+    def rewrite(self, draft, *, intent="", sender=None, recipient=None, subject=None, cancel=None):
+        from app.agent.voice import VoiceResult
+        from app.content_guard import check_rewrite, names_in
+
+        self.given.append(draft)
+        verdict = check_rewrite(draft, self.rewrite_text, intent, allowed=names_in(sender, recipient))
+        return VoiceResult(self.rewrite_text if verdict.kept else draft, self.rewrite_text, draft, verdict)
+
+
+ML_DRAFT = "Dear Sylvia,\n\nThe NG Energy contract is ready for legal review. Comments by Friday, please.\n\nBest regards,\nKay"
+
+
+def test_the_voice_stage_runs_after_the_draft_and_before_the_rule_check(script):
+    from app.compose import DraftChecked, VoiceRewritten
+
+    voice = ScriptedVoice(
+        "Sylvia - NG Energy contract is ready for legal review. Comments by Friday pls.\n\nThanks,\nKay"
+    )
+    script.enqueue(ML_DRAFT)
+    op, events = run(
+        ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED, rules=RULES),
+        voice=lambda sender: voice,
+    )
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "RulesReady" and kinds[-2:] == ["VoiceRewritten", "DraftChecked"]
+    assert set(kinds[1:-2]) == {"DraftText"}
+    voiced = next(e for e in events if isinstance(e, VoiceRewritten))
+    assert voiced.kept and voice.given == [ML_DRAFT] and voiced.draft == ML_DRAFT  # the M_L draft, one click away
+    checked = next(e for e in events if isinstance(e, DraftChecked))
+    assert checked.voice is voiced and checked.draft.original.startswith("Sylvia - NG Energy")
+    assert not any(isinstance(e, Reasking) for e in events) and len(script.requests) == 1
+
+
+def test_a_rewrite_that_loses_a_fact_is_refused_and_the_large_models_draft_goes_on(script):
+    from app.compose import VoiceRewritten
+
+    voice = ScriptedVoice("Sylvia - contract is ready. Comments soon pls.\n\nKay")  # NG Energy, legal, Friday lost
+    script.enqueue(ML_DRAFT)
+    op, events = run(
+        ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED, rules=RULES),
+        voice=lambda sender: voice,
+    )
+    voiced = next(e for e in events if isinstance(e, VoiceRewritten))
+    assert not voiced.kept and voiced.text == ML_DRAFT and "friday" in voiced.reason
+    assert "the draft is kept" in voiced.reason
+    assert op.result.drafts[0].draft.original == ML_DRAFT
+
+
+def test_the_voice_stage_is_off_per_draft_and_without_a_trained_voice(script, tiller_home):
+    from app.compose import VoiceRewritten
+
+    script.enqueue(ML_DRAFT, ML_DRAFT)
+    voice = ScriptedVoice("x")
+    _, events = run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES, voice=False), voice=lambda sender: voice)
+    assert not any(isinstance(e, VoiceRewritten) for e in events) and voice.given == []
+    # no voice adapter in the profile: the stage is skipped by default, and asking for it says why
+    _, events = run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES))
+    assert not any(isinstance(e, VoiceRewritten) for e in events)
+    with pytest.raises(ValueError, match="tiller train --stage voice"):
+        run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES, voice=True))

@@ -18,6 +18,10 @@ from app.files import read_text_bounded, write_atomic
 ALL_SENDERS = "all"
 ADAPTER_FILE = "adapter.gguf"
 TRAINING_FILE = "training.json"
+# The voice stage's adapter (the large model's draft -> the user's words) lives in a folder of its
+# own inside the profile, with its own training.json; a file VOICE_OFF there switches it off.
+VOICE_DIR = "voice"
+VOICE_OFF = "off"
 
 
 def agents_dir() -> Path:
@@ -97,6 +101,25 @@ class AgentProfile:
     @property
     def trained(self) -> bool:
         return self.adapter is not None
+
+    @property
+    def voice_adapter(self) -> Path | None:
+        """The voice stage's adapter, when it was trained (whether or not it is switched on)."""
+        path = self.directory / VOICE_DIR / ADAPTER_FILE
+        return path if path.is_file() else None
+
+    @property
+    def voice_on(self) -> bool:
+        """The voice stage runs for this profile: trained, and not switched off."""
+        return self.voice_adapter is not None and not (self.directory / VOICE_DIR / VOICE_OFF).exists()
+
+    def set_voice(self, on: bool) -> None:
+        flag = self.directory / VOICE_DIR / VOICE_OFF
+        if on:
+            flag.unlink(missing_ok=True)
+        else:
+            flag.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(flag, "the voice stage is off for this profile (tiller agents voice on)\n")
 
 
 def load_profile(sender: str | None) -> AgentProfile:

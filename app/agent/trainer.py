@@ -45,7 +45,9 @@ class TrainerEvent:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-def train_arguments(*, sender: str | None = None, steps: int | None = None, **options) -> list[str]:
+def train_arguments(
+    *, sender: str | None = None, steps: int | None = None, stage: str = "agent", **options
+) -> list[str]:
     """Command-line arguments for ``agent_training train`` from training options by field name
     (app/agent/train_options.py; ``steps`` is ``max_steps``). An unknown option is an error."""
     from app.agent.train_options import TRAINING_OPTIONS, trainer_arguments
@@ -57,6 +59,8 @@ def train_arguments(*, sender: str | None = None, steps: int | None = None, **op
     args = ["train", "--json", "--control-stdin"]
     if sender:
         args += ["--sender", sender]
+    if stage != "agent":
+        args += ["--stage", stage]  # voice: the draft -> the user's words
     return args + trainer_arguments({"max_steps": steps, **options})
 
 

@@ -77,6 +77,12 @@ def read_rules_file(path: Path) -> list[str]:
     is_flag=True,
     help="Draft with the agent's rules alone, without the rules learnt from your edits (`tiller edits rules`).",
 )
+@click.option(
+    "--voice/--no-voice",
+    default=None,
+    help="Say the large model's draft again in your words on this computer (the voice stage; default: on when "
+    "trained and not switched off with `tiller agents voice off`). A rewrite that loses or adds a fact is not used.",
+)
 def draft_command(
     intent,
     recipient,
@@ -93,6 +99,7 @@ def draft_command(
     no_check,
     edit,
     no_learned,
+    voice,
 ) -> None:
     """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
 
@@ -137,6 +144,7 @@ def draft_command(
         max_tokens=max_tokens,
         check=not no_check,
         learned=not no_learned,
+        voice=voice,
     )
     with cancel_on_ctrl_c() as token:
         op = ComposeOperation(
@@ -237,7 +245,7 @@ def _edit_draft(db, text: str, draft_id: int | None) -> None:
 
 def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = None) -> None:
     """Show a compose operation as it runs: rules, streamed drafts, each draft's rule check."""
-    from app.compose import DraftChecked, DraftText, Reasking, RulesReady
+    from app.compose import DraftChecked, DraftText, Reasking, RulesReady, VoiceRewritten
     from app.rulecheck import BROKEN, KEPT, REPAIRED
 
     events = op.run()
@@ -287,6 +295,13 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
                 tags = op.request.tag_sets[event.index]
                 console.rule(f"Draft {event.index + 1} · tags: {esc(', '.join(tags))}" if several else "Draft")
             console.print(event.text, end="", markup=False, highlight=False)
+        elif isinstance(event, VoiceRewritten):
+            console.print()
+            if event.kept:
+                console.rule("In your words (the voice stage, on this computer; the draft above is the large model's)")
+                console.print(event.text.rstrip(), markup=False, highlight=False)
+            else:
+                err_console.print(f"[yellow]Voice stage: {esc(event.reason)}.[/]")
         elif isinstance(event, Reasking):
             console.print()
             err_console.print(

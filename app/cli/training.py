@@ -122,10 +122,18 @@ def _show_training_event(event, bar, task, summary: dict, started: float) -> Non
 @cli.command("train")
 @click.option("--sender", help="Train this identity's own agent profile (default: one profile for all your addresses).")
 @click.option("--all-senders", is_flag=True, help="One profile trained on all your identities together.")
+@click.option(
+    "--stage",
+    type=click.Choice(["agent", "voice"]),
+    default="agent",
+    show_default=True,
+    help="agent: intent -> your rules; voice: the large model's draft -> your words (needs zero-shot emails from "
+    "`tiller distill --backend NAME`).",
+)
 @training_options
-def train_command(sender, all_senders, **options) -> None:
-    """Fine-tune the on-device preference agent on your distilled data (runs in its own process)."""
-    from app.agent.profiles import load_profile
+def train_command(sender, all_senders, stage, **options) -> None:
+    """Fine-tune the on-device preference agent (or its voice stage) on your distilled data (its own process)."""
+    from app.agent.profiles import VOICE_DIR, load_profile, profile_at
 
     if sender and all_senders:
         raise click.UsageError("--sender and --all-senders exclude each other")
@@ -145,13 +153,13 @@ def train_command(sender, all_senders, **options) -> None:
         from app.models import agent_base_gguf
 
         options["base_gguf"] = agent_base_gguf(_open_db())
-    result = run_trainer(sender, **options)
+    result = run_trainer(sender, stage=stage, **options)
     if result is None:
         sys.exit(EXIT_CANCELLED)
     if options["output"]:  # a profile folder of its own (the evaluation's baselines), not the sender's
-        from app.agent.profiles import profile_at
-
         profile = profile_at(options["output"], sender or "all")
+    elif stage == "voice":
+        profile = profile_at(load_profile(sender).directory / VOICE_DIR, sender or "all")
     else:
         profile = load_profile(sender)
     record = profile.record
@@ -162,8 +170,9 @@ def train_command(sender, all_senders, **options) -> None:
         if record.first_loss is not None and record.final_loss is not None
         else "no loss recorded"
     )
+    what = "Voice stage of" if stage == "voice" else "Agent profile"
     console.print(
-        f"Agent profile [bold]{esc(profile.name)}[/]: {record.steps} steps on {record.examples_used} examples, "
+        f"{what} [bold]{esc(profile.name)}[/]: {record.steps} steps on {record.examples_used} examples, "
         f"{loss}; adapter {esc(profile.adapter)}"
     )
 
@@ -178,7 +187,7 @@ def agents_command() -> None:
         console.print("No trained agent yet: run `tiller distill` then `tiller train`.")
         return
     table = Table(title="Agent profiles")
-    for col in ("profile", "trained (UTC)", "steps", "examples", "loss", "adapter"):
+    for col in ("profile", "trained (UTC)", "steps", "examples", "loss", "adapter", "voice stage"):
         table.add_column(col)
     for p in profiles:
         r = p.record
@@ -190,6 +199,25 @@ def agents_command() -> None:
                 r.examples_used,
                 f"{r.first_loss or 0:.2f} -> {r.final_loss or 0:.2f}",
                 p.adapter if p.adapter else "missing",
+                ("on" if p.voice_on else "off") if p.voice_adapter else "not trained",
             )
         )
     console.print(table)
+
+
+@cli.command("voice")
+@click.argument("state", type=click.Choice(["on", "off", "status"]), default="status")
+@click.option("--sender", help="The identity whose profile it is (default: the all-senders profile).")
+def voice_command(state, sender) -> None:
+    """Switch the voice stage of a profile on or off (each draft can still ask with --voice/--no-voice)."""
+    from app.agent.profiles import find_profile
+
+    profile = find_profile(sender)
+    if profile.voice_adapter is None:
+        raise click.ClickException(
+            f"profile {profile.name} has no voice stage yet: `tiller train --stage voice` trains it "
+            "(from zero-shot emails that `tiller distill --backend NAME` writes)"
+        )
+    if state != "status":
+        profile.set_voice(state == "on")
+    console.print(f"Voice stage of {esc(profile.name)}: {'on' if profile.voice_on else 'off'}")

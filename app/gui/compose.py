@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -172,6 +173,12 @@ class ComposePage(QWidget):
         self.show_original = QPushButton("Show the model's original", objectName="show_original", checkable=True)
         self.show_original.hide()
         self._checked = None  # the last CheckedDraft
+        self._ml_draft = None  # the large model's draft, when the voice stage's rewrite replaced it
+        self.use_voice = QCheckBox("In my words (voice stage, on this computer)", objectName="use_voice", checked=True)
+        self.use_voice.setToolTip(
+            "When this voice's profile has a trained voice stage, the large model's draft is said again in your "
+            "words on this computer; a rewrite that loses or adds a fact is not used."
+        )
 
         form = QFormLayout()
         form.addRow("Write as", self.voice)
@@ -179,6 +186,7 @@ class ComposePage(QWidget):
         form.addRow("To", self.recipient)
         form.addRow("Subject", self.subject)
         form.addRow("Drafts to compare", self.candidates)
+        form.addRow("", self.use_voice)
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.addLayout(form)
@@ -405,7 +413,7 @@ class ComposePage(QWidget):
         backend = self.backend.currentText() or None
         request = ComposeRequest(
             intent, recipient or None, subject or None, previous or None, sender, backend, rules=rules,
-            max_tokens=DRAFT_MAX_TOKENS,
+            max_tokens=DRAFT_MAX_TOKENS, voice=None if self.use_voice.isChecked() else False,
         )  # fmt: skip
 
         def work(token):  # the same core operation as `tiller draft`; this thread never touches widgets
@@ -442,12 +450,20 @@ class ComposePage(QWidget):
             self.output.setPlainText(checked.text.rstrip("\n"))
             self._show_check(event)
             kept = sum(c.status != "broken" for c in checked.checkable)
+            voice = ""
+            if event.voice is not None:
+                voice = (
+                    " Said again in your words on this computer (the large model's draft is one click away)."
+                    if event.voice.kept
+                    else f" Voice stage: {event.voice.reason}."
+                )
             self.show_status(
                 f"Drafted by {backend} in {event.elapsed_s:.1f} s with {len(rules)} rules: {kept} of "
                 f"{len(checked.checkable)} checkable rules kept"
                 + (" after repair" if checked.text.strip() != checked.original.strip() else "")
                 + ("; re-asked once" if checked.reasked else "")
                 + "."
+                + voice
             )
             self._busy(False)
             from app.learning.capture import DraftShown
@@ -552,6 +568,9 @@ class ComposePage(QWidget):
 
         self.check.clear()
         self._checked = event.draft if event is not None else None
+        voice = getattr(event, "voice", None)
+        self._ml_draft = voice.draft if voice is not None and voice.kept else None
+        self.show_original.setText("Show the large model's draft" if self._ml_draft else "Show the model's original")
         self.show_original.blockSignals(True)
         self.show_original.setChecked(False)
         self.show_original.blockSignals(False)
@@ -567,12 +586,14 @@ class ComposePage(QWidget):
         for sentence in event.unsupported:
             self.check.addItem(QListWidgetItem(f"check: not in your intent? {sentence}"))
         self.check.show()
-        self.show_original.setVisible(event.draft.text.strip() != event.draft.original.strip())
+        self.show_original.setVisible(bool(self._ml_draft) or event.draft.text.strip() != event.draft.original.strip())
 
     def _toggle_original(self, original: bool) -> None:
         if self._checked is not None:
-            self.output.setPlainText((self._checked.original if original else self._checked.text).rstrip("\n"))
-            self.show_original.setText("Show the checked email" if original else "Show the model's original")
+            before = self._ml_draft or self._checked.original
+            self.output.setPlainText((before if original else self._checked.text).rstrip("\n"))
+            label = "Show the large model's draft" if self._ml_draft else "Show the model's original"
+            self.show_original.setText("Show the checked email" if original else label)
 
     def _end_on_failure(self, job: Job, failed: Callable[[str], str], cancelled: str) -> None:
         """A failed or cancelled job says so in the status line and gives the controls back."""

@@ -1,0 +1,70 @@
+"""The voice stage at drafting time: the large model's draft, said again in the user's words by the
+profile's voice adapter on this computer, and kept only when the content guard finds every fact of
+the draft in it (app/content_guard.py). Nothing here leaves the machine.
+
+The adapter was trained on (zero-shot email -> the real email) pairs (agent_training/dataset.py),
+with the prompt of :func:`app.agent.template.voice_prompt`, and decodes greedily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.agent.profiles import AgentProfile
+from app.agent.runtime import RUNTIME, LlamaRuntime, ModelSpec
+from app.agent.template import STOP, voice_prompt
+from app.content_guard import GuardVerdict, check_rewrite, names_in
+from app.jobs import CancelToken
+from app.models import embedded_base_model
+
+
+@dataclass(frozen=True)
+class VoiceResult:
+    text: str  # what the draft becomes: the rewrite when the guard kept it, else the draft
+    rewrite: str  # what the voice adapter wrote
+    draft: str  # the large model's draft
+    verdict: GuardVerdict
+
+    @property
+    def kept(self) -> bool:
+        return self.verdict.kept
+
+
+class VoiceRewriter:
+    def __init__(self, profile: AgentProfile, *, runtime: LlamaRuntime = RUNTIME, n_ctx: int = 2048):
+        if profile.voice_adapter is None:
+            raise ValueError(f"profile {profile.name} has no voice adapter (tiller train --stage voice)")
+        self.profile = profile
+        base = profile.base_model if profile.base_model and Path(profile.base_model).is_file() else None
+        self.base_model = base or embedded_base_model()
+        self.runtime = runtime
+        self.n_ctx = n_ctx
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec.of(self.base_model, self.profile.voice_adapter, n_ctx=self.n_ctx)
+
+    def rewrite(
+        self,
+        draft: str,
+        *,
+        intent: str = "",
+        sender: str | None = None,
+        recipient: str | None = None,
+        subject: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> VoiceResult:
+        prompt = voice_prompt(draft, recipient=recipient, subject=subject)
+        # an email said again is about as long as the draft: room for half as much again
+        budget = 64 + int(len(draft) / 3)
+        pieces = [
+            text
+            for text, _ in self.runtime.stream(
+                self.spec(), prompt, max_tokens=budget, temperature=0.0, stop=STOP, cancel=cancel
+            )
+        ]
+        rewrite = "".join(pieces).strip()
+        verdict = check_rewrite(draft, rewrite, intent, allowed=names_in(sender, recipient))
+        if not rewrite:
+            verdict = GuardVerdict(False, ("the whole draft",), ())
+        return VoiceResult(rewrite if verdict.kept else draft, rewrite, draft, verdict)
