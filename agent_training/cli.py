@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import TextColumn
 from rich.table import Table
 
-from agent_training.evaluate import METHODS
+from agent_training.evaluate import ALL_METHODS, METHODS
 from app.agent.train_options import training_options
 from app.cli.common import console, on_ctrl_c, progress_bar
 from app.cli.learning import rules_backend_options
@@ -249,7 +249,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
     "--method",
     "methods",
     multiple=True,
-    type=click.Choice(list(METHODS)),
+    type=click.Choice(list(ALL_METHODS)),
     help="Methods to run (repeatable; default all).",
 )
 @click.option(

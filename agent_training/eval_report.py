@@ -158,6 +158,9 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
     names = [
         *(["authorship"] if results.get("authorship") else []),
         "similarity",
+        "voice_match",
+        "content_fidelity",
+        "invented",
         "length_log_ratio",
         "length_error",
         "greeting_match",
@@ -175,7 +178,8 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         "",
         "## Automatic metrics (all senders)",
         "",
-        "Authorship and similarity: higher is better; length_log_ratio (|ln| of the word-count ratio), errors and "
+        "Authorship, similarity, voice_match and content_fidelity: higher is better; invented (facts in the draft "
+        "that are not in the intent, app/content_guard.py), length_log_ratio (|ln| of the word-count ratio), errors and "
         "diffs: lower is better; matches: share of cases. Means first:",
         "",
         *method_table(results["metrics"]),
@@ -208,6 +212,8 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         lines += ["", "| sender | floor (others' mail) | ceiling (own mail) |", "|---|---|---|"]
         for s, c in author["calibration"].items():
             lines.append(f"| {s} | {c['floor']:.3f} ({c['others_n']}) | {c['ceiling']:.3f} ({c['own_n']}) |")
+    lines += paired_lines(results.get("paired") or {})
+    lines += voice_stage_lines(results.get("voice_stage"))
     if results.get("rule_compliance"):
         lines += [
             "",
@@ -281,3 +287,42 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
     )
     lines += ["", f"Reproduce: `{command}` with the same backends; answers are cached in drafts.jsonl.", ""]
     return "\n".join(lines)
+
+
+def paired_lines(paired: dict) -> list[str]:
+    """Each method minus M_L zero-shot on the same emails, with the smallest detectable difference."""
+    if not paired:
+        return []
+    lines = [
+        "",
+        "## Paired differences against M_L zero-shot (same held-out emails)",
+        "",
+        "Mean of (method - large_zero_shot) per email, its 95% bootstrap interval, how many emails the method "
+        "did better on, and the smallest difference this many emails can detect (80% power, two-sided 5%). "
+        "An interval that holds 0 is no evidence either way. voice_match = (style features agreeing + word-set "
+        "overlap + length ratio) / 3 (agent_training/evaluate.py: voice_match).",
+        "",
+        "| method | metric | mean difference | 95% CI | better on | detectable |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, metrics in paired.items():
+        for metric, d in metrics.items():
+            lines.append(
+                f"| {method} | {metric} | {d['mean']:+.3f} | {d['low']:+.3f} .. {d['high']:+.3f} | "
+                f"{d['better']} of {d['n']} | {d['detectable']:.3f} |"
+            )
+    return lines
+
+
+def voice_stage_lines(voice: dict | None) -> list[str]:
+    if not voice:
+        return []
+    lines = [
+        "",
+        "## The voice stage's content guard",
+        "",
+        f"{voice['kept']} of {voice['rewrites']} rewrites kept; refused: {voice['dropped']} dropped a fact of the "
+        f"draft, {voice['added']} added one (the large model's draft was used instead).",
+    ]
+    lines += [f"- {r}" for r in voice["samples"]]
+    return lines

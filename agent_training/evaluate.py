@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -47,9 +48,11 @@ from agent_training.rules import rule_lines
 from app import consent, style
 from app.agent.agent import PreferenceAgent, RulesRequest
 from app.agent.profiles import AgentProfile, find_profile, profile_at
+from app.agent.voice import VoiceRewriter
 from app.backends.base import GenerationRequest, Message
 from app.backends.config import default_endpoint_name, get_endpoint
 from app.compose import ComposeOperation, ComposeRequest
+from app.content_guard import content_fidelity, names_in
 from app.drafting import DRAFT_MAX_TOKENS  # the app's one draft limit
 from app.files import write_atomic
 from app.jobs import CancelToken, Progress
@@ -60,6 +63,14 @@ from app.store.messages import own_text_counts, reply_contexts
 
 METHODS = ("agent", "small_zero_shot", "large_zero_shot", "large_few_shot", "naive_finetune", "r1_agent", "real_rules")
 ADAPTER_METHODS = ("naive_finetune", "r1_agent")
+# the voice stage (issue 2/5): the agent's rules -> M_L -> the profile's voice adapter, guarded. Run
+# when asked (--method agent_voice) and every evaluated profile has a voice adapter.
+VOICE_METHODS = ("agent_voice",)
+ALL_METHODS = METHODS + VOICE_METHODS
+# paired differences are taken against this method (the issue's target: the default pipeline against
+# M_L zero-shot on the same held-out emails)
+PAIRED_BASELINE = "large_zero_shot"
+PAIRED_METRICS = ("authorship", "similarity", "content_fidelity", "voice_match")
 # the agent's judged win rates in the paper (GPT-4o judge, Llama 3 8B agents), for the report to stand beside
 PAPER_WIN_RATES = {
     "small_zero_shot": 84.1,
@@ -102,9 +113,9 @@ class EvalConfig:
         # its drafts doubled every table's sample and narrowed the bootstrap intervals
         self.senders = list(dict.fromkeys(self.senders))
         self.methods = tuple(dict.fromkeys(self.methods))
-        unknown = set(self.methods) - set(METHODS)
+        unknown = set(self.methods) - set(ALL_METHODS)
         if unknown:
-            raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")
+            raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(ALL_METHODS)}")
         for key in self.adapters:
             method, _, sender = key.partition(":")
             if method not in ADAPTER_METHODS:
@@ -224,6 +235,80 @@ def _norm(line: str | None) -> str:
     return " ".join((line or "").lower().strip(" ,.!").split())
 
 
+def voice_match(draft: str, real: str) -> float:
+    """A deterministic voice-match in the form YouOS reports one (style features, lexical overlap,
+    length ratio), so the number can stand beside theirs; 0..1, higher is closer:
+
+        voice_match = (style + lexical + length) / 3
+        style   = share of 6 features on which draft and real agree: has a greeting line, has a
+                  sign-off, uses contractions, starts lower-case, uses "!", mean sentence length
+                  within 30% of the real one's
+        lexical = Jaccard overlap of the two emails' lower-case word sets
+        length  = min(words) / max(words)
+    """
+    a, b = style.measure(draft or ""), style.measure(real or "")
+    words_a = set(re.findall(r"[a-z']+", (draft or "").lower()))
+    words_b = set(re.findall(r"[a-z']+", (real or "").lower()))
+    sentence_a, sentence_b = a.avg_sentence_words, b.avg_sentence_words
+    features = [
+        bool(a.greeting) == bool(b.greeting),
+        bool(a.signoff) == bool(b.signoff),
+        bool(a.contractions) == bool(b.contractions),
+        (a.lowercase_start_ratio > 0.5) == (b.lowercase_start_ratio > 0.5),
+        (a.exclamations > 0) == (b.exclamations > 0),
+        abs(sentence_a - sentence_b) <= 0.3 * max(sentence_b, 1.0),
+    ]
+    agree = sum(features) / len(features)
+    lexical = len(words_a & words_b) / len(words_a | words_b) if words_a | words_b else 1.0
+    n_a, n_b = len((draft or "").split()), len((real or "").split())
+    length = min(n_a, n_b) / max(n_a, n_b) if max(n_a, n_b) else 1.0
+    return (agree + lexical + length) / 3
+
+
+def paired_differences(per_method: dict, methods: list[str], seed: int) -> dict:
+    """Each method minus M_L zero-shot on the same held-out emails, per metric: the mean paired
+    difference, its 95% bootstrap interval, and the smallest difference this many emails can detect
+    (80% power, two-sided 5%: 2.8 x the differences' standard deviation / sqrt(n))."""
+    if PAIRED_BASELINE not in methods:
+        return {}
+    out: dict[str, dict] = {}
+    for method in methods:
+        if method == PAIRED_BASELINE:
+            continue
+        for metric in PAIRED_METRICS:
+            mine, base = per_method[method].get(metric), per_method[PAIRED_BASELINE].get(metric)
+            if not mine or not base or len(mine) != len(base):
+                continue
+            diffs = [x - y for x, y in zip(mine, base) if x == x and y == y]  # NaN: an uncalibrated sender
+            if len(diffs) < 2:
+                continue
+            low, high = bootstrap_interval(diffs, seed)
+            out.setdefault(method, {})[metric] = {
+                "mean": float(np.mean(diffs)),
+                "low": low,
+                "high": high,
+                "n": len(diffs),
+                "detectable": float(2.8 * np.std(diffs, ddof=1) / np.sqrt(len(diffs))),
+                "better": int(sum(d > 0 for d in diffs)),
+            }
+    return out
+
+
+def voice_stage_summary(drafts: dict, methods: list[str]) -> dict | None:
+    """How often the voice stage's rewrite was kept, and what the content guard caught."""
+    voiced = [d["voice"] for (m, _, _), d in drafts.items() if m in VOICE_METHODS and m in methods and d.get("voice")]
+    if not voiced:
+        return None
+    refused = [v["reason"] for v in voiced if not v["kept"]]
+    return {
+        "rewrites": len(voiced),
+        "kept": len(voiced) - len(refused),
+        "dropped": sum("dropped" in r for r in refused),
+        "added": sum("added" in r for r in refused),
+        "samples": refused[:5],
+    }
+
+
 def bootstrap_interval(scores: list[float], seed: int, rounds: int = 2000) -> tuple[float, float]:
     if not scores:
         return (float("nan"), float("nan"))
@@ -333,6 +418,12 @@ class Evaluation:
             self._authorship = fit_authorship(self.db, cases)
             self.timings["authorship model"] = time.monotonic() - began
         methods = [m for m in cfg.methods if cfg.runs(m)]
+        no_voice = [s for s in cfg.senders if agents[s].voice_adapter is None]
+        if "agent_voice" in methods and no_voice:
+            methods.remove("agent_voice")
+            self.notes.append(
+                f"agent_voice not run: no voice stage trained for {', '.join(no_voice)} (tiller train --stage voice)"
+            )
         if self.small and self.small.name == self.large.name and "large_zero_shot" in methods:
             methods.remove("small_zero_shot")  # the same model and prompt as M_L zero-shot: the same drafts
             self.notes.append(
@@ -392,10 +483,10 @@ class Evaluation:
         if key in self._cache:
             return self._cache[key]
         profile = None
-        if method in ("agent", *ADAPTER_METHODS):
+        if method in ("agent", *VOICE_METHODS, *ADAPTER_METHODS):
             profile = (
                 agents[agent_sender]
-                if method == "agent"
+                if method in ("agent", *VOICE_METHODS)
                 else profile_at(self.config.adapter(method, agent_sender), f"{method}:{agent_sender}")
             )
         if method == "naive_finetune":  # trained intent -> email: what it writes is the draft
@@ -418,12 +509,15 @@ class Evaluation:
             rules=given,
             use_agent=profile is not None or given is not None,
             max_tokens=DRAFT_MAX_TOKENS,
+            # every method is measured as named: the voice stage only where the method says so
+            voice=method in VOICE_METHODS,
         )
         op = ComposeOperation(
             compose,
             self.cancel,
             agent=(lambda _sender: PreferenceAgent(profile)) if profile else None,
             prepare=(lambda r: self._few_shot(r, train[case.sender])) if method == "large_few_shot" else None,
+            voice=(lambda _sender: VoiceRewriter(profile)) if method in VOICE_METHODS else None,
         )
         try:
             for _ in op.run():
@@ -459,6 +553,9 @@ class Evaluation:
                 if op.result.rules
                 else None,
                 "rules_kept_after": _kept_share(checked) if op.result.rules else None,
+                "voice": {"kept": drafted.voice.kept, "reason": drafted.voice.reason, "draft": drafted.voice.draft}
+                if drafted.voice
+                else None,
             },
         )
 
@@ -527,7 +624,14 @@ class Evaluation:
                 sims = self._similarity(texts, [c.real for c in cases[sender]])
                 authorship = self._authorship.score(texts, sender) if self._authorship else [{} for _ in texts]
                 for case, text, sim, author in zip(cases[sender], texts, sims, authorship):
-                    values = {"similarity": sim, **style_fidelity(text, case.real)}
+                    fidelity = content_fidelity(case.intent, text, allowed=names_in(sender, case.recipient))
+                    values = {
+                        "similarity": sim,
+                        **style_fidelity(text, case.real),
+                        "content_fidelity": fidelity.share,
+                        "invented": float(len(fidelity.invented)),
+                        "voice_match": voice_match(text, case.real),
+                    }
                     if author:
                         values["authorship"] = author["calibrated"]
                         values["authorship_raw"] = author["raw"]
@@ -572,6 +676,8 @@ class Evaluation:
             "agent_win_rate": win,
             "rule_compliance": compliance,
             "authorship": self._authorship_summary(per_method, methods),
+            "paired": paired_differences(per_method, methods, self.config.seed),
+            "voice_stage": voice_stage_summary(drafts, methods),
             "permutation": heat,
             "cases": {s: len(cases[s]) for s in cfg.senders},
             "failed_drafts": sum(1 for d in drafts.values() if d.get("error")),

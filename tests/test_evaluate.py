@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from agent_training.distill import Distillation, DistillConfig
@@ -200,6 +201,16 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
         "calibrated authorship",
     ):
         assert needle in report, needle
+    # paired differences against M_L zero-shot, on the same emails, for every metric and method
+    paired = results["paired"]
+    assert set(paired) == set(METHODS) - {"large_zero_shot"}
+    for metrics in paired.values():
+        assert {"similarity", "content_fidelity", "voice_match", "authorship"} <= set(metrics)
+        for d in metrics.values():
+            assert d["n"] == 4 and d["low"] <= d["mean"] <= d["high"] and d["detectable"] >= 0
+    assert all(0 <= m["content_fidelity"] <= 1 and 0 <= m["voice_match"] <= 1 for m in results["metrics"].values())
+    assert "## Paired differences against M_L zero-shot" in report and "| content_fidelity |" in report
+    assert "agent_voice not run" not in report and results["voice_stage"] is None  # not asked for
     assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "permutation.png").stat().st_size > 5000
     # a rerun trains nothing and asks no model anything
@@ -208,6 +219,23 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
     list(again.run())
     assert set(again.trained) == trained and all(r.get("already") for r in again.trained.values())
     assert len(server.requests) == asked
+
+
+def test_voice_match_and_paired_differences():
+    from agent_training.evaluate import paired_differences, voice_match
+
+    real = "sylvia - contract's ready for legal. comments by fri pls.\nkay"
+    assert voice_match(real, real) == pytest.approx(1.0)
+    generic = "Dear Sylvia,\n\nI hope this email finds you well. The contract is ready for legal review.\n\nBest regards,\nKay"
+    assert voice_match(generic, real) < voice_match("sylvia - contract ready for legal, comments fri.\nkay", real)
+    per_method = {
+        "large_zero_shot": {"similarity": [0.5, 0.5, 0.5, 0.5]},
+        "agent": {"similarity": [0.6, 0.7, 0.6, 0.7]},
+    }
+    d = paired_differences(per_method, ["agent", "large_zero_shot"], seed=0)["agent"]["similarity"]
+    assert d["mean"] == pytest.approx(0.15) and d["better"] == 4 and 0.099 <= d["low"] <= d["high"] <= 0.201
+    assert d["detectable"] == pytest.approx(2.8 * np.std([0.1, 0.2, 0.1, 0.2], ddof=1) / 2)
+    assert paired_differences(per_method, ["agent"], seed=0) == {}  # no baseline run: nothing to pair with
 
 
 def test_style_fidelity_and_interval():
