@@ -39,7 +39,16 @@ from app.clock import utc_now
 from app.store import batches as batch_store
 
 # the DistillConfig fields that decide which rows a chain distills (stored with each batch)
-CHAIN_FIELDS = ("sender", "limit", "strategies", "all_intent_variants", "seed", "max_tokens", "newest_first")
+CHAIN_FIELDS = (
+    "sender",
+    "limit",
+    "strategies",
+    "all_intent_variants",
+    "seed",
+    "max_tokens",
+    "newest_first",
+    "zero_shot",
+)
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English; the providers count exactly when they bill
 EXPECTED_OUTPUT_TOKENS = {"intents": 60, "baselines": None, "rules": 120}  # None: about the email's length
 
@@ -148,7 +157,7 @@ class BatchDistillation:
     @property
     def stages(self) -> list[str]:
         strategies = list(self.config.strategies)
-        return ["intents"] + (["baselines"] if "R3" in strategies else []) + strategies
+        return ["intents"] + (["baselines"] if self.config.wants_zero_shot else []) + strategies
 
     def _messages(self):
         return load_messages(

@@ -44,6 +44,12 @@ def cli() -> None:
     is_flag=True,
     help="Extract all three intent variants (0.7/1.0/1.2) instead of one sampled per message.",
 )
+@click.option(
+    "--zero-shot/--no-zero-shot",
+    "zero_shot",
+    default=None,
+    help="Write the zero-shot emails (R3 compares against them; the voice stage learns from them). Default: with R3.",
+)
 @click.option("--concurrency", default=4, show_default=True, help="Parallel requests to a cloud backend.")
 @click.option("--seed", default=0, show_default=True)
 @click.option(
@@ -87,6 +93,7 @@ def distill_command(
     sender,
     strategies,
     all_intent_variants,
+    zero_shot,
     concurrency,
     seed,
     newest_first,
@@ -118,6 +125,7 @@ def distill_command(
         limit=limit,
         strategies=strategies,
         all_intent_variants=all_intent_variants,
+        zero_shot=zero_shot,
         concurrency=concurrency,
         seed=seed,
         consent_given_now=consent_now,
@@ -405,7 +413,13 @@ def eval_command(
     help="agent: intent -> rules; voice: the large model's draft -> your words (needs zero-shot emails from "
     "`tiller distill --backend NAME`).",
 )
-def train_command(sender, as_json, control_stdin, dataset, stage, **options) -> None:
+@click.option(
+    "--min-pairs",
+    type=int,
+    default=0,
+    help="With --stage voice: train only when there are at least this many voice pairs (else say so and stop).",
+)
+def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **options) -> None:
     """Fine-tune the preference agent (or its voice stage) on the distilled data and export its GGUF adapter.
 
     Ctrl-C (or cancel from the app) saves a checkpoint; the same command resumes from it. The new
@@ -422,6 +436,12 @@ def train_command(sender, as_json, control_stdin, dataset, stage, **options) -> 
         dataset = dataset or (default_voice_file(sender) if stage == "voice" else default_training_file(sender))
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    if stage == "voice" and min_pairs:
+        pairs = sum(1 for line in open(dataset, encoding="utf-8", errors="replace") if line.strip())
+        if pairs < min_pairs:
+            why = f"only {pairs} voice pairs in {dataset} (the voice stage trains from {min_pairs})"
+            print(jsonlib.dumps({"phase": "skipped", "message": why}) if as_json else f"Voice stage not trained: {why}")
+            return
     if stage == "voice":
         # a draft and the email it becomes: longer than an intent and its rules
         options["max_length"] = options.get("max_length") or VOICE_MAX_LENGTH

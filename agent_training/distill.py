@@ -57,6 +57,12 @@ class DistillConfig:
     attempts: int = 3  # asks per row when the answer is malformed
     newest_first: bool | None = None  # None: newest first for the local model (slow), oldest first otherwise
     retry_failed: bool = True  # False: a row that failed before stays failed (a repeatable reproduction run)
+    # the zero-shot emails: R3 compares against them and the voice stage learns from them; None: with R3
+    zero_shot: bool | None = None
+
+    @property
+    def wants_zero_shot(self) -> bool:
+        return self.zero_shot if self.zero_shot is not None else "R3" in self.strategies
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ class Distillation:
             yield from self._offline(messages, started)
             return
         yield from self._intents_llm(messages, started)
-        if "R3" in self.config.strategies:
+        if self.config.wants_zero_shot:
             yield from self._baselines(messages, started)
         for strategy in self.config.strategies:
             yield from self._rules_llm(messages, strategy, started)

@@ -64,3 +64,19 @@ def scripted_claude(prompt_text: str) -> str:
     if "Here is an email this person wrote" in prompt_text:  # R1 / R2
         return "<thinking>Terse.</thinking>\n<rules>\n- Be terse.\n</rules>"
     return "I am not sure what you want."
+
+
+def echoing_claude(prompt_text: str, invent_when_odd: bool = False) -> str:
+    """Distillation answers that keep the email's content (for the voice stage's pairs): the intent is
+    the email's own text, the zero-shot email says the intent plainly. ``invent_when_odd``: for about
+    half the emails the zero-shot email invents a time and a place instead (what the content guard
+    must keep out of training)."""
+    if "write the core content as short first-person bullet points" in prompt_text:
+        email = re.search(r"<email>\n(.*?)\n</email>", prompt_text, re.S).group(1)
+        return "<scratchpad>x</scratchpad>\n<intent>\n- " + email.replace("\n", " ") + "\n</intent>"
+    if "<intent>" in prompt_text and "Put the email" in prompt_text:
+        intent = re.search(r"<intent>\n- (.*?)\n</intent>", prompt_text, re.S).group(1)
+        if invent_when_odd and len(intent) % 2:
+            return "<email>\nThe meeting is at 7 PM in the Ocean Energy Conference Center.\n</email>"
+        return f"<email>\n{intent}\n</email>"
+    return scripted_claude(prompt_text)

@@ -131,7 +131,9 @@ def test_a_malformed_batch_answer_is_stored_as_failed_with_its_text(kay_db, clau
     events = []
     job.run_until_done(0, CancelToken(), events.append)
     row = kay_db.execute("SELECT status, raw, error FROM intents").fetchone()
-    assert row[0] == 'failed' and row[1] == "I am not sure what you want." and "malformed (batch, one attempt)" in row[2]
+    assert (
+        row[0] == "failed" and row[1] == "I am not sure what you want." and "malformed (batch, one attempt)" in row[2]
+    )
     assert job.done()  # nothing is left to ask in the chain: the failures are stored
 
 

@@ -18,7 +18,7 @@ from app.backends.config import save_endpoint
 from app.backends.ledger import Ledger
 from app.style import measure, style_rules
 from tests.conftest import ANTHROPIC_TEST_KEY, run_import
-from tests.fakes import scripted_claude
+from tests.fakes import echoing_claude, scripted_claude
 
 KAY = "kay.mann@enron.com"
 
@@ -516,20 +516,7 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
     kay_db, claude, tmp_path
 ):
     """The voice stage's training pairs (zero-shot email -> real email) pass the content guard."""
-    import re as re_mod
-
-    def reply(prompt: str) -> str:
-        if "write the core content as short first-person bullet points" in prompt:
-            email = re_mod.search(r"<email>\n(.*?)\n</email>", prompt, re_mod.S).group(1)
-            return "<scratchpad>x</scratchpad>\n<intent>\n- " + email.replace("\n", " ") + "\n</intent>"
-        if "<intent>" in prompt and "Put the email" in prompt:
-            intent = re_mod.search(r"<intent>\n- (.*?)\n</intent>", prompt, re_mod.S).group(1)
-            if len(intent) % 2:  # about half: a zero-shot email that invents a time and a place
-                return "<email>\nThe meeting is at 7 PM in the Ocean Energy Conference Center.\n</email>"
-            return f"<email>\n{intent}\n</email>"  # the same content, said plainly
-        return scripted_claude(prompt)
-
-    claude.reply = reply
+    claude.reply = lambda prompt: echoing_claude(prompt, invent_when_odd=True)
     run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=12, consent_given_now=True)))
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")["voice_pairs"]
     both = {k: stats["train"][k] + stats["test"][k] for k in ("pairs", "kept", "refused", "dropped")}
@@ -551,3 +538,58 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
         .fetchone()[0]
         .strip()
     )
+
+
+@pytest.mark.slow
+def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp(kay_db, claude, tmp_path):
+    """The voice adapter trains with the real trainer on the exported pairs, and the compose
+    operation runs it through llama.cpp after the large model's draft, guarded."""
+    from agent_training.finetune import Finetune, FinetuneConfig
+    from app.agent.profiles import VOICE_DIR, find_profile, profile_dir
+    from app.agent.voice import VoiceRewriter
+    from app.compose import ComposeOperation, ComposeRequest, DraftChecked, VoiceRewritten
+    from app.content_guard import check_rewrite, names_in
+    from tests.fakes import SCRIPTED, ScriptedProvider
+
+    claude.reply = echoing_claude
+    run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=12, consent_given_now=True)))
+    export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")
+    pairs = tmp_path / "r3" / "voice_train.jsonl"
+    assert len(pairs.read_text().splitlines()) >= 8
+    job = Finetune(
+        FinetuneConfig(
+            dataset=pairs,
+            sender=KAY,
+            output=profile_dir(KAY) / VOICE_DIR,
+            max_steps=3,
+            batch_size=2,
+            rank=4,
+            max_length=768,
+            checkpoint_every=100,
+        )
+    )
+    list(job.run())
+    assert job.result["status"] == "done" and job.result["examples"]["used"] >= 8
+    profile = find_profile(KAY)
+    assert profile.voice_adapter is not None and profile.voice_on and not profile.trained  # voice only
+    draft = (
+        "Dear Sylvia,\n\nThe NG contract is ready for legal review. Comments by Friday, please.\n\nBest regards,\nKay"
+    )
+    intent = "tell Sylvia the NG contract is ready for legal review, comments by Friday"
+    result = VoiceRewriter(profile).rewrite(draft, intent=intent, sender=KAY, recipient="Sylvia")
+    assert result.rewrite  # llama.cpp wrote something with the voice adapter
+    assert result.verdict == check_rewrite(draft, result.rewrite, intent, allowed=names_in(KAY, "Sylvia"))
+    assert result.text == (result.rewrite if result.kept else draft)
+    # the compose operation runs it after the large model's draft; --no-voice leaves it out
+    ScriptedProvider.reset()
+    ScriptedProvider.enqueue(draft, draft)
+    rules = ("No greeting: start directly with the content.",)
+    request = ComposeRequest(intent, recipient="Sylvia", sender=KAY, backend=SCRIPTED, rules=rules)
+    events = list(ComposeOperation(request).run())
+    voiced = [e for e in events if isinstance(e, VoiceRewritten)]
+    assert len(voiced) == 1 and voiced[0].draft == draft and isinstance(events[-1], DraftChecked)
+    assert events.index(voiced[0]) == len(events) - 2
+    profile.set_voice(False)
+    events = list(ComposeOperation(request).run())
+    assert not any(isinstance(e, VoiceRewritten) for e in events) and not find_profile(KAY).voice_on
+    ScriptedProvider.reset()

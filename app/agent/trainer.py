@@ -46,7 +46,7 @@ class TrainerEvent:
 
 
 def train_arguments(
-    *, sender: str | None = None, steps: int | None = None, stage: str = "agent", **options
+    *, sender: str | None = None, steps: int | None = None, stage: str = "agent", min_pairs: int = 0, **options
 ) -> list[str]:
     """Command-line arguments for ``agent_training train`` from training options by field name
     (app/agent/train_options.py; ``steps`` is ``max_steps``). An unknown option is an error."""
@@ -61,6 +61,8 @@ def train_arguments(
         args += ["--sender", sender]
     if stage != "agent":
         args += ["--stage", stage]  # voice: the draft -> the user's words
+    if min_pairs:
+        args += ["--min-pairs", str(min_pairs)]
     return args + trainer_arguments({"max_steps": steps, **options})
 
 

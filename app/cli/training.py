@@ -130,10 +130,13 @@ def _show_training_event(event, bar, task, summary: dict, started: float) -> Non
     help="agent: intent -> your rules; voice: the large model's draft -> your words (needs zero-shot emails from "
     "`tiller distill --backend NAME`).",
 )
+@click.option(
+    "--no-voice", is_flag=True, help="Train the agent alone, not the voice stage after it (when there are voice pairs)."
+)
 @training_options
-def train_command(sender, all_senders, stage, **options) -> None:
-    """Fine-tune the on-device preference agent (or its voice stage) on your distilled data (its own process)."""
-    from app.agent.profiles import VOICE_DIR, load_profile, profile_at
+def train_command(sender, all_senders, stage, no_voice, **options) -> None:
+    """Fine-tune the on-device preference agent (and its voice stage, when there are voice pairs) on your
+    distilled data (its own process)."""
 
     if sender and all_senders:
         raise click.UsageError("--sender and --all-senders exclude each other")
@@ -153,9 +156,31 @@ def train_command(sender, all_senders, stage, **options) -> None:
         from app.models import agent_base_gguf
 
         options["base_gguf"] = agent_base_gguf(_open_db())
-    result = run_trainer(sender, stage=stage, **options)
+    _train_stage(sender, stage, options)
+    if stage == "agent" and not no_voice and not options["output"] and not options["dataset"] and _voice_pairs_exist():
+        console.print("Your distilled data has voice pairs: training the voice stage too (--no-voice skips it).")
+        _train_stage(sender, "voice", options, min_pairs=MIN_VOICE_PAIRS)
+
+
+MIN_VOICE_PAIRS = 20  # fewer pairs than this teach a rewrite nothing worth its risk
+
+
+def _voice_pairs_exist() -> bool:
+    """Whether any dataset holds voice pairs (the trainer decides whether there are enough)."""
+    from app import paths
+
+    return any(f.stat().st_size for f in (paths.home() / "datasets").glob("*/*/voice_train.jsonl"))
+
+
+def _train_stage(sender: str | None, stage: str, options: dict, min_pairs: int = 0) -> None:
+    from app.agent.profiles import VOICE_DIR, load_profile, profile_at
+
+    result = run_trainer(sender, stage=stage, min_pairs=min_pairs, **options)
     if result is None:
         sys.exit(EXIT_CANCELLED)
+    if result.get("phase") == "skipped":
+        console.print(f"Voice stage not trained: {esc(result.get('message'))}")
+        return
     if options["output"]:  # a profile folder of its own (the evaluation's baselines), not the sender's
         profile = profile_at(options["output"], sender or "all")
     elif stage == "voice":
