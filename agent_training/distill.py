@@ -379,13 +379,17 @@ class Distillation:
                 continue  # its baseline failed: counted there
             if self.small and strategy == "R3":
                 request, _ = rules_mod.small_r3_request(msg, baseline_text)
-                parse = (lambda email: lambda raw: rules_mod.parse_small_rules(raw, email))(msg.own_text)
+                parse = (lambda email, base: lambda raw: rules_mod.parse_small_rules(raw, email, base))(
+                    msg.own_text, baseline_text
+                )
             elif self.small and strategy == "R1":
                 request, _ = rules_mod.small_r1_request(msg)
                 parse = (lambda email: lambda raw: rules_mod.parse_small_rules(raw, email))(msg.own_text)
             else:
                 request, _ = rules_mod.rules_request(strategy, msg, intent_text, baseline_text)
-                parse = (lambda email: lambda raw: rules_mod.parse_rules(raw, email))(msg.own_text)
+                parse = (lambda email, base: lambda raw: rules_mod.parse_rules(raw, email, base))(
+                    msg.own_text, baseline_text
+                )
             custom_id = f"{strategy}-{message_id}-{intent_id}-{baseline_id or 0}"
             jobs.append(StageJob((msg, intent_id, baseline_id), custom_id, request, parse))
 

@@ -91,7 +91,7 @@ def small_r1_request(msg: SentMessage) -> tuple[GenerationRequest, str]:
     ), prompt.id
 
 
-def parse_small_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
+def parse_small_rules(raw: str, email: str, baseline: str | None = None) -> tuple[list[str], str, list[str]]:
     """(rules, thinking, dropped) from a JSON answer; quoting rules are dropped as in :func:`parse_rules`."""
     try:
         answer = json.loads(raw)
@@ -108,7 +108,8 @@ def parse_small_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
     if not kept:
         raise MalformedAnswer("no usable rules (none given, or all of them quote the email)", raw)
     refuse_fragments(kept, raw)
-    return kept, thinking, dropped
+    kept, contradicting = drop_contradictions(kept, email, baseline, raw)
+    return kept, thinking, dropped + contradicting
 
 
 # Words a piece of a sentence starts or ends with: a small model emitted one rule as several
@@ -146,6 +147,91 @@ def refuse_fragments(rules: list[str], raw: str) -> None:
             raise MalformedAnswer(f"rule {rule!r} is not a whole instruction ({why})", raw)
 
 
+# -- direction: a rule must agree with the difference it claims -------------------------------------
+# Where the model wrote "the real email is less formal" and then the rule "Use more formal language",
+# the rule teaches the opposite of the user. Length, formality, greeting, sign-off, case and
+# exclamation marks are measurable, so a rule about them is checked against the real email (and,
+# for a comparison, against the zero-shot email it was distilled from).
+_SHORTER = re.compile(r"\b(shorter|concise|brief|briefer|keep (it|the email|emails) short|fewer words|terse)\b", re.I)
+_LONGER = re.compile(r"\b(longer|more detail(ed|s)?|elaborate|expand|more context|more thorough)\b", re.I)
+_MORE_FORMAL = re.compile(
+    r"\b(more formal|formal (tone|language|register)|more professional|professional tone)\b", re.I
+)
+_LESS_FORMAL = re.compile(r"\b(less formal|informal|casual|relaxed|conversational)\b", re.I)
+_NO_GREETING = re.compile(r"\b(no|skip|without|omit|drop|avoid)\b[^.]*\bgreeting|\bstart (directly|right)\b", re.I)
+_GREETING = re.compile(
+    r"\b(start|open|begin)\w* with (a |an )?(greeting|salutation|[\"'“]?(hi|hello|hey|dear)\b)", re.I
+)
+_NO_SIGNOFF = re.compile(r"\b(no|skip|without|omit|drop|avoid)\b[^.]*\b(sign-?off|closing|valediction)", re.I)
+_SIGNOFF = re.compile(r"\b(sign|close)\w*( off)? with\b|\b(end|finish)\w* with (a |an )?(sign-?off|closing)", re.I)
+_LOWERCASE = re.compile(r"\b(lower-?case|no capitals?|without capitals?)\b", re.I)
+_CAPITALS = re.compile(r"\b(proper capitali[sz]ation|capitali[sz]e (the )?(first|sentences))\b", re.I)
+_NO_EXCLAIM = re.compile(r"\b(no|avoid|without|never use)\b[^.]*\bexclamation", re.I)
+_EXCLAIM = re.compile(r"\b(use|add|include)\b[^.]*\bexclamation", re.I)
+_FORMAL_OPENING = re.compile(r"^\s*(dear|good (morning|afternoon|evening))\b", re.I | re.M)
+_FORMAL_CLOSING = re.compile(r"^\s*(best regards|kind regards|regards|sincerely|respectfully|yours)\b", re.I | re.M)
+
+
+def formality(text: str) -> float:
+    """A coarse formality score: formal opening and closing count up; contractions, lower-case
+    sentence starts and exclamation marks count down. Only its comparison between two emails is used."""
+    profile = measure(text)
+    score = float(bool(_FORMAL_OPENING.search(text))) + float(bool(_FORMAL_CLOSING.search(text)))
+    score -= float(bool(profile.contractions)) + float(profile.lowercase_start_ratio > 0.5)
+    return score - 0.5 * float(profile.exclamations > 0)
+
+
+def direction_conflict(rule: str, email: str, baseline: str | None = None) -> str | None:
+    """Why ``rule`` points away from the real ``email`` (and from how it differs from ``baseline``,
+    the zero-shot email), or None when it agrees or is not measurable."""
+    real = measure(email)
+    if _NO_GREETING.search(rule) and real.greeting:
+        return f"the real email opens with {real.greeting!r}"
+    if _GREETING.search(rule) and not _NO_GREETING.search(rule) and not real.greeting:
+        return "the real email has no greeting"
+    if _NO_SIGNOFF.search(rule) and real.signoff:
+        return f"the real email signs off with {real.signoff!r}"
+    if _SIGNOFF.search(rule) and not _NO_SIGNOFF.search(rule) and not real.signoff and not real.signature_name:
+        return "the real email has no sign-off"
+    if _LOWERCASE.search(rule) and real.lowercase_start_ratio < 0.5:
+        return "the real email starts its sentences with capitals"
+    if _CAPITALS.search(rule) and real.lowercase_start_ratio > 0.5:
+        return "the real email starts its sentences in lower case"
+    if _NO_EXCLAIM.search(rule) and real.exclamations:
+        return "the real email uses exclamation marks"
+    if _EXCLAIM.search(rule) and not _NO_EXCLAIM.search(rule) and not real.exclamations:
+        return "the real email has no exclamation mark"
+    if baseline:
+        generic = measure(baseline)
+        if _SHORTER.search(rule) and real.word_count > 1.1 * generic.word_count:
+            return f"the real email is longer ({real.word_count} words against {generic.word_count})"
+        if _LONGER.search(rule) and real.word_count < 0.9 * generic.word_count:
+            return f"the real email is shorter ({real.word_count} words against {generic.word_count})"
+        mine, theirs = formality(email), formality(baseline)
+        if _MORE_FORMAL.search(rule) and not _LESS_FORMAL.search(rule) and mine < theirs:
+            return "the real email is less formal than the zero-shot one"
+        if _LESS_FORMAL.search(rule) and not _MORE_FORMAL.search(rule) and mine > theirs:
+            return "the real email is more formal than the zero-shot one"
+    return None
+
+
+def drop_contradictions(rules: list[str], email: str, baseline: str | None, raw: str) -> tuple[list[str], list[str]]:
+    """(kept, dropped): a rule pointing away from the real email is dropped with its reason; a set in
+    which most rules do is asked for again (MalformedAnswer): the model misread the difference."""
+    kept, dropped = [], []
+    for rule in rules:
+        why = direction_conflict(rule, email, baseline)
+        if why:
+            dropped.append(f"{rule} (contradicts: {why})")
+        else:
+            kept.append(rule)
+    if not kept or len(dropped) > len(kept):
+        raise MalformedAnswer(
+            f"{len(dropped)} of {len(rules)} rules point away from the real email: {dropped[:2]}", raw
+        )
+    return kept, dropped
+
+
 _PLACEHOLDER_NUMBER = re.compile(r"\b[NX]\b(?=\s+(?:words?|sentences?|lines?|paragraphs?|characters?))")
 
 
@@ -154,7 +240,7 @@ def quotes_email(rule: str, email: str, max_run: int = MAX_QUOTED_RUN) -> bool:
     return copied_run(rule, email, max_run) is not None
 
 
-def parse_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
+def parse_rules(raw: str, email: str, baseline: str | None = None) -> tuple[list[str], str, list[str]]:
     """(rules, thinking, dropped). Raises MalformedAnswer when no usable rule is left."""
     items = bullets(extract_tag(raw, "rules"))
     kept = [r for r in items if not quotes_email(r, email)]
@@ -162,7 +248,8 @@ def parse_rules(raw: str, email: str) -> tuple[list[str], str, list[str]]:
     if not kept:
         raise MalformedAnswer("no usable rules (none given, or all of them quote the email)", raw)
     refuse_fragments(kept, raw)
-    return kept, extract_tag(raw, "thinking", required=False) or "", dropped
+    kept, contradicting = drop_contradictions(kept, email, baseline, raw)
+    return kept, extract_tag(raw, "thinking", required=False) or "", dropped + contradicting
 
 
 # Topics the measured rules state exactly, from the real email's own text. When measured lines are

@@ -79,4 +79,6 @@ def echoing_claude(prompt_text: str, invent_when_odd: bool = False) -> str:
         if invent_when_odd and len(intent) % 2:
             return "<email>\nThe meeting is at 7 PM in the Ocean Energy Conference Center.\n</email>"
         return f"<email>\n{intent}\n</email>"
+    if "<generic_email>" in prompt_text:  # R3: a rule that agrees with any email
+        return "<thinking>The same content.</thinking>\n<rules>\n- Say it plainly.\n</rules>"
     return scripted_claude(prompt_text)

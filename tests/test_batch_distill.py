@@ -80,8 +80,10 @@ def test_a_chain_through_anthropic_batches_stores_what_the_one_by_one_path_store
     events = run_chain(job)
     assert [e.stage for e in events if e.kind == "submitted"] == ["baselines", "R3"]
     assert stored(kay_db) == (LIMIT, LIMIT, LIMIT)
-    rules = kay_db.execute("SELECT rules, source FROM rules WHERE strategy = 'R3' AND status = 'ok'").fetchone()
-    assert rules == ("- Keep it short.\n- Skip the greeting.", "claude|claude-sonnet-4-5|rules_r3.v1")
+    rules = kay_db.execute("SELECT rules, source FROM rules WHERE strategy = 'R3' AND status = 'ok'").fetchall()
+    assert {r[1] for r in rules} == {"claude|claude-sonnet-4-5|rules_r3.v1"}
+    # parsed as one by one: "Keep it short." is dropped where the real email is the longer one
+    assert {r[0] for r in rules} <= {"- Keep it short.\n- Skip the greeting.", "- Skip the greeting."}
     rows = batch_store.all_batches(kay_db)
     assert [r.state for r in rows] == ["collected"] * 3 and all(r.counts["stored"] == LIMIT for r in rows)
     # every upload is in the ledger, with the sent mail in it, under its own purpose

@@ -177,16 +177,27 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
         None,
         "claude|claude-test|intents.v1",
     )  # Claude has no temperature today: recorded as null
-    rule = kay_db.execute(
-        "SELECT rules, thinking, baseline_id, prompt_version FROM rules WHERE strategy = 'R3'"
-    ).fetchone()
-    assert rule[0] == "- Keep it short.\n- Skip the greeting." and rule[1] == "The real one is shorter." and rule[2]
-    assert rule[3] == "rules_r3.v1"
+    r3 = kay_db.execute(
+        "SELECT rules, thinking, baseline_id, prompt_version, dropped FROM rules WHERE strategy = 'R3'"
+    ).fetchall()
+    assert len(r3) == 5 and all(r[1] == "The real one is shorter." and r[2] and r[3] == "rules_r3.v1" for r in r3)
+    # "Keep it short." is kept where the real email is shorter than the zero-shot one, and dropped
+    # (recorded with the reason) where it is longer: a rule must agree with the difference it claims
+    for rules, _, _, _, dropped in r3:
+        if "- Keep it short." not in rules.splitlines():
+            assert any(
+                d.startswith("Keep it short. (contradicts: the real email is longer") for d in json.loads(dropped)
+            )
+    assert any(r[0] == "- Keep it short.\n- Skip the greeting." for r in r3)
     ledger = Ledger().entries(limit=100)
     assert len(ledger) == 25 and {r["purpose"] for r in ledger} == {"distill"}
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")
     assert stats["examples"] == 5
-    target = json.loads((tmp_path / "r3" / "train.jsonl").read_text().splitlines()[0])["messages"][1]["content"]
+    targets = [
+        json.loads(line)["messages"][1]["content"]
+        for line in (tmp_path / "r3" / "train.jsonl").read_text().splitlines()
+    ]
+    target = next(t for t in targets if t.startswith("- Keep it short."))
     # LLM rules + measured; "Skip the greeting." gives way to the measured greeting line
     assert target.startswith("- Keep it short.\n- Length: about") and "Skip the greeting" not in target
     assert "than a generic draft of" in target  # measured against the zero-shot baseline
@@ -508,8 +519,9 @@ def test_a_rule_set_with_pieces_of_sentences_is_asked_for_again():
         "Use contractions (I'm, don't).",
     ]
     assert [fragment_reason(r) for r in whole] == [None] * 4
-    rules, _, _ = parse_small_rules(json.dumps({"differences": "x", "rules": whole}), email)
-    assert rules == whole
+    rules, _, dropped = parse_small_rules(json.dumps({"differences": "x", "rules": whole}), email)
+    # whole, but the sign-off rule points away from this email (it has none): dropped, not refused
+    assert rules == [whole[0], *whole[2:]] and dropped[0].startswith(whole[1] + " (contradicts: the real email has no")
 
 
 def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and_refuse_one_that_invents(
@@ -593,3 +605,31 @@ def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp
     events = list(ComposeOperation(request).run())
     assert not any(isinstance(e, VoiceRewritten) for e in events) and not find_profile(KAY).voice_on
     ScriptedProvider.reset()
+
+
+def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_mostly_does_is_asked_again():
+    """Issue 2/5: where the model wrote "the real email is less formal", its rule was "Use more formal
+    language"; rules about measurable things must agree with the real email."""
+    from agent_training.rules import direction_conflict, parse_rules
+
+    real = "what day is jen and paula's party?"
+    zero_shot = (
+        "Dear Jen and Paula,\n\nI hope this email finds you well. Could you please let me know which day your "
+        "party will be held?\n\nBest regards,\nKay"
+    )
+    assert "less formal" in direction_conflict("Use more formal language", real, zero_shot)
+    assert direction_conflict("Keep it casual and short", real, zero_shot) is None
+    assert "longer" in direction_conflict("Be more concise", zero_shot, real)  # the other way round
+    assert "lower case" in direction_conflict("Use proper capitalization", real)
+    assert direction_conflict("Write in lowercase", real) is None
+    assert "opens with" in direction_conflict("Skip the greeting", "Hi Jen,\n\nWhat day is it?")
+    assert "no greeting" in direction_conflict("Open with 'Hi' and the name", real)
+    assert "no exclamation" in direction_conflict("Use exclamation marks for enthusiasm", real)
+    assert direction_conflict("Include all necessary details", real, zero_shot) is None  # not measurable
+    raw = "<rules>\n- Use more formal language.\n- Ask one direct question.\n- Keep it short.\n</rules>"
+    rules, _, dropped = parse_rules(raw, real, zero_shot)
+    assert rules == ["Ask one direct question.", "Keep it short."]
+    assert dropped == ["Use more formal language. (contradicts: the real email is less formal than the zero-shot one)"]
+    raw = "<rules>\n- Use more formal language.\n- Use proper capitalization.\n- Keep it short.\n</rules>"
+    with pytest.raises(MalformedAnswer, match="2 of 3 rules point away from the real email"):
+        parse_rules(raw, real, zero_shot)
