@@ -158,12 +158,20 @@ _MORE_FORMAL = re.compile(
     r"\b(more formal|formal (tone|language|register)|more professional|professional tone)\b", re.I
 )
 _LESS_FORMAL = re.compile(r"\b(less formal|informal|casual|relaxed|conversational)\b", re.I)
-_NO_GREETING = re.compile(r"\b(no|skip|without|omit|drop|avoid)\b[^.]*\bgreeting|\bstart (directly|right)\b", re.I)
-_GREETING = re.compile(
-    r"\b(start|open|begin)\w* with (a |an )?(greeting|salutation|[\"'“]?(hi|hello|hey|dear)\b)", re.I
+_NO_GREETING = re.compile(
+    r"\b(no|not|never|skip|without|omit|drop|avoid)\b[^.]*\bgreeting|\bstart (directly|right)\b", re.I
 )
-_NO_SIGNOFF = re.compile(r"\b(no|skip|without|omit|drop|avoid)\b[^.]*\b(sign-?off|closing|valediction)", re.I)
-_SIGNOFF = re.compile(r"\b(sign|close)\w*( off)? with\b|\b(end|finish)\w* with (a |an )?(sign-?off|closing)", re.I)
+_GREETING = re.compile(
+    r"\b(start|open|begin)\w* with (a |an )?(greeting|salutation|[\"'“]?(hi|hello|hey|dear)\b)"
+    r"|\b(include|add|use)\b[^.]*\b(greeting|salutation)\b",
+    re.I,
+)
+_NO_SIGNOFF = re.compile(r"\b(no|not|never|skip|without|omit|drop|avoid)\b[^.]*\b(sign-?off|closing|valediction)", re.I)
+_SIGNOFF = re.compile(
+    r"\b(sign|close)\w*( off)? with\b|\b(end|finish)\w* with (a |an )?(sign-?off|closing)"
+    r"|\b(include|add|use)\b[^.]*\b(sign-?off|closing)\b",
+    re.I,
+)
 _LOWERCASE = re.compile(r"\b(lower-?case|no capitals?|without capitals?)\b", re.I)
 _CAPITALS = re.compile(r"\b(proper capitali[sz]ation|capitali[sz]e (the )?(first|sentences))\b", re.I)
 _NO_EXCLAIM = re.compile(r"\b(no|avoid|without|never use)\b[^.]*\bexclamation", re.I)

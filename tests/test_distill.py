@@ -624,6 +624,8 @@ def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_m
     assert direction_conflict("Write in lowercase", real) is None
     assert "opens with" in direction_conflict("Skip the greeting", "Hi Jen,\n\nWhat day is it?")
     assert "no greeting" in direction_conflict("Open with 'Hi' and the name", real)
+    assert "no greeting" in direction_conflict("Always include a greeting (e.g., 'Hello')", real)
+    assert "opens with" in direction_conflict("Do not include a greeting", "Hi Jen,\n\nWhat day is it?")
     assert "no exclamation" in direction_conflict("Use exclamation marks for enthusiasm", real)
     assert direction_conflict("Include all necessary details", real, zero_shot) is None  # not measurable
     raw = "<rules>\n- Use more formal language.\n- Ask one direct question.\n- Keep it short.\n</rules>"
