@@ -157,6 +157,10 @@ _LONGER = re.compile(r"\b(longer|more detail(ed|s)?|elaborate|expand|more contex
 _MORE_FORMAL = re.compile(
     r"\b(more formal|formal (tone|language|register)|more professional|professional tone)\b", re.I
 )
+# "avoid overly formal language" asks for less formality, though it names "formal language"
+_NEGATED_FORMAL = re.compile(
+    r"\b(avoid|not|no|never|without|less|overly|too|instead of|rather than)\b[^.]*\bformal", re.I
+)
 _LESS_FORMAL = re.compile(r"\b(less formal|informal|casual|relaxed|conversational)\b", re.I)
 _NO_GREETING = re.compile(
     r"\b(no|not|never|skip|without|omit|drop|avoid)\b[^.]*\bgreeting|\bstart (directly|right)\b", re.I
@@ -216,9 +220,10 @@ def direction_conflict(rule: str, email: str, baseline: str | None = None) -> st
         if _LONGER.search(rule) and real.word_count < 0.9 * generic.word_count:
             return f"the real email is shorter ({real.word_count} words against {generic.word_count})"
         mine, theirs = formality(email), formality(baseline)
-        if _MORE_FORMAL.search(rule) and not _LESS_FORMAL.search(rule) and mine < theirs:
+        less = bool(_LESS_FORMAL.search(rule) or _NEGATED_FORMAL.search(rule))
+        if _MORE_FORMAL.search(rule) and not less and mine < theirs:
             return "the real email is less formal than the zero-shot one"
-        if _LESS_FORMAL.search(rule) and not _MORE_FORMAL.search(rule) and mine > theirs:
+        if less and not (_MORE_FORMAL.search(rule) and not _NEGATED_FORMAL.search(rule)) and mine > theirs:
             return "the real email is more formal than the zero-shot one"
     return None
 

@@ -619,6 +619,10 @@ def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_m
     )
     assert "less formal" in direction_conflict("Use more formal language", real, zero_shot)
     assert direction_conflict("Keep it casual and short", real, zero_shot) is None
+    # read by hand on the local model's rules: "avoid overly formal language" asks for less formality
+    assert direction_conflict("The writer should avoid using overly formal language", real, zero_shot) is None
+    assert direction_conflict("Use a personal tone instead of business or formal tone", real, zero_shot) is None
+    assert "more formal" in direction_conflict("Avoid formal language", zero_shot, real)
     assert "longer" in direction_conflict("Be more concise", zero_shot, real)  # the other way round
     assert "lower case" in direction_conflict("Use proper capitalization", real)
     assert direction_conflict("Write in lowercase", real) is None
