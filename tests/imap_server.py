@@ -61,6 +61,9 @@ namespace inbox {{
   mailbox Sent {{
     special_use = \\Sent
   }}
+  mailbox Drafts {{
+    special_use = \\Drafts
+  }}
 }}
 passdb {{
   driver = passwd-file

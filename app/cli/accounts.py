@@ -317,7 +317,7 @@ def accounts_list() -> None:
     if not rows:
         console.print("No accounts yet. Add one: tiller accounts add NAME --imap HOST --user USER")
         return
-    table = Table("name", "server", "user", "security", "sent folder", "context folders")
+    table = Table("name", "server", "user", "security", "sent folder", "context folders", "saves drafts")
     for acc in rows:
         security = acc.security + ("" if acc.verify_tls else ", certificate not verified")
         table.add_row(
@@ -328,6 +328,7 @@ def accounts_list() -> None:
                 security + (" (UNSAFE)" if acc.unsafe else ""),
                 acc.sent_folder or "(found on the server)",
                 ", ".join(acc.context_folders) or "-",
+                (f"yes, to {acc.drafts_folder}" if acc.drafts_folder else "yes") if acc.save_drafts else "no",
             )
         )
     console.print(table)
@@ -430,6 +431,39 @@ def accounts_test(name) -> None:
         raise click.ClickException(str(exc)) from None
     console.print(f"{esc(name)}: login ok at {esc(account.location)}")
     _print_check(check)
+
+
+@accounts_group.command("set")
+@click.argument("name")
+@click.option(
+    "--save-drafts",
+    type=click.Choice(["on", "off"]),
+    help="Let Tiller add drafts to this account's Drafts folder (tiller draft --save); off by default.",
+)
+@click.option("--drafts-folder", help="The Drafts folder (default: flagged \\Drafts, else a usual name).")
+@click.option("--yes", is_flag=True, help="Turn it on without being asked.")
+def accounts_set(name, save_drafts, drafts_folder, yes) -> None:
+    """Change what Tiller may do with account NAME: today, whether it may save drafts there."""
+    from app.mail.accounts import DRAFTS_SCOPE, AccountError, get_account, set_drafts
+
+    db = _open_db()
+    try:
+        current = get_account(db, name)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    if save_drafts is None and drafts_folder is None:
+        raise click.UsageError("nothing to set: give --save-drafts on|off or --drafts-folder NAME")
+    on = current.save_drafts if save_drafts is None else save_drafts == "on"
+    if on and not current.save_drafts:
+        console.print(esc(DRAFTS_SCOPE))
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException("add --yes to turn it on without being asked (no terminal to ask on)")
+            if not click.confirm(f"Let Tiller save drafts to {name}?", default=False):
+                raise click.ClickException("nothing changed")
+    account = set_drafts(db, name, on, drafts_folder)
+    folder = account.drafts_folder or "found on the server"
+    console.print(f"{esc(name)}: saving drafts {'on' if on else 'off'} (Drafts folder: {esc(folder)})")
 
 
 @accounts_group.command("remove")

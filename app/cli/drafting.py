@@ -83,6 +83,22 @@ def read_rules_file(path: Path) -> list[str]:
     help="Say the large model's draft again in your words on this computer (the voice stage; default: on when "
     "trained and not switched off with `tiller agents voice off`). A rewrite that loses or adds a fact is not used.",
 )
+@click.option(
+    "--reply-to-message",
+    "reply_to_message",
+    type=int,
+    help="Answer this imported message (an id from `tiller inbox`): its sender, subject and text are the context.",
+)
+@click.option(
+    "--save",
+    "save_to",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ACCOUNT]",
+    help="Save the draft (the picked one) to the account's Drafts folder, threaded; never sent. The account must "
+    "allow it (`tiller accounts set NAME --save-drafts on`); without a name, the one account that does.",
+)
 def draft_command(
     intent,
     recipient,
@@ -100,6 +116,8 @@ def draft_command(
     edit,
     no_learned,
     voice,
+    reply_to_message,
+    save_to,
 ) -> None:
     """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
 
@@ -118,6 +136,24 @@ def draft_command(
     if not intent.strip():
         raise click.UsageError("the intent is empty: say what the email should tell the recipient")
     from app.compose import ComposeOperation, ComposeRequest
+
+    original = None
+    if reply_to_message is not None:
+        from app.cli.common import _open_db
+        from app.store.messages import reply_original
+
+        original = reply_original(_open_db(), reply_to_message)
+        if original is None:
+            raise click.UsageError(f"--reply-to-message {reply_to_message}: no such message (see `tiller inbox`)")
+        if reply_file:
+            raise click.UsageError("--reply-to and --reply-to-message exclude each other")
+        previous = original.text
+        recipient = recipient or original.from_addr
+        if not subject and original.subject:
+            from app.mail.imap_drafts import reply_subject
+
+            subject = reply_subject(original.subject)
+    save_account = _drafts_account(save_to) if save_to is not None else None
 
     given = None
     if rules_file and rules_file.exists():
@@ -168,12 +204,79 @@ def draft_command(
         picked = _rank_candidates(intent, selector, [d.tags for d in op.result.drafts], sender, ranking)
         if draft_ids and picked is not None:
             record_action(db, draft_ids[picked], "picked")
+    if save_account is not None:
+        _save_to_server(
+            save_account, op.result.drafts[picked or 0].draft.text, intent, sender, recipient, subject, original
+        )
     if edit:
         _edit_draft(db, op.result.drafts[picked or 0].draft.text, draft_ids[picked or 0] if draft_ids else None)
     elif draft_ids:
         err_console.print(
             f"[dim]Stored as draft {draft_ids[picked or 0]}: `tiller edits` shows it, and how it was changed.[/]"
         )
+
+
+def _drafts_account(name: str):
+    """The account a draft is saved to, checked before anything is drafted."""
+    from app.cli.common import _open_db
+    from app.mail.accounts import AccountError, get_account, list_accounts
+
+    db = _open_db()
+    if name:
+        try:
+            account = get_account(db, name)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        allowed = [a for a in list_accounts(db) if a.save_drafts]
+        if len(allowed) != 1:
+            which = ", ".join(a.name for a in allowed) or "none"
+            raise click.UsageError(
+                f"--save: name the account (accounts that let Tiller save drafts: {which}; "
+                "turn it on with `tiller accounts set NAME --save-drafts on`)"
+            )
+        account = allowed[0]
+    if not account.save_drafts:
+        raise click.ClickException(
+            f"account {account.name!r} does not let Tiller save drafts: `tiller accounts set {account.name} "
+            "--save-drafts on` (Tiller then only adds drafts to its Drafts folder)"
+        )
+    return account
+
+
+def _save_to_server(account, text: str, intent: str, sender, recipient, subject, original) -> None:
+    from app.mail.accounts import AccountError, account_secret
+    from app.mail.imap import ImapError
+    from app.mail.imap_drafts import Original, draft_key, draft_message, save_draft
+
+    thread = (
+        Original(
+            original.message_id, original.references, original.subject, original.from_addr, original.date, original.text
+        )
+        if original
+        else None
+    )
+    key = draft_key(account.name, thread.message_id if thread else None, intent)
+    from_addr = sender or (account.user if "@" in account.user else None)
+    if not from_addr:
+        raise click.ClickException(
+            f"--save: say which address the draft is from (--from ADDRESS; {account.user!r} is no address)"
+        )
+    message = draft_message(text, from_addr=from_addr, to=recipient, subject=subject, original=thread, key=key)
+    try:
+        with console.status(f"Saving the draft to {account.name}…"):
+            saved = save_draft(account, account_secret(account), message, key)
+    except (ImapError, AccountError) as exc:
+        raise click.ClickException(str(exc)) from None
+    note = "; replaced Tiller's earlier draft of it" if saved.replaced else ""
+    if saved.kept_old:
+        note = "; Tiller's earlier draft of it stays (the server cannot delete by UID)"
+    err_console.print(
+        f"Saved to {esc(account.name)} in {esc(saved.folder)}"
+        + (" as a threaded reply" if thread else "")
+        + esc(note)
+        + "."
+    )
 
 
 MAX_EDIT_BYTES = 1 << 20  # an email edited by hand; a larger file is not read (and not lost: it stays)

@@ -180,6 +180,28 @@ def print_identities(db) -> None:
         console.print("No identity found: tell Tiller your address with [bold]tiller identities add ADDRESS[/].")
 
 
+@cli.command("inbox")
+@click.option("--limit", default=30, show_default=True, help="How many messages.")
+@click.option("--search", "text", help="Only messages whose subject or sender contains this.")
+def inbox_command(limit, text) -> None:
+    """Received messages you can answer, newest first: `tiller draft "..." --reply-to-message ID`.
+
+    They come from imported folders other than your sent mail (an account's --context-folder INBOX)."""
+    from app.store.messages import received_messages
+
+    rows = received_messages(_open_db(), limit, text)
+    if not rows:
+        console.print(
+            "No received mail imported. Import an inbox: `tiller accounts add NAME ... --context-folder INBOX`, "
+            "then `tiller import imap:NAME` (or import a Maildir or mbox of received mail)."
+        )
+        return
+    table = Table("id", "date", "from", "subject")
+    for row in rows:
+        table.add_row(*cells(row.id, (row.date or "")[:16].replace("T", " "), row.sender or "", row.subject or ""))
+    console.print(table)
+
+
 @cli.command("imports")
 @click.argument("run_id", required=False, type=int)
 def imports_command(run_id: int | None) -> None:

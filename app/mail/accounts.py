@@ -77,6 +77,24 @@ def get_account(db, name: str) -> ImapAccount:
     return acc
 
 
+DRAFTS_SCOPE = (
+    "Tiller may then write to this account in one way only: it adds each draft you ask it to save to the "
+    "Drafts folder (flagged \\Draft, never sent), and it deletes only a draft it added itself when you save "
+    "the same reply again. It moves, marks or deletes nothing else. Each save is in the privacy ledger."
+)
+
+
+def set_drafts(db, name: str, on: bool, folder: str | None = None) -> ImapAccount:
+    """Turn saving drafts to the server on or off for account ``name`` (and name its Drafts folder)."""
+    from dataclasses import replace
+
+    account = replace(get_account(db, name), save_drafts=on)
+    if folder is not None:
+        account = replace(account, drafts_folder=folder or None)
+    store.save_account(db, account)
+    return account
+
+
 def list_accounts(db) -> list[ImapAccount]:
     return store.accounts(db)
 

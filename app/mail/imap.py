@@ -103,6 +103,10 @@ class ImapAccount:
     verify_tls: bool = True  # False only when the user asks for it, named unsafe wherever it shows
     sent_folder: str | None = None  # None: found by the \Sent flag, else by name
     context_folders: tuple[str, ...] = ()  # imported as context for replies (e.g. INBOX)
+    # the one write Tiller may make, when the user turned it on: APPEND drafts to the Drafts folder
+    # (and delete only drafts it appended itself); off by default (app/mail/imap_drafts.py)
+    save_drafts: bool = False
+    drafts_folder: str | None = None  # None: found by the \Drafts flag, else by a usual name
 
     def __post_init__(self):
         if self.security not in SECURITIES:

@@ -7,11 +7,11 @@ import json
 from app.clock import utc_now
 from app.mail.imap import ImapAccount
 
-_COLUMNS = "name, host, port, user, security, auth, ca_file, verify_tls, sent_folder, context_folders"
+_COLUMNS = "name, host, port, user, security, auth, ca_file, verify_tls, sent_folder, context_folders, save_drafts, drafts_folder"
 
 
 def _account(row) -> ImapAccount:
-    name, host, port, user, security, auth, ca_file, verify, sent, context = row
+    name, host, port, user, security, auth, ca_file, verify, sent, context, save_drafts, drafts_folder = row
     return ImapAccount(
         name=name,
         host=host,
@@ -23,6 +23,8 @@ def _account(row) -> ImapAccount:
         verify_tls=bool(verify),
         sent_folder=sent,
         context_folders=tuple(json.loads(context or "[]")),
+        save_drafts=bool(save_drafts),
+        drafts_folder=drafts_folder,
     )
 
 
@@ -52,6 +54,8 @@ def save_account(db, acc: ImapAccount) -> None:
             "verify_tls": int(acc.verify_tls),
             "sent_folder": acc.sent_folder,
             "context_folders": json.dumps(list(acc.context_folders)),
+            "save_drafts": int(acc.save_drafts),
+            "drafts_folder": acc.drafts_folder,
             "created_at": existing[0] if existing else now,
             "updated_at": now,
         },

@@ -175,3 +175,36 @@ def save_split(
         " WHERE id = ?",
         [own_text, previous_context, signature, flags_json, version, message_id],
     )
+
+
+@dataclass(frozen=True)
+class ReplyOriginal:
+    """What a reply needs of the message it answers (its threading headers and its text)."""
+
+    id: int
+    message_id: str | None
+    references: str | None
+    subject: str | None
+    from_addr: str | None
+    date: str | None
+    text: str
+
+
+def reply_original(db, message_id: int) -> ReplyOriginal | None:
+    row = db.execute(
+        "SELECT id, message_id, references_, subject, from_addr, date, COALESCE(own_text, body_text, '')"
+        " FROM messages WHERE id = ?",
+        [message_id],
+    ).fetchone()
+    return ReplyOriginal(*row) if row else None
+
+
+def received_messages(db, limit: int = 30, text: str | None = None) -> list[MessageListing]:
+    """Newest first, messages none of the user's identities wrote (what there is to reply to)."""
+    sql = "SELECT id, date, from_addr, subject FROM messages WHERE identity_id IS NULL"
+    params: list = []
+    if text:
+        sql += " AND (subject LIKE ? OR from_addr LIKE ?)"
+        params += [f"%{text}%", f"%{text}%"]
+    rows = db.execute(sql + " ORDER BY date DESC LIMIT ?", [*params, limit]).fetchall()
+    return [MessageListing(*row) for row in rows]

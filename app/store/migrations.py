@@ -427,3 +427,9 @@ def _m008_distill_batches(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db["distill_batches"].create_index(["backend", "state"])
+
+
+@migration(9, "accounts: saving drafts to the server's Drafts folder (off unless the user turns it on)")
+def _m009_account_drafts(db: sqlite_utils.Database) -> None:
+    db["accounts"].add_column("save_drafts", int, not_null_default=0)
+    db["accounts"].add_column("drafts_folder", str)  # NULL: found on the server (\\Drafts flag, else the name)

@@ -1,0 +1,239 @@
+"""A Tiller draft saved in the user's own mail client: APPENDed to the account's Drafts folder,
+threaded under the message it answers, never sent.
+
+The one write Tiller makes on a mail server, and only when the user turned it on for the account
+(``tiller accounts set NAME --save-drafts on``): an APPEND to the Drafts folder, and the deletion
+of a draft Tiller appended itself when the same reply is drafted again (found by Tiller's own
+header, ``X-Tiller-Draft``, and deleted by UID with UID EXPUNGE, so a message the user marked
+deleted elsewhere is never expunged with it). With the scope off nothing connects at all.
+
+The message threads in every client: ``In-Reply-To`` and ``References`` from the original,
+``Re:`` once (not "Re: Re:"), the user's address as From, a ``Message-ID`` of Tiller's own,
+``\\Draft`` and ``\\Seen`` flags. The APPEND is in the privacy ledger like every request that
+leaves the machine: to which server and folder, and the message as sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from pathlib import Path
+
+from app.mail.imap import ImapAccount, ImapError, _server_text, close_client, connect, list_folders
+
+TILLER_HEADER = "X-Tiller-Draft"
+MESSAGE_ID_DOMAIN = "tiller.draft"  # Message-IDs Tiller makes; never a real host
+# The Drafts folder by name when no folder carries the \Drafts flag (RFC 6154): what clients and
+# providers call it in the languages people use.
+DRAFTS_NAMES = {
+    "drafts",
+    "draft",
+    "[gmail]/drafts",
+    "[google mail]/drafts",
+    "inbox.drafts",
+    "inbox/drafts",
+    "entwürfe",
+    "brouillons",
+    "borradores",
+    "bozze",
+    "concepten",
+    "rascunhos",
+    "utkast",
+    "kladder",
+    "luonnokset",
+    "szkice",
+    "koncepty",
+    "piszkozatok",
+    "черновики",
+    "下書き",
+    "草稿",
+    "임시 보관함",
+}
+_RE = re.compile(r"^\s*((re|aw|sv|vs|antw|réf|rif|ref)\s*(\[\d+\])?\s*:\s*)+", re.I)
+
+
+class DraftsOff(ImapError):
+    """The account does not allow Tiller to save drafts (the user has not turned it on)."""
+
+
+def find_drafts_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
+    """The folder flagged \\Drafts, else the first with a usual Drafts name (any language)."""
+    for flags, _, name in folders:
+        if any(f.lower() == b"\\drafts" for f in flags):
+            return name
+    for _, delimiter, name in folders:
+        last = name.rsplit(delimiter, 1)[-1] if delimiter else name
+        if name.lower() in DRAFTS_NAMES or last.lower() in DRAFTS_NAMES:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class Original:
+    """The message a draft answers, as stored (headers and its text)."""
+
+    message_id: str | None
+    references: str | None
+    subject: str | None
+    from_addr: str | None
+    date: str | None = None
+    text: str = ""
+
+
+def reply_subject(subject: str | None) -> str:
+    """``Re: <subject>`` once, however many reply prefixes (in whatever language) it had."""
+    rest = _RE.sub("", subject or "").strip()
+    return f"Re: {rest}" if rest else "Re:"
+
+
+def draft_key(account: str, original_id: str | None, intent: str) -> str:
+    """What makes "the same reply": the account, the message answered (or the intent, for a new
+    email). Drafting it again replaces Tiller's earlier draft of it."""
+    what = original_id or "new:" + intent.strip().lower()
+    return hashlib.sha256(f"{account}\n{what}".encode()).hexdigest()[:24]
+
+
+def draft_message(
+    body: str,
+    *,
+    from_addr: str,
+    to: str | None,
+    subject: str | None,
+    original: Original | None,
+    key: str,
+    quote: bool = True,
+    signature: str | None = None,
+    now: float | None = None,
+) -> bytes:
+    """The draft as an RFC 5322 message (UTF-8, CRLF line ends)."""
+    msg = EmailMessage()
+    msg["From"] = from_addr
+    to = to or (original.from_addr if original else None)
+    if to:
+        msg["To"] = ", ".join(formataddr(pair) for pair in getaddresses([to]) if pair[1]) or to
+    msg["Subject"] = reply_subject(original.subject) if original else (subject or "")
+    msg["Date"] = format_datetime(_local(now))
+    msg["Message-ID"] = make_msgid(idstring=uuid.uuid4().hex[:8], domain=MESSAGE_ID_DOMAIN)
+    if original and original.message_id:
+        parent = original.message_id.strip()
+        msg["In-Reply-To"] = parent
+        chain = (original.references or "").split()
+        msg["References"] = " ".join([*chain[-20:], parent] if parent not in chain else chain[-20:])
+    msg[TILLER_HEADER] = key
+    text = body.rstrip()
+    if signature and signature.strip() and not _ends_with(text, signature):
+        text += "\n\n" + signature.strip()  # one signature at most: not when the draft already ends with it
+    if quote and original and original.text.strip():
+        who = original.from_addr or "you"
+        when = f"On {original.date}, " if original.date else ""
+        quoted = "\n".join("> " + line if line else ">" for line in original.text.strip().splitlines())
+        text += f"\n\n{when}{who} wrote:\n{quoted}"
+    msg.set_content(text + "\n")
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+def _ends_with(text: str, signature: str) -> bool:
+    squash = lambda s: re.sub(r"\s+", " ", s).strip().lower()  # noqa: E731
+    return squash(text).endswith(squash(signature))
+
+
+def _local(now: float | None):
+    from datetime import datetime
+
+    return datetime.fromtimestamp(now if now is not None else time.time()).astimezone()
+
+
+@dataclass(frozen=True)
+class SavedDraft:
+    folder: str
+    replaced: int  # Tiller's earlier drafts of the same reply deleted
+    kept_old: int  # earlier drafts left (the server cannot delete by UID)
+    ledger_id: int | None
+
+
+def save_draft(
+    account: ImapAccount, secret: str, message: bytes, key: str, *, db_path: Path | None = None
+) -> SavedDraft:
+    """APPEND ``message`` to the account's Drafts folder and delete Tiller's earlier draft with the
+    same ``key``. Raises :class:`DraftsOff` before connecting when the account does not allow it,
+    and ImapError with one line naming the account and folder when the server refuses."""
+    if not account.save_drafts:
+        raise DraftsOff(
+            f"account {account.name!r} does not let Tiller save drafts; turn it on with "
+            f"`tiller accounts set {account.name} --save-drafts on` (Tiller then only adds drafts to the Drafts "
+            "folder, and deletes only drafts it added itself)"
+        )
+    from imapclient.exceptions import IMAPClientError
+
+    client = connect(account, secret)
+    ledger_id = None
+    try:
+        folders = list_folders(client)
+        folder = account.drafts_folder or find_drafts_folder(folders)
+        if folder is None:
+            names = ", ".join(name for _, _, name in folders[:20])
+            raise ImapError(
+                f"account {account.name!r}: no Drafts folder found (none flagged \\Drafts, none with a usual name; "
+                f"folders: {names}); name it with `tiller accounts set {account.name} --drafts-folder NAME`"
+            )
+        ledger_id = _ledger_append(account, folder, message, db_path)
+        started = time.monotonic()
+        try:
+            client.select_folder(folder)
+            earlier = client.search(["HEADER", TILLER_HEADER, key])
+            client.append(folder, message, flags=(b"\\Draft", b"\\Seen"))
+        except IMAPClientError as exc:
+            _ledger_finish(ledger_id, started, len(message), error=_server_text(exc), db_path=db_path)
+            raise ImapError(
+                f"account {account.name!r}: the server refused to save the draft in {folder!r} "
+                f"({_server_text(exc)[:200]})"
+            ) from None
+        _ledger_finish(ledger_id, started, len(message), db_path=db_path)
+        replaced = kept = 0
+        if earlier:
+            if client.has_capability("UIDPLUS"):
+                client.add_flags(earlier, [b"\\Deleted"])
+                client.uid_expunge(earlier)  # these UIDs only, never another message marked deleted
+                replaced = len(earlier)
+            else:
+                kept = len(earlier)
+        return SavedDraft(folder, replaced, kept, ledger_id)
+    finally:
+        close_client(client)
+
+
+def _ledger_append(account: ImapAccount, folder: str, message: bytes, db_path: Path | None) -> int:
+    from app import paths
+    from app.store.ledger import LedgerTable
+
+    ledger = LedgerTable(Path(db_path) if db_path else paths.database_path())
+    return ledger.insert_sent(
+        backend=account.name,
+        provider="imap",
+        model=None,
+        purpose="save-draft",
+        method="APPEND",
+        url=f"{account.location}/{folder}",
+        request_headers="{}",
+        request_bytes=len(message),
+        request_payload=message.decode("utf-8", "replace"),
+    )
+
+
+def _ledger_finish(row_id: int, started: float, size: int, *, error: str | None = None, db_path=None) -> None:
+    from app import paths
+    from app.store.ledger import LedgerTable
+
+    LedgerTable(Path(db_path) if db_path else paths.database_path()).finish(
+        row_id,
+        status=None,
+        response_bytes=0,
+        duration_s=time.monotonic() - started,
+        outcome="refused" if error else "ok",
+        error=error,
+    )
