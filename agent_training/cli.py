@@ -12,7 +12,7 @@ from rich.progress import TextColumn
 from rich.table import Table
 
 from agent_training.evaluate import ALL_METHODS, METHODS
-from app.agent.train_options import training_options
+from app.agent.train_options import stage_option, training_options
 from app.cli.common import console, on_ctrl_c, progress_bar
 from app.cli.learning import rules_backend_options
 from app.errors import EXIT_CANCELLED
@@ -405,14 +405,7 @@ def eval_command(
 @click.option(
     "--control-stdin", is_flag=True, help="Stop cleanly when stdin says 'cancel' or closes (the app's way to cancel)."
 )
-@click.option(
-    "--stage",
-    type=click.Choice(["agent", "voice"]),
-    default="agent",
-    show_default=True,
-    help="agent: intent -> rules; voice: the large model's draft -> your words (needs zero-shot emails from "
-    "`tiller distill --backend NAME`).",
-)
+@stage_option
 @click.option(
     "--min-pairs",
     type=int,

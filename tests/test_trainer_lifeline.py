@@ -100,6 +100,30 @@ time.sleep(120)
     assert _gone_within(child_pid, 10), "the child outlived its killed parent"
 
 
+def test_a_longer_run_the_user_asked_for_outlives_the_demo_that_started_it(tmp_path):
+    """`tiller demo --then-train-longer`: the background run is its own session, watches no parent
+    and no control pipe, so the demo ending does not stop it (unlike every other trainer)."""
+    import psutil
+
+    pid_file, log = tmp_path / "bg.pid", tmp_path / "train-longer.log"
+    parent_code = f"""
+import os, sys
+from pathlib import Path
+from app.agent.trainer import start_background_training
+os.environ["TILLER_PARENT_PID"] = "1"  # as inside the app: the background run must not inherit it
+proc = start_background_training(Path({str(log)!r}), sender="x@example.com", steps=5, dataset=Path({str(tmp_path / "none.jsonl")!r}))
+open({str(pid_file)!r}, "w").write(str(proc.pid))
+"""
+    subprocess.run([sys.executable, "-c", parent_code], cwd=Path(__file__).parent.parent, check=True, timeout=60)
+    child = psutil.Process(_wait_for_pid(pid_file))
+    assert os.getsid(child.pid) == child.pid != os.getsid(0)  # a session of its own
+    assert "TILLER_PARENT_PID" not in child.environ() and "--control-stdin" not in child.cmdline()
+    assert "--steps" in child.cmdline()
+    # the parent is gone; the run goes on until it finishes (here: it finds no training data and says so)
+    assert _gone_within(child.pid, 120), "the background run never ended"
+    assert "none.jsonl" in log.read_text()
+
+
 def _wait_for_pid(path: Path, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -138,3 +138,15 @@ def trainer_arguments(values: dict) -> list[str]:
             continue
         args += [opt.flag] if opt.is_flag else [opt.flag, str(value)]
     return args
+
+
+def stage_option(fn):
+    """``--stage agent|voice``: which adapter a training run makes (both CLIs take it)."""
+    return click.option(
+        "--stage",
+        type=click.Choice(["agent", "voice"]),
+        default="agent",
+        show_default=True,
+        help="agent: intent -> your rules; voice: the large model's draft -> your words (needs zero-shot emails "
+        "from `tiller distill --backend NAME`).",
+    )(fn)

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 
 @dataclass
@@ -93,6 +94,27 @@ def child_environment(env: dict | None = None) -> dict:
     import os
 
     return {**(env if env is not None else os.environ), "TILLER_PARENT_PID": str(os.getpid())}
+
+
+def start_background_training(log: Path, *, python: str | None = None, **kwargs) -> subprocess.Popen:
+    """A training run the user asked to go on after this program ends (the demo's longer run): its
+    own session, no control pipe, no parent to watch (so it is not an orphan by accident but a
+    background job by request), its progress lines in ``log``. The adapter it makes replaces the
+    profile's only when complete, as always; ``kill PID`` stops it and saves a checkpoint."""
+    import os
+
+    args = [a for a in train_arguments(**kwargs) if a != "--control-stdin"]
+    env = {k: v for k, v in os.environ.items() if k != "TILLER_PARENT_PID"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [python or trainer_python(), "-m", "agent_training", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
 
 class TrainerProcess:

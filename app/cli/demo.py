@@ -84,7 +84,13 @@ def pick_demo_sender(db) -> str | None:
     help="Time budget for training, loading included: the steps are cut to fit this computer's measured speed "
     "(0: no budget, all --steps).",
 )
-def demo_command(steps: int, intent: str, local_emails: int, training_minutes: float) -> None:
+@click.option(
+    "--then-train-longer",
+    is_flag=True,
+    help="When the time budget cut the training, go on with all --steps in the background after the demo "
+    "(its own process; the better adapter replaces the demo's when it is complete).",
+)
+def demo_command(steps: int, intent: str, local_emails: int, training_minutes: float, then_train_longer: bool) -> None:
     """Run the main job on the embedded defaults, all on this computer: import the sample of real
     mail, distill it (measured rules for all, then the paper's method with the local model for a
     few newest emails), train the agent briefly, and draft an email with its rules (the embedded
@@ -154,7 +160,36 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
             no_agent=False,
             max_tokens=200,
         )
-    show_timings(clock, trained.get("summary") or {})
+    summary = trained.get("summary") or {}
+    show_timings(clock, summary)
+    done = summary.get("total_steps") or summary.get("steps") or steps
+    if training_minutes and done < steps:
+        longer = f"tiller train --sender {sender} --steps {steps}" if sender else f"tiller train --steps {steps}"
+        minutes = (steps * (summary.get("s_per_step") or 0)) / 60
+        about = f" (about {minutes:.0f} minutes on this computer)" if minutes else ""
+        if not then_train_longer:
+            console.print(esc(f"The budget trained {done} of {steps} steps. The full run{about}: {longer}"))
+            console.print("(or run the demo with --then-train-longer to start it in the background)")
+        else:
+            from app.agent.trainer import start_background_training
+
+            log = paths.home() / "logs" / "train-longer.log"
+            proc = start_background_training(
+                log,
+                sender=sender,
+                steps=steps,
+                base_gguf=agent_base_gguf(db),
+                dataset=measured if measured.is_file() else None,
+            )
+            console.print(
+                esc(
+                    f"The full run ({steps} steps{about}) goes on in the background as process {proc.pid}; "
+                    f"progress in {log}. Its adapter replaces the demo's when it is complete; `kill {proc.pid}` "
+                    f"stops it at once; `kill -INT {proc.pid}` keeps a checkpoint of the last finished step (`"
+                    + longer
+                    + "` resumes)."
+                )
+            )
 
 
 class StageClock:

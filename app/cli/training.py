@@ -8,7 +8,7 @@ import sys
 import click
 from rich.table import Table
 
-from app.agent.train_options import training_options
+from app.agent.train_options import stage_option, training_options
 from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, progress_bar
 from app.errors import EXIT_CANCELLED
 from app.plain import cells, esc
@@ -122,14 +122,7 @@ def _show_training_event(event, bar, task, summary: dict, started: float) -> Non
 @cli.command("train")
 @click.option("--sender", help="Train this identity's own agent profile (default: one profile for all your addresses).")
 @click.option("--all-senders", is_flag=True, help="One profile trained on all your identities together.")
-@click.option(
-    "--stage",
-    type=click.Choice(["agent", "voice"]),
-    default="agent",
-    show_default=True,
-    help="agent: intent -> your rules; voice: the large model's draft -> your words (needs zero-shot emails from "
-    "`tiller distill --backend NAME`).",
-)
+@stage_option
 @click.option(
     "--no-voice", is_flag=True, help="Train the agent alone, not the voice stage after it (when there are voice pairs)."
 )

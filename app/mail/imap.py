@@ -334,16 +334,22 @@ class FolderPlan:
     uids: list[int] = field(default_factory=list)  # new since the last import, ascending
 
 
-def find_sent_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
-    """The folder flagged \\Sent (RFC 6154), else the first whose name is a known Sent name."""
+def find_special_folder(folders: list[tuple[tuple, str, str]], flag: bytes, names) -> str | None:
+    """The folder carrying the RFC 6154 ``flag`` (``\\Sent``, ``\\Drafts``), else the first whose
+    name (whole, or its last part) is one of ``names`` (lower case)."""
     for flags, _, name in folders:
-        if any(f.lower() == b"\\sent" for f in flags):
+        if any(f.lower() == flag.lower() for f in flags):
             return name
     for _, delimiter, name in folders:
         last = name.rsplit(delimiter, 1)[-1] if delimiter else name
-        if name.lower() in SENT_NAMES or last.lower() in SENT_NAMES:
+        if name.lower() in names or last.lower() in names:
             return name
     return None
+
+
+def find_sent_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
+    """The folder flagged \\Sent (RFC 6154), else the first whose name is a known Sent name."""
+    return find_special_folder(folders, b"\\Sent", SENT_NAMES)
 
 
 def account_folders(account: ImapAccount, folders: list[tuple[tuple, str, str]]) -> tuple[list[str], str | None]:

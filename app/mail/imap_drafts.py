@@ -24,7 +24,15 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from pathlib import Path
 
-from app.mail.imap import ImapAccount, ImapError, _server_text, close_client, connect, list_folders
+from app.mail.imap import (
+    ImapAccount,
+    ImapError,
+    _server_text,
+    close_client,
+    connect,
+    find_special_folder,
+    list_folders,
+)
 
 TILLER_HEADER = "X-Tiller-Draft"
 MESSAGE_ID_DOMAIN = "tiller.draft"  # Message-IDs Tiller makes; never a real host
@@ -63,14 +71,7 @@ class DraftsOff(ImapError):
 
 def find_drafts_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
     """The folder flagged \\Drafts, else the first with a usual Drafts name (any language)."""
-    for flags, _, name in folders:
-        if any(f.lower() == b"\\drafts" for f in flags):
-            return name
-    for _, delimiter, name in folders:
-        last = name.rsplit(delimiter, 1)[-1] if delimiter else name
-        if name.lower() in DRAFTS_NAMES or last.lower() in DRAFTS_NAMES:
-            return name
-    return None
+    return find_special_folder(folders, b"\\Drafts", DRAFTS_NAMES)
 
 
 @dataclass(frozen=True)
