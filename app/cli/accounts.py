@@ -302,7 +302,9 @@ def accounts_group(ctx) -> None:
     """Mail accounts on an IMAP server (import their Sent folder with: tiller import imap:NAME).
 
     Tiller only reads: folders are opened read-only, messages fetched without marking them read,
-    nothing is moved or deleted. The password stays in the OS keyring.
+    nothing is moved or deleted. The one exception is yours to allow: `tiller accounts set NAME
+    --save-drafts on` lets Tiller add drafts to the Drafts folder (and delete only its own).
+    The password stays in the OS keyring.
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(accounts_list)
