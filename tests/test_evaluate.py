@@ -156,7 +156,10 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
         for d in map(json.loads, (out / "drafts.jsonl").read_text().splitlines())
         if d["key"].startswith("draft|compose.v1|real_rules|")
     ]
-    assert len(real_rules) == 4 and all("Keep it short." in d["rules"] for d in real_rules)
+    # (the scripted R3 rules plus the measured lines; "Keep it short." is dropped at distillation where the
+    # held-out email is longer than the zero-shot one, and "Skip the greeting." gives way to the measured line)
+    assert len(real_rules) == 4 and all(d["rules"] for d in real_rules)
+    assert sum("Keep it short." in d["rules"] for d in real_rules) >= 2
     assert results["stages"]["score"] == "authorship" and "rules_gap" in results["stages"]
     report_text = (out / "report.md").read_text()
     for needle in ("| paper |", "0.841", "Where the agent gains or loses", "## Runtime", "tiller eval --reproduce"):
