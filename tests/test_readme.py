@@ -80,3 +80,25 @@ def test_training_option_defaults_are_the_finetune_configs():
         assert opt.field in defaults, opt.flag
         if opt.field != "dataset":
             assert (False if opt.is_flag else opt.default) == defaults[opt.field], opt.flag
+
+
+def test_the_checked_in_cli_reference_is_what_the_commands_generate():
+    """docs/cli.md is generated from the commands (packaging/cli_reference.py), so it cannot drift:
+    a changed option or help text without regenerating it fails here."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    generated = subprocess.run(
+        [sys.executable, str(REPO / "packaging" / "cli_reference.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    checked_in = (REPO / "docs" / "cli.md").read_text()
+    assert generated == checked_in, "docs/cli.md is out of date: python packaging/cli_reference.py > docs/cli.md"
+    assert (
+        "### tiller draft" in generated and "--save [ACCOUNT]" in generated and "### agent_training train" in generated
+    )
