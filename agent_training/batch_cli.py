@@ -29,13 +29,14 @@ def show_event(event: BatchEvent) -> None:
     console.print(esc(line), style=style or None)
 
 
-def chains(db, config: DistillConfig) -> list[DistillConfig]:
-    """The distillations with a batch open: ``config`` itself when it names a backend, else one per
-    (backend, selection) found among the open batches."""
-    if config.backend:
+def chains(db, config: DistillConfig, status: bool = False) -> list[DistillConfig]:
+    """The distillations to look at: for ``--batch``, ``config`` itself; for ``--status``, one per
+    (backend, selection) among the open batches (of ``config.backend`` when it names one), so a
+    status check never starts a distillation of its own."""
+    if config.backend and not status:
         return [config]
     found = {}
-    for row in batch_store.open_batches(db):
+    for row in batch_store.open_batches(db, config.backend):
         chain = dict(row.config, strategies=tuple(row.config.get("strategies") or ("R3",)))
         found[(row.backend, repr(sorted(chain.items())))] = replace(config, backend=row.backend, **chain)
     return list(found.values())
@@ -58,7 +59,7 @@ def batch_distill(db, config: DistillConfig, *, status: bool, wait: bool, poll_s
 
     if not status and not config.backend:
         raise click.UsageError("--batch needs --backend NAME (a cloud backend)")
-    todo = chains(db, config)
+    todo = chains(db, config, status)
     if status and not todo:
         console.print("No distillation batch is open.")
         console.print(batch_table(db))

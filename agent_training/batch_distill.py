@@ -251,9 +251,10 @@ class BatchDistillation:
                 event = self._check_one(client, row)
                 failed = failed or event.kind == "failed"
                 yield event
-        # a batch the provider failed as a whole is not sent again by itself: the user decides
-        # (``tiller distill --backend NAME --batch`` submits the stage anew)
-        if not failed and not self.open_batches():
+        # only a chain under way goes on by itself (its cost was shown when it started): with no
+        # batch open, nothing new is ever sent from here; and a batch the provider failed as a whole
+        # is not sent again by itself (``tiller distill --backend NAME --batch`` submits it anew)
+        if open_rows and not failed and not self.open_batches():
             nxt = self.next_stage()
             if nxt is not None:
                 stage, jobs, _ = nxt

@@ -250,3 +250,8 @@ def test_the_cli_submits_after_the_estimate_and_status_finishes_after_the_proces
     assert stored(kay_db) == (LIMIT, LIMIT, LIMIT)
     done = _tiller("--status", env=env)
     assert "No distillation batch is open" in done.stdout
+    # a status check naming a backend never starts a distillation of its own (here: the whole mailbox)
+    asked = len(claude_batches.requests)
+    again = _tiller("--backend", "claude", "--status", env=env)
+    assert again.returncode == 0 and "No distillation batch is open" in again.stdout
+    assert len(claude_batches.requests) == asked
