@@ -32,7 +32,7 @@ from agent_training.llm import LLMResult
 from agent_training.messages import load_messages
 from agent_training.parsing import MalformedAnswer
 from app.backends.base import GenerationRequest
-from app.backends.batch import BatchClient, BatchUnsupported
+from app.backends.batch import BatchClient, BatchUnsupported, batch_provider_class
 from app.backends.errors import BackendError
 from app.backends.prices import batch_price
 from app.clock import utc_now
@@ -145,11 +145,7 @@ class BatchDistillation:
             raise BatchUnsupported("--batch needs a cloud backend (--backend NAME); offline distillation is local")
         self.endpoint = endpoint
         self.client_factory = client_factory
-        cls = self.distillation.provider_cls
-        if not cls.supports_batch or not cls.leaves_machine:
-            raise BatchUnsupported(
-                f"backend {endpoint.name!r} ({cls.label}) has no batch service; distill without --batch"
-            )
+        cls = batch_provider_class(endpoint)  # BatchUnsupported for a provider without a batch service
         self.model = endpoint.model or cls.default_model
 
     # -- which stage is next ---------------------------------------------------------------------
@@ -209,17 +205,12 @@ class BatchDistillation:
         return rules_mod.rules_request(stage, msg, msg.own_text, msg.own_text)[0]
 
     def _stage_estimate(self, stage: str, requests: list[GenerationRequest], exact: bool) -> StageEstimate:
-        cls = self.distillation.provider_cls
-        default_max = cls.Options.model_fields["max_tokens"].default
-        max_out = sum(int(r.options.get("max_tokens") or default_max) for r in requests)
+        default_max = self.distillation.provider_cls.Options.model_fields["max_tokens"].default
+        caps = [int(r.options.get("max_tokens") or default_max) for r in requests]
         per = EXPECTED_OUTPUT_TOKENS.get("rules" if stage in rules_mod.STRATEGIES else stage)
-        if per is None:  # a zero-shot email: about as long as the request's own email
-            expected = sum(
-                min(int(r.options.get("max_tokens") or default_max), 40 + request_tokens(r) // 4) for r in requests
-            )
-        else:
-            expected = sum(min(int(r.options.get("max_tokens") or default_max), per) for r in requests)
-        return StageEstimate(stage, len(requests), sum(request_tokens(r) for r in requests), max_out, expected, exact)
+        # a zero-shot email (per None) is about as long as the request's own email
+        expected = sum(min(cap, 40 + request_tokens(r) // 4 if per is None else per) for cap, r in zip(caps, requests))
+        return StageEstimate(stage, len(requests), sum(request_tokens(r) for r in requests), sum(caps), expected, exact)
 
     # -- submitting, checking, collecting --------------------------------------------------------
 

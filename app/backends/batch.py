@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from app import paths
-from app.backends.base import BatchOutcome, BatchRequest, BatchState, EndpointConfig, GenerationRequest, parse_options
+from app.backends.base import (
+    BatchOutcome,
+    BatchRequest,
+    BatchState,
+    EndpointConfig,
+    GenerationRequest,
+    Provider,
+    parse_options,
+)
 from app.backends.client import find_key, ledger_http_client
 from app.backends.errors import BackendError, ConfigError
 from app.backends.ledger import Ledger
@@ -23,16 +31,20 @@ class BatchUnsupported(ConfigError):
     """The endpoint's provider (or this endpoint) has no batch service."""
 
 
+def batch_provider_class(endpoint: EndpointConfig) -> type[Provider]:
+    """The endpoint's provider class, or BatchUnsupported when it has no batch service."""
+    cls = provider_class(endpoint.provider)
+    if not cls.supports_batch or not cls.leaves_machine:
+        raise BatchUnsupported(f"backend {endpoint.name!r} ({cls.label}) has no batch service; distill without --batch")
+    return cls
+
+
 class BatchClient:
     """One endpoint's batch service. Use as a context manager (it holds an HTTP client)."""
 
     def __init__(self, endpoint: EndpointConfig, *, purpose: str = "distill", db_path: Path | None = None, key=None):
         self.endpoint = endpoint
-        self.cls = provider_class(endpoint.provider)
-        if not self.cls.supports_batch or not self.cls.leaves_machine:
-            raise BatchUnsupported(
-                f"backend {endpoint.name!r} ({self.cls.label}) has no batch service; distill without --batch"
-            )
+        self.cls = batch_provider_class(endpoint)
         self.options = parse_options(self.cls.Options, dict(endpoint.options), where=f"backend {endpoint.name!r}")
         key = find_key(endpoint, self.cls, key)
         db_path = Path(db_path) if db_path else paths.database_path()
