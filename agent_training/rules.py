@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
@@ -184,10 +185,16 @@ _FORMAL_OPENING = re.compile(r"^\s*(dear|good (morning|afternoon|evening))\b", r
 _FORMAL_CLOSING = re.compile(r"^\s*(best regards|kind regards|regards|sincerely|respectfully|yours)\b", re.I | re.M)
 
 
+@lru_cache(maxsize=64)
+def _measured(text: str):
+    """``measure(text)``, once per text: every rule of a set is checked against the same two emails."""
+    return measure(text)
+
+
 def formality(text: str) -> float:
     """A coarse formality score: formal opening and closing count up; contractions, lower-case
     sentence starts and exclamation marks count down. Only its comparison between two emails is used."""
-    profile = measure(text)
+    profile = _measured(text)
     score = float(bool(_FORMAL_OPENING.search(text))) + float(bool(_FORMAL_CLOSING.search(text)))
     score -= float(bool(profile.contractions)) + float(profile.lowercase_start_ratio > 0.5)
     return score - 0.5 * float(profile.exclamations > 0)
@@ -196,7 +203,7 @@ def formality(text: str) -> float:
 def direction_conflict(rule: str, email: str, baseline: str | None = None) -> str | None:
     """Why ``rule`` points away from the real ``email`` (and from how it differs from ``baseline``,
     the zero-shot email), or None when it agrees or is not measurable."""
-    real = measure(email)
+    real = _measured(email)
     if _NO_GREETING.search(rule) and real.greeting:
         return f"the real email opens with {real.greeting!r}"
     if _GREETING.search(rule) and not _NO_GREETING.search(rule) and not real.greeting:
@@ -214,7 +221,7 @@ def direction_conflict(rule: str, email: str, baseline: str | None = None) -> st
     if _EXCLAIM.search(rule) and not _NO_EXCLAIM.search(rule) and not real.exclamations:
         return "the real email has no exclamation mark"
     if baseline:
-        generic = measure(baseline)
+        generic = _measured(baseline)
         if _SHORTER.search(rule) and real.word_count > 1.1 * generic.word_count:
             return f"the real email is longer ({real.word_count} words against {generic.word_count})"
         if _LONGER.search(rule) and real.word_count < 0.9 * generic.word_count:
