@@ -134,14 +134,14 @@ class ComposeOperation:
         self._generate = generate_fn
         self._prepare = prepare  # a last change to the drafting request (the evaluation's few-shot examples)
         self._voice = voice  # sender -> a voice rewriter or None (app.agent.voice); None: the profile's
-        self._rewriter = False  # not looked up yet
+        self._rewriter = None  # the voice stage of this run, looked up when it starts
         self.result: ComposeResult | None = None
         self.rules_ready: RulesReady | None = None
 
     def run(self) -> Iterator[Event]:
         req = self.request
         rules_event = self.rules_ready = self._rules()
-        self._voice_rewriter()  # a voice stage asked for but not trained fails here, before anything is sent
+        self._rewriter = self._voice_rewriter()  # one asked for but not trained fails here, before anything is sent
         yield rules_event
         drafts = []
         for index, tags in enumerate(req.tag_sets):
@@ -197,9 +197,8 @@ class ComposeOperation:
             request = self._prepare(request)
         text, gen = yield from self._stream(index, request)
         voiced = None
-        rewriter = self._voice_rewriter()
-        if rewriter is not None:
-            result = rewriter.rewrite(
+        if self._rewriter is not None:
+            result = self._rewriter.rewrite(
                 text,
                 intent=req.intent,
                 sender=req.sender,
@@ -236,27 +235,23 @@ class ComposeOperation:
         yield self._checked(index, checked, rules, tags, gen, voiced)
 
     def _voice_rewriter(self):
-        """The voice stage for this request, or None (looked up once per operation)."""
-        if self._rewriter is not False:
-            return self._rewriter
+        """The voice stage for this request, or None."""
         req = self.request
-        rewriter = None
-        if req.voice is not False and (req.voice or req.use_agent):
-            if self._voice is not None:
-                rewriter = self._voice(req.sender)
-            else:
-                from app.agent.profiles import find_profile
-                from app.agent.voice import VoiceRewriter
+        if req.voice is False or not (req.voice or req.use_agent):
+            return None
+        if self._voice is not None:
+            return self._voice(req.sender)
+        from app.agent.profiles import find_profile
+        from app.agent.voice import VoiceRewriter
 
-                profile = find_profile(req.sender)
-                if req.voice and profile.voice_adapter is None:
-                    raise ValueError(
-                        f"no voice stage is trained for {profile.name} (tiller train --stage voice); draft without --voice"
-                    )
-                if profile.voice_adapter is not None and (req.voice or profile.voice_on):
-                    rewriter = VoiceRewriter(profile)
-        self._rewriter = rewriter
-        return rewriter
+        profile = find_profile(req.sender)
+        if req.voice and profile.voice_adapter is None:
+            raise ValueError(
+                f"no voice stage is trained for {profile.name} (tiller train --stage voice); draft without --voice"
+            )
+        if profile.voice_adapter is not None and (req.voice or profile.voice_on):
+            return VoiceRewriter(profile)
+        return None
 
     def _stream(self, index: int, request: GenerationRequest, echo: bool = True):
         gen = self._generate(request, self.request.backend, cancel=self.cancel, on_retry=self.on_retry)
