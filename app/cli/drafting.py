@@ -236,11 +236,12 @@ def _drafts_account(name: str):
                 "turn it on with `tiller accounts set NAME --save-drafts on`)"
             )
         account = allowed[0]
-    if not account.save_drafts:
-        raise click.ClickException(
-            f"account {account.name!r} does not let Tiller save drafts: `tiller accounts set {account.name} "
-            "--save-drafts on` (Tiller then only adds drafts to its Drafts folder)"
-        )
+    from app.mail.imap_drafts import DraftsOff, require_drafts_scope
+
+    try:
+        require_drafts_scope(account)
+    except DraftsOff as exc:
+        raise click.ClickException(str(exc)) from None
     return account
 
 

@@ -69,6 +69,16 @@ class DraftsOff(ImapError):
     """The account does not allow Tiller to save drafts (the user has not turned it on)."""
 
 
+def require_drafts_scope(account: ImapAccount) -> None:
+    """DraftsOff, saying how to turn it on, unless the user let Tiller save drafts to ``account``."""
+    if not account.save_drafts:
+        raise DraftsOff(
+            f"account {account.name!r} does not let Tiller save drafts; turn it on with "
+            f"`tiller accounts set {account.name} --save-drafts on` (Tiller then only adds drafts to the Drafts "
+            "folder, and deletes only drafts it added itself)"
+        )
+
+
 def find_drafts_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
     """The folder flagged \\Drafts, else the first with a usual Drafts name (any language)."""
     return find_special_folder(folders, b"\\Drafts", DRAFTS_NAMES)
@@ -163,16 +173,13 @@ def save_draft(
     """APPEND ``message`` to the account's Drafts folder and delete Tiller's earlier draft with the
     same ``key``. Raises :class:`DraftsOff` before connecting when the account does not allow it,
     and ImapError with one line naming the account and folder when the server refuses."""
-    if not account.save_drafts:
-        raise DraftsOff(
-            f"account {account.name!r} does not let Tiller save drafts; turn it on with "
-            f"`tiller accounts set {account.name} --save-drafts on` (Tiller then only adds drafts to the Drafts "
-            "folder, and deletes only drafts it added itself)"
-        )
+    require_drafts_scope(account)
     from imapclient.exceptions import IMAPClientError
 
+    from app.backends.ledger import Ledger
+
+    ledger = Ledger(db_path)
     client = connect(account, secret)
-    ledger_id = None
     try:
         folders = list_folders(client)
         folder = account.drafts_folder or find_drafts_folder(folders)
@@ -182,19 +189,37 @@ def save_draft(
                 f"account {account.name!r}: no Drafts folder found (none flagged \\Drafts, none with a usual name; "
                 f"folders: {names}); name it with `tiller accounts set {account.name} --drafts-folder NAME`"
             )
-        ledger_id = _ledger_append(account, folder, message, db_path)
+        ledger_id = ledger.insert_sent(
+            backend=account.name,
+            provider="imap",
+            model=None,
+            purpose="save-draft",
+            method="APPEND",
+            url=f"{account.location}/{folder}",
+            request_headers="{}",
+            request_bytes=len(message),
+            request_payload=message.decode("utf-8", "replace"),
+        )
         started = time.monotonic()
+        error = None
         try:
             client.select_folder(folder)
             earlier = client.search(["HEADER", TILLER_HEADER, key])
             client.append(folder, message, flags=(b"\\Draft", b"\\Seen"))
         except IMAPClientError as exc:
-            _ledger_finish(ledger_id, started, len(message), error=_server_text(exc), db_path=db_path)
+            error = _server_text(exc)
+        ledger.finish(
+            ledger_id,
+            status=None,
+            response_bytes=0,
+            duration_s=time.monotonic() - started,
+            outcome="refused" if error else "ok",
+            error=error,
+        )
+        if error is not None:
             raise ImapError(
-                f"account {account.name!r}: the server refused to save the draft in {folder!r} "
-                f"({_server_text(exc)[:200]})"
-            ) from None
-        _ledger_finish(ledger_id, started, len(message), db_path=db_path)
+                f"account {account.name!r}: the server refused to save the draft in {folder!r} ({error[:200]})"
+            )
         replaced = kept = 0
         if earlier:
             if client.has_capability("UIDPLUS"):
@@ -206,35 +231,3 @@ def save_draft(
         return SavedDraft(folder, replaced, kept, ledger_id)
     finally:
         close_client(client)
-
-
-def _ledger_append(account: ImapAccount, folder: str, message: bytes, db_path: Path | None) -> int:
-    from app import paths
-    from app.store.ledger import LedgerTable
-
-    ledger = LedgerTable(Path(db_path) if db_path else paths.database_path())
-    return ledger.insert_sent(
-        backend=account.name,
-        provider="imap",
-        model=None,
-        purpose="save-draft",
-        method="APPEND",
-        url=f"{account.location}/{folder}",
-        request_headers="{}",
-        request_bytes=len(message),
-        request_payload=message.decode("utf-8", "replace"),
-    )
-
-
-def _ledger_finish(row_id: int, started: float, size: int, *, error: str | None = None, db_path=None) -> None:
-    from app import paths
-    from app.store.ledger import LedgerTable
-
-    LedgerTable(Path(db_path) if db_path else paths.database_path()).finish(
-        row_id,
-        status=None,
-        response_bytes=0,
-        duration_s=time.monotonic() - started,
-        outcome="refused" if error else "ok",
-        error=error,
-    )
