@@ -248,15 +248,9 @@ def _drafts_account(name: str):
 def _save_to_server(account, text: str, intent: str, sender, recipient, subject, original) -> None:
     from app.mail.accounts import AccountError, account_secret
     from app.mail.imap import ImapError
-    from app.mail.imap_drafts import Original, draft_key, draft_message, save_draft
+    from app.mail.imap_drafts import draft_key, draft_message, save_draft
 
-    thread = (
-        Original(
-            original.message_id, original.references, original.subject, original.from_addr, original.date, original.text
-        )
-        if original
-        else None
-    )
+    thread = original  # the message answered (app.store.messages.Original), or None
     key = draft_key(account.name, thread.message_id if thread else None, intent)
     from_addr = sender or (account.user if "@" in account.user else None)
     if not from_addr:

@@ -33,6 +33,7 @@ from app.mail.imap import (
     find_special_folder,
     list_folders,
 )
+from app.store.messages import Original
 
 TILLER_HEADER = "X-Tiller-Draft"
 MESSAGE_ID_DOMAIN = "tiller.draft"  # Message-IDs Tiller makes; never a real host
@@ -82,18 +83,6 @@ def require_drafts_scope(account: ImapAccount) -> None:
 def find_drafts_folder(folders: list[tuple[tuple, str, str]]) -> str | None:
     """The folder flagged \\Drafts, else the first with a usual Drafts name (any language)."""
     return find_special_folder(folders, b"\\Drafts", DRAFTS_NAMES)
-
-
-@dataclass(frozen=True)
-class Original:
-    """The message a draft answers, as stored (headers and its text)."""
-
-    message_id: str | None
-    references: str | None
-    subject: str | None
-    from_addr: str | None
-    date: str | None = None
-    text: str = ""
 
 
 def reply_subject(subject: str | None) -> str:

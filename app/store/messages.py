@@ -178,25 +178,24 @@ def save_split(
 
 
 @dataclass(frozen=True)
-class ReplyOriginal:
-    """What a reply needs of the message it answers (its threading headers and its text)."""
+class Original:
+    """The message a reply answers, as stored: its threading headers and its text."""
 
-    id: int
     message_id: str | None
     references: str | None
     subject: str | None
     from_addr: str | None
-    date: str | None
-    text: str
+    date: str | None = None
+    text: str = ""
 
 
-def reply_original(db, message_id: int) -> ReplyOriginal | None:
+def reply_original(db, message_id: int) -> Original | None:
     row = db.execute(
-        "SELECT id, message_id, references_, subject, from_addr, date, COALESCE(own_text, body_text, '')"
+        "SELECT message_id, references_, subject, from_addr, date, COALESCE(own_text, body_text, '')"
         " FROM messages WHERE id = ?",
         [message_id],
     ).fetchone()
-    return ReplyOriginal(*row) if row else None
+    return Original(*row) if row else None
 
 
 def received_messages(db, limit: int = 30, text: str | None = None) -> list[MessageListing]:
