@@ -254,3 +254,19 @@ def test_the_voice_stage_is_off_per_draft_and_without_a_trained_voice(script, ti
     assert not any(isinstance(e, VoiceRewritten) for e in events)
     with pytest.raises(ValueError, match="tiller train --stage voice"):
         run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES, voice=True))
+
+
+def test_the_voice_adapter_runs_on_the_base_its_own_training_named(tiller_home):
+    """The voice folder's training.json names its base; a rewriter never puts the adapter on another
+    model (the agent's, or the embedded one) when that base is gone."""
+    import json
+
+    from app.agent.profiles import TRAINING_FILE, VOICE_DIR, load_profile, profile_dir
+    from app.agent.voice import VoiceRewriter
+
+    voice = profile_dir("kay.mann@enron.com") / VOICE_DIR
+    voice.mkdir(parents=True)
+    (voice / "adapter.gguf").write_bytes(b"GGUF")
+    (voice / TRAINING_FILE).write_text(json.dumps({"profile": "kay.mann@enron.com", "base_gguf": "/gone/base.gguf"}))
+    with pytest.raises(FileNotFoundError, match="/gone/base.gguf"):
+        VoiceRewriter(load_profile("kay.mann@enron.com"))

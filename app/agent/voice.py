@@ -9,14 +9,13 @@ with the prompt of :func:`app.agent.template.voice_prompt`, and decodes greedily
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from app.agent.profiles import AgentProfile
+from app.agent.agent import PreferenceAgent
+from app.agent.profiles import VOICE_DIR, AgentProfile, profile_at
 from app.agent.runtime import RUNTIME, LlamaRuntime, ModelSpec
 from app.agent.template import STOP, voice_prompt
 from app.content_guard import GuardVerdict, check_rewrite, names_in
 from app.jobs import CancelToken
-from app.models import embedded_base_model
 
 
 @dataclass(frozen=True)
@@ -36,13 +35,15 @@ class VoiceRewriter:
         if profile.voice_adapter is None:
             raise ValueError(f"profile {profile.name} has no voice adapter (tiller train --stage voice)")
         self.profile = profile
-        base = profile.base_model if profile.base_model and Path(profile.base_model).is_file() else None
-        self.base_model = base or embedded_base_model()
+        # the voice folder is a profile of its own: its adapter and the base its training.json names,
+        # resolved (and a missing base reported) as the agent's is
+        self.model = PreferenceAgent(
+            profile_at(profile.directory / VOICE_DIR, profile.name), runtime=runtime, n_ctx=n_ctx
+        )
         self.runtime = runtime
-        self.n_ctx = n_ctx
 
     def spec(self) -> ModelSpec:
-        return ModelSpec.of(self.base_model, self.profile.voice_adapter, n_ctx=self.n_ctx)
+        return self.model.spec()
 
     def rewrite(
         self,
@@ -64,7 +65,8 @@ class VoiceRewriter:
             )
         ]
         rewrite = "".join(pieces).strip()
-        verdict = check_rewrite(draft, rewrite, intent, allowed=names_in(sender, recipient))
-        if not rewrite:
+        if rewrite:
+            verdict = check_rewrite(draft, rewrite, intent, allowed=names_in(sender, recipient))
+        else:
             verdict = GuardVerdict(False, ("the whole draft",), ())
         return VoiceResult(rewrite if verdict.kept else draft, rewrite, draft, verdict)
