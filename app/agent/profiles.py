@@ -119,7 +119,7 @@ class AgentProfile:
             flag.unlink(missing_ok=True)
         else:
             flag.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(flag, "the voice stage is off for this profile (tiller agents voice on)\n")
+            write_atomic(flag, "the voice stage is off for this profile (tiller voice on)\n")
 
 
 def load_profile(sender: str | None) -> AgentProfile:

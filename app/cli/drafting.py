@@ -81,7 +81,7 @@ def read_rules_file(path: Path) -> list[str]:
     "--voice/--no-voice",
     default=None,
     help="Say the large model's draft again in your words on this computer (the voice stage; default: on when "
-    "trained and not switched off with `tiller agents voice off`). A rewrite that loses or adds a fact is not used.",
+    "trained and not switched off with `tiller voice off`). A rewrite that loses or adds a fact is not used.",
 )
 @click.option(
     "--reply-to-message",
