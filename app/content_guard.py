@@ -82,7 +82,7 @@ def _norm_number(token: str) -> str:
 def body_lines(text: str) -> list[str]:
     """The lines that carry content: without a greeting line and the closing block (a closing
     word and the short lines after it: the sign-off and the name)."""
-    lines = [line for line in text.strip().splitlines()]
+    lines = text.strip().splitlines()
     while lines and not lines[0].strip():
         lines.pop(0)
     if lines and _GREETING.match(lines[0]) and len(lines[0].split()) <= 4:
