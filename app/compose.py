@@ -5,7 +5,8 @@ The CLI renders it, the desktop app can render it, the evaluation runs it; none 
 the steps itself. ``ComposeOperation(request).run()`` is a generator (cancelled by a token, like
 every long job) that yields what a view shows as it happens:
 
-- :class:`RulesReady` once the rules are known (the agent's, given ones, or none);
+- :class:`RulesReady` once the rules are known (the agent's, given ones, or none), with the reply's
+  language as the last rule when it is not plain English (app/language.py);
 - :class:`DraftText` for each streamed piece of a draft (a retried request is reported through the
   ``on_retry`` callback as it happens);
 - :class:`VoiceRewritten` when the profile's voice adapter said the draft again in the user's
@@ -28,6 +29,7 @@ from app.backends.client import generate
 from app.backends.config import EndpointConfig
 from app.drafting import DRAFT_MAX_TOKENS, DraftInput, build_request
 from app.jobs import CancelToken
+from app.language import ReplyLanguage, reply_language
 from app.rulecheck import CheckedDraft, check_draft, reask_request, unsupported_sentences
 
 
@@ -51,6 +53,9 @@ class ComposeRequest:
     # the voice stage: None follows the profile (on when its voice adapter is trained and not
     # switched off), True asks for it, False leaves the large model's draft as it is
     voice: bool | None = None
+    # the reply's language (app/language.py): "auto" reads it from the thread, else the intent;
+    # a name or code asks for one; None adds no language rule
+    language: str | None = "auto"
 
 
 @dataclass
@@ -61,6 +66,7 @@ class RulesReady:
     trained: bool = False
     agent_rules: list[str] = field(default_factory=list)  # what the agent said, before scoped rules
     scoped: list[str] = field(default_factory=list)  # learnt scoped rules among ``rules``
+    language: ReplyLanguage | None = None  # the reply's language, when it is said as a rule (last in ``rules``)
 
 
 @dataclass
@@ -140,7 +146,7 @@ class ComposeOperation:
 
     def run(self) -> Iterator[Event]:
         req = self.request
-        rules_event = self.rules_ready = self._rules()
+        rules_event = self.rules()
         self._rewriter = self._voice_rewriter()  # one asked for but not trained fails here, before anything is sent
         yield rules_event
         drafts = []
@@ -152,6 +158,18 @@ class ComposeOperation:
                 yield event
             drafts.append(checked)
         self.result = ComposeResult(rules_event.rules, drafts)
+
+    def rules(self) -> RulesReady:
+        """The first step alone: the rules the draft is written with (the agent's, measured, given or
+        none), the reply's language last. What `tiller mcp`'s style_rules returns."""
+        req = self.request
+        ready = self.rules_ready = self._rules()
+        if req.language is not None:
+            found = reply_language(req.intent, req.previous_email, None if req.language == "auto" else req.language)
+            if found is not None:
+                ready.language = found
+                ready.rules.append(found.rule())
+        return ready
 
     # -- steps -------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 _URL = re.compile(r"\b(?:https?://|www\.)\S+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.I)
 _NUMBER = re.compile(r"(?<![\w.])[$€£]?\d[\d,]*(?:\.\d+)?(?::\d\d)?%?(?![\w])")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-])*")  # letters of any script: "Prüfung", "José"
 _MONTHS = {
     m[:3]: m for m in ("january february march april may june july august september october november december".split())
 }

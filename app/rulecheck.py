@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from app.language import MIN_CONFIDENCE, guess, rule_language
 from app.style import find_greeting, find_signoff, measure, sentences, words
 
 KEPT, REPAIRED, BROKEN, UNCHECKED = "kept", "repaired", "broken", "not checkable"
@@ -309,6 +310,8 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
             return RuleCheck(rule, KEPT)
         result.text = text.replace("!", ".")
         return RuleCheck(rule, REPAIRED, "'!' -> '.'")
+    if (code := rule_language(rule)) is not None:
+        return _language(text, rule, code)
     if m := _SENTENCES.match(rule):
         n = int(m.group(1))
         profile = measure(text)  # sentences of the body, without greeting and closing, as measured
@@ -318,6 +321,19 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
         ok = n * 0.5 - 3 <= avg <= n * 1.8 + 4
         return RuleCheck(rule, KEPT if ok else BROKEN, f"about {avg:.0f} words per sentence")
     return RuleCheck(rule, UNCHECKED)
+
+
+def _language(text: str, rule: str, wanted: str) -> RuleCheck:
+    """A draft in another language than the thread's is broken (never repaired: only the model can
+    write it again); one too short to tell is not checkable rather than guessed at."""
+    found = guess(text)
+    if found is None:
+        return RuleCheck(rule, UNCHECKED, "too little text to tell its language")
+    if found.code == wanted:
+        return RuleCheck(rule, KEPT)
+    if found.confidence >= MIN_CONFIDENCE:
+        return RuleCheck(rule, BROKEN, f"the draft is in {found.name}")
+    return RuleCheck(rule, UNCHECKED, f"cannot tell its language for sure ({found.name}?)")
 
 
 _INLINE_CLOSING = re.compile(

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’.-]*")
+_WORD = re.compile(r"[^\W_](?:[^\W_]|['’.-])*")  # any script: "Prüfung" is one word, not "Pr" and "fung"
 _CONTRACTION = re.compile(r"\b[A-Za-z]+['’](?:s|t|re|ve|ll|d|m)\b", re.I)
 _GREETING_WORDS = r"hi|hello|hey|dear|good morning|good afternoon|good evening|greetings|howdy|morning|hiya|yo"
 _GREETING = re.compile(

@@ -99,6 +99,14 @@ def read_rules_file(path: Path) -> list[str]:
     help="Save the draft (the picked one) to the account's Drafts folder, threaded; never sent. The account must "
     "allow it (`tiller accounts set NAME --save-drafts on`); without a name, the one account that does.",
 )
+@click.option(
+    "--language",
+    default="auto",
+    show_default=True,
+    metavar="auto|off|NAME",
+    help="The reply's language: auto reads it from the message answered, else from the intent, and says it as a "
+    "rule (not for English with English); a name (German, fr) asks for one; off adds no language rule.",
+)
 def draft_command(
     intent,
     recipient,
@@ -118,6 +126,7 @@ def draft_command(
     voice,
     reply_to_message,
     save_to,
+    language,
 ) -> None:
     """Draft an email: your intent -> the on-device agent's rules -> the large model, streamed.
 
@@ -181,6 +190,7 @@ def draft_command(
         check=not no_check,
         learned=not no_learned,
         voice=voice,
+        language=None if language.lower() == "off" else language,
     )
     with cancel_on_ctrl_c() as token:
         op = ComposeOperation(
@@ -219,56 +229,35 @@ def draft_command(
 def _drafts_account(name: str):
     """The account a draft is saved to, checked before anything is drafted."""
     from app.cli.common import _open_db
-    from app.mail.accounts import AccountError, get_account, list_accounts
-
-    db = _open_db()
-    if name:
-        try:
-            account = get_account(db, name)
-        except AccountError as exc:
-            raise click.ClickException(str(exc)) from None
-    else:
-        allowed = [a for a in list_accounts(db) if a.save_drafts]
-        if len(allowed) != 1:
-            which = ", ".join(a.name for a in allowed) or "none"
-            raise click.UsageError(
-                f"--save: name the account (accounts that let Tiller save drafts: {which}; "
-                "turn it on with `tiller accounts set NAME --save-drafts on`)"
-            )
-        account = allowed[0]
-    from app.mail.imap_drafts import DraftsOff, require_drafts_scope
+    from app.mail.accounts import AccountError
+    from app.mail.imap_drafts import DraftsOff, drafts_account
 
     try:
-        require_drafts_scope(account)
+        return drafts_account(_open_db(), name or None)
     except DraftsOff as exc:
+        raise (click.ClickException(str(exc)) if name else click.UsageError(f"--save: {exc}")) from None
+    except AccountError as exc:
         raise click.ClickException(str(exc)) from None
-    return account
 
 
 def _save_to_server(account, text: str, intent: str, sender, recipient, subject, original) -> None:
-    from app.mail.accounts import AccountError, account_secret
+    from app.mail.accounts import AccountError
     from app.mail.imap import ImapError
-    from app.mail.imap_drafts import draft_key, draft_message, save_draft
+    from app.mail.imap_drafts import save_reply
 
-    thread = original  # the message answered (app.store.messages.Original), or None
-    key = draft_key(account.name, thread.message_id if thread else None, intent)
-    from_addr = sender or (account.user if "@" in account.user else None)
-    if not from_addr:
-        raise click.ClickException(
-            f"--save: say which address the draft is from (--from ADDRESS; {account.user!r} is no address)"
-        )
-    message = draft_message(text, from_addr=from_addr, to=recipient, subject=subject, original=thread, key=key)
     try:
         with console.status(f"Saving the draft to {account.name}…"):
-            saved = save_draft(account, account_secret(account), message, key)
+            saved = save_reply(
+                account, text, intent=intent, sender=sender, recipient=recipient, subject=subject, original=original
+            )
     except (ImapError, AccountError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"--save: {exc}") from None
     note = "; replaced Tiller's earlier draft of it" if saved.replaced else ""
     if saved.kept_old:
         note = "; Tiller's earlier draft of it stays (the server cannot delete by UID)"
     err_console.print(
         f"Saved to {esc(account.name)} in {esc(saved.folder)}"
-        + (" as a threaded reply" if thread else "")
+        + (" as a threaded reply" if original else "")
         + esc(note)
         + "."
     )
@@ -514,3 +503,37 @@ def tags_command(sender, reset) -> None:
     for tag, weight in learned_preferences(selector, n=len(selector.tags)):
         table.add_row(*cells(tag, f"{weight:+.2f}"))
     console.print(table)
+
+
+@cli.command("mcp")
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the JSON an MCP client (Claude Desktop's claude_desktop_config.json) needs to start Tiller, and exit.",
+)
+def mcp_command(print_config) -> None:
+    """Serve your voice to other assistants over the Model Context Protocol (stdio).
+
+    Tools: style_rules (rules made on this computer), draft (the compose operation with your default backend),
+    save_draft (to a Drafts folder you allowed), recent_messages (id, date, sender, subject). Only what a tool
+    returns leaves Tiller, and each call is in `tiller ledger`.
+    """
+    if print_config:
+        import json
+        import shutil
+
+        command = shutil.which("tiller") or f"{sys.executable} -m app"
+        click.echo(json.dumps(_mcp_config(command), indent=2))
+        return
+    from app.mcp_server import build_server
+
+    build_server().run()
+
+
+def _mcp_config(command: str) -> dict:
+    from app.mcp_server import client_config
+
+    config = client_config(command.split()[0])
+    if " " in command:  # started as `python -m app`: the module goes before the subcommand
+        config["mcpServers"]["tiller"]["args"] = [*command.split()[1:], "mcp"]
+    return config

@@ -220,3 +220,48 @@ def save_draft(
         return SavedDraft(folder, replaced, kept, ledger_id)
     finally:
         close_client(client)
+
+
+def drafts_account(db, name: str | None = None) -> ImapAccount:
+    """The account a draft is saved to: ``name``, else the one account that lets Tiller save
+    drafts. Raises (one line, saying what to do) before anything is drafted or sent: AccountError
+    for an unknown name, DraftsOff when the account has not allowed it or none/several do."""
+    from app.mail.accounts import get_account, list_accounts
+
+    if name:
+        account = get_account(db, name)
+    else:
+        allowed = [a for a in list_accounts(db) if a.save_drafts]
+        if len(allowed) != 1:
+            which = ", ".join(a.name for a in allowed) or "none"
+            raise DraftsOff(
+                f"name the account to save to (accounts that let Tiller save drafts: {which}; "
+                "turn it on with `tiller accounts set NAME --save-drafts on`)"
+            )
+        account = allowed[0]
+    require_drafts_scope(account)
+    return account
+
+
+def save_reply(
+    account: ImapAccount,
+    text: str,
+    *,
+    intent: str,
+    sender: str | None = None,
+    recipient: str | None = None,
+    subject: str | None = None,
+    original: Original | None = None,
+    db_path: Path | None = None,
+) -> SavedDraft:
+    """Save ``text`` as a draft on ``account``: threaded under ``original`` when it answers one,
+    replacing Tiller's earlier draft of the same reply. What the CLI, the desktop app and the MCP
+    server all call. From is ``sender``, else the account's login when it is an address."""
+    from app.mail.accounts import account_secret
+
+    from_addr = sender or (account.user if "@" in account.user else None)
+    if not from_addr:
+        raise ImapError(f"say which address the draft is from ({account.user!r}, the login, is no address)")
+    key = draft_key(account.name, original.message_id if original else None, intent)
+    message = draft_message(text, from_addr=from_addr, to=recipient, subject=subject, original=original, key=key)
+    return save_draft(account, account_secret(account), message, key, db_path=db_path)
