@@ -541,3 +541,70 @@ def test_gui_training_uses_the_model_chosen_as_agent_base(qtbot, window, db, til
     page.start_training()
     qtbot.waitUntil(lambda: "Failed" in page.status.text(), timeout=10_000)
     assert started and started[0]["base_gguf"] == str(mine.resolve())
+
+
+def test_compose_answers_a_received_message_and_saves_the_draft_threaded_to_drafts(qtbot, window, db, enron):
+    """Issue 4/5: pick a received message on the Compose page, draft, Save to Drafts: the draft is in
+    the Dovecot account's Drafts folder, under the message answered, and the action is recorded."""
+    import email
+    from email import policy
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.mail.accounts import add_account, set_drafts
+    from app.mail.imap import ImapAccount
+    from app.store.drafts import events as draft_events
+    from app.store.messages import received_messages, reply_original
+    from tests.fakes import SCRIPTED, ScriptedProvider
+    from tests.imap_server import Dovecot, dovecot_missing
+
+    if dovecot_missing():
+        pytest.skip(dovecot_missing())
+    run_import(db, enron / "maildir" / "mann-k")  # her sent mail makes her the voice: the draft's From
+    newest = received_messages(db, 1)[0]
+    password = "kay-gui-drafts-8d2e"
+    dovecot = Dovecot({"kay": password}).start()
+    try:
+        client = dovecot.client("kay")
+        client.create_folder("Drafts")
+        client.logout()
+        account = ImapAccount("work", "127.0.0.1", "kay", port=dovecot.tls_port, ca_file=str(dovecot.cert))
+        add_account(db, account, password)
+        page = window.compose
+        window.show_page(page)
+        page.refresh()
+        assert not page.save_drafts.isVisible()  # no account allows it yet
+        set_drafts(db, "work", True)
+        page.refresh()
+        assert page.save_drafts.isVisible()
+
+        QTimer.singleShot(200, lambda: QApplication.activeModalWidget().accept())
+        qtbot.mouseClick(page.pick, Qt.LeftButton)  # the newest received message is selected first
+        assert page.replying_to() == newest.id and page.recipient.text() == newest.sender
+
+        ScriptedProvider.reset()
+        _add_server_backend(db, SCRIPTED.name, None, provider="scripted", model="script")
+        page.refresh()
+        page.backend.setCurrentText(SCRIPTED.name)
+        page.set_rules([])
+        page.intent.setPlainText("Say I will look at it today.")
+        page._rules_inputs = page.inputs()
+        ScriptedProvider.enqueue("I will look at it today.\n\nKay")
+        with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
+            qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+        with qtbot.waitSignal(page.sig_saved, timeout=30_000) as saved:
+            qtbot.mouseClick(page.save_drafts, Qt.LeftButton)
+        assert saved.args == ["Drafts"] and "as a threaded reply" in page.status.text(), page.status.text()
+
+        client = dovecot.client("kay")
+        client.select_folder("Drafts", readonly=True)
+        fetched = client.fetch(client.search(), ["FLAGS", "RFC822"])
+        client.logout()
+        ((flags, raw),) = [(d[b"FLAGS"], d[b"RFC822"]) for d in fetched.values()]
+        message = email.message_from_bytes(raw, policy=policy.default)
+        assert b"\\Draft" in flags and message["In-Reply-To"] == reply_original(db, newest.id).message_id
+        assert message.get_content().startswith("I will look at it today.") and message["From"] == KAY
+        assert "saved" in [action for _, action, _ in draft_events(db, page._draft_id)]
+        ScriptedProvider.reset()
+    finally:
+        dovecot.stop()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -35,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from app.drafting import DRAFT_MAX_TOKENS
 from app.gui.workers import Job, database
-from app.store.messages import message_text, search_messages
+from app.store.messages import message_text, received_messages, search_messages
 
 
 def voices() -> list[tuple[str, str | None]]:
@@ -65,6 +66,14 @@ def backend_names() -> tuple[list[str], str]:
         return [c.name for c in list_endpoints(db)], default_endpoint_name(db)
 
 
+def drafts_accounts() -> list[str]:
+    """The accounts that let Tiller save drafts (the Save to Drafts button shows only then)."""
+    from app.mail.accounts import list_accounts
+
+    with database() as db:
+        return [a.name for a in list_accounts(db) if a.save_drafts]
+
+
 class PickMessageDialog(QDialog):
     """Pick an imported email to answer (newest first, filtered by a search box)."""
 
@@ -86,7 +95,8 @@ class PickMessageDialog(QDialog):
 
     def refresh(self, text: str) -> None:
         with database() as db:
-            rows = search_messages(db, text)
+            # mail you received is what there is to answer; with none imported, any message
+            rows = received_messages(db, 200, text) or search_messages(db, text)
         self.list.clear()
         for row in rows:
             item = QListWidgetItem(f"{(row.date or '')[:10]}  {row.sender}  —  {row.subject or '(no subject)'}")
@@ -95,19 +105,20 @@ class PickMessageDialog(QDialog):
         if self.list.count():
             self.list.setCurrentRow(0)
 
-    def chosen(self) -> tuple[str, str, str] | None:
-        """(sender, subject, body) of the selected message."""
+    def chosen(self) -> tuple[int, str, str, str] | None:
+        """(id, sender, subject, body) of the selected message."""
         item = self.list.currentItem()
         if item is None:
             return None
         with database() as db:
             found = message_text(db, item.data(Qt.UserRole))
-        return (found.sender, found.subject, found.own_text) if found else None
+        return (item.data(Qt.UserRole), found.sender, found.subject, found.own_text) if found else None
 
 
 class ComposePage(QWidget):
     sig_draft_finished = Signal(str)  # the whole draft, for tests and the status bar
     sig_status_changed = Signal(str)
+    sig_saved = Signal(str)  # the Drafts folder a draft was saved to
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -124,6 +135,10 @@ class ComposePage(QWidget):
         self._shown_text = ""
         self._candidate_ids: list[int] = []
         self._learn_job: Job | None = None
+        # the imported message answered (its id, and its text as picked): a draft saved to the
+        # server threads under it while the "Answering" box still holds that text
+        self._reply_to: tuple[int, str] | None = None
+        self._save_job: Job | None = None
 
         self.voice = QComboBox(objectName="voice")
         self.backend = QComboBox(objectName="backend")
@@ -163,6 +178,11 @@ class ComposePage(QWidget):
         self.copy = QPushButton("Copy", objectName="copy")
         self.mail = QPushButton("Open in mail client", objectName="mail")
         self.discard = QPushButton("Discard", objectName="discard")
+        self.save_drafts = QPushButton("Save to Drafts", objectName="save_drafts", visible=False)
+        self.save_drafts.setToolTip(
+            "Save the draft in your mail server's Drafts folder, threaded under the email you are answering; never "
+            "sent. Only accounts you allowed (tiller accounts set NAME --save-drafts on)."
+        )
         self.discard.setToolTip("Clear the draft; Tiller notes that it was not used.")
         self.status = QLabel(objectName="status", wordWrap=True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -227,6 +247,7 @@ class ComposePage(QWidget):
         out_buttons = QHBoxLayout()
         out_buttons.addWidget(self.copy)
         out_buttons.addWidget(self.mail)
+        out_buttons.addWidget(self.save_drafts)
         out_buttons.addWidget(self.discard)
         out_buttons.addWidget(self.show_original)
         out_buttons.addStretch()
@@ -248,6 +269,7 @@ class ComposePage(QWidget):
         self.copy.clicked.connect(self.copy_draft)
         self.mail.clicked.connect(self.open_in_mail_client)
         self.discard.clicked.connect(self.discard_draft)
+        self.save_drafts.clicked.connect(self.save_to_drafts)
         self.show_original.toggled.connect(self._toggle_original)
         self.pick.clicked.connect(self.pick_previous)
         for n, b in enumerate(self.pick_buttons):
@@ -271,6 +293,7 @@ class ComposePage(QWidget):
             index = next((i for i, label in enumerate(labels) if "(trained agent)" in label), 0)
         self.voice.setCurrentIndex(index)
         self.voice.blockSignals(False)
+        self.save_drafts.setVisible(bool(drafts_accounts()))
         names, default = backend_names()
         self.backend.clear()
         self.backend.addItems(names)
@@ -321,8 +344,9 @@ class ComposePage(QWidget):
     def pick_previous(self) -> None:
         dialog = PickMessageDialog(self)
         if dialog.exec() == QDialog.Accepted and (chosen := dialog.chosen()):
-            sender, subject, body = chosen
+            message_id, sender, subject, body = chosen
             self.previous.setPlainText(body)
+            self._reply_to = (message_id, self.previous.toPlainText())  # saved drafts thread under it
             if not self.subject.text() and subject:
                 self.subject.setText(subject if subject.lower().startswith("re:") else f"Re: {subject}")
             if not self.recipient.text():
@@ -553,6 +577,67 @@ class ComposePage(QWidget):
     def copy_draft(self) -> None:
         QGuiApplication.clipboard().setText(self.output.toPlainText())
         self._record("copied", self.output.toPlainText())
+
+    def replying_to(self) -> int | None:
+        """The picked message's id while the "Answering" box still holds its text."""
+        if self._reply_to and self._reply_to[1] == self.previous.toPlainText():
+            return self._reply_to[0]
+        return None
+
+    def save_to_drafts(self) -> None:
+        """Save the draft to the Drafts folder of the account that allows it (asked when several do)."""
+        text = self.output.toPlainText()
+        if not text.strip():
+            self.show_status("Nothing to save: draft first.", error=True)
+            return
+        names = drafts_accounts()
+        name = names[0] if len(names) == 1 else None
+        if len(names) > 1:
+            name, ok = QInputDialog.getItem(self, "Save to Drafts", "Account", names, 0, False)
+            if not ok:
+                return
+        sender, intent, recipient, subject, _ = self.inputs()
+        reply_to = self.replying_to()
+
+        def work(token):  # the network on a worker thread; the same function as `tiller draft --save`
+            from app.mail.imap_drafts import drafts_account, save_reply
+            from app.store.messages import reply_original
+
+            with database() as db:
+                account = drafts_account(db, name)
+                original = reply_original(db, reply_to) if reply_to is not None else None
+            return save_reply(
+                account,
+                text,
+                intent=intent,
+                sender=sender,
+                recipient=recipient or None,
+                subject=subject or None,
+                original=original,
+            ), account.name
+
+        def saved(result):
+            done, account = result
+            self.save_drafts.setEnabled(True)
+            self.show_status(
+                f"Saved to {account} in {done.folder}"
+                + (" as a threaded reply" if reply_to is not None else "")
+                + ("; replaced Tiller's earlier draft of it" if done.replaced else "")
+                + ". Never sent: it waits in your mail client."
+            )
+            self._record("saved", text)
+            self.sig_saved.emit(done.folder)
+
+        def failed(message):
+            self.save_drafts.setEnabled(True)
+            self.show_status(f"Not saved: {message}", error=True)
+
+        self.save_drafts.setEnabled(False)
+        self.show_status("Saving to Drafts…")
+        job = self._save_job = Job(work, "save-draft", self)
+        job.sig_succeeded.connect(saved)
+        job.sig_failed.connect(failed)
+        job.start()
 
     def discard_draft(self) -> None:
         """Clear the box; an edit made before discarding teaches nothing (the draft was not used)."""

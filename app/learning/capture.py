@@ -17,7 +17,7 @@ from app.store.db import write_transaction
 from app.store.settings import get_setting, set_setting
 
 CAPTURE_SETTING = "learning.capture"
-ACTIONS = ("edited", "copied", "opened", "discarded", "picked")
+ACTIONS = ("edited", "copied", "opened", "saved", "discarded", "picked")  # saved: to the server's Drafts
 
 
 def capture_on(db) -> bool:
