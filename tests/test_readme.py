@@ -33,8 +33,9 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
 
 
 def _readme_lines(prefix: str) -> list[str]:
-    """Every inline or block command in the README that starts with ``prefix``."""
-    text = (REPO / "README.md").read_text()
+    """Every inline or block command in the README and the user guide (docs/guide) that starts with
+    ``prefix``."""
+    text = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs" / "guide").glob("*.md"))])
     found = re.findall(r"`(" + re.escape(prefix) + r"[^`]*)`", text)
     found += [
         line.strip()
