@@ -73,7 +73,7 @@ class AuthorshipModel:
     train_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, texts_by_sender: dict[str, list[str]], seed: int = 0) -> "AuthorshipModel":
+    def fit(cls, texts_by_sender: dict[str, list[str]], seed: int = 0) -> AuthorshipModel:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, make_pipeline

@@ -29,11 +29,11 @@ class BaseModel:
     hf_dir: Path | None = None  # a matching Hugging Face model folder; None: converted from the GGUF
 
     @classmethod
-    def embedded(cls) -> "BaseModel":
+    def embedded(cls) -> BaseModel:
         return cls(embedded_base_model())
 
     @classmethod
-    def resolve(cls, gguf: str | Path | None, hf_dir: str | Path | None = None) -> "BaseModel":
+    def resolve(cls, gguf: str | Path | None, hf_dir: str | Path | None = None) -> BaseModel:
         if gguf is None:
             return cls(embedded_base_model(), Path(hf_dir) if hf_dir else None)
         path = Path(gguf).expanduser()

@@ -55,7 +55,7 @@ def batch_table(db) -> Table:
 
 
 def batch_distill(db, config: DistillConfig, *, status: bool, wait: bool, poll_s: float, yes: bool, out_dir) -> None:
-    from agent_training.cli import export_datasets
+    from agent_training.export_report import export_datasets
 
     if not status and not config.backend:
         raise click.UsageError("--batch needs --backend NAME (a cloud backend)")

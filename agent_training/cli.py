@@ -9,15 +9,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import TextColumn
-from rich.table import Table
 
 from agent_training.evaluate import ALL_METHODS, METHODS
+from agent_training.export_report import export_datasets
 from app.agent.train_options import stage_option, training_options
 from app.cli.common import console, on_ctrl_c, progress_bar
 from app.cli.learning import rules_backend_options
 from app.errors import EXIT_CANCELLED
 from app.jobs import CancelToken
-from app.plain import cells, esc
+from app.plain import esc
 
 
 @click.group()
@@ -196,39 +196,6 @@ def distill_command(
         console.print("[yellow]Cancelled.[/] Finished rows are saved; rerun the same command to resume.")
         sys.exit(EXIT_CANCELLED)
     export_datasets(db, config, out_dir)
-
-
-def export_datasets(db, config, out_dir) -> None:
-    """Write the datasets of what ``config`` distilled and show them."""
-    from agent_training.dataset import export
-    from agent_training.distill import MEASURED_SOURCE
-    from agent_training.rules import MEASURED
-
-    if config.backend:
-        export_strategies = [(s, None) for s in config.strategies]
-    else:
-        export_strategies = [(MEASURED, MEASURED_SOURCE)]
-    sender = config.sender
-    for strategy, source in export_strategies:
-        stats = export(db, strategy=strategy, sender=sender, out_dir=out_dir, rules_source=source)
-        table = Table(title=f"Dataset ({strategy}): {esc(stats['directory'])}")
-        for col in ("sender", "train", "test", "train dates", "test dates"):
-            table.add_column(col)
-        for s, v in stats["per_sender"].items():
-            table.add_row(
-                *cells(
-                    s,
-                    v["train"],
-                    v["test"],
-                    f"{(v['first_train'] or '')[:10]} … {(v['last_train'] or '')[:10]}",
-                    f"{(v['first_test'] or '')[:10]} … {(v['last_test'] or '')[:10]}",
-                )
-            )
-        console.print(table)
-        console.print(
-            f"{stats['examples']} examples; mean words: intent {stats['mean_intent_words']}, rules "
-            f"{stats['mean_rules_words']}, email {stats['mean_email_words']}; undated left out: {stats['undated_excluded']}"
-        )
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
@@ -430,7 +397,8 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     if stage == "voice" and min_pairs:
-        pairs = sum(1 for line in open(dataset, encoding="utf-8", errors="replace") if line.strip())
+        with open(dataset, encoding="utf-8", errors="replace") as lines:
+            pairs = sum(1 for line in lines if line.strip())
         if pairs < min_pairs:
             why = f"only {pairs} voice pairs in {dataset} (the voice stage trains from {min_pairs})"
             print(jsonlib.dumps({"phase": "skipped", "message": why}) if as_json else f"Voice stage not trained: {why}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent_training.evaluate import ADAPTER_METHODS, METHODS, PAPER_WIN_RATES
+from agent_training.eval_methods import ADAPTER_METHODS, METHODS, PAPER_WIN_RATES
 
 
 def senders_won(per_sender: dict, metric: str = "authorship") -> list[str]:

@@ -42,6 +42,14 @@ import numpy as np
 
 from agent_training.authorship import AuthorshipModel, mailbox_mail
 from agent_training.dataset import Example, collect, split_by_time
+from agent_training.eval_methods import (
+    ADAPTER_METHODS,
+    ALL_METHODS,
+    METHODS,
+    PAIRED_BASELINE,
+    PAIRED_METRICS,
+    VOICE_METHODS,
+)
 from agent_training.llm import ask_safely
 from agent_training.parsing import MalformedAnswer, copied_run, extract_tag
 from agent_training.rules import rule_lines
@@ -61,24 +69,6 @@ from app.prompts import load_prompt
 from app.rulecheck import CheckedDraft, check_draft
 from app.store.messages import own_text_counts, reply_contexts
 
-METHODS = ("agent", "small_zero_shot", "large_zero_shot", "large_few_shot", "naive_finetune", "r1_agent", "real_rules")
-ADAPTER_METHODS = ("naive_finetune", "r1_agent")
-# the voice stage (issue 2/5): the agent's rules -> M_L -> the profile's voice adapter, guarded. Run
-# when asked (--method agent_voice) and every evaluated profile has a voice adapter.
-VOICE_METHODS = ("agent_voice",)
-ALL_METHODS = METHODS + VOICE_METHODS
-# paired differences are taken against this method (the issue's target: the default pipeline against
-# M_L zero-shot on the same held-out emails)
-PAIRED_BASELINE = "large_zero_shot"
-PAIRED_METRICS = ("authorship", "similarity", "content_fidelity", "voice_match")
-# the agent's judged win rates in the paper (GPT-4o judge, Llama 3 8B agents), for the report to stand beside
-PAPER_WIN_RATES = {
-    "small_zero_shot": 84.1,
-    "large_zero_shot": 74.1,
-    "large_few_shot": 62.0,
-    "naive_finetune": 83.9,
-    "r1_agent": 63.4,
-}
 COMPOSE_VERSION = "compose.v1"  # drafts cached before the rule check have another key: drafted again
 
 
@@ -613,7 +603,7 @@ class Evaluation:
         return [float(v @ r) for v, r in zip(vectors, real_vectors)]
 
     def _write_report(self, cases, drafts, judged, methods, agents) -> None:
-        from agent_training import eval_report  # it imports this module's constants
+        from agent_training import eval_report
 
         cfg = self.config
         per_method: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

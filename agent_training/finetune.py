@@ -87,11 +87,11 @@ class FinetuneConfig:
     # and the number of steps cut to fit (never below MIN_BUDGET_STEPS); None: no budget
     time_budget_s: float | None = None
 
-    def resolved(self) -> "FinetuneConfig":
+    def resolved(self) -> FinetuneConfig:
         """The config with hardware defaults filled in (what is recorded and fingerprinted)."""
         return self.resolve()[0]
 
-    def resolve(self) -> "tuple[FinetuneConfig, DtypeChoice]":
+    def resolve(self) -> tuple[FinetuneConfig, DtypeChoice]:
         """:meth:`resolved` and how its number format was chosen (measured on this CPU for auto)."""
         import torch
 

@@ -49,7 +49,7 @@ class Lifeline:
         self._deadline: threading.Timer | None = None
         self.reason = ""
 
-    def attach(self, token, before_exit: Callable[[], None] | None = None) -> "Lifeline":
+    def attach(self, token, before_exit: Callable[[], None] | None = None) -> Lifeline:
         """From now on a stop cancels ``token`` and a forced exit first calls ``before_exit``."""
         self.token, self.before_exit = token, before_exit
         token.on_cancel(lambda: self.stop("cancelled", CANCEL_GRACE_S))
@@ -78,7 +78,7 @@ class Lifeline:
         print(f"stopped: {self.reason}", file=sys.stderr, flush=True)
         self._exit(EXIT_CANCELLED)
 
-    def watch_stdin(self, stream=None) -> "Lifeline":
+    def watch_stdin(self, stream=None) -> Lifeline:
         """Stop on a ``cancel`` line (grace for a checkpoint) or at end of file (the parent is gone)."""
         stream = stream if stream is not None else sys.stdin
 
@@ -91,7 +91,7 @@ class Lifeline:
         threading.Thread(target=watch, daemon=True, name="trainer-stdin").start()
         return self
 
-    def watch_parent(self, poll_s: float = PARENT_POLL_S) -> "Lifeline":
+    def watch_parent(self, poll_s: float = PARENT_POLL_S) -> Lifeline:
         """Stop when the parent process is gone (this process was re-parented). POSIX only."""
         if os.name != "posix":
             return self

@@ -270,8 +270,7 @@ class Retrain:
                 **(same_shape(current) if start_from else {}),
             )
             job = self._finetune = Finetune(config, cancel=self.cancel, log=self.log)
-            for event in job.run():
-                yield event
+            yield from job.run()
             if (job.result or {}).get("status") == "cancelled":
                 with db.atomic():
                     store.finish_retrain(

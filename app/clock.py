@@ -8,4 +8,4 @@ import datetime as dt
 def utc_now(timespec: str = "seconds") -> str:
     """Now in UTC as ISO 8601 (``2026-12-02T05:30:00+00:00``); ``timespec="milliseconds"`` where
     order within a second matters (the privacy ledger)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec=timespec)
+    return dt.datetime.now(dt.UTC).isoformat(timespec=timespec)

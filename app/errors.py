@@ -18,21 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.clock import utc_now
+from app.exceptions import EXIT_ERROR, EXIT_STORE, StoreError, TillerError  # noqa: F401 - StoreError re-exported
 
-EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_STORE = 3
 EXIT_CANCELLED = 130
+
+# SQLite's primary result codes (the low byte of sqlite3.Error.sqlite_errorcode): what went wrong
+# is read from the code, not from the message's wording
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_CORRUPT = 5, 6, 8, 11
+SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 13, 14, 26
 
 
 @dataclass
 class Explained:
     message: str  # one line: what is wrong and what to do
     exit_code: int = EXIT_ERROR
-
-
-class StoreError(Exception):
-    """The data store cannot be used; the message says why and what to do."""
 
 
 def _db_path() -> str:
@@ -49,34 +49,32 @@ def _db_path() -> str:
 
 def explain(exc: BaseException) -> Explained | None:
     """The sentence for an error we understand, or None for a bug (shown as one line plus the log)."""
-    if isinstance(exc, StoreError):
-        return Explained(str(exc), EXIT_STORE)
+    if isinstance(exc, TillerError):
+        return Explained(str(exc), exc.exit_code)
     text = str(exc)
-    lower = text.lower()
-    if isinstance(exc, sqlite3.DatabaseError):
+    if isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) is not None:
         db = _db_path()
-        if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
+        code = exc.sqlite_errorcode & 0xFF
+        if code in (SQLITE_CORRUPT, SQLITE_NOTADB):
             return Explained(f"The database {db} is damaged ({text}). {_what_to_do_for_damage(db)}", EXIT_STORE)
-        if "readonly" in lower or "read-only" in lower:
+        if code == SQLITE_READONLY:
             return Explained(
                 f"Tiller cannot write to {db}: it or its folder is read-only. Make both writable, or set TILLER_HOME "
                 "to a writable folder.",
                 EXIT_STORE,
             )
-        if "disk is full" in lower or "disk full" in lower:
+        if code == SQLITE_FULL:
             return Explained(_disk_full(db), EXIT_STORE)
-        if "unable to open" in lower:
+        if code == SQLITE_CANTOPEN:
             return Explained(
                 f"Tiller cannot open {db} ({text}): check that its folder exists and is writable, or set TILLER_HOME.",
                 EXIT_STORE,
             )
-        if "locked" in lower or "busy" in lower:
+        if code in (SQLITE_BUSY, SQLITE_LOCKED):
             return Explained(
                 f"The database {db} stayed busy (another Tiller process is writing to it): wait for it and try again.",
                 EXIT_STORE,
             )
-        if "newer than this tiller" in lower:
-            return Explained(text, EXIT_STORE)
     if isinstance(exc, OSError):
         where = exc.filename or ""
         if exc.errno == errno.ENOSPC:
@@ -100,8 +98,6 @@ def explain(exc: BaseException) -> Explained | None:
             return Explained(f"{where}: {exc.strerror or text}")
     if isinstance(exc, MemoryError):
         return Explained("Out of memory: close other programs, or import a smaller part of the mailbox first.")
-    if isinstance(exc, RuntimeError) and "newer than this tiller" in lower:
-        return Explained(text, EXIT_STORE)
     return None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from app.exceptions import TillerError
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary name, flush to disk, then rename: readers see the old file or the new one."""
@@ -56,7 +58,7 @@ def sha256_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-class ReadRefused(ValueError):
+class ReadRefused(TillerError, ValueError):
     """A file Tiller was asked to read is not a regular file, too large, or unreadable. ``reason``
     is a short code (not-a-file, too-large, unreadable), ``detail`` the why without the path."""
 

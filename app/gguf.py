@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.exceptions import TillerError
 
-class GGUFError(ValueError):
+
+class GGUFError(TillerError, ValueError):
     """Not a GGUF file, or one this reader does not understand."""
 
 

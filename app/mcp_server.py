@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from app.exceptions import TillerError
+
 SERVER_NAME = "tiller"
 INSTRUCTIONS = (
     "Tiller knows how the user writes email. Ask style_rules for the rules of an email you will write "
@@ -37,7 +39,7 @@ INSTRUCTIONS = (
 )
 
 
-class ToolFailure(Exception):
+class ToolFailure(TillerError):
     """A failure to report to the client in one line (unknown message, drafts not allowed...)."""
 
 

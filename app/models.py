@@ -25,6 +25,7 @@ from importlib import import_module
 from pathlib import Path
 
 from app import paths
+from app.exceptions import TillerError
 from app.files import sha256_file
 from app.store import models as model_rows
 
@@ -38,7 +39,7 @@ EMBEDDED_BASE_FILE = "gemma-3-270m-q4_k_m.gguf"
 EMBEDDED_BASE_BYTES = 253_113_024
 
 
-class ModelIntegrityError(RuntimeError):
+class ModelIntegrityError(TillerError, RuntimeError):
     """An embedded model's assembled bytes are not the expected ones (or its packages are missing)."""
 
 

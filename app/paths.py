@@ -21,7 +21,7 @@ def home() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        from app.errors import StoreError
+        from app.exceptions import StoreError
 
         where = "TILLER_HOME" if override else "Tiller's data folder"
         raise StoreError(

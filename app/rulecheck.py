@@ -131,9 +131,7 @@ def _tail_block(lines: list[str], known_name: str | None = None) -> int:
         elif _VALEDICTION.match(line) and len(line.split()) <= 5:
             seen_valediction = True
             i -= 1
-        elif _PLACEHOLDER.fullmatch(line):
-            i -= 1
-        elif (
+        elif _PLACEHOLDER.fullmatch(line) or (
             not seen_valediction
             and i > 1
             and (line == known_name or (_NAME_LINE.match(line) and len(line.split()) <= 3))

@@ -16,10 +16,12 @@ import keyring
 import keyring.backends.fail
 import keyring.errors
 
+from app.exceptions import TillerError
+
 SERVICE = "Tiller"
 
 
-class KeyringUnavailable(RuntimeError):
+class KeyringUnavailable(TillerError, RuntimeError):
     pass
 
 

@@ -61,7 +61,7 @@ def main() -> None:
             )
         ]
 
-        def copy_share(source_clause: str) -> tuple[int, int]:
+        def copy_share(source_clause: str, ids: list = ids) -> tuple[int, int]:
             rows = (
                 db.execute(
                     f"SELECT i.text, m.own_text FROM intents i JOIN messages m ON m.id = i.message_id WHERE i.status = 'ok' "
@@ -81,7 +81,7 @@ def main() -> None:
             [sender],
         ).fetchone()[0]
 
-        def distinct(clause: str) -> int:
+        def distinct(clause: str, ids: list = ids) -> int:
             if not ids:
                 return 0
             marks = ",".join("?" * len(ids))

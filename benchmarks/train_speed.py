@@ -267,7 +267,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or make_dataset(Path(tmp) / "home")
         print(
-            f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)"
+            f"data: {data} ({len(Path(data).read_text().splitlines())} examples, "
+            f"{args.steps} steps of {args.batch_size}, {os.cpu_count()} cores)"
         )
         probe = run_phase("probe", str(data), str(Path(tmp) / "probe"), env=env)
         auto = probe["dtype"]
@@ -348,7 +349,9 @@ def main_cuda(args) -> None:
     print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}, CUDA {torch.version.cuda}")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or make_dataset(Path(tmp) / "home")
-        print(f"data: {data} ({sum(1 for _ in open(data))} examples, {args.steps} steps of {args.batch_size})")
+        print(
+            f"data: {data} ({len(Path(data).read_text().splitlines())} examples, {args.steps} steps of {args.batch_size})"
+        )
         phases = (
             (["baseline-cuda"] if not args.skip_baseline else []) + ["tiller-cuda"] + (["qlora"] if args.qlora else [])
         )

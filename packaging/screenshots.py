@@ -190,7 +190,7 @@ class start_llama_server:  # noqa: N801 (used like a function)
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise SystemExit("llama_cpp.server did not start")
+                    raise SystemExit("llama_cpp.server did not start") from None
                 time.sleep(0.3)
 
     def stop(self) -> None:

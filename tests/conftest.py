@@ -148,7 +148,7 @@ def llama_server(shared_models):
 
     model = embedded_base_model()
     port = _free_port()
-    log = open(shared_models / f"llama-server-{port}.log", "wb")
+    log = open(shared_models / f"llama-server-{port}.log", "wb")  # noqa: SIM115 - the server's log, closed at teardown
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -179,7 +179,7 @@ def llama_server(shared_models):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"llama_cpp.server did not start; see {log.name}")
+                raise RuntimeError(f"llama_cpp.server did not start; see {log.name}") from None
             time.sleep(0.3)
     yield f"{url}/v1"
     proc.terminate()

@@ -44,7 +44,7 @@ class HostileImapServer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    def __enter__(self) -> "HostileImapServer":
+    def __enter__(self) -> HostileImapServer:
         self._thread.start()
         return self
 

@@ -1,8 +1,9 @@
 """The dependency direction: app never imports agent_training; only app/gui imports PySide6; SQL
-lives in app/store alone."""
+lives in app/store alone; the app's layers import downwards only, and no modules import each other."""
 
 import ast
 import re
+import shutil
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -146,3 +147,125 @@ def test_the_bare_core_venv_really_lacks_the_heavy_parts():
         if importlib.util.find_spec(m) is not None
     ]
     assert present == []
+
+
+# -- layers and cycles (issue 3/5) -------------------------------------------------------------------
+# Lowest first. A module may import its own layer and those below, never one above; module-level and
+# function-level imports alike. The longest matching prefix decides a module's layer.
+LAYERS = (
+    ("base", ("app", "app.exceptions", "app.clock", "app.paths", "app.files", "app.jobs", "app.plain",
+              "app.prompts", "app.hardware", "app.secrets", "app._resources")),
+    ("store", ("app.store",)),
+    ("domain", ("app.mail", "app.backends", "app.agent", "app.learning", "app.ranking", "app.style",
+                "app.rulecheck", "app.content_guard", "app.language", "app.drafting", "app.models", "app.gguf",
+                "app.llamacpp", "app.check", "app.firstrun", "app.consent")),
+    ("operations", ("app.compose", "app.errors")),
+    ("interfaces", ("app.cli", "app.gui", "app.mcp_server", "app.__main__")),
+)  # fmt: skip
+
+
+def _module_graph(root: Path, packages=("app", "agent_training")) -> dict[str, set[str]]:
+    """Module -> the project modules it imports (a ``from X import Y`` counts Y when it is a module)."""
+    files = {}
+    for package in packages:
+        for path in (root / package).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def known(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(filter(None, (known(a.name) for a in node.names)))
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package
+                    for _ in range(node.level - 1):
+                        up = up.rpartition(".")[0]
+                    base = f"{up}.{base}" if base else up
+                found.update(filter(None, (known(f"{base}.{a.name}") or known(base) for a in node.names)))
+        graph[module] = found - {module}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _layer(module: str) -> int | None:
+    best = None
+    for number, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+                best = (number, len(prefix))
+    return best[0] if best else None
+
+
+def _layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for module in sorted(m for m in graph if m == "app" or m.startswith("app.")):
+        mine = _layer(module)
+        if mine is None:
+            bad.append(f"{module} is in no layer: add it to LAYERS")
+            continue
+        for target in sorted(graph[module]):
+            theirs = _layer(target)
+            if theirs is not None and theirs > mine:
+                bad.append(f"{module} ({LAYERS[mine][0]}) imports {target} ({LAYERS[theirs][0]})")
+    return bad
+
+
+def test_no_import_cycles_and_no_layer_imports_upwards():
+    """interfaces (cli, gui, mcp) -> operations (compose) -> domain (mail, backends, agent, learning,
+    ranking, rules) -> store -> base: the store does not re-split mail on open (the mail layer
+    registers that), errors and paths share a base module, and no two modules import each other."""
+    graph = _module_graph(REPO)
+    assert len(graph) > 100
+    assert _cycles(graph) == []
+    assert _layer_violations(graph) == []
+
+
+def test_the_layer_check_catches_a_planted_wrong_way_import_and_a_cycle(tmp_path):
+    for package in ("app", "agent_training"):
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "app" / "store" / "sneaky.py").write_text("from app.compose import ComposeOperation\n")
+    (tmp_path / "app" / "clock.py").write_text((REPO / "app" / "clock.py").read_text() + "\nimport app.jobs\n")
+    (tmp_path / "app" / "jobs.py").write_text((REPO / "app" / "jobs.py").read_text() + "\nfrom app import clock\n")
+    graph = _module_graph(tmp_path)
+    assert ["app.clock", "app.jobs"] in _cycles(graph)
+    assert _layer_violations(graph) == ["app.store.sneaky (store) imports app.compose (operations)"]

@@ -9,16 +9,16 @@ from app.mail.decode import MessageRejected, parse_message
 
 def test_rfc2047_headers_and_quoted_printable_utf8_body():
     raw = (
-        "From: =?utf-8?q?Andr=C3=A9_M=C3=BCller?= <Andre@Example.COM>\n"
-        'To: Kay <kay@example.com>, "Doe, Jane" <jane@example.com>\n'
-        "Subject: =?iso-8859-1?q?R=E9union?= demain\n"
-        "Date: Tue, 3 Oct 2000 03:10:00 -0700\n"
-        "Message-ID: <abc@host>\n"
-        "MIME-Version: 1.0\n"
-        "Content-Type: text/plain; charset=utf-8\n"
-        "Content-Transfer-Encoding: quoted-printable\n\n"
-        "Caf=C3=A9 =E2=82=AC5, see you.\n"
-    ).encode()
+        b"From: =?utf-8?q?Andr=C3=A9_M=C3=BCller?= <Andre@Example.COM>\n"
+        b'To: Kay <kay@example.com>, "Doe, Jane" <jane@example.com>\n'
+        b"Subject: =?iso-8859-1?q?R=E9union?= demain\n"
+        b"Date: Tue, 3 Oct 2000 03:10:00 -0700\n"
+        b"Message-ID: <abc@host>\n"
+        b"MIME-Version: 1.0\n"
+        b"Content-Type: text/plain; charset=utf-8\n"
+        b"Content-Transfer-Encoding: quoted-printable\n\n"
+        b"Caf=C3=A9 =E2=82=AC5, see you.\n"
+    )
     msg = parse_message(raw)
     assert msg.from_name == "André Müller"
     assert msg.from_addr == "andre@example.com"
@@ -49,11 +49,11 @@ def test_base64_body_in_latin1_and_an_attachment_counted_not_kept():
 
 def test_html_only_body_becomes_text_with_quotes_marked():
     raw = (
-        "From: a@example.com\nSubject: s\nContent-Type: text/html; charset=utf-8\n\n"
-        "<html><head><style>p{color:red}</style></head><body><p>Sounds good &amp; thanks!</p>"
-        '<p>Kay</p><div class="gmail_quote">On Mon, Bob wrote:<blockquote>Lunch at 1?</blockquote></div>'
-        "</body></html>"
-    ).encode()
+        b"From: a@example.com\nSubject: s\nContent-Type: text/html; charset=utf-8\n\n"
+        b"<html><head><style>p{color:red}</style></head><body><p>Sounds good &amp; thanks!</p>"
+        b'<p>Kay</p><div class="gmail_quote">On Mon, Bob wrote:<blockquote>Lunch at 1?</blockquote></div>'
+        b"</body></html>"
+    )
     msg = parse_message(raw)
     assert "html_only" in msg.flags
     assert msg.body_text == "Sounds good & thanks!\n\nKay\n> On Mon, Bob wrote:\n> > Lunch at 1?"
@@ -61,9 +61,9 @@ def test_html_only_body_becomes_text_with_quotes_marked():
 
 def test_multipart_alternative_prefers_plain_text():
     raw = (
-        "From: a@example.com\nSubject: s\nContent-Type: multipart/alternative; boundary=b\n\n"
-        "--b\nContent-Type: text/plain\n\nplain words\n--b\nContent-Type: text/html\n\n<p>html words</p>\n--b--\n"
-    ).encode()
+        b"From: a@example.com\nSubject: s\nContent-Type: multipart/alternative; boundary=b\n\n"
+        b"--b\nContent-Type: text/plain\n\nplain words\n--b\nContent-Type: text/html\n\n<p>html words</p>\n--b--\n"
+    )
     msg = parse_message(raw)
     assert msg.body_text.strip() == "plain words"
     assert "html_only" not in msg.flags
@@ -86,9 +86,9 @@ def test_eight_bit_bytes_mislabelled_as_ascii_decode_silently():
 
 def test_truncated_multipart_is_stored_with_a_warning():
     raw = (
-        "From: a@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=XX\n\n"
-        "--XX\nContent-Type: text/plain\n\nthe part before the cut\n--XX\nContent-Type: application/pdf\n\nJVBERi0xLj"
-    ).encode()
+        b"From: a@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=XX\n\n"
+        b"--XX\nContent-Type: text/plain\n\nthe part before the cut\n--XX\nContent-Type: application/pdf\n\nJVBERi0xLj"
+    )
     msg = parse_message(raw)
     assert "truncated" in msg.flags
     assert "the part before the cut" in msg.body_text

@@ -29,7 +29,7 @@ class StallMeter:
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
 
-    def start(self) -> "StallMeter":
+    def start(self) -> StallMeter:
         self.clock.start()
         self.timer.start()
         return self

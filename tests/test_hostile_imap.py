@@ -119,9 +119,11 @@ def test_a_missing_or_non_numeric_uidvalidity_is_one_sentence(db, enron, uidvali
     from app.mail.imap import ImapError
 
     folders = {b"Sent": (b"\\Sent", _kay_messages(enron, 2))}
-    with HostileImapServer(PASSWORD, folders=folders, uidvalidity=uidvalidity) as server:
-        with pytest.raises(ImapError) as caught:
-            _import_account(db, server)
+    with (
+        HostileImapServer(PASSWORD, folders=folders, uidvalidity=uidvalidity) as server,
+        pytest.raises(ImapError) as caught,
+    ):
+        _import_account(db, server)
     said = str(caught.value)
     assert "'Sent'" in said and ("no usable UIDVALIDITY" in said or "made no sense" in said), said
     assert "\n" not in said
@@ -233,6 +235,8 @@ def test_an_unreadable_folder_list_is_one_sentence(db):
     from app.mail.accounts import probe
     from app.mail.imap import ImapError
 
-    with HostileImapServer(PASSWORD, garbage_list=True) as server:
-        with pytest.raises(ImapError, match="list of folders made no sense"):
-            probe(_account(server), PASSWORD)
+    with (
+        HostileImapServer(PASSWORD, garbage_list=True) as server,
+        pytest.raises(ImapError, match="list of folders made no sense"),
+    ):
+        probe(_account(server), PASSWORD)

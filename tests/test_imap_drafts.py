@@ -157,7 +157,7 @@ def test_a_threaded_draft_lands_in_drafts_and_replaces_only_tillers_own(server, 
     # the APPENDs are in the privacy ledger: which server and folder, and the message as sent
     rows = [r for r in Ledger().entries(limit=10) if r["purpose"] == "save-draft"]
     assert len(rows) == 2 and all(
-        r["method"] == "APPEND" and r["url"].endswith(":%d/Drafts" % server.tls_port) for r in rows
+        r["method"] == "APPEND" and r["url"].endswith(f":{server.tls_port}/Drafts") for r in rows
     )
     assert "legal has it" in rows[0]["request_payload"] or "legal has it" in rows[1]["request_payload"]
 

@@ -142,7 +142,7 @@ def test_an_unknown_action_is_refused_and_a_sent_draft_stays_sent(db):
 def test_sent_mail_is_matched_to_its_draft_and_a_near_miss_or_another_identity_is_not(db, tmp_path):
     draft_id = _draft(db)
     other_id = _draft(db, recipient=BOB, subject="Pipeline capacity", text="Bob, the pipeline capacity numbers are in.")
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
     sent = tmp_path / "sent"
     # the true one: the user rewrote the draft before sending it
     _eml(sent, "true", sender=KAY, to=SYLVIA, subject="RE: NG contract", body=EDITED, when=soon)
@@ -168,7 +168,7 @@ def test_sent_mail_is_matched_to_its_draft_and_a_near_miss_or_another_identity_i
 
 def test_without_a_subject_only_the_content_tells_a_near_miss_from_the_sent_draft(db, tmp_path):
     draft_id = _draft(db, subject=None)
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
     # same identity, recipient and day: only the words differ
     _eml(
         tmp_path / "a" / "Sent",  # the user's sent mail: only a sent folder may hold a draft's sent version
@@ -190,7 +190,7 @@ def test_a_message_from_the_user_in_the_inbox_is_never_a_drafts_sent_version(db,
     similarity 0.77) replaced the user's own edit as training text."""
     draft_id = _draft(db)
     record_action(db, draft_id, "edited", EDITED)
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     forged = EDITED.replace("Friday", "Monday") + "\nPS: wire the deposit to the new account."
     _eml(tmp_path / "mail" / "INBOX", "forged", sender=KAY, to=SYLVIA, subject="NG contract", body=forged, when=soon)
     assert run_import(db, tmp_path / "mail", my_addresses=[KAY]).drafts_matched == []
@@ -201,7 +201,7 @@ def test_a_message_from_the_user_in_the_inbox_is_never_a_drafts_sent_version(db,
 def test_a_sent_version_that_replaces_the_users_edit_is_said(db, tmp_path):
     draft_id = _draft(db)
     record_action(db, draft_id, "edited", EDITED)
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     _eml(
         tmp_path / "m" / "Sent", "s1", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED + " Thanks.", when=soon
     )
@@ -213,7 +213,7 @@ def test_a_sent_version_that_replaces_the_users_edit_is_said(db, tmp_path):
 def test_a_wrong_match_is_undone_and_never_made_again(db, tmp_path):
     draft_id = _draft(db)
     record_action(db, draft_id, "edited", EDITED)
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     _eml(tmp_path / "a" / "Sent", "sent1", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
     run_import(db, tmp_path / "a", my_addresses=[KAY])
     assert store.draft(db, draft_id).sent_message_id is not None
@@ -349,7 +349,7 @@ def test_the_compose_operation_drafts_with_the_learnt_rules_for_the_recipient(db
 
 def test_a_rule_the_users_real_mail_contradicts_is_not_kept(db, tmp_path):
     # Kay's real emails to Sylvia all open "Hi Sylvia,": one edit dropping the greeting is a one-off
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=60)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=60)
     for n in range(4):
         _eml(
             tmp_path / "old",
@@ -403,7 +403,7 @@ def test_drafts_cut_to_several_recipients_give_an_all_mail_length_rule_unless_th
     assert [(r.scope, r.rule) for r in rows] == [("domain", "Length: about 5 words.")]  # 2 recipients: no all-mail
 
     # the user's real mail is long: the edits to three people do not overrule it
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=60)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=60)
     for n in range(4):
         body = "Hi,\n\n" + " ".join(
             f"Point {n}.{k} of the contract needs another look before we sign." for k in range(6)
@@ -437,7 +437,7 @@ def test_edit_distance_counts_changed_words():
 def test_progress_shows_the_weekly_edit_distance(db):
     record_action(db, _draft(db), "edited", EDITED)
     out = CliRunner().invoke(cli, ["edits", "progress"]).output
-    week = dt.datetime.now(dt.timezone.utc).isocalendar()
+    week = dt.datetime.now(dt.UTC).isocalendar()
     assert f"{week[0]}-W{week[1]:02d}" in out and "%" in out
 
 
@@ -576,7 +576,7 @@ def test_a_sent_candidate_the_user_never_picked_teaches_the_tag_selector(db, tmp
             DraftShown("Hi Sylvia! Fun news: the NG Energy contract is finally ready for legal review.", tag_sets[1]),
         ],
     )
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     _eml(tmp_path / "s" / "Sent", "sent", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
     result = run_import(db, tmp_path / "s", my_addresses=[KAY])
     assert [d for d, _, _ in result.drafts_matched] == [ids[0]]

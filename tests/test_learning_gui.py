@@ -60,7 +60,7 @@ def test_the_edits_page_undoes_a_wrong_match(qtbot, db, tmp_path):
     from app.gui.edits_page import EditsPage
 
     draft_id = _draft(db)
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     _eml(tmp_path / "s" / "Sent", "sent", sender=KAY, to=SYLVIA, subject="NG contract", body=EDITED, when=soon)
     run_import(db, tmp_path / "s", my_addresses=[KAY])
     page = EditsPage()
@@ -69,4 +69,4 @@ def test_the_edits_page_undoes_a_wrong_match(qtbot, db, tmp_path):
     page.table.selectRow(0)
     page.unmatch_selected()
     assert store.draft(db, draft_id).sent_message_id is None and page.table.item(0, 6).text() == "-"
-    assert "1 match(es) undone." == page.status.text()
+    assert page.status.text() == "1 match(es) undone."

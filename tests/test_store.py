@@ -30,8 +30,12 @@ def test_a_newer_database_is_refused_not_damaged(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 999")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer than this Tiller"):
+    from app.errors import EXIT_STORE, explain
+    from app.exceptions import DatabaseTooNew
+
+    with pytest.raises(DatabaseTooNew, match="newer than this Tiller") as refused:
         open_database(path)
+    assert explain(refused.value).exit_code == EXIT_STORE  # by its class, not by its wording
 
 
 def test_a_failing_migration_rolls_back(tmp_path, monkeypatch):
@@ -85,7 +89,7 @@ def test_processes_opening_one_new_database_at_once_migrate_it_once(tmp_path):
         f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
         f"open_database({str(tmp_path / 'tiller.db')!r})\n"
     )
-    for attempt in range(3):  # the window is milliseconds wide: give the race several chances
+    for _attempt in range(3):  # the window is milliseconds wide: give the race several chances
         (tmp_path / "tiller.db").unlink(missing_ok=True)
         for suffix in ("-wal", "-shm"):
             (tmp_path / f"tiller.db{suffix}").unlink(missing_ok=True)

@@ -58,7 +58,7 @@ class PreferenceAgent:
         self.n_ctx = n_ctx
 
     @classmethod
-    def for_sender(cls, sender: str | None, **kwargs) -> "PreferenceAgent":
+    def for_sender(cls, sender: str | None, **kwargs) -> PreferenceAgent:
         return cls(find_profile(sender), **kwargs)
 
     @property

@@ -65,14 +65,14 @@ class TrainingRecord:
     finished_at: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainingRecord":
+    def from_dict(cls, data: dict) -> TrainingRecord:
         if not isinstance(data, dict) or not isinstance(data.get("profile", ""), str):
             raise ValueError("not a training record (expected a JSON object)")
         known = {f.name for f in fields(cls)}
         return cls(**{"profile": "", **{k: v for k, v in data.items() if k in known}})
 
     @classmethod
-    def read(cls, path: Path) -> "TrainingRecord":
+    def read(cls, path: Path) -> TrainingRecord:
         """Raises ValueError naming the file when it cannot be read as a record."""
         try:
             return cls.from_dict(json.loads(read_text_bounded(path, 64 << 20, "training record")))

@@ -28,7 +28,7 @@ class ModelSpec:
     lora_stamp: tuple[int, int] | None = None
 
     @classmethod
-    def of(cls, model_path: Path | str, lora_path: Path | str | None = None, n_ctx: int = 2048) -> "ModelSpec":
+    def of(cls, model_path: Path | str, lora_path: Path | str | None = None, n_ctx: int = 2048) -> ModelSpec:
         stamp = None
         if lora_path and Path(lora_path).is_file():
             st = Path(lora_path).stat()

@@ -36,7 +36,7 @@ class TrainerEvent:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {}, "")} | {"phase": self.phase})
 
     @classmethod
-    def from_line(cls, line: str) -> "TrainerEvent | None":
+    def from_line(cls, line: str) -> TrainerEvent | None:
         try:
             data = json.loads(line)
         except json.JSONDecodeError:
@@ -129,11 +129,11 @@ class TrainerProcess:
         self._stderr_thread.start()
 
     @classmethod
-    def start(cls, *, python: str | None = None, env: dict | None = None, **kwargs) -> "TrainerProcess":
+    def start(cls, *, python: str | None = None, env: dict | None = None, **kwargs) -> TrainerProcess:
         return cls.start_command(train_arguments(**kwargs), python=python, env=env)
 
     @classmethod
-    def start_command(cls, args: list[str], *, python: str | None = None, env: dict | None = None) -> "TrainerProcess":
+    def start_command(cls, args: list[str], *, python: str | None = None, env: dict | None = None) -> TrainerProcess:
         """Any ``agent_training`` command that prints JSON progress lines (``distill --json``)."""
         proc = subprocess.Popen(
             [python or trainer_python(), "-m", "agent_training", *args],

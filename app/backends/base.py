@@ -71,7 +71,7 @@ class GenerationRequest:
     purpose: str = "draft"
 
     @classmethod
-    def simple(cls, system: str, user: str, purpose: str = "draft", **options: Any) -> "GenerationRequest":
+    def simple(cls, system: str, user: str, purpose: str = "draft", **options: Any) -> GenerationRequest:
         return cls(system=system, messages=(Message("user", user),), options=options, purpose=purpose)
 
 

@@ -51,7 +51,7 @@ class BatchClient:
         self.http = ledger_http_client(Ledger(db_path), endpoint, self.cls, purpose, key, self.options)
         self.provider = self.cls(endpoint, key, self.http)
 
-    def __enter__(self) -> "BatchClient":
+    def __enter__(self) -> BatchClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,6 +6,7 @@ They never contain an API key: every message passes through :func:`redact` with 
 
 from __future__ import annotations
 
+from app.exceptions import TillerError
 from app.jobs import Cancelled  # re-exported: a cancelled request raises the same error as any cancelled job
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-class BackendError(Exception):
+class BackendError(TillerError):
     """Base of every backend failure. ``retryable`` says whether trying again can help."""
 
     retryable = False

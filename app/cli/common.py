@@ -74,7 +74,7 @@ def progress_bar(description_width: int = 40, *extra_columns) -> Progress:
     from rich.progress import TimeRemainingColumn
 
     return Progress(
-        TextColumn("{task.description:<%d}" % description_width),
+        TextColumn(f"{{task.description:<{description_width}}}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -136,7 +136,7 @@ def forget_command(draft_ids, forget_all, sender) -> None:
 @click.argument("draft_id", type=int)
 def unmatch_command(draft_id) -> None:
     """Undo a wrong match between a draft and a sent email (it is never made again)."""
-    from app.learning.matching import undo_matches
+    from app.learning.loop import undo_matches
 
     if not undo_matches(_open_db(), [draft_id]):
         raise click.ClickException(f"draft {draft_id} is not matched to a sent email")

@@ -183,7 +183,7 @@ class EditsPage(QWidget):
         self.sig_changed.emit()
 
     def unmatch_selected(self) -> None:
-        from app.learning.matching import undo_matches
+        from app.learning.loop import undo_matches
 
         with database() as db:
             undone = undo_matches(db, self.selected_ids())

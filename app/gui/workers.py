@@ -52,7 +52,7 @@ class Job(QObject):
         self._timer.setInterval(15)
         self._timer.timeout.connect(self._drain)
 
-    def start(self) -> "Job":
+    def start(self) -> Job:
         self._timer.start()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"tiller-{self.name}")
         self._thread.start()

@@ -44,6 +44,18 @@ def after_edit(db, identity: str | None = None, *, background: bool = True) -> L
     return report
 
 
+def undo_matches(db, draft_ids: list[int]) -> int:
+    """The user says these drafts were not sent as the mail matched to them: undo the matches (one
+    transaction) and relearn; how many were undone."""
+    from app.store.db import write_transaction
+
+    with write_transaction(db.conn):
+        undone = sum(matching.undo_match(db, draft_id) for draft_id in draft_ids)
+    if undone:
+        after_edit(db, background=False)
+    return undone
+
+
 def maybe_retrain(db, identities) -> list[str]:
     """Start the retrains that are due; the profiles started. A retrain that cannot start (no
     trainer Python in a desktop bundle) is logged, never raised: the edit is already learnt."""

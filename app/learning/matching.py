@@ -49,7 +49,7 @@ def parse_date(text: str | None) -> dt.datetime | None:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def recipient_fits(draft_recipient: str | None, addresses: list[str]) -> bool:
@@ -165,15 +165,3 @@ def undo_match(db, draft_id: int) -> bool:
     store.set_status(db, draft_id, "edited" if edited is not None else "shown")
     store.add_event(db, draft_id, "match undone", f"message {d.sent_message_id}")
     return True
-
-
-def undo_matches(db, draft_ids: list[int]) -> int:
-    """Undo the matches of these drafts (one transaction) and relearn; how many were undone."""
-    from app.learning.loop import after_edit
-    from app.store.db import write_transaction
-
-    with write_transaction(db.conn):
-        undone = sum(undo_match(db, draft_id) for draft_id in draft_ids)
-    if undone:
-        after_edit(db, background=False)
-    return undone

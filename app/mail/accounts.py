@@ -8,9 +8,10 @@ logs in before it stores anything, so an account that is saved is one that worke
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from app import secrets
+from app.exceptions import TillerError
 from app.mail.imap import (
     ImapAccount,
     ImapSource,
@@ -26,7 +27,7 @@ from app.store.imports import highest_uid, retryable_uids
 _NAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
 
 
-class AccountError(ValueError):
+class AccountError(TillerError, ValueError):
     """An account that does not exist, or a name that cannot be one."""
 
 
@@ -65,14 +66,14 @@ def add_account(db, account: ImapAccount, secret: str) -> AccountCheck:
         raise AccountError(f"account {account.name!r}: the password (or token) is empty")
     check = probe(account, secret)
     secrets.set_key(account.secret_name, secret, strip=False)  # the password that just logged in, as typed
-    store.save_account(db, account)
+    store.save_account(db, asdict(account))
     return check
 
 
 def get_account(db, name: str) -> ImapAccount:
-    acc = store.account(db, name)
+    acc = _from_row(store.account(db, name))
     if acc is None:
-        known = ", ".join(a.name for a in store.accounts(db)) or "none yet"
+        known = ", ".join(a["name"] for a in store.accounts(db)) or "none yet"
         raise AccountError(f"no account named {name!r} (accounts: {known}); add one with: tiller accounts add")
     return acc
 
@@ -91,17 +92,17 @@ def set_drafts(db, name: str, on: bool, folder: str | None = None) -> ImapAccoun
     account = replace(get_account(db, name), save_drafts=on)
     if folder is not None:
         account = replace(account, drafts_folder=folder or None)
-    store.save_account(db, account)
+    store.save_account(db, asdict(account))
     return account
 
 
 def list_accounts(db) -> list[ImapAccount]:
-    return store.accounts(db)
+    return [ImapAccount(**row) for row in store.accounts(db)]
 
 
 def remove_account(db, name: str) -> bool:
     """Forget the account and its keyring entry; the mail imported from it stays."""
-    acc = store.account(db, name)
+    acc = _from_row(store.account(db, name))
     if acc is None:
         return False
     secrets.delete_key(acc.secret_name)
@@ -137,3 +138,7 @@ def imap_source(db, name: str, **options) -> ImapSource:
         **options,
     )
     return source.open()
+
+
+def _from_row(row: dict | None) -> ImapAccount | None:
+    return ImapAccount(**row) if row is not None else None

@@ -288,8 +288,8 @@ def _parse_date(raw: str | None) -> dt.datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 _PLAIN_CHARSET = re.compile(r'^\s*text/plain\s*(?:;.*?\bcharset\s*=\s*"?([^";\s]+))?', re.I | re.S)

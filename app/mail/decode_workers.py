@@ -26,29 +26,7 @@ from app.mail.charsets import storable_text
 from app.mail.decode import MessageRejected, parse_message
 from app.mail.sources import RawItem
 from app.mail.split import SPLITTER_VERSION, split_message
-
-# Columns of ``messages`` that depend only on the message's bytes, in the importer's INSERT order.
-MESSAGE_COLUMNS = (
-    "message_id",
-    "content_key",
-    "date",
-    "date_raw",
-    "from_addr",
-    "from_name",
-    "to_addrs",
-    "cc_addrs",
-    "subject",
-    "in_reply_to",
-    "references_",
-    "body_text",
-    "own_text",
-    "previous_context",
-    "signature",
-    "flags",
-    "attachments",
-    "attachment_count",
-    "parser_version",
-)
+from app.store.imports import MESSAGE_COLUMNS  # noqa: F401 - the order ``values`` are in
 
 
 class Decoded(NamedTuple):

@@ -28,6 +28,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from app.exceptions import TillerError
 from app.mail.sources import MAX_MESSAGE_BYTES, RawItem
 
 SECURITIES = ("tls", "starttls", "plaintext")
@@ -87,7 +88,7 @@ SENT_NAMES = {
 }
 
 
-class ImapError(Exception):
+class ImapError(TillerError):
     """The account cannot be used as it is; the message names the fix."""
 
 

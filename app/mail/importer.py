@@ -21,12 +21,13 @@ import sqlite_utils
 from app.clock import utc_now
 from app.jobs import CancelToken, Progress
 from app.mail.charsets import storable_text
-from app.mail.decode_workers import MESSAGE_COLUMNS, Decoded, DecodingPool, Rejected, decode_item, default_workers
+from app.mail.decode_workers import Decoded, DecodingPool, Rejected, decode_item, default_workers
 from app.mail.identity import IdentitiesAtInsert, add_configured, settle_leftover_guesses
 from app.mail.sources import MailSource, RawItem
 from app.store import imports as store
 from app.store.backup import take_backup
 from app.store.db import begin_immediate, commit, roll_back
+from app.store.imports import MESSAGE_COLUMNS
 from app.store.locks import StoreLock, import_lock
 
 _FROM_ADDR, _FROM_NAME = MESSAGE_COLUMNS.index("from_addr"), MESSAGE_COLUMNS.index("from_name")

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 
 from app.mail.split import SPLIT_FLAGS, SPLITTER_VERSION, split_message
-from app.store.db import write_transaction
+from app.store.db import on_open, write_transaction
 from app.store.distilled import drop_distilled
 from app.store.messages import save_split, split_before
 
@@ -27,6 +27,7 @@ class ResplitCounts:
     distilled_rows_dropped: int = 0
 
 
+@on_open
 def resplit_outdated(db) -> ResplitCounts:
     counts = ResplitCounts()
     rows = split_before(db, SPLITTER_VERSION)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from app.exceptions import TillerError
 from app.files import ReadRefused, read_regular_file
 from app.mail.charsets import display_name, storable_text
 
@@ -72,7 +73,7 @@ class MailSource(Protocol):
         ...
 
 
-class SourceError(Exception):
+class SourceError(TillerError):
     """The source as a whole cannot be read (missing path, not a mailbox)."""
 
 
@@ -232,7 +233,7 @@ class MboxSource:
 
     def iter_items(self) -> Iterator[RawItem]:
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; an open error is an item
         except OSError as exc:
             yield RawItem(key=f"{self.path.name}@0", folder=self.folder, data=None, error=f"unreadable: {exc}")
             return

@@ -12,6 +12,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from app.exceptions import TillerError
+
 
 def backup_path(db_path: Path) -> Path:
     return Path(f"{db_path}.bak")
@@ -43,7 +45,7 @@ def take_backup(conn: sqlite3.Connection, db_path: Path) -> Path | None:
         return None
 
 
-class RestoreRefused(RuntimeError):
+class RestoreRefused(TillerError, RuntimeError):
     """The restore would do harm (a healthy database, an import running) or cannot help (the backup
     is damaged too); the message says what is left to do."""
 

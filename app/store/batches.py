@@ -32,7 +32,7 @@ class BatchRow:
     error: str | None
 
     @classmethod
-    def from_row(cls, row: dict) -> "BatchRow":
+    def from_row(cls, row: dict) -> BatchRow:
         loads = lambda value, default: json.loads(value) if value else default  # noqa: E731
         return cls(
             **{

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
 
 from app import paths
-from app.errors import StoreError
+from app.exceptions import StoreError
 from app.store.backup import take_backup
 from app.store.migrations import MIGRATIONS, migrate, schema_version
+
+# Upgrades of the stored *data* that a layer above the store owns, run each time a database is
+# opened after its schema migrations: the mail layer registers the re-split of mail split by an
+# older splitter (app/mail/resplit.py; registered when app.mail is imported, as every command that
+# reads mail does). The store runs them without knowing what they are, so it imports nothing above it.
+DATA_UPGRADES: list[Callable[[sqlite_utils.Database], object]] = []
+
+
+def on_open(upgrade: Callable[[sqlite_utils.Database], object]) -> Callable[[sqlite_utils.Database], object]:
+    """Register ``upgrade(db)`` to run whenever a database is opened (it must be cheap when there is
+    nothing to do)."""
+    if upgrade not in DATA_UPGRADES:
+        DATA_UPGRADES.append(upgrade)
+    return upgrade
 
 
 def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
@@ -38,9 +53,8 @@ def open_database(path: Path | str | None = None) -> sqlite_utils.Database:
     if MIGRATIONS and schema_version(db) < MIGRATIONS[-1][0]:
         take_backup(conn, path)  # a migration that goes wrong can be undone: tiller check --restore
     migrate(db)
-    from app.mail.resplit import resplit_outdated  # mail split by an older splitter: split again
-
-    resplit_outdated(db)
+    for upgrade in DATA_UPGRADES:
+        upgrade(db)
     return db
 
 

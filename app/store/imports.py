@@ -12,7 +12,29 @@ from typing import NamedTuple
 
 from app import __version__
 from app.clock import utc_now
-from app.mail.decode_workers import MESSAGE_COLUMNS
+
+# Columns of ``messages`` that depend only on the message's bytes, in the importer's INSERT order.
+MESSAGE_COLUMNS = (
+    "message_id",
+    "content_key",
+    "date",
+    "date_raw",
+    "from_addr",
+    "from_name",
+    "to_addrs",
+    "cc_addrs",
+    "subject",
+    "in_reply_to",
+    "references_",
+    "body_text",
+    "own_text",
+    "previous_context",
+    "signature",
+    "flags",
+    "attachments",
+    "attachment_count",
+    "parser_version",
+)
 
 _INSERT_MESSAGE = (
     f"INSERT OR IGNORE INTO messages (source_id, item_key, folder, is_sent_folder, {', '.join(MESSAGE_COLUMNS)}, "

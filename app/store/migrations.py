@@ -44,7 +44,9 @@ def migrate(db: sqlite_utils.Database) -> list[int]:
     current = schema_version(db)
     newest = MIGRATIONS[-1][0] if MIGRATIONS else 0
     if current > newest:
-        raise RuntimeError(
+        from app.exceptions import DatabaseTooNew
+
+        raise DatabaseTooNew(
             f"database schema version {current} is newer than this Tiller understands ({newest}); upgrade Tiller"
         )
     applied = []

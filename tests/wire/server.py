@@ -36,23 +36,23 @@ class Fault:
     delay: float = 0.0
 
     @classmethod
-    def http(cls, status: int, retry_after: str | None = None, body: dict | None = None) -> "Fault":
+    def http(cls, status: int, retry_after: str | None = None, body: dict | None = None) -> Fault:
         return cls("status", status=status, retry_after=retry_after, body=body)
 
     @classmethod
-    def reset(cls) -> "Fault":
+    def reset(cls) -> Fault:
         return cls("reset")
 
     @classmethod
-    def truncate(cls, after_events: int, clean: bool = True) -> "Fault":
+    def truncate(cls, after_events: int, clean: bool = True) -> Fault:
         return cls("truncate", after_events=after_events, clean=clean)
 
     @classmethod
-    def slow(cls, delay: float) -> "Fault":
+    def slow(cls, delay: float) -> Fault:
         return cls("slow", delay=delay)
 
     @classmethod
-    def drip(cls, delay: float) -> "Fault":
+    def drip(cls, delay: float) -> Fault:
         return cls("drip", delay=delay)
 
 
@@ -118,7 +118,7 @@ class WireServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "WireServer":
+    def start(self) -> WireServer:
         self._thread.start()
         return self
 
