@@ -156,6 +156,7 @@ class ComposeOperation:
                 if isinstance(event, DraftChecked):
                     checked = event
                 yield event
+            assert checked is not None  # every draft ends with its DraftChecked
             drafts.append(checked)
         self.result = ComposeResult(rules_event.rules, drafts)
 

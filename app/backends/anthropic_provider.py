@@ -7,7 +7,7 @@ so every attempt goes through the ledger and Retry-After is honoured the same wa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, cast
 
 import anthropic
 from pydantic import field_validator
@@ -48,7 +48,7 @@ class AnthropicOptions(Options):
 
 
 @register
-class AnthropicProvider(Provider):
+class AnthropicProvider(Provider[AnthropicOptions]):
     id = "anthropic"
     label = "Claude (Anthropic)"
     needs_key = True
@@ -58,7 +58,7 @@ class AnthropicProvider(Provider):
     Options = AnthropicOptions
     supports_temperature = False
 
-    def _client(self, options: Options) -> anthropic.Anthropic:
+    def _client(self, options: AnthropicOptions) -> anthropic.Anthropic:
         return anthropic.Anthropic(
             api_key=self.key,
             base_url=self.base_url,
@@ -93,7 +93,9 @@ class AnthropicProvider(Provider):
             )
         return http_errors.from_transport(name, exc)
 
-    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+    def stream_once(
+        self, request: GenerationRequest, options: AnthropicOptions, cancel: CancelToken
+    ) -> Iterator[Event]:
         params = self._params(request, options)
         with self.translating_errors():
             stream = self._client(options).messages.create(stream=True, **params)
@@ -114,11 +116,13 @@ class AnthropicProvider(Provider):
                         # Only this event says the message is complete; a stream that ends
                         # without it was cut, whatever text arrived.
                         yield Finished(
-                            _STOP_REASONS.get(stop_reason, stop_reason or "stop"), usage_in, usage_out, model
+                            _STOP_REASONS.get(stop_reason or "", stop_reason or "stop"), usage_in, usage_out, model
                         )
                         return
 
-    def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
+    def complete_once(
+        self, request: GenerationRequest, options: AnthropicOptions, cancel: CancelToken
+    ) -> tuple[str, Finished]:
         with self.translating_errors():
             message = self._client(options).messages.create(**self._params(request, options))
         text = "".join(block.text for block in message.content if block.type == "text")
@@ -130,7 +134,10 @@ class AnthropicProvider(Provider):
     supports_batch = True
 
     def batch_submit(self, items: list[BatchRequest], display_name: str) -> str:
-        requests = [{"custom_id": i.custom_id, "params": self._params(i.request, i.options)} for i in items]
+        requests = [
+            {"custom_id": i.custom_id, "params": self._params(i.request, cast(AnthropicOptions, i.options))}
+            for i in items
+        ]
         with self.translating_errors():
             return self._client(self.Options()).messages.batches.create(requests=requests).id
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -142,7 +142,12 @@ class BatchOutcome:
     error: str | None = None
 
 
-class Provider:
+# The options a provider's methods take: each provider narrows it to its own options model
+# (``class AnthropicProvider(Provider[AnthropicOptions])``).
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
+class Provider(Generic[OptionsT]):
     """Base class of providers. Subclasses set the class attributes and implement the two methods."""
 
     id: ClassVar[str]
@@ -160,20 +165,21 @@ class Provider:
         self.endpoint = endpoint
         self.key = key
         self.http_client = http_client  # an httpx.Client whose transport writes the ledger; None for in-process
-        self.model = endpoint.model or self.default_model
-        if not self.model:
+        model = endpoint.model or self.default_model
+        if not model:
             raise ConfigError(f"backend {endpoint.name!r}: no model set (tiller backends add … --model NAME)")
+        self.model: str = model
 
     @property
     def base_url(self) -> str | None:
         return self.endpoint.base_url or self.default_base_url
 
-    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+    def stream_once(self, request: GenerationRequest, options: OptionsT, cancel: CancelToken) -> Iterator[Event]:
         """One streaming attempt. Yields text deltas, then exactly one :class:`Finished` when the
         provider marked the answer complete. Ending without it means the stream was cut."""
         raise NotImplementedError
 
-    def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
+    def complete_once(self, request: GenerationRequest, options: OptionsT, cancel: CancelToken) -> tuple[str, Finished]:
         """One non-streaming attempt."""
         raise NotImplementedError
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,7 +174,7 @@ class Generation:
         assert self.completion is not None
         return self.completion
 
-    def _attempt_events(self, provider: Provider, http_client) -> Iterator[object]:
+    def _attempt_events(self, provider: Provider, http_client) -> Generator[object, None, None]:
         """Run one provider attempt on a helper thread and relay its events.
 
         The helper thread is what makes cancel immediate: a silent server can block a socket read

@@ -8,6 +8,7 @@ httpx2 client.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 from google import genai
 from google.genai import errors as genai_errors
@@ -38,7 +39,7 @@ class GeminiOptions(Options):
 
 
 @register
-class GeminiProvider(Provider):
+class GeminiProvider(Provider[GeminiOptions]):
     id = "gemini"
     label = "Gemini (Google)"
     needs_key = True
@@ -46,7 +47,7 @@ class GeminiProvider(Provider):
     default_model = "gemini-2.5-flash"
     Options = GeminiOptions
 
-    def _client(self, options: Options) -> genai.Client:
+    def _client(self, options: GeminiOptions) -> genai.Client:
         http_options = types.HttpOptions(
             base_url=self.base_url,
             timeout=int(options.timeout_s * 1000),
@@ -104,7 +105,7 @@ class GeminiProvider(Provider):
             chunk.model_version or model,
         )
 
-    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+    def stream_once(self, request: GenerationRequest, options: GeminiOptions, cancel: CancelToken) -> Iterator[Event]:
         contents, config = self._contents_and_config(request, options)
         with self.translating_errors():
             finished = None
@@ -119,7 +120,9 @@ class GeminiProvider(Provider):
             if finished is not None:
                 yield finished
 
-    def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
+    def complete_once(
+        self, request: GenerationRequest, options: GeminiOptions, cancel: CancelToken
+    ) -> tuple[str, Finished]:
         contents, config = self._contents_and_config(request, options)
         with self.translating_errors():
             response = self._client(options).models.generate_content(model=self.model, contents=contents, config=config)
@@ -142,7 +145,7 @@ class GeminiProvider(Provider):
     def batch_submit(self, items: list[BatchRequest], display_name: str) -> str:
         src = []
         for item in items:
-            contents, config = self._contents_and_config(item.request, item.options)
+            contents, config = self._contents_and_config(item.request, cast(GeminiOptions, item.options))
             config.automatic_function_calling = None  # not a field a batch request takes
             src.append(types.InlinedRequest(contents=contents, config=config, metadata={"key": item.custom_id}))
         with self.translating_errors():

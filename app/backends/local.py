@@ -17,7 +17,7 @@ from pydantic import Field
 
 from app.agent.runtime import RUNTIME, ModelSpec
 from app.backends.base import Event, Finished, GenerationRequest, Message, Options, Provider, TextDelta
-from app.backends.errors import ConfigError
+from app.backends.errors import ConfigError, IncompleteResponseError
 from app.backends.registry import register
 from app.jobs import CancelToken
 
@@ -80,13 +80,12 @@ def fit_request(
         excess_chars = (tokens - budget) * 4 + 64  # about 4 characters a token; a margin for the estimate
         messages = list(request.messages)
         quoted = [
-            (i, m)
+            (i, m, found)
             for i, m in enumerate(messages)
-            if _QUOTED.search(m.content) and len(_QUOTED.search(m.content).group(2)) > len(CUT_MARK) + 40
+            if (found := _QUOTED.search(m.content)) and len(found.group(2)) > len(CUT_MARK) + 40
         ]
         if quoted:
-            i, m = quoted[0]
-            found = _QUOTED.search(m.content)
+            i, m, found = quoted[0]
             content = m.content[: found.start(2)] + _shorten(found.group(2), excess_chars) + m.content[found.end(2) :]
         else:
             i, m = max(enumerate(messages), key=lambda pair: len(pair[1].content))
@@ -118,7 +117,7 @@ class LocalOptions(Options):
 
 
 @register
-class LocalProvider(Provider):
+class LocalProvider(Provider[LocalOptions]):
     id = "local"
     label = "On this computer (llama.cpp; the embedded Qwen2.5-Coder-1.5B-Instruct by default)"
     needs_key = False
@@ -133,20 +132,20 @@ class LocalProvider(Provider):
             return ModelSpec.of(_drafting_model_path(), n_ctx=options.n_ctx)
         if self.model in EMBEDDED_MODELS:
             return ModelSpec.of(embedded_model(self.model), n_ctx=options.n_ctx)
-        path = Path(self.model).expanduser()
+        path = Path(self.model or "").expanduser()  # a model is set: Provider.__init__ refuses none
         if not path.is_file():
             raise ConfigError(
                 f"backend {self.endpoint.name!r}: model file not found: {path}", backend=self.endpoint.name
             )
         return ModelSpec.of(path, n_ctx=options.n_ctx)
 
-    def _render(self, spec: ModelSpec, request: GenerationRequest, options: Options) -> tuple[str, list[str]]:
+    def _render(self, spec: ModelSpec, request: GenerationRequest, options: LocalOptions) -> tuple[str, list[str]]:
         chat = RUNTIME.chat_prompt(spec, chat_messages(request))
         if chat is not None:
             return chat[0], [*chat[1], *options.stop]
         return completion_prompt(request), [END, "\nRequest:", *options.stop]
 
-    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+    def stream_once(self, request: GenerationRequest, options: LocalOptions, cancel: CancelToken) -> Iterator[Event]:
         spec = self._spec(options)
         budget = spec.n_ctx - min(options.max_tokens or ANSWER_RESERVE, ANSWER_RESERVE)
         rendered: dict[int, tuple] = {}  # the prompt fit_request counted last is the one sent: rendered once
@@ -179,11 +178,15 @@ class LocalProvider(Provider):
             reason = finish or reason
         yield Finished(reason or "stop", model=Path(spec.model_path).name)
 
-    def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
+    def complete_once(
+        self, request: GenerationRequest, options: LocalOptions, cancel: CancelToken
+    ) -> tuple[str, Finished]:
         text, finished = [], None
         for event in self.stream_once(request, options, cancel):
             if isinstance(event, TextDelta):
                 text.append(event.text)
             else:
                 finished = event
+        if finished is None:  # stream_once always ends with Finished; never pass a cut answer off as whole
+            raise IncompleteResponseError("the local model stopped without finishing", partial_text="".join(text))
         return "".join(text).strip(), finished

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import cast
 
 import openai
 from pydantic import Field
@@ -41,7 +42,7 @@ class OpenAICompatOptions(Options):
 
 
 @register
-class OpenAICompatProvider(Provider):
+class OpenAICompatProvider(Provider[OpenAICompatOptions]):
     id = "openai_compat"
     label = "OpenAI-compatible endpoint (llama.cpp server, vLLM, Ollama, LM Studio)"
     needs_key = False
@@ -49,7 +50,7 @@ class OpenAICompatProvider(Provider):
     default_model = "default"  # llama.cpp server serves whatever it loaded; vLLM/Ollama need the real name
     Options = OpenAICompatOptions
 
-    def _client(self, options: Options) -> openai.OpenAI:
+    def _client(self, options: OpenAICompatOptions) -> openai.OpenAI:
         return openai.OpenAI(
             api_key=self.key or NO_KEY,
             base_url=self.base_url,
@@ -80,7 +81,9 @@ class OpenAICompatProvider(Provider):
             )
         return http_errors.from_transport(name, exc)
 
-    def stream_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> Iterator[Event]:
+    def stream_once(
+        self, request: GenerationRequest, options: OpenAICompatOptions, cancel: CancelToken
+    ) -> Iterator[Event]:
         with self.translating_errors():
             stream = self._client(options).chat.completions.create(stream=True, **self._params(request, options))
             with stream:
@@ -103,7 +106,9 @@ class OpenAICompatProvider(Provider):
                 if finished is not None:
                     yield finished
 
-    def complete_once(self, request: GenerationRequest, options: Options, cancel: CancelToken) -> tuple[str, Finished]:
+    def complete_once(
+        self, request: GenerationRequest, options: OpenAICompatOptions, cancel: CancelToken
+    ) -> tuple[str, Finished]:
         with self.translating_errors():
             response = self._client(options).chat.completions.create(**self._params(request, options))
         choice = response.choices[0]
@@ -127,7 +132,7 @@ class OpenAICompatProvider(Provider):
                     "custom_id": i.custom_id,
                     "method": "POST",
                     "url": "/v1/chat/completions",
-                    "body": self._params(i.request, i.options),
+                    "body": self._params(i.request, cast(OpenAICompatOptions, i.options)),
                 }
             )
             for i in items

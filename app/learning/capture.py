@@ -108,7 +108,7 @@ def record_action(db, draft_id: int, action: str, text: str | None = None) -> st
             if action != "edited":
                 store.add_event(db, draft_id, action)
             if d.status != "sent":
-                if changed:
+                if changed and text is not None:
                     store.set_final(db, draft_id, text=text, source="edit", edit_distance=edit_distance(d.text, text))
                 store.set_status(db, draft_id, action if action != "edited" or changed else d.status)
     return store.draft(db, draft_id)

@@ -22,8 +22,10 @@ def after_import(db, run_id: int) -> LoopReport:
     oldest = store.oldest_unmatched_draft(db)
     if oldest is None:  # the usual case: a first import holds nothing to match
         return report
-    # only mail dated after the oldest open draft can be one (not the years of mail a first import brings)
-    since = (matching.parse_date(oldest) - matching.CLOCK_SKEW).isoformat(timespec="seconds")
+    # only mail dated after the oldest open draft can be one (not the years of mail a first import
+    # brings); a date that does not parse bounds nothing
+    oldest_date = matching.parse_date(oldest)
+    since = (oldest_date - matching.CLOCK_SKEW).isoformat(timespec="seconds") if oldest_date else None
     with db.atomic():
         matches = matching.match_sent_mail(db, store.sent_messages_of_run(db, run_id, since))
     report.matched, report.replaced_edits = matches.matched, matches.replaced_edits
@@ -84,7 +86,9 @@ def teach_selector(db, draft_ids: list[int]) -> int:
     taught = 0
     for draft_id in draft_ids:
         sent = store.draft(db, draft_id)
-        group = store.compose_group(db, sent.compose_id) if sent and sent.compose_id else []
+        if sent is None:  # forgotten meanwhile
+            continue
+        group = store.compose_group(db, sent.compose_id) if sent.compose_id else []
         if len(group) < 2 or any(d.picked for d in group) or not all(d.tags for d in group):
             continue
         selector = load_selector(sent.identity)

@@ -104,10 +104,11 @@ def match_sent_mail(db, messages: list[store.SentCandidate]) -> MatchReport:
     report = MatchReport()
     if not messages:
         return report
-    dates = [m.date for m in messages if m.date]
+    # a date that does not parse (a row written by hand, a damaged value) bounds nothing
+    dates = [when for when in (parse_date(m.date) for m in messages) if when is not None]
     if not dates:
         return report
-    earliest = parse_date(min(dates)) - dt.timedelta(days=WINDOW_DAYS)
+    earliest = min(dates) - dt.timedelta(days=WINDOW_DAYS)
     open_drafts = store.unmatched_drafts(db, earliest.isoformat(timespec="seconds"))
     if not open_drafts:
         return report

@@ -189,8 +189,8 @@ def _by_domain(recipients) -> dict[str, list[str]]:
     """domain -> the recipient addresses at it (names without an address and "" have none)."""
     domains: dict[str, list[str]] = defaultdict(list)
     for key in recipients:
-        if domain_of(key):
-            domains[domain_of(key)].append(key)
+        if domain := domain_of(key):
+            domains[domain].append(key)
     return domains
 
 

@@ -43,7 +43,7 @@ def save_account(db, acc: dict) -> None:
     """Insert or replace ``acc`` (the account's fields), keeping the first ``created_at``."""
     existing = db.execute("SELECT created_at FROM accounts WHERE name = ?", [acc["name"]]).fetchone()
     now = utc_now()
-    db["accounts"].upsert(
+    db.table("accounts").upsert(
         {
             "name": acc["name"],
             "kind": "imap",

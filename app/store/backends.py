@@ -36,7 +36,7 @@ def save_backend(db, row: BackendRow) -> None:
     """Insert or replace, keeping the first ``created_at``."""
     existing = db.execute("SELECT created_at FROM backends WHERE name = ?", [row.name]).fetchone()
     now = utc_now()
-    db["backends"].upsert(
+    db.table("backends").upsert(
         {
             "name": row.name,
             "provider": row.provider,

@@ -49,7 +49,7 @@ def add_batch(
     db, *, backend, provider, model, batch_id, stage, sender, config: dict, custom_ids, estimate: dict
 ) -> int:
     with db.conn:
-        table = db["distill_batches"].insert(
+        table = db.table("distill_batches").insert(
             {
                 "backend": backend,
                 "provider": provider,
@@ -74,7 +74,7 @@ def update_batch(db, row_id: int, **fields) -> None:
         if name in fields and not isinstance(fields[name], str):
             fields[name] = json.dumps(fields[name])
     with db.conn:
-        db["distill_batches"].update(row_id, {**fields, "checked_at": utc_now()})
+        db.table("distill_batches").update(row_id, {**fields, "checked_at": utc_now()})
 
 
 def open_batches(db, backend: str | None = None) -> list[BatchRow]:

@@ -6,7 +6,7 @@ from app.clock import utc_now
 
 
 def save_consent(db, backend: str, scope: str, statement: str) -> None:
-    db["consents"].upsert(
+    db.table("consents").upsert(
         {"backend": backend, "scope": scope, "granted_at": utc_now(), "statement": statement},
         pk=("backend", "scope"),
     )

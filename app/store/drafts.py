@@ -226,15 +226,16 @@ class SentCandidate:
     own_text: str
 
 
-def sent_messages_of_run(db, run_id: int, since: str) -> list[SentCandidate]:
-    """Messages an import run stored dated ``since`` or later (the candidates for drafts sent since)."""
+def sent_messages_of_run(db, run_id: int, since: str | None) -> list[SentCandidate]:
+    """Messages an import run stored dated ``since`` or later (the candidates for drafts sent since;
+    all of them when ``since`` is None)."""
     rows = db.execute(
         "SELECT m.id, m.date, m.from_addr, m.to_addrs, m.cc_addrs, m.subject, m.own_text FROM source_items s "
-        "JOIN messages m ON m.id = s.message_ref WHERE s.run_id = ? AND s.status = 'stored' AND m.date >= ? "
+        "JOIN messages m ON m.id = s.message_ref WHERE s.run_id = ? AND s.status = 'stored' AND (? IS NULL OR m.date >= ?) "
         # only what the user sent: a message in the Inbox "From" the user (forged, or a copy someone
         # bounced back) is not the sent version of a draft (issue 5/5 item 10)
         "AND m.is_sent_folder = 1",
-        [run_id, since],
+        [run_id, since, since],
     )
     return [_candidate(r) for r in rows]
 

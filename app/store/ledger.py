@@ -58,6 +58,7 @@ class LedgerTable:
                     request_payload,
                 ),
             )
+            assert cur.lastrowid is not None  # an INSERT always sets it
             return cur.lastrowid
         finally:
             conn.close()

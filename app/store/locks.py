@@ -19,7 +19,7 @@ from app.jobs import Cancelled, CancelToken
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
     import msvcrt
 
 

@@ -75,13 +75,13 @@ def migrate(db: sqlite_utils.Database) -> list[int]:
 
 @migration(1, "mail import: sources, import runs, per-item outcomes, identities, messages")
 def _m001_mail(db: sqlite_utils.Database) -> None:
-    db["sources"].create(
+    db.table("sources").create(
         {"id": int, "kind": str, "location": str, "added_at": str, "last_import_at": str},
         pk="id",
         not_null={"kind", "location", "added_at"},
     )
-    db["sources"].create_index(["kind", "location"], unique=True)
-    db["import_runs"].create(
+    db.table("sources").create_index(["kind", "location"], unique=True)
+    db.table("import_runs").create(
         {
             "id": int,
             "source_id": int,
@@ -101,13 +101,13 @@ def _m001_mail(db: sqlite_utils.Database) -> None:
         foreign_keys=[("source_id", "sources", "id")],
         defaults={"seen": 0, "stored": 0, "duplicates": 0, "skipped": 0, "already_imported": 0, "warnings": 0},
     )
-    db["identities"].create(
+    db.table("identities").create(
         {"id": int, "address": str, "display_name": str, "origin": str, "sent_count": int},
         pk="id",
         not_null={"address", "origin"},
     )
-    db["identities"].create_index(["address"], unique=True)
-    db["messages"].create(
+    db.table("identities").create_index(["address"], unique=True)
+    db.table("messages").create(
         {
             "id": int,
             "source_id": int,
@@ -141,9 +141,9 @@ def _m001_mail(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE UNIQUE INDEX idx_messages_message_id ON messages(message_id) WHERE message_id IS NOT NULL")
     db.execute("CREATE UNIQUE INDEX idx_messages_content_key ON messages(content_key)")
-    db["messages"].create_index(["from_addr"])
-    db["messages"].create_index(["identity_id", "date"])
-    db["source_items"].create(
+    db.table("messages").create_index(["from_addr"])
+    db.table("messages").create_index(["identity_id", "date"])
+    db.table("source_items").create(
         {
             "source_id": int,
             "item_key": str,
@@ -160,13 +160,13 @@ def _m001_mail(db: sqlite_utils.Database) -> None:
             ("message_ref", "messages", "id"),
         ],
     )
-    db["source_items"].create_index(["run_id", "status"])
+    db.table("source_items").create_index(["run_id", "status"])
 
 
 @migration(2, "backends: named large-model endpoints, settings, privacy ledger")
 def _m002_backends(db: sqlite_utils.Database) -> None:
     # Endpoints hold no key: keys live only in the OS keyring (app/secrets.py).
-    db["backends"].create(
+    db.table("backends").create(
         {
             "name": str,
             "provider": str,
@@ -179,10 +179,10 @@ def _m002_backends(db: sqlite_utils.Database) -> None:
         pk="name",
         not_null={"provider", "created_at"},
     )
-    db["settings"].create({"key": str, "value": str}, pk="key")  # value: JSON
+    db.table("settings").create({"key": str, "value": str}, pk="key")  # value: JSON
     # Every request that left the machine, written before it is sent (so a crash cannot hide one)
     # and completed when its answer ends.
-    db["ledger"].create(
+    db.table("ledger").create(
         {
             "id": int,
             "started_at": str,
@@ -204,14 +204,14 @@ def _m002_backends(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["ledger"].create_index(["started_at"])
-    db["ledger"].create_index(["backend", "started_at"])
+    db.table("ledger").create_index(["started_at"])
+    db.table("ledger").create_index(["backend", "started_at"])
 
 
 @migration(3, "distillation: consents, intents, zero-shot baselines, rules")
 def _m003_distillation(db: sqlite_utils.Database) -> None:
     # Explicit, per-backend permission to send the user's sent mail (distillation only).
-    db["consents"].create(
+    db.table("consents").create(
         {"backend": str, "scope": str, "granted_at": str, "statement": str},
         pk=("backend", "scope"),
         not_null={"granted_at", "statement"},
@@ -231,19 +231,19 @@ def _m003_distillation(db: sqlite_utils.Database) -> None:
         "attempts": int,
         "created_at": str,
     }
-    db["intents"].create(
+    db.table("intents").create(
         {"id": int, "message_id": int, "variant": int, "text": str, "scratchpad": str, **common},
         pk="id",
         foreign_keys=[("message_id", "messages", "id")],
     )
-    db["intents"].create_index(["message_id", "variant", "source"], unique=True)
-    db["baselines"].create(
+    db.table("intents").create_index(["message_id", "variant", "source"], unique=True)
+    db.table("baselines").create(
         {"id": int, "intent_id": int, "text": str, **common},
         pk="id",
         foreign_keys=[("intent_id", "intents", "id")],
     )
-    db["baselines"].create_index(["intent_id", "source"], unique=True)
-    db["rules"].create(
+    db.table("baselines").create_index(["intent_id", "source"], unique=True)
+    db.table("rules").create(
         {
             "id": int,
             "message_id": int,
@@ -262,12 +262,12 @@ def _m003_distillation(db: sqlite_utils.Database) -> None:
             ("baseline_id", "baselines", "id"),
         ],
     )
-    db["rules"].create_index(["message_id", "intent_id", "strategy", "source"], unique=True)
+    db.table("rules").create_index(["message_id", "intent_id", "strategy", "source"], unique=True)
 
 
 @migration(4, "models: GGUF files the user registers (the embedded ones are known without a row)")
 def _m004_models(db: sqlite_utils.Database) -> None:
-    db["models"].create(
+    db.table("models").create(
         {
             "name": str,
             "path": str,
@@ -290,12 +290,12 @@ def _m004_models(db: sqlite_utils.Database) -> None:
 @migration(5, "messages: index on parser_version (finding mail an older splitter split is a lookup)")
 def _m005_parser_version_index(db: sqlite_utils.Database) -> None:
     # app/mail/resplit.py asks this on every database open (the GUI opens one per action)
-    db["messages"].create_index(["parser_version"], index_name="idx_messages_parser_version")
+    db.table("messages").create_index(["parser_version"], index_name="idx_messages_parser_version")
 
 
 @migration(6, "accounts: IMAP accounts (server, user, security, folders; the password lives in the keyring)")
 def _m006_accounts(db: sqlite_utils.Database) -> None:
-    db["accounts"].create(
+    db.table("accounts").create(
         {
             "name": str,
             "kind": str,  # imap
@@ -321,7 +321,7 @@ def _m007_drafts(db: sqlite_utils.Database) -> None:
     # One row per draft shown (a PREMIUM run of 3 candidates is 3 rows sharing ``compose_id``).
     # ``final_text`` is what the user made of it: the text edited in the draft box or $EDITOR, or
     # the own text of the sent email it was matched to (``sent_message_id``).
-    db["drafts"].create(
+    db.table("drafts").create(
         {
             "id": int,
             "compose_id": int,  # the first draft's id of the same compose run
@@ -354,22 +354,22 @@ def _m007_drafts(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("sent_message_id", "messages", "id")],
     )
-    db["drafts"].create_index(["identity", "created_at"])
-    db["drafts"].create_index(["sent_message_id"])
-    db["draft_events"].create(
+    db.table("drafts").create_index(["identity", "created_at"])
+    db.table("drafts").create_index(["sent_message_id"])
+    db.table("draft_events").create(
         {"id": int, "draft_id": int, "at": str, "action": str, "detail": str},
         pk="id",
         foreign_keys=[("draft_id", "drafts", "id")],
     )
-    db["draft_events"].create_index(["draft_id"])
+    db.table("draft_events").create_index(["draft_id"])
     # A match the user undid is never made again.
-    db["refused_matches"].create(
+    db.table("refused_matches").create(
         {"draft_id": int, "message_id": int, "at": str},
         pk=("draft_id", "message_id"),
     )
     # Learned from (draft, final) pairs, verified against the user's real emails; rebuilt whole
     # each time (so forgetting a draft forgets what it taught).
-    db["scoped_rules"].create(
+    db.table("scoped_rules").create(
         {
             "id": int,
             "identity": str,  # NULL: every identity
@@ -384,9 +384,9 @@ def _m007_drafts(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["scoped_rules"].create_index(["identity", "scope", "scope_value"])
+    db.table("scoped_rules").create_index(["identity", "scope", "scope_value"])
     # Background retraining from edits: each attempt, and whether the new adapter was kept.
-    db["retrains"].create(
+    db.table("retrains").create(
         {
             "id": int,
             "profile": str,
@@ -405,7 +405,7 @@ def _m007_drafts(db: sqlite_utils.Database) -> None:
 
 @migration(8, "distillation batches: jobs submitted to a provider's batch service, so a closed app can collect them")
 def _m008_distill_batches(db: sqlite_utils.Database) -> None:
-    db["distill_batches"].create(
+    db.table("distill_batches").create(
         {
             "id": int,
             "backend": str,  # the endpoint's name
@@ -428,10 +428,10 @@ def _m008_distill_batches(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["distill_batches"].create_index(["backend", "state"])
+    db.table("distill_batches").create_index(["backend", "state"])
 
 
 @migration(9, "accounts: saving drafts to the server's Drafts folder (off unless the user turns it on)")
 def _m009_account_drafts(db: sqlite_utils.Database) -> None:
-    db["accounts"].add_column("save_drafts", int, not_null_default=0)
-    db["accounts"].add_column("drafts_folder", str)  # NULL: found on the server (\\Drafts flag, else the name)
+    db.table("accounts").add_column("save_drafts", int, not_null_default=0)
+    db.table("accounts").add_column("drafts_folder", str)  # NULL: found on the server (\\Drafts flag, else the name)

@@ -40,7 +40,7 @@ def model_file(db, name: str) -> str | None:
 def save_model(db, name: str, path: str, role: str, size: int, sha256: str, header: dict) -> None:
     """Insert or replace model ``name``; ``header`` holds the GGUF facts (architecture, display_name,
     quantization, parameters, chat_template, license)."""
-    db["models"].upsert(
+    db.table("models").upsert(
         {"name": name, "path": path, "role": role, "size": size, "sha256": sha256, "added_at": utc_now(), **header},
         pk="name",
     )
