@@ -153,7 +153,7 @@ def test_the_bare_core_venv_really_lacks_the_heavy_parts():
 # Lowest first. A module may import its own layer and those below, never one above; module-level and
 # function-level imports alike. The longest matching prefix decides a module's layer.
 LAYERS = (
-    ("base", ("app", "app.exceptions", "app.clock", "app.paths", "app.files", "app.jobs", "app.plain",
+    ("base", ("app", "app.exceptions", "app.clock", "app.paths", "app.files", "app.jobs", "app.plain", "app.logs",
               "app.prompts", "app.hardware", "app.secrets", "app._resources")),
     ("store", ("app.store",)),
     ("domain", ("app.mail", "app.backends", "app.agent", "app.learning", "app.ranking", "app.style",

@@ -608,3 +608,15 @@ def test_compose_answers_a_received_message_and_saves_the_draft_threaded_to_draf
         ScriptedProvider.reset()
     finally:
         dovecot.stop()
+
+
+def test_a_warning_logged_on_a_worker_thread_shows_in_the_status_bar(qtbot, window, tiller_home):
+    import threading
+
+    from app import logs
+
+    worker = threading.Thread(target=lambda: logs.get("learning").warning("retrain of kay not started: no trainer"))
+    worker.start()
+    worker.join()
+    qtbot.waitUntil(lambda: "retrain of kay not started" in window.statusBar().currentMessage(), timeout=5000)
+    assert "no trainer" in (tiller_home / "logs" / "tiller.log").read_text()

@@ -652,3 +652,18 @@ def test_r3_rules_from_a_cloud_backend_need_consent_before_anything_is_sent(db):
     with pytest.raises(ConsentRequired, match="--i-consent-to-send-sent-mail"):
         list(Retrain(db, RetrainConfig(sender=KAY, rules_backend="claude")).run())
     assert store.retrains(db) == [] and not retrain.running(KAY)
+
+
+def test_a_retrain_that_cannot_start_is_logged_to_the_data_folder(db, tiller_home, monkeypatch):
+    """Issue 3/5: the warning went to an unconfigured logger, i.e. nowhere."""
+    from app import logs
+    from app.learning import loop, retrain
+
+    def refuse(db, identity):
+        raise OSError("no trainer Python in this bundle")
+
+    monkeypatch.setattr(retrain, "start_background", refuse)
+    logs.configure()
+    assert loop.maybe_retrain(db, {"kay.mann@enron.com"}) == []
+    text = (tiller_home / "logs" / "tiller.log").read_text()
+    assert "WARNING tiller.learning: retrain of kay.mann@enron.com not started: no trainer Python" in text

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     from app.errors import one_line
 
     args = list(sys.argv[1:] if argv is None else argv)
+    from app import logs
+
+    logs.configure()
     undecodable = not_text_argument(args)
     if undecodable:
         err_console.print(f"Error: {undecodable}", markup=False, highlight=False, soft_wrap=True)

@@ -4,13 +4,14 @@ Privacy, Your edits) and the pages. Window state and the last page are restored 
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
 
-from app import paths
+from app import logs, paths
 from app.gui.backends_page import BackendsPage, LedgerPage
 from app.gui.compose import ComposePage
 from app.gui.edits_page import EditsPage
@@ -30,9 +31,33 @@ def gui_settings() -> QSettings:
     return settings
 
 
+class StatusLog(QObject):
+    """Warnings of the ``tiller`` logger (a retrain that could not start...) shown in the status bar:
+    the records may come from worker threads, so they cross to the GUI thread as a signal."""
+
+    sig_warning = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        outer = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                outer.sig_warning.emit(record.getMessage())
+
+        self.handler = _Handler(level=logging.WARNING)
+        logging.getLogger(logs.LOGGER).addHandler(self.handler)
+
+    def detach(self) -> None:
+        logging.getLogger(logs.LOGGER).removeHandler(self.handler)
+
+
 class MainWindow(QMainWindow):
     def __init__(self) -> None:
         super().__init__()
+        logs.configure()
+        self.status_log = StatusLog(self)
+        self.status_log.sig_warning.connect(lambda text: self.statusBar().showMessage(f"Warning: {text}", 15000))
         self.setWindowTitle("Tiller")
         self.start = StartPage()
         self.compose = ComposePage()
@@ -120,6 +145,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.save()
+        self.status_log.detach()
         for page in (self.compose, self.importer, self.training, self.backends):
             job = getattr(page, "job", None)
             if job is not None and job.running:

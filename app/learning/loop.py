@@ -60,8 +60,9 @@ def undo_matches(db, draft_ids: list[int]) -> int:
 
 def maybe_retrain(db, identities) -> list[str]:
     """Start the retrains that are due; the profiles started. A retrain that cannot start (no
-    trainer Python in a desktop bundle) is logged, never raised: the edit is already learnt."""
-    import logging
+    trainer Python in a desktop bundle) is logged (app/logs.py; the desktop app shows it in its status
+    bar), never raised: the edit is already learnt."""
+    from app import logs
 
     started = []
     for identity in identities:
@@ -69,7 +70,7 @@ def maybe_retrain(db, identities) -> list[str]:
             if retrain.start_background(db, identity) is not None:
                 started.append(retrain.profile_key(identity))
         except (OSError, RuntimeError) as exc:
-            logging.getLogger("tiller").warning("retrain of %s not started: %s", retrain.profile_key(identity), exc)
+            logs.get("learning").warning("retrain of %s not started: %s", retrain.profile_key(identity), exc)
     return started
 
 
