@@ -620,3 +620,37 @@ def test_a_warning_logged_on_a_worker_thread_shows_in_the_status_bar(qtbot, wind
     worker.join()
     qtbot.waitUntil(lambda: "retrain of kay not started" in window.statusBar().currentMessage(), timeout=5000)
     assert "no trainer" in (tiller_home / "logs" / "tiller.log").read_text()
+
+
+def test_the_tray_menu_drafts_from_the_clipboard_and_notifies_when_the_window_is_hidden(qtbot, window, tiller_home):
+    """Issue 4/5. Offscreen there is no tray to click: the menu's actions are triggered as a click does."""
+    from PySide6.QtGui import QGuiApplication
+
+    from app.gui.settings import gui_settings
+    from app.gui.tray import START_IN_TRAY
+
+    tray = window.tray
+    assert [a.text() for a in tray.menu.actions() if a.text()] == [
+        "Draft a reply…",
+        "Draft from clipboard",
+        "Open Tiller",
+        "Start in the tray",
+        "Quit",
+    ]
+    QGuiApplication.clipboard().setText("Kay,\nIs the NG contract ready for legal?\nSylvia")
+    tray.clipboard_action.trigger()
+    assert window.pages.currentWidget() is window.compose
+    assert window.compose.previous.toPlainText().startswith("Kay,\nIs the NG contract ready")
+    assert window.compose.replying_to() is None  # pasted text threads under nothing
+
+    window.hide()
+    with qtbot.waitSignal(tray.sig_notice, timeout=2000) as notice:
+        window.compose.sig_draft_finished.emit("\nIt is: legal has it since Friday.\n\nKay")
+    assert notice.args == ["Your draft is ready: It is: legal has it since Friday."]
+    window.show()
+    with qtbot.assertNotEmitted(tray.sig_notice):
+        window.compose.sig_draft_finished.emit("shown, not notified")
+
+    tray.start_action.setChecked(True)
+    assert gui_settings().value(START_IN_TRAY, False, type=bool)
+    tray.start_action.setChecked(False)

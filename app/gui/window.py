@@ -8,27 +8,18 @@ import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Signal
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
 
 from app import logs, paths
 from app.gui.backends_page import BackendsPage, LedgerPage
 from app.gui.compose import ComposePage
 from app.gui.edits_page import EditsPage
 from app.gui.import_page import ImportPage
+from app.gui.settings import gui_settings
 from app.gui.start_page import StartPage
 from app.gui.training_page import TrainingPage
-
-SETTINGS_SCHEMA = 2  # 2: Get started became page 0
-
-
-def gui_settings() -> QSettings:
-    settings = QSettings(str(paths.home() / "gui.ini"), QSettings.IniFormat)
-    version = settings.value("schema_version", None)
-    if version is not None and int(version) != SETTINGS_SCHEMA:
-        settings.clear()  # an older layout: start from defaults rather than misread it
-    settings.setValue("schema_version", SETTINGS_SCHEMA)
-    return settings
+from app.gui.tray import TrayIcon, start_in_tray
 
 
 class StatusLog(QObject):
@@ -96,6 +87,13 @@ class MainWindow(QMainWindow):
         self.start.sig_go.connect(lambda key: self.show_page(by_key[key]))
         self.backends.sig_changed.connect(lambda: (self.compose.refresh(), self.training.refresh()))
         self.restore()
+        self.quitting = False  # Quit from the tray menu ends the app even when it closes to the tray
+        self.tray: TrayIcon | None = TrayIcon(self)
+        QApplication.instance().aboutToQuit.connect(self._quitting)
+
+    def _quitting(self) -> None:
+        self.quitting = True
+        self.save()
 
     def show_page(self, page: QWidget) -> None:
         self.nav.setCurrentRow(self.pages.indexOf(page))
@@ -144,6 +142,12 @@ class MainWindow(QMainWindow):
         settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if self.tray is not None and start_in_tray() and not self.quitting:
+            self.save()
+            self.hide()  # closes to the tray, as the user chose; work goes on and notifies
+            self.tray.notify("Tiller is still here, in the tray.")
+            event.ignore()
+            return
         self.save()
         self.status_log.detach()
         for page in (self.compose, self.importer, self.training, self.backends):
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             QMessageBox.critical(None, "Tiller cannot open your data", problem.message)
         return problem.exit_code
     window = MainWindow()
-    window.show()
+    if not (start_in_tray() and not smoke):  # started in the tray when the user chose it (and there is one)
+        window.show()
     if smoke:
 
         def report() -> None:
