@@ -77,3 +77,47 @@ def first_run_steps(db) -> list[Step]:
             "Ready." if trained else "Works now with generic rules; better after step 3.",
         ),
     ]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What is ready for one identity: what the app's header shows, one chip each."""
+
+    address: str | None  # None: all the user's identities together
+    emails: int  # sent emails of theirs that can train the agent
+    with_intents: int  # of those, with training data (an intent)
+    agent: str | None  # "trained 2026-12-05, 60 steps on gemma3-270m" (None: not trained)
+    agent_is_shared: bool  # the agent is the profile of all addresses, not this one's own
+    voice: str  # "on" | "off" | "not trained"
+    backend: str  # the default large model
+
+
+def readiness(db, address: str | None) -> Readiness | None:
+    """What is ready for ``address`` (None: all identities); None when there is no identity yet."""
+    from app.agent.profiles import find_profile
+    from app.backends.config import default_endpoint_name
+    from app.mail.identity import active_identities
+    from app.store.summary import identity_data_counts
+
+    addresses = [address] if address else active_identities(db)
+    if not addresses:
+        return None
+    counts = [identity_data_counts(db, a) for a in addresses]
+    emails, with_intents = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    profile = find_profile(address)
+    agent = None
+    if profile.trained and profile.record is not None:
+        record = profile.record
+        when = (record.finished_at or "")[:10]
+        base = profile.base_model.stem if profile.base_model else "the embedded base"
+        agent = f"trained {when}, {record.steps or '?'} steps on {base}".replace("trained ,", "trained,")
+    voice = "not trained" if profile.voice_adapter is None else ("on" if profile.voice_on else "off")
+    return Readiness(
+        address,
+        emails,
+        with_intents,
+        agent,
+        bool(address) and profile.name != address,
+        voice,
+        default_endpoint_name(db),
+    )

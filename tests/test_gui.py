@@ -654,3 +654,20 @@ def test_the_tray_menu_drafts_from_the_clipboard_and_notifies_when_the_window_is
     tray.start_action.setChecked(True)
     assert gui_settings().value(START_IN_TRAY, False, type=bool)
     tray.start_action.setChecked(False)
+
+
+def test_the_header_says_what_is_ready_for_the_identity_written_as(qtbot, window, db, enron, tiller_home):
+    """Issue 4/5: a sidebar with icons, and a header with, per identity, mail, training data, the
+    agent (when and on what), the voice stage and the large model."""
+    header = window.header
+    assert "import the mail you sent to begin" in header.text()
+    assert all(not window.nav.item(i).icon().isNull() for i in range(window.nav.count()))
+    run_import(db, enron / "maildir" / "mann-k")
+    window.importer.sig_import_finished.emit(None)
+    said = header.text()
+    assert KAY in said and "agent not trained" in said and "voice stage not trained" in said, said
+    assert "large model: local" in said and "training data for 0" in said
+    emails = int(said.split(" sent emails")[0].split()[-1].replace(",", ""))
+    from app.store.summary import identity_data_counts
+
+    assert emails == identity_data_counts(db, KAY)[0] > 100

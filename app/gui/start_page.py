@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.gui.workers import database
 
@@ -15,6 +15,12 @@ class StartPage(QWidget):
         super().__init__(parent)
         self.grid = QGridLayout()
         self.grid.setColumnStretch(1, 1)
+        self.grid.setVerticalSpacing(10)
+        self.setStyleSheet(
+            "#card, #done_card { background: #ffffff; border: 1px solid #dde2e7; border-radius: 8px; }"
+            "#done_card { border-left: 4px solid #1f7a4d; }"
+            "#card { border-left: 4px solid #c98a1a; }"
+        )
         layout = QVBoxLayout(self)
         layout.addWidget(
             QLabel(
@@ -49,10 +55,12 @@ class StartPage(QWidget):
             self.labels[step.title] = text
             button = QPushButton("Open" if step.done else "Start", objectName=f"step_{row + 1}_go")
             button.clicked.connect(lambda _=False, key=step.key: self.sig_go.emit(key))
-            line = QFrame(frameShape=QFrame.HLine)
-            self.grid.addWidget(text, 2 * row, 0, 1, 2)
-            self.grid.addWidget(button, 2 * row, 2)
-            self.grid.addWidget(line, 2 * row + 1, 0, 1, 3)
+            card = QFrame(objectName="done_card" if step.done else "card")
+            inside = QHBoxLayout(card)
+            inside.setContentsMargins(14, 10, 14, 10)
+            inside.addWidget(text, 1)
+            inside.addWidget(button)
+            self.grid.addWidget(card, row, 0, 1, 3)
 
 
 def _html(text: str) -> str:

@@ -8,13 +8,25 @@ import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QApplication, QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
+from PySide6.QtCore import QObject, QSize, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app import logs, paths
 from app.gui.backends_page import BackendsPage, LedgerPage
 from app.gui.compose import ComposePage
 from app.gui.edits_page import EditsPage
+from app.gui.header import ReadinessHeader, identity_box
 from app.gui.import_page import ImportPage
 from app.gui.settings import gui_settings
 from app.gui.start_page import StartPage
@@ -59,33 +71,61 @@ class MainWindow(QMainWindow):
         self.edits = EditsPage()
         self.pages = QStackedWidget()
         self.nav = QListWidget(objectName="nav")
-        for title, page in (
-            ("Get started", self.start),
-            ("Compose", self.compose),
-            ("Import mail", self.importer),
-            ("Training", self.training),
-            ("Large models", self.backends),
-            ("Privacy ledger", self.ledger),
-            ("Your edits", self.edits),
+        for title, icon, page in (
+            ("Get started", "start", self.start),
+            ("Compose", "compose", self.compose),
+            ("Import mail", "import", self.importer),
+            ("Training", "training", self.training),
+            ("Large models", "backends", self.backends),
+            ("Privacy ledger", "ledger", self.ledger),
+            ("Your edits", "edits", self.edits),
         ):
-            self.nav.addItem(title)
+            found = paths_resource(f"icons/{icon}.svg")
+            self.nav.addItem(QListWidgetItem(QIcon(str(found)) if found else QIcon(), title))
             self.pages.addWidget(page)
-        self.nav.setFixedWidth(150)
+        self.nav.setFixedWidth(180)
+        self.nav.setIconSize(QSize(20, 20))
+        self.nav.setFrameShape(QFrame.NoFrame)
+        self.nav.setStyleSheet(
+            "#nav { background: #e9edf1; padding-top: 10px; }"
+            "#nav::item { padding: 9px 10px; border-radius: 6px; margin: 1px 8px; color: #2b333b; }"
+            "#nav::item:selected { background: #ffffff; color: #0f5fa8; font-weight: 600; }"
+        )
         self.nav.currentRowChanged.connect(self._show_page)
+        self.header = ReadinessHeader()
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.setSpacing(0)
+        right_layout.addWidget(self.header)
+        right_layout.addWidget(self.pages, 1)
         central = QWidget()
         layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
         layout.addWidget(self.nav)
-        layout.addWidget(self.pages, 1)
+        layout.addWidget(right, 1)
         self.setCentralWidget(central)
+        identity_box(self.header, self.compose.voice)
 
         self.compose.sig_status_changed.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.importer.sig_import_finished.connect(
-            lambda _: (self.compose.refresh(), self.training.refresh(), self.start.refresh(), self.edits.refresh())
+            lambda _: (
+                self.compose.refresh(),
+                self.training.refresh(),
+                self.start.refresh(),
+                self.edits.refresh(),
+                self.header.show_for(self.compose.voice.currentData()),
+            )
         )
-        self.training.sig_trained.connect(lambda _: (self.compose.refresh(), self.start.refresh()))
+        self.training.sig_trained.connect(
+            lambda _: (self.compose.refresh(), self.start.refresh(), self.header.refresh())
+        )
         by_key = {"import": self.importer, "training": self.training, "compose": self.compose}
         self.start.sig_go.connect(lambda key: self.show_page(by_key[key]))
-        self.backends.sig_changed.connect(lambda: (self.compose.refresh(), self.training.refresh()))
+        self.backends.sig_changed.connect(
+            lambda: (self.compose.refresh(), self.training.refresh(), self.header.refresh())
+        )
         self.restore()
         self.quitting = False  # Quit from the tray menu ends the app even when it closes to the tray
         self.tray: TrayIcon | None = TrayIcon(self)

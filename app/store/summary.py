@@ -71,3 +71,20 @@ def setup_counts(db) -> SetupCounts:
         one("SELECT COUNT(DISTINCT message_id) FROM intents WHERE status = 'ok'"),
         one("SELECT COUNT(*) FROM rules WHERE status = 'ok' AND strategy != 'measured'"),
     )
+
+
+def identity_data_counts(db, address: str) -> tuple[int, int]:
+    """(messages ``address`` wrote that can train the agent, of those the ones with an intent)."""
+    row = db.execute(
+        f"""
+        SELECT count(*), coalesce(sum(EXISTS (SELECT 1 FROM intents t WHERE t.message_id = m.id AND t.status = 'ok')), 0)
+        FROM messages m JOIN identities i ON i.id = m.identity_id
+        WHERE i.address = ? AND {
+            TRAINING_CANDIDATE_SQL.replace("identity_id", "m.identity_id")
+            .replace("own_text", "m.own_text")
+            .replace("flags", "m.flags")
+        }
+        """,
+        [address.lower()],
+    ).fetchone()
+    return int(row[0]), int(row[1])
