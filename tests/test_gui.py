@@ -666,7 +666,7 @@ def test_the_header_says_what_is_ready_for_the_identity_written_as(qtbot, window
     window.importer.sig_import_finished.emit(None)
     said = header.text()
     assert KAY in said and "agent not trained" in said and "voice stage not trained" in said, said
-    assert "large model: local" in said and "training data for 0" in said
+    assert "default large model: local" in said and "training data for 0" in said
     emails = int(said.split(" sent emails")[0].split()[-1].replace(",", ""))
     from app.store.summary import identity_data_counts
 

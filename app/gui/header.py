@@ -64,7 +64,7 @@ class ReadinessHeader(QWidget):
                     _chip(f"training data for {r.with_intents:,}", r.with_intents > 0),
                     _chip(agent, r.agent is not None),
                     _chip(f"voice stage {r.voice}", r.voice == "on"),
-                    _chip(f"large model: {r.backend}", True),
+                    _chip(f"default large model: {r.backend}", True),
                 ]
             )
         )
