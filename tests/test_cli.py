@@ -9,7 +9,8 @@ from app.cli import cli
 @pytest.mark.slow
 def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tiller_home, capfd):
     monkeypatch.setenv("TILLER_SAMPLE_MAIL", str(enron / "maildir"))
-    result = CliRunner().invoke(cli, ["demo", "--steps", "3"])  # the README's demo trains 60 steps
+    # the README's demo trains 60 steps and distills 3 emails with the local model; one shows the stage
+    result = CliRunner().invoke(cli, ["demo", "--steps", "3", "--local-emails", "1"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "│ seen                    │ 9759" in out
@@ -23,11 +24,11 @@ def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tille
 
     stats = json.loads((tiller_home / "datasets" / "all" / "measured" / "stats.json").read_text())
     assert (stats["examples"], stats["train"], stats["test"]) == (7734, 6187, 1547)  # 21 pasted-only emails left out
-    # then the paper's method with the embedded instruct model for Kay's 3 newest emails (a process too)
+    # then the paper's method with the embedded instruct model for Kay's newest email (a process too)
     trainer_side = capfd.readouterr().out  # the training side runs as a process writing to this terminal
     assert "3/5 The paper's distillation" in out and "Yield: intents " in trainer_side
     r3 = json.loads((tiller_home / "datasets" / "kay.mann_enron.com" / "R3" / "stats.json").read_text())
-    assert 1 <= r3["examples"] <= 3 and r3["mean_rules_words"] > 3
+    assert r3["examples"] == 1 and r3["mean_rules_words"] > 3
     # then a brief training run (another process) for Kay Mann's profile, and a draft with its rules
     record = json.loads((tiller_home / "agents" / "kay.mann@enron.com" / "training.json").read_text())
     assert record["steps"] == 3 and record["profile"] == "kay.mann@enron.com"
