@@ -210,7 +210,7 @@ def recorded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     written before the answer leaves, as every outgoing request is."""
     import functools
 
-    from app.backends.ledger import Ledger
+    from app.backends.ledger import Ledger, finish_not_http
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -236,14 +236,7 @@ def recorded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             request_bytes=len(payload.encode()),
             request_payload=payload,
         )
-        ledger.finish(
-            row,
-            status=None,
-            response_bytes=0,
-            duration_s=time.monotonic() - started,
-            outcome="refused" if error else "ok",
-            error=error,
-        )
+        finish_not_http(ledger, row, started, error)
         if error is not None:
             raise ToolError(error)
         return result

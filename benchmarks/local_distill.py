@@ -10,9 +10,16 @@ the Enron sample, and reports, all measured in this run:
 - how much of each intent is the email's own words: share of intents with a run of 8 words copied
   from the email, for the local model's abstractive intents against the offline extractive ones
   (the baseline of this run: those are the email's sentences);
-- distinct R3 rule sets against distinct measured rule sets for the same emails.
+- distinct R3 rule sets against distinct measured rule sets for the same emails;
+- the rules that pass (issue 2/5): of every rule the model proposed in an R3 set that was kept,
+  the share kept, and why the rest was dropped (it contradicts the measured difference it claims:
+  formality, length, greeting, sign-off, case, punctuation; or another reason), plus the rule sets
+  that still held pieces of sentences after three asks (a set with them is refused and re-asked;
+  the re-asks of any kind are the stage's "re-asks");
+- with ``--sample FILE``, every rule set with its email, baseline and dropped rules, to read by hand.
 
-Usage: python benchmarks/local_distill.py [--per-sender 10] [--senders a,b] [--home DIR] [--json FILE]
+Usage: python benchmarks/local_distill.py [--per-sender 10] [--senders a,b|seven] [--home DIR] [--json FILE]
+    [--sample FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +42,12 @@ def main() -> None:
     parser.add_argument("--senders", default="kay.mann@enron.com", help="comma-separated sender addresses")
     parser.add_argument("--home", help="TILLER_HOME to use (default: a new temporary one)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--sample", help="write every R3 rule set with its email and dropped rules here (Markdown)")
     args = parser.parse_args()
+    if args.senders == "seven":
+        from benchmarks.edit_replay import SEVEN
+
+        args.senders = ",".join(SEVEN)
     os.environ["TILLER_HOME"] = args.home or tempfile.mkdtemp(prefix="tiller-local-distill-")
 
     from agent_training.distill import OFFLINE_INTENT_SOURCE, Distillation, DistillConfig
@@ -105,6 +117,7 @@ def main() -> None:
                 f"strategy = 'measured' AND intent_id IN (SELECT id FROM intents WHERE source = '{OFFLINE_INTENT_SOURCE}')"
             ),
             "failures": c.failures[:10],
+            "rules": rule_pass(db, ids),
         }
         r = results[sender]
         print(
@@ -121,10 +134,83 @@ def main() -> None:
             f"offline extractive {offline_copies}/{offline_n} (baseline)"
         )
         print(f"  distinct rule sets: R3 {r['distinct_rule_sets_r3']}, measured {r['distinct_rule_sets_measured']}")
+        rp = r["rules"]
+        print(
+            f"  R3 rules that pass: {rp['kept']}/{rp['proposed']} kept; dropped as contradicting the measured "
+            f"difference {rp['contradicting']}, for another reason {rp['other']}; sets failed for fragments after "
+            f"3 asks {rp['fragment_failures']}"
+        )
         for failure in r["failures"]:
             print(f"  failed: {failure}")
+    total = {k: sum(r["rules"][k] for r in results.values()) for k in ("proposed", "kept", "contradicting", "other")}
+    total["fragment_failures"] = sum(r["rules"]["fragment_failures"] for r in results.values())
+    emails = sum(r["emails"] for r in results.values())
+    print(
+        f"all: {emails} emails; R3 rules that pass {total['kept']}/{total['proposed']} "
+        f"({total['kept'] / max(1, total['proposed']):.0%}); contradicting {total['contradicting']}, other "
+        f"{total['other']}; sets failed for fragments after 3 asks {total['fragment_failures']}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({"senders": results, "total": total}, indent=2))
+    if args.sample:
+        Path(args.sample).write_text(rule_sample(db, [s.strip().lower() for s in args.senders.split(",")]))
+
+
+def rule_pass(db, ids: list[int]) -> dict:
+    """Of the rules proposed in the R3 sets that were kept, how many passed, and why the rest did not."""
+    proposed = kept = contradicting = other = 0
+    if ids:
+        marks = ",".join("?" * len(ids))
+        for rules, dropped in db.execute(
+            f"SELECT rules, dropped FROM rules WHERE strategy = 'R3' AND status = 'ok' AND source LIKE 'local|%' "
+            f"AND message_id IN ({marks})",
+            ids,
+        ):
+            n_kept = len([line for line in (rules or "").splitlines() if line.strip()])
+            gone = json.loads(dropped or "[]")
+            n_contra = sum("(contradicts:" in d for d in gone)
+            kept += n_kept
+            contradicting += n_contra
+            other += len(gone) - n_contra
+            proposed += n_kept + len(gone)
+    failures = 0
+    if ids:
+        marks = ",".join("?" * len(ids))
+        # a set refused and then answered well leaves no trace but its re-ask; one refused three
+        # times is stored failed with the reason
+        failures = db.execute(
+            f"SELECT COUNT(*) FROM rules WHERE strategy = 'R3' AND source LIKE 'local|%' AND message_id IN ({marks}) "
+            "AND (error LIKE '%not a whole instruction%')",
+            ids,
+        ).fetchone()[0]
+    return {
+        "proposed": proposed,
+        "kept": kept,
+        "contradicting": contradicting,
+        "other": other,
+        "fragment_failures": failures,
+    }
+
+
+def rule_sample(db, senders: list[str]) -> str:
+    """Every local R3 rule set with the email it was distilled from, for reading by hand."""
+    out = ["# Local R3 rule sets, to read by hand\n"]
+    marks = ",".join("?" * len(senders))
+    rows = db.execute(
+        f"SELECT m.from_addr, m.own_text, b.text, r.rules, r.dropped, r.status FROM rules r "
+        f"JOIN messages m ON m.id = r.message_id LEFT JOIN baselines b ON b.id = r.baseline_id "
+        f"WHERE r.strategy = 'R3' AND r.source LIKE 'local|%' AND m.from_addr IN ({marks}) ORDER BY m.from_addr, m.date",
+        senders,
+    ).fetchall()
+    for n, (sender, email, baseline, rules, dropped, status) in enumerate(rows, 1):
+        out.append(f"## {n}. {sender} ({status})\n")
+        out.append("**Email:**\n\n> " + (email or "").strip().replace("\n", "\n> ") + "\n")
+        out.append("**Zero-shot:**\n\n> " + (baseline or "").strip().replace("\n", "\n> ") + "\n")
+        out.append("**Rules kept:**\n\n" + (rules or "(none)") + "\n")
+        gone = json.loads(dropped or "[]")
+        if gone:
+            out.append("**Dropped:**\n\n" + "\n".join(f"- {d}" for d in gone) + "\n")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,19 @@ class Ledger(LedgerTable):
         )
 
 
+def finish_not_http(ledger: LedgerTable, row_id: int, started: float, error: str | None) -> None:
+    """Complete the row of something that left without HTTP (an IMAP APPEND, an MCP tool's answer):
+    no status, nothing received back; ``started`` is ``time.monotonic()`` when it began."""
+    ledger.finish(
+        row_id,
+        status=None,
+        response_bytes=0,
+        duration_s=time.monotonic() - started,
+        outcome="refused" if error else "ok",
+        error=error,
+    )
+
+
 class _CountingStream(httpx.SyncByteStream):
     """Passes the response body through, counting its bytes; completes the ledger row on close."""
 

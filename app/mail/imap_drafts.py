@@ -165,7 +165,7 @@ def save_draft(
     require_drafts_scope(account)
     from imapclient.exceptions import IMAPClientError
 
-    from app.backends.ledger import Ledger
+    from app.backends.ledger import Ledger, finish_not_http
 
     ledger = Ledger(db_path)
     client = connect(account, secret)
@@ -197,14 +197,7 @@ def save_draft(
             client.append(folder, message, flags=(b"\\Draft", b"\\Seen"))
         except IMAPClientError as exc:
             error = _server_text(exc)
-        ledger.finish(
-            ledger_id,
-            status=None,
-            response_bytes=0,
-            duration_s=time.monotonic() - started,
-            outcome="refused" if error else "ok",
-            error=error,
-        )
+        finish_not_http(ledger, ledger_id, started, error)
         if error is not None:
             raise ImapError(
                 f"account {account.name!r}: the server refused to save the draft in {folder!r} ({error[:200]})"
