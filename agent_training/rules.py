@@ -166,17 +166,25 @@ _LESS_FORMAL = re.compile(r"\b(less formal|informal|casual|relaxed|conversationa
 _NO_GREETING = re.compile(
     r"\b(no|not|never|skip|without|omit|drop|avoid)\b[^.]*\bgreeting|\bstart (directly|right)\b", re.I
 )
+# "Start with a warm greeting": up to two words between the article and the greeting (read by hand
+# on the local model's rules, 2026-12-05)
 _GREETING = re.compile(
-    r"\b(start|open|begin)\w* with (a |an )?(greeting|salutation|[\"'“]?(hi|hello|hey|dear)\b)"
+    r"\b(start|open|begin)\w* with (a |an )?(\w+ ){0,2}(greeting|salutation|[\"'“]?(hi|hello|hey|dear)\b)"
     r"|\b(include|add|use)\b[^.]*\b(greeting|salutation)\b",
     re.I,
 )
 _NO_SIGNOFF = re.compile(r"\b(no|not|never|skip|without|omit|drop|avoid)\b[^.]*\b(sign-?off|closing|valediction)", re.I)
 _SIGNOFF = re.compile(
-    r"\b(sign|close)\w*( off)? with\b|\b(end|finish)\w* with (a |an )?(sign-?off|closing)"
+    r"\b(sign|close)\w*( off)? with\b|\b(end|finish)\w* with (a |an )?(\w+ ){0,2}(sign-?off|closing)"
     r"|\b(include|add|use)\b[^.]*\b(sign-?off|closing)\b",
     re.I,
 )
+# sentence length, compared like the email's length ("Shorten sentences" where the real email's
+# sentences are longer than the zero-shot's was kept before)
+_SHORTER_SENTENCES = re.compile(
+    r"\b(short(er|en)?|concise|brief)\b[^.]*\bsentences?\b|\bsentences?\b[^.]*\b(short(er)?|concise|brief)\b", re.I
+)
+_LONGER_SENTENCES = re.compile(r"\b(long(er)?|full(er)?)\b[^.]*\bsentences?\b|\bsentences?\b[^.]*\blong(er)?\b", re.I)
 _LOWERCASE = re.compile(r"\b(lower-?case|no capitals?|without capitals?)\b", re.I)
 _CAPITALS = re.compile(r"\b(proper capitali[sz]ation|capitali[sz]e (the )?(first|sentences))\b", re.I)
 _NO_EXCLAIM = re.compile(r"\b(no|avoid|without|never use)\b[^.]*\bexclamation", re.I)
@@ -222,9 +230,15 @@ def direction_conflict(rule: str, email: str, baseline: str | None = None) -> st
         return "the real email has no exclamation mark"
     if baseline:
         generic = _measured(baseline)
-        if _SHORTER.search(rule) and real.word_count > 1.1 * generic.word_count:
+        mine_s, theirs_s = real.avg_sentence_words, generic.avg_sentence_words
+        if _SHORTER_SENTENCES.search(rule) and mine_s > 1.1 * theirs_s and theirs_s:
+            return f"the real email's sentences are longer ({mine_s:.0f} words against {theirs_s:.0f})"
+        if _LONGER_SENTENCES.search(rule) and not _SHORTER_SENTENCES.search(rule) and mine_s < 0.9 * theirs_s:
+            return f"the real email's sentences are shorter ({mine_s:.0f} words against {theirs_s:.0f})"
+        about_sentences = _SHORTER_SENTENCES.search(rule) or _LONGER_SENTENCES.search(rule)
+        if _SHORTER.search(rule) and not about_sentences and real.word_count > 1.1 * generic.word_count:
             return f"the real email is longer ({real.word_count} words against {generic.word_count})"
-        if _LONGER.search(rule) and real.word_count < 0.9 * generic.word_count:
+        if _LONGER.search(rule) and not about_sentences and real.word_count < 0.9 * generic.word_count:
             return f"the real email is shorter ({real.word_count} words against {generic.word_count})"
         mine, theirs = formality(email), formality(baseline)
         less = bool(_LESS_FORMAL.search(rule) or _NEGATED_FORMAL.search(rule))

@@ -632,6 +632,19 @@ def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_m
     assert "opens with" in direction_conflict("Do not include a greeting", "Hi Jen,\n\nWhat day is it?")
     assert "no exclamation" in direction_conflict("Use exclamation marks for enthusiasm", real)
     assert direction_conflict("Include all necessary details", real, zero_shot) is None  # not measurable
+    # read by hand on 105 emails of the 7 senders (2026-12-05): Kay's "That's fine." got these three
+    assert "no greeting" in direction_conflict("Start with a warm greeting rather than a professional one", real)
+    assert "no sign-off" in direction_conflict("End with a polite closing rather than a formal one", real)
+    nemec = (
+        "Debra Perelingiere had prepared this contract.  Since it was done so recently, it may not have made it "
+        "into the system yet. Thanks for your help.  I'll check Debra's files."
+    )
+    telegraphic = (
+        "Debra Perelingiere prepared the contract. Not in system yet. Thanks. Check Debra files.\n\nSincerely,"
+    )
+    assert "sentences are longer" in direction_conflict("Shorten sentences", nemec, telegraphic)
+    assert direction_conflict("Use short sentences", telegraphic, nemec) is None
+    assert "sentences are shorter" in direction_conflict("Write longer sentences", telegraphic, nemec)
     raw = "<rules>\n- Use more formal language.\n- Ask one direct question.\n- Keep it short.\n</rules>"
     rules, _, dropped = parse_rules(raw, real, zero_shot)
     assert rules == ["Ask one direct question.", "Keep it short."]
