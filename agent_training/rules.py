@@ -184,6 +184,10 @@ _SIGNOFF = re.compile(
 _SHORTER_SENTENCES = re.compile(
     r"\b(short(er|en)?|concise|brief)\b[^.]*\bsentences?\b|\bsentences?\b[^.]*\b(short(er)?|concise|brief)\b", re.I
 )
+# "Avoid long sentences" asks for shorter ones, though it names long sentences
+_NEGATED_LONG_SENTENCES = re.compile(
+    r"\b(avoid|don'?t|do not|no|never|not)\b[^.]*\blong(er)?\b[^.]*\bsentences?\b", re.I
+)
 _LONGER_SENTENCES = re.compile(r"\b(long(er)?|full(er)?)\b[^.]*\bsentences?\b|\bsentences?\b[^.]*\blong(er)?\b", re.I)
 _LOWERCASE = re.compile(r"\b(lower-?case|no capitals?|without capitals?)\b", re.I)
 _CAPITALS = re.compile(r"\b(proper capitali[sz]ation|capitali[sz]e (the )?(first|sentences))\b", re.I)
@@ -231,9 +235,10 @@ def direction_conflict(rule: str, email: str, baseline: str | None = None) -> st
     if baseline:
         generic = _measured(baseline)
         mine_s, theirs_s = real.avg_sentence_words, generic.avg_sentence_words
-        if _SHORTER_SENTENCES.search(rule) and mine_s > 1.1 * theirs_s and theirs_s:
+        shorter_s = _SHORTER_SENTENCES.search(rule) or _NEGATED_LONG_SENTENCES.search(rule)
+        if shorter_s and mine_s > 1.1 * theirs_s and theirs_s:
             return f"the real email's sentences are longer ({mine_s:.0f} words against {theirs_s:.0f})"
-        if _LONGER_SENTENCES.search(rule) and not _SHORTER_SENTENCES.search(rule) and mine_s < 0.9 * theirs_s:
+        if _LONGER_SENTENCES.search(rule) and not shorter_s and mine_s < 0.9 * theirs_s:
             return f"the real email's sentences are shorter ({mine_s:.0f} words against {theirs_s:.0f})"
         about_sentences = _SHORTER_SENTENCES.search(rule) or _LONGER_SENTENCES.search(rule)
         if _SHORTER.search(rule) and not about_sentences and real.word_count > 1.1 * generic.word_count:

@@ -645,6 +645,11 @@ def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_m
     assert "sentences are longer" in direction_conflict("Shorten sentences", nemec, telegraphic)
     assert direction_conflict("Use short sentences", telegraphic, nemec) is None
     assert "sentences are shorter" in direction_conflict("Write longer sentences", telegraphic, nemec)
+    # "avoid long sentences" asks for shorter ones (the first version of this check read it the other way)
+    assert direction_conflict("Avoid overly long sentences.", telegraphic, nemec) is None
+    assert "sentences are longer" in direction_conflict(
+        "Don't use long sentences or complex vocabulary", nemec, telegraphic
+    )
     raw = "<rules>\n- Use more formal language.\n- Ask one direct question.\n- Keep it short.\n</rules>"
     rules, _, dropped = parse_rules(raw, real, zero_shot)
     assert rules == ["Ask one direct question.", "Keep it short."]
