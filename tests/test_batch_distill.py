@@ -231,6 +231,7 @@ def _tiller(*args, env):
     )
 
 
+@pytest.mark.slow  # three CLI processes and a polling wait (15 s): CI runs it, the fast subset does not
 def test_the_cli_submits_after_the_estimate_and_status_finishes_after_the_process_is_gone(kay_db, claude_batches):
     env = {**os.environ, "ANTHROPIC_API_KEY": ANTHROPIC_TEST_KEY, "COLUMNS": "200"}
     base = ["--backend", "claude", "--sender", KAY, "--limit", str(LIMIT), "--i-consent-to-send-sent-mail"]

@@ -129,6 +129,7 @@ def test_a_missing_or_non_numeric_uidvalidity_is_one_sentence(db, enron, uidvali
     assert "\n" not in said
 
 
+@pytest.mark.slow  # waits out a server that trickles on purpose (17 s): CI runs it, the fast subset does not
 def test_a_trickling_server_cannot_hold_an_import(db, enron, monkeypatch):
     """Item 3: one byte every 5-20 s never tripped the 60 s read timeout; the import hung."""
     import time
