@@ -114,7 +114,7 @@ def log_path() -> Path:
     try:
         from app import paths
 
-        folder = paths.home() / "logs"
+        folder = paths.logs_dir()
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / "errors.log"
         with open(probe, "a", encoding="utf-8"):

@@ -42,7 +42,7 @@ NAMES = {
     "sw": "Swahili", "ta": "Tamil", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "uk": "Ukrainian",
     "ur": "Urdu", "vi": "Vietnamese", "zh": "Chinese",
 }  # fmt: skip
-CODES = {name.lower(): code for code, name in NAMES.items() if code != "nn"}
+CODES = {name.lower(): code for code, name in NAMES.items() if code != "nn"}  # "Norwegian" -> no
 
 _QUOTED = re.compile(r"^\s*>.*$", re.M)
 _NOISE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|[\d.,:/%$€£-]*\d[\d.,:/%$€£-]*")
@@ -101,8 +101,7 @@ def reply_language(intent: str, thread: str | None = None, asked: str | None = N
     """The language the reply is written in, or None when there is nothing to say: an English
     reply to an English request (the default of every prompt), or a language that cannot be told."""
     if asked:
-        code = CODES.get(asked.strip().lower(), asked.strip().lower())
-        return ReplyLanguage(Language(code, 1.0), "asked")
+        return ReplyLanguage(Language(_code(asked), 1.0), "asked")
     target, source = (detect(thread), "thread") if thread else (None, "")
     said = detect(intent)
     if target is None:
@@ -120,7 +119,10 @@ _RULE = re.compile(r"^Language:\s*([^\W\d_][\w ]*?)\s*(?:\(|\.|$)", re.I)
 def rule_language(rule: str) -> str | None:
     """The language code a "Language: ..." rule asks for, or None for any other rule."""
     m = _RULE.match(rule.strip())
-    if not m:
-        return None
-    name = m.group(1).strip().lower()
-    return CODES.get(name, name)
+    return _code(m.group(1)) if m else None
+
+
+def _code(name_or_code: str) -> str:
+    """ "German", "german" or "de" -> "de"; a code outside the table stays as given."""
+    key = name_or_code.strip().lower()
+    return CODES.get(key, key)

@@ -22,7 +22,7 @@ BACKUPS = 3
 def log_file() -> Path:
     from app import paths
 
-    return paths.home() / "logs" / "tiller.log"
+    return paths.logs_dir() / "tiller.log"
 
 
 class _DataFolderHandler(logging.Handler):

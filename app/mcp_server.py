@@ -61,10 +61,9 @@ def _request(db, intent: str, *, recipient=None, subject=None, reply_to_message=
         raise ToolFailure("intent is empty: say what the email should tell the recipient")
     original = _original(db, reply_to_message)
     if original is not None:
-        from app.mail.imap_drafts import reply_subject
+        from app.mail.imap_drafts import reply_defaults
 
-        recipient = recipient or original.from_addr
-        subject = subject or (reply_subject(original.subject) if original.subject else None)
+        recipient, subject = reply_defaults(original.from_addr, original.subject, recipient, subject)
     request = ComposeRequest(
         intent,
         recipient=recipient,
@@ -106,7 +105,6 @@ def draft(
     sender: str | None = None,
     backend: str | None = None,
 ) -> dict:
-    from app.backends.errors import BackendError
     from app.compose import ComposeOperation
     from app.learning.capture import record_compose
     from app.store import open_database
@@ -126,7 +124,7 @@ def draft(
         try:
             for _ in op.run():
                 pass
-        except (BackendError, FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError) as exc:  # a missing model file, a voice stage not trained
             raise ToolFailure(str(exc)) from None
         ids = record_compose(db, request, op.result, op.rules_ready)
     finally:
@@ -155,8 +153,6 @@ def save_draft(
     sender: str | None = None,
     account: str | None = None,
 ) -> dict:
-    from app.mail.accounts import AccountError
-    from app.mail.imap import ImapError
     from app.mail.imap_drafts import drafts_account, save_reply
     from app.store import open_database
 
@@ -165,18 +161,12 @@ def save_draft(
     db = open_database()
     try:
         original = _original(db, reply_to_message)
-        try:
-            chosen = drafts_account(db, account)  # raises before connecting when drafts are not allowed
-        except (ImapError, AccountError) as exc:
-            raise ToolFailure(str(exc)) from None
+        chosen = drafts_account(db, account)  # raises before connecting when drafts are not allowed
     finally:
         db.conn.close()
-    try:
-        saved = save_reply(
-            chosen, text, intent=intent, sender=sender, recipient=recipient, subject=subject, original=original
-        )
-    except (ImapError, AccountError) as exc:
-        raise ToolFailure(str(exc)) from None
+    saved = save_reply(
+        chosen, text, intent=intent, sender=sender, recipient=recipient, subject=subject, original=original
+    )
     return {
         "account": chosen.name,
         "folder": saved.folder,
@@ -207,21 +197,23 @@ TOOLS: dict[str, Callable[..., Any]] = {
 
 def recorded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` with a ledger row per call: what it returned to the client (or the error it reported),
-    written before the answer leaves, as every outgoing request is."""
+    written before the answer leaves, as every outgoing request is. An error the user can act on
+    (any TillerError: no such message, drafts not allowed, the backend refused) goes to the client
+    as one line."""
     import functools
+
+    from mcp.server.mcpserver.exceptions import ToolError
 
     from app.backends.ledger import Ledger, finish_not_http
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        from mcp.server.mcpserver.exceptions import ToolError
-
         started = time.monotonic()
         error = None
         try:
             result = fn(*args, **kwargs)
             payload = json.dumps(result, ensure_ascii=False)
-        except ToolFailure as exc:
+        except TillerError as exc:
             error = str(exc)
             payload = error
         ledger = Ledger()
@@ -250,7 +242,7 @@ def build_server():
 
     server = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS)
     for name, fn in TOOLS.items():
-        server.tool(name=name, description=_description(fn))(recorded(name, fn))
+        server.tool(name=name, description=DESCRIPTIONS[name])(recorded(name, fn))
     return server
 
 
@@ -265,10 +257,7 @@ DESCRIPTIONS = {
 }
 
 
-def _description(fn) -> str:
-    return DESCRIPTIONS[fn.__name__]
-
-
-def client_config(command: str) -> dict:
-    """What an MCP client's configuration holds to start Tiller (Claude Desktop's mcpServers form)."""
-    return {"mcpServers": {SERVER_NAME: {"command": command, "args": ["mcp"]}}}
+def client_config(command: str, args: tuple[str, ...] = ()) -> dict:
+    """What an MCP client's configuration holds to start Tiller (Claude Desktop's mcpServers form):
+    ``command`` with ``args`` before the ``mcp`` subcommand (``python -m app mcp``)."""
+    return {"mcpServers": {SERVER_NAME: {"command": command, "args": [*args, "mcp"]}}}

@@ -32,3 +32,8 @@ def home() -> Path:
 
 def database_path() -> Path:
     return home() / "tiller.db"
+
+
+def logs_dir() -> Path:
+    """``<data>/logs``: tracebacks, the app's log, the background runs' output (not created here)."""
+    return home() / "logs"

@@ -173,7 +173,7 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
         else:
             from app.agent.trainer import start_background_training
 
-            log = paths.home() / "logs" / "train-longer.log"
+            log = paths.logs_dir() / "train-longer.log"
             proc = start_background_training(
                 log,
                 sender=sender,

@@ -156,12 +156,10 @@ def draft_command(
             raise click.UsageError(f"--reply-to-message {reply_to_message}: no such message (see `tiller inbox`)")
         if reply_file:
             raise click.UsageError("--reply-to and --reply-to-message exclude each other")
-        previous = original.text
-        recipient = recipient or original.from_addr
-        if not subject and original.subject:
-            from app.mail.imap_drafts import reply_subject
+        from app.mail.imap_drafts import reply_defaults
 
-            subject = reply_subject(original.subject)
+        previous = original.text
+        recipient, subject = reply_defaults(original.from_addr, original.subject, recipient, subject)
     save_account = _drafts_account(save_to) if save_to is not None else None
 
     given = None
@@ -252,15 +250,7 @@ def _save_to_server(account, text: str, intent: str, sender, recipient, subject,
             )
     except (ImapError, AccountError) as exc:
         raise click.ClickException(f"--save: {exc}") from None
-    note = "; replaced Tiller's earlier draft of it" if saved.replaced else ""
-    if saved.kept_old:
-        note = "; Tiller's earlier draft of it stays (the server cannot delete by UID)"
-    err_console.print(
-        f"Saved to {esc(account.name)} in {esc(saved.folder)}"
-        + (" as a threaded reply" if original else "")
-        + esc(note)
-        + "."
-    )
+    err_console.print(esc(saved.sentence(account.name, original is not None)))
 
 
 MAX_EDIT_BYTES = 1 << 20  # an email edited by hand; a larger file is not read (and not lost: it stays)
@@ -522,18 +512,12 @@ def mcp_command(print_config) -> None:
         import json
         import shutil
 
-        command = shutil.which("tiller") or f"{sys.executable} -m app"
-        click.echo(json.dumps(_mcp_config(command), indent=2))
+        from app.mcp_server import client_config
+
+        tiller = shutil.which("tiller")  # a path with spaces stays one word
+        config = client_config(tiller) if tiller else client_config(sys.executable, ("-m", "app"))
+        click.echo(json.dumps(config, indent=2))
         return
     from app.mcp_server import build_server
 
     build_server().run()
-
-
-def _mcp_config(command: str) -> dict:
-    from app.mcp_server import client_config
-
-    config = client_config(command.split()[0])
-    if " " in command:  # started as `python -m app`: the module goes before the subcommand
-        config["mcpServers"]["tiller"]["args"] = [*command.split()[1:], "mcp"]
-    return config

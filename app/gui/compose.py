@@ -347,10 +347,11 @@ class ComposePage(QWidget):
             message_id, sender, subject, body = chosen
             self.previous.setPlainText(body)
             self._reply_to = (message_id, self.previous.toPlainText())  # saved drafts thread under it
-            if not self.subject.text() and subject:
-                self.subject.setText(subject if subject.lower().startswith("re:") else f"Re: {subject}")
-            if not self.recipient.text():
-                self.recipient.setText(sender)
+            from app.mail.imap_drafts import reply_defaults
+
+            recipient, reply = reply_defaults(sender, subject, self.recipient.text(), self.subject.text())
+            self.recipient.setText(recipient or "")
+            self.subject.setText(reply or "")
 
     # -- drafting --------------------------------------------------------------------------------
 
@@ -620,10 +621,7 @@ class ComposePage(QWidget):
             done, account = result
             self.save_drafts.setEnabled(True)
             self.show_status(
-                f"Saved to {account} in {done.folder}"
-                + (" as a threaded reply" if reply_to is not None else "")
-                + ("; replaced Tiller's earlier draft of it" if done.replaced else "")
-                + ". Never sent: it waits in your mail client."
+                done.sentence(account, reply_to is not None) + " Never sent: it waits in your mail client."
             )
             self._record("saved", text)
             self.sig_saved.emit(done.folder)

@@ -152,7 +152,7 @@ def forget_training_copies(identity: str | None) -> None:
 
 
 def log_path(identity: str | None) -> Path:
-    return paths.home() / "logs" / f"retrain-{profile_slug(identity)}.log"
+    return paths.logs_dir() / f"retrain-{profile_slug(identity)}.log"
 
 
 def retrain_lock(identity: str | None) -> StoreLock:

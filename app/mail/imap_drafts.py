@@ -91,6 +91,14 @@ def reply_subject(subject: str | None) -> str:
     return f"Re: {rest}" if rest else "Re:"
 
 
+def reply_defaults(
+    from_addr: str | None, original_subject: str | None, recipient: str | None, subject: str | None
+) -> tuple[str | None, str | None]:
+    """The recipient and subject of a reply, where the user gave none: the sender of the message
+    answered, and its subject with one ``Re:``. The CLI, the desktop app and MCP all use it."""
+    return recipient or from_addr, subject or (reply_subject(original_subject) if original_subject else None)
+
+
 def draft_key(account: str, original_id: str | None, intent: str) -> str:
     """What makes "the same reply": the account, the message answered (or the intent, for a new
     email). Drafting it again replaces Tiller's earlier draft of it."""
@@ -154,6 +162,13 @@ class SavedDraft:
     replaced: int  # Tiller's earlier drafts of the same reply deleted
     kept_old: int  # earlier drafts left (the server cannot delete by UID)
     ledger_id: int | None
+
+    def sentence(self, account: str, threaded: bool) -> str:
+        """What the user is told: where it went, and what became of Tiller's earlier draft."""
+        note = "; replaced Tiller's earlier draft of it" if self.replaced else ""
+        if self.kept_old:
+            note = "; Tiller's earlier draft of it stays (the server cannot delete by UID)"
+        return f"Saved to {account} in {self.folder}" + (" as a threaded reply" if threaded else "") + note + "."
 
 
 def save_draft(

@@ -8,6 +8,13 @@ import sqlite_utils
 
 from app.store.messages import TRAINING_CANDIDATE_SQL
 
+# the same condition on messages joined as ``m``
+_CANDIDATE_M = (
+    TRAINING_CANDIDATE_SQL.replace("identity_id", "m.identity_id")
+    .replace("own_text", "m.own_text")
+    .replace("flags", "m.flags")
+)
+
 
 @dataclass
 class IdentitySummary:
@@ -25,11 +32,7 @@ def identity_summaries(db: sqlite_utils.Database) -> list[IdentitySummary]:
     rows = db.execute(
         f"""
         SELECT i.address, i.origin, count(m.id),
-               coalesce(sum(CASE WHEN {
-            TRAINING_CANDIDATE_SQL.replace("identity_id", "m.identity_id")
-            .replace("own_text", "m.own_text")
-            .replace("flags", "m.flags")
-        }
+               coalesce(sum(CASE WHEN {_CANDIDATE_M}
                             THEN 1 ELSE 0 END), 0),
                coalesce(sum(m.flags LIKE '%"reply"%'), 0),
                coalesce(sum(m.flags LIKE '%"pure_forward"%'), 0),
@@ -79,11 +82,7 @@ def identity_data_counts(db, address: str) -> tuple[int, int]:
         f"""
         SELECT count(*), coalesce(sum(EXISTS (SELECT 1 FROM intents t WHERE t.message_id = m.id AND t.status = 'ok')), 0)
         FROM messages m JOIN identities i ON i.id = m.identity_id
-        WHERE i.address = ? AND {
-            TRAINING_CANDIDATE_SQL.replace("identity_id", "m.identity_id")
-            .replace("own_text", "m.own_text")
-            .replace("flags", "m.flags")
-        }
+        WHERE i.address = ? AND {_CANDIDATE_M}
         """,
         [address.lower()],
     ).fetchone()
