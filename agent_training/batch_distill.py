@@ -50,7 +50,12 @@ CHAIN_FIELDS = (
     "zero_shot",
 )
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English; the providers count exactly when they bill
-EXPECTED_OUTPUT_TOKENS = {"intents": 60, "baselines": None, "rules": 120}  # None: about the email's length
+EXPECTED_OUTPUT_TOKENS = {
+    "intents": 60,
+    "baselines": None,
+    "plain_rewrites": None,
+    "rules": 120,
+}  # None: about the email's length
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ class BatchDistillation:
     @property
     def stages(self) -> list[str]:
         strategies = list(self.config.strategies)
-        return ["intents"] + (["baselines"] if self.config.wants_zero_shot else []) + strategies
+        plain = ["plain_rewrites"] if self.config.wants_plain_rewrites else []
+        return ["intents"] + (["baselines"] if self.config.wants_zero_shot else []) + strategies + plain
 
     def _messages(self):
         return load_messages(
@@ -167,6 +173,8 @@ class BatchDistillation:
             return d.intent_jobs(messages)
         if stage == "baselines":
             return d.baseline_jobs(messages)
+        if stage == "plain_rewrites":
+            return d.plain_rewrite_jobs(messages)
         return d.rule_jobs(messages, stage)
 
     def next_stage(self) -> tuple[str, list[StageJob], Callable] | None:
@@ -202,6 +210,8 @@ class BatchDistillation:
     def _stand_in(self, stage: str, msg) -> GenerationRequest:
         if stage == "baselines":
             return baseline_mod.baseline_request(msg, msg.own_text)[0]
+        if stage == "plain_rewrites":
+            return baseline_mod.plain_rewrite_request(msg)[0]
         return rules_mod.rules_request(stage, msg, msg.own_text, msg.own_text)[0]
 
     def _stage_estimate(self, stage: str, requests: list[GenerationRequest], exact: bool) -> StageEstimate:

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.progress import TextColumn
 
-from agent_training.evaluate import ALL_METHODS, METHODS
+from agent_training.evaluate import ALL_METHODS
 from agent_training.export_report import export_datasets
 from app.agent.train_options import stage_option, training_options
 from app.cli.common import console, on_ctrl_c, progress_bar
@@ -48,7 +48,13 @@ def cli() -> None:
     "--zero-shot/--no-zero-shot",
     "zero_shot",
     default=None,
-    help="Write the zero-shot emails (R3 compares against them; the voice stage learns from them). Default: with R3.",
+    help="Write the zero-shot emails (R3 compares against them). Default: with R3.",
+)
+@click.option(
+    "--plain-rewrites/--no-plain-rewrites",
+    "plain_rewrites",
+    default=None,
+    help="Say each email again in a generic style (what the voice stage learns from). Default: with the zero-shot emails.",
 )
 @click.option("--concurrency", default=4, show_default=True, help="Parallel requests to a cloud backend.")
 @click.option("--seed", default=0, show_default=True)
@@ -94,6 +100,7 @@ def distill_command(
     strategies,
     all_intent_variants,
     zero_shot,
+    plain_rewrites,
     concurrency,
     seed,
     newest_first,
@@ -126,6 +133,7 @@ def distill_command(
         strategies=strategies,
         all_intent_variants=all_intent_variants,
         zero_shot=zero_shot,
+        plain_rewrites=plain_rewrites,
         concurrency=concurrency,
         seed=seed,
         consent_given_now=consent_now,
@@ -177,10 +185,11 @@ def distill_command(
     c = job.counts
     elapsed = timelib.monotonic() - began
     console.print(
-        f"intents {c.intents}, baselines {c.baselines}, rules {c.rules}, measured {c.measured}; "
+        f"intents {c.intents}, baselines {c.baselines}, plain rewrites {c.plain_rewrites}, rules {c.rules}, "
+        f"measured {c.measured}; "
         f"already done {c.skipped_done}; failed {c.failed}"
     )
-    stages = [k for k in ("intents", "baselines", "rules") if c.asked.get(k)]
+    stages = [k for k in ("intents", "baselines", "plain_rewrites", "rules") if c.asked.get(k)]
     if stages:
         console.print(
             "Yield: "
@@ -219,6 +228,13 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
 @click.option("--judge", help="Judge model (default: --backend).")
 @click.option("--small-backend", default="local", show_default=True, help="Small model for the zero-shot baseline.")
 @click.option("--limit", default=10, show_default=True, help="Held-out emails per sender.")
+@click.option(
+    "--held-out-share",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="The newest share of each sender's distilled emails that --limit samples from; the rest trains.",
+)
 @click.option("--few-shot", "few_shot_k", default=3, show_default=True, help="Real emails in the few-shot prompt.")
 @click.option(
     "--method",
@@ -254,7 +270,8 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
     "--reproduce",
     is_flag=True,
     help="Make what the comparison needs first: distil the newest emails here, "
-    "train the agent, the naive fine-tune and the no-baseline (R1) agent, then evaluate every method.",
+    "train the agent, the naive fine-tune, the no-baseline (R1) agent and the voice stage, then evaluate "
+    "every method.",
 )
 @click.option(
     "--distill",
@@ -269,7 +286,10 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
     help="With --reproduce: the model that writes intents and rules.",
 )
 @click.option(
-    "--steps", default=30, show_default=True, help="With --reproduce: training steps per adapter (three per sender)."
+    "--steps",
+    default=30,
+    show_default=True,
+    help="With --reproduce: training steps per adapter (agent, naive fine-tune, R1 agent, voice stage).",
 )
 def eval_command(
     senders,
@@ -277,6 +297,7 @@ def eval_command(
     judge,
     small_backend,
     limit,
+    held_out_share,
     few_shot_k,
     methods,
     agents,
@@ -322,9 +343,10 @@ def eval_command(
             judge=judge,
             small_backend=small_backend,
             limit=limit,
+            held_out_share=held_out_share,
             few_shot_k=few_shot_k,
             seed=seed,
-            methods=tuple(methods) or METHODS,
+            methods=tuple(methods) or ALL_METHODS,
             agents=_pairs(agents, "--agent"),
             adapters=_pairs(adapters, "--adapter"),
             permutation=not no_permutation,
@@ -387,7 +409,7 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
     """
     import json as jsonlib
 
-    from agent_training.dataset import default_training_file, default_voice_file
+    from agent_training.dataset import VOICE_MAX_LENGTH, default_training_file, default_voice_file
     from agent_training.finetune import Finetune, FinetuneConfig
     from app.agent.profiles import VOICE_DIR, profile_dir
 
@@ -460,9 +482,6 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
             f"Adapter: {esc(result['adapter']['path'])} ({result['adapter']['tensors']} tensors, "
             f"{result['adapter']['bytes'] / 1e6:.1f} MB)"
         )
-
-
-VOICE_MAX_LENGTH = 768  # tokens of a voice example (draft + email); longer ones are skipped and counted
 
 
 def guard_trainer(token: CancelToken, before_exit, control_stdin: bool) -> None:

@@ -197,6 +197,9 @@ def default_training_file(sender: str | None = None) -> Path:
     raise FileNotFoundError(f"no training data under {datasets_dir()}: run `tiller distill` first")
 
 
+VOICE_MAX_LENGTH = 768  # tokens of a voice example (draft + email); longer ones are skipped and counted
+
+
 def default_voice_file(sender: str | None = None) -> Path:
     """The newest voice pairs there are for ``sender`` (``voice_train.jsonl``), as
     :func:`default_training_file` picks rules data."""
@@ -213,30 +216,43 @@ def default_voice_file(sender: str | None = None) -> Path:
 
 
 def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]], dict]:
-    """(example, zero-shot email) for the voice stage: the zero-shot email says what the real one
-    says in a generic voice. A pair where the zero-shot email invents or loses a fact (the content
-    guard, app/content_guard.py) would teach the rewrite to do the same, so it is left out."""
+    """(example, generic email) for the voice stage: the generic email says what the real one says
+    in an assistant's voice. First choice, the email's plain rewrite (made from the email itself);
+    else the zero-shot email (made from the intent, which often invents a time or a place). A pair
+    where the generic email has a fact the real one lacks, or lacks one it has (the content guard,
+    app/content_guard.py), would teach the rewrite to drop or invent, so it is left out."""
     baselines = distilled.baselines_of(db, sorted({e.meta["intent_id"] for e in examples}))
+    plain = distilled.plain_rewrites_of(db, sorted({e.message_id for e in examples}))
     kept, refused, reasons = [], 0, {"dropped": 0, "invented": 0}
+    by_kind = {"plain_rewrite": 0, "zero_shot": 0}
     samples = []
     for e in examples:
         row = baselines.get(e.meta["intent_id"])
-        if row is None or not row.text:
+        candidates = [("plain_rewrite", plain.get(e.message_id)), ("zero_shot", row.text if row else None)]
+        candidates = [(kind, text) for kind, text in candidates if text]
+        if not candidates:
             continue
         allowed = names_in(e.sender, e.meta.get("recipients", ""))
-        verdict = check_rewrite(row.text, e.email, e.meta["intent"], allowed=allowed)
-        if verdict.kept:
-            kept.append((e, row.text))
+        verdicts = [
+            (kind, text, check_rewrite(text, e.email, e.meta["intent"], allowed=allowed)) for kind, text in candidates
+        ]
+        good = [(kind, text) for kind, text, verdict in verdicts if verdict.kept]
+        if good:
+            kept.append((e, good[0][1]))
+            by_kind[good[0][0]] += 1
             continue
         refused += 1
+        verdict = verdicts[0][2]
         reasons["dropped"] += bool(verdict.dropped)
         reasons["invented"] += bool(verdict.invented)
         if len(samples) < 5:
-            samples.append({"message_id": e.message_id, "reason": verdict.reason})
-    return kept, {"pairs": len(kept) + refused, "kept": len(kept), "refused": refused, **reasons, "samples": samples}
+            reason = "; ".join(f"{kind}: {v.reason}" for kind, _, v in verdicts)
+            samples.append({"message_id": e.message_id, "reason": reason})
+    stats = {"pairs": len(kept) + refused, "kept": len(kept), "refused": refused, **reasons, "kept_from": by_kind}
+    return kept, {**stats, "samples": samples}
 
 
-def _voice_chat(e: Example, baseline: str, split: str) -> dict:
+def voice_chat(e: Example, baseline: str, split: str) -> dict:
     prompt = voice_prompt(baseline, recipient=e.meta.get("recipients"), subject=e.meta.get("subject"))
     return {
         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": e.email + "\n"}],
@@ -251,5 +267,5 @@ def _export_voice_pairs(db, train: list[Example], test: list[Example], out: Path
     for name, split in (("train", train), ("test", test)):
         pairs, stats[name] = voice_pairs(db, split)
         if stats[name]["pairs"]:
-            _write_jsonl(out / f"voice_{name}.jsonl", [_voice_chat(e, b, name) for e, b in pairs])
+            _write_jsonl(out / f"voice_{name}.jsonl", [voice_chat(e, b, name) for e, b in pairs])
     return stats

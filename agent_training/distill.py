@@ -59,10 +59,17 @@ class DistillConfig:
     retry_failed: bool = True  # False: a row that failed before stays failed (a repeatable reproduction run)
     # the zero-shot emails: R3 compares against them and the voice stage learns from them; None: with R3
     zero_shot: bool | None = None
+    # each email said again in a generic style, from the email itself (the voice stage's training
+    # input, agent_training/baseline.py); None: with the zero-shot emails
+    plain_rewrites: bool | None = None
 
     @property
     def wants_zero_shot(self) -> bool:
         return self.zero_shot if self.zero_shot is not None else "R3" in self.strategies
+
+    @property
+    def wants_plain_rewrites(self) -> bool:
+        return self.plain_rewrites if self.plain_rewrites is not None else self.wants_zero_shot
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class StageJob:
 class DistillCounts:
     intents: int = 0
     baselines: int = 0
+    plain_rewrites: int = 0
     rules: int = 0
     measured: int = 0
     asked: dict[str, int] = field(default_factory=dict)  # stage -> rows asked for this run (the yield's denominator)
@@ -152,6 +160,8 @@ class Distillation:
             yield from self._baselines(messages, started)
         for strategy in self.config.strategies:
             yield from self._rules_llm(messages, strategy, started)
+        if self.config.wants_plain_rewrites:  # after the rules: a cancelled run has its training data first
+            yield from self._plain_rewrites(messages, started)
         yield from self._measured(messages, started, with_baselines=True)
 
     def _offline(self, messages: list[SentMessage], started: float) -> Iterator[Progress]:
@@ -324,6 +334,31 @@ class Distillation:
             how = _provenance(result, self.endpoint.name, prompt_id, source, None)
             distilled.save_baseline(self.db, intent_id, result.value if result.ok else None, how)
             self._count("baselines", result, msg)
+
+        return jobs, store
+
+    # -- plain rewrites (the voice stage's input) -----------------------------------------------
+
+    def _plain_rewrites(self, messages, started) -> Iterator[Progress]:
+        jobs, store = self.plain_rewrite_jobs(messages)
+        yield from self._parallel(self._askers(jobs), "plain rewrites", started, store)
+
+    def plain_rewrite_jobs(self, messages) -> tuple[list[StageJob], Callable[[object, LLMResult], None]]:
+        prompt_id = load_prompt(baseline_mod.PLAIN_PROMPT).id
+        source = self._source(prompt_id)
+        done = distilled.plain_rewrites_done(self.db, source, with_failed=not self.config.retry_failed)
+        jobs = []
+        for msg in messages:
+            if msg.id in done:
+                self.counts.skipped_done += 1
+                continue
+            request, _ = baseline_mod.plain_rewrite_request(msg)
+            jobs.append(StageJob(msg, f"plain-{msg.id}", request, baseline_mod.parse_small_baseline))
+
+        def store(msg, result: LLMResult):
+            how = _provenance(result, self.endpoint.name, prompt_id, source, None)
+            distilled.save_plain_rewrite(self.db, msg.id, result.value if result.ok else None, how)
+            self._count("plain_rewrites", result, msg)
 
         return jobs, store
 

@@ -7,7 +7,11 @@ ADAPTER_METHODS = ("naive_finetune", "r1_agent")
 # the voice stage (issue 2/5): the agent's rules -> M_L -> the profile's voice adapter, guarded. Run
 # when asked (--method agent_voice) and every evaluated profile has a voice adapter.
 VOICE_METHODS = ("agent_voice",)
-ALL_METHODS = METHODS + VOICE_METHODS
+# the agent's rules plus the k of the sender's own earlier emails most like the intent (local
+# embeddings) as examples: run only when M_L is the local model, where the examples never leave the
+# machine (issue 2/5); with a cloud M_L that would send real mail, so it is reported as not run
+EXAMPLE_METHODS = ("agent_examples",)
+ALL_METHODS = METHODS + VOICE_METHODS + EXAMPLE_METHODS
 # paired differences are taken against this method (the issue's target: the default pipeline against
 # M_L zero-shot on the same held-out emails)
 PAIRED_BASELINE = "large_zero_shot"

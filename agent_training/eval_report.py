@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent_training.eval_methods import ADAPTER_METHODS, METHODS, PAPER_WIN_RATES
+from agent_training.eval_methods import ADAPTER_METHODS, ALL_METHODS, PAPER_WIN_RATES
 
 
 def senders_won(per_sender: dict, metric: str = "authorship") -> list[str]:
@@ -126,7 +126,7 @@ def markdown(results: dict, methods: list[str], plots: dict[str, str]) -> str:
         "",
     ]
     lines += [f"Note: {note}." for note in results.get("notes", [])] + ([""] if results.get("notes") else [])
-    not_run = [m for m in METHODS if m not in methods]
+    not_run = [m for m in ALL_METHODS if m not in methods]
     if not_run:
         lines += [
             f"Not run: {', '.join(not_run)}"

@@ -10,6 +10,11 @@ same intents:
 - ``naive_finetune`` and ``r1_agent``: run when an adapter for them is given (``--adapter``, or trained
   by ``--reproduce``, :mod:`agent_training.reproduce`): an agent base trained intent -> email, and an
   agent trained on R1 rules (no zero-shot baseline);
+- ``agent_voice``: the agent's draft (the same M_L answer, replayed) through the profile's voice
+  stage, guarded, then the rule check: what the voice stage adds and nothing else;
+- ``agent_examples``: the agent's rules, plus the ``k`` training-split emails of the sender whose
+  intents are most like this one (MiniLM embeddings) as examples; only with a local M_L, where the
+  examples never leave the machine;
 - ``real_rules``: M_L drafts with the rules distilled from the real held-out email itself. Not a
   method (a user never has them): the ceiling the agent's rules aim at, which tells where a loss
   comes from. Agent < real_rules: the agent's rules; real_rules <= zero-shot: the drafting model
@@ -41,11 +46,11 @@ from pathlib import Path
 import numpy as np
 
 from agent_training.authorship import AuthorshipModel, mailbox_mail
-from agent_training.dataset import Example, collect, split_by_time
+from agent_training.dataset import TEST_SHARE, Example, collect, split_by_time
 from agent_training.eval_methods import (
     ADAPTER_METHODS,
     ALL_METHODS,
-    METHODS,
+    EXAMPLE_METHODS,
     PAIRED_BASELINE,
     PAIRED_METRICS,
     VOICE_METHODS,
@@ -58,7 +63,9 @@ from app.agent.agent import PreferenceAgent, RulesRequest
 from app.agent.profiles import AgentProfile, find_profile, profile_at
 from app.agent.voice import VoiceRewriter
 from app.backends.base import GenerationRequest, Message
+from app.backends.client import generate
 from app.backends.config import default_endpoint_name, get_endpoint
+from app.backends.registry import provider_class
 from app.compose import ComposeOperation, ComposeRequest
 from app.content_guard import content_fidelity, names_in
 from app.drafting import DRAFT_MAX_TOKENS  # the app's one draft limit
@@ -83,9 +90,13 @@ class EvalConfig:
     judge: str | None = None  # None: the same as backend
     small_backend: str = "local"  # the small model's zero-shot drafts
     limit: int = 10  # held-out examples per sender
+    # the newest share of each sender's distilled emails is the test split the held-out cases are
+    # sampled from (the rest trains --reproduce's adapters): 0.5 with --distill 2 x --limit holds
+    # out as many emails as it trains on, for a run that needs many cases from few distilled emails
+    held_out_share: float = TEST_SHARE
     few_shot_k: int = 3
     seed: int = 0
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = ALL_METHODS  # agent_voice / agent_examples only where they can run
     agents: dict[str, Path] = field(default_factory=dict)  # sender -> profile folder (default: the sender's)
     # "naive_finetune"/"r1_agent" -> profile folder for every sender, or "METHOD:SENDER" -> that sender's
     adapters: dict[str, Path] = field(default_factory=dict)
@@ -103,6 +114,8 @@ class EvalConfig:
         # its drafts doubled every table's sample and narrowed the bootstrap intervals
         self.senders = list(dict.fromkeys(self.senders))
         self.methods = tuple(dict.fromkeys(self.methods))
+        if not 0 < self.held_out_share < 1:
+            raise ValueError(f"--held-out-share must be between 0 and 1, not {self.held_out_share}")
         unknown = set(self.methods) - set(ALL_METHODS)
         if unknown:
             raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(ALL_METHODS)}")
@@ -152,7 +165,9 @@ class ExtractiveIntents(ValueError):
 COPIED_WORDS = 8  # an evaluation intent sharing this many consecutive words with its email is a copy
 
 
-def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], list[Example]]:
+def held_out_cases(
+    db, sender: str, limit: int, seed: int, share: float = TEST_SHARE
+) -> tuple[list[Case], list[Example]]:
     """A seeded sample of the sender's test split, and the train split (few-shot examples).
 
     Only abstractive intents (written by a model: the local instruct model or a cloud one) are
@@ -172,7 +187,7 @@ def held_out_cases(db, sender: str, limit: int, seed: int) -> tuple[list[Case], 
         raise ValueError(
             f"{sender}: no distilled examples; run `tiller distill --backend local --sender {sender}` first"
         )
-    train, test = split_by_time(examples)
+    train, test = split_by_time(examples, share)
     test = [e for e in test if copied_run(e.meta["intent"], e.email, COPIED_WORDS) is None]
     test = list({e.message_id: e for e in reversed(test)}.values())  # one case per email (its first intent)
     if not test:
@@ -399,7 +414,7 @@ class Evaluation:
         cases = {}
         train = {}
         for sender in cfg.senders:
-            cases[sender], train[sender] = held_out_cases(self.db, sender, cfg.limit, cfg.seed)
+            cases[sender], train[sender] = held_out_cases(self.db, sender, cfg.limit, cfg.seed, cfg.held_out_share)
         agents = {s: self._agent_profile(s) for s in cfg.senders}
         if cfg.authorship:
             progress = EvalProgress(done=0, total=1, started=started, stage="authorship model")
@@ -413,6 +428,12 @@ class Evaluation:
             methods.remove("agent_voice")
             self.notes.append(
                 f"agent_voice not run: no voice stage trained for {', '.join(no_voice)} (tiller train --stage voice)"
+            )
+        if "agent_examples" in methods and provider_class(self.large.provider).leaves_machine:
+            methods.remove("agent_examples")
+            self.notes.append(
+                f"agent_examples not run: it puts the sender's own emails in M_L's prompt, which stays on "
+                f"this computer only with a model on it ({self.large.name} is {self.large.provider})"
             )
         if self.small and self.small.name == self.large.name and "large_zero_shot" in methods:
             methods.remove("small_zero_shot")  # the same model and prompt as M_L zero-shot: the same drafts
@@ -472,11 +493,30 @@ class Evaluation:
         key = f"draft|{COMPOSE_VERSION}|{method}|{agent_sender}|{case.sender}|{case.message_id}"
         if key in self._cache:
             return self._cache[key]
+        if method in (*VOICE_METHODS, *EXAMPLE_METHODS):
+            # both build on the agent's own draft of this case: its rules, and for the voice stage
+            # its very M_L answer, so the paired difference is the stage's alone
+            base = self._draft("agent", agent_sender, case, agents, train)
+            if base.get("error"):
+                return self._remember(key, dict(base))
+            rules = tuple(base["rules"])
+            if method in VOICE_METHODS:
+                return self._compose(key, case, agent_sender, rules, agents[agent_sender], base=base, language=None)
+            shots = self._retrieved(case, train[case.sender])
+            return self._compose(
+                key,
+                case,
+                agent_sender,
+                rules,
+                None,
+                prepare=lambda r: self._with_examples(r, shots),
+                language=None,
+            )
         profile = None
-        if method in ("agent", *VOICE_METHODS, *ADAPTER_METHODS):
+        if method in ("agent", *ADAPTER_METHODS):
             profile = (
                 agents[agent_sender]
-                if method in ("agent", *VOICE_METHODS)
+                if method == "agent"
                 else profile_at(self.config.adapter(method, agent_sender), f"{method}:{agent_sender}")
             )
         if method == "naive_finetune":  # trained intent -> email: what it writes is the draft
@@ -487,8 +527,37 @@ class Evaluation:
                 PreferenceAgent(profile).stream_rules(request, max_tokens=self.config.naive_max_tokens)
             ).strip()
             return self._remember(key, {"text": text, "rules": [], "model": f"agent:{method}:{agent_sender}"})
-        endpoint = self.small if method == "small_zero_shot" else self.large
         given = tuple(rule_lines(case.rules)) if method == "real_rules" else None
+        return self._compose(
+            key,
+            case,
+            agent_sender,
+            given,
+            None,
+            endpoint=self.small if method == "small_zero_shot" else self.large,
+            agent=profile,
+            prepare=(lambda r: self._few_shot(r, train[case.sender])) if method == "large_few_shot" else None,
+        )
+
+    def _compose(
+        self,
+        key: str,
+        case: Case,
+        agent_sender: str,
+        given: tuple[str, ...] | None,
+        voice: AgentProfile | None,
+        *,
+        endpoint=None,
+        agent: AgentProfile | None = None,
+        prepare=None,
+        base: dict | None = None,
+        language: str | None = "auto",
+    ) -> dict:
+        """One draft through the compose operation. ``given`` rules are used as they are (the
+        agent's, carried from its draft, already hold the language rule); ``voice`` runs the
+        profile's voice stage; ``base`` replays that record's M_L answers (the draft, then the
+        re-ask's) instead of asking M_L again."""
+        endpoint = endpoint or self.large
         compose = ComposeRequest(
             case.intent,
             recipient=case.recipient,
@@ -497,17 +566,19 @@ class Evaluation:
             sender=agent_sender,
             backend=endpoint,
             rules=given,
-            use_agent=profile is not None or given is not None,
+            use_agent=agent is not None or given is not None,
             max_tokens=DRAFT_MAX_TOKENS,
             # every method is measured as named: the voice stage only where the method says so
-            voice=method in VOICE_METHODS,
+            voice=voice is not None,
+            language=language,
         )
         op = ComposeOperation(
             compose,
             self.cancel,
-            agent=(lambda _sender: PreferenceAgent(profile)) if profile else None,
-            prepare=(lambda r: self._few_shot(r, train[case.sender])) if method == "large_few_shot" else None,
-            voice=(lambda _sender: VoiceRewriter(profile)) if method in VOICE_METHODS else None,
+            agent=(lambda _sender: PreferenceAgent(agent)) if agent else None,
+            prepare=prepare,
+            voice=(lambda _sender: VoiceRewriter(voice)) if voice is not None else None,
+            generate_fn=_replay(base) if base is not None else generate,
         )
         try:
             for _ in op.run():
@@ -551,7 +622,19 @@ class Evaluation:
 
     def _few_shot(self, request: GenerationRequest, train: list[Example]) -> GenerationRequest:
         rng = random.Random(self.config.seed)
-        shots = rng.sample(train, min(self.config.few_shot_k, len(train)))
+        return self._with_examples(request, rng.sample(train, min(self.config.few_shot_k, len(train))))
+
+    def _retrieved(self, case: Case, train: list[Example]) -> list[Example]:
+        """The k training emails whose intents are nearest this case's (cosine of MiniLM vectors),
+        nearest first."""
+        if not train:
+            return []
+        vectors = self.encoder().encode([case.intent] + [e.meta.get("intent") or e.email[:500] for e in train])
+        scores = vectors[1:] @ vectors[0]
+        order = np.argsort(-scores, kind="stable")[: self.config.few_shot_k]
+        return [train[i] for i in order]
+
+    def _with_examples(self, request: GenerationRequest, shots: list[Example]) -> GenerationRequest:
         examples = "\n\n".join(f"<example_email>\n{ex.email.strip()}\n</example_email>" for ex in shots)
         user = request.messages[-1].content
         user = f"Here are emails the user wrote before; write the new one the way they write:\n{examples}\n\n{user}"
@@ -749,3 +832,14 @@ def _parse_verdict(text: str) -> str:
     if verdict not in ("A", "B"):
         raise MalformedAnswer(f"<closest> holds {verdict!r}, not A or B", text)
     return verdict
+
+
+def _replay(record: dict):
+    """A generate function that answers with ``record``'s M_L texts instead of asking: its first
+    draft, then (when the operation re-asks) its final text."""
+    answers = [record.get("original") or record["text"], record["text"]]
+
+    def generate_again(request, backend, cancel=None, on_retry=None):
+        return iter([answers.pop(0) if len(answers) > 1 else answers[0]])
+
+    return generate_again

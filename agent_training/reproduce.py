@@ -5,9 +5,11 @@ For each sender, whatever is missing is made, and what exists is reused (every s
 1. distillation of the sender's newest ``distill`` emails with an abstractive intent model (the
    embedded instruct model by default): intents, zero-shot baselines, R3 rules, and R1 rules (the
    no-baseline ablation);
-2. three training files, all from emails older than every held-out one: intent -> R3 rules (the
-   agent), intent -> email (the naive fine-tune), intent -> R1 rules (the no-baseline agent);
-3. three adapters trained on them (:class:`agent_training.finetune.Finetune`: a rerun finds the
+2. four training files, all from emails older than every held-out one: intent -> R3 rules (the
+   agent), intent -> email (the naive fine-tune), intent -> R1 rules (the no-baseline agent), and
+   zero-shot email -> real email (the voice stage; pairs the content guard refuses left out);
+3. the adapters trained on them (the voice stage into the agent's ``voice/`` folder, where the app
+   keeps a profile's) (:class:`agent_training.finetune.Finetune`: a rerun finds the
    finished ones by their data and configuration, and an interrupted one resumes from its checkpoint);
 4. the evaluation (:class:`agent_training.evaluate.Evaluation`) of every method on the held-out split.
 
@@ -19,34 +21,37 @@ is a generator of progress events, cancelled by a token.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_training.dataset import Example, collect
+from agent_training.dataset import TEST_SHARE, VOICE_MAX_LENGTH, Example, collect, voice_chat, voice_pairs
 from agent_training.distill import Distillation, DistillConfig
 from agent_training.evaluate import EvalConfig, EvalProgress, Evaluation, held_out_cases
 from agent_training.finetune import Finetune, FinetuneConfig
-from app.agent.profiles import profile_slug
+from app.agent.profiles import VOICE_DIR, profile_slug
 from app.files import write_atomic
 from app.jobs import CancelToken
 
-# adapter method -> (rule strategy of its targets, or None: the real email is the target)
-TRAINED = {"agent": "R3", "naive_finetune": None, "r1_agent": "R1"}
+# training file -> the evaluation method that needs its adapter
+TRAINED = {"agent": "agent", "naive_finetune": "naive_finetune", "r1_agent": "r1_agent", "voice": "agent_voice"}
 
 
 @dataclass
 class ReproduceConfig:
     evaluation: EvalConfig  # senders, limit, seed, backends, out_dir: as for a plain evaluation
-    distill: int | None = None  # newest emails per sender distilled here (None: 5 x limit, so 20% holds limit out)
+    distill: int | None = (
+        None  # newest emails per sender distilled here (None: enough for the held-out share to hold limit out)
+    )
     distill_backend: str = "local"  # abstractive intents and rules (the embedded instruct model)
     steps: int = 30  # optimizer steps per adapter (3 adapters per sender: the main cost)
     train_options: dict = field(default_factory=dict)  # other FinetuneConfig fields (rank, lr, threads, ...)
 
     @property
     def distill_count(self) -> int:
-        return self.distill or 5 * self.evaluation.limit
+        return self.distill or math.ceil(self.evaluation.limit / self.evaluation.held_out_share)
 
 
 def _chat(ex: Example, target: str) -> dict:
@@ -56,11 +61,11 @@ def _chat(ex: Example, target: str) -> dict:
     }
 
 
-def training_files(db, sender: str, limit: int, seed: int, folder: Path) -> dict[str, dict]:
-    """The three training files for ``sender``, from the same split the evaluation holds out:
-    every example is older than every held-out email (R1 rows too, which can exist for emails
-    whose R3 row failed). Returns method -> {"path", "examples"}."""
-    _, train = held_out_cases(db, sender, limit, seed)
+def training_files(db, sender: str, limit: int, seed: int, folder: Path, share: float = TEST_SHARE) -> dict[str, dict]:
+    """The training files for ``sender``, from the same split the evaluation holds out: every
+    example is older than every held-out email (R1 rows too, which can exist for emails whose R3
+    row failed). Returns file name (TRAINED) -> {"path", "examples"}."""
+    _, train = held_out_cases(db, sender, limit, seed, share)
     if not train:
         raise ValueError(
             f"{sender}: every distilled email is held out, none is left to train on (distil more: --distill)"
@@ -76,6 +81,7 @@ def training_files(db, sender: str, limit: int, seed: int, folder: Path) -> dict
         "agent": [_chat(e, e.rules) for e in train],
         "naive_finetune": [_chat(e, e.email + "\n") for e in train],
         "r1_agent": [_chat(e, e.rules) for e in r1],
+        "voice": [voice_chat(e, baseline, "train") for e, baseline in voice_pairs(db, train)[0]],
     }
     out = {}
     for method, records in rows.items():
@@ -109,20 +115,25 @@ class Reproduction:
                 return
         agents, adapters = {}, {}
         for sender in ev.senders:
-            files = training_files(self.db, sender, ev.limit, ev.seed, self.out / "datasets" / profile_slug(sender))
+            folder = self.out / "datasets" / profile_slug(sender)
+            files = training_files(self.db, sender, ev.limit, ev.seed, folder, ev.held_out_share)
+            agent_folder = self.out / "adapters" / profile_slug(sender) / "agent"
             for method, info in files.items():
-                given = ev.agents.get(sender) if method == "agent" else ev.adapter(method, sender)
-                if given or method not in ev.methods:  # named (--agent / --adapter), or not asked for (--method)
+                given = ev.agents.get(sender) if method in ("agent", "voice") else ev.adapter(method, sender)
+                if given or TRAINED[method] not in ev.methods:  # named (--agent / --adapter), or not asked for
                     continue
                 if not info["examples"]:
+                    if method == "voice":  # every pair refused by the content guard: said in the report
+                        self.log(f"{sender}: no voice pairs the content guard keeps; agent_voice is not run")
+                        continue
                     raise ValueError(f"{sender}: no training examples for {method} (distil more emails: --distill)")
-                folder = self.out / "adapters" / profile_slug(sender) / method
+                folder = agent_folder / VOICE_DIR if method == "voice" else agent_folder.parent / method
                 yield from self._train(method, sender, info["path"], folder, started)
                 if self.cancel.cancelled:
                     return
                 if method == "agent":
                     agents[sender] = folder
-                else:
+                elif method != "voice":
                     adapters[f"{method}:{sender}"] = folder
         ev.agents, ev.adapters = {**agents, **ev.agents}, {**adapters, **ev.adapters}
         evaluation = self.evaluation
@@ -130,6 +141,8 @@ class Reproduction:
         evaluation.command = (
             f"tiller eval --reproduce {' '.join('--sender ' + s for s in ev.senders)} --limit {ev.limit} "
             f"--seed {ev.seed} --distill {cfg.distill_count} --steps {cfg.steps}"
+            + (f" --held-out-share {ev.held_out_share}" if ev.held_out_share != TEST_SHARE else "")
+            + "".join(f" --method {m}" for m in ev.methods)
         )
         yield from evaluation.run()
 
@@ -161,8 +174,11 @@ class Reproduction:
 
     def _train(self, method: str, sender: str, dataset: Path, folder: Path, started: float) -> Iterator[EvalProgress]:
         cfg = self.config
+        options = dict(cfg.train_options)
+        if method == "voice":  # a draft and the email it becomes: longer than an intent and its rules
+            options["max_length"] = max(options.get("max_length", 0), VOICE_MAX_LENGTH)
         job = Finetune(
-            FinetuneConfig(dataset=dataset, output=folder, max_steps=cfg.steps, **cfg.train_options),
+            FinetuneConfig(dataset=dataset, output=folder, max_steps=cfg.steps, **options),
             cancel=self.cancel,
             log=self.log,
         )

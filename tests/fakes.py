@@ -63,6 +63,9 @@ def scripted_claude(prompt_text: str) -> str:
         return "<scratchpad>Thinking.</scratchpad>\n<intent>\n- I will be out\n- ask about the coop\n</intent>"
     if "Here is an email this person wrote" in prompt_text:  # R1 / R2
         return "<thinking>Terse.</thinking>\n<rules>\n- Be terse.\n</rules>"
+    if "in that plain, professional style:" in prompt_text:  # a plain rewrite: the email, dressed up
+        email = prompt_text.split("in that plain, professional style:", 1)[1].strip()
+        return f"Dear colleague,\n\nI hope you are well. {email}\n\nBest regards,\nKay"
     return "I am not sure what you want."
 
 

@@ -111,6 +111,47 @@ def test_endpoints_are_stored_without_keys_and_validated(db):
     assert default_endpoint_name(db) == "local"  # the removed default falls back to the built-in
 
 
+def test_adding_a_backend_with_its_key_is_all_or_nothing_and_removing_takes_the_key(db, monkeypatch):
+    """One operation for the CLI's `backends add/remove` and the app's Add/Remove buttons."""
+    from app import secrets
+    from app.backends.config import add_backend, list_endpoints, remove_backend
+
+    cfg = EndpointConfig("claude", "anthropic", "claude-test")
+    # the keyring refuses the key: no backend is left behind without it
+    with monkeypatch.context() as m:
+        m.setattr(secrets, "_keyring_usable", lambda: False)
+        with pytest.raises(secrets.KeyringUnavailable):
+            add_backend(db, cfg, key="sk-ant-test", make_default=True)
+    assert [e.name for e in list_endpoints(db)] == ["local"]
+    # the row cannot be written: the key stored a moment before is taken back
+
+    def disk_full(_db, _name):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr("app.backends.config.set_default_endpoint", disk_full)
+        with pytest.raises(OSError):
+            add_backend(db, cfg, key="sk-ant-test", make_default=True)
+    assert [e.name for e in list_endpoints(db)] == ["local"] and secrets.stored_secret("claude") is None
+    assert add_backend(db, cfg, key="sk-ant-test", make_default=True) == "keyring"
+    assert default_endpoint_name_is(db, "claude") and secrets.stored_secret("claude") == "sk-ant-test"
+    assert (
+        remove_backend(db, "claude", keep_key=True) == (True, False)
+        and secrets.stored_secret("claude") == "sk-ant-test"
+    )
+    add_backend(db, cfg)
+    assert remove_backend(db, "claude") == (True, True) and secrets.stored_secret("claude") is None
+    assert remove_backend(db, "claude") == (False, False)
+    with pytest.raises(ConfigError, match="built-in"):
+        remove_backend(db, "local")
+
+
+def default_endpoint_name_is(db, name: str) -> bool:
+    from app.backends.config import default_endpoint_name
+
+    return default_endpoint_name(db) == name
+
+
 # -- round trips -----------------------------------------------------------------------------------
 
 

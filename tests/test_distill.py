@@ -163,6 +163,7 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     )
     counts = run(Distillation(kay_db, config))
     assert (counts.intents, counts.baselines, counts.rules, counts.measured, counts.failed) == (5, 5, 15, 5, 0)
+    assert counts.plain_rewrites == 5  # the voice stage's input, with the zero-shot emails
     r2 = kay_db.execute("SELECT rules, thinking, baseline_id FROM rules WHERE strategy = 'R2'").fetchone()
     assert r2 == ("- Be terse.", "Terse.", None)
     intent = kay_db.execute(
@@ -190,7 +191,7 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
             )
     assert any(r[0] == "- Keep it short.\n- Skip the greeting." for r in r3)
     ledger = Ledger().entries(limit=100)
-    assert len(ledger) == 25 and {r["purpose"] for r in ledger} == {"distill"}
+    assert len(ledger) == 30 and {r["purpose"] for r in ledger} == {"distill"}
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")
     assert stats["examples"] == 5
     targets = [
@@ -207,7 +208,7 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
         run(
             Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1", "R2", "R3")))
         ).skipped_done
-        == 30
+        == 35
     )
     assert len(claude.requests) == sent
 
@@ -529,7 +530,8 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
 ):
     """The voice stage's training pairs (zero-shot email -> real email) pass the content guard."""
     claude.reply = lambda prompt: echoing_claude(prompt, invent_when_odd=True)
-    run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=12, consent_given_now=True)))
+    config = DistillConfig(backend="claude", sender=KAY, limit=12, consent_given_now=True, plain_rewrites=False)
+    run(Distillation(kay_db, config))
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")["voice_pairs"]
     both = {k: stats["train"][k] + stats["test"][k] for k in ("pairs", "kept", "refused", "dropped")}
     assert both["pairs"] == 12 and both["kept"] + both["refused"] == 12
@@ -537,7 +539,7 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
     # rewrite to delete them, so it is refused as "dropped"
     assert 0 < both["refused"] == both["dropped"] and both["kept"] > 0, stats
     reason = (stats["train"]["samples"] or stats["test"]["samples"])[0]["reason"]
-    assert reason.startswith("the rewrite dropped 7") and "ocean" in reason
+    assert "zero_shot: the rewrite dropped 7" in reason and "ocean" in reason
     lines = (tmp_path / "r3" / "voice_train.jsonl").read_text().splitlines()
     assert len(lines) == stats["train"]["kept"]
     record = json.loads(lines[0])
@@ -550,6 +552,21 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
         .fetchone()[0]
         .strip()
     )
+    # the plain rewrites, made from each email itself, hold its facts: the pairs the zero-shot emails
+    # lost come back, and only the new stage is asked for (the rest is done)
+    asked = len(claude.requests)
+    config.plain_rewrites = True
+    job = Distillation(kay_db, config)
+    run(job)
+    assert job.counts.plain_rewrites == 12 and len(claude.requests) == asked + 12
+    assert all("in that plain, professional style:" in r.body.decode() for r in claude.requests[asked:])
+    again = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3-plain")["voice_pairs"]
+    kept_from = {
+        k: again["train"]["kept_from"][k] + again["test"]["kept_from"][k] for k in ("plain_rewrite", "zero_shot")
+    }
+    assert kept_from == {"plain_rewrite": 12, "zero_shot": 0}, again
+    record = json.loads((tmp_path / "r3-plain" / "voice_train.jsonl").read_text().splitlines()[0])
+    assert "Dear colleague,\n\nI hope you are well." in record["messages"][0]["content"]
 
 
 @pytest.mark.slow

@@ -12,11 +12,12 @@ import pytest
 from agent_training.distill import Distillation, DistillConfig
 from agent_training.evaluate import EvalConfig, Evaluation, bootstrap_interval, style_fidelity
 from app import secrets
-from app.backends.base import EndpointConfig
+from app.backends.base import EndpointConfig, Finished, TextDelta
 from app.backends.config import save_endpoint
+from app.backends.registry import register
 from app.rulecheck import check_draft
 from tests.conftest import ANTHROPIC_TEST_KEY, KAY, run_import
-from tests.fakes import scripted_claude
+from tests.fakes import ScriptedProvider, scripted_claude
 
 QUIGLEY = "dutch.quigley@enron.com"
 
@@ -26,9 +27,15 @@ def claude_reply(user_text: str) -> str:
         return "<closest>A</closest>"  # a judge biased to the first slot: both orders must cancel it out
     if any(
         k in user_text
-        for k in ("Put the email", "<generic_email>", "first-person bullet", "Here is an email this person")
+        for k in (
+            "Put the email",
+            "<generic_email>",
+            "first-person bullet",
+            "Here is an email this person",
+            "in that plain, professional style:",
+        )
     ):
-        return scripted_claude(user_text)  # distillation: abstractive intents, zero-shot emails, R3 and R1 rules
+        return scripted_claude(user_text)  # distillation: intents, zero-shot emails, plain rewrites, R3 and R1 rules
     if "<intent>" not in user_text:  # the compose operation's re-ask after a broken rule
         return "Done.\n\nKay"
     intent = re.search(r"<intent>\s*(.*?)\s*</intent>", user_text, re.S).group(1)
@@ -94,7 +101,8 @@ def test_judge_and_few_shot_need_consent_to_send_real_mail(two_senders, tmp_path
 def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders(two_senders, kay_agent, tmp_path):
     """``tiller eval --reproduce``: R1 rules distilled, the naive fine-tune and the R1 agent trained
     per sender on emails older than every held-out one, then every method evaluated."""
-    from agent_training.evaluate import METHODS, held_out_cases
+    from agent_training.eval_methods import METHODS
+    from agent_training.evaluate import held_out_cases
     from agent_training.reproduce import ReproduceConfig, Reproduction
     from app.agent.profiles import profile_slug
 
@@ -213,7 +221,10 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
             assert d["n"] == 4 and d["low"] <= d["mean"] <= d["high"] and d["detectable"] >= 0
     assert all(0 <= m["content_fidelity"] <= 1 and 0 <= m["voice_match"] <= 1 for m in results["metrics"].values())
     assert "## Paired differences against M_L zero-shot" in report and "| content_fidelity |" in report
-    assert "agent_voice not run" not in report and results["voice_stage"] is None  # not asked for
+    # the agent was given (one for both senders) and has no voice stage; the examples method needs M_L
+    # on this computer: both are said to be not run, and why
+    assert "agent_voice not run: no voice stage trained for" in report and results["voice_stage"] is None
+    assert "agent_examples not run" in report and "claude is anthropic" in report
     assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "permutation.png").stat().st_size > 5000
     # a rerun trains nothing and asks no model anything
@@ -283,3 +294,76 @@ def test_a_method_named_twice_runs_once():
     # bootstrap interval (seen in the 7-sender reproduction of 2026-12-02)
     config = EvalConfig(senders=[KAY, KAY], methods=("agent", "large_zero_shot", "agent"))
     assert config.methods == ("agent", "large_zero_shot") and config.senders == [KAY]
+
+
+class EchoOnThisComputer(ScriptedProvider):
+    """The loopback Claude's answers, as a model on this computer (leaves_machine False): what the
+    own-examples method needs, and it records every request."""
+
+    id = "echo-local"
+    label = "answers like claude_reply, on this computer (tests)"
+
+    def stream_once(self, request, options, cancel):
+        self.requests.append(request)
+        text = claude_reply(str(request.messages[-1].content))
+        for piece in re.findall(r"\S+\s*|\s+", text):
+            yield TextDelta(piece)
+        yield Finished("stop", model="echo")
+
+
+register(EchoOnThisComputer)
+
+
+def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_local_model(two_senders, tmp_path):
+    """Issue 2/5: --reproduce trains the voice stage on (plain rewrite -> real email) pairs older than
+    every held-out email; agent_voice runs that stage on the agent's very M_L draft (replayed, not
+    asked again), and agent_examples gives M_L the sender's own nearest emails, only on this computer."""
+    from agent_training.evaluate import held_out_cases
+    from agent_training.reproduce import ReproduceConfig, Reproduction
+    from app.agent.profiles import VOICE_DIR, profile_at, profile_slug
+
+    db, server = two_senders
+    save_endpoint(db, EndpointConfig("echo", "echo-local", "echo"))
+    EchoOnThisComputer.reset()
+    out = tmp_path / "report"
+    config = EvalConfig(
+        senders=[KAY],
+        backend="echo",
+        limit=2,
+        seed=7,
+        out_dir=out,
+        methods=("agent", "agent_voice", "agent_examples", "large_zero_shot"),
+        permutation=False,
+        judge_pairs=False,
+    )
+    tiny = dict(batch_size=2, rank=4, max_length=320, checkpoint_every=100, warmup_steps=0)
+    job = Reproduction(db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny))
+    list(job.run())
+    assert set(job.trained) == {f"agent:{KAY}", f"voice:{KAY}"}  # nothing else was asked for
+    agent_dir = out / "adapters" / profile_slug(KAY) / "agent"
+    assert profile_at(agent_dir, KAY).voice_adapter == agent_dir / VOICE_DIR / "adapter.gguf"
+    held, _ = held_out_cases(db, KAY, 2, 7)
+    rows = [json.loads(x) for x in (out / "datasets" / profile_slug(KAY) / "voice.jsonl").read_text().splitlines()]
+    # the plain rewrites (the loopback model's "Dear colleague, ... <the email>") pass the content guard
+    first_held = min(c.date for c in held)
+    assert rows and all(r["meta"]["date"] < first_held for r in rows), ([r["meta"]["date"] for r in rows], first_held)
+    assert all("Dear colleague," in r["messages"][0]["content"] for r in rows)
+    drafts = {
+        d["key"].split("|")[2] + "|" + d["key"].split("|")[-1]: d
+        for d in map(json.loads, (out / "drafts.jsonl").read_text().splitlines())
+    }
+    for case in held:
+        agent, voiced = drafts[f"agent|{case.message_id}"], drafts[f"agent_voice|{case.message_id}"]
+        # the voice stage rewrote the agent's own first draft, with the agent's rules
+        assert voiced["voice"]["draft"] == agent["original"] and voiced["rules"] == agent["rules"]
+        examples = drafts[f"agent_examples|{case.message_id}"]
+        assert examples["rules"] == agent["rules"]
+    # M_L was asked for agent, agent_examples and large_zero_shot (and re-asks), never for agent_voice
+    prompts = [str(r.messages[-1].content) for r in EchoOnThisComputer.requests]
+    with_examples = [p for p in prompts if "<example_email>" in p]
+    assert len(with_examples) >= 2 and all(p.count("<example_email>") == 3 for p in with_examples)
+    assert sum("<intent>" in p for p in prompts) == 3 * len(held)
+    results = json.loads((out / "results.json").read_text())
+    assert {"agent_voice", "agent_examples"} <= set(results["paired"])
+    assert results["voice_stage"]["rewrites"] == len(held)
+    EchoOnThisComputer.reset()

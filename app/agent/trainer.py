@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass
@@ -96,25 +97,59 @@ def child_environment(env: dict | None = None) -> dict:
     return {**(env if env is not None else os.environ), "TILLER_PARENT_PID": str(os.getpid())}
 
 
-def start_background_training(log: Path, *, python: str | None = None, **kwargs) -> subprocess.Popen:
-    """A training run the user asked to go on after this program ends (the demo's longer run): its
-    own session, no control pipe, no parent to watch (so it is not an orphan by accident but a
-    background job by request), its progress lines in ``log``. The adapter it makes replaces the
-    profile's only when complete, as always; ``kill PID`` stops it and saves a checkpoint."""
+def spawn(
+    args: list[str],
+    *,
+    attach: Literal["pipe", "terminal", "detached"],
+    log: Path | None = None,
+    python: str | None = None,
+    env: dict | None = None,
+) -> subprocess.Popen:
+    """The one place the training side is started: ``python -m agent_training ARGS``.
+
+    - ``pipe``: the app follows it (JSON lines on stdout, ``cancel`` on stdin) and it watches the
+      app, stopping when the app goes away;
+    - ``terminal``: it shares this terminal, so Ctrl-C reaches both; it watches this process too;
+    - ``detached``: a job the user asked to go on after this program ends (the demo's longer run,
+      a retrain from edits): its own session, no pipe, no parent to watch (a background job by
+      request, not an orphan by accident), its output appended to ``log``.
+    """
     import os
 
-    args = [a for a in train_arguments(**kwargs) if a != "--control-stdin"]
-    env = {k: v for k, v in os.environ.items() if k != "TILLER_PARENT_PID"}
+    command = [python or trainer_python(), "-m", "agent_training", *args]
+    if attach == "pipe":
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=child_environment(env),
+        )
+    if attach == "terminal":
+        return subprocess.Popen(command, env=child_environment(env))
+    if log is None:
+        raise ValueError("a detached training-side process needs a log file")
+    base = env if env is not None else os.environ
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [python or trainer_python(), "-m", "agent_training", *args],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
+            env={k: v for k, v in base.items() if k != "TILLER_PARENT_PID"},
+            start_new_session=True,  # a closed terminal or window does not stop it
         )
+
+
+def start_background_training(log: Path, *, python: str | None = None, **kwargs) -> subprocess.Popen:
+    """A training run the user asked to go on after this program ends (the demo's longer run). The
+    adapter it makes replaces the profile's only when complete, as always; ``kill PID`` stops it
+    and saves a checkpoint."""
+    args = [a for a in train_arguments(**kwargs) if a != "--control-stdin"]
+    return spawn(args, attach="detached", log=log, python=python)
 
 
 class TrainerProcess:
@@ -135,16 +170,7 @@ class TrainerProcess:
     @classmethod
     def start_command(cls, args: list[str], *, python: str | None = None, env: dict | None = None) -> TrainerProcess:
         """Any ``agent_training`` command that prints JSON progress lines (``distill --json``)."""
-        proc = subprocess.Popen(
-            [python or trainer_python(), "-m", "agent_training", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            env=child_environment(env),
-        )
-        return cls(proc)
+        return cls(spawn(args, attach="pipe", python=python, env=env))
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
         """End the trainer now: close its control pipe (it saves the last finished step and exits

@@ -70,7 +70,7 @@ def backends_list() -> None:
 def backends_add(name, provider, model, base_url, option_pairs, make_default) -> None:
     """Add (or replace) a named backend. Keys are stored separately: tiller keys set NAME."""
     from app.backends.base import EndpointConfig
-    from app.backends.config import key_status, parse_option_pairs, save_endpoint, set_default_endpoint
+    from app.backends.config import add_backend, parse_option_pairs
     from app.backends.errors import ConfigError
 
     db = _open_db()
@@ -78,13 +78,9 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
         cfg = EndpointConfig(
             name=name, provider=provider, model=model, base_url=base_url, options=parse_option_pairs(option_pairs)
         )
-        with db.atomic():
-            save_endpoint(db, cfg)
-            if make_default:
-                set_default_endpoint(db, name)
+        key = add_backend(db, cfg, make_default=make_default)
     except ConfigError as exc:
         raise _backend_error(exc) from None
-    key = key_status(cfg)
     console.print(f"Saved backend [bold]{esc(name)}[/] ({esc(provider)}). Key: {esc(key)}")
     if key == "missing":
         console.print(f"Store its API key with: tiller keys set {esc(repr(name))}")
@@ -95,18 +91,16 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
 @click.option("--keep-key", is_flag=True, help="Leave its key in the keyring.")
 def backends_remove(name, keep_key) -> None:
     """Remove a named backend (and its stored key, unless --keep-key)."""
-    from app import secrets
-    from app.backends.config import remove_endpoint
+    from app.backends.config import remove_backend
+    from app.backends.errors import ConfigError
 
-    db = _open_db()
-    with db.atomic():
-        removed = remove_endpoint(db, name)
+    try:
+        removed, key_removed = remove_backend(_open_db(), name, keep_key=keep_key)
+    except ConfigError as exc:
+        raise _backend_error(exc) from None
     if not removed:
         raise click.ClickException(f"no configured backend named {name!r} (see: tiller backends list)")
-    key_note = ""
-    if not keep_key and secrets.delete_key(name):
-        key_note = " and its key"
-    console.print(f"Removed backend {esc(name)}{key_note}.")
+    console.print(f"Removed backend {esc(name)}{' and its key' if key_removed else ''}.")
 
 
 @backends_group.command("default")

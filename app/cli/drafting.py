@@ -433,7 +433,7 @@ def parse_ranking(text: str, m: int) -> tuple[list[int], bool]:
 def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> int | None:
     """Ask for (or take) the user's ranking of the drafts shown, and teach the tag selector;
     returns the index of the draft ranked best (None when not ranked)."""
-    from app.ranking.selector import learned_preferences, save_selector
+    from app.ranking.selector import learn_ranking
 
     m = len(tag_sets)
     console.rule()
@@ -460,13 +460,8 @@ def _rank_candidates(intent, selector, tag_sets, sender, ranking) -> int | None:
                 break
             except ValueError as exc:
                 err_console.print(f"[yellow]{esc(exc)}[/]")
-    seconds = selector.update(intent, [list(tag_sets[i]) for i in order], best_only=best_only)
-    path = save_selector(selector, sender)
-    favoured = ", ".join(t for t, w in learned_preferences(selector, 5) if w > 0) or "(none yet)"
-    err_console.print(
-        f"Learned from your {'pick' if best_only else 'ranking'} in {seconds * 1000:.0f} ms "
-        f"({selector.updates} so far, saved to {path}). Favoured tags: {favoured}"
-    )
+    learned = learn_ranking(selector, sender, intent, [tag_sets[i] for i in order], best_only=best_only)
+    err_console.print(esc(f"{learned.sentence()} (saved to {learned.path})"))
     return order[0]
 
 

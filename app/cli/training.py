@@ -19,11 +19,9 @@ from app.plain import cells, esc
 def run_training_command(args: list[str]) -> int:
     """Run ``python -m agent_training ARGS`` in its own process with this terminal; Ctrl-C reaches
     it (same process group) and it stops cleanly on its own."""
-    import subprocess
+    from app.agent.trainer import spawn
 
-    from app.agent.trainer import child_environment
-
-    proc = subprocess.Popen([sys.executable, "-m", "agent_training", *args], env=child_environment())
+    proc = spawn(args, attach="terminal")
     while True:
         try:
             return proc.wait()

@@ -68,9 +68,8 @@ class AddBackendDialog(QDialog):
 
     def save(self) -> None:
         from app.backends.base import EndpointConfig
-        from app.backends.config import save_endpoint
+        from app.backends.config import add_backend
         from app.backends.errors import ConfigError
-        from app.secrets import set_key
 
         cfg = EndpointConfig(
             name=self.name.text().strip(),
@@ -80,9 +79,7 @@ class AddBackendDialog(QDialog):
         )
         try:
             with database() as db:
-                save_endpoint(db, cfg)
-            if self.key.text():
-                set_key(cfg.name, self.key.text())
+                add_backend(db, cfg, key=self.key.text() or None)
         except (ConfigError, ValueError, RuntimeError) as exc:
             self.error.setText(str(exc))
             return
@@ -181,16 +178,13 @@ class BackendsPage(QWidget):
             self.sig_changed.emit()
 
     def _remove(self) -> None:
-        from app.backends.config import remove_endpoint
-        from app.secrets import delete_key
+        from app.backends.config import remove_backend
 
         name = self.selected()
         if not name or name == "local":
             return
         with database() as db:
-            removed = remove_endpoint(db, name)
-        if removed:
-            delete_key(name)
+            remove_backend(db, name)
         self.refresh()
         self.sig_changed.emit()
 

@@ -751,7 +751,7 @@ class ComposePage(QWidget):
 
     def use_candidate(self, n: int) -> None:
         """The user picked draft n: show it alone and teach the selector (on a worker thread)."""
-        from app.ranking.selector import learned_preferences, save_selector
+        from app.ranking.selector import learn_ranking
 
         if not self._candidates or self._selector is None or (self.job is not None and self.job.running):
             return
@@ -765,17 +765,14 @@ class ComposePage(QWidget):
             self._record("picked")
 
         def work(token):
-            seconds = selector.update(intent, ranked, best_only=True)
-            save_selector(selector, sender)
-            return seconds, learned_preferences(selector, 5), selector.updates
+            return learn_ranking(selector, sender, intent, ranked, best_only=True)
 
         job = self.job = Job(work, "learn", self)
 
         def learned(result):
-            seconds, favoured, updates = result
-            names = ", ".join(t for t, w in favoured if w > 0) or "(none yet)"
-            self.learned.setText(f"Learned from {updates} pick(s). Favoured tags: {names}")
-            self.show_status(f"Learned from your pick in {seconds * 1000:.0f} ms.")
+            names = ", ".join(result.favoured) or "(none yet)"
+            self.learned.setText(f"Learned from {result.updates} pick(s). Favoured tags: {names}")
+            self.show_status(f"Learned from your pick in {result.seconds * 1000:.0f} ms.")
             self.sig_draft_finished.emit(self.output.toPlainText())
 
         job.sig_succeeded.connect(learned)

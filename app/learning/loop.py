@@ -82,7 +82,7 @@ def teach_selector(db, draft_ids: list[int]) -> int:
 
     if importlib.util.find_spec("torch") is None:  # the bare core: no text encoder to teach
         return 0
-    from app.ranking.selector import load_selector, save_selector
+    from app.ranking.selector import learn_ranking, load_selector
 
     taught = 0
     for draft_id in draft_ids:
@@ -92,9 +92,7 @@ def teach_selector(db, draft_ids: list[int]) -> int:
         group = store.compose_group(db, sent.compose_id) if sent.compose_id else []
         if len(group) < 2 or any(d.picked for d in group) or not all(d.tags for d in group):
             continue
-        selector = load_selector(sent.identity)
         ranked = [tuple(sent.tags)] + [tuple(d.tags) for d in group if d.id != sent.id]
-        selector.update(sent.intent, ranked, best_only=True)
-        save_selector(selector, sent.identity)
+        learn_ranking(load_selector(sent.identity), sent.identity, sent.intent, ranked, best_only=True)
         taught += 1
     return taught

@@ -173,15 +173,6 @@ def start_background(db, identity: str | None, *, threshold: int = RETRAIN_AFTER
     goes to :func:`log_path`; the outcome lands in the ``retrains`` table."""
     if not due(db, identity, threshold) or running(identity):
         return None
-    log = log_path(identity)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        from app.agent.trainer import trainer_python
+    from app.agent.trainer import spawn
 
-        return subprocess.Popen(
-            [trainer_python(), "-m", "agent_training", *retrain_arguments(identity)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a closed terminal or window does not stop it
-        )
+    return spawn(retrain_arguments(identity), attach="detached", log=log_path(identity))

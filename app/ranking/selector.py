@@ -9,6 +9,7 @@ replay buffer and how often each tag was shown, so learning carries across sessi
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.agent.profiles import profile_slug
@@ -74,6 +75,33 @@ def save_selector(selector: PremiumEmbed, sender: str | None) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Learned:
+    """What one ranking taught: shown by the CLI and the app alike."""
+
+    seconds: float
+    path: Path
+    updates: int  # rankings learned from so far
+    favoured: tuple[str, ...]  # the tags now favoured, strongest first (up to five)
+    best_only: bool  # a pick of one, not a full ranking
+
+    def sentence(self) -> str:
+        what = "pick" if self.best_only else "ranking"
+        return (
+            f"Learned from your {what} in {self.seconds * 1000:.0f} ms ({self.updates} so far). "
+            f"Favoured tags: {', '.join(self.favoured) or '(none yet)'}"
+        )
+
+
+def learn_ranking(selector: PremiumEmbed, sender: str | None, intent: str, ranked: list, *, best_only: bool) -> Learned:
+    """The one way a user's ranking (tag sets, best first) or pick teaches the selector and is saved:
+    the CLI's ``--rank``, the app's pick buttons, and a sent draft that was one of several."""
+    seconds = selector.update(intent, [list(tags) for tags in ranked], best_only=best_only)
+    path = save_selector(selector, sender)
+    favoured = tuple(t for t, w in learned_preferences(selector, 5) if w > 0)
+    return Learned(seconds, path, selector.updates, favoured, best_only)
+
+
 def reset_selector(sender: str | None) -> bool:
     path = state_path(sender)
     if path.is_file():
@@ -89,4 +117,13 @@ def learned_preferences(selector: PremiumEmbed, n: int = 8) -> list[tuple[str, f
     return [(selector.tags[i], float(bias[i])) for i in order]
 
 
-__all__ = ["Comparison", "DEFAULT_TAGS", "load_selector", "save_selector", "reset_selector", "learned_preferences"]
+__all__ = [
+    "Comparison",
+    "DEFAULT_TAGS",
+    "Learned",
+    "learn_ranking",
+    "load_selector",
+    "save_selector",
+    "reset_selector",
+    "learned_preferences",
+]

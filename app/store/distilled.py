@@ -101,6 +101,12 @@ def baselines_done(db, source: str, with_failed: bool = False) -> set[int]:
     }
 
 
+def plain_rewrites_done(db, source: str, with_failed: bool = False) -> set[int]:
+    """Message ids with an ok (or failed) plain rewrite from ``source``."""
+    sql = f"SELECT message_id FROM plain_rewrites WHERE source = ? AND {_finished(with_failed)}"
+    return {r[0] for r in db.execute(sql, [source])}
+
+
 def rules_done(
     db, source: str, strategy: str | None = None, with_failed: bool = False
 ) -> set[tuple[int, int | None, int | None]]:
@@ -138,6 +144,18 @@ def baselines_of(db, intent_ids: list[int]) -> dict[int, BaselineRow]:
         intent_ids,
     ).fetchall()
     return {r[0]: BaselineRow(*r) for r in rows}
+
+
+def plain_rewrites_of(db, message_ids: list[int]) -> dict[int, str]:
+    """message id -> its ok plain rewrite (the newest row when several sources answered)."""
+    if not message_ids:
+        return {}
+    rows = db.execute(
+        f"SELECT message_id, text FROM plain_rewrites WHERE status = 'ok' AND message_id IN ({_marks(message_ids)})"
+        " ORDER BY id",
+        message_ids,
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
 
 
 def rules_by_message(db, strategy: str, source: str) -> list[RulesRow]:
@@ -181,6 +199,17 @@ def save_baseline(db, intent_id: int, text: str | None, how: Provenance) -> None
             text,
             *_provenance_columns(how),
         ],
+    )
+
+
+def save_plain_rewrite(db, message_id: int, text: str | None, how: Provenance) -> None:
+    db.execute(
+        "INSERT INTO plain_rewrites (message_id, text, status, backend, model, prompt_version, temperature, source,"
+        " raw, error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(message_id, source) DO UPDATE SET text=excluded.text, status=excluded.status,"
+        " model=excluded.model, raw=excluded.raw, error=excluded.error, attempts=excluded.attempts,"
+        " created_at=excluded.created_at",
+        [message_id, text, *_provenance_columns(how)],
     )
 
 

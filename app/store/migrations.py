@@ -435,3 +435,29 @@ def _m008_distill_batches(db: sqlite_utils.Database) -> None:
 def _m009_account_drafts(db: sqlite_utils.Database) -> None:
     db.table("accounts").add_column("save_drafts", int, not_null_default=0)
     db.table("accounts").add_column("drafts_folder", str)  # NULL: found on the server (\\Drafts flag, else the name)
+
+
+@migration(10, "plain rewrites: each sent email said again in a generic style (the voice stage's training input)")
+def _m010_plain_rewrites(db: sqlite_utils.Database) -> None:
+    # Keyed by the sent email, not by an intent: the rewrite is made from the email itself, so it
+    # holds the same facts (the content guard checks it) in the style a large model drafts in.
+    db.table("plain_rewrites").create(
+        {
+            "id": int,
+            "message_id": int,
+            "text": str,
+            "status": str,  # ok | failed
+            "backend": str,
+            "model": str,
+            "prompt_version": str,
+            "temperature": float,
+            "source": str,
+            "raw": str,
+            "error": str,
+            "attempts": int,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+    )
+    db.table("plain_rewrites").create_index(["message_id", "source"], unique=True)
