@@ -62,6 +62,9 @@ class DistillConfig:
     # each email said again in a generic style, from the email itself (the voice stage's training
     # input, agent_training/baseline.py); None: with the zero-shot emails
     plain_rewrites: bool | None = None
+    # only these messages (of those ``sender`` and ``limit`` pick): the reproduction asks for plain
+    # rewrites of its training split alone, the held-out emails never need one
+    message_ids: tuple[int, ...] | None = None
 
     @property
     def wants_zero_shot(self) -> bool:
@@ -151,6 +154,9 @@ class Distillation:
 
     def run(self) -> Iterator[Progress]:
         messages = load_messages(self.db, self.config.sender, self.config.limit, newest_first=self.newest_first)
+        if self.config.message_ids is not None:
+            wanted = set(self.config.message_ids)
+            messages = [m for m in messages if m.id in wanted]
         started = time.monotonic()
         if self.endpoint is None:
             yield from self._offline(messages, started)

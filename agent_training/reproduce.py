@@ -113,6 +113,12 @@ class Reproduction:
             yield from self._distill(sender, started)
             if self.cancel.cancelled:
                 return
+        if "agent_voice" in ev.methods:  # the voice stage's input, for the training split alone
+            for sender in ev.senders:
+                _, train = held_out_cases(self.db, sender, ev.limit, ev.seed, ev.held_out_share)
+                yield from self._distill(sender, started, plain_for=tuple(sorted({e.message_id for e in train})))
+                if self.cancel.cancelled:
+                    return
         agents, adapters = {}, {}
         for sender in ev.senders:
             folder = self.out / "datasets" / profile_slug(sender)
@@ -146,7 +152,9 @@ class Reproduction:
         )
         yield from evaluation.run()
 
-    def _distill(self, sender: str, started: float) -> Iterator[EvalProgress]:
+    def _distill(self, sender: str, started: float, plain_for: tuple[int, ...] | None = None) -> Iterator[EvalProgress]:
+        """Intents, zero-shot emails and rules of the sender's newest emails; with ``plain_for``,
+        the plain rewrites of those messages (everything else of theirs is done by then)."""
         cfg = self.config
         job = Distillation(
             self.db,
@@ -160,12 +168,14 @@ class Reproduction:
                 # succeeds now changes the training set, retrains the agent and redoes its drafts
                 retry_failed=False,
                 consent_given_now=cfg.evaluation.consent_given_now,
+                plain_rewrites=plain_for is not None,
+                message_ids=plain_for,
             ),  # distillation's own seed:
             # another evaluation seed must not distil every email again
             cancel=self.cancel,
         )
         began = time.monotonic()
-        stage = f"distill {sender.split('@')[0]}"
+        stage = f"{'plain rewrites' if plain_for else 'distill'} {sender.split('@')[0]}"
         for p in job.run():
             yield EvalProgress(done=p.done, total=p.total, started=started, message=p.message, stage=stage)
         self.timings[f"distill ({sender})"] = self.timings.get(f"distill ({sender})", 0) + time.monotonic() - began

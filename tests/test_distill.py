@@ -4,6 +4,7 @@ llama.cpp OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 
@@ -556,9 +557,14 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
     # lost come back, and only the new stage is asked for (the rest is done)
     asked = len(claude.requests)
     config.plain_rewrites = True
+    ids = [r[0] for r in kay_db.execute("SELECT DISTINCT message_id FROM intents ORDER BY message_id LIMIT 3")]
+    job = Distillation(kay_db, dataclasses.replace(config, message_ids=tuple(ids)))  # the reproduction's train split
+    run(job)
+    assert job.counts.plain_rewrites == 3 and len(claude.requests) == asked + 3
+    assert [r[0] for r in kay_db.execute("SELECT message_id FROM plain_rewrites ORDER BY message_id")] == ids
     job = Distillation(kay_db, config)
     run(job)
-    assert job.counts.plain_rewrites == 12 and len(claude.requests) == asked + 12
+    assert job.counts.plain_rewrites == 9 and len(claude.requests) == asked + 12
     assert all("in that plain, professional style:" in r.body.decode() for r in claude.requests[asked:])
     again = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3-plain")["voice_pairs"]
     kept_from = {

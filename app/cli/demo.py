@@ -124,7 +124,18 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
         )
         with clock.stage(f"local distillation ({local_emails} emails)"):
             code = run_training_command(
-                ["distill", "--backend", "local", "--sender", sender, "--limit", str(local_emails)]
+                # no plain rewrites: they feed the voice stage, which needs 20 pairs and more (about
+                # 40 s an email here); the demo stays within its minutes and trains the agent only
+                [
+                    "distill",
+                    "--backend",
+                    "local",
+                    "--sender",
+                    sender,
+                    "--limit",
+                    str(local_emails),
+                    "--no-plain-rewrites",
+                ]
             )
         if code:
             sys.exit(code)
