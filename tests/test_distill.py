@@ -673,6 +673,29 @@ def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_m
     assert "sentences are longer" in direction_conflict(
         "Don't use long sentences or complex vocabulary", nemec, telegraphic
     )
+    # read by hand after that (2026-12-06): a terse casual note against a chatty zero-shot full of
+    # contractions and "!" (the first formality score rated the note the more formal of the two), a
+    # rule worded "be formal", and "proper grammar" for an email half of whose sentences start in
+    # lower case
+    chatty = "Hi Richard,\n\nI'm really excited to meet you! I've always been fascinated by your work.\n\nBest regards,"
+    assert "less formal" in direction_conflict("Use a more formal tone", "Cool. Enjoy the travel.", chatty)
+    assert "less formal" in direction_conflict(
+        "Be formal in your writing style", "this represent a big shake up?", chatty
+    )
+    assert "lower case" in direction_conflict(
+        "Always use proper grammar and punctuation", "sounds good.  Meet at the Briar Club?"
+    )
+    # a style rule says how to write, not what: a rule naming the email's content is not a style rule
+    from agent_training.rules import content_rule
+
+    assert "travel" in content_rule("Mention enjoying travel", "Cool. Enjoy the travel.")
+    assert content_rule("Include a short greeting with the recipient's name", "Hi Jen, see you there. Kay") is None
+    assert content_rule("Provide updates as soon as possible", "I will send it as soon as possible.") is None
+    raw = "<rules>\n- Mention enjoying travel.\n- No greeting.\n- Keep it short.\n</rules>"
+    rules, _, dropped = parse_rules(raw, "Cool. Enjoy the travel.", chatty)
+    assert rules == ["No greeting.", "Keep it short."] and dropped[0].startswith(
+        "Mention enjoying travel. (not a style"
+    )
     raw = "<rules>\n- Use more formal language.\n- Ask one direct question.\n- Keep it short.\n</rules>"
     rules, _, dropped = parse_rules(raw, real, zero_shot)
     assert rules == ["Ask one direct question.", "Keep it short."]
