@@ -66,12 +66,12 @@ from app.backends.base import GenerationRequest, Message
 from app.backends.client import generate
 from app.backends.config import default_endpoint_name, get_endpoint
 from app.backends.registry import provider_class
-from app.compose import ComposeOperation, ComposeRequest
 from app.content_guard import content_fidelity, names_in
 from app.drafting import DRAFT_MAX_TOKENS  # the app's one draft limit
 from app.files import write_atomic
 from app.jobs import CancelToken, Progress
 from app.mail.identity import active_identities
+from app.ops.compose import ComposeOperation, ComposeRequest
 from app.prompts import load_prompt
 from app.rulecheck import CheckedDraft, check_draft
 from app.store.messages import own_text_counts, reply_contexts

@@ -8,7 +8,7 @@ The tools, and exactly what each returns to the client (nothing else leaves Till
   email, computed on this computer (the trained agent's, or the style measured from the user's own
   sent mail before the first training), with the reply's language. No large model is asked.
 - ``draft(intent, recipient?, subject?, reply_to_message?, sender?, backend?)``: the whole compose
-  operation (app/compose.py) with the configured backend: rules, draft, voice stage, rule check.
+  operation (app/ops/compose.py) with the configured backend: rules, draft, voice stage, rule check.
   Returns the draft, its rules and what the check found. The drafting request goes to the backend
   as it does from ``tiller draft`` (intent, details, rules; for a reply, the message answered).
 - ``save_draft(text, intent, reply_to_message?, recipient?, subject?, sender?, account?)``: saves
@@ -55,7 +55,7 @@ def _original(db, reply_to_message: int | None):
 
 
 def _request(db, intent: str, *, recipient=None, subject=None, reply_to_message=None, sender=None, backend=None):
-    from app.compose import ComposeRequest
+    from app.ops.compose import ComposeRequest
 
     if not intent or not intent.strip():
         raise ToolFailure("intent is empty: say what the email should tell the recipient")
@@ -79,7 +79,7 @@ def _request(db, intent: str, *, recipient=None, subject=None, reply_to_message=
 def style_rules(
     intent: str, recipient: str | None = None, sender: str | None = None, reply_to_message: int | None = None
 ) -> dict:
-    from app.compose import ComposeOperation
+    from app.ops.compose import ComposeOperation
     from app.store import open_database
 
     db = open_database()
@@ -105,8 +105,8 @@ def draft(
     sender: str | None = None,
     backend: str | None = None,
 ) -> dict:
-    from app.compose import ComposeOperation
     from app.learning.capture import record_compose
+    from app.ops.compose import ComposeOperation
     from app.store import open_database
 
     db = open_database()

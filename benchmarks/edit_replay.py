@@ -88,7 +88,7 @@ class Drafter:
         self.made = 0
 
     def draft(self, case, rules: list[str]) -> str:
-        from app.compose import ComposeOperation, ComposeRequest
+        from app.ops.compose import ComposeOperation, ComposeRequest
 
         key = hashlib.sha256(
             json.dumps([self.backend, case.message_id, case.intent, rules, self.max_tokens, self.reask]).encode()

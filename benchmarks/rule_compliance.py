@@ -50,7 +50,7 @@ def main() -> None:
 
     from agent_training.dataset import MEASURED, MEASURED_SOURCE, collect, split_by_time
     from agent_training.distill import Distillation, DistillConfig
-    from app.compose import ComposeOperation, ComposeRequest
+    from app.ops.compose import ComposeOperation, ComposeRequest
     from app.rulecheck import BROKEN, KEPT, UNCHECKED, check_draft
     from benchmarks.sample_db import sample_database
 

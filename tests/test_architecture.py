@@ -159,7 +159,7 @@ LAYERS = (
     ("domain", ("app.mail", "app.backends", "app.agent", "app.learning", "app.ranking", "app.style",
                 "app.rulecheck", "app.content_guard", "app.language", "app.drafting", "app.models", "app.gguf",
                 "app.llamacpp", "app.check", "app.firstrun", "app.consent")),
-    ("operations", ("app.compose", "app.errors")),
+    ("operations", ("app.ops", "app.errors")),
     ("interfaces", ("app.cli", "app.gui", "app.mcp_server", "app.__main__")),
 )  # fmt: skip
 
@@ -263,9 +263,9 @@ def test_no_import_cycles_and_no_layer_imports_upwards():
 def test_the_layer_check_catches_a_planted_wrong_way_import_and_a_cycle(tmp_path):
     for package in ("app", "agent_training"):
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "app" / "store" / "sneaky.py").write_text("from app.compose import ComposeOperation\n")
+    (tmp_path / "app" / "store" / "sneaky.py").write_text("from app.ops.compose import ComposeOperation\n")
     (tmp_path / "app" / "clock.py").write_text((REPO / "app" / "clock.py").read_text() + "\nimport app.jobs\n")
     (tmp_path / "app" / "jobs.py").write_text((REPO / "app" / "jobs.py").read_text() + "\nfrom app import clock\n")
     graph = _module_graph(tmp_path)
     assert ["app.clock", "app.jobs"] in _cycles(graph)
-    assert _layer_violations(graph) == ["app.store.sneaky (store) imports app.compose (operations)"]
+    assert _layer_violations(graph) == ["app.store.sneaky (store) imports app.ops.compose (operations)"]

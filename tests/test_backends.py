@@ -114,7 +114,8 @@ def test_endpoints_are_stored_without_keys_and_validated(db):
 def test_adding_a_backend_with_its_key_is_all_or_nothing_and_removing_takes_the_key(db, monkeypatch):
     """One operation for the CLI's `backends add/remove` and the app's Add/Remove buttons."""
     from app import secrets
-    from app.backends.config import add_backend, list_endpoints, remove_backend
+    from app.backends.config import list_endpoints
+    from app.ops.backends import add_backend, remove_backend
 
     cfg = EndpointConfig("claude", "anthropic", "claude-test")
     # the keyring refuses the key: no backend is left behind without it
@@ -129,7 +130,7 @@ def test_adding_a_backend_with_its_key_is_all_or_nothing_and_removing_takes_the_
         raise OSError("disk full")
 
     with monkeypatch.context() as m:
-        m.setattr("app.backends.config.set_default_endpoint", disk_full)
+        m.setattr("app.ops.backends.set_default_endpoint", disk_full)
         with pytest.raises(OSError):
             add_backend(db, cfg, key="sk-ant-test", make_default=True)
     assert [e.name for e in list_endpoints(db)] == ["local"] and secrets.stored_secret("claude") is None

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from app.compose import ComposeOperation, ComposeRequest, DraftText, Reasking, RulesReady
+from app.ops.compose import ComposeOperation, ComposeRequest, DraftText, Reasking, RulesReady
 from app.rulecheck import BROKEN, REPAIRED
 from tests.conftest import REPO
 from tests.fakes import SCRIPTED, ScriptedProvider
@@ -207,7 +207,7 @@ ML_DRAFT = "Dear Sylvia,\n\nThe NG Energy contract is ready for legal review. Co
 
 
 def test_the_voice_stage_runs_after_the_draft_and_before_the_rule_check(script):
-    from app.compose import DraftChecked, VoiceRewritten
+    from app.ops.compose import DraftChecked, VoiceRewritten
 
     voice = ScriptedVoice(
         "Sylvia - NG Energy contract is ready for legal review. Comments by Friday pls.\n\nThanks,\nKay"
@@ -228,7 +228,7 @@ def test_the_voice_stage_runs_after_the_draft_and_before_the_rule_check(script):
 
 
 def test_a_rewrite_that_loses_a_fact_is_refused_and_the_large_models_draft_goes_on(script):
-    from app.compose import VoiceRewritten
+    from app.ops.compose import VoiceRewritten
 
     voice = ScriptedVoice("Sylvia - contract is ready. Comments soon pls.\n\nKay")  # NG Energy, legal, Friday lost
     script.enqueue(ML_DRAFT)
@@ -243,7 +243,7 @@ def test_a_rewrite_that_loses_a_fact_is_refused_and_the_large_models_draft_goes_
 
 
 def test_the_voice_stage_is_off_per_draft_and_without_a_trained_voice(script, tiller_home):
-    from app.compose import VoiceRewritten
+    from app.ops.compose import VoiceRewritten
 
     script.enqueue(ML_DRAFT, ML_DRAFT)
     voice = ScriptedVoice("x")

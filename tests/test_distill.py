@@ -582,8 +582,8 @@ def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp
     from agent_training.finetune import Finetune, FinetuneConfig
     from app.agent.profiles import VOICE_DIR, find_profile, profile_dir
     from app.agent.voice import VoiceRewriter
-    from app.compose import ComposeOperation, ComposeRequest, DraftChecked, VoiceRewritten
     from app.content_guard import check_rewrite, names_in
+    from app.ops.compose import ComposeOperation, ComposeRequest, DraftChecked, VoiceRewritten
     from tests.fakes import SCRIPTED, ScriptedProvider
 
     claude.reply = echoing_claude

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.compose import ComposeOperation, ComposeRequest, Reasking, RulesReady, VoiceRewritten
 from app.language import detect, guess, reply_language, rule_language
+from app.ops.compose import ComposeOperation, ComposeRequest, Reasking, RulesReady, VoiceRewritten
 from app.rulecheck import BROKEN, KEPT, UNCHECKED, check_draft
 from tests.fakes import SCRIPTED, ScriptedProvider
 

@@ -319,7 +319,7 @@ def test_an_edit_gives_rules_for_that_recipient_only(db):
 
 
 def test_the_compose_operation_drafts_with_the_learnt_rules_for_the_recipient(db, script):
-    from app.compose import ComposeOperation, ComposeRequest
+    from app.ops.compose import ComposeOperation, ComposeRequest
 
     record_action(db, _draft(db), "edited", EDITED)
     scoped.learn(db)

@@ -104,7 +104,7 @@ def test_the_tools_answer_over_stdio_and_each_call_is_in_the_ledger(
     # before the first training: the style measured from Kay's own sent mail, and no model asked
     styled = _payload(rules)
     assert styled["source"] == "measured" and styled["rules"] and not styled["agent_trained"]
-    from app.compose import measured_voice_rules
+    from app.ops.compose import measured_voice_rules
 
     assert styled["rules"] == measured_voice_rules("kay.mann@enron.com").rules  # computed here, the same
     draft = _payload(drafted)

@@ -93,40 +93,6 @@ def remove_endpoint(db, name: str) -> bool:
     return True
 
 
-def add_backend(db, cfg: EndpointConfig, *, key: str | None = None, make_default: bool = False) -> str:
-    """The user adds (or replaces) a backend, with its API key when given: what ``tiller backends add``
-    and the app's Add dialog both do. Validated first; the key goes to the keyring before the row is
-    written, so a keyring that refuses it leaves no backend without its key; the row and the default
-    are one transaction. Returns the key's status (:func:`key_status`)."""
-    from app import secrets
-
-    validate_endpoint(cfg)
-    if key:
-        secrets.set_key(cfg.name, key)
-    try:
-        with db.atomic():
-            save_endpoint(db, cfg)
-            if make_default:
-                set_default_endpoint(db, cfg.name)
-    except Exception:
-        if key:
-            secrets.delete_key(cfg.name)  # nothing half-added
-        raise
-    return key_status(cfg)
-
-
-def remove_backend(db, name: str, *, keep_key: bool = False) -> tuple[bool, bool]:
-    """The user removes a backend and, unless ``keep_key``, its key: (removed, key removed)."""
-    from app import secrets
-
-    if name.strip().lower() in BUILTIN:
-        raise ConfigError(f"{name!r} is the built-in embedded model: it cannot be removed")
-    with db.atomic():
-        removed = remove_endpoint(db, name)
-    key_removed = bool(removed and not keep_key and secrets.delete_key(name))
-    return removed, key_removed
-
-
 def default_endpoint_name(db) -> str:
     name = get_setting(db, DEFAULT_KEY)
     if name and (name in BUILTIN or rows.backend_exists(db, name)):

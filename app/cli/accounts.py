@@ -70,8 +70,9 @@ def backends_list() -> None:
 def backends_add(name, provider, model, base_url, option_pairs, make_default) -> None:
     """Add (or replace) a named backend. Keys are stored separately: tiller keys set NAME."""
     from app.backends.base import EndpointConfig
-    from app.backends.config import add_backend, parse_option_pairs
+    from app.backends.config import parse_option_pairs
     from app.backends.errors import ConfigError
+    from app.ops.backends import add_backend
 
     db = _open_db()
     try:
@@ -91,8 +92,8 @@ def backends_add(name, provider, model, base_url, option_pairs, make_default) ->
 @click.option("--keep-key", is_flag=True, help="Leave its key in the keyring.")
 def backends_remove(name, keep_key) -> None:
     """Remove a named backend (and its stored key, unless --keep-key)."""
-    from app.backends.config import remove_backend
     from app.backends.errors import ConfigError
+    from app.ops.backends import remove_backend
 
     try:
         removed, key_removed = remove_backend(_open_db(), name, keep_key=keep_key)

@@ -144,7 +144,7 @@ def draft_command(
             raise click.ClickException(str(exc)) from None
     if not intent.strip():
         raise click.UsageError("the intent is empty: say what the email should tell the recipient")
-    from app.compose import ComposeOperation, ComposeRequest
+    from app.ops.compose import ComposeOperation, ComposeRequest
 
     original = None
     if reply_to_message is not None:
@@ -322,7 +322,7 @@ def _edit_draft(db, text: str, draft_id: int | None) -> None:
 
 def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = None) -> None:
     """Show a compose operation as it runs: rules, streamed drafts, each draft's rule check."""
-    from app.compose import DraftChecked, DraftText, Reasking, RulesReady, VoiceRewritten
+    from app.ops.compose import DraftChecked, DraftText, Reasking, RulesReady, VoiceRewritten
     from app.rulecheck import BROKEN, KEPT, REPAIRED
 
     events = op.run()

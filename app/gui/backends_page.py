@@ -68,8 +68,8 @@ class AddBackendDialog(QDialog):
 
     def save(self) -> None:
         from app.backends.base import EndpointConfig
-        from app.backends.config import add_backend
         from app.backends.errors import ConfigError
+        from app.ops.backends import add_backend
 
         cfg = EndpointConfig(
             name=self.name.text().strip(),
@@ -178,7 +178,7 @@ class BackendsPage(QWidget):
             self.sig_changed.emit()
 
     def _remove(self) -> None:
-        from app.backends.config import remove_backend
+        from app.ops.backends import remove_backend
 
         name = self.selected()
         if not name or name == "local":

@@ -386,8 +386,8 @@ class ComposePage(QWidget):
         sender, intent, recipient, subject, previous = inputs
 
         def work(token):
-            from app.compose import measured_voice_rules
             from app.learning.scoped import with_learnt_rules
+            from app.ops.compose import measured_voice_rules
 
             measured = measured_voice_rules(sender, recipient or None)
             if measured is not None:  # no trained agent yet: the voice's own mail, measured
@@ -431,7 +431,7 @@ class ComposePage(QWidget):
         if self.candidates.value() > 1:
             self._run_candidates(inputs, self.candidates.value())
             return
-        from app.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText, Reasking
+        from app.ops.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText, Reasking
 
         sender, intent, recipient, subject, previous = inputs
         rules = tuple(self.current_rules())
@@ -690,7 +690,7 @@ class ComposePage(QWidget):
     # -- several drafts, one pick ---------------------------------------------------------------
 
     def _run_candidates(self, inputs: tuple, m: int) -> None:
-        from app.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText
+        from app.ops.compose import ComposeOperation, ComposeRequest, DraftChecked, DraftText
         from app.ranking.selector import load_selector
 
         sender, intent, recipient, subject, previous = inputs

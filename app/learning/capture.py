@@ -30,7 +30,7 @@ def set_capture(db, on: bool) -> None:
 
 
 def record_compose(db, request, result, rules_event) -> list[int]:
-    """Store the drafts of one finished compose operation (app.compose); their ids, in order
+    """Store the drafts of one finished compose operation (app.ops.compose); their ids, in order
     ([] when recording is off)."""
     shown = [
         DraftShown(text=c.draft.text, tags=list(c.tags), backend=c.backend, model=c.model)

@@ -21,7 +21,7 @@ scope: it must hold in at least ``VERIFY_SHARE`` of them when there are ``VERIFY
 (one edit does not overrule years of mail); with fewer, the edits alone decide. The table is
 rebuilt from all pairs each time (``learn``), so forgetting a draft forgets what it taught.
 
-At drafting time (app/compose.py) the rules for the email's recipient replace the agent's rules on
+At drafting time (app/ops/compose.py) the rules for the email's recipient replace the agent's rules on
 the same aspect, the most specific scope winning: "Sylvia: first name, no greeting line" applies to
 Sylvia only.
 """
