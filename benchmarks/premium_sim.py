@@ -214,12 +214,19 @@ def main() -> None:
     accuracies = []
     for setup, m, noise, users in runs:
         results = [run_user(encoder, setup, m, noise, seed, args.dynamic) for seed in range(users)]
-        acc = statistics.mean(r[0] for r in results) * 100
+        per_user = [r[0] * 100 for r in results]
+        acc = statistics.mean(per_user)
+        # the 95% interval of the mean over simulated users (normal approximation)
+        half = 1.96 * statistics.stdev(per_user) / len(per_user) ** 0.5 if len(per_user) > 1 else float("nan")
         accuracies.append(acc)
         k, n = (int(x) for x in setup.split("/"))
+        verdict = ""
+        if m == 3:
+            verdict = "above the paper" if acc - half > PAPER[setup] else "not above the paper"
         print(
             f"setup {setup:6s} m={m} noise={noise:.1f}{' dynamic' if args.dynamic else ''}  {INTERACTIONS[setup]} interactions x "
-            f"{users} users: accuracy {acc:5.1f}%  (random {100 * k / n:.1f}%, paper {PAPER[setup]}% at m=3)  "
+            f"{users} users: accuracy {acc:5.1f}% (95% CI {acc - half:.1f}-{acc + half:.1f})  "
+            f"(random {100 * k / n:.1f}%, paper {PAPER[setup]}% at m=3{'; ' + verdict if verdict else ''})  "
             f"update {statistics.mean(r[1] for r in results) * 1000:.0f} ms"
         )
     print(f"{time.perf_counter() - started:.0f} s in all")
