@@ -8,7 +8,7 @@ import sys
 import click
 
 # each module adds its commands to ``cli`` when imported
-from app.cli import accounts, demo, drafting, learning, mail, models, training  # noqa: F401
+from app.cli import accounts, backends, demo, drafting, learning, mail, models, training  # noqa: F401
 from app.cli.common import _DEBUG, cli, err_console
 from app.cli.demo import find_sample_mail  # noqa: F401 - used by tests and packaging
 from app.cli.drafting import parse_ranking  # noqa: F401
