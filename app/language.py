@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 MIN_CONFIDENCE = 0.8  # normalised probability; below it the language is not acted on
 MIN_LETTERS = 12  # letters of prose (quotes, links, addresses and numbers taken out)
@@ -90,7 +91,7 @@ def detect(text: str) -> Language | None:
 @dataclass(frozen=True)
 class ReplyLanguage:
     language: Language
-    source: str  # thread | intent | asked
+    source: Literal["thread", "intent", "asked"]
 
     def rule(self) -> str:
         why = {"thread": "the thread's language", "intent": "the language of the request", "asked": "as asked"}
@@ -102,15 +103,14 @@ def reply_language(intent: str, thread: str | None = None, asked: str | None = N
     reply to an English request (the default of every prompt), or a language that cannot be told."""
     if asked:
         return ReplyLanguage(Language(_code(asked), 1.0), "asked")
-    target, source = (detect(thread), "thread") if thread else (None, "")
     said = detect(intent)
-    if target is None:
-        target, source = said, "intent"
+    in_thread = detect(thread) if thread else None
+    target = in_thread or said
     if target is None:
         return None
     if target.code == "en" and (said is None or said.code == "en"):
         return None
-    return ReplyLanguage(target, source)
+    return ReplyLanguage(target, "thread" if in_thread else "intent")
 
 
 _RULE = re.compile(r"^Language:\s*([^\W\d_][\w ]*?)\s*(?:\(|\.|$)", re.I)

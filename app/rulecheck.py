@@ -24,11 +24,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from app.language import MIN_CONFIDENCE, guess, rule_language
 from app.style import find_greeting, find_signoff, measure, sentences, words
 
-KEPT, REPAIRED, BROKEN, UNCHECKED = "kept", "repaired", "broken", "not checkable"
+CheckStatus = Literal["kept", "repaired", "broken", "not checkable"]
+KEPT: CheckStatus = "kept"
+REPAIRED: CheckStatus = "repaired"
+BROKEN: CheckStatus = "broken"
+UNCHECKED: CheckStatus = "not checkable"
 
 _PLACEHOLDER = re.compile(
     r"\[(?:your|my|sender'?s?|recipient'?s?)?\s*(?:full\s+)?(?:name|title|position|company|"
@@ -80,7 +85,7 @@ _CONTRACT = [
 @dataclass
 class RuleCheck:
     rule: str
-    status: str  # kept | repaired | broken | not checkable
+    status: CheckStatus
     note: str = ""
 
 

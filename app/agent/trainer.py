@@ -18,13 +18,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+TrainerPhase = Literal[
+    "loading", "training", "saving", "exporting", "done", "cancelled", "error", "skipped", "distilling"
+]
+
 
 @dataclass
 class TrainerEvent:
     """One progress line between the trainer process and the app (the trainer yields these and
     prints them with :meth:`to_json`; the app reads them back with :meth:`from_line`)."""
 
-    phase: str  # loading, training, saving, exporting, done, cancelled, error; distilling
+    phase: TrainerPhase
     step: int = 0
     total_steps: int = 0
     loss: float | None = None

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import sqlite_utils
 
@@ -59,7 +60,7 @@ class ImportProgress(Progress):
 class ImportResult:
     run_id: int
     source_id: int
-    status: str  # completed | cancelled
+    status: Literal["completed", "cancelled"]
     counts: ImportCounts
     new_identities: list[str]
     elapsed_s: float

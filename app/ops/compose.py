@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from app.backends.base import GenerationRequest, Message
 from app.backends.client import generate
@@ -58,10 +59,14 @@ class ComposeRequest:
     language: str | None = "auto"
 
 
+# agent | measured (no trained agent yet: the voice's own mail, measured) | given | none
+RulesSource = Literal["agent", "measured", "given", "none"]
+
+
 @dataclass
 class RulesReady:
     rules: list[str]  # what the draft is written with
-    source: str  # agent | measured (no trained agent yet: the voice's own mail, measured) | given | none
+    source: RulesSource
     profile: str | None = None
     trained: bool = False
     agent_rules: list[str] = field(default_factory=list)  # what the agent said, before scoped rules
