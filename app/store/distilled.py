@@ -134,28 +134,24 @@ def intents_of(db, source: str, message_ids: list[int]) -> list[IntentRow]:
     return [IntentRow(*r) for r in rows]
 
 
-def baselines_of(db, intent_ids: list[int]) -> dict[int, BaselineRow]:
-    """intent id -> its ok baseline (the newest row when several sources answered)."""
-    if not intent_ids:
+def _newest_ok(db, table: str, key: str, columns: str, keys: list[int]) -> dict[int, tuple]:
+    """key -> (key, *columns) of its newest ok row in ``table`` (the last when several sources answered)."""
+    if not keys:
         return {}
     rows = db.execute(
-        f"SELECT intent_id, id, text FROM baselines WHERE status = 'ok' AND intent_id IN ({_marks(intent_ids)})"
-        " ORDER BY id",
-        intent_ids,
+        f"SELECT {key}, {columns} FROM {table} WHERE status = 'ok' AND {key} IN ({_marks(keys)}) ORDER BY id", keys
     ).fetchall()
-    return {r[0]: BaselineRow(*r) for r in rows}
+    return {r[0]: tuple(r) for r in rows}
+
+
+def baselines_of(db, intent_ids: list[int]) -> dict[int, BaselineRow]:
+    """intent id -> its ok baseline (the newest row when several sources answered)."""
+    return {k: BaselineRow(*r) for k, r in _newest_ok(db, "baselines", "intent_id", "id, text", intent_ids).items()}
 
 
 def plain_rewrites_of(db, message_ids: list[int]) -> dict[int, str]:
     """message id -> its ok plain rewrite (the newest row when several sources answered)."""
-    if not message_ids:
-        return {}
-    rows = db.execute(
-        f"SELECT message_id, text FROM plain_rewrites WHERE status = 'ok' AND message_id IN ({_marks(message_ids)})"
-        " ORDER BY id",
-        message_ids,
-    ).fetchall()
-    return {r[0]: r[1] for r in rows}
+    return {k: r[1] for k, r in _newest_ok(db, "plain_rewrites", "message_id", "text", message_ids).items()}
 
 
 def rules_by_message(db, strategy: str, source: str) -> list[RulesRow]:
