@@ -9,8 +9,7 @@ import pytest
 # Qt draws offscreen in tests (no display needed); set before pytest-qt creates the application.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-REPO = Path(__file__).resolve().parent.parent
-ENRON = Path(os.environ.get("TILLER_ENRON_DATA", REPO.parent / "shared" / "data" / "enron"))
+from tests.helpers import ANTHROPIC_TEST_KEY, ENRON, GEMINI_TEST_KEY, KAY, REPO, TRAIN_KW, run_import  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -57,16 +56,6 @@ def enron() -> Path:
     return ENRON
 
 
-def run_import(db, path, **kwargs):
-    from app.mail.importer import MailImport
-    from app.mail.sources import open_source
-
-    job = MailImport(db, open_source(path), **kwargs)
-    for _ in job.run():
-        pass
-    return job.result
-
-
 @pytest.fixture(autouse=True)
 def file_keyring(tmp_path, monkeypatch):
     """A real keyring backend (keyrings.alt's file keyring) in a temp dir outside TILLER_HOME, so
@@ -106,10 +95,6 @@ def shared_models(tmp_path_factory, session_home):
     path = os.environ.get("TILLER_MODELS") or str(tmp_path_factory.mktemp("models"))
     os.environ["TILLER_MODELS"] = path
     return Path(path)
-
-
-ANTHROPIC_TEST_KEY = "sk-ant-test-4f1c9e2b7a6d4c0e8b3f5a1d2e9c7b6a"
-GEMINI_TEST_KEY = "AIzaTest-9d8c7b6a5f4e3d2c1b0a-loopback"
 
 
 @pytest.fixture
@@ -192,8 +177,6 @@ def llama_server(shared_models):
 
 # -- one real agent, trained once per test session on Kay Mann's distilled mail ---------------------
 
-KAY = "kay.mann@enron.com"
-
 
 @contextmanager
 def _with_home(home: Path):
@@ -226,9 +209,6 @@ def kay_dataset(tmp_path_factory, enron) -> Path:
         db.conn.close()
     assert stats["train"] > 150 and stats["test"] > 30
     return Path(stats["directory"])
-
-
-TRAIN_KW = dict(max_steps=24, batch_size=4, rank=8, lr=2e-3, max_length=320, checkpoint_every=100, seed=0)
 
 
 @pytest.fixture(scope="session")

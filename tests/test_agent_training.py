@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TRAIN_KW
+from tests.helpers import TRAIN_KW
 
 KAY = "kay.mann@enron.com"
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from agent_training.authorship import AuthorshipModel, function_word_text, mailbox_mail, mailbox_texts
-from tests.conftest import run_import
+from tests.helpers import run_import
 
 SENDERS = ["kay.mann@enron.com", "dutch.quigley@enron.com", "bill.williams@enron.com"]
 

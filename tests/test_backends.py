@@ -25,7 +25,7 @@ from app.backends.errors import (
 from app.backends.ledger import Ledger
 from app.backends.retry import RetryPolicy, parse_retry_after
 from app.jobs import CancelToken
-from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY
+from tests.helpers import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY
 from tests.wire.providers import default_reply
 from tests.wire.server import Fault
 

@@ -3,7 +3,7 @@
 import os
 import shutil
 
-from tests.conftest import run_import
+from tests.helpers import run_import
 
 GOOD = (
     "Message-ID: <good-{n}@example.com>\nDate: Tue, 3 Oct 2000 03:1{n}:00 -0700\nFrom: kay@example.com\n"

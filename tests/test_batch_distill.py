@@ -22,8 +22,8 @@ from app.backends.ledger import Ledger
 from app.backends.prices import batch_price
 from app.jobs import CancelToken
 from app.store import batches as batch_store
-from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY, REPO, run_import
 from tests.fakes import scripted_claude
+from tests.helpers import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY, REPO, run_import
 from tests.wire.batches import AnthropicBatchServer, GeminiBatchServer, OpenAIBatchServer
 
 KAY = "kay.mann@enron.com"

@@ -11,8 +11,8 @@ import pytest
 
 from app.ops.compose import ComposeOperation, ComposeRequest, DraftText, Reasking, RulesReady
 from app.rulecheck import BROKEN, REPAIRED
-from tests.conftest import REPO
 from tests.fakes import SCRIPTED, ScriptedProvider
+from tests.helpers import REPO
 
 RULES = (
     "Length: about 12 words in 1 paragraph.",
@@ -156,7 +156,7 @@ def test_before_the_first_training_the_rules_are_the_voices_own_mail_measured(sc
     """Issue 2/5: with Kay Mann's mail imported and no agent trained, the Compose page showed the
     untrained 270M base model's text ("The NG Energy is the customer.") as her rules."""
     from app.agent import agent as agent_module
-    from tests.conftest import run_import
+    from tests.helpers import run_import
 
     run_import(db, enron / "maildir" / "mann-k")
 

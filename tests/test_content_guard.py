@@ -10,7 +10,7 @@ import pytest
 
 from app.content_guard import body_lines, check_rewrite, content_fidelity, facts
 from app.store.messages import own_texts
-from tests.conftest import run_import
+from tests.helpers import run_import
 
 INTENT = "- tell Sylvia the NG contract is ready for legal review\n- comments by Friday 3:30 pm\n- the fee is $1,200"
 DRAFT = (

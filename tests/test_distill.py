@@ -18,8 +18,8 @@ from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
 from app.backends.ledger import Ledger
 from app.style import measure, style_rules
-from tests.conftest import ANTHROPIC_TEST_KEY, run_import
 from tests.fakes import echoing_claude, scripted_claude
+from tests.helpers import ANTHROPIC_TEST_KEY, run_import
 
 KAY = "kay.mann@enron.com"
 
@@ -339,7 +339,7 @@ def test_tiller_distill_runs_the_trainer_side_as_a_process(kay_db, claude):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     def tiller(*args):
         return subprocess.run(

@@ -16,8 +16,8 @@ from app.backends.base import EndpointConfig, Finished, TextDelta
 from app.backends.config import save_endpoint
 from app.backends.registry import register
 from app.rulecheck import check_draft
-from tests.conftest import ANTHROPIC_TEST_KEY, KAY, run_import
 from tests.fakes import ScriptedProvider, scripted_claude
+from tests.helpers import ANTHROPIC_TEST_KEY, KAY, run_import
 
 QUIGLEY = "dutch.quigley@enron.com"
 

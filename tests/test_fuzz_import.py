@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ENRON
+from tests.helpers import ENRON
 
 EXAMPLES = int(os.environ.get("TILLER_FUZZ_EXAMPLES", "250"))
 FUZZ_STATS = {"cases": 0, "items": 0, "crashes": 0, "hangs": 0}

@@ -13,7 +13,7 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QPushButton  # noqa: E402
 
-from tests.conftest import ANTHROPIC_TEST_KEY, run_import  # noqa: E402
+from tests.helpers import ANTHROPIC_TEST_KEY, run_import  # noqa: E402
 from tests.wire.server import Fault  # noqa: E402
 
 KAY = "kay.mann@enron.com"

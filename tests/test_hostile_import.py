@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ANTHROPIC_TEST_KEY, REPO, run_import
+from tests.helpers import ANTHROPIC_TEST_KEY, REPO, run_import
 
 CORPUS = REPO / "tests" / "corpus" / "hostile"
 sys.path.insert(0, str(REPO / "tests" / "corpus"))

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from app.mail.sources import is_sent_folder
-from tests.conftest import run_import
+from tests.helpers import run_import
 
 SENT_PER_SENDER = {
     # distinct sent messages per sender after de-duplication (rogers-b: 1,821 sent files -> 956)

@@ -17,7 +17,7 @@ from app.backends.client import complete, generate
 from app.backends.errors import AuthError, IncompleteResponseError
 from app.backends.retry import RetryPolicy
 from app.cli import cli
-from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY, REPO
+from tests.helpers import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY, REPO
 from tests.wire.server import Fault
 
 FAST = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05)

@@ -18,8 +18,8 @@ from app.learning import matching, retrain, scoped
 from app.learning.capture import record_action
 from app.learning.distance import edit_distance
 from app.store import drafts as store
-from tests.conftest import run_import
 from tests.fakes import SCRIPTED
+from tests.helpers import run_import
 
 KAY = "kay.mann@enron.com"
 SYLVIA = "sylvia.ortiz@enron.com"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from app.store import drafts as store
-from tests.conftest import run_import
+from tests.helpers import run_import
 from tests.test_learning import DRAFT, EDITED, INTENT, KAY, SYLVIA, _draft, _eml
 
 

@@ -16,7 +16,7 @@ from app.backends.errors import Cancelled
 from app.backends.ledger import Ledger
 from app.drafting import DraftInput, build_request, draft
 from app.jobs import CancelToken
-from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY
+from tests.helpers import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY
 
 REQUEST = GenerationRequest.simple(
     "You write short, friendly emails.",

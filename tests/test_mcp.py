@@ -15,7 +15,7 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import ANTHROPIC_TEST_KEY, REPO, run_import
+from tests.helpers import ANTHROPIC_TEST_KEY, REPO, run_import
 from tests.imap_server import Dovecot, dovecot_missing
 
 KAY_PASSWORD = "kay-mcp-pw-5e1f"

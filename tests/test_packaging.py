@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_desktop_entry_is_complete_and_runs_the_gui_script():

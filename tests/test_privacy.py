@@ -10,7 +10,7 @@ from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
 from app.backends.ledger import Ledger
 from app.drafting import DraftInput, draft
-from tests.conftest import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY, run_import
+from tests.helpers import ANTHROPIC_TEST_KEY, GEMINI_TEST_KEY, run_import
 
 
 def _plant_sentinels(enron, tmp_path, count=40):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_three_drafts_ranked_teach_the_selector_and_tags_can_be_reset(db, anthro
     from app.backends.config import save_endpoint
     from app.cli import cli
     from app.ranking.selector import state_path
-    from tests.conftest import ANTHROPIC_TEST_KEY
+    from tests.helpers import ANTHROPIC_TEST_KEY
 
     save_endpoint(db, EndpointConfig("claude", "anthropic", "claude-test", anthropic_server.url))
     secrets.set_key("claude", ANTHROPIC_TEST_KEY)

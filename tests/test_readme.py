@@ -2,7 +2,7 @@
 
 import re
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _commands() -> list[str]:
@@ -89,7 +89,7 @@ def test_the_checked_in_cli_reference_is_what_the_commands_generate():
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     generated = subprocess.run(
         [sys.executable, str(REPO / "packaging" / "cli_reference.py")],

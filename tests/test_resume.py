@@ -11,7 +11,7 @@ import pytest
 from app.jobs import CancelToken
 from app.mail.importer import MailImport
 from app.mail.sources import open_source
-from tests.conftest import run_import
+from tests.helpers import run_import
 
 
 def _consistent(db):

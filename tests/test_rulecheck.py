@@ -8,7 +8,7 @@ import pytest
 
 from app.rulecheck import BROKEN, KEPT, REPAIRED, UNCHECKED, check_draft, reask_request, unsupported_sentences
 from app.style import measure, style_rules
-from tests.conftest import run_import
+from tests.helpers import run_import
 
 
 def statuses(result) -> dict[str, str]:

@@ -189,7 +189,7 @@ def test_mail_split_by_an_older_splitter_is_split_again_and_stale_distillation_g
     import shutil
 
     from app.store import open_database
-    from tests.conftest import run_import
+    from tests.helpers import run_import
 
     folder = tmp_path / "dasovich-j" / "sent_items"
     folder.mkdir(parents=True)

@@ -4,7 +4,7 @@ import pytest
 
 from app.store import open_database
 from app.store.migrations import MIGRATIONS, migrate, schema_version
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_fresh_database_is_at_latest_version_in_wal_mode(tiller_home):
@@ -56,7 +56,7 @@ def test_a_failing_migration_rolls_back(tmp_path, monkeypatch):
 def test_typed_message_queries_on_a_real_mailbox(db, enron):
     """What the GUI's reply picker and the CLI read, through app/store/messages.py (no SQL there)."""
     from app.store.messages import has_mail, import_runs, message_text, search_messages, senders_by_mail
-    from tests.conftest import run_import
+    from tests.helpers import run_import
 
     assert not has_mail(db) and import_runs(db) == []
     run_import(db, enron / "maildir" / "mann-k")

@@ -1,0 +1,30 @@
+"""What tests share that is not a fixture: paths, the loopback servers' test keys, the training
+settings of the shared agent, and running an import. Tests import these from here; conftest.py
+holds the fixtures (and imports these too)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ENRON = Path(os.environ.get("TILLER_ENRON_DATA", REPO.parent / "shared" / "data" / "enron"))
+
+KAY = "kay.mann@enron.com"  # the sample's Kay Mann: the shared agent is trained on her mail
+
+ANTHROPIC_TEST_KEY = "sk-ant-test-4f1c9e2b7a6d4c0e8b3f5a1d2e9c7b6a"
+GEMINI_TEST_KEY = "AIzaTest-9d8c7b6a5f4e3d2c1b0a-loopback"
+
+# the shared agent's brief training run (conftest.kay_agent)
+TRAIN_KW = dict(max_steps=24, batch_size=4, rank=8, lr=2e-3, max_length=320, checkpoint_every=100, seed=0)
+
+
+def run_import(db, path, **kwargs):
+    """Import ``path`` (any source kind) into ``db`` to the end; the importer's result."""
+    from app.mail.importer import MailImport
+    from app.mail.sources import open_source
+
+    job = MailImport(db, open_source(path), **kwargs)
+    for _ in job.run():
+        pass
+    return job.result
