@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.progress import TextColumn
 
+from agent_training.dataset import TEST_SHARE
 from agent_training.evaluate import ALL_METHODS
 from agent_training.export_report import export_datasets
 from app.agent.train_options import stage_option, training_options
@@ -231,7 +232,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
 @click.option(
     "--held-out-share",
     type=float,
-    default=0.2,
+    default=TEST_SHARE,
     show_default=True,
     help="The newest share of each sender's distilled emails that --limit samples from; the rest trains.",
 )

@@ -233,13 +233,14 @@ def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]],
         if not candidates:
             continue
         allowed = names_in(e.sender, e.meta.get("recipients", ""))
-        verdicts = [
-            (kind, text, check_rewrite(text, e.email, e.meta["intent"], allowed=allowed)) for kind, text in candidates
-        ]
-        good = [(kind, text) for kind, text, verdict in verdicts if verdict.kept]
-        if good:
-            kept.append((e, good[0][1]))
-            by_kind[good[0][0]] += 1
+        verdicts = []  # the guard's verdict on each candidate, up to the first it keeps
+        for kind, text in candidates:
+            verdicts.append((kind, text, check_rewrite(text, e.email, e.meta["intent"], allowed=allowed)))
+            if verdicts[-1][2].kept:
+                break
+        if verdicts[-1][2].kept:
+            kept.append((e, verdicts[-1][1]))
+            by_kind[verdicts[-1][0]] += 1
             continue
         refused += 1
         verdict = verdicts[0][2]

@@ -7,7 +7,8 @@ For each sender, whatever is missing is made, and what exists is reused (every s
    no-baseline ablation);
 2. four training files, all from emails older than every held-out one: intent -> R3 rules (the
    agent), intent -> email (the naive fine-tune), intent -> R1 rules (the no-baseline agent), and
-   zero-shot email -> real email (the voice stage; pairs the content guard refuses left out);
+   plain rewrite (else zero-shot email) -> real email (the voice stage; pairs the content guard
+   refuses left out; the plain rewrites are made for the training split only);
 3. the adapters trained on them (the voice stage into the agent's ``voice/`` folder, where the app
    keeps a profile's) (:class:`agent_training.finetune.Finetune`: a rerun finds the
    finished ones by their data and configuration, and an interrupted one resumes from its checkpoint);
@@ -42,9 +43,8 @@ TRAINED = {"agent": "agent", "naive_finetune": "naive_finetune", "r1_agent": "r1
 @dataclass
 class ReproduceConfig:
     evaluation: EvalConfig  # senders, limit, seed, backends, out_dir: as for a plain evaluation
-    distill: int | None = (
-        None  # newest emails per sender distilled here (None: enough for the held-out share to hold limit out)
-    )
+    # newest emails per sender distilled here (None: enough for the held-out share to hold limit out)
+    distill: int | None = None
     distill_backend: str = "local"  # abstractive intents and rules (the embedded instruct model)
     steps: int = 30  # optimizer steps per adapter (3 adapters per sender: the main cost)
     train_options: dict = field(default_factory=dict)  # other FinetuneConfig fields (rank, lr, threads, ...)
