@@ -281,7 +281,13 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_o
     a = json.loads((tmp_path / "a" / "training.json").read_text())["loss_history"]
     b = json.loads((tmp_path / "b" / "training.json").read_text())["loss_history"]
     assert [x["step"] for x in a] == [1, 2, 3, 4, 5, 6]
-    np.testing.assert_allclose([x["loss"] for x in a], [x["loss"] for x in b], rtol=2e-3)
+    # Not bit-exact on every machine: on CI (2026-12-06) the killed run's own first two steps, before
+    # any resume, already differed from the straight run's by 1e-5 and 7e-4 (bf16, the first process
+    # of the test, which also ran the number-format probe), and Adam carried that to 0.36% by step 6;
+    # here they match exactly. A resume that drops what the checkpoint holds is far outside that:
+    # without the optimizer state the losses of steps 4-6 differ by up to 16%, without the scheduler's
+    # by up to 10% (measured here, the same 6 steps).
+    np.testing.assert_allclose([x["loss"] for x in a], [x["loss"] for x in b], rtol=0.02)
 
 
 # -- configuration -----------------------------------------------------------------------------------

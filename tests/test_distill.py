@@ -465,16 +465,17 @@ def test_measured_lines_replace_llm_lines_on_the_topics_they_measure():
 
 @pytest.mark.slow
 def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db):
-    """The built-in ``local`` backend (the embedded instruct model in-process): abstractive
-    intents, zero-shot baselines and R3 rules for Kay Mann's two newest emails, every answer
-    grammar-constrained JSON, nothing sent anywhere."""
+    """The built-in ``local`` backend (the embedded instruct model in-process): an abstractive
+    intent, a zero-shot baseline, R3 rules and a plain rewrite for Kay Mann's newest email, every
+    JSON answer grammar-constrained, nothing sent anywhere. (One email: each costs about 40 s of
+    the 1.5B model on 2 cores, and a second one tested nothing the first does not.)"""
     from agent_training.intents import copied_intent
 
-    config = DistillConfig(backend="local", sender=KAY, limit=2, concurrency=1)
+    config = DistillConfig(backend="local", sender=KAY, limit=1, concurrency=1)
     job = Distillation(kay_db, config)
     assert job.small
     counts = run(job)
-    assert counts.asked["intents"] == 2 and counts.attempts["intents"] >= 2
+    assert counts.asked["intents"] == 1 and counts.attempts["intents"] >= 1
     newest = [
         r[0]
         for r in kay_db.execute(
@@ -499,6 +500,10 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
         json.loads(raw)
         if status == "ok":
             assert text.startswith("- ")
+    # the voice stage's input: the real email said again plainly, for the one email distilled
+    rewrites = kay_db.execute("SELECT message_id, status, text, source FROM plain_rewrites").fetchall()
+    assert [(r[0], r[3].split("|")[0]) for r in rewrites] == [(newest[0], "local")], rewrites
+    assert rewrites[0][1] == "ok" and rewrites[0][2].strip(), rewrites
     assert Ledger().entries(limit=10) == []  # the ledger lists every request that leaves the computer: none
 
 
