@@ -57,6 +57,12 @@ def cli() -> None:
     default=None,
     help="Say each email again in a generic style (what the voice stage learns from). Default: with the zero-shot emails.",
 )
+@click.option(
+    "--voice-only",
+    is_flag=True,
+    help="Only say emails again in a generic style: more training pairs for the voice stage, one request an email "
+    "(no intents or rules). With --limit N: the newest N of each sender (with the local model).",
+)
 @click.option("--concurrency", default=4, show_default=True, help="Parallel requests to a cloud backend.")
 @click.option("--seed", default=0, show_default=True)
 @click.option(
@@ -102,6 +108,7 @@ def distill_command(
     all_intent_variants,
     zero_shot,
     plain_rewrites,
+    voice_only,
     concurrency,
     seed,
     newest_first,
@@ -135,12 +142,19 @@ def distill_command(
         all_intent_variants=all_intent_variants,
         zero_shot=zero_shot,
         plain_rewrites=plain_rewrites,
+        voice_only=voice_only,
         concurrency=concurrency,
         seed=seed,
         consent_given_now=consent_now,
         newest_first=newest_first,
     )
+    if voice_only and (offline or not backend):
+        raise click.UsageError("--voice-only needs --backend NAME (a cloud backend, or local on this computer)")
+    if voice_only and plain_rewrites is False:
+        raise click.UsageError("--voice-only and --no-plain-rewrites exclude each other")
     if batch or batch_status:
+        if voice_only:
+            raise click.UsageError("--voice-only runs here, not through --batch")
         if offline:
             raise click.UsageError("--batch and --status are for a cloud backend, not --offline")
         from agent_training.batch_cli import batch_distill
@@ -292,6 +306,13 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
     show_default=True,
     help="With --reproduce: training steps per adapter (agent, naive fine-tune, R1 agent, voice stage).",
 )
+@click.option(
+    "--voice-emails",
+    default=0,
+    show_default=True,
+    help="With --reproduce: say up to N more of each sender's older emails plainly (not distilled), "
+    "for the voice stage's training pairs.",
+)
 def eval_command(
     senders,
     backend,
@@ -313,6 +334,7 @@ def eval_command(
     distill_count,
     distill_backend,
     steps,
+    voice_emails,
 ) -> None:
     """Evaluate the agent against the baselines on held-out mail; writes report.md with tables and plots.
 
@@ -362,7 +384,13 @@ def eval_command(
 
             job = Reproduction(
                 db,
-                ReproduceConfig(config, distill=distill_count, distill_backend=distill_backend, steps=steps),
+                ReproduceConfig(
+                    config,
+                    distill=distill_count,
+                    distill_backend=distill_backend,
+                    steps=steps,
+                    voice_emails=voice_emails,
+                ),
                 cancel=token,
                 log=lambda text: console.print(text, markup=False, highlight=False),
             )

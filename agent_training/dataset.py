@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_training.distill import MEASURED_SOURCE
+from agent_training.messages import load_messages
 from agent_training.rules import MEASURED, merge_with_measured
 from app import paths
 from app.agent.template import agent_prompt, voice_prompt
@@ -150,7 +151,7 @@ def export(
     _write_jsonl(out / "test.jsonl", [_chat(e, e.rules, "test") for e in test])
     _write_jsonl(out / "naive_train.jsonl", [_chat(e, e.email, "train") for e in train])
     _write_jsonl(out / "naive_test.jsonl", [_chat(e, e.email, "test") for e in test])
-    voice_stats = _export_voice_pairs(db, train, test, out)
+    voice_stats = _export_voice_pairs(db, train, test, out, sender)
     per_sender = {}
     for name, split in (("train", train), ("test", test)):
         for e in split:
@@ -221,13 +222,13 @@ def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]],
     else the zero-shot email (made from the intent, which often invents a time or a place). A pair
     where the generic email has a fact the real one lacks, or lacks one it has (the content guard,
     app/content_guard.py), would teach the rewrite to drop or invent, so it is left out."""
-    baselines = distilled.baselines_of(db, sorted({e.meta["intent_id"] for e in examples}))
+    baselines = distilled.baselines_of(db, sorted({e.meta["intent_id"] for e in examples if e.meta.get("intent_id")}))
     plain = distilled.plain_rewrites_of(db, sorted({e.message_id for e in examples}))
     kept, refused, reasons = [], 0, {"dropped": 0, "invented": 0}
     by_kind = {"plain_rewrite": 0, "zero_shot": 0}
     samples = []
     for e in examples:
-        row = baselines.get(e.meta["intent_id"])
+        row = baselines.get(e.meta.get("intent_id"))  # None for an email that was only said plainly
         candidates = [("plain_rewrite", plain.get(e.message_id)), ("zero_shot", row.text if row else None)]
         candidates = [(kind, text) for kind, text in candidates if text]
         if not candidates:
@@ -235,7 +236,7 @@ def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]],
         allowed = names_in(e.sender, e.meta.get("recipients", ""))
         verdicts = []  # the guard's verdict on each candidate, up to the first it keeps
         for kind, text in candidates:
-            verdicts.append((kind, text, check_rewrite(text, e.email, e.meta["intent"], allowed=allowed)))
+            verdicts.append((kind, text, check_rewrite(text, e.email, e.meta.get("intent", ""), allowed=allowed)))
             if verdicts[-1][2].kept:
                 break
         if verdicts[-1][2].kept:
@@ -250,7 +251,43 @@ def voice_pairs(db, examples: list[Example]) -> tuple[list[tuple[Example, str]],
             reason = "; ".join(f"{kind}: {v.reason}" for kind, _, v in verdicts)
             samples.append({"message_id": e.message_id, "reason": reason})
     stats = {"pairs": len(kept) + refused, "kept": len(kept), "refused": refused, **reasons, "kept_from": by_kind}
+    stats["kept_not_distilled"] = sum(1 for e, _ in kept if e.meta.get("voice_only"))
     return kept, {**stats, "samples": samples}
+
+
+def plainly_said_examples(db, sender: str | None, exclude: set[int], before: str | None = None) -> list[Example]:
+    """The sender's emails that have a plain rewrite but were not distilled (no intent, no rules):
+    the voice stage needs only (plain rewrite -> real email), so these add training pairs at the
+    price of one request an email (``tiller distill --voice-only``). ``before``: only emails dated
+    earlier (an evaluation keeps its held-out emails out)."""
+    messages = [
+        m
+        for m in load_messages(db, sender)
+        if m.id not in exclude and m.date and m.own_text.strip() and (before is None or m.date < before)
+    ]
+    said = distilled.plain_rewrites_of(db, [m.id for m in messages])
+    return [
+        Example(
+            m.id,
+            m.sender,
+            m.date or "",
+            "",
+            "",
+            m.own_text.strip(),
+            {
+                "message_id": m.id,
+                "intent_id": None,
+                "recipients": m.recipients,
+                "subject": m.subject,
+                "sender": m.sender,
+                "date": m.date,
+                "intent": "",
+                "voice_only": True,
+            },
+        )
+        for m in messages
+        if m.id in said
+    ]
 
 
 def voice_chat(e: Example, baseline: str, split: str) -> dict:
@@ -261,9 +298,16 @@ def voice_chat(e: Example, baseline: str, split: str) -> dict:
     }
 
 
-def _export_voice_pairs(db, train: list[Example], test: list[Example], out: Path) -> dict:
-    """voice_train.jsonl / voice_test.jsonl (zero-shot email -> the real email), when the
-    distillation made zero-shot emails (R3 through a large model or the local one)."""
+def _export_voice_pairs(db, train: list[Example], test: list[Example], out: Path, sender: str | None) -> dict:
+    """voice_train.jsonl / voice_test.jsonl (plain rewrite or zero-shot email -> the real email),
+    when the distillation made either. Emails said plainly without being distilled join the split
+    their date puts them in: train when older than the sender's first test email."""
+    first_test: dict[str, str] = {}
+    for e in test:
+        first_test[e.sender] = min(first_test.get(e.sender, e.date), e.date)
+    extra = plainly_said_examples(db, sender, {e.message_id for e in train + test})
+    train = train + [e for e in extra if e.sender not in first_test or e.date < first_test[e.sender]]
+    test = test + [e for e in extra if e.sender in first_test and e.date >= first_test[e.sender]]
     stats = {}
     for name, split in (("train", train), ("test", test)):
         pairs, stats[name] = voice_pairs(db, split)

@@ -65,6 +65,9 @@ class DistillConfig:
     # only these messages (of those ``sender`` and ``limit`` pick): the reproduction asks for plain
     # rewrites of its training split alone, the held-out emails never need one
     message_ids: tuple[int, ...] | None = None
+    # the plain rewrites alone: they need no intent, so the voice stage can learn from more of the
+    # user's emails than the rules distillation covers (one request an email, not four)
+    voice_only: bool = False
 
     @property
     def wants_zero_shot(self) -> bool:
@@ -158,6 +161,11 @@ class Distillation:
             wanted = set(self.config.message_ids)
             messages = [m for m in messages if m.id in wanted]
         started = time.monotonic()
+        if self.config.voice_only:
+            if self.endpoint is None:
+                raise ValueError("--voice-only needs a backend that writes (--backend NAME, or local)")
+            yield from self._plain_rewrites(messages, started)
+            return
         if self.endpoint is None:
             yield from self._offline(messages, started)
             return

@@ -40,3 +40,9 @@ def export_datasets(db, config, out_dir) -> None:
             f"{stats['examples']} examples; mean words: intent {stats['mean_intent_words']}, rules "
             f"{stats['mean_rules_words']}, email {stats['mean_email_words']}; undated left out: {stats['undated_excluded']}"
         )
+        voice = stats.get("voice_pairs", {}).get("train")
+        if voice and voice["pairs"]:
+            console.print(
+                f"Voice stage pairs (train): {voice['kept']} of {voice['pairs']} kept by the content guard"
+                f" ({voice.get('kept_not_distilled', 0)} from emails said plainly only: `--voice-only` adds more)"
+            )

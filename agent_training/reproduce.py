@@ -28,10 +28,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_training.dataset import TEST_SHARE, VOICE_MAX_LENGTH, Example, collect, voice_chat, voice_pairs
+from agent_training.dataset import (
+    TEST_SHARE,
+    VOICE_MAX_LENGTH,
+    Example,
+    collect,
+    plainly_said_examples,
+    voice_chat,
+    voice_pairs,
+)
 from agent_training.distill import Distillation, DistillConfig
 from agent_training.evaluate import EvalConfig, EvalProgress, Evaluation, held_out_cases
 from agent_training.finetune import Finetune, FinetuneConfig
+from agent_training.messages import load_messages
 from app.agent.profiles import VOICE_DIR, profile_slug
 from app.files import write_atomic
 from app.jobs import CancelToken
@@ -48,6 +57,9 @@ class ReproduceConfig:
     distill_backend: str = "local"  # abstractive intents and rules (the embedded instruct model)
     steps: int = 30  # optimizer steps per adapter (3 adapters per sender: the main cost)
     train_options: dict = field(default_factory=dict)  # other FinetuneConfig fields (rank, lr, threads, ...)
+    # the voice stage's extra data: plain rewrites of up to this many more emails per sender, older
+    # than every held-out one and not distilled (they need no intent; one request an email)
+    voice_emails: int = 0
 
     @property
     def distill_count(self) -> int:
@@ -61,16 +73,48 @@ def _chat(ex: Example, target: str) -> dict:
     }
 
 
-def training_files(db, sender: str, limit: int, seed: int, folder: Path, share: float = TEST_SHARE) -> dict[str, dict]:
+def older_undistilled(db, sender: str, limit: int, seed: int, count: int, share: float = TEST_SHARE) -> tuple[int, ...]:
+    """Up to ``count`` of the sender's emails, newest first, that are older than every held-out one
+    and not in the training split: the voice stage can learn from them once they are said plainly."""
+    if count <= 0:
+        return ()
+    held, train = held_out_cases(db, sender, limit, seed, share)
+    first = min(c.date for c in held)
+    known = {c.message_id for c in held} | {e.message_id for e in train}
+    older = [
+        m.id
+        for m in load_messages(db, sender, newest_first=True)
+        if m.date and m.date < first and m.id not in known and m.own_text.strip()
+    ]
+    return tuple(older[:count])
+
+
+def training_files(
+    db,
+    sender: str,
+    limit: int,
+    seed: int,
+    folder: Path,
+    share: float = TEST_SHARE,
+    voice_only_ids: tuple[int, ...] = (),
+) -> dict[str, dict]:
     """The training files for ``sender``, from the same split the evaluation holds out: every
     example is older than every held-out email (R1 rows too, which can exist for emails whose R3
-    row failed). Returns file name (TRAINED) -> {"path", "examples"}."""
-    _, train = held_out_cases(db, sender, limit, seed, share)
+    row failed; the voice stage's emails said plainly alone, ``voice_only_ids``, too). Returns
+    file name (TRAINED) -> {"path", "examples"}."""
+    held, train = held_out_cases(db, sender, limit, seed, share)
     if not train:
         raise ValueError(
             f"{sender}: every distilled email is held out, none is left to train on (distil more: --distill)"
         )
     last = max((e.date, e.message_id) for e in train)
+    first_held = min(c.date for c in held) if held else None
+    wanted = set(voice_only_ids)
+    plain_only = [
+        e
+        for e in plainly_said_examples(db, sender, {e.message_id for e in train}, before=first_held)
+        if e.message_id in wanted
+    ]
     r1, _ = collect(db, strategy="R1", sender=sender)
     r1 = [
         e
@@ -81,7 +125,7 @@ def training_files(db, sender: str, limit: int, seed: int, folder: Path, share: 
         "agent": [_chat(e, e.rules) for e in train],
         "naive_finetune": [_chat(e, e.email + "\n") for e in train],
         "r1_agent": [_chat(e, e.rules) for e in r1],
-        "voice": [voice_chat(e, baseline, "train") for e, baseline in voice_pairs(db, train)[0]],
+        "voice": [voice_chat(e, baseline, "train") for e, baseline in voice_pairs(db, train + plain_only)[0]],
     }
     out = {}
     for method, records in rows.items():
@@ -103,6 +147,7 @@ class Reproduction:
         self.report_path = self.out / "report.md"
         self.timings: dict[str, float] = {}
         self.trained: dict[str, dict] = {}  # "method:sender" -> the trainer's result
+        self.voice_only_ids: dict[str, tuple[int, ...]] = {}  # sender -> older emails said plainly alone
         # checks the backends and consent now, not after an hour of training
         self.evaluation = Evaluation(db, config.evaluation, cancel=self.cancel)
 
@@ -119,10 +164,18 @@ class Reproduction:
                 yield from self._distill(sender, started, plain_for=tuple(sorted({e.message_id for e in train})))
                 if self.cancel.cancelled:
                     return
+                older = older_undistilled(self.db, sender, ev.limit, ev.seed, cfg.voice_emails, ev.held_out_share)
+                if older:
+                    self.voice_only_ids[sender] = older
+                    yield from self._distill(sender, started, plain_for=older, voice_only=True)
+                    if self.cancel.cancelled:
+                        return
         agents, adapters = {}, {}
         for sender in ev.senders:
             folder = self.out / "datasets" / profile_slug(sender)
-            files = training_files(self.db, sender, ev.limit, ev.seed, folder, ev.held_out_share)
+            files = training_files(
+                self.db, sender, ev.limit, ev.seed, folder, ev.held_out_share, self.voice_only_ids.get(sender, ())
+            )
             agent_folder = self.out / "adapters" / profile_slug(sender) / "agent"
             for method, info in files.items():
                 given = ev.agents.get(sender) if method in ("agent", "voice") else ev.adapter(method, sender)
@@ -148,20 +201,25 @@ class Reproduction:
             f"tiller eval --reproduce {' '.join('--sender ' + s for s in ev.senders)} --limit {ev.limit} "
             f"--seed {ev.seed} --distill {cfg.distill_count} --steps {cfg.steps}"
             + (f" --held-out-share {ev.held_out_share}" if ev.held_out_share != TEST_SHARE else "")
+            + (f" --voice-emails {cfg.voice_emails}" if cfg.voice_emails else "")
             + "".join(f" --method {m}" for m in ev.methods)
         )
         yield from evaluation.run()
 
-    def _distill(self, sender: str, started: float, plain_for: tuple[int, ...] | None = None) -> Iterator[EvalProgress]:
+    def _distill(
+        self, sender: str, started: float, plain_for: tuple[int, ...] | None = None, voice_only: bool = False
+    ) -> Iterator[EvalProgress]:
         """Intents, zero-shot emails and rules of the sender's newest emails; with ``plain_for``,
-        the plain rewrites of those messages (everything else of theirs is done by then)."""
+        the plain rewrites of those messages (everything else of theirs is done by then); with
+        ``voice_only`` too, of older emails that are not distilled at all."""
         cfg = self.config
         job = Distillation(
             self.db,
             DistillConfig(
                 backend=cfg.distill_backend,
                 sender=sender,
-                limit=cfg.distill_count,
+                limit=None if voice_only else cfg.distill_count,
+                voice_only=voice_only,
                 strategies=("R3", "R1") if "r1_agent" in cfg.evaluation.methods else ("R3",),
                 newest_first=True,
                 # a rerun (to add the judge, say) must not ask again what failed: an answer that
@@ -175,7 +233,8 @@ class Reproduction:
             cancel=self.cancel,
         )
         began = time.monotonic()
-        stage = f"{'plain rewrites' if plain_for else 'distill'} {sender.split('@')[0]}"
+        what = "older emails said plainly" if voice_only else "plain rewrites" if plain_for else "distill"
+        stage = f"{what} {sender.split('@')[0]}"
         for p in job.run():
             yield EvalProgress(done=p.done, total=p.total, started=started, message=p.message, stage=stage)
         self.timings[f"distill ({sender})"] = self.timings.get(f"distill ({sender})", 0) + time.monotonic() - began

@@ -580,6 +580,39 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
     assert "Dear colleague,\n\nI hope you are well." in record["messages"][0]["content"]
 
 
+def test_emails_said_plainly_without_distilling_add_voice_pairs_older_than_every_test_email(kay_db, claude, tmp_path):
+    """`tiller distill --voice-only`: a plain rewrite needs no intent, so the voice stage can learn
+    from more emails than the rules cover, at one request an email; they train only when older
+    than the sender's first test email (an evaluation of the rules' test split stays clean)."""
+    claude.reply = echoing_claude
+    config = DistillConfig(backend="claude", sender=KAY, limit=10, newest_first=True, consent_given_now=True)
+    run(Distillation(kay_db, config))
+    distilled_ids = {r[0] for r in kay_db.execute("SELECT DISTINCT message_id FROM intents")}
+    before = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "before")["voice_pairs"]
+    asked = len(claude.requests)
+    job = Distillation(kay_db, dataclasses.replace(config, limit=18, voice_only=True))
+    run(job)
+    new = [r.body.decode() for r in claude.requests[asked:]]
+    assert len(new) == 8 and all("in that plain, professional style:" in body for body in new)
+    assert job.counts.asked == {"plain_rewrites": 8} and job.counts.intents == 0
+    assert {r[0] for r in kay_db.execute("SELECT DISTINCT message_id FROM intents")} == distilled_ids
+    after = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "after")
+    train, test = after["voice_pairs"]["train"], after["voice_pairs"]["test"]
+    assert after["train"] + after["test"] == before["train"]["pairs"] + before["test"]["pairs"]  # rules data unchanged
+    # the 8 older emails train, none tests; the guard still reads each pair
+    assert train["kept_not_distilled"] > 0 and test["kept_not_distilled"] == 0, train
+    assert train["pairs"] == before["train"]["pairs"] + 8 and test == before["test"], (before, after)
+    rows = [json.loads(x) for x in (tmp_path / "after" / "voice_train.jsonl").read_text().splitlines()]
+    plain_only = [r for r in rows if r["meta"].get("voice_only")]
+    assert len(plain_only) == train["kept_not_distilled"]
+    first_test = min(
+        r["meta"]["date"] for r in map(json.loads, (tmp_path / "after" / "test.jsonl").read_text().splitlines())
+    )
+    assert all(r["meta"]["date"] < first_test and r["meta"]["message_id"] not in distilled_ids for r in plain_only)
+    with pytest.raises(ValueError, match="needs a backend"):
+        run(Distillation(kay_db, DistillConfig(sender=KAY, limit=3, voice_only=True)))
+
+
 @pytest.mark.slow
 def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp(kay_db, claude, tmp_path):
     """The voice adapter trains with the real trainer on the exported pairs, and the compose

@@ -337,7 +337,9 @@ def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_
         judge_pairs=False,
     )
     tiny = dict(batch_size=2, rank=4, max_length=320, checkpoint_every=100, warmup_steps=0)
-    job = Reproduction(db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny))
+    job = Reproduction(
+        db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny, voice_emails=4)
+    )
     list(job.run())
     assert set(job.trained) == {f"agent:{KAY}", f"voice:{KAY}"}  # nothing else was asked for
     agent_dir = out / "adapters" / profile_slug(KAY) / "agent"
@@ -348,6 +350,15 @@ def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_
     first_held = min(c.date for c in held)
     assert rows and all(r["meta"]["date"] < first_held for r in rows), ([r["meta"]["date"] for r in rows], first_held)
     assert all("Dear colleague," in r["messages"][0]["content"] for r in rows)
+    # --voice-emails 4: four older emails, not distilled, said plainly for the voice stage alone
+    older = [r for r in rows if r["meta"].get("voice_only")]
+    assert len(job.voice_only_ids[KAY]) == 4 and 0 < len(older) <= 4
+    assert {r["meta"]["message_id"] for r in older} <= set(job.voice_only_ids[KAY])
+    assert not db.execute(  # the fixture's offline (extractive) intents cover every email: no other
+        f"SELECT 1 FROM intents WHERE source NOT LIKE 'offline|%' AND message_id IN ({','.join('?' * 4)})",
+        list(job.voice_only_ids[KAY]),
+    ).fetchall()
+    assert "--voice-emails 4" in json.loads((out / "results.json").read_text())["command"]
     drafts = {
         d["key"].split("|")[2] + "|" + d["key"].split("|")[-1]: d
         for d in map(json.loads, (out / "drafts.jsonl").read_text().splitlines())
