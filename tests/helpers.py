@@ -16,7 +16,7 @@ ANTHROPIC_TEST_KEY = "sk-ant-test-4f1c9e2b7a6d4c0e8b3f5a1d2e9c7b6a"
 GEMINI_TEST_KEY = "AIzaTest-9d8c7b6a5f4e3d2c1b0a-loopback"
 
 # the shared agent's brief training run (conftest.kay_agent)
-TRAIN_KW = dict(max_steps=24, batch_size=4, rank=8, lr=2e-3, max_length=320, checkpoint_every=100, seed=0)
+TRAIN_KW = dict(max_steps=14, batch_size=4, rank=8, lr=3e-3, max_length=320, checkpoint_every=100, seed=0)
 
 
 def run_import(db, path, **kwargs):
