@@ -270,18 +270,21 @@ def voice_match(draft: str, real: str) -> float:
     return (agree + lexical + length) / 3
 
 
-def paired_differences(per_method: dict, methods: list[str], seed: int) -> dict:
-    """Each method minus M_L zero-shot on the same held-out emails, per metric: the mean paired
-    difference, its 95% bootstrap interval, and the smallest difference this many emails can detect
-    (80% power, two-sided 5%: 2.8 x the differences' standard deviation / sqrt(n))."""
-    if PAIRED_BASELINE not in methods:
+def paired_differences(
+    per_method: dict, methods: list[str], seed: int, baseline: str = PAIRED_BASELINE, only: tuple[str, ...] = ()
+) -> dict:
+    """Each method (of ``only``, when given) minus ``baseline`` (M_L zero-shot) on the same held-out
+    emails, per metric: the mean paired difference, its 95% bootstrap interval, and the smallest
+    difference this many emails can detect (80% power, two-sided 5%: 2.8 x the differences'
+    standard deviation / sqrt(n))."""
+    if baseline not in methods:
         return {}
     out: dict[str, dict] = {}
     for method in methods:
-        if method == PAIRED_BASELINE:
+        if method == baseline or (only and method not in only):
             continue
         for metric in PAIRED_METRICS:
-            mine, base = per_method[method].get(metric), per_method[PAIRED_BASELINE].get(metric)
+            mine, base = per_method[method].get(metric), per_method[baseline].get(metric)
             if not mine or not base or len(mine) != len(base):
                 continue
             diffs = [x - y for x, y in zip(mine, base) if x == x and y == y]  # NaN: an uncalibrated sender
@@ -750,6 +753,10 @@ class Evaluation:
             "rule_compliance": compliance,
             "authorship": self._authorship_summary(per_method, methods),
             "paired": paired_differences(per_method, methods, self.config.seed),
+            # what the voice stage and the own examples add to the agent alone, on the same emails
+            "paired_vs_agent": paired_differences(
+                per_method, methods, self.config.seed, baseline="agent", only=VOICE_METHODS + EXAMPLE_METHODS
+            ),
             "voice_stage": voice_stage_summary(drafts, methods),
             "permutation": heat,
             "cases": {s: len(cases[s]) for s in cfg.senders},
@@ -760,6 +767,7 @@ class Evaluation:
             "notes": self.notes,
         }
         results["stages"] = eval_report.stage_diagnosis(results)
+        results["decision"] = eval_report.decide(results)
         write_atomic(self.out / "results.json", json.dumps(results, indent=2, sort_keys=True))
         write_atomic(self.report_path, eval_report.markdown(results, methods, plots))
 

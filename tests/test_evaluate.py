@@ -289,6 +289,71 @@ def test_the_report_counts_the_senders_the_agent_wins():
     ]
 
 
+def _results(scores: dict[str, list[float]], fidelity: dict[str, float], invented: dict[str, float] | None = None):
+    """An evaluation's results from per-email authorship (7 senders, 2 emails each, in order) and a
+    content fidelity per method, through the same paired statistics the evaluation uses."""
+    from agent_training.evaluate import paired_differences
+
+    senders = [f"s{i}@x" for i in range(7)]
+    methods = list(scores)
+    per_method = {m: {"authorship": v, "content_fidelity": [fidelity[m]] * len(v)} for m, v in scores.items()}
+    return {
+        "config": {"senders": senders},
+        "metrics": {
+            m: {
+                "authorship": float(np.mean(v)),
+                "content_fidelity": fidelity[m],
+                "invented": (invented or {}).get(m, 0.0),
+            }
+            for m, v in scores.items()
+        },
+        "metrics_per_sender": {
+            f"{s}|{m}": {"authorship": float(np.mean(v[2 * i : 2 * i + 2]))}
+            for m, v in scores.items()
+            for i, s in enumerate(senders)
+        },
+        "paired": paired_differences(per_method, methods, seed=0),
+        "paired_vs_agent": paired_differences(per_method, methods, seed=0, baseline="agent", only=("agent_voice",)),
+    }
+
+
+def test_the_decision_names_the_pipeline_that_meets_every_target_and_otherwise_keeps_the_agent():
+    """Issue 2/5: "the pipeline the app uses by default is whichever wins"; if the voice stage loses
+    it stays off. The targets are checked on the paired statistics, per sender and per pipeline."""
+    from agent_training.eval_report import decide, decision_lines
+
+    rng = np.random.default_rng(0)
+    zero = list(rng.uniform(0.2, 0.4, 14))
+    agent = [z + 0.02 * (-1) ** i for i, z in enumerate(zero)]  # no better than M_L zero-shot
+    voice = [a + 0.3 + rng.uniform(-0.02, 0.02) for a in agent]  # far better, on every email
+    naive = [v + 0.05 for v in voice]
+    fidelity = {"large_zero_shot": 0.8, "agent": 0.8, "agent_voice": 0.78, "naive_finetune": 0.4}
+    scores = {"large_zero_shot": zero, "agent": agent, "agent_voice": voice, "naive_finetune": naive}
+    decision = decide(_results(scores, fidelity))
+    assert decision["default"] == "agent_voice" and decision["why"] == "agent_voice meets every target"
+    missed = [c["target"] for c in decision["targets"]["agent"] if not c["met"]]
+    assert missed == [
+        "authorship above M_L zero-shot for 6+ of 7 senders",
+        "paired authorship difference, 95% interval above 0",
+        "authorship within 0.1 of the naive fine-tune",
+    ]
+    assert decision["add_ons"]["agent_voice"]["on"]
+    # the same voice gain, but it invents a date in some drafts: no pipeline meets every target, and
+    # the voice stage is on for its measured gain over the agent alone
+    decision = decide(_results(scores, fidelity, invented={"agent_voice": 0.1}))
+    assert decision["default"] == "agent_voice" and decision["why"].startswith("no pipeline meets every target")
+    # a voice stage that drops content (0.8 -> 0.6) is off, however much it sounds like the user
+    decision = decide(_results(scores, {**fidelity, "agent_voice": 0.6}))
+    assert decision["default"] == "agent" and not decision["add_ons"]["agent_voice"]["on"]
+    text = "\n".join(decision_lines(decision))
+    assert (
+        "| content fidelity within 0.05 of M_L zero-shot | met: 0.800 vs 0.800 | **missed**: 0.600 vs 0.800 |" in text
+    )
+    assert "Default: **agent**: no pipeline meets every target" in text
+    # without M_L zero-shot there is nothing to decide against
+    assert decide({"metrics": {"agent": {"authorship": 0.5}}}) is None
+
+
 def test_a_method_named_twice_runs_once():
     # `--method agent --method agent` doubled the agent's drafts in every table and narrowed its
     # bootstrap interval (seen in the 7-sender reproduction of 2026-12-02)
@@ -377,4 +442,8 @@ def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_
     results = json.loads((out / "results.json").read_text())
     assert {"agent_voice", "agent_examples"} <= set(results["paired"])
     assert results["voice_stage"]["rewrites"] == len(held)
+    # the voice stage and the own examples against the agent alone, and the decision they feed
+    assert set(results["paired_vs_agent"]) == {"agent_voice", "agent_examples"}
+    assert set(results["decision"]["targets"]) == {"agent", "agent_voice", "agent_examples"}
+    assert "## Decision: which pipeline drafts by default" in (out / "report.md").read_text()
     EchoOnThisComputer.reset()
