@@ -20,11 +20,12 @@ TRAIN_KW = dict(max_steps=14, batch_size=4, rank=8, lr=3e-3, max_length=320, che
 
 
 def run_import(db, path, **kwargs):
-    """Import ``path`` (any source kind) into ``db`` to the end; the importer's result."""
-    from app.mail.importer import MailImport
+    """Import ``path`` (any source kind) into ``db`` to the end, as the user's import does (learning
+    from sent drafts included: app.ops.imports); its result."""
     from app.mail.sources import open_source
+    from app.ops.imports import ImportOperation
 
-    job = MailImport(db, open_source(path), **kwargs)
+    job = ImportOperation(db, open_source(path), **kwargs)
     for _ in job.run():
         pass
     return job.result

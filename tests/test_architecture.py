@@ -258,6 +258,9 @@ def test_no_import_cycles_and_no_layer_imports_upwards():
     assert len(graph) > 100
     assert _cycles(graph) == []
     assert _layer_violations(graph) == []
+    # the importer stores mail; what an import means for learning is the import operation's
+    # (app/ops/imports.py): the mail package never reaches into learning
+    assert not [(m, t) for m in graph if m.startswith("app.mail") for t in graph[m] if t.startswith("app.learning")]
 
 
 def test_the_layer_check_catches_a_planted_wrong_way_import_and_a_cycle(tmp_path):

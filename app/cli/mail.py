@@ -82,11 +82,11 @@ def _imap_source(db, name: str):
 
 
 def run_import(db, source, my_addresses=(), show_skipped: int = 20):
-    from app.mail.importer import MailImport
+    from app.ops.imports import ImportOperation
 
     console.print(f"Importing [bold]{esc(source.location)}[/] ({source.kind}) into {esc(paths.database_path())}")
     with cancel_on_ctrl_c() as token:
-        job = MailImport(db, source, my_addresses=my_addresses, cancel=token)
+        job = ImportOperation(db, source, my_addresses=my_addresses, cancel=token)
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),

@@ -312,13 +312,13 @@ def _skipped(db, run_id: int) -> list[tuple[str, str, str]]:
 def _importing(prepare):
     """A job's work: this thread's own database connection, the source ``prepare(db)`` gives, the
     import, then its result and what it skipped."""
-    from app.mail.importer import MailImport
+    from app.ops.imports import ImportOperation
     from app.store import open_database
 
     def work(token):
         db = open_database()
         try:
-            job = MailImport(db, prepare(db), cancel=token)
+            job = ImportOperation(db, prepare(db), cancel=token)
             yield from job.run()
             return job.result, _skipped(db, job.result.run_id)
         finally:

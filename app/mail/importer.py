@@ -64,6 +64,8 @@ class ImportResult:
     counts: ImportCounts
     new_identities: list[str]
     elapsed_s: float
+    # what learning made of the run (app.ops.imports.ImportOperation fills these in; the importer
+    # itself only stores mail)
     drafts_matched: list[tuple[int, int, float]] = field(default_factory=list)  # (draft, message, similarity)
     edits_replaced: list[int] = field(default_factory=list)  # drafts whose own edit the sent version replaced
 
@@ -180,9 +182,6 @@ class MailImport:
                 pool.close()
         with db.atomic():
             new_identities = self._identities.settle(source_id)
-        from app.learning.loop import after_import  # sent mail that was one of Tiller's drafts
-
-        learnt = after_import(db, run_id)
         progress.done = counts.seen
         progress.message = status
         yield progress
@@ -193,8 +192,6 @@ class MailImport:
             counts=counts,
             new_identities=new_identities,
             elapsed_s=time.monotonic() - started,
-            drafts_matched=learnt.matched,
-            edits_replaced=learnt.replaced_edits,
         )
 
     # -- one item -----------------------------------------------------------------------------
