@@ -290,11 +290,38 @@ def plainly_said_examples(db, sender: str | None, exclude: set[int], before: str
     ]
 
 
+BRIEF_RATIO, THOROUGH_RATIO = 0.6, 1.25  # the real email's words against the generic one's
+FORMALITY_GAP = 1.0  # formality points (agent_training/rules.py: formality) that make a tag
+
+
+def voice_style_tags(generic: str, real: str) -> tuple[str, ...]:
+    """The style tags (app.agent.template.VOICE_STYLE_TAGS) that take ``generic`` to ``real``,
+    measured: Brief / Thorough by the word count's ratio, Professional / Amateurish by the change in
+    formality. A tag asked for at drafting then means the same: shorter than the draft, more formal."""
+    from agent_training.rules import formality
+
+    tags = []
+    words_generic, words_real = len(generic.split()), len(real.split())
+    if words_generic and words_real <= BRIEF_RATIO * words_generic:
+        tags.append("Brief")
+    elif words_generic and words_real >= THOROUGH_RATIO * words_generic:
+        tags.append("Thorough")
+    gap = formality(real) - formality(generic)
+    if gap >= FORMALITY_GAP:
+        tags.append("Professional")
+    elif gap <= -FORMALITY_GAP:
+        tags.append("Amateurish")
+    return tuple(tags)
+
+
 def voice_chat(e: Example, baseline: str, split: str) -> dict:
-    prompt = voice_prompt(baseline, recipient=e.meta.get("recipients"), subject=e.meta.get("subject"))
+    """One voice training example. Every other email (by id) carries its measured style tags in
+    the prompt and the rest none, so the adapter learns both to follow tags and to do without."""
+    style = voice_style_tags(baseline, e.email) if e.message_id % 2 == 0 else ()
+    prompt = voice_prompt(baseline, recipient=e.meta.get("recipients"), subject=e.meta.get("subject"), style=style)
     return {
         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": e.email + "\n"}],
-        "meta": {**e.meta, "split": split, "stage": "voice"},
+        "meta": {**e.meta, "split": split, "stage": "voice", "style_tags": list(style)},
     }
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from agent_training.dtype_probe import DtypeChoice
 from app.agent.profiles import ADAPTER_FILE, TRAINING_FILE, TrainingRecord, profile_dir, profile_slug
-from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END
+from app.agent.template import AGENT_TEMPLATE_VERSION, RULES_END, VOICE_STYLE_PREFIX
 from app.agent.trainer import TrainerEvent
 from app.clock import utc_now
 from app.files import sha256_file, write_atomic, write_atomic_dir
@@ -210,6 +210,8 @@ def load_examples(config: FinetuneConfig, tokenizer) -> tuple[list[Example], dic
                 continue
             examples.append(Example(prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids))
             counts["used"] += 1
+            # a voice stage that saw style tags follows them at drafting (app/agent/voice.py)
+            counts["with_style_tags"] = counts.get("with_style_tags", 0) + ("\n" + VOICE_STYLE_PREFIX in prompt)
             if config.limit and counts["used"] >= config.limit:
                 break
     if not examples:

@@ -194,7 +194,7 @@ class ScriptedVoice:
         self.rewrite_text = rewrite
         self.given: list[str] = []
 
-    def rewrite(self, draft, *, intent="", sender=None, recipient=None, subject=None, cancel=None):
+    def rewrite(self, draft, *, intent="", sender=None, recipient=None, subject=None, style=(), cancel=None):
         from app.agent.voice import VoiceResult
         from app.content_guard import check_rewrite, names_in
 

@@ -619,6 +619,7 @@ def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp
     operation runs it through llama.cpp after the large model's draft, guarded."""
     from agent_training.finetune import Finetune, FinetuneConfig
     from app.agent.profiles import VOICE_DIR, find_profile, profile_dir
+    from app.agent.template import voice_prompt
     from app.agent.voice import VoiceRewriter
     from app.content_guard import check_rewrite, names_in
     from app.ops.compose import ComposeOperation, ComposeRequest, DraftChecked, VoiceRewritten
@@ -662,10 +663,43 @@ def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp
     voiced = [e for e in events if isinstance(e, VoiceRewritten)]
     assert len(voiced) == 1 and voiced[0].draft == draft and isinstance(events[-1], DraftChecked)
     assert events.index(voiced[0]) == len(events) - 2
+    # the ranking reaches the voice: half the pairs carry their measured style tags, so this adapter
+    # follows tags, and a draft's tags go into its rewrite's prompt
+    prompts = [json.loads(x)["messages"][0]["content"] for x in pairs.read_text().splitlines()]
+    styled = [p for p in prompts if "\nStyle: " in p]
+    assert 0 < len(styled) < len(prompts) and job.result["examples"]["with_style_tags"] == len(styled)
+    seen = []
+
+    class Recording(VoiceRewriter):
+        def rewrite(self, draft, **kwargs):
+            seen.append((self.follows_style, kwargs["style"]))
+            return super().rewrite(draft, **kwargs)
+
+    ScriptedProvider.enqueue(draft, draft)
+    tagged = dataclasses.replace(request, tag_sets=(("Brief", "Legal"),))
+    events = list(ComposeOperation(tagged, voice=lambda sender: Recording(find_profile(sender))).run())
+    assert seen == [(True, ("Brief", "Legal"))] and any(isinstance(e, VoiceRewritten) for e in events)
+    assert "\nStyle: Brief\n" in voice_prompt(draft, style=("Brief", "Legal"))  # a topic tag is not a style
     profile.set_voice(False)
     events = list(ComposeOperation(request).run())
     assert not any(isinstance(e, VoiceRewritten) for e in events) and not find_profile(KAY).voice_on
     ScriptedProvider.reset()
+
+
+def test_style_tags_are_measured_from_the_generic_email_to_the_real_one():
+    """The voice stage learns the ranking's style tags from what each pair shows: Brief when the
+    real email is much shorter than the generic one, Amateurish when it is much less formal."""
+    from agent_training.dataset import voice_style_tags
+
+    real = "I will tell them.  Thanks."  # a whole email of one of the 7 senders (read in local-rules.md)
+    generic = (
+        "Dear colleague,\n\nI hope you are well. I would like to let you know that I will inform them of the "
+        "decision at the earliest opportunity. Please do not hesitate to contact me should you have any "
+        "questions.\n\nBest regards,\nKay"
+    )
+    assert voice_style_tags(generic, real) == ("Brief", "Amateurish")
+    assert voice_style_tags(real, generic) == ("Thorough", "Professional")
+    assert voice_style_tags(generic, generic) == ()
 
 
 def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_mostly_does_is_asked_again():

@@ -52,13 +52,26 @@ def parse_rules(text: str) -> list[str]:
 VOICE_HEADER = "### My email\n"
 
 
-def voice_prompt(draft: str, *, recipient: str | None = None, subject: str | None = None) -> str:
-    """The voice adapter's prompt: the draft to say again in the user's words. Trained on
-    (zero-shot email -> the real email) pairs, generated up to :data:`RULES_END`."""
+# The ranking's style tags (app/ranking/premium.py) that the voice stage learns to follow: each is
+# measured on a training pair (the real email against the generic one), so the tags the user's
+# rankings prefer steer the rewrite as well as the large model's draft.
+VOICE_STYLE_TAGS = ("Brief", "Thorough", "Professional", "Amateurish")
+VOICE_STYLE_PREFIX = "Style: "
+
+
+def voice_prompt(
+    draft: str, *, recipient: str | None = None, subject: str | None = None, style: tuple[str, ...] = ()
+) -> str:
+    """The voice adapter's prompt: the draft to say again in the user's words, in the ``style``
+    tags given (of :data:`VOICE_STYLE_TAGS`; others are left out). Trained on (generic email -> the
+    real email) pairs, generated up to :data:`RULES_END`."""
     lines = ["### Rewrite in my words"]
     if recipient:
         lines.append(f"To: {recipient.strip()}")
     if subject:
         lines.append(f"Subject: {subject.strip()}")
+    style = tuple(t for t in style if t in VOICE_STYLE_TAGS)
+    if style:
+        lines.append(VOICE_STYLE_PREFIX + ", ".join(style))
     lines.append("Draft:\n" + draft.strip())
     return "\n".join(lines) + "\n" + VOICE_HEADER

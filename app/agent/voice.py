@@ -45,6 +45,12 @@ class VoiceRewriter:
     def spec(self) -> ModelSpec:
         return self.model.spec()
 
+    @property
+    def follows_style(self) -> bool:
+        """Whether this voice adapter was trained on prompts with style tags."""
+        record = self.model.profile.record
+        return bool(record and record.examples.get("with_style_tags"))
+
     def rewrite(
         self,
         draft: str,
@@ -53,9 +59,13 @@ class VoiceRewriter:
         sender: str | None = None,
         recipient: str | None = None,
         subject: str | None = None,
+        style: tuple[str, ...] = (),
         cancel: CancelToken | None = None,
     ) -> VoiceResult:
-        prompt = voice_prompt(draft, recipient=recipient, subject=subject)
+        """``style``: the draft's tags (the ranking's choice); only an adapter trained with style
+        tags is given them, since to one that never saw a "Style:" line it is noise."""
+        style = style if self.follows_style else ()
+        prompt = voice_prompt(draft, recipient=recipient, subject=subject, style=style)
         # an email said again is about as long as the draft: room for half as much again
         budget = 64 + int(len(draft) / 3)
         pieces = [

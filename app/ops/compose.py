@@ -228,6 +228,7 @@ class ComposeOperation:
                 sender=req.sender,
                 recipient=req.recipient,
                 subject=req.subject,
+                style=tuple(tags),  # the ranking reaches the voice too
                 cancel=self.cancel,
             )
             voiced = VoiceRewritten(index, result.kept, result.text, result.verdict.reason, text, result.rewrite)
