@@ -379,6 +379,7 @@ class EchoOnThisComputer(ScriptedProvider):
 register(EchoOnThisComputer)
 
 
+@pytest.mark.slow  # trains two adapters and runs the voice stage in llama.cpp: about 100 s on 2 cores
 def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_local_model(two_senders, tmp_path):
     """Issue 2/5: --reproduce trains the voice stage on (plain rewrite -> real email) pairs older than
     every held-out email; agent_voice runs that stage on the agent's very M_L draft (replayed, not
