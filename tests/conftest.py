@@ -207,7 +207,8 @@ def kay_dataset(tmp_path_factory, enron) -> Path:
             pass
         stats = export(db, strategy="measured", sender=KAY, rules_source="offline|measure|style-measured.v1")
         db.conn.close()
-    assert stats["train"] > 150 and stats["test"] > 30
+    assert stats["train"] > 150
+    assert stats["test"] > 30
     return Path(stats["directory"])
 
 

@@ -50,14 +50,11 @@ def test_training_lowers_the_loss_and_changes_only_lora_weights(kay_agent):
     assert len(losses) == TRAIN_KW["max_steps"]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
     progress = [e for e in events if e.phase == "training" and e.loss is not None]
-    assert [e.step for e in progress] == list(range(1, TRAIN_KW["max_steps"] + 1)) and all(
-        e.tokens_per_s > 0 and e.eta_s >= 0 for e in progress
-    )
+    assert [e.step for e in progress] == list(range(1, TRAIN_KW["max_steps"] + 1))
+    assert all(e.tokens_per_s > 0 and e.eta_s >= 0 for e in progress)
     counts = job.result["examples"]
-    assert (
-        counts["used"] > 100
-        and counts["read"] == counts["used"] + counts["too_long"] + counts["other_sender"] + counts["malformed"]
-    )
+    assert counts["used"] > 100
+    assert counts["read"] == counts["used"] + counts["too_long"] + counts["other_sender"] + counts["malformed"]
 
     base = AutoModelForCausalLM.from_pretrained(job.result["base_hf"], dtype=torch.bfloat16)
     base_params = dict(base.named_parameters())
@@ -75,15 +72,20 @@ def test_training_lowers_the_loss_and_changes_only_lora_weights(kay_agent):
     # no layer swapped for a kernel from the Hub (transformers' default when `kernels` is installed;
     # on a CUDA machine offline it failed the load, online it runs downloaded code)
     assert job.model.get_base_model().use_kernels is False
-    assert os.environ["USE_HUB_KERNELS"] == "NO" and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert os.environ["USE_HUB_KERNELS"] == "NO"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 
 def test_training_record_and_adapter_files(kay_agent):
     job, out, _ = kay_agent
     record = json.loads((out / "training.json").read_text())
-    assert record["profile"] == KAY and record["steps"] == TRAIN_KW["max_steps"] and record["template_version"] == 1
-    assert record["config"]["rank"] == 8 and record["config"]["dtype"] in ("bf16", "fp32")
-    assert record["adapter"]["tensors"] == 2 * 18 * 7 and record["adapter"]["architecture"] == "gemma3"
+    assert record["profile"] == KAY
+    assert record["steps"] == TRAIN_KW["max_steps"]
+    assert record["template_version"] == 1
+    assert record["config"]["rank"] == 8
+    assert record["config"]["dtype"] in ("bf16", "fp32")
+    assert record["adapter"]["tensors"] == 2 * 18 * 7
+    assert record["adapter"]["architecture"] == "gemma3"
     assert not (out / "checkpoint").exists()  # removed once the run finished
     assert not list(out.glob(".*partial*"))
 
@@ -95,7 +97,8 @@ def test_a_finished_run_is_not_repeated(kay_agent, kay_dataset):
     before = (out / "adapter.gguf").stat().st_mtime_ns
     again = Finetune(FinetuneConfig(dataset=kay_dataset / "train.jsonl", sender=KAY, output=out, **TRAIN_KW))
     events = list(again.run())
-    assert [e.phase for e in events] == ["done"] and again.result["already"] is True
+    assert [e.phase for e in events] == ["done"]
+    assert again.result["already"] is True
     assert (out / "adapter.gguf").stat().st_mtime_ns == before
 
 
@@ -180,7 +183,8 @@ def test_transformers_and_llama_cpp_agree_on_the_adapter(kay_agent, kay_dataset)
     corr = np.mean([np.corrcoef(tuned_hf[p], tuned_cpp[p])[0, 1] for p in positions])
     shift_hf, shift_cpp = tuned_hf - base_hf, tuned_cpp - base_cpp
     shift_corr = np.mean([np.corrcoef(shift_hf[p], shift_cpp[p])[0, 1] for p in positions])
-    assert agree >= 0.85 and corr >= 0.97, (agree, corr)
+    assert agree >= 0.85, (agree, corr)
+    assert corr >= 0.97, (agree, corr)
     assert shift_corr >= 0.8, shift_corr  # the adapter's own effect, not just the shared base
 
 
@@ -234,11 +238,14 @@ def test_cancel_saves_a_checkpoint_and_keeps_the_previous_adapter(kay_dataset, k
             if event.step == 2:
                 trainer.cancel()
     assert trainer.returncode == 130, trainer.stderr_tail
-    assert trainer.last.phase == "cancelled" and steps[-1] in (2, 3)
+    assert trainer.last.phase == "cancelled"
+    assert steps[-1] in (2, 3)
     state = json.loads((profile_dir / "checkpoint" / "state.json").read_text())
-    assert state["step"] == steps[-1] and len(state["history"]) == steps[-1]
+    assert state["step"] == steps[-1]
+    assert len(state["history"]) == steps[-1]
     assert (profile_dir / "adapter.gguf").read_bytes() == before
-    assert load_profile(KAY).trained and not (profile_dir / "training.json").exists()
+    assert load_profile(KAY).trained
+    assert not (profile_dir / "training.json").exists()
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one(kay_dataset, tiller_home, tmp_path):
@@ -342,7 +349,8 @@ def test_qlora_trains_on_cuda(kay_dataset, tmp_path):
         )
     )
     list(job.run())
-    assert job.result["status"] == "done" and job.result["config"]["quantize"] == "4bit"
+    assert job.result["status"] == "done"
+    assert job.result["config"]["quantize"] == "4bit"
 
 
 def test_bad_training_data_is_named(tmp_path):
@@ -360,8 +368,10 @@ def test_bad_training_data_is_named(tmp_path):
         '{"messages": []}\n'
     )
     examples, counts = load_examples(FinetuneConfig(dataset=data, max_length=64), Tok())
-    assert len(examples) == 1 and counts == {"read": 3, "used": 1, "other_sender": 0, "too_long": 0, "malformed": 2}
-    assert examples[0].labels[:3] == [-100, -100, -100] and examples[0].labels[3] != -100
+    assert len(examples) == 1
+    assert counts == {"read": 3, "used": 1, "other_sender": 0, "too_long": 0, "malformed": 2}
+    assert examples[0].labels[:3] == [-100, -100, -100]
+    assert examples[0].labels[3] != -100
     data.write_text("junk\n")
     with pytest.raises(ValueError, match="train.jsonl: no usable training examples"):
         load_examples(FinetuneConfig(dataset=data, max_length=64), Tok())
@@ -417,15 +427,18 @@ def test_tiller_draft_sends_the_agents_rules_and_an_edited_rules_file(kay_agent,
     )
     assert first.exit_code == 0, first.output
     agent_rules = [line[2:] for line in rules_file.read_text().splitlines() if line.startswith("- ")]
-    assert agent_rules and sum(bool(RULE_VOCABULARY.match(r)) for r in agent_rules) >= len(agent_rules) / 2, agent_rules
-    assert "Preference rules (made on this computer)" in first.output and agent_rules[0] in first.output
+    assert agent_rules, agent_rules
+    assert sum(bool(RULE_VOCABULARY.match(r)) for r in agent_rules) >= len(agent_rules) / 2, agent_rules
+    assert "Preference rules (made on this computer)" in first.output
+    assert agent_rules[0] in first.output
     # the draft's first request carries intent and rules; a rule-check re-ask (if the draft broke a rule) follows it
     # in the same conversation, so every request of this draft must still carry them
     requests = [json.loads(e["request_payload"]) for e in reversed(Ledger().entries(since_id=before))]
     assert requests
     for sent in requests:
         first_user_turn = next(m["content"] for m in sent["messages"] if m["role"] == "user")
-        assert intent in first_user_turn and f"- {agent_rules[0]}" in first_user_turn
+        assert intent in first_user_turn
+        assert f"- {agent_rules[0]}" in first_user_turn
 
     rules_file.write_text('# edited\n- Sign off with just "Kay".\n- Mention that comments are due Friday.\n')
     before = Ledger().last_id()
@@ -448,7 +461,8 @@ def test_tiller_draft_sends_the_agents_rules_and_an_edited_rules_file(kay_agent,
     assert requests
     for sent in requests:
         user_turn = next(m["content"] for m in sent["messages"] if m["role"] == "user")
-        assert "- Mention that comments are due Friday." in user_turn and agent_rules[0] not in user_turn
+        assert "- Mention that comments are due Friday." in user_turn
+        assert agent_rules[0] not in user_turn
         assert "# edited" not in user_turn
 
 
@@ -465,7 +479,8 @@ def test_the_runtime_picks_up_a_replaced_adapter(kay_agent, tmp_path):
     agent = PreferenceAgent(load_profile(KAY))
     request = RulesRequest("Ask Ben for the turbine schedule.", recipient="Ben")
     rules = agent.rules(request)
-    assert rules and RUNTIME.loaded.lora_path == str(home_profile / "adapter.gguf")
+    assert rules
+    assert RUNTIME.loaded.lora_path == str(home_profile / "adapter.gguf")
     first_stamp = RUNTIME.loaded.lora_stamp
     # the trainer swaps in a new adapter (atomically, same path)
     replacement = tmp_path / "new.gguf"
@@ -535,7 +550,8 @@ def test_cutting_a_batch_by_tokens_and_checkpointing_change_memory_not_the_updat
     whole, whole_weights = _one_step(checkpointing=False, max_batch_tokens=None)
     for checkpointing, max_tokens in ((False, 40), (True, None), (True, 40)):
         result, weights = _one_step(checkpointing, max_tokens)
-        assert abs(result.loss - whole.loss) < 1e-5 and result.tokens == whole.tokens
+        assert abs(result.loss - whole.loss) < 1e-5
+        assert result.tokens == whole.tokens
         for name, value in whole_weights.items():
             assert (weights[name] - value).abs().max() < 1e-5, (checkpointing, max_tokens, name)
     # the cut itself: consecutive pieces within the limit (a longer example stands alone)

@@ -59,7 +59,8 @@ def test_unknown_option_is_an_error_naming_it():
 
     with pytest.raises(ConfigError, match="temprature") as info:
         parse_options(AnthropicOptions, {"temprature": 0.5}, where="backend 'claude'")
-    assert "Allowed:" in str(info.value) and "temperature" in str(info.value)
+    assert "Allowed:" in str(info.value)
+    assert "temperature" in str(info.value)
     # Claude's current Messages API has no sampling temperature: say so instead of silently dropping it
     with pytest.raises(ConfigError, match="no temperature"):
         parse_options(AnthropicOptions, {"temperature": 0.5}, where="backend 'claude'")
@@ -133,15 +134,16 @@ def test_adding_a_backend_with_its_key_is_all_or_nothing_and_removing_takes_the_
         m.setattr("app.ops.backends.set_default_endpoint", disk_full)
         with pytest.raises(OSError):
             add_backend(db, cfg, key="sk-ant-test", make_default=True)
-    assert [e.name for e in list_endpoints(db)] == ["local"] and secrets.stored_secret("claude") is None
+    assert [e.name for e in list_endpoints(db)] == ["local"]
+    assert secrets.stored_secret("claude") is None
     assert add_backend(db, cfg, key="sk-ant-test", make_default=True) == "keyring"
-    assert default_endpoint_name_is(db, "claude") and secrets.stored_secret("claude") == "sk-ant-test"
-    assert (
-        remove_backend(db, "claude", keep_key=True) == (True, False)
-        and secrets.stored_secret("claude") == "sk-ant-test"
-    )
+    assert default_endpoint_name_is(db, "claude")
+    assert secrets.stored_secret("claude") == "sk-ant-test"
+    assert remove_backend(db, "claude", keep_key=True) == (True, False)
+    assert secrets.stored_secret("claude") == "sk-ant-test"
     add_backend(db, cfg)
-    assert remove_backend(db, "claude") == (True, True) and secrets.stored_secret("claude") is None
+    assert remove_backend(db, "claude") == (True, True)
+    assert secrets.stored_secret("claude") is None
     assert remove_backend(db, "claude") == (False, False)
     with pytest.raises(ConfigError, match="built-in"):
         remove_backend(db, "local")
@@ -165,7 +167,8 @@ def test_streaming_round_trip(cloud):
     assert gen.completion.finish_reason == "stop"
     assert gen.completion.output_tokens == len(default_reply(INTENT).split())
     sent = model_requests(server)[0].json()
-    assert INTENT in json.dumps(sent) and "You write emails." in json.dumps(sent)
+    assert INTENT in json.dumps(sent)
+    assert "You write emails." in json.dumps(sent)
 
 
 def test_non_streaming_round_trip_with_options(cloud):
@@ -173,11 +176,13 @@ def test_non_streaming_round_trip_with_options(cloud):
     knob = {"effort": "low"} if endpoint.provider == "anthropic" else {"temperature": 0.4}
     request = GenerationRequest.simple("sys", INTENT, max_tokens=5, stop=["Zebra"], **knob)
     completion = complete(request, endpoint, key=key)
-    assert completion.finish_reason == "length" and completion.hit_token_limit
+    assert completion.finish_reason == "length"
+    assert completion.hit_token_limit
     assert completion.text == "Hi there,\n\nHere is the "  # five tokens of the fake server
     flat = json.dumps(model_requests(server)[0].json())
     assert '"stream": true' not in flat
-    assert "Zebra" in flat and (("low" in flat) if endpoint.provider == "anthropic" else ("0.4" in flat))
+    assert "Zebra" in flat
+    assert ("low" in flat) if endpoint.provider == "anthropic" else ("0.4" in flat)
 
 
 def test_stop_sequence_is_reported(anthropic_server):
@@ -186,7 +191,8 @@ def test_stop_sequence_is_reported(anthropic_server):
         GenerationRequest.simple("s", INTENT, stop=["Best,"]), endpoint, key=ANTHROPIC_TEST_KEY
     ).result()
     assert completion.finish_reason == "stop_sequence"
-    assert "Best," not in completion.text and completion.text.startswith("Hi there")
+    assert "Best," not in completion.text
+    assert completion.text.startswith("Hi there")
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -197,10 +203,12 @@ def test_429_honours_retry_after(cloud):
     server.enqueue(Fault.http(429, retry_after="1"))
     notices = []
     completion = complete(REQUEST, endpoint, key=key, retry=FAST, on_retry=notices.append)
-    assert completion.attempts == 2 and completion.text == default_reply(INTENT)
+    assert completion.attempts == 2
+    assert completion.text == default_reply(INTENT)
     first, second = model_requests(server)
     assert second.at - first.at >= 0.95, "retried before the server's Retry-After"
-    assert isinstance(notices[0].error, RateLimited) and notices[0].wait_s >= 1.0
+    assert isinstance(notices[0].error, RateLimited)
+    assert notices[0].wait_s >= 1.0
 
 
 def test_retry_after_beyond_the_limit_is_reported_not_slept(cloud):
@@ -209,7 +217,8 @@ def test_retry_after_beyond_the_limit_is_reported_not_slept(cloud):
     started = time.monotonic()
     with pytest.raises(RateLimited, match="wait 3600 s"):
         complete(REQUEST, endpoint, key=key, retry=FAST)
-    assert time.monotonic() - started < 5 and len(model_requests(server)) == 1
+    assert time.monotonic() - started < 5
+    assert len(model_requests(server)) == 1
 
 
 def test_server_errors_back_off_then_give_up(cloud):
@@ -225,7 +234,8 @@ def test_connection_reset_is_retried(cloud):
     server, endpoint, key = cloud
     server.enqueue(Fault.reset(), Fault.reset())
     gen = generate(REQUEST, endpoint, key=key, retry=FAST)
-    assert "".join(gen) == default_reply(INTENT) and gen.completion.attempts == 3
+    assert "".join(gen) == default_reply(INTENT)
+    assert gen.completion.attempts == 3
 
 
 def test_unreachable_endpoint_is_a_connection_error():
@@ -239,7 +249,8 @@ def test_timeout_then_success(cloud):
     server.enqueue(Fault.slow(2.0))
     request = GenerationRequest.simple("s", INTENT, timeout_s=0.5)
     completion = complete(request, endpoint, key=key, retry=FAST)
-    assert completion.attempts == 2 and completion.text == default_reply(INTENT)
+    assert completion.attempts == 2
+    assert completion.text == default_reply(INTENT)
 
 
 @pytest.mark.parametrize("clean", [True, False], ids=["stream-ends-early", "connection-dropped"])
@@ -262,7 +273,8 @@ def test_stream_cut_before_any_text_is_retried(anthropic_server):
     endpoint = EndpointConfig("claude", "anthropic", "m", anthropic_server.url)
     anthropic_server.enqueue(Fault.truncate(after_events=1))  # message_start only
     gen = generate(REQUEST, endpoint, key=ANTHROPIC_TEST_KEY, retry=FAST)
-    assert "".join(gen) == default_reply(INTENT) and gen.completion.attempts == 2
+    assert "".join(gen) == default_reply(INTENT)
+    assert gen.completion.attempts == 2
 
 
 def test_cancel_mid_stream_returns_promptly(cloud):
@@ -318,7 +330,8 @@ def test_missing_key_says_how_to_fix(db):
     save_endpoint(db, EndpointConfig("claude", "anthropic", "claude-test"))
     with pytest.raises(MissingKeyError) as info:
         generate(REQUEST, "claude")
-    assert "tiller keys set 'claude'" in str(info.value) and "ANTHROPIC_API_KEY" in str(info.value)
+    assert "tiller keys set 'claude'" in str(info.value)
+    assert "ANTHROPIC_API_KEY" in str(info.value)
 
 
 def test_retry_policy():
@@ -349,7 +362,8 @@ def test_switching_the_default_backend_applies_to_the_next_request(db, anthropic
     assert complete(REQUEST).provider == "anthropic"
     set_default_endpoint(db, "gemini")
     assert complete(REQUEST).provider == "gemini"
-    assert len(model_requests(anthropic_server)) == 1 and len(model_requests(gemini_server)) == 1
+    assert len(model_requests(anthropic_server)) == 1
+    assert len(model_requests(gemini_server)) == 1
 
 
 # -- the privacy ledger ----------------------------------------------------------------------------
@@ -366,7 +380,8 @@ def test_every_attempt_is_in_the_ledger_with_its_payload(cloud):
     for row, captured in zip(rows, model_requests(server), strict=True):
         assert row["request_payload"].encode() == captured.body, "the ledger must hold exactly what was sent"
         assert row["request_bytes"] == len(captured.body)
-        assert row["backend"] == endpoint.name and row["purpose"] == "draft"
+        assert row["backend"] == endpoint.name
+        assert row["purpose"] == "draft"
         assert row["url"].startswith(server.url)
         headers = json.loads(row["request_headers"])
         assert not {"authorization", "x-api-key", "x-goog-api-key"} & {h.lower() for h in headers}

@@ -70,8 +70,10 @@ def test_a_chain_through_anthropic_batches_stores_what_the_one_by_one_path_store
     estimate = job.estimate(stage, jobs)
     assert stage == "intents"
     assert [s.stage for s in estimate.stages] == ["intents", "baselines", "R3", "plain_rewrites"]
-    assert all(s.requests == LIMIT for s in estimate.stages) and estimate.stages[0].exact
-    assert estimate.input_tokens > 0 and estimate.output_tokens_expected <= estimate.output_tokens_max
+    assert all(s.requests == LIMIT for s in estimate.stages)
+    assert estimate.stages[0].exact
+    assert estimate.input_tokens > 0
+    assert estimate.output_tokens_expected <= estimate.output_tokens_max
     # claude-sonnet-4-5 at the batch price: $1.50 / $7.50 per million
     assert estimate.cost(0) == pytest.approx(estimate.input_tokens * 1.5 / 1e6)
     assert any("list price as of" in line for line in estimate.lines())
@@ -82,17 +84,20 @@ def test_a_chain_through_anthropic_batches_stores_what_the_one_by_one_path_store
     assert [e.stage for e in events if e.kind == "submitted"] == ["baselines", "R3", "plain_rewrites"]
     assert stored(kay_db) == (LIMIT, LIMIT, LIMIT)
     plain = kay_db.execute("SELECT text FROM plain_rewrites WHERE status = 'ok'").fetchall()
-    assert len(plain) == LIMIT and all(p[0].startswith("Dear colleague,") for p in plain)
+    assert len(plain) == LIMIT
+    assert all(p[0].startswith("Dear colleague,") for p in plain)
     rules = kay_db.execute("SELECT rules, source FROM rules WHERE strategy = 'R3' AND status = 'ok'").fetchall()
     assert {r[1] for r in rules} == {"claude|claude-sonnet-4-5|rules_r3.v1"}
     # parsed as one by one: "Keep it short." is dropped where the real email is the longer one
     assert {r[0] for r in rules} <= {"- Keep it short.\n- Skip the greeting.", "- Skip the greeting."}
     rows = batch_store.all_batches(kay_db)
-    assert [r.state for r in rows] == ["collected"] * 4 and all(r.counts["stored"] == LIMIT for r in rows)
+    assert [r.state for r in rows] == ["collected"] * 4
+    assert all(r.counts["stored"] == LIMIT for r in rows)
     # every upload is in the ledger, with the sent mail in it, under its own purpose
     ledger = Ledger().entries(limit=100)
     uploads = [r for r in ledger if r["method"] == "POST" and r["url"].endswith("/v1/messages/batches")]
-    assert len(uploads) == 4 and {r["purpose"] for r in ledger} == {"distill-batch"}
+    assert len(uploads) == 4
+    assert {r["purpose"] for r in ledger} == {"distill-batch"}
     email = kay_db.execute(
         "SELECT own_text FROM messages WHERE id = (SELECT message_id FROM intents LIMIT 1)"
     ).fetchone()[0]
@@ -101,7 +106,8 @@ def test_a_chain_through_anthropic_batches_stores_what_the_one_by_one_path_store
     sync = Distillation(kay_db, config())
     sent = len(claude_batches.requests)
     list(sync.run())
-    assert sync.counts.failed == 0 and len(claude_batches.requests) == sent
+    assert sync.counts.failed == 0
+    assert len(claude_batches.requests) == sent
 
 
 def test_errors_are_stored_and_expired_requests_go_into_the_next_submission(kay_db, claude_batches):
@@ -116,12 +122,15 @@ def test_errors_are_stored_and_expired_requests_go_into_the_next_submission(kay_
     collected = events[0]
     rows = batch_store.all_batches(kay_db)
     first = next(r for r in rows if r.batch_id == collected.batch_id)
-    assert first.state == "expired" and first.counts == {"stored": 2, "failed": 1, "not_delivered": 1, "unknown": 0}
+    assert first.state == "expired"
+    assert first.counts == {"stored": 2, "failed": 1, "not_delivered": 1, "unknown": 0}
     failed = kay_db.execute("SELECT error FROM intents WHERE status = 'failed'").fetchall()
-    assert len(failed) == 1 and "injected error" in failed[0][0]
+    assert len(failed) == 1
+    assert "injected error" in failed[0][0]
     # the expired one, and only it, was submitted again for the same stage
     resubmitted = max(rows, key=lambda r: r.id)
-    assert resubmitted.stage == "intents" and resubmitted.custom_ids == [first_ids[1]]
+    assert resubmitted.stage == "intents"
+    assert resubmitted.custom_ids == [first_ids[1]]
     claude_batches.book.outcome = lambda custom_id, index: "succeeded"
     run_chain(job)
     # the errored intent stays failed (not asked again in the chain): 3 emails go all the way
@@ -136,9 +145,9 @@ def test_a_malformed_batch_answer_is_stored_as_failed_with_its_text(kay_db, clau
     events = []
     job.run_until_done(0, CancelToken(), events.append)
     row = kay_db.execute("SELECT status, raw, error FROM intents").fetchone()
-    assert (
-        row[0] == "failed" and row[1] == "I am not sure what you want." and "malformed (batch, one attempt)" in row[2]
-    )
+    assert row[0] == "failed"
+    assert row[1] == "I am not sure what you want."
+    assert "malformed (batch, one attempt)" in row[2]
     assert job.done()  # nothing is left to ask in the chain: the failures are stored
 
 
@@ -153,8 +162,10 @@ def test_a_batch_the_provider_fails_is_reported_and_not_sent_again_by_itself(kay
         events = []
         assert job.run_until_done(0, CancelToken(), events.append) is False
         # google-genai does not pass the Developer API's error text on; the state says it
-        assert events[-1].kind == "failed" and events[-1].message == "JOB_STATE_FAILED"
-        assert [r.state for r in batch_store.all_batches(kay_db)] == ["failed"] and len(gemini.book.batches) == 1
+        assert events[-1].kind == "failed"
+        assert events[-1].message == "JOB_STATE_FAILED"
+        assert [r.state for r in batch_store.all_batches(kay_db)] == ["failed"]
+        assert len(gemini.book.batches) == 1
 
 
 def test_a_chain_through_gemini_batch_mode_with_an_error_and_an_expiry(kay_db):
@@ -175,7 +186,8 @@ def test_a_chain_through_gemini_batch_mode_with_an_error_and_an_expiry(kay_db):
         states = [r.state for r in batch_store.all_batches(kay_db)]
         assert sorted(states) == ["collected", "collected", "collected", "expired"]
         sent = [r for r in gemini.requests if ":batchGenerateContent" in r.path]
-        assert len(sent) == 4 and "systemInstruction" in json.dumps(sent[0].json())
+        assert len(sent) == 4
+        assert "systemInstruction" in json.dumps(sent[0].json())
 
 
 def test_a_chain_through_an_openai_compatible_batch_api(kay_db):
@@ -193,7 +205,8 @@ def test_a_chain_through_an_openai_compatible_batch_api(kay_db):
         job = BatchDistillation(kay_db, config("vllm", plain_rewrites=False))
         stage, jobs, _ = job.next_stage()
         estimate = job.estimate(stage, jobs)
-        assert estimate.price is None and any("does not know" in line for line in estimate.lines())
+        assert estimate.price is None
+        assert any("does not know" in line for line in estimate.lines())
         job.submit(stage, jobs, estimate)
         run_chain(job)
         assert stored(kay_db) == (LIMIT, LIMIT, LIMIT)
@@ -201,7 +214,8 @@ def test_a_chain_through_an_openai_compatible_batch_api(kay_db):
         assert len(uploads) == 4  # intents, baselines (one expired), the expired baseline again, R3
         assert [r.custom_ids for r in batch_store.all_batches(kay_db) if r.stage == "baselines"][0] == expired
         line = json.loads(server.files["file-1"].decode().splitlines()[0])
-        assert line["url"] == "/v1/chat/completions" and line["body"]["model"] == "llama-3.3-70b"
+        assert line["url"] == "/v1/chat/completions"
+        assert line["body"]["model"] == "llama-3.3-70b"
 
 
 def test_an_endpoint_without_a_batch_api_says_so(kay_db):
@@ -221,7 +235,8 @@ def test_prices_match_the_longest_model_prefix_and_unknown_models_get_none():
     assert batch_price("gemini", "gemini-2.5-flash-lite-001").input_per_m == pytest.approx(0.05)
     assert batch_price("gemini", "gemini-2.5-flash").output_per_m == pytest.approx(1.25)
     assert batch_price("anthropic", "claude-haiku-4-5-20251001").output_per_m == pytest.approx(2.5)
-    assert batch_price("anthropic", "claude-9") is None and batch_price("local", "claude-sonnet-4-5") is None
+    assert batch_price("anthropic", "claude-9") is None
+    assert batch_price("local", "claude-sonnet-4-5") is None
 
 
 def _tiller(*args, env):
@@ -240,10 +255,13 @@ def test_the_cli_submits_after_the_estimate_and_status_finishes_after_the_proces
     env = {**os.environ, "ANTHROPIC_API_KEY": ANTHROPIC_TEST_KEY, "COLUMNS": "200"}
     base = ["--backend", "claude", "--sender", KAY, "--limit", str(LIMIT), "--i-consent-to-send-sent-mail"]
     refused = _tiller(*base, "--batch", env=env)
-    assert refused.returncode != 0 and "--yes" in refused.stderr and claude_batches.requests == []
+    assert refused.returncode != 0
+    assert "--yes" in refused.stderr
+    assert claude_batches.requests == []
     submitted = _tiller(*base, "--batch", "--yes", env=env)
     assert submitted.returncode == 0, submitted.stderr
-    assert "intents: 4 requests" in submitted.stdout and "$" in submitted.stdout
+    assert "intents: 4 requests" in submitted.stdout
+    assert "$" in submitted.stdout
     assert "tiller distill --status" in submitted.stdout
     # a later process, knowing only the database, collects each stage and submits the next
     for _ in range(8):
@@ -258,5 +276,6 @@ def test_the_cli_submits_after_the_estimate_and_status_finishes_after_the_proces
     # a status check naming a backend never starts a distillation of its own (here: the whole mailbox)
     asked = len(claude_batches.requests)
     again = _tiller("--backend", "claude", "--status", env=env)
-    assert again.returncode == 0 and "No distillation batch is open" in again.stdout
+    assert again.returncode == 0
+    assert "No distillation batch is open" in again.stdout
     assert len(claude_batches.requests) == asked

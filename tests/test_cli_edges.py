@@ -27,9 +27,12 @@ def test_text_that_is_not_utf8_is_one_sentence_not_codec_text(tmp_path):
         cwd=REPO,
     )
     err = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == 2 and "is not UTF-8 text (byte 0xff" in err and "codec" not in err
+    assert proc.returncode == 2
+    assert "is not UTF-8 text (byte 0xff" in err
+    assert "codec" not in err
     proc = tiller("draft", os.fsdecode(bad), "--no-agent", home=tmp_path)
-    assert proc.returncode == 2 and b"byte 0xe9 at position 4" in proc.stderr
+    assert proc.returncode == 2
+    assert b"byte 0xe9 at position 4" in proc.stderr
 
 
 def test_a_file_name_in_another_encoding_is_still_a_path(tmp_path):
@@ -43,12 +46,14 @@ def test_an_empty_eml_folder_is_an_error_naming_it(tmp_path):
     empty = tmp_path / "exports"
     empty.mkdir()
     proc = tiller("import", "--kind", "eml", str(empty), home=tmp_path / "home")
-    assert proc.returncode == 1 and b"no eml messages found there" in proc.stderr
+    assert proc.returncode == 1
+    assert b"no eml messages found there" in proc.stderr
 
 
 def test_an_import_run_that_does_not_exist_is_said(tmp_path):
     proc = tiller("imports", "99999", home=tmp_path)
-    assert proc.returncode == 1 and b"no import run 99999" in proc.stderr
+    assert proc.returncode == 1
+    assert b"no import run 99999" in proc.stderr
 
 
 def test_a_backend_cannot_take_the_built_in_local_name(tmp_path):
@@ -56,11 +61,13 @@ def test_a_backend_cannot_take_the_built_in_local_name(tmp_path):
         "backends", "add", "local", "--provider", "openai_compat", "--base-url", "http://127.0.0.1:9/v1",
         "--model", "x", home=tmp_path,
     )  # fmt: skip
-    assert proc.returncode != 0 and b"built-in embedded model" in proc.stderr
+    assert proc.returncode != 0
+    assert b"built-in embedded model" in proc.stderr
 
 
 def test_a_key_for_a_backend_that_does_not_exist_is_refused(tmp_path):
     proc = tiller(
         "keys", "set", "nosuch", home=tmp_path, input=b"sk-test\n", env={"TILLER_ALLOW_PLAINTEXT_KEYRING": "1"}
     )
-    assert proc.returncode == 1 and b"no backend named 'nosuch'" in proc.stderr
+    assert proc.returncode == 1
+    assert b"no backend named 'nosuch'" in proc.stderr

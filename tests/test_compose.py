@@ -40,14 +40,16 @@ def test_a_draft_is_repaired_without_asking_again_when_only_safe_repairs_are_nee
         "Best regards,\n[Your Name]"
     )
     op, events = run(ComposeRequest(INTENT, recipient="Sylvia", backend=SCRIPTED, rules=RULES))
-    assert isinstance(events[0], RulesReady) and events[0].source == "given"
+    assert isinstance(events[0], RulesReady)
+    assert events[0].source == "given"
     assert any(isinstance(e, DraftText) for e in events)
     assert not any(isinstance(e, Reasking) for e in events)
     checked = op.result.drafts[0].draft
     assert checked.text == (
         "The NG Energy contract is ready for legal review; comments by Friday please.\n\nThanks,\nKay\n"
     )
-    assert checked.kept_share() == 1.0 and not checked.reasked
+    assert checked.kept_share() == 1.0
+    assert not checked.reasked
     assert len(script.requests) == 1
 
 
@@ -63,7 +65,9 @@ def test_a_broken_length_is_asked_once_more_naming_the_rule(script):
     assert "at most 20 words" in follow_up.messages[-1].content
     assert follow_up.messages[1].content.startswith("The NG Energy contract")
     checked = op.result.drafts[0].draft
-    assert checked.reasked and checked.broken == [] and checked.original == long
+    assert checked.reasked
+    assert checked.broken == []
+    assert checked.original == long
 
 
 def test_a_reask_that_does_not_help_is_not_kept(script):
@@ -72,7 +76,8 @@ def test_a_reask_that_does_not_help_is_not_kept(script):
     op, _ = run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES))
     checked = op.result.drafts[0].draft
     assert [c.status for c in checked.checks if c.rule == RULES[0]] == [BROKEN]
-    assert not checked.reasked and checked.text.count("ready for legal review") == 6
+    assert not checked.reasked
+    assert checked.text.count("ready for legal review") == 6
     assert checked.text.endswith("legal review.\n\nThanks,\nKay\n")
 
 
@@ -98,7 +103,8 @@ def test_the_agent_writes_the_rules_and_one_draft_per_tag_set(script):
         ),
         agent=Agent,
     )
-    assert events[0].rules == list(RULES[1:]) and events[0].source == "agent"
+    assert events[0].rules == list(RULES[1:])
+    assert events[0].source == "agent"
     drafts = op.result.drafts
     assert [d.tags for d in drafts] == [("Brief",), ("Thorough",)]
     assert "Style: Brief" in script.requests[0].messages[0].content
@@ -109,7 +115,8 @@ def test_the_agent_writes_the_rules_and_one_draft_per_tag_set(script):
 def test_without_the_agent_nothing_is_checked_but_the_universal_rule(script):
     script.enqueue("Subject: contract\n\nIt is ready.")
     op, events = run(ComposeRequest(INTENT, backend=SCRIPTED, use_agent=False))
-    assert events[0].source == "none" and events[0].rules == []
+    assert events[0].source == "none"
+    assert events[0].rules == []
     assert op.result.drafts[0].draft.text == "It is ready.\n"
 
 
@@ -143,11 +150,13 @@ def test_the_embedded_instruct_model_drafts_and_the_check_is_shown(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "Rule check" in out and "checkable rules kept" in proc.stderr
+    assert "Rule check" in out
+    assert "checkable rules kept" in proc.stderr
     final = (
         out.split("Email (after the rule check")[-1] if "Email (after the rule check" in out else out.split("Draft")[-1]
     )
-    assert "[Your Name]" not in final and "Dear Sylvia" not in final
+    assert "[Your Name]" not in final
+    assert "Dear Sylvia" not in final
     assert final.rstrip().endswith("Thanks,\nKay") or "broken" in out
     assert "qwen2.5-coder-1.5b-instruct" in proc.stderr
 
@@ -167,7 +176,9 @@ def test_before_the_first_training_the_rules_are_the_voices_own_mail_measured(sc
     script.enqueue("The NG Energy contract is ready for legal review. Comments by Friday?\n\nKay")
     op, events = run(ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED))
     ready = events[0]
-    assert isinstance(ready, RulesReady) and ready.source == "measured" and not ready.trained
+    assert isinstance(ready, RulesReady)
+    assert ready.source == "measured"
+    assert not ready.trained
     # the rules say what her newest mail measures: every line is a measured-style rule, the length is
     # her median, and "No greeting" because most of her emails have none
     from app.store.messages import dated_own_texts
@@ -218,13 +229,16 @@ def test_the_voice_stage_runs_after_the_draft_and_before_the_rule_check(script):
         voice=lambda sender: voice,
     )
     kinds = [type(e).__name__ for e in events]
-    assert kinds[0] == "RulesReady" and kinds[-2:] == ["VoiceRewritten", "DraftChecked"]
+    assert kinds[0] == "RulesReady"
+    assert kinds[-2:] == ["VoiceRewritten", "DraftChecked"]
     assert set(kinds[1:-2]) == {"DraftText"}
     voiced = next(e for e in events if isinstance(e, VoiceRewritten))
     assert voiced.kept and voice.given == [ML_DRAFT] and voiced.draft == ML_DRAFT  # the M_L draft, one click away
     checked = next(e for e in events if isinstance(e, DraftChecked))
-    assert checked.voice is voiced and checked.draft.original.startswith("Sylvia - NG Energy")
-    assert not any(isinstance(e, Reasking) for e in events) and len(script.requests) == 1
+    assert checked.voice is voiced
+    assert checked.draft.original.startswith("Sylvia - NG Energy")
+    assert not any(isinstance(e, Reasking) for e in events)
+    assert len(script.requests) == 1
 
 
 def test_a_rewrite_that_loses_a_fact_is_refused_and_the_large_models_draft_goes_on(script):
@@ -237,7 +251,9 @@ def test_a_rewrite_that_loses_a_fact_is_refused_and_the_large_models_draft_goes_
         voice=lambda sender: voice,
     )
     voiced = next(e for e in events if isinstance(e, VoiceRewritten))
-    assert not voiced.kept and voiced.text == ML_DRAFT and "friday" in voiced.reason
+    assert not voiced.kept
+    assert voiced.text == ML_DRAFT
+    assert "friday" in voiced.reason
     assert "the draft is kept" in voiced.reason
     assert op.result.drafts[0].draft.original == ML_DRAFT
 
@@ -248,7 +264,8 @@ def test_the_voice_stage_is_off_per_draft_and_without_a_trained_voice(script, ti
     script.enqueue(ML_DRAFT, ML_DRAFT)
     voice = ScriptedVoice("x")
     _, events = run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES, voice=False), voice=lambda sender: voice)
-    assert not any(isinstance(e, VoiceRewritten) for e in events) and voice.given == []
+    assert not any(isinstance(e, VoiceRewritten) for e in events)
+    assert voice.given == []
     # no voice adapter in the profile: the stage is skipped by default, and asking for it says why
     _, events = run(ComposeRequest(INTENT, backend=SCRIPTED, rules=RULES))
     assert not any(isinstance(e, VoiceRewritten) for e in events)

@@ -41,8 +41,10 @@ def test_a_rewrite_that_only_changes_the_voice_is_kept():
 def test_a_rewrite_that_drops_a_fact_is_refused(change, caught):
     rewrite = "Sylvia -\n\nNG contract is ready for legal review. Comments by Fri 3:30 pls; fee is $1200.\n\nKay"
     verdict = check_rewrite(DRAFT, rewrite.replace(*change), INTENT, allowed=("Kay",))
-    assert not verdict.kept and caught in verdict.dropped, verdict
-    assert "dropped" in verdict.reason and "the draft is kept" in verdict.reason
+    assert not verdict.kept, verdict
+    assert caught in verdict.dropped, verdict
+    assert "dropped" in verdict.reason
+    assert "the draft is kept" in verdict.reason
 
 
 def test_a_rewrite_that_invents_a_fact_is_refused():
@@ -51,9 +53,11 @@ def test_a_rewrite_that_invents_a_fact_is_refused():
     draft = "What day is Jen and Paula's party?"
     rewrite = "The party for Jen and Paula will be held today at 7 PM in the Ocean Energy Conference Center."
     verdict = check_rewrite(draft, rewrite, intent)
-    assert not verdict.kept and {"7", "today", "ocean"} <= set(verdict.invented), verdict
+    assert not verdict.kept, verdict
+    assert {"7", "today", "ocean"} <= set(verdict.invented), verdict
     fidelity = content_fidelity(intent, rewrite)
-    assert {"7", "today", "ocean"} <= set(fidelity.invented) and fidelity.share == 1.0
+    assert {"7", "today", "ocean"} <= set(fidelity.invented)
+    assert fidelity.share == 1.0
     # a lower-case name is a content word when it has four letters or more ("jen" is not caught)
     assert content_fidelity(intent, "When is the party?").missing == ("paula",)
 
@@ -61,9 +65,11 @@ def test_a_rewrite_that_invents_a_fact_is_refused():
 def test_facts_are_read_the_way_people_write_them():
     f = facts("See https://example.com/x, mail kay.mann@enron.com. Two meetings on Dec 3 and Tues; 15% of 1,000.50.")
     assert f.links == {"https://example.com/x", "kay.mann@enron.com"}
-    assert f.numbers == {"2", "3", "15", "1000.50"} and f.dates == {"december", "tuesday"}
+    assert f.numbers == {"2", "3", "15", "1000.50"}
+    assert f.dates == {"december", "tuesday"}
     # "May" the month, "may" the verb
-    assert facts("We may meet.").dates == frozenset() and facts("Due in May.").dates == {"may"}
+    assert facts("We may meet.").dates == frozenset()
+    assert facts("Due in May.").dates == {"may"}
     assert body_lines("Hi Bob,\n\nThe deal closed.\n\nThanks,\nKay") == ["", "The deal closed.", ""]
 
 

@@ -72,8 +72,10 @@ def test_measured_style_of_real_messages(kay_db):
     p = measure(text, sig or "")
     assert (p.greeting, p.greeting_name) == ("KC,", "KC")
     assert (p.signoff, p.signature_name) == ("Thanks,", "Kay")
-    assert p.word_count == 23 and p.paragraphs == 4
-    assert p.contractions == [] and p.exclamations == 0
+    assert p.word_count == 23
+    assert p.paragraphs == 4
+    assert p.contractions == []
+    assert p.exclamations == 0
     rules = style_rules(p)
     assert 'Sign-off: "Thanks," then "Kay" on its own line.' in rules
     assert 'Greeting: "KC," (addresses the recipient as KC).' in rules
@@ -81,7 +83,9 @@ def test_measured_style_of_real_messages(kay_db):
 
     text, sig = _own(kay_db, "My brother just called%")
     p = measure(text, sig or "")
-    assert p.greeting is None and p.signoff is None and p.signature_name == "Kay"
+    assert p.greeting is None
+    assert p.signoff is None
+    assert p.signature_name == "Kay"
     assert p.contractions == ["i'll"]
     assert p.word_count == 54 and p.sentences == 4  # "Ft. Worth" does not end a sentence
     assert 'No closing phrase; sign with just "Kay".' in style_rules(p)
@@ -108,7 +112,8 @@ def test_time_split_per_sender():
     # one email distilled with two intent variants is two examples, never on both sides of the cut
     variants = [ex(i, "c", f"2001-02-{i + 1:02d}") for i, n in enumerate((2, 2, 2, 3, 1)) for _ in range(n)]
     train, test = split_by_time(variants)
-    assert {e.message_id for e in train} == {0, 1, 2, 3} and {e.message_id for e in test} == {4}
+    assert {e.message_id for e in train} == {0, 1, 2, 3}
+    assert {e.message_id for e in test} == {4}
 
 
 # -- offline -----------------------------------------------------------------------------------------
@@ -117,7 +122,9 @@ def test_time_split_per_sender():
 def test_offline_distillation_is_resumable_traceable_and_sends_nothing(kay_db, tmp_path):
     before = Ledger().last_id()
     counts = run(Distillation(kay_db, DistillConfig(sender=KAY, limit=20)))
-    assert counts.intents == 20 and counts.measured == 20 and counts.failed == 0
+    assert counts.intents == 20
+    assert counts.measured == 20
+    assert counts.failed == 0
     rows = kay_db.execute("SELECT backend, model, prompt_version, source FROM intents").fetchall()
     assert set(rows) == {("offline", "extractive", "intent-extractive.v1", "offline|extractive|intent-extractive.v1")}
     rows = kay_db.execute("SELECT strategy, backend, prompt_version FROM rules").fetchall()
@@ -133,7 +140,8 @@ def test_offline_distillation_is_resumable_traceable_and_sends_nothing(kay_db, t
     assert first["messages"][1]["content"].startswith("- Length: about")
     assert first["meta"]["rules_source"] == "offline|measure|style-measured.v1"
     naive = json.loads((tmp_path / "ds" / "naive_train.jsonl").read_text().splitlines()[0])
-    assert naive["messages"][0] == first["messages"][0] and "Length" not in naive["messages"][1]["content"]
+    assert naive["messages"][0] == first["messages"][0]
+    assert "Length" not in naive["messages"][1]["content"]
     assert Ledger().entries(since_id=before) == []
 
 
@@ -151,10 +159,13 @@ def claude(kay_db, anthropic_server):
 def test_cloud_distillation_needs_recorded_consent(kay_db, claude):
     with pytest.raises(ConsentRequired, match="i-consent-to-send-sent-mail"):
         Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=3))
-    assert claude.requests == [] and Ledger().last_id() == 0
+    assert claude.requests == []
+    assert Ledger().last_id() == 0
     Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=3, consent_given_now=True))
     row = kay_db.execute("SELECT backend, scope, statement FROM consents").fetchone()
-    assert row[0] == "claude" and row[1] == "distill" and "sent emails" in row[2]
+    assert row[0] == "claude"
+    assert row[1] == "distill"
+    assert "sent emails" in row[2]
     Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=3))  # recorded: no flag needed now
 
 
@@ -182,7 +193,8 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     r3 = kay_db.execute(
         "SELECT rules, thinking, baseline_id, prompt_version, dropped FROM rules WHERE strategy = 'R3'"
     ).fetchall()
-    assert len(r3) == 5 and all(r[1] == "The real one is shorter." and r[2] and r[3] == "rules_r3.v1" for r in r3)
+    assert len(r3) == 5
+    assert all(r[1] == "The real one is shorter." and r[2] and r[3] == "rules_r3.v1" for r in r3)
     # "Keep it short." is kept where the real email is shorter than the zero-shot one, and dropped
     # (recorded with the reason) where it is longer: a rule must agree with the difference it claims
     for rules, _, _, _, dropped in r3:
@@ -192,7 +204,8 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
             )
     assert any(r[0] == "- Keep it short.\n- Skip the greeting." for r in r3)
     ledger = Ledger().entries(limit=100)
-    assert len(ledger) == 30 and {r["purpose"] for r in ledger} == {"distill"}
+    assert len(ledger) == 30
+    assert {r["purpose"] for r in ledger} == {"distill"}
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")
     assert stats["examples"] == 5
     targets = [
@@ -201,7 +214,8 @@ def test_cloud_distillation_r3_end_to_end(kay_db, claude, tmp_path):
     ]
     target = next(t for t in targets if t.startswith("- Keep it short."))
     # LLM rules + measured; "Skip the greeting." gives way to the measured greeting line
-    assert target.startswith("- Keep it short.\n- Length: about") and "Skip the greeting" not in target
+    assert target.startswith("- Keep it short.\n- Length: about")
+    assert "Skip the greeting" not in target
     assert "than a generic draft of" in target  # measured against the zero-shot baseline
     # rerun: nothing is asked again
     sent = len(claude.requests)
@@ -228,11 +242,13 @@ def test_cancel_mid_request_stops_cleanly_and_the_rerun_finishes(kay_db, claude)
     for progress in job.run():  # a request in flight when cancel comes must not escape as an error
         if progress.done >= 1:
             token.cancel()
-    assert job.counts.intents == 1 and job.counts.failed == 0
+    assert job.counts.intents == 1
+    assert job.counts.failed == 0
     stored = kay_db.execute("SELECT COUNT(*) FROM intents").fetchone()[0]
     assert stored == job.counts.intents
     counts = run(Distillation(kay_db, DistillConfig(backend="claude", sender=KAY, limit=5, strategies=("R1",))))
-    assert counts.intents == 5 - stored and counts.skipped_done == stored
+    assert counts.intents == 5 - stored
+    assert counts.skipped_done == stored
 
 
 def test_malformed_answers_are_retried_then_recorded_with_raw_text(kay_db, claude):
@@ -256,15 +272,21 @@ def test_malformed_answers_are_retried_then_recorded_with_raw_text(kay_db, claud
     assert kay_db.execute("SELECT attempts FROM intents").fetchone()[0] == 3
     # R1 answers never carry <rules> in this script: failed after 3 asks, raw answer kept
     row = kay_db.execute("SELECT status, raw, error, attempts FROM rules WHERE strategy = 'R1'").fetchone()
-    assert row[0] == "failed" and row[1] == "I am not sure what you want." and "malformed" in row[2] and row[3] == 3
+    assert row[0] == "failed"
+    assert row[1] == "I am not sure what you want."
+    assert "malformed" in row[2]
+    assert row[3] == 3
 
     # a repeatable run (the reproduction's) leaves the failed row alone; a plain rerun asks again
     asked = len(claude.requests)
     config = DistillConfig(backend="claude", sender=KAY, limit=1, strategies=("R1",), concurrency=1)
     repeat = run(Distillation(kay_db, replace(config, retry_failed=False)))
-    assert len(claude.requests) == asked and repeat.failed == 0 and repeat.skipped_done == 3
+    assert len(claude.requests) == asked
+    assert repeat.failed == 0
+    assert repeat.skipped_done == 3
     again = run(Distillation(kay_db, config))
-    assert len(claude.requests) == asked + 3 and again.failed == 1
+    assert len(claude.requests) == asked + 3
+    assert again.failed == 1
 
 
 def test_a_new_prompt_version_recomputes_only_its_stage(kay_db, claude, tmp_path, monkeypatch):
@@ -298,7 +320,8 @@ def test_rules_that_quote_the_email_are_dropped():
         "hospital for a heart problem\n</rules>"
     )
     rules, _, dropped = parse_rules(raw, email)
-    assert rules == ["Short sentences."] and len(dropped) == 1
+    assert rules == ["Short sentences."]
+    assert len(dropped) == 1
 
 
 # -- through the real llama.cpp OpenAI-compatible server -------------------------------------------
@@ -324,10 +347,13 @@ def test_distillation_through_the_local_openai_compatible_server(kay_db, llama_s
     ).fetchall()
     assert len(rows) == 2
     ledger = Ledger().entries(limit=50)
-    assert ledger and all(r["url"] == f"{llama_server}/chat/completions" and r["purpose"] == "distill" for r in ledger)
+    assert ledger
+    assert all(r["url"] == f"{llama_server}/chat/completions" and r["purpose"] == "distill" for r in ledger)
     for status, raw, backend, prompt_version, temperature, own_text in rows:
         assert status in ("ok", "failed")
-        assert backend == "lab llama" and prompt_version == "intents.v1" and temperature in (0.7, 1.0, 1.2)
+        assert backend == "lab llama"
+        assert prompt_version == "intents.v1"
+        assert temperature in (0.7, 1.0, 1.2)
         assert raw.strip(), "the model's answer is kept even when it could not be parsed"
         # with consent, the sent email itself is what went to the server
         first_line = own_text.strip().splitlines()[0][:40]
@@ -348,12 +374,15 @@ def test_tiller_distill_runs_the_trainer_side_as_a_process(kay_db, claude):
 
     proc = tiller("distill", "--offline", "--limit", "4", "--sender", KAY)
     assert proc.returncode == 0, proc.stderr
-    assert "Dataset (measured)" in proc.stdout and "intents 4" in proc.stdout
+    assert "Dataset (measured)" in proc.stdout
+    assert "intents 4" in proc.stdout
     proc = tiller("distill", "--backend", "claude", "--limit", "1")
-    assert proc.returncode == 1 and "i-consent-to-send-sent-mail" in proc.stderr
+    assert proc.returncode == 1
+    assert "i-consent-to-send-sent-mail" in proc.stderr
     assert claude.requests == []
     proc = tiller("distill", "--help")
-    assert proc.returncode == 0 and "--offline" in proc.stdout
+    assert proc.returncode == 0
+    assert "--offline" in proc.stdout
 
 
 # -- the small local model: JSON under a grammar, intents that are about their email -----------------
@@ -419,7 +448,8 @@ def test_small_model_rules_and_baselines_are_parsed_and_cleaned(kay_db):
     )
     rules, thinking, dropped = parse_small_rules(raw, email)
     assert rules == ["Keep it under 60 words.", "Start with the initials and a comma."]
-    assert thinking == "shorter, no sign-off" and dropped[:2] == [f"Write: {quote}", "Keep it under N words."]
+    assert thinking == "shorter, no sign-off"
+    assert dropped[:2] == [f"Write: {quote}", "Keep it under N words."]
     assert dropped[2].startswith("Use a formal tone") and len(dropped) == 3  # cut off at the length cap
     with pytest.raises(MalformedAnswer):
         parse_small_rules('{"differences": "x", "rules": ["Keep it sh', email)
@@ -459,7 +489,8 @@ def test_measured_lines_replace_llm_lines_on_the_topics_they_measure():
     ]
     # a topic the measured lines do not state stays with the LLM (no contraction line was measured above)
     merged, _ = merge_with_measured(llm, measured + "\n- No contractions.")
-    assert "- Avoid contractions." not in merged and merged.endswith("- No contractions.")
+    assert "- Avoid contractions." not in merged
+    assert merged.endswith("- No contractions.")
     assert merge_with_measured("- Be warm.", "") == ("- Be warm.", [])
 
 
@@ -475,7 +506,8 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
     job = Distillation(kay_db, config)
     assert job.small
     counts = run(job)
-    assert counts.asked["intents"] == 1 and counts.attempts["intents"] >= 1
+    assert counts.asked["intents"] == 1
+    assert counts.attempts["intents"] >= 1
     newest = [
         r[0]
         for r in kay_db.execute(
@@ -488,14 +520,17 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
     ).fetchall()
     assert {r[0] for r in rows} <= set(newest[:4])  # the newest emails, not the oldest
     for _, status, text, prompt_version, source, raw, own_text in rows:
-        assert prompt_version == "intents_small.v1" and source.startswith("local|embedded|")
+        assert prompt_version == "intents_small.v1"
+        assert source.startswith("local|embedded|")
         json.loads(raw)  # the grammar: every answer parses
         if status == "ok":
-            assert text.startswith("- ") and copied_intent(text, own_text) is None
+            assert text.startswith("- ")
+            assert copied_intent(text, own_text) is None
     assert counts.intents >= 1, counts.failures
     baselines = kay_db.execute("SELECT status, text FROM baselines").fetchall()
     rules = kay_db.execute("SELECT status, rules, raw FROM rules WHERE strategy = 'R3'").fetchall()
-    assert baselines and rules, counts.failures
+    assert baselines, counts.failures
+    assert rules, counts.failures
     for status, text, raw in rules:
         json.loads(raw)
         if status == "ok":
@@ -503,7 +538,8 @@ def test_local_model_distillation_follows_the_papers_method_on_real_mail(kay_db)
     # the voice stage's input: the real email said again plainly, for the one email distilled
     rewrites = kay_db.execute("SELECT message_id, status, text, source FROM plain_rewrites").fetchall()
     assert [(r[0], r[3].split("|")[0]) for r in rewrites] == [(newest[0], "local")], rewrites
-    assert rewrites[0][1] == "ok" and rewrites[0][2].strip(), rewrites
+    assert rewrites[0][1] == "ok", rewrites
+    assert rewrites[0][2].strip(), rewrites
     assert Ledger().entries(limit=10) == []  # the ledger lists every request that leaves the computer: none
 
 
@@ -528,7 +564,8 @@ def test_a_rule_set_with_pieces_of_sentences_is_asked_for_again():
     assert [fragment_reason(r) for r in whole] == [None] * 4
     rules, _, dropped = parse_small_rules(json.dumps({"differences": "x", "rules": whole}), email)
     # whole, but the sign-off rule points away from this email (it has none): dropped, not refused
-    assert rules == [whole[0], *whole[2:]] and dropped[0].startswith(whole[1] + " (contradicts: the real email has no")
+    assert rules == [whole[0], *whole[2:]]
+    assert dropped[0].startswith(whole[1] + " (contradicts: the real email has no")
 
 
 def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and_refuse_one_that_invents(
@@ -540,20 +577,24 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
     run(Distillation(kay_db, config))
     stats = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3")["voice_pairs"]
     both = {k: stats["train"][k] + stats["test"][k] for k in ("pairs", "kept", "refused", "dropped")}
-    assert both["pairs"] == 12 and both["kept"] + both["refused"] == 12
+    assert both["pairs"] == 12
+    assert both["kept"] + both["refused"] == 12
     # the invented time and place are not in the real email: learning that pair would teach the
     # rewrite to delete them, so it is refused as "dropped"
-    assert 0 < both["refused"] == both["dropped"] and both["kept"] > 0, stats
+    assert 0 < both["refused"] == both["dropped"], stats
+    assert both["kept"] > 0, stats
     reason = (stats["train"]["samples"] or stats["test"]["samples"])[0]["reason"]
-    assert "zero_shot: the rewrite dropped 7" in reason and "ocean" in reason
+    assert "zero_shot: the rewrite dropped 7" in reason
+    assert "ocean" in reason
     lines = (tmp_path / "r3" / "voice_train.jsonl").read_text().splitlines()
     assert len(lines) == stats["train"]["kept"]
     record = json.loads(lines[0])
     prompt, target = record["messages"][0]["content"], record["messages"][1]["content"]
-    assert prompt.startswith("### Rewrite in my words\n") and prompt.endswith("### My email\n")
+    assert prompt.startswith("### Rewrite in my words\n")
+    assert prompt.endswith("### My email\n")
+    assert "Ocean Energy" not in prompt
     assert (
-        "Ocean Energy" not in prompt
-        and target.strip()
+        target.strip()
         == kay_db.execute("SELECT own_text FROM messages WHERE id = ?", [record["meta"]["message_id"]])
         .fetchone()[0]
         .strip()
@@ -565,11 +606,13 @@ def test_voice_pairs_keep_a_zero_shot_email_that_says_what_the_real_one_says_and
     ids = [r[0] for r in kay_db.execute("SELECT DISTINCT message_id FROM intents ORDER BY message_id LIMIT 3")]
     job = Distillation(kay_db, dataclasses.replace(config, message_ids=tuple(ids)))  # the reproduction's train split
     run(job)
-    assert job.counts.plain_rewrites == 3 and len(claude.requests) == asked + 3
+    assert job.counts.plain_rewrites == 3
+    assert len(claude.requests) == asked + 3
     assert [r[0] for r in kay_db.execute("SELECT message_id FROM plain_rewrites ORDER BY message_id")] == ids
     job = Distillation(kay_db, config)
     run(job)
-    assert job.counts.plain_rewrites == 9 and len(claude.requests) == asked + 12
+    assert job.counts.plain_rewrites == 9
+    assert len(claude.requests) == asked + 12
     assert all("in that plain, professional style:" in r.body.decode() for r in claude.requests[asked:])
     again = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "r3-plain")["voice_pairs"]
     kept_from = {
@@ -593,15 +636,19 @@ def test_emails_said_plainly_without_distilling_add_voice_pairs_older_than_every
     job = Distillation(kay_db, dataclasses.replace(config, limit=18, voice_only=True))
     run(job)
     new = [r.body.decode() for r in claude.requests[asked:]]
-    assert len(new) == 8 and all("in that plain, professional style:" in body for body in new)
-    assert job.counts.asked == {"plain_rewrites": 8} and job.counts.intents == 0
+    assert len(new) == 8
+    assert all("in that plain, professional style:" in body for body in new)
+    assert job.counts.asked == {"plain_rewrites": 8}
+    assert job.counts.intents == 0
     assert {r[0] for r in kay_db.execute("SELECT DISTINCT message_id FROM intents")} == distilled_ids
     after = export(kay_db, strategy="R3", sender=KAY, out_dir=tmp_path / "after")
     train, test = after["voice_pairs"]["train"], after["voice_pairs"]["test"]
     assert after["train"] + after["test"] == before["train"]["pairs"] + before["test"]["pairs"]  # rules data unchanged
     # the 8 older emails train, none tests; the guard still reads each pair
-    assert train["kept_not_distilled"] > 0 and test["kept_not_distilled"] == 0, train
-    assert train["pairs"] == before["train"]["pairs"] + 8 and test == before["test"], (before, after)
+    assert train["kept_not_distilled"] > 0, train
+    assert test["kept_not_distilled"] == 0, train
+    assert train["pairs"] == before["train"]["pairs"] + 8, (before, after)
+    assert test == before["test"], (before, after)
     rows = [json.loads(x) for x in (tmp_path / "after" / "voice_train.jsonl").read_text().splitlines()]
     plain_only = [r for r in rows if r["meta"].get("voice_only")]
     assert len(plain_only) == train["kept_not_distilled"]
@@ -643,7 +690,8 @@ def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp
         )
     )
     list(job.run())
-    assert job.result["status"] == "done" and job.result["examples"]["used"] >= 8
+    assert job.result["status"] == "done"
+    assert job.result["examples"]["used"] >= 8
     profile = find_profile(KAY)
     assert profile.voice_adapter is not None and profile.voice_on and not profile.trained  # voice only
     draft = (
@@ -661,13 +709,16 @@ def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp
     request = ComposeRequest(intent, recipient="Sylvia", sender=KAY, backend=SCRIPTED, rules=rules)
     events = list(ComposeOperation(request).run())
     voiced = [e for e in events if isinstance(e, VoiceRewritten)]
-    assert len(voiced) == 1 and voiced[0].draft == draft and isinstance(events[-1], DraftChecked)
+    assert len(voiced) == 1
+    assert voiced[0].draft == draft
+    assert isinstance(events[-1], DraftChecked)
     assert events.index(voiced[0]) == len(events) - 2
     # the ranking reaches the voice: half the pairs carry their measured style tags, so this adapter
     # follows tags, and a draft's tags go into its rewrite's prompt
     prompts = [json.loads(x)["messages"][0]["content"] for x in pairs.read_text().splitlines()]
     styled = [p for p in prompts if "\nStyle: " in p]
-    assert 0 < len(styled) < len(prompts) and job.result["examples"]["with_style_tags"] == len(styled)
+    assert 0 < len(styled) < len(prompts)
+    assert job.result["examples"]["with_style_tags"] == len(styled)
     seen = []
 
     class Recording(VoiceRewriter):
@@ -678,11 +729,13 @@ def test_the_voice_stage_trains_on_voice_pairs_and_rewrites_a_draft_in_llama_cpp
     ScriptedProvider.enqueue(draft, draft)
     tagged = dataclasses.replace(request, tag_sets=(("Brief", "Legal"),))
     events = list(ComposeOperation(tagged, voice=lambda sender: Recording(find_profile(sender))).run())
-    assert seen == [(True, ("Brief", "Legal"))] and any(isinstance(e, VoiceRewritten) for e in events)
+    assert seen == [(True, ("Brief", "Legal"))]
+    assert any(isinstance(e, VoiceRewritten) for e in events)
     assert "\nStyle: Brief\n" in voice_prompt(draft, style=("Brief", "Legal"))  # a topic tag is not a style
     profile.set_voice(False)
     events = list(ComposeOperation(request).run())
-    assert not any(isinstance(e, VoiceRewritten) for e in events) and not find_profile(KAY).voice_on
+    assert not any(isinstance(e, VoiceRewritten) for e in events)
+    assert not find_profile(KAY).voice_on
     ScriptedProvider.reset()
 
 
@@ -765,9 +818,8 @@ def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_m
     assert content_rule("Provide updates as soon as possible", "I will send it as soon as possible.") is None
     raw = "<rules>\n- Mention enjoying travel.\n- No greeting.\n- Keep it short.\n</rules>"
     rules, _, dropped = parse_rules(raw, "Cool. Enjoy the travel.", chatty)
-    assert rules == ["No greeting.", "Keep it short."] and dropped[0].startswith(
-        "Mention enjoying travel. (not a style"
-    )
+    assert rules == ["No greeting.", "Keep it short."]
+    assert dropped[0].startswith("Mention enjoying travel. (not a style")
     raw = "<rules>\n- Use more formal language.\n- Ask one direct question.\n- Keep it short.\n</rules>"
     rules, _, dropped = parse_rules(raw, real, zero_shot)
     assert rules == ["Ask one direct question.", "Keep it short."]

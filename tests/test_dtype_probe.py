@@ -52,7 +52,8 @@ def test_the_choice_is_measured_once_and_cached_per_cpu_and_torch(tmp_path, monk
     # another CPU (or torch, or thread count) measures again
     monkeypatch.setattr(dtype_probe, "cpu_description", lambda: {"model": "Other CPU", "flags": [], "cores": 8})
     third = cpu_dtype(tmp_path, measure_fn=stub_measure)
-    assert not third.cached and len(calls) == 2
+    assert not third.cached
+    assert len(calls) == 2
     saved = json.loads((tmp_path / dtype_probe.CACHE_FILE).read_text())
     assert saved["choice"]["reason"] == "bf16 is 37.0x slower than fp32 on this CPU"
 
@@ -60,7 +61,8 @@ def test_the_choice_is_measured_once_and_cached_per_cpu_and_torch(tmp_path, monk
 def test_a_damaged_cache_is_measured_again(tmp_path):
     (tmp_path / dtype_probe.CACHE_FILE).write_text("{not json")
     choice = cpu_dtype(tmp_path, measure_fn=lambda shape: choose(0.01, 0.005))
-    assert choice.dtype == "bf16" and not choice.cached
+    assert choice.dtype == "bf16"
+    assert not choice.cached
 
 
 def test_an_explicit_dtype_overrides_the_measurement(tmp_path):
@@ -76,7 +78,8 @@ def test_the_real_probe_times_both_formats_in_seconds():
     began = time.monotonic()
     choice = dtype_probe.measure()
     assert time.monotonic() - began < 30
-    assert choice.fp32_s > 0 and choice.dtype in ("bf16", "fp32")
+    assert choice.fp32_s > 0
+    assert choice.dtype in ("bf16", "fp32")
     if choice.bf16_s is not None:  # the faster one won, or fp32 within the margin
         assert (choice.dtype == "bf16") == (choice.bf16_s * dtype_probe.BF16_MARGIN <= choice.fp32_s)
 
@@ -84,10 +87,13 @@ def test_the_real_probe_times_both_formats_in_seconds():
 def test_the_cpu_description_reads_model_and_bf16_flags():
     cpuinfo = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n"
     d = cpu_description(cpuinfo)
-    assert d["model"] == "AMD EPYC 7B13" and d["flags"] == ["avx2"] and not native_bf16(d)
+    assert d["model"] == "AMD EPYC 7B13"
+    assert d["flags"] == ["avx2"]
+    assert not native_bf16(d)
     assert cpu_summary(d).endswith("no native bf16")
     xeon = cpu_description("model name : Xeon\nflags : avx2 avx512f avx512_bf16 amx_bf16\n")
-    assert native_bf16(xeon) and "native bf16 (avx512_bf16, amx_bf16)" in cpu_summary(xeon)
+    assert native_bf16(xeon)
+    assert "native bf16 (avx512_bf16, amx_bf16)" in cpu_summary(xeon)
 
 
 def test_limiting_the_math_libraries_is_another_cpu_for_the_cache(tmp_path, monkeypatch):
@@ -97,4 +103,6 @@ def test_limiting_the_math_libraries_is_another_cpu_for_the_cache(tmp_path, monk
     cpu_dtype(tmp_path, measure_fn=lambda shape: calls.append(1) or choose(0.04, 0.009))
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     again = cpu_dtype(tmp_path, measure_fn=lambda shape: calls.append(1) or choose(0.004, 0.27))
-    assert len(calls) == 2 and again.dtype == "fp32" and not again.cached
+    assert len(calls) == 2
+    assert again.dtype == "fp32"
+    assert not again.cached

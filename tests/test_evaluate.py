@@ -68,7 +68,8 @@ def test_extractive_intents_are_refused_and_evaluation_intents_never_carry_the_r
 
     for sender in (KAY, QUIGLEY):
         cases, _ = held_out_cases(db, sender, limit=10, seed=0)
-        assert cases and all(copied_run(c.intent, c.real, 8) is None for c in cases)
+        assert cases
+        assert all(copied_run(c.intent, c.real, 8) is None for c in cases)
     run_import(db, enron / "maildir" / "williams-w3")
     for _ in Distillation(db, DistillConfig(sender="bill.williams@enron.com")).run():  # offline only
         pass
@@ -135,7 +136,8 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
     job = reproduction()
     events = list(job.run())
     trained = {f"{m}:{s}" for m in ("naive_finetune", "r1_agent") for s in (KAY, QUIGLEY)}
-    assert set(job.trained) == trained and all(r["status"] == "done" for r in job.trained.values())
+    assert set(job.trained) == trained
+    assert all(r["status"] == "done" for r in job.trained.values())
     assert {"drafting", "judging", "report", "distill dutch.quigley", "train r1_agent kay.mann"} <= {
         e.stage for e in events
     }
@@ -148,7 +150,8 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
                 json.loads(line)
                 for line in (out / "datasets" / profile_slug(sender) / f"{method}.jsonl").read_text().splitlines()
             ]
-            assert rows and all(r["meta"]["date"] < first_held and r["meta"]["sender"] == sender for r in rows)
+            assert rows
+            assert all(r["meta"]["date"] < first_held and r["meta"]["sender"] == sender for r in rows)
             assert not {r["meta"]["message_id"] for r in rows} & {c.message_id for c in held}
         r1 = (out / "datasets" / profile_slug(sender) / "r1_agent.jsonl").read_text()
         assert "Be terse." in r1 and "Keep it short." not in r1  # R1 targets, not R3's
@@ -157,7 +160,9 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
     # the first-slot bias of the judge cancels out exactly: every pair scores 0.5
     for other in [m for m in METHODS if m != "agent"]:
         win = results["agent_win_rate"][other]
-        assert win["n"] == 4 and win["win_rate"] == 0.5 and win["low"] == win["high"] == 0.5
+        assert win["n"] == 4
+        assert win["win_rate"] == 0.5
+        assert win["low"] == win["high"] == 0.5
     # the real_rules ceiling drafts with the rules distilled from the held-out email itself
     real_rules = [
         d
@@ -166,9 +171,11 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
     ]
     # (the scripted R3 rules plus the measured lines; "Keep it short." is dropped at distillation where the
     # held-out email is longer than the zero-shot one, and "Skip the greeting." gives way to the measured line)
-    assert len(real_rules) == 4 and all(d["rules"] for d in real_rules)
+    assert len(real_rules) == 4
+    assert all(d["rules"] for d in real_rules)
     assert sum("Keep it short." in d["rules"] for d in real_rules) >= 2
-    assert results["stages"]["score"] == "authorship" and "rules_gap" in results["stages"]
+    assert results["stages"]["score"] == "authorship"
+    assert "rules_gap" in results["stages"]
     report_text = (out / "report.md").read_text()
     for needle in ("| paper |", "0.841", "Where the agent gains or loses", "## Runtime", "tiller eval --reproduce"):
         assert needle in report_text, needle
@@ -176,28 +183,36 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
     # few-shot prompts carried real emails; the scripted model signs them "Thanks" (Kay's own sign-off)
     drafts = [json.loads(line) for line in (out / "drafts.jsonl").read_text().splitlines()]
     few_shot = [d for d in drafts if d["key"].startswith("draft|compose.v1|large_few_shot")]
-    assert len(few_shot) == 4 and all("Thanks," in d["text"] for d in few_shot)
+    assert len(few_shot) == 4
+    assert all("Thanks," in d["text"] for d in few_shot)
     agent_drafts = [d for d in drafts if d["key"].startswith("draft|compose.v1|agent")]
     assert len(agent_drafts) == 8 and all(d["rules"] for d in agent_drafts)  # 4 own + 4 permuted
     naive = [d for d in drafts if d["key"].startswith("draft|compose.v1|naive_finetune")]
-    assert len(naive) == 4 and all(d["model"].startswith("agent:naive_finetune:") for d in naive)
+    assert len(naive) == 4
+    assert all(d["model"].startswith("agent:naive_finetune:") for d in naive)
     # the drafts scored are the app's: checked against the agent's rules and repaired, the original kept
     for d in agent_drafts:
-        assert d["original"].startswith("Hi,") and d["checks"]
+        assert d["original"].startswith("Hi,")
+        assert d["checks"]
         after, before = check_draft(d["text"], d["rules"]), check_draft(d["original"], d["rules"])
         assert len(after.broken) <= len(before.broken)
     compliance = results["rule_compliance"]["agent"]
-    assert compliance["drafts"] == 4 and compliance["kept_after"] >= compliance["kept_before"]
+    assert compliance["drafts"] == 4
+    assert compliance["kept_after"] >= compliance["kept_before"]
     assert set(results["rule_compliance"]) == {"agent", "r1_agent", "real_rules"}  # zero-shot ones have no rules
     # the judge-free authorship score: calibrated per sender on real held-out mail, for every method
     author = results["authorship"]
-    assert {KAY, QUIGLEY} <= set(author["calibration"]) and set(author["methods"]) == set(results["metrics"])
+    assert {KAY, QUIGLEY} <= set(author["calibration"])
+    assert set(author["methods"]) == set(results["metrics"])
     for c in (author["calibration"][KAY], author["calibration"][QUIGLEY]):
-        assert c["ceiling"] > c["floor"] and c["own_n"] > 5
+        assert c["ceiling"] > c["floor"]
+        assert c["own_n"] > 5
     assert all(a["n"] == 4 for a in author["methods"].values())
     heat = results["permutation"]
-    assert len(heat["authorship"]) == 2 and 0 <= heat["authorship_diagonal_wins"] <= 2
-    assert heat["senders"] == [KAY, QUIGLEY] and len(heat["normalized"]) == 2
+    assert len(heat["authorship"]) == 2
+    assert 0 <= heat["authorship_diagonal_wins"] <= 2
+    assert heat["senders"] == [KAY, QUIGLEY]
+    assert len(heat["normalized"]) == 2
     assert max(max(row) for row in heat["normalized"]) == pytest.approx(1.0)
     report = (out / "report.md").read_text()
     for needle in (
@@ -218,20 +233,26 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
     for metrics in paired.values():
         assert {"similarity", "content_fidelity", "voice_match", "authorship"} <= set(metrics)
         for d in metrics.values():
-            assert d["n"] == 4 and d["low"] <= d["mean"] <= d["high"] and d["detectable"] >= 0
+            assert d["n"] == 4
+            assert d["low"] <= d["mean"] <= d["high"]
+            assert d["detectable"] >= 0
     assert all(0 <= m["content_fidelity"] <= 1 and 0 <= m["voice_match"] <= 1 for m in results["metrics"].values())
-    assert "## Paired differences against M_L zero-shot" in report and "| content_fidelity |" in report
+    assert "## Paired differences against M_L zero-shot" in report
+    assert "| content_fidelity |" in report
     # the agent was given (one for both senders) and has no voice stage; the examples method needs M_L
     # on this computer: both are said to be not run, and why
-    assert "agent_voice not run: no voice stage trained for" in report and results["voice_stage"] is None
-    assert "agent_examples not run" in report and "claude is anthropic" in report
+    assert "agent_voice not run: no voice stage trained for" in report
+    assert results["voice_stage"] is None
+    assert "agent_examples not run" in report
+    assert "claude is anthropic" in report
     assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "permutation.png").stat().st_size > 5000
     # a rerun trains nothing and asks no model anything
     asked = len(server.requests)
     again = reproduction()
     list(again.run())
-    assert set(again.trained) == trained and all(r.get("already") for r in again.trained.values())
+    assert set(again.trained) == trained
+    assert all(r.get("already") for r in again.trained.values())
     assert len(server.requests) == asked
 
 
@@ -247,7 +268,9 @@ def test_voice_match_and_paired_differences():
         "agent": {"similarity": [0.6, 0.7, 0.6, 0.7]},
     }
     d = paired_differences(per_method, ["agent", "large_zero_shot"], seed=0)["agent"]["similarity"]
-    assert d["mean"] == pytest.approx(0.15) and d["better"] == 4 and 0.099 <= d["low"] <= d["high"] <= 0.201
+    assert d["mean"] == pytest.approx(0.15)
+    assert d["better"] == 4
+    assert 0.099 <= d["low"] <= d["high"] <= 0.201
     assert d["detectable"] == pytest.approx(2.8 * np.std([0.1, 0.2, 0.1, 0.2], ddof=1) / 2)
     assert paired_differences(per_method, ["agent"], seed=0) == {}  # no baseline run: nothing to pair with
 
@@ -255,11 +278,15 @@ def test_voice_match_and_paired_differences():
 def test_style_fidelity_and_interval():
     real = "Sylvia,\n\nThe NG contract is ready for legal review. I'll send it over.\n\nKay"
     same = style_fidelity(real, real)
-    assert same["length_error"] == 0 and same["greeting_match"] == 1 and same["signoff_match"] == 1
+    assert same["length_error"] == 0
+    assert same["greeting_match"] == 1
+    assert same["signoff_match"] == 1
     other = style_fidelity(
         "Dear Ms. Smith,\n\nI am pleased to inform you that the contract is ready.\n\nBest regards,\nKay", real
     )
-    assert other["greeting_match"] == 0 and other["length_error"] > 0 and other["contraction_rate_diff"] > 0
+    assert other["greeting_match"] == 0
+    assert other["length_error"] > 0
+    assert other["contraction_rate_diff"] > 0
     # measured on the email the user would send: a preamble and a subject line are not its first line
     wrapped = style_fidelity(
         "Here is the email:\n\nSubject: RE: NG contract\n\nDear Sylvia,\n\nThe contract is ready."
@@ -330,7 +357,8 @@ def test_the_decision_names_the_pipeline_that_meets_every_target_and_otherwise_k
     fidelity = {"large_zero_shot": 0.8, "agent": 0.8, "agent_voice": 0.78, "naive_finetune": 0.4}
     scores = {"large_zero_shot": zero, "agent": agent, "agent_voice": voice, "naive_finetune": naive}
     decision = decide(_results(scores, fidelity))
-    assert decision["default"] == "agent_voice" and decision["why"] == "agent_voice meets every target"
+    assert decision["default"] == "agent_voice"
+    assert decision["why"] == "agent_voice meets every target"
     missed = [c["target"] for c in decision["targets"]["agent"] if not c["met"]]
     assert missed == [
         "authorship above M_L zero-shot for 6+ of 7 senders",
@@ -341,10 +369,12 @@ def test_the_decision_names_the_pipeline_that_meets_every_target_and_otherwise_k
     # the same voice gain, but it invents a date in some drafts: no pipeline meets every target, and
     # the voice stage is on for its measured gain over the agent alone
     decision = decide(_results(scores, fidelity, invented={"agent_voice": 0.1}))
-    assert decision["default"] == "agent_voice" and decision["why"].startswith("no pipeline meets every target")
+    assert decision["default"] == "agent_voice"
+    assert decision["why"].startswith("no pipeline meets every target")
     # a voice stage that drops content (0.8 -> 0.6) is off, however much it sounds like the user
     decision = decide(_results(scores, {**fidelity, "agent_voice": 0.6}))
-    assert decision["default"] == "agent" and not decision["add_ons"]["agent_voice"]["on"]
+    assert decision["default"] == "agent"
+    assert not decision["add_ons"]["agent_voice"]["on"]
     text = "\n".join(decision_lines(decision))
     assert (
         "| content fidelity within 0.05 of M_L zero-shot | met: 0.800 vs 0.800 | **missed**: 0.600 vs 0.800 |" in text
@@ -358,7 +388,8 @@ def test_a_method_named_twice_runs_once():
     # `--method agent --method agent` doubled the agent's drafts in every table and narrowed its
     # bootstrap interval (seen in the 7-sender reproduction of 2026-12-02)
     config = EvalConfig(senders=[KAY, KAY], methods=("agent", "large_zero_shot", "agent"))
-    assert config.methods == ("agent", "large_zero_shot") and config.senders == [KAY]
+    assert config.methods == ("agent", "large_zero_shot")
+    assert config.senders == [KAY]
 
 
 class EchoOnThisComputer(ScriptedProvider):
@@ -414,11 +445,13 @@ def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_
     rows = [json.loads(x) for x in (out / "datasets" / profile_slug(KAY) / "voice.jsonl").read_text().splitlines()]
     # the plain rewrites (the loopback model's "Dear colleague, ... <the email>") pass the content guard
     first_held = min(c.date for c in held)
-    assert rows and all(r["meta"]["date"] < first_held for r in rows), ([r["meta"]["date"] for r in rows], first_held)
+    assert rows, ([r["meta"]["date"] for r in rows], first_held)
+    assert all(r["meta"]["date"] < first_held for r in rows), ([r["meta"]["date"] for r in rows], first_held)
     assert all("Dear colleague," in r["messages"][0]["content"] for r in rows)
     # --voice-emails 4: four older emails, not distilled, said plainly for the voice stage alone
     older = [r for r in rows if r["meta"].get("voice_only")]
-    assert len(job.voice_only_ids[KAY]) == 4 and 0 < len(older) <= 4
+    assert len(job.voice_only_ids[KAY]) == 4
+    assert 0 < len(older) <= 4
     assert {r["meta"]["message_id"] for r in older} <= set(job.voice_only_ids[KAY])
     assert not db.execute(  # the fixture's offline (extractive) intents cover every email: no other
         f"SELECT 1 FROM intents WHERE source NOT LIKE 'offline|%' AND message_id IN ({','.join('?' * 4)})",
@@ -432,13 +465,15 @@ def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_
     for case in held:
         agent, voiced = drafts[f"agent|{case.message_id}"], drafts[f"agent_voice|{case.message_id}"]
         # the voice stage rewrote the agent's own first draft, with the agent's rules
-        assert voiced["voice"]["draft"] == agent["original"] and voiced["rules"] == agent["rules"]
+        assert voiced["voice"]["draft"] == agent["original"]
+        assert voiced["rules"] == agent["rules"]
         examples = drafts[f"agent_examples|{case.message_id}"]
         assert examples["rules"] == agent["rules"]
     # M_L was asked for agent, agent_examples and large_zero_shot (and re-asks), never for agent_voice
     prompts = [str(r.messages[-1].content) for r in EchoOnThisComputer.requests]
     with_examples = [p for p in prompts if "<example_email>" in p]
-    assert len(with_examples) >= 2 and all(p.count("<example_email>") == 3 for p in with_examples)
+    assert len(with_examples) >= 2
+    assert all(p.count("<example_email>") == 3 for p in with_examples)
     assert sum("<intent>" in p for p in prompts) == 3 * len(held)
     results = json.loads((out / "results.json").read_text())
     assert {"agent_voice", "agent_examples"} <= set(results["paired"])

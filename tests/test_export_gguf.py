@@ -47,8 +47,10 @@ def base():
 def test_adapter_metadata_names_and_shapes_match_llama_cpp(tmp_path, base):
     info = export_adapter(fake_peft(tmp_path / "peft"), base, tmp_path / "adapter.gguf")
     meta, shapes = read_gguf_header(tmp_path / "adapter.gguf")
-    assert meta["general.architecture"] == "gemma3" and meta["general.type"] == "adapter"
-    assert meta["adapter.type"] == "lora" and meta["adapter.lora.alpha"] == 8.0
+    assert meta["general.architecture"] == "gemma3"
+    assert meta["general.type"] == "adapter"
+    assert meta["adapter.type"] == "lora"
+    assert meta["adapter.lora.alpha"] == 8.0
     assert len(shapes) == info["tensors"] == LAYERS * 2 * 2
     assert shapes["blk.0.attn_q.weight.lora_a"] == (HIDDEN, 4)  # ggml order: [in, rank]
     assert shapes["blk.0.attn_q.weight.lora_b"] == (4, Q_OUT)  # [rank, out]

@@ -71,7 +71,9 @@ def test_training_record_reads_older_and_newer_records_and_names_a_broken_one(tm
         )
     )
     profile = profile_at(folder, "fallback")
-    assert profile.name == "kay@x.com" and profile.record.steps == 60 and profile.record.examples_used == 76
+    assert profile.name == "kay@x.com"
+    assert profile.record.steps == 60
+    assert profile.record.examples_used == 76
     assert profile.record.adapter_sha256 is None and not profile.trained  # no adapter.gguf yet
     record = TrainingRecord(profile="all", steps=3, examples={"used": 2})
     record.write(folder / TRAINING_FILE)

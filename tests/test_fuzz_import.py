@@ -285,7 +285,8 @@ def test_fuzzed_maildirs_always_import_completely(db, tmp_path_factory, entries)
     # a rerun finds every item again by its key
     again = _import_with_deadline(db, open_source(root, "maildir"))
     check_run(db, again, expected)
-    assert again.counts.stored == 0 and again.counts.duplicates == 0
+    assert again.counts.stored == 0
+    assert again.counts.duplicates == 0
     assert again.counts.already_imported == result.counts.stored + result.counts.duplicates
 
 

@@ -81,20 +81,27 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(
     set_key("claude", ANTHROPIC_TEST_KEY)
     page = window.compose
     page.refresh()
-    assert page.voice.currentData() == KAY and "(trained agent)" in page.voice.currentText()
+    assert page.voice.currentData() == KAY
+    assert "(trained agent)" in page.voice.currentText()
     page.backend.setCurrentText("claude")
     page.recipient.setText("Sylvia")
     qtbot.keyClicks(page.intent, "Tell Sylvia the NG contract is ready for legal review.")
     meter = StallMeter().start()
     with qtbot.waitSignal(page.sig_draft_finished, timeout=180_000) as finished:
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
-        assert not page.draft_button.isEnabled() and page.cancel_button.isEnabled()
+        assert not page.draft_button.isEnabled()
+        assert page.cancel_button.isEnabled()
     stalls = meter.stop()
-    assert finished.args[0].strip() and page.output.toPlainText() == finished.args[0], (
+    assert finished.args[0].strip(), (
         page.current_rules(),
         page.status.text(),
     )
-    assert page.rules.count() >= 2 and "Drafted by claude" in page.status.text()
+    assert page.output.toPlainText() == finished.args[0], (
+        page.current_rules(),
+        page.status.text(),
+    )
+    assert page.rules.count() >= 2
+    assert "Drafted by claude" in page.status.text()
     assert any(page.current_rules()[0].startswith(w) for w in ("Length", "No greeting", "Greeting")), (
         page.current_rules()
     )
@@ -133,14 +140,16 @@ def test_compose_on_the_local_backend_drafts_and_cancels(qtbot, window, db):
     page.intent.setPlainText("Thank Ben for the turbine schedule and say the team will review it on Monday.")
     with qtbot.waitSignal(page.sig_draft_finished, timeout=180_000) as finished:
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
-    assert finished.args[0].strip() and "Drafted by local" in page.status.text()
+    assert finished.args[0].strip()
+    assert "Drafted by local" in page.status.text()
     first_draft = finished.args[0]
 
     page.output.textChanged.connect(lambda: page.job and page.job.name == "draft" and page.job.cancel())
     qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: page.job is not None and not page.job.running, timeout=120_000)
     assert "Cancelled; the text so far is kept." in page.status.text()
-    assert len(page.output.toPlainText()) < len(first_draft) and page.draft_button.isEnabled()
+    assert len(page.output.toPlainText()) < len(first_draft)
+    assert page.draft_button.isEnabled()
     assert Ledger().entries() == []  # nothing left the machine
 
 
@@ -163,12 +172,14 @@ def test_a_failing_backend_keeps_the_intent_and_says_what_failed(qtbot, window, 
     delete_key("claude")
     with qtbot.waitSignal(page.sig_status_changed, timeout=30_000, check_params_cb=lambda text: "claude:" in text):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
-    assert "key" in page.status.text().lower() and page.intent.toPlainText() == "Ask Ben for the turbine schedule."
+    assert "key" in page.status.text().lower()
+    assert page.intent.toPlainText() == "Ask Ben for the turbine schedule."
     qtbot.waitUntil(lambda: page.draft_button.isEnabled(), timeout=5000)
     set_key("claude", ANTHROPIC_TEST_KEY)
     with qtbot.waitSignal(page.sig_status_changed, timeout=60_000, check_params_cb=lambda text: "claude:" in text):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
-    assert "500" in page.status.text() and "your intent and rules are kept" in page.status.text()
+    assert "500" in page.status.text()
+    assert "your intent and rules are kept" in page.status.text()
     assert page.intent.toPlainText() == "Ask Ben for the turbine schedule."
     assert page.current_rules() == ["Keep it to two sentences."]
     qtbot.waitUntil(lambda: page.draft_button.isEnabled(), timeout=5000)
@@ -190,7 +201,8 @@ def test_import_can_be_cancelled_and_resumed_from_the_window(qtbot, window, db, 
     qtbot.waitUntil(lambda: not page.job.running, timeout=120_000)
     assert page.last_result is not None, page.preview.text()
     first = page.last_result
-    assert first.status == "cancelled" and "Cancelled" in page.preview.text()
+    assert first.status == "cancelled"
+    assert "Cancelled" in page.preview.text()
     stored_first = first.counts.stored
     assert 0 < stored_first < 8892
     with qtbot.waitSignal(page.sig_import_finished, timeout=120_000) as second:
@@ -198,7 +210,8 @@ def test_import_can_be_cancelled_and_resumed_from_the_window(qtbot, window, db, 
     assert second.args[0].status == "completed"
     assert stored_first + second.args[0].counts.stored == 8892
     labels = [page.summary.item(i, 0).text() for i in range(page.summary.rowCount())]
-    assert "already imported" in labels and "  skipped: not-an-email" in labels
+    assert "already imported" in labels
+    assert "  skipped: not-an-email" in labels
     assert "MANIFEST.tsv: not-an-email" in page.skipped.text()
 
 
@@ -214,7 +227,8 @@ def test_backends_page_adds_an_endpoint_and_tests_a_round_trip(qtbot, window, ll
     dialog.provider.setCurrentIndex(dialog.provider.findData("openai_compat"))
     dialog.base_url.setText("not a url")
     dialog.save()
-    assert "must be http(s)://" in dialog.error.text() and dialog.result() == 0
+    assert "must be http(s)://" in dialog.error.text()
+    assert dialog.result() == 0
     dialog.base_url.setText(llama_server)
     dialog.model.setText("gemma-270m")
     dialog.save()
@@ -247,7 +261,8 @@ def test_large_models_page_lists_the_models_on_this_computer_and_switches_roles(
     not_a_model.write_bytes(b"GGUF but not really")
     job = models.add_file(str(not_a_model))
     qtbot.waitUntil(lambda: not job.running, timeout=30_000)
-    assert "not a GGUF model file" in models.message.text() and len(rows()) == 2
+    assert "not a GGUF model file" in models.message.text()
+    assert len(rows()) == 2
     # a real GGUF the user has (here: a copy of the embedded base model) becomes the drafting model
     mine = tmp_path / "my-model.gguf"
     mine.write_bytes(embedded_model("gemma-3-270m-base").read_bytes())
@@ -258,7 +273,8 @@ def test_large_models_page_lists_the_models_on_this_computer_and_switches_roles(
     models.use("drafting")
     assert model_for_role(db, "drafting") == "my-model"
     by_name = {r[0]: r for r in rows()}
-    assert by_name["my-model"][1] == "drafting *" and by_name["my-model"][5] == "no (base model)"
+    assert by_name["my-model"][1] == "drafting *"
+    assert by_name["my-model"][5] == "no (base model)"
     assert by_name["qwen2.5-coder-1.5b-instruct (embedded)"][1] == "drafting"
 
 
@@ -294,10 +310,8 @@ def test_window_state_is_restored(qtbot, db, tmp_path, enron):
     third.close()
     fourth = MainWindow()
     qtbot.addWidget(fourth)
-    assert (
-        fourth.nav.currentRow() == fourth.pages.indexOf(fourth.backends)
-        and fourth.pages.currentWidget() is fourth.backends
-    )
+    assert fourth.nav.currentRow() == fourth.pages.indexOf(fourth.backends)
+    assert fourth.pages.currentWidget() is fourth.backends
 
 
 def test_the_first_run_path_says_what_each_step_does_and_what_is_done(qtbot, window, db, tmp_path, enron):
@@ -305,9 +319,12 @@ def test_the_first_run_path_says_what_each_step_does_and_what_is_done(qtbot, win
 
     assert window.pages.currentWidget() is window.start
     steps = first_run_steps(db)
-    assert [s.key for s in steps] == ["import", "training", "training", "compose"] and not any(s.done for s in steps)
+    assert [s.key for s in steps] == ["import", "training", "training", "compose"]
+    assert not any(s.done for s in steps)
     for step in steps:
-        assert step.does and step.takes and step.leaves
+        assert step.does
+        assert step.takes
+        assert step.leaves
         assert step.title in window.start.labels
     window.start.findChild(QPushButton, "step_1_go").click()
     assert window.pages.currentWidget() is window.importer
@@ -321,7 +338,8 @@ def test_the_first_run_path_says_what_each_step_does_and_what_is_done(qtbot, win
     run_import(db, mailbox)
     window.show_page(window.start)
     first = first_run_steps(db)[0]
-    assert first.done and first.status.startswith("3 messages")
+    assert first.done
+    assert first.status.startswith("3 messages")
     assert "✓ 1." in window.start.labels[first.title].text()
 
 
@@ -420,12 +438,14 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
 
     compose = window.compose
     window.show_page(window.compose)
-    assert compose.voice.currentData() == KAY and "(trained agent)" in compose.voice.currentText()
+    assert compose.voice.currentData() == KAY
+    assert "(trained agent)" in compose.voice.currentText()
     compose.backend.setCurrentText("local")
     compose.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
     with qtbot.waitSignal(compose.sig_draft_finished, timeout=180_000):
         qtbot.mouseClick(compose.draft_button, Qt.LeftButton)
-    assert compose.rules.count() >= 2 and compose.output.toPlainText().strip()
+    assert compose.rules.count() >= 2
+    assert compose.output.toPlainText().strip()
     assert "No trained agent" not in compose.status.text()
 
 
@@ -447,15 +467,18 @@ def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db
     page.candidates.setValue(3)
     qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: page.pick_buttons[2].isVisible(), timeout=60_000)
-    assert len(anthropic_server.requests) >= 3 and page.output.toPlainText().count("── Draft ") == 3
+    assert len(anthropic_server.requests) >= 3
+    assert page.output.toPlainText().count("── Draft ") == 3
     # each draft went through the rule check (issue 3/5: this path called the backend directly)
     assert page.output.toPlainText().count("[checked: ") == 3
     second_text = page._candidates[1][1]
     assert second_text
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.pick_buttons[1], Qt.LeftButton)
-    assert page.output.toPlainText() == second_text and not page.pick_buttons[0].isVisible()
-    assert "Learned from 1 pick(s)" in page.learned.text() and state_path(page.inputs()[0]).is_file()
+    assert page.output.toPlainText() == second_text
+    assert not page.pick_buttons[0].isVisible()
+    assert "Learned from 1 pick(s)" in page.learned.text()
+    assert state_path(page.inputs()[0]).is_file()
     qtbot.mouseClick(page.reset_tags, Qt.LeftButton)
     assert not state_path(page.inputs()[0]).exists()
 
@@ -469,7 +492,8 @@ def test_a_damaged_database_is_one_sentence_at_start_not_a_crash(tiller_home, ca
     out = capsys.readouterr().out
     assert code == 3
     # no backup exists: what is left is to import again (a restore could only fail; issue 5/5 item 14)
-    assert "Tiller cannot start: The database" in out and "import your mail again" in out
+    assert "Tiller cannot start: The database" in out
+    assert "import your mail again" in out
     assert "tiller check --restore" not in out
 
 
@@ -497,7 +521,8 @@ def test_compose_shows_each_rule_kept_or_repaired_and_the_original_is_one_click_
     assert "3 of 3 checkable rules kept after repair" in page.status.text()
     assert page.show_original.isVisible()
     qtbot.mouseClick(page.show_original, Qt.LeftButton)
-    assert page.output.toPlainText().startswith("Dear Sylvia,") and "[Your Name]" in page.output.toPlainText()
+    assert page.output.toPlainText().startswith("Dear Sylvia,")
+    assert "[Your Name]" in page.output.toPlainText()
     qtbot.mouseClick(page.show_original, Qt.LeftButton)
     assert page.output.toPlainText().endswith("Thanks,\nKay")
     ScriptedProvider.reset()
@@ -517,7 +542,8 @@ def test_missing_qt_platform_libraries_are_named_with_the_install_command(monkey
         pytest.skip("this machine has every library the xcb plugin needs")
     assert main(["tiller-gui"]) == 1
     err = capsys.readouterr().err
-    assert "sudo apt install" in err and all(lib in err for lib in missing)
+    assert "sudo apt install" in err
+    assert all(lib in err for lib in missing)
 
 
 def test_gui_training_uses_the_model_chosen_as_agent_base(qtbot, window, db, tiller_home, monkeypatch):
@@ -540,7 +566,8 @@ def test_gui_training_uses_the_model_chosen_as_agent_base(qtbot, window, db, til
     page.refresh()
     page.start_training()
     qtbot.waitUntil(lambda: "Failed" in page.status.text(), timeout=10_000)
-    assert started and started[0]["base_gguf"] == str(mine.resolve())
+    assert started
+    assert started[0]["base_gguf"] == str(mine.resolve())
 
 
 def test_compose_answers_a_received_message_and_saves_the_draft_threaded_to_drafts(qtbot, window, db, enron):
@@ -580,7 +607,8 @@ def test_compose_answers_a_received_message_and_saves_the_draft_threaded_to_draf
 
         QTimer.singleShot(200, lambda: QApplication.activeModalWidget().accept())
         qtbot.mouseClick(page.pick, Qt.LeftButton)  # the newest received message is selected first
-        assert page.replying_to() == newest.id and page.recipient.text() == newest.sender
+        assert page.replying_to() == newest.id
+        assert page.recipient.text() == newest.sender
 
         ScriptedProvider.reset()
         _add_server_backend(db, SCRIPTED.name, None, provider="scripted", model="script")
@@ -594,7 +622,8 @@ def test_compose_answers_a_received_message_and_saves_the_draft_threaded_to_draf
             qtbot.mouseClick(page.draft_button, Qt.LeftButton)
         with qtbot.waitSignal(page.sig_saved, timeout=30_000) as saved:
             qtbot.mouseClick(page.save_drafts, Qt.LeftButton)
-        assert saved.args == ["Drafts"] and "as a threaded reply" in page.status.text(), page.status.text()
+        assert saved.args == ["Drafts"], page.status.text()
+        assert "as a threaded reply" in page.status.text(), page.status.text()
 
         client = dovecot.client("kay")
         client.select_folder("Drafts", readonly=True)
@@ -602,8 +631,10 @@ def test_compose_answers_a_received_message_and_saves_the_draft_threaded_to_draf
         client.logout()
         ((flags, raw),) = [(d[b"FLAGS"], d[b"RFC822"]) for d in fetched.values()]
         message = email.message_from_bytes(raw, policy=policy.default)
-        assert b"\\Draft" in flags and message["In-Reply-To"] == reply_original(db, newest.id).message_id
-        assert message.get_content().startswith("I will look at it today.") and message["From"] == KAY
+        assert b"\\Draft" in flags
+        assert message["In-Reply-To"] == reply_original(db, newest.id).message_id
+        assert message.get_content().startswith("I will look at it today.")
+        assert message["From"] == KAY
         assert "saved" in [action for _, action, _ in draft_events(db, page._draft_id)]
         ScriptedProvider.reset()
     finally:
@@ -665,8 +696,11 @@ def test_the_header_says_what_is_ready_for_the_identity_written_as(qtbot, window
     run_import(db, enron / "maildir" / "mann-k")
     window.importer.sig_import_finished.emit(None)
     said = header.text()
-    assert KAY in said and "agent not trained" in said and "voice stage not trained" in said, said
-    assert "default large model: local" in said and "training data for 0" in said
+    assert KAY in said, said
+    assert "agent not trained" in said, said
+    assert "voice stage not trained" in said, said
+    assert "default large model: local" in said
+    assert "training data for 0" in said
     emails = int(said.split(" sent emails")[0].split()[-1].replace(",", ""))
     from app.store.summary import identity_data_counts
 

@@ -114,7 +114,8 @@ def test_no_hostile_message_stops_an_import(db, tmp_path, enron, workers):
         result = run_import(db, tmp_path / "mail", workers=workers, my_addresses=["kay.mann@enron.com"])
     c = result.counts
     assert result.status == "completed"
-    assert c.adds_up() and c.seen == len(keys)
+    assert c.adds_up()
+    assert c.seen == len(keys)
     skipped = {key: reason for _, key, reason, _ in skipped_items(db, result.run_id)}
     assert {keys[k]: r for k, r in skipped.items()} == SKIPPED
     assert c.stored + c.duplicates == len(keys) - len(SKIPPED)
@@ -134,7 +135,8 @@ def test_no_hostile_message_stops_an_import(db, tmp_path, enron, workers):
     attachment = db.execute(
         "SELECT own_text, attachments FROM messages WHERE message_id = 'att.8bit@enron.com'"
     ).fetchone()
-    assert attachment[0] == "See attached." and json.loads(attachment[1])[0]["filename"] == "résumé.pdf"
+    assert attachment[0] == "See attached."
+    assert json.loads(attachment[1])[0]["filename"] == "résumé.pdf"
 
 
 def test_a_rerun_over_the_hostile_corpus_adds_nothing(db, tmp_path, enron):
@@ -160,12 +162,16 @@ def test_only_regular_files_are_read_and_large_ones_are_refused_by_size(db, tmp_
         fh.truncate(MAX_MESSAGE_BYTES + 1)
     with deadline(60, "an import of a folder with a FIFO and /dev/zero"):
         result = run_import(db, tmp_path / "mail")
-    assert result.counts.adds_up() and result.counts.seen == 5 and result.counts.stored == 1
+    assert result.counts.adds_up()
+    assert result.counts.seen == 5
+    assert result.counts.stored == 1
     skipped = {key.rsplit("/", 1)[-1]: (reason, detail) for _, key, reason, detail in skipped_items(db, result.run_id)}
     assert skipped["fifo"] == ("not-a-file", "not a regular file (a FIFO)")
     assert skipped["zero"] == ("not-a-file", "not a regular file (a character device)")
-    assert skipped["dangling"][0] == "unreadable" and "No such file" in skipped["dangling"][1]
-    assert skipped["huge"][0] == "too-large" and "52,428,801 bytes" in skipped["huge"][1]
+    assert skipped["dangling"][0] == "unreadable"
+    assert "No such file" in skipped["dangling"][1]
+    assert skipped["huge"][0] == "too-large"
+    assert "52,428,801 bytes" in skipped["huge"][1]
 
 
 def test_an_unreadable_directory_is_counted_as_skipped_not_passed_over(tmp_path, enron):
@@ -186,7 +192,9 @@ def test_an_unreadable_directory_is_counted_as_skipped_not_passed_over(tmp_path,
     key, reason, detail = db.execute(
         "SELECT item_key, reason, detail FROM source_items WHERE status = 'skipped'"
     ).fetchone()
-    assert key == "locked/" and reason == "unreadable" and "cannot be listed" in detail
+    assert key == "locked/"
+    assert reason == "unreadable"
+    assert "cannot be listed" in detail
     assert "locked/" in proc.stdout
 
 
@@ -224,7 +232,8 @@ def test_a_damaged_mbox_separator_is_a_warning_on_the_merged_message(db, tmp_pat
 
 def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path):
     proc = tiller("import", "", home=tmp_path / "home")
-    assert proc.returncode == 2 and "PATH is empty" in proc.stderr
+    assert proc.returncode == 2
+    assert "PATH is empty" in proc.stderr
     assert (
         not (tmp_path / "home" / "tiller.db").exists()
         or sqlite3.connect(tmp_path / "home" / "tiller.db").execute("SELECT count(*) FROM import_runs").fetchone()[0]
@@ -283,7 +292,8 @@ def test_the_import_lock_waits_for_the_holder_and_can_be_cancelled(db, tmp_path,
     for progress in job.run():
         messages.append(progress.message)
         token.cancel()
-    assert job.result.status == "cancelled" and "waiting for another import" in messages[0]
+    assert job.result.status == "cancelled"
+    assert "waiting for another import" in messages[0]
     assert f"pid {os.getpid()}" in messages[0]
     lock.release()
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
@@ -301,7 +311,9 @@ def test_a_garbage_database_names_the_file_and_what_is_left_to_do(tmp_path, enro
     proc = tiller("import", str(enron / "maildir" / "mann-k" / "sent_items"), home=home)
     assert proc.returncode == 3
     line = one_line_error(proc)
-    assert str(home / "tiller.db") in line and "damaged" in line and "import your mail again" in line
+    assert str(home / "tiller.db") in line
+    assert "damaged" in line
+    assert "import your mail again" in line
     assert "tiller check --restore" not in line
     # with a sound backup beside it, the restore is the advice
     _sound_backup(home)
@@ -322,7 +334,8 @@ def test_tiller_home_pointing_at_a_file(tmp_path):
     home.write_text("not a folder")
     proc = tiller("identities", home=home)
     assert proc.returncode == 3
-    assert "TILLER_HOME" in one_line_error(proc) and "not a folder" in proc.stderr
+    assert "TILLER_HOME" in one_line_error(proc)
+    assert "not a folder" in proc.stderr
 
 
 @pytest.mark.parametrize("what", ["database file", "data folder"])
@@ -358,7 +371,8 @@ def test_a_full_disk_is_one_sentence_marks_the_run_failed_and_loses_nothing(tmp_
         proc = tiller("import", str(mail), home=home)
         assert proc.returncode == 3, proc.stderr
         line = one_line_error(proc)
-        assert "full" in line and "run the same command again" in line
+        assert "full" in line
+        assert "run the same command again" in line
         assert "cannot rollback" not in proc.stderr
         subprocess.run(["mount", "-o", "remount,size=256m", str(home)], check=True)
         again = tiller("import", str(mail), home=home)
@@ -380,7 +394,9 @@ def test_debug_shows_the_traceback(tmp_path):
     home.mkdir()
     (home / "tiller.db").write_bytes(b"garbage" * 1000)
     proc = tiller("--debug", "identities", home=home)
-    assert proc.returncode == 1 and "Traceback" in proc.stderr and "DatabaseError" in proc.stderr
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr
+    assert "DatabaseError" in proc.stderr
 
 
 # -- backups and tiller check ------------------------------------------------------------------------
@@ -398,7 +414,9 @@ def test_an_import_keeps_a_backup_that_check_restore_puts_back(tmp_path, enron):
         assert bak.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert 0 < after_first < len(_messages(home / "tiller.db"))
     ok = tiller("check", home=home)
-    assert ok.returncode == 0 and "integrity check ok" in ok.stdout and "Everything checked is sound" in ok.stdout
+    assert ok.returncode == 0
+    assert "integrity check ok" in ok.stdout
+    assert "Everything checked is sound" in ok.stdout
     # damage the middle of the database: check says so and what to do
     size = (home / "tiller.db").stat().st_size
     with open(home / "tiller.db", "r+b") as fh:
@@ -407,7 +425,9 @@ def test_an_import_keeps_a_backup_that_check_restore_puts_back(tmp_path, enron):
         fh.seek(100)
         fh.write(b"\xff" * 100)
     damaged = tiller("check", home=home)
-    assert damaged.returncode == 3 and "problem" in damaged.stdout and "tiller check --restore" in damaged.stdout
+    assert damaged.returncode == 3
+    assert "problem" in damaged.stdout
+    assert "tiller check --restore" in damaged.stdout
     restored = tiller("check", "--restore", home=home)
     assert restored.returncode == 0, restored.stderr
     assert "ok: " in restored.stdout
@@ -436,7 +456,9 @@ def test_check_finds_an_adapter_that_differs_from_its_record(tmp_path):
         fh.seek(10)
         fh.write(b"\x00\x01")
     proc = tiller("check", home=home)
-    assert proc.returncode == 3 and "sha256 differs" in proc.stdout and "train again" in proc.stdout
+    assert proc.returncode == 3
+    assert "sha256 differs" in proc.stdout
+    assert "train again" in proc.stdout
 
 
 # -- console text is never markup ----------------------------------------------------------------
@@ -479,10 +501,13 @@ def test_markup_in_user_text_is_printed_as_text_by_every_command(tmp_path, enron
     for step in steps:
         proc = tiller(*step, home=home, extra_env=key)
         out = proc.stdout + proc.stderr
-        assert "Traceback" not in out and "MarkupError" not in out and "closing tag" not in out, (step, out)
+        assert "Traceback" not in out, (step, out)
+        assert "MarkupError" not in out, (step, out)
+        assert "closing tag" not in out, (step, out)
         assert proc.returncode in (0, 1), (step, out)
     listed = tiller("imports", "1", home=home).stdout
-    assert "[bold]empty" in listed and hostile in listed
+    assert "[bold]empty" in listed
+    assert hostile in listed
     ledger = tiller("ledger", home=home)
     assert hostile in ledger.stdout.replace("\n", "") or "[/x" in ledger.stdout
 
@@ -513,11 +538,14 @@ def test_reply_and_rules_files_must_be_small_regular_files(tmp_path):
 def test_bad_arguments_are_one_line_errors(tmp_path, enron):
     home = tmp_path / "home"
     proc = tiller("import", str(enron / "maildir" / "mann-k"), "--me", "not an address", home=home)
-    assert proc.returncode == 2 and "not an email address" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2
+    assert "not an email address" in proc.stderr
+    assert "Traceback" not in proc.stderr
     proc = tiller(
         "backends", "add", "x", "--provider", "openai_compat", "--base-url", "http://[::1", "--model", "m", home=home
     )
-    assert proc.returncode == 1 and "not a valid URL" in one_line_error(proc)
+    assert proc.returncode == 1
+    assert "not a valid URL" in one_line_error(proc)
 
 
 def test_two_processes_adding_the_same_identity_never_collide(tmp_path):
@@ -553,13 +581,16 @@ def test_restore_refuses_a_healthy_database_unless_forced(tmp_path, enron):
     _two_imports(home, enron)
     before = len(_messages(home / "tiller.db"))
     refused = tiller("check", "--restore", home=home)
-    assert refused.returncode == 1 and "passes its integrity check" in refused.stderr, refused.stderr
+    assert refused.returncode == 1, refused.stderr
+    assert "passes its integrity check" in refused.stderr, refused.stderr
     assert "--force" in refused.stderr
-    assert len(_messages(home / "tiller.db")) == before and not list(home.glob("tiller.db.damaged-*"))
+    assert len(_messages(home / "tiller.db")) == before
+    assert not list(home.glob("tiller.db.damaged-*"))
     forced = tiller("check", "--restore", "--force", home=home)
     assert forced.returncode == 0, forced.stderr
     assert len(_messages(home / "tiller.db")) < before
-    assert list(home.glob("tiller.db.replaced-*")) and not list(home.glob("tiller.db.damaged-*"))
+    assert list(home.glob("tiller.db.replaced-*"))
+    assert not list(home.glob("tiller.db.damaged-*"))
 
 
 def test_restore_waits_for_no_import(tmp_path, enron):
@@ -575,7 +606,8 @@ def test_restore_waits_for_no_import(tmp_path, enron):
         refused = tiller("check", "--restore", home=home)
     finally:
         lock.release()
-    assert refused.returncode == 1 and "an import is writing" in refused.stderr, refused.stderr
+    assert refused.returncode == 1, refused.stderr
+    assert "an import is writing" in refused.stderr, refused.stderr
     assert not list(home.glob("tiller.db.damaged-*"))
     assert tiller("check", "--restore", home=home).returncode == 0
 
@@ -587,12 +619,16 @@ def test_with_database_and_backup_damaged_the_advice_is_not_the_restore(tmp_path
     _damage(home / "tiller.db")
     _damage(home / "tiller.db.bak")
     checked = tiller("check", home=home)
-    assert checked.returncode == 3 and "the backup is damaged too" in checked.stdout
+    assert checked.returncode == 3
+    assert "the backup is damaged too" in checked.stdout
     assert "tiller check --restore" not in checked.stdout
     restore = tiller("check", "--restore", home=home)
-    assert restore.returncode == 1 and "damaged too" in restore.stderr and "import again" in restore.stderr
+    assert restore.returncode == 1
+    assert "damaged too" in restore.stderr
+    assert "import again" in restore.stderr
     opened = tiller("imports", home=home)
-    assert opened.returncode == 3 and "tiller check --restore" not in opened.stderr + opened.stdout
+    assert opened.returncode == 3
+    assert "tiller check --restore" not in opened.stderr + opened.stdout
     assert "import your mail again" in opened.stderr + opened.stdout
 
 

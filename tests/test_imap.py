@@ -83,8 +83,11 @@ def test_add_an_account_import_its_sent_folder_then_only_what_is_new(server, db,
     assert check.sent_folder == "Sent"  # the \Sent flag (RFC 6154)
     result, _ = _import(db)
     counts = result.counts
-    assert result.status == "completed" and counts.adds_up()
-    assert counts.seen == 150 + 60 and counts.stored + counts.duplicates == 210 and counts.skipped == 0
+    assert result.status == "completed"
+    assert counts.adds_up()
+    assert counts.seen == 150 + 60
+    assert counts.stored + counts.duplicates == 210
+    assert counts.skipped == 0
     assert "kay.mann@enron.com" in result.new_identities  # the Sent folder says who the user is
     sent_rows = db.execute("SELECT count(*) FROM messages WHERE folder = 'Sent' AND is_sent_folder = 1").fetchone()[0]
     assert sent_rows == _stored(db, "Sent") > 0
@@ -98,12 +101,14 @@ def test_add_an_account_import_its_sent_folder_then_only_what_is_new(server, db,
 
     # nothing new: the rerun asks the server for nothing and stores nothing
     again, source = _import(db)
-    assert again.counts.seen == 0 and again.counts.stored == 0
+    assert again.counts.seen == 0
+    assert again.counts.stored == 0
 
     # 40 more in Sent: only they are fetched
     server.append("kay", "Sent", server.seed["sent"][150:190])
     third, _ = _import(db)
-    assert third.counts.seen == 40 and third.counts.stored + third.counts.duplicates == 40
+    assert third.counts.seen == 40
+    assert third.counts.stored + third.counts.duplicates == 40
     assert third.counts.already_imported == 0
 
 
@@ -134,7 +139,8 @@ def test_a_non_ascii_sent_folder_is_found_by_name_and_a_changed_uidvalidity_doub
     check = add_account(db, _account(server, name="marie", user="marie"), MARIE_PASSWORD)
     assert check.sent_folder == "Éléments envoyés"  # no \Sent flag: found by its French name
     first, _ = _import(db, "marie")
-    assert first.counts.seen == 40 and first.counts.adds_up()
+    assert first.counts.seen == 40
+    assert first.counts.adds_up()
     assert "dutch.quigley@enron.com" in first.new_identities
     messages_before = db.execute("SELECT count(*) FROM messages").fetchone()[0]
 
@@ -157,13 +163,15 @@ def test_without_a_recognisable_sent_folder_the_user_is_asked_to_name_one(server
     from app.mail.imap import ImapError
 
     check = add_account(db, _account(server, name="rob", user="rob"), "rob-Imap-pw-5e2a")
-    assert check.sent_folder is None and "Archive 2001" in check.folders
+    assert check.sent_folder is None
+    assert "Archive 2001" in check.folders
     with pytest.raises(ImapError, match="no Sent folder found.*--sent-folder NAME.*Archive 2001"):
         _import(db, "rob")
     assert db["import_runs"].count == 0  # asked before anything was written
     add_account(db, _account(server, name="rob", user="rob", sent_folder="Archive 2001"), "rob-Imap-pw-5e2a")
     result, _ = _import(db, "rob")
-    assert result.counts.seen == 12 and result.counts.adds_up()
+    assert result.counts.seen == 12
+    assert result.counts.adds_up()
 
 
 def test_a_connection_cut_mid_fetch_reconnects_and_loses_or_doubles_nothing(server, db):
@@ -176,8 +184,10 @@ def test_a_connection_cut_mid_fetch_reconnects_and_loses_or_doubles_nothing(serv
         db.execute("UPDATE accounts SET port = ? WHERE name = 'flaky'", [proxy.port])
         total = _in_sent(server)
         result, source = _import(db, "flaky", batch_messages=20)
-        assert proxy.dropped == 1 and source.reconnected == 1
-        assert result.status == "completed" and result.counts.seen == total
+        assert proxy.dropped == 1
+        assert source.reconnected == 1
+        assert result.status == "completed"
+        assert result.counts.seen == total
         keys = [
             r[0]
             for r in db.execute(
@@ -208,7 +218,8 @@ def test_when_reconnecting_is_not_enough_a_rerun_resumes_from_the_last_stored_ui
         ).fetchone()[0]
         assert 0 < kept < total  # committed batches stay
         rerun, _ = _import(db, "cut")
-        assert rerun.counts.seen == total - kept and rerun.counts.already_imported == 0
+        assert rerun.counts.seen == total - kept
+        assert rerun.counts.already_imported == 0
         stored_keys = db.execute(
             "SELECT count(DISTINCT item_key) FROM source_items i JOIN sources s ON s.id = i.source_id "
             "WHERE s.location = ?",
@@ -225,9 +236,12 @@ def test_a_message_over_the_size_limit_is_counted_and_skipped_without_being_down
     add_account(db, _account(server, name="sizes", user="marie"), MARIE_PASSWORD)
     result, source = _import(db, "sizes", max_message_bytes=2_000)  # the limit is 50 MiB; 2 kB makes it bite
     counts = result.counts
-    assert counts.adds_up() and counts.skipped == counts.skip_reasons["too-large"] > 0 and counts.stored > 0
+    assert counts.adds_up()
+    assert counts.skipped == counts.skip_reasons["too-large"] > 0
+    assert counts.stored > 0
     detail = db.execute("SELECT detail FROM source_items WHERE reason = 'too-large' LIMIT 1").fetchone()[0]
-    assert "over the 2,000-byte limit" in detail and "not downloaded" in detail
+    assert "over the 2,000-byte limit" in detail
+    assert "not downloaded" in detail
 
 
 def test_cancel_stops_after_the_current_batch_and_the_rerun_fetches_the_rest(server, db):
@@ -246,7 +260,9 @@ def test_cancel_stops_after_the_current_batch_and_the_rerun_fetches_the_rest(ser
     first = job.result.counts.seen
     assert 25 <= first < total
     rest, _ = _import(db, "cancelled")
-    assert rest.counts.adds_up() and first + rest.counts.seen == total and rest.counts.already_imported == 0
+    assert rest.counts.adds_up()
+    assert first + rest.counts.seen == total
+    assert rest.counts.already_imported == 0
     keys = db.execute(
         "SELECT count(DISTINCT item_key), count(*) FROM source_items i JOIN sources s ON s.id = i.source_id "
         "WHERE s.location = ?",
@@ -276,7 +292,8 @@ def test_an_untrusted_certificate_is_refused_unless_the_user_trusts_it(server, d
         add_account(db, plain, KAY_PASSWORD)
     assert db["accounts"].count == 0
     unsafe = ImapAccount(name="selfsigned", host="127.0.0.1", user="kay", port=server.tls_port, verify_tls=False)
-    assert unsafe.unsafe and "not verified" in unsafe.unsafe[0]
+    assert unsafe.unsafe
+    assert "not verified" in unsafe.unsafe[0]
     assert add_account(db, unsafe, KAY_PASSWORD).sent_folder == "Sent"  # the user opted in
 
 
@@ -285,9 +302,11 @@ def test_xoauth2_logs_in_with_a_pasted_access_token_and_an_expired_one_says_so(s
     from app.mail.imap import ImapError
 
     check = add_account(db, _account(server, name="oauth", auth="xoauth2"), KAY_TOKEN)
-    assert check.sent_folder == "Sent" and file_keyring.get_password("Tiller", "imap:oauth") == KAY_TOKEN
+    assert check.sent_folder == "Sent"
+    assert file_keyring.get_password("Tiller", "imap:oauth") == KAY_TOKEN
     result, _ = _import(db, "oauth")
-    assert result.status == "completed" and result.counts.seen == _in_sent(server)
+    assert result.status == "completed"
+    assert result.counts.seen == _in_sent(server)
     # last: after a refused login Dovecot slows the next ones from this address for a few seconds
     with pytest.raises(ImapError, match="access token may have expired"):
         add_account(db, _account(server, name="stale", auth="xoauth2"), "ya29.expired")
@@ -312,19 +331,26 @@ def test_the_cli_adds_lists_tests_imports_and_removes_an_account(server, tiller_
 
     added = add("home", KAY_PASSWORD)
     assert added.exit_code == 0, added.output
-    assert "sent mail: Sent" in added.output and KAY_PASSWORD not in added.output
+    assert "sent mail: Sent" in added.output
+    assert KAY_PASSWORD not in added.output
     listed = runner.invoke(cli, ["accounts", "list"])
-    assert "home" in listed.output and "127.0.0.1" in listed.output
+    assert "home" in listed.output
+    assert "127.0.0.1" in listed.output
     assert runner.invoke(cli, ["accounts", "test", "home"]).exit_code == 0
     first = runner.invoke(cli, ["import", "imap:home"])
     assert first.exit_code == 0, first.output
-    assert "stored" in first.output and "kay.mann@enron.com" in first.output
+    assert "stored" in first.output
+    assert "kay.mann@enron.com" in first.output
     second = runner.invoke(cli, ["import", "imap:home"])
-    assert second.exit_code == 0 and " seen " in second.output
+    assert second.exit_code == 0
+    assert " seen " in second.output
     missing = runner.invoke(cli, ["import", "imap:nobody"])
-    assert missing.exit_code != 0 and "no account named 'nobody'" in missing.output
+    assert missing.exit_code != 0
+    assert "no account named 'nobody'" in missing.output
     wrong = add("bad", "wrong")
-    assert wrong.exit_code == 1 and "login refused" in wrong.output and len(wrong.output.strip().splitlines()) == 1
+    assert wrong.exit_code == 1
+    assert "login refused" in wrong.output
+    assert len(wrong.output.strip().splitlines()) == 1
     assert runner.invoke(cli, ["accounts", "remove", "home"]).exit_code == 0
     assert "No accounts yet" in runner.invoke(cli, ["accounts", "list"]).output
 
@@ -350,7 +376,8 @@ def test_the_import_page_imports_from_a_mail_server_then_only_what_is_new(server
     page.password.setText("wrong password")
     qtbot.mouseClick(page.server_import, Qt.LeftButton)
     qtbot.waitUntil(lambda: not page.job.running, timeout=60_000)
-    assert "login refused for kay" in page.preview.text() and page.last_result is None
+    assert "login refused for kay" in page.preview.text()
+    assert page.last_result is None
 
     page.password.setText(KAY_PASSWORD)
     page.security.setCurrentIndex(2)  # plain text: the page says it is unsafe
@@ -359,7 +386,8 @@ def test_the_import_page_imports_from_a_mail_server_then_only_what_is_new(server
     assert page.risk.text() == ""
     with qtbot.waitSignal(page.sig_import_finished, timeout=60_000) as first:
         qtbot.mouseClick(page.server_import, Qt.LeftButton)
-    assert first.args[0].status == "completed" and first.args[0].counts.seen == _in_sent(server)
+    assert first.args[0].status == "completed"
+    assert first.args[0].counts.seen == _in_sent(server)
     assert page.password.text() == "" and "office" in page._accounts  # stored; the field forgets it
     # the account is remembered: pick it and import again, no password typed
     page.account.setCurrentText("office")
@@ -369,4 +397,5 @@ def test_the_import_page_imports_from_a_mail_server_then_only_what_is_new(server
     reopened = ImportPage()  # with an account stored, the form shows at once
     qtbot.addWidget(reopened)
     reopened.show()
-    assert reopened.server_box.isVisible() and reopened.account.findText("office") >= 0
+    assert reopened.server_box.isVisible()
+    assert reopened.account.findText("office") >= 0

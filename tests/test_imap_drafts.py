@@ -47,15 +47,19 @@ def test_the_message_threads_and_carries_one_signature():
         now=0,
     )
     msg = email.message_from_bytes(raw, policy=policy.default)
-    assert msg["Subject"] == "Re: NG contract" and msg["To"] == "Sylvia Campos <sylvia.campos@enron.com>"
+    assert msg["Subject"] == "Re: NG contract"
+    assert msg["To"] == "Sylvia Campos <sylvia.campos@enron.com>"
     assert msg["In-Reply-To"] == ORIGINAL.message_id
     assert msg["References"].split() == [*ORIGINAL.references.split(), ORIGINAL.message_id]
-    assert msg["Message-ID"].endswith("@tiller.draft>") and msg[TILLER_HEADER] == key
+    assert msg["Message-ID"].endswith("@tiller.draft>")
+    assert msg[TILLER_HEADER] == key
     body = msg.get_content()
     assert body.count("\nKay") == 1  # the draft already ends with the signature: not added twice
-    assert "> Is the NG contract ready for legal?" in body and "sylvia.campos@enron.com> wrote:" in body
+    assert "> Is the NG contract ready for legal?" in body
+    assert "sylvia.campos@enron.com> wrote:" in body
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF throughout
-    assert reply_subject("Aw: Re: AW: Angebot") == "Re: Angebot" and reply_subject(None) == "Re:"
+    assert reply_subject("Aw: Re: AW: Angebot") == "Re: Angebot"
+    assert reply_subject(None) == "Re:"
 
 
 def test_the_drafts_folder_is_found_by_flag_then_by_name():
@@ -132,13 +136,17 @@ def test_a_threaded_draft_lands_in_drafts_and_replaces_only_tillers_own(server, 
         "It is ready.\n\nKay", from_addr="kay.mann@enron.com", to=None, subject=None, original=ORIGINAL, key=key
     )
     saved = save_draft(account, KAY_PASSWORD, first, key)
-    assert saved.folder == "Drafts" and saved.replaced == 0
+    assert saved.folder == "Drafts"
+    assert saved.replaced == 0
     drafts = _drafts(server, "kay", "Drafts")
     ours = [(flags, m) for flags, m in drafts if m[TILLER_HEADER] == key]
-    assert len(drafts) == 2 and len(ours) == 1
+    assert len(drafts) == 2
+    assert len(ours) == 1
     flags, msg = ours[0]
-    assert b"\\Draft" in flags and b"\\Seen" in flags
-    assert msg["In-Reply-To"] == ORIGINAL.message_id and msg["Subject"] == "Re: NG contract"
+    assert b"\\Draft" in flags
+    assert b"\\Seen" in flags
+    assert msg["In-Reply-To"] == ORIGINAL.message_id
+    assert msg["Subject"] == "Re: NG contract"
     # drafting the same reply again replaces Tiller's draft, and only it
     second = draft_message(
         "It is ready; legal has it.\n\nKay",
@@ -156,9 +164,8 @@ def test_a_threaded_draft_lands_in_drafts_and_replaces_only_tillers_own(server, 
     assert {k: v for k, v in after.items() if k != "Drafts"} == {k: v for k, v in before.items() if k != "Drafts"}
     # the APPENDs are in the privacy ledger: which server and folder, and the message as sent
     rows = [r for r in Ledger().entries(limit=10) if r["purpose"] == "save-draft"]
-    assert len(rows) == 2 and all(
-        r["method"] == "APPEND" and r["url"].endswith(f":{server.tls_port}/Drafts") for r in rows
-    )
+    assert len(rows) == 2
+    assert all(r["method"] == "APPEND" and r["url"].endswith(f":{server.tls_port}/Drafts") for r in rows)
     assert "legal has it" in rows[0]["request_payload"] or "legal has it" in rows[1]["request_payload"]
 
 
@@ -172,7 +179,8 @@ def test_a_drafts_folder_in_another_language_is_found_by_name(server, tiller_hom
         draft_message("Hallo", from_addr="lena@example.org", to="a@b.c", subject="Hi", original=None, key=key),
         key,
     )
-    assert saved.folder == "Entwürfe" and len(_drafts(server, "lena", "Entwürfe")) == 1
+    assert saved.folder == "Entwürfe"
+    assert len(_drafts(server, "lena", "Entwürfe")) == 1
 
 
 @pytestmark_dovecot
@@ -184,7 +192,8 @@ def test_a_refused_write_is_one_line_and_the_scope_off_connects_to_nothing(serve
     message = draft_message("x", from_addr="kay.mann@enron.com", to="a@b.c", subject="x", original=None, key=key)
     with pytest.raises(ImapError) as refused:
         save_draft(account, KAY_PASSWORD, message, key)
-    assert "refused to save the draft in 'Nowhere'" in str(refused.value) and "\n" not in str(refused.value)
+    assert "refused to save the draft in 'Nowhere'" in str(refused.value)
+    assert "\n" not in str(refused.value)
     before = _mailbox_state(server, "kay")
     with pytest.raises(DraftsOff, match="--save-drafts on"):
         save_draft(_account(server), "wrong password: never used", message, key)
@@ -210,7 +219,8 @@ def test_tiller_draft_replies_to_an_imported_message_and_saves_it_threaded(serve
     imported = runner.invoke(cli, ["import", "imap:work"])
     assert imported.exit_code == 0, imported.output
     inbox = runner.invoke(cli, ["inbox", "--limit", "3"])
-    assert inbox.exit_code == 0 and "subject" in inbox.output
+    assert inbox.exit_code == 0
+    assert "subject" in inbox.output
     (message_id, header, subject) = db.execute(
         "SELECT id, message_id, subject FROM messages WHERE identity_id IS NULL AND message_id IS NOT NULL "
         "ORDER BY date DESC LIMIT 1"
@@ -227,13 +237,18 @@ def test_tiller_draft_replies_to_an_imported_message_and_saves_it_threaded(serve
         "--save",
     ]
     refused = runner.invoke(cli, args)
-    assert refused.exit_code != 0 and "--save-drafts on" in refused.output and script.requests == []
+    assert refused.exit_code != 0
+    assert "--save-drafts on" in refused.output
+    assert script.requests == []
     turned_on = runner.invoke(cli, ["accounts", "set", "work", "--save-drafts", "on", "--yes"])
-    assert turned_on.exit_code == 0 and "deletes only a draft it added itself" in turned_on.output
+    assert turned_on.exit_code == 0
+    assert "deletes only a draft it added itself" in turned_on.output
     script.enqueue("The contract goes to legal today.\n\nKay")
     saved = runner.invoke(cli, args)
     assert saved.exit_code == 0, saved.output
     assert "Saved to work in Drafts as a threaded reply" in saved.output
     ours = [m for _, m in _drafts(server, "kay", "Drafts") if m["In-Reply-To"] == header]
-    assert len(ours) == 1 and "contract goes to legal today" in ours[0].get_content()
-    assert ours[0]["Subject"].startswith("Re: ") and not ours[0]["Subject"].lower().startswith("re: re:")
+    assert len(ours) == 1
+    assert "contract goes to legal today" in ours[0].get_content()
+    assert ours[0]["Subject"].startswith("Re: ")
+    assert not ours[0]["Subject"].lower().startswith("re: re:")

@@ -96,7 +96,8 @@ def test_reimport_adds_nothing(imported, enron):
     db, _ = imported
     before = db["messages"].count
     again = run_import(db, enron / "maildir")
-    assert again.counts.stored == 0 and again.counts.duplicates == 0
+    assert again.counts.stored == 0
+    assert again.counts.duplicates == 0
     assert again.counts.already_imported == 9758
     assert again.counts.skipped == 1  # skipped items are retried, and skipped again
     assert again.counts.adds_up()
@@ -114,7 +115,8 @@ def test_mbox_folder_import_finds_identities_from_file_names(db, enron):
     result = run_import(db, enron / "mbox")
     assert (result.counts.seen, result.counts.stored) == (1127, 1127)
     assert sorted(result.new_identities) == ["bill.williams@enron.com", "dutch.quigley@enron.com"]
-    assert is_sent_folder("quigley-d.sent_items") and not is_sent_folder("quigley-d.inbox")
+    assert is_sent_folder("quigley-d.sent_items")
+    assert not is_sent_folder("quigley-d.inbox")
 
 
 def test_a_sent_folder_imported_on_its_own_is_sent_mail_and_the_order_of_imports_does_not_matter(
@@ -179,7 +181,8 @@ def test_decoding_workers_store_exactly_what_inline_decoding_stores(tmp_path, en
     source = enron / "maildir" / "quigley-d"
     inline = run_import(inline_db, source, workers=0)
     pooled = run_import(pooled_db, source, workers=2)
-    assert pooled.counts == inline.counts and inline.counts.stored > 500
+    assert pooled.counts == inline.counts
+    assert inline.counts.stored > 500
     assert _stored(pooled_db) == _stored(inline_db)
 
 
@@ -210,7 +213,8 @@ def test_the_importer_decodes_while_it_would_wait(enron):
         got = list(stealing.decode(iter(items)))
     with DecodingPool(1, chunk_size=40, steal=False) as waiting:
         expected = list(waiting.decode(iter(items)))
-    assert stealing.stolen > 0 and waiting.stolen == 0
+    assert stealing.stolen > 0
+    assert waiting.stolen == 0
     assert [item.key for item, _ in got] == [item.key for item in items]
     assert [d for _, d in got] == [d for _, d in expected]
 
@@ -267,7 +271,8 @@ def test_a_guess_the_whole_folder_does_not_bear_out_is_dropped(db, tmp_path):
         ("boss@example.com", "inferred", 30)
     ]
     owners = _owners(db)
-    assert sum(o == "boss@example.com" for o in owners.values()) == 31 and sum(o is None for o in owners.values()) == 3
+    assert sum(o == "boss@example.com" for o in owners.values()) == 31
+    assert sum(o is None for o in owners.values()) == 3
 
 
 def test_guesses_left_by_a_killed_import_are_settled_by_the_next(db, tmp_path):

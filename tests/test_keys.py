@@ -31,11 +31,13 @@ def test_lookup_order_explicit_then_keyring_then_environment(monkeypatch):
     found = secrets.lookup("claude", ("ANTHROPIC_API_KEY",))
     assert (found.value, found.source) == ("from-keyring-1234", "keyring")
     assert secrets.lookup("claude", ("ANTHROPIC_API_KEY",), explicit="given-1234").source == "explicit"
-    assert "from-keyring" not in repr(found) and "from-keyring" not in str(found)
+    assert "from-keyring" not in repr(found)
+    assert "from-keyring" not in str(found)
     # keys are per backend name: two OpenAI-compatible endpoints keep their own
     secrets.set_key("work vLLM", "work-key-1234")
     assert secrets.lookup("home Ollama") is None
-    assert secrets.delete_key("claude") and not secrets.delete_key("claude")
+    assert secrets.delete_key("claude")
+    assert not secrets.delete_key("claude")
 
 
 def test_plaintext_keyring_is_refused_unless_chosen(monkeypatch):
@@ -55,12 +57,15 @@ def test_keys_cli_round_trip(file_keyring):
     assert ANTHROPIC_TEST_KEY not in result.output
     assert file_keyring.get_password(secrets.SERVICE, "claude") == ANTHROPIC_TEST_KEY
     result = runner.invoke(cli, ["keys", "list"])
-    assert "keyring" in result.output and ANTHROPIC_TEST_KEY not in result.output
+    assert "keyring" in result.output
+    assert ANTHROPIC_TEST_KEY not in result.output
     result = runner.invoke(cli, ["backends", "remove", "claude"])
-    assert result.exit_code == 0 and "and its key" in result.output
+    assert result.exit_code == 0
+    assert "and its key" in result.output
     assert file_keyring.get_password(secrets.SERVICE, "claude") is None
     result = runner.invoke(cli, ["keys", "delete", "claude"])
-    assert result.exit_code != 0 and "no key stored" in result.output
+    assert result.exit_code != 0
+    assert "no key stored" in result.output
 
 
 def _files_under(root: Path):
@@ -124,7 +129,8 @@ def test_no_key_lands_on_disk_outside_the_keyring(
     result = runner.invoke(cli, ["ledger"])
     messages.append(result.output)
     result = runner.invoke(cli, ["ledger", "--show", "1"])
-    assert result.exit_code == 0 and "payload as sent" in result.output
+    assert result.exit_code == 0
+    assert "payload as sent" in result.output
     messages.append(result.output)
     captured = capfd.readouterr()
     messages += [captured.out, captured.err, caplog.text]
@@ -184,9 +190,13 @@ def test_backends_list_shows_where_keys_come_from(monkeypatch):
         cli, ["backends", "add", "lab", "--provider", "openai_compat", "--base-url", "http://127.0.0.1:8080/v1"]
     )
     out = runner.invoke(cli, ["backends", "list"]).output
-    assert "missing" in out and "none (not needed)" in out and "in-process" in out
+    assert "missing" in out
+    assert "none (not needed)" in out
+    assert "in-process" in out
     monkeypatch.setenv("GEMINI_API_KEY", "AIza-env-value-1234")
     out = runner.invoke(cli, ["backends", "list"]).output
-    assert "env:GEMINI_API_KEY" in out and "AIza-env-value-1234" not in out
+    assert "env:GEMINI_API_KEY" in out
+    assert "AIza-env-value-1234" not in out
     out = runner.invoke(cli, ["backends", "add", "bad", "--provider", "gemini", "--option", "temprature=1"]).output
-    assert "temprature" in out and "Allowed:" in out
+    assert "temprature" in out
+    assert "Allowed:" in out

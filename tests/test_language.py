@@ -58,27 +58,32 @@ def test_real_english_mail_is_never_given_another_language(enron):
 def test_the_thread_decides_then_the_intent():
     german = THREADS[0]["text"]
     by_thread = reply_language("tell Sylvia I will review the contract by Friday", german)
-    assert by_thread.language.code == "de" and by_thread.source == "thread"
+    assert by_thread.language.code == "de"
+    assert by_thread.source == "thread"
     assert by_thread.rule() == "Language: German (the thread's language)."
     # an English thread answered with a German request: the thread wins, so the rule is said
     english_thread = "Hi Kay, the contract is attached. Can you review it by Friday? Thanks, Sylvia"
     reply = reply_language("sag Sylvia, dass ich den Vertrag bis Freitag prüfe", english_thread)
-    assert reply.language.code == "en" and reply.source == "thread"
+    assert reply.language.code == "en"
+    assert reply.source == "thread"
     # no thread: the request's language
     assert reply_language("dis à Claire que le contrat est prêt pour le service juridique").language.code == "fr"
     # English with English: nothing to say; too short to tell: nothing either
     assert reply_language("tell Sylvia the contract is ready", english_thread) is None
-    assert reply_language("Danke!") is None and guess("ok") is None
+    assert reply_language("Danke!") is None
+    assert guess("ok") is None
     # asked for by name or code
     assert reply_language("x", german, asked="Italian").language.code == "it"
-    assert rule_language("Language: Italian (as asked).") == "it" and rule_language("No greeting.") is None
+    assert rule_language("Language: Italian (as asked).") == "it"
+    assert rule_language("No greeting.") is None
 
 
 def test_the_rule_check_breaks_a_draft_in_another_language_and_keeps_one_in_the_right_one():
     rule = "Language: German (the thread's language)."
     english = check_draft("Hi Sylvia,\n\nThe contract is ready for legal review. Comments by Friday please.\n", [rule])
     check = next(c for c in english.checks if c.rule == rule)
-    assert check.status == BROKEN and "English" in check.note
+    assert check.status == BROKEN
+    assert "English" in check.note
     german = check_draft(
         "Hallo Sylvia,\n\nder Vertrag ist bereit für die Rechtsabteilung. Bitte bis Freitag.\n", [rule]
     )
@@ -105,7 +110,8 @@ def test_a_reply_is_asked_for_in_the_threads_language_and_asked_again_when_it_is
     op = ComposeOperation(request)
     events = list(op.run())
     ready = next(e for e in events if isinstance(e, RulesReady))
-    assert ready.rules[-1] == "Language: German (the thread's language)." and ready.language.language.code == "de"
+    assert ready.rules[-1] == "Language: German (the thread's language)."
+    assert ready.language.language.code == "de"
     assert "Language: German" in str(script.requests[0].messages[-1].content)
     reask = next(e for e in events if isinstance(e, Reasking))
     assert [c.rule for c in reask.broken] == [ready.rules[-1]]
@@ -143,5 +149,7 @@ def test_a_voice_rewrite_in_another_language_is_refused_and_the_large_models_rep
     )
     events = list(op.run())
     voiced = next(e for e in events if isinstance(e, VoiceRewritten))
-    assert not voiced.kept and voiced.text == GERMAN_DRAFT and "prüfung" in voiced.reason
+    assert not voiced.kept
+    assert voiced.text == GERMAN_DRAFT
+    assert "prüfung" in voiced.reason
     assert op.result.drafts[0].draft.text.startswith("Hallo Sylvia")

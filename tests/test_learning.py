@@ -105,17 +105,24 @@ def test_the_cli_stores_every_draft_and_edit_keeps_what_the_user_saved(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "Your email" in result.output and "Comments by Friday?" in result.output
+    assert "Your email" in result.output
+    assert "Comments by Friday?" in result.output
     (d,) = store.drafts(db)
     assert (d.identity, d.recipient, d.subject, d.intent) == (KAY, SYLVIA, "NG contract", INTENT)
-    assert d.rules == ["No contractions."] and d.rules_source == "given" and d.backend == "scripted"
-    assert d.text.startswith("Dear Sylvia,") and d.status == "edited" and d.final_source == "edit"
-    assert d.final_text == EDITED and d.edit_distance == pytest.approx(edit_distance(d.text, EDITED))
+    assert d.rules == ["No contractions."]
+    assert d.rules_source == "given"
+    assert d.backend == "scripted"
+    assert d.text.startswith("Dear Sylvia,")
+    assert d.status == "edited"
+    assert d.final_source == "edit"
+    assert d.final_text == EDITED
+    assert d.edit_distance == pytest.approx(edit_distance(d.text, EDITED))
     assert [a for _, a, _ in store.events(db, d.id)] == ["shown", "edited"]
     # the edit taught scoped rules for Sylvia at once (no greeting, signed "Kay")
     assert {r.aspect for r in store.scoped_rules(db)} >= {"greeting", "signoff"}
     shown = CliRunner().invoke(cli, ["edits", "show", str(d.id)]).output
-    assert "Comments by Friday?" in shown and "edited" in shown
+    assert "Comments by Friday?" in shown
+    assert "edited" in shown
 
 
 def test_recording_can_be_turned_off(db, scripted_backend, script):
@@ -132,7 +139,8 @@ def test_an_unknown_action_is_refused_and_a_sent_draft_stays_sent(db):
     with pytest.raises(ValueError, match="unknown draft action"):
         record_action(db, draft_id, "printed")
     after = record_action(db, draft_id, "copied", EDITED)
-    assert after.status == "copied" and after.final_text == EDITED
+    assert after.status == "copied"
+    assert after.final_text == EDITED
     assert record_action(db, draft_id, "discarded").status == "discarded"
 
 
@@ -161,7 +169,9 @@ def test_sent_mail_is_matched_to_its_draft_and_a_near_miss_or_another_identity_i
     result = run_import(db, sent, my_addresses=[KAY])
     assert [(d, m) for d, m, _ in result.drafts_matched] == [(draft_id, _message_id(db, "true"))]
     d = store.draft(db, draft_id)
-    assert d.status == "sent" and d.final_source == "sent" and d.final_text.strip() == EDITED
+    assert d.status == "sent"
+    assert d.final_source == "sent"
+    assert d.final_text.strip() == EDITED
     assert d.match_similarity >= matching.THRESHOLD_SAME_SUBJECT
     assert store.draft(db, other_id).sent_message_id is None  # same words, wrong identity
 
@@ -182,7 +192,8 @@ def test_without_a_subject_only_the_content_tells_a_near_miss_from_the_sent_draf
     assert run_import(db, tmp_path / "a", my_addresses=[KAY]).drafts_matched == []
     _eml(tmp_path / "b" / "Sent", "sent", sender=KAY, to=SYLVIA, subject="Contract", body=EDITED, when=soon)
     (match,) = run_import(db, tmp_path / "b", my_addresses=[KAY]).drafts_matched
-    assert match[0] == draft_id and match[2] >= matching.THRESHOLD
+    assert match[0] == draft_id
+    assert match[2] >= matching.THRESHOLD
 
 
 def test_a_message_from_the_user_in_the_inbox_is_never_a_drafts_sent_version(db, tmp_path):
@@ -195,7 +206,9 @@ def test_a_message_from_the_user_in_the_inbox_is_never_a_drafts_sent_version(db,
     _eml(tmp_path / "mail" / "INBOX", "forged", sender=KAY, to=SYLVIA, subject="NG contract", body=forged, when=soon)
     assert run_import(db, tmp_path / "mail", my_addresses=[KAY]).drafts_matched == []
     d = store.draft(db, draft_id)
-    assert d.final_text == EDITED and d.final_source == "edit" and d.sent_message_id is None
+    assert d.final_text == EDITED
+    assert d.final_source == "edit"
+    assert d.sent_message_id is None
 
 
 def test_a_sent_version_that_replaces_the_users_edit_is_said(db, tmp_path):
@@ -220,7 +233,10 @@ def test_a_wrong_match_is_undone_and_never_made_again(db, tmp_path):
     out = CliRunner().invoke(cli, ["edits", "unmatch", str(draft_id)])
     assert out.exit_code == 0, out.output
     d = store.draft(db, draft_id)
-    assert d.sent_message_id is None and d.final_text == EDITED and d.final_source == "edit" and d.status == "edited"
+    assert d.sent_message_id is None
+    assert d.final_text == EDITED
+    assert d.final_source == "edit"
+    assert d.status == "edited"
     # the same message seen again (another import of it) is not matched again
     refused = store.SentCandidate(_message_id(db, "sent1"), soon.isoformat(), KAY, [SYLVIA], "NG contract", EDITED)
     assert matching.match_sent_mail(db, [refused]).matched == []
@@ -250,9 +266,12 @@ def test_forgetting_a_draft_removes_it_and_what_it_taught(db):
     scoped.learn(db)
     assert store.scoped_rules(db)
     result = CliRunner().invoke(cli, ["edits", "forget", str(draft_id)])
-    assert result.exit_code == 0 and "Forgot 1 draft(s); 0 scoped rule(s) remain." in result.output
-    assert store.draft(db, draft_id) is None and store.events(db, draft_id) == []
-    assert store.scoped_rules(db) == [] and store.learning_pairs(db) == []
+    assert result.exit_code == 0
+    assert "Forgot 1 draft(s); 0 scoped rule(s) remain." in result.output
+    assert store.draft(db, draft_id) is None
+    assert store.events(db, draft_id) == []
+    assert store.scoped_rules(db) == []
+    assert store.learning_pairs(db) == []
     assert CliRunner().invoke(cli, ["edits", "forget", str(draft_id)]).exit_code == 1
 
 
@@ -278,7 +297,8 @@ def test_forgetting_reaches_the_backup_and_set_aside_copies_and_the_files_bytes(
 
 def test_forget_says_the_ledger_keeps_what_was_sent():
     result = CliRunner().invoke(cli, ["edits", "forget", "--help"])
-    assert "privacy ledger" in result.output and "every copy" in result.output
+    assert "privacy ledger" in result.output
+    assert "every copy" in result.output
 
 
 def test_forgetting_a_pair_an_adapter_learnt_from_makes_a_retrain_due(db):
@@ -292,7 +312,8 @@ def test_forgetting_a_pair_an_adapter_learnt_from_makes_a_retrain_due(db):
     (retrain.candidate_dir(KAY) / "checkpoint").mkdir(parents=True)
     CliRunner().invoke(cli, ["edits", "forget", "--all"])
     assert retrain.due(db, KAY)
-    assert not retrain.dataset_path(KAY).exists() and not retrain.candidate_dir(KAY).exists()
+    assert not retrain.dataset_path(KAY).exists()
+    assert not retrain.candidate_dir(KAY).exists()
 
 
 # -- scoped rules -----------------------------------------------------------------------------------
@@ -303,19 +324,22 @@ def test_an_edit_gives_rules_for_that_recipient_only(db):
     record_action(db, draft_id, "edited", EDITED)
     report = scoped.learn(db)
     by_aspect = {r.aspect: r for r in report.rules}
-    assert by_aspect["greeting"].rule.startswith("No greeting") and by_aspect["greeting"].scope == "recipient"
+    assert by_aspect["greeting"].rule.startswith("No greeting")
+    assert by_aspect["greeting"].scope == "recipient"
     assert by_aspect["signoff"].rule == 'No closing phrase; sign with just "Kay".'
     assert all(r.scope_value == SYLVIA for r in report.rules)
     agent_rules = ['Greeting: "Dear Sylvia,".', "Uses contractions (I'm).", 'Sign-off: "Best regards," then "Kay".']
     for_sylvia, used = scoped.apply_scoped(agent_rules, scoped.rules_for(report.rules, f"Sylvia Ortiz <{SYLVIA}>"))
-    assert for_sylvia[0].startswith("No greeting") and for_sylvia[1] == "Uses contractions (I'm)."
-    assert 'No closing phrase; sign with just "Kay".' in for_sylvia and used
+    assert for_sylvia[0].startswith("No greeting")
+    assert for_sylvia[1] == "Uses contractions (I'm)."
+    assert 'No closing phrase; sign with just "Kay".' in for_sylvia
+    assert used
     # the edit also cut the email from 36 words to 13: that joins as a length rule for Sylvia
-    assert (
-        for_sylvia[3] == by_aspect["length"].rule == "Length: about 13 words in 2 paragraphs." and len(for_sylvia) == 4
-    )
+    assert for_sylvia[3] == by_aspect["length"].rule == "Length: about 13 words in 2 paragraphs."
+    assert len(for_sylvia) == 4
     for_bob, used = scoped.apply_scoped(agent_rules, scoped.rules_for(report.rules, BOB))
-    assert for_bob == agent_rules and used == []
+    assert for_bob == agent_rules
+    assert used == []
 
 
 def test_the_compose_operation_drafts_with_the_learnt_rules_for_the_recipient(db, script):
@@ -337,13 +361,15 @@ def test_the_compose_operation_drafts_with_the_learnt_rules_for_the_recipient(db
         ComposeRequest(INTENT, recipient=SYLVIA, sender=KAY, backend=SCRIPTED, learned=True), agent=lambda s: Agent()
     )
     list(op.run())
-    assert op.rules_ready.scoped and op.rules_ready.rules[0].startswith("No greeting")
+    assert op.rules_ready.scoped
+    assert op.rules_ready.rules[0].startswith("No greeting")
     assert op.result.drafts[0].draft.text == "The contract is ready.\n\nKay\n"  # repaired to the learnt rules
     bob = ComposeOperation(
         ComposeRequest(INTENT, recipient=BOB, sender=KAY, backend=SCRIPTED, learned=True), agent=lambda s: Agent()
     )
     list(bob.run())
-    assert bob.rules_ready.scoped == [] and bob.rules_ready.rules == Agent().rules(None)
+    assert bob.rules_ready.scoped == []
+    assert bob.rules_ready.rules == Agent().rules(None)
     assert bob.result.drafts[0].draft.text.startswith("Dear Sylvia,")  # the agent's greeting rule, kept
 
 
@@ -374,9 +400,11 @@ def test_the_same_change_to_several_recipients_becomes_a_domain_and_then_an_all_
         record_action(db, _draft(db, recipient=who), "edited", EDITED)
     rows = scoped.learn(db).rules
     scopes = {(r.scope, r.scope_value) for r in rows if r.rule.startswith("No greeting")}
-    assert ("domain", "enron.com") in scopes and ("all", "") in scopes
+    assert ("domain", "enron.com") in scopes
+    assert ("all", "") in scopes
     out = CliRunner().invoke(cli, ["edits", "rules"]).output
-    assert "enron.com" in out and "all your mail" in out
+    assert "enron.com" in out
+    assert "all your mail" in out
 
 
 def test_drafts_cut_to_several_recipients_give_an_all_mail_length_rule_unless_the_mail_says_otherwise(db, tmp_path):
@@ -438,7 +466,8 @@ def test_progress_shows_the_weekly_edit_distance(db):
     record_action(db, _draft(db), "edited", EDITED)
     out = CliRunner().invoke(cli, ["edits", "progress"]).output
     week = dt.datetime.now(dt.UTC).isocalendar()
-    assert f"{week[0]}-W{week[1]:02d}" in out and "%" in out
+    assert f"{week[0]}-W{week[1]:02d}" in out
+    assert "%" in out
 
 
 # -- retraining ---------------------------------------------------------------------------------------
@@ -447,12 +476,14 @@ def test_progress_shows_the_weekly_edit_distance(db):
 def test_a_retrain_is_due_after_enough_new_pairs(db):
     for n in range(retrain.RETRAIN_AFTER - 1):
         record_action(db, _draft(db, recipient=f"r{n}@enron.com"), "edited", EDITED)
-    assert retrain.new_pairs(db, KAY) == retrain.RETRAIN_AFTER - 1 and not retrain.due(db, KAY)
+    assert retrain.new_pairs(db, KAY) == retrain.RETRAIN_AFTER - 1
+    assert not retrain.due(db, KAY)
     record_action(db, _draft(db), "edited", EDITED)
     assert retrain.due(db, KAY)
     run = store.start_retrain(db, KAY, retrain.RETRAIN_AFTER, 4)
     store.finish_retrain(db, run, "kept_old", old_score=0.5, new_score=0.4, note="worse")
-    assert retrain.new_pairs(db, KAY) == 0 and not retrain.due(db, KAY)
+    assert retrain.new_pairs(db, KAY) == 0
+    assert not retrain.due(db, KAY)
 
 
 def test_the_edit_replay_retrain_replays_the_adapters_distilled_examples(tiller_home, tmp_path):
@@ -494,7 +525,8 @@ def test_the_gate_benchmark_reuses_the_unlearnt_arms_rules_from_a_replay(tmp_pat
     drafts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cache = retrain_gate.RuleCache(tmp_path / "rules.jsonl", drafts)
     assert cache.get(KAY, 7, make=lambda: pytest.fail("generated")) == rows[0]["rules"]
-    assert cache.get(KAY, 8, make=lambda: ["made"]) == ["made"] and cache.seeded == 1
+    assert cache.get(KAY, 8, make=lambda: ["made"]) == ["made"]
+    assert cache.seeded == 1
     again = retrain_gate.RuleCache(tmp_path / "rules.jsonl", None)
     assert again.get(KAY, 8, make=lambda: pytest.fail("generated again")) == ["made"]
 
@@ -504,7 +536,9 @@ def test_the_gate_score_rewards_rules_the_final_email_keeps():
     right = ["No greeting: start directly with the content.", 'No closing phrase; sign with just "Kay".']
     wrong = ['Greeting: "Dear Sylvia,".', 'Sign-off: "Best regards," then "Kay" on its own line.']
     good, bad = retrain.pair_score(right, final), retrain.pair_score(wrong, final)
-    assert good.possible == bad.possible >= 2 and good.earned == 2 and bad.earned == 0
+    assert good.possible == bad.possible >= 2
+    assert good.earned == 2
+    assert bad.earned == 0
 
 
 def test_the_retrain_gate_keeps_the_current_adapter_when_the_new_one_does_worse(db, kay_agent):
@@ -547,7 +581,10 @@ def test_the_retrain_gate_keeps_the_current_adapter_when_the_new_one_does_worse(
     assert job.result["old_score"] > job.result["new_score"]
     assert sha256_file(profile_dir(KAY) / ADAPTER_FILE) == before  # the adapter in use is untouched
     (run,) = store.retrains(db, KAY)
-    assert run.decision == "kept_old" and run.pairs == 8 and run.held_out == 3 and "did worse" in run.note
+    assert run.decision == "kept_old"
+    assert run.pairs == 8
+    assert run.held_out == 3
+    assert "did worse" in run.note
     assert any(e.phase == "training" and e.step == 10 for e in events)
     assert not (profile_dir(KAY).parent / f".candidate-{KAY}").exists()
     assert not retrain.due(db, KAY)
@@ -582,7 +619,8 @@ def test_a_sent_candidate_the_user_never_picked_teaches_the_tag_selector(db, tmp
     assert [d for d, _, _ in result.drafts_matched] == [ids[0]]
     assert state_path(KAY).is_file()
     weights = dict(learned_preferences(load_selector(KAY), 40))
-    assert all(weights[t] > 0 for t in tag_sets[0]) and all(weights[t] < 0 for t in tag_sets[1])
+    assert all(weights[t] > 0 for t in tag_sets[0])
+    assert all(weights[t] < 0 for t in tag_sets[1])
 
 
 @pytest.mark.slow
@@ -604,7 +642,9 @@ def test_a_due_retrain_starts_in_the_background_once(db):
         assert retrain.running(KAY), retrain.log_path(KAY).read_text()
         assert retrain.start_background(db, KAY, threshold=5) is None  # one at a time
         (row,) = store.retrains(db, KAY)
-        assert row.decision == "running" and row.pairs == 5 and row.held_out == 3
+        assert row.decision == "running"
+        assert row.pairs == 5
+        assert row.held_out == 3
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -624,14 +664,16 @@ def test_r3_rules_from_draft_and_final_join_the_target_and_are_asked_once(db, sc
         "<rules>\n- Get to the point in the first sentence.\n- Ask for the deadline as a short question.\n</rules>"
     )
     (event,) = list(ask_r3_rules(db, store.learning_pairs(db), endpoint, CancelToken()))
-    assert event.phase == "rules" and event.total_steps == 1
+    assert event.phase == "rules"
+    assert event.total_steps == 1
     request = script.requests[0]
     sent = "\n".join(m.content for m in request.messages)
     assert DRAFT.splitlines()[2] in sent and "Comments by Friday?" in sent  # draft as baseline, final as real
     pair = store.draft(db, draft_id)
     assert pair.r3_rules == ["Get to the point in the first sentence.", "Ask for the deadline as a short question."]
     target = edit_example(pair, endpoint)["messages"][1]["content"]
-    assert target.startswith("- Get to the point in the first sentence.") and "No greeting" in target
+    assert target.startswith("- Get to the point in the first sentence.")
+    assert "No greeting" in target
     assert "No greeting" in edit_example(pair)["messages"][1]["content"]  # without a backend: measured only
     assert "Get to the point" not in edit_example(pair)["messages"][1]["content"]
     assert list(ask_r3_rules(db, [pair], endpoint, CancelToken())) == []  # cached: nothing asked again
@@ -651,7 +693,8 @@ def test_r3_rules_from_a_cloud_backend_need_consent_before_anything_is_sent(db):
         record_action(db, _draft(db, recipient=f"r{n}@enron.com"), "edited", EDITED)
     with pytest.raises(ConsentRequired, match="--i-consent-to-send-sent-mail"):
         list(Retrain(db, RetrainConfig(sender=KAY, rules_backend="claude")).run())
-    assert store.retrains(db) == [] and not retrain.running(KAY)
+    assert store.retrains(db) == []
+    assert not retrain.running(KAY)
 
 
 def test_a_retrain_that_cannot_start_is_logged_to_the_data_folder(db, tiller_home, monkeypatch):

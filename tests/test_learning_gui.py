@@ -33,11 +33,15 @@ def test_the_compose_page_records_the_draft_the_edit_and_the_copy_and_the_edits_
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     (d,) = store.drafts(db)
-    assert d.status == "shown" and d.rules == ['Greeting: "Dear Sylvia,".'] and d.rules_source == "given"
+    assert d.status == "shown"
+    assert d.rules == ['Greeting: "Dear Sylvia,".']
+    assert d.rules_source == "given"
     page.output.setPlainText(EDITED)  # the user edits the draft in the box, then copies it
     qtbot.mouseClick(page.copy, Qt.LeftButton)
     d = store.draft(db, d.id)
-    assert d.status == "copied" and d.final_text == EDITED and d.final_source == "edit"
+    assert d.status == "copied"
+    assert d.final_text == EDITED
+    assert d.final_source == "edit"
     assert [a for _, a, _ in store.events(db, d.id)] == ["shown", "edited", "copied"]
     qtbot.waitUntil(lambda: page._learn_job is not None and not page._learn_job.running, timeout=10_000)
     assert store.scoped_rules(db)  # learnt in the background from the edit
@@ -45,15 +49,20 @@ def test_the_compose_page_records_the_draft_the_edit_and_the_copy_and_the_edits_
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     qtbot.mouseClick(page.discard, Qt.LeftButton)
-    assert page.output.toPlainText() == "" and store.drafts(db)[0].status == "discarded"
+    assert page.output.toPlainText() == ""
+    assert store.drafts(db)[0].status == "discarded"
     # the Edits page lists both, plots the week, and forgets the edited one and what it taught
     edits = win.edits
     win.show_page(edits)
-    assert edits.table.rowCount() == 2 and edits.plot.weeks and edits.rules.count() >= 1
+    assert edits.table.rowCount() == 2
+    assert edits.plot.weeks
+    assert edits.rules.count() >= 1
     row = next(r for r in range(2) if edits.table.item(r, 0).text() == str(d.id))
     edits.table.selectRow(row)
     edits.forget_selected(confirm=False)
-    assert store.draft(db, d.id) is None and store.scoped_rules(db) == [] and edits.table.rowCount() == 1
+    assert store.draft(db, d.id) is None
+    assert store.scoped_rules(db) == []
+    assert edits.table.rowCount() == 1
 
 
 def test_the_edits_page_undoes_a_wrong_match(qtbot, db, tmp_path):
@@ -68,5 +77,6 @@ def test_the_edits_page_undoes_a_wrong_match(qtbot, db, tmp_path):
     assert "message" in page.table.item(0, 6).text()
     page.table.selectRow(0)
     page.unmatch_selected()
-    assert store.draft(db, draft_id).sent_message_id is None and page.table.item(0, 6).text() == "-"
+    assert store.draft(db, draft_id).sent_message_id is None
+    assert page.table.item(0, 6).text() == "-"
     assert page.status.text() == "1 match(es) undone."

@@ -32,12 +32,16 @@ def test_openai_compatible_server_streams_and_completes(llama_server):
     before = Ledger().last_id()
     gen = generate(REQUEST, endpoint)
     pieces = list(gen)
-    assert len(pieces) > 3 and "".join(pieces) == gen.completion.text
+    assert len(pieces) > 3
+    assert "".join(pieces) == gen.completion.text
     assert gen.completion.finish_reason in {"stop", "length"}
     whole = complete(REQUEST, endpoint)
-    assert whole.text.strip() and whole.output_tokens and whole.output_tokens <= 40
+    assert whole.text.strip()
+    assert whole.output_tokens
+    assert whole.output_tokens <= 40
     rows = Ledger().entries(since_id=before)
-    assert len(rows) == 2 and all(r["url"] == f"{llama_server}/chat/completions" for r in rows)
+    assert len(rows) == 2
+    assert all(r["url"] == f"{llama_server}/chat/completions" for r in rows)
     assert all("NG contract" in r["request_payload"] and r["outcome"] == "ok" for r in rows)
 
 
@@ -46,8 +50,10 @@ def test_local_backend_runs_in_process_and_sends_nothing(db):
     before = Ledger().last_id()
     gen = generate(REQUEST, "local")
     text = "".join(gen)
-    assert text.strip() and not text.startswith(" ")
-    assert gen.completion.provider == "local" and gen.completion.finish_reason in {"stop", "length"}
+    assert text.strip()
+    assert not text.startswith(" ")
+    assert gen.completion.provider == "local"
+    assert gen.completion.finish_reason in {"stop", "length"}
     assert gen.completion.model == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"  # the embedded instruct model
     assert Ledger().entries(since_id=before) == [], "an in-process model must not appear as a request that left"
     # same seed, temperature 0: the same answer (the runtime keeps the model loaded between calls)
@@ -89,7 +95,8 @@ def test_a_long_email_being_answered_is_cut_to_fit_the_models_context(db, enron)
     fitted = fit_request(request, count, 512 - 24)
     assert count(fitted) <= 512 - 24
     quoted = fitted.messages[-1].content
-    assert CUT_MARK in quoted and intent in quoted
+    assert CUT_MARK in quoted
+    assert intent in quoted
     assert thread[:200] in quoted  # the newest message of the thread, kept
     assert complete(request, endpoint).text.strip()  # the backend cuts it itself
 
@@ -135,4 +142,6 @@ def test_all_four_providers_through_one_drafting_call_site(db, llama_server, ant
     assert providers == {"claude": "anthropic", "gemini": "gemini", "home llama": "openai_compat", "offline": "local"}
     for server in (anthropic_server, gemini_server):
         body = server.requests[-1].body.decode()
-        assert "NG contract" in body and "Sign off" in body and "Sylvia" in body
+        assert "NG contract" in body
+        assert "Sign off" in body
+        assert "Sylvia" in body

@@ -103,17 +103,22 @@ def test_the_tools_answer_over_stdio_and_each_call_is_in_the_ledger(
     assert set(listing[0]) == {"id", "date", "from", "subject"}  # no text leaves through the listing
     # before the first training: the style measured from Kay's own sent mail, and no model asked
     styled = _payload(rules)
-    assert styled["source"] == "measured" and styled["rules"] and not styled["agent_trained"]
+    assert styled["source"] == "measured"
+    assert styled["rules"]
+    assert not styled["agent_trained"]
     from app.ops.compose import measured_voice_rules
 
     assert styled["rules"] == measured_voice_rules("kay.mann@enron.com").rules  # computed here, the same
     draft = _payload(drafted)
-    assert "went to legal this morning" in draft["draft"] and draft["backend"] == "claude"
-    assert draft["recipient"] == message.sender and draft["draft_id"]
+    assert "went to legal this morning" in draft["draft"]
+    assert draft["backend"] == "claude"
+    assert draft["recipient"] == message.sender
+    assert draft["draft_id"]
     sent = anthropic_server.requests
     assert len(sent) >= 1 and intent in json.dumps(sent[0].json())  # only the draft tool reached the model
     # drafts not allowed on any account: one line that says how, and nothing connects
-    assert refused.is_error and "--save-drafts on" in refused.content[0].text
+    assert refused.is_error
+    assert "--save-drafts on" in refused.content[0].text
     rows = [r for r in Ledger().entries(limit=50) if r["provider"] == "mcp"]
     assert sorted(r["purpose"] for r in rows) == [
         "mcp draft",

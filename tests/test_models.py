@@ -27,7 +27,8 @@ from app.models import (
 def test_both_embedded_models_assemble_verified_with_what_their_headers_say(shared_models):
     base = embedded_model("gemma-3-270m-base")
     instruct = embedded_model("qwen2.5-coder-1.5b-instruct")
-    assert base.stat().st_size == 253_113_024 and instruct.stat().st_size == 1_117_320_768
+    assert base.stat().st_size == 253_113_024
+    assert instruct.stat().st_size == 1_117_320_768
     b, q = describe_gguf(base), describe_gguf(instruct)
     assert (b["architecture"], b["chat_template"], b["quantization"]) == ("gemma3", False, "Q4_K_M")
     assert (q["architecture"], q["chat_template"], q["quantization"]) == ("qwen2", True, "Q4_K_M")
@@ -63,18 +64,21 @@ def test_a_users_gguf_is_registered_listed_chosen_and_forgotten(db, shared_model
     assert listed.exit_code == 0, listed.output
     for expected in ("gemma-3-270m-base", "qwen2.5-coder-1.5b-instruct", "my-model", "verified"):
         assert expected in listed.output.replace("\n", " ") or expected[:10] in listed.output, expected
-    assert "Apache-2.0" in listed.output and str(mine) in listed.output, listed.output
+    assert "Apache-2.0" in listed.output, listed.output
+    assert str(mine) in listed.output, listed.output
     not_gguf = tmp_path / "notes.gguf"
     not_gguf.write_text("hello")
     bad = runner.invoke(cli, ["models", "add", str(not_gguf)])
-    assert bad.exit_code == 1 and "not a GGUF model file" in bad.output
+    assert bad.exit_code == 1
+    assert "not a GGUF model file" in bad.output
     # a download cut off inside the header (a real GGUF's first 4 KB): a sentence, not a struct.error
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(mine.read_bytes()[:4096])
     for bad_file in (cut, tmp_path / "empty.gguf"):
         bad_file.touch()
         bad = runner.invoke(cli, ["models", "add", str(bad_file)])
-        assert bad.exit_code == 1 and "not a GGUF model file" in bad.output, bad.output
+        assert bad.exit_code == 1, bad.output
+        assert "not a GGUF model file" in bad.output, bad.output
         assert bad.exception is None or isinstance(bad.exception, SystemExit)
     assert runner.invoke(cli, ["models", "remove", "my-model"]).exit_code == 0
     assert model_for_role(db, "drafting") == "qwen2.5-coder-1.5b-instruct"
@@ -90,7 +94,8 @@ def test_check_finds_an_added_model_that_changed(db, shared_models, tmp_path):
         fh.seek(1 << 20)
         fh.write(b"\x00" * 64)
     result = CliRunner().invoke(cli, ["check"])
-    assert result.exit_code == 3 and "model mine: sha256 differs" in result.output
+    assert result.exit_code == 3
+    assert "model mine: sha256 differs" in result.output
 
 
 @pytest.mark.slow
@@ -104,7 +109,8 @@ def test_the_local_backend_uses_the_chat_template_of_an_instruct_model_and_compl
     assert chat is not None
     prompt, stops = chat
     assert prompt.startswith("<|im_start|>system\nYou write emails.<|im_end|>")
-    assert prompt.endswith("<|im_start|>assistant\n") and "<|im_end|>" in stops
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert "<|im_end|>" in stops
     assert RUNTIME.chat_prompt(ModelSpec.of(embedded_model("gemma-3-270m-base")), chat_messages(request)) is None
     assert completion_prompt(request).endswith("Response:")
     RUNTIME.close()

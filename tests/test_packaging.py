@@ -21,7 +21,8 @@ def test_desktop_entry_is_complete_and_runs_the_gui_script():
     section = entry["Desktop Entry"]
     for key in ("Type", "Name", "Exec", "Icon", "Categories", "Terminal"):
         assert section.get(key), key
-    assert section["Type"] == "Application" and section["Terminal"] == "false"
+    assert section["Type"] == "Application"
+    assert section["Terminal"] == "false"
     assert section["Categories"].endswith(";")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["gui-scripts"]
     assert section["Exec"].split()[0] in scripts
@@ -78,7 +79,8 @@ def test_a_wheel_carries_the_prompts_and_finds_them_when_installed(tmp_path):
         names = set(archive.namelist())
         archive.extractall(tmp_path / "installed")
     prompts = {p.name for p in (REPO / "resources" / "prompts").glob("*.txt")}
-    assert prompts and {f"app/_resources/prompts/{p}" for p in prompts} <= names
+    assert prompts
+    assert {f"app/_resources/prompts/{p}" for p in prompts} <= names
     assert "app/_resources/icons/tiller.svg" in names
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from app.prompts import RESOURCES, load_prompt; "

@@ -22,13 +22,14 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
     assert ".ci/system_packages" in (REPO / ".ci" / "run").read_text()  # Dovecot for the IMAP tests
     assert ci_lines[0] == commands[1]
     # then the core's own tests in a venv holding the core alone (tests/test_architecture.py checks it is bare)
-    assert (
-        len(ci_lines) == 2 and "pip install -q -e '.[core-test]'" in ci_lines[1] and "TILLER_BARE_CORE=1" in ci_lines[1]
-    )
+    assert len(ci_lines) == 2
+    assert "pip install -q -e '.[core-test]'" in ci_lines[1]
+    assert "TILLER_BARE_CORE=1" in ci_lines[1]
     listed = [
         line for line in (REPO / ".ci" / "core_tests").read_text().splitlines() if line and not line.startswith("#")
     ]
-    assert listed and all((REPO / path).is_file() for path in listed)
+    assert listed
+    assert all((REPO / path).is_file() for path in listed)
     assert commands[0].endswith("tiller demo")
 
 
@@ -100,6 +101,6 @@ def test_the_checked_in_cli_reference_is_what_the_commands_generate():
     ).stdout
     checked_in = (REPO / "docs" / "cli.md").read_text()
     assert generated == checked_in, "docs/cli.md is out of date: python packaging/cli_reference.py > docs/cli.md"
-    assert (
-        "### tiller draft" in generated and "--save [ACCOUNT]" in generated and "### agent_training train" in generated
-    )
+    assert "### tiller draft" in generated
+    assert "--save [ACCOUNT]" in generated
+    assert "### agent_training train" in generated

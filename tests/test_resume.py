@@ -35,7 +35,8 @@ def test_cancel_then_resume_gives_the_same_database_as_one_run(db, enron, tmp_pa
         if progress.done >= 700:
             token.cancel()
     assert job.result.status == "cancelled"
-    assert job.result.counts.seen == 700 and job.result.counts.adds_up()
+    assert job.result.counts.seen == 700
+    assert job.result.counts.adds_up()
     _consistent(db)
     rest = run_import(db, enron / "maildir" / "rogers-b")
     assert rest.status == "completed"
@@ -86,12 +87,14 @@ def test_ctrl_c_on_the_cli_stops_cleanly_and_a_rerun_resumes(tmp_path, enron, ti
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
-    assert "Cancelled." in out and "run the same command to resume" in out
+    assert "Cancelled." in out
+    assert "run the same command to resume" in out
     from app.store import open_database
 
     db = open_database(db_path)
     first = db["import_runs"].get(1)
-    assert first["status"] == "cancelled" and 500 <= first["seen"] < 9759
+    assert first["status"] == "cancelled"
+    assert 500 <= first["seen"] < 9759
     _consistent(db)
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -151,7 +151,8 @@ def test_signature_delimiter_cuts_at_its_first_use(delimiter):
 def test_a_pasted_news_story_under_a_sign_off_is_not_own_words(enron):
     s = split_file(enron, "dasovich-j/sent_items/137.")  # a note, "Best, Jeff", then a Dow Jones story
     assert s.own_text.endswith("Is the judge's proposed decision available?\nBest,\nJeff")
-    assert len(s.own_text.split()) < 20 and "pasted" in s.flags
+    assert len(s.own_text.split()) < 20
+    assert "pasted" in s.flags
     assert s.previous_context.startswith(
         "FERC Judge Urges Dismissal Of Calif Complaint Vs El Paso\nWASHINGTON -(Dow Jones)-"
     )
@@ -165,7 +166,9 @@ def test_a_note_above_a_wire_story_stays_and_the_headline_goes_with_the_story(en
 
 def test_an_email_that_is_only_an_article_has_no_own_words(enron):
     s = split_file(enron, "dasovich-j/sent_items/762.")  # a Reuters story, nothing of Jeff's
-    assert s.own_text == "" and "pasted" in s.flags and "empty_body" not in s.flags
+    assert s.own_text == ""
+    assert "pasted" in s.flags
+    assert "empty_body" not in s.flags
     assert "(C) Reuters Limited 2001." in s.previous_context
 
 
@@ -173,7 +176,9 @@ def test_an_email_that_is_only_an_article_has_no_own_words(enron):
 def test_long_reports_the_sender_wrote_stay_own_words(enron, rel):
     # Jeff's own 500-word legislative report and his own proposal under a row of asterisks
     s = split_file(enron, rel)
-    assert "pasted" not in s.flags and len(s.own_text.split()) > 250 and s.previous_context == ""
+    assert "pasted" not in s.flags
+    assert len(s.own_text.split()) > 250
+    assert s.previous_context == ""
 
 
 def test_lotus_notes_header_with_to_on_the_date_line(enron):
@@ -219,7 +224,9 @@ def test_mail_split_by_an_older_splitter_is_split_again_and_stale_distillation_g
     own, flags, version = reopened.execute(
         "SELECT own_text, flags, parser_version FROM messages WHERE id = ?", [pasted_id]
     ).fetchone()
-    assert own.endswith("Best,\nJeff") and set(json.loads(flags)) == {"html", "pasted"} and version == 2
+    assert own.endswith("Best,\nJeff")
+    assert set(json.loads(flags)) == {"html", "pasted"}
+    assert version == 2
     distilled = dict(reopened.execute("SELECT message_id, count(*) FROM intents GROUP BY message_id").fetchall())
     assert distilled == {own_id: 1}  # the pasted one's intent and rules are gone; the other's stay
     assert reopened.execute("SELECT count(*) FROM rules WHERE message_id = ?", [pasted_id]).fetchone()[0] == 0

@@ -58,19 +58,20 @@ def test_typed_message_queries_on_a_real_mailbox(db, enron):
     from app.store.messages import has_mail, import_runs, message_text, search_messages, senders_by_mail
     from tests.helpers import run_import
 
-    assert not has_mail(db) and import_runs(db) == []
+    assert not has_mail(db)
+    assert import_runs(db) == []
     run_import(db, enron / "maildir" / "mann-k")
     assert has_mail(db)
     runs = import_runs(db)
-    assert (
-        len(runs) == 1
-        and runs[0].status == "completed"
-        and runs[0].seen == runs[0].stored + runs[0].duplicates + runs[0].skipped
-    )
+    assert len(runs) == 1
+    assert runs[0].status == "completed"
+    assert runs[0].seen == runs[0].stored + runs[0].duplicates + runs[0].skipped
     found = search_messages(db, "kay.mann", limit=5)
-    assert len(found) == 5 and [m.date for m in found] == sorted((m.date for m in found), reverse=True)
+    assert len(found) == 5
+    assert [m.date for m in found] == sorted((m.date for m in found), reverse=True)
     text = message_text(db, found[0].id)
-    assert text.sender == "kay.mann@enron.com" and text.own_text is not None
+    assert text.sender == "kay.mann@enron.com"
+    assert text.own_text is not None
     assert message_text(db, -1) is None
     assert senders_by_mail(db)[0] == "kay.mann@enron.com"
 

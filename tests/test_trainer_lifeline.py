@@ -48,7 +48,8 @@ def test_a_cancel_line_cancels_at_once_and_forces_the_exit_after_the_grace(quick
         time.sleep(0.01)
     assert token.cancelled and not exit_.called.is_set()  # the loop gets its chance to save first
     assert exit_.called.wait(3)
-    assert exit_.codes == [EXIT_CANCELLED] and saved == ["checkpoint"]
+    assert exit_.codes == [EXIT_CANCELLED]
+    assert saved == ["checkpoint"]
     os.close(w)
 
 
@@ -58,7 +59,8 @@ def test_end_of_file_means_the_parent_is_gone_and_exits_sooner(quick_graces):
     line = Lifeline(token, exit=exit_).watch_stdin(io.StringIO(""))
     assert exit_.called.wait(3)
     assert time.monotonic() - began < 0.55  # the orphan grace (0.2 s), not the cancel grace (0.6 s)
-    assert token.cancelled and "went away" in line.reason
+    assert token.cancelled
+    assert "went away" in line.reason
 
 
 def test_a_shorter_grace_replaces_a_longer_one(quick_graces):
@@ -67,7 +69,8 @@ def test_a_shorter_grace_replaces_a_longer_one(quick_graces):
     line.stop("cancelled", 30)
     began = time.monotonic()
     line.stop("parent gone", 0.1)
-    assert exit_.called.wait(3) and time.monotonic() - began < 2
+    assert exit_.called.wait(3)
+    assert time.monotonic() - began < 2
 
 
 def test_a_failing_checkpoint_does_not_prevent_the_exit(quick_graces):
@@ -76,7 +79,8 @@ def test_a_failing_checkpoint_does_not_prevent_the_exit(quick_graces):
 
     exit_ = RecordedExit()
     Lifeline(CancelToken(), before_exit=broken, exit=exit_).stop("cancelled", 0.05)
-    assert exit_.called.wait(3) and exit_.codes == [EXIT_CANCELLED]
+    assert exit_.called.wait(3)
+    assert exit_.codes == [EXIT_CANCELLED]
 
 
 def test_a_process_started_by_the_app_stops_when_the_app_is_killed(tmp_path):
@@ -117,7 +121,8 @@ open({str(pid_file)!r}, "w").write(str(proc.pid))
     subprocess.run([sys.executable, "-c", parent_code], cwd=Path(__file__).parent.parent, check=True, timeout=60)
     child = psutil.Process(_wait_for_pid(pid_file))
     assert os.getsid(child.pid) == child.pid != os.getsid(0)  # a session of its own
-    assert "TILLER_PARENT_PID" not in child.environ() and "--control-stdin" not in child.cmdline()
+    assert "TILLER_PARENT_PID" not in child.environ()
+    assert "--control-stdin" not in child.cmdline()
     assert "--steps" in child.cmdline()
     # the parent is gone; the run goes on until it finishes (here: it finds no training data and says so)
     assert _gone_within(child.pid, 120), "the background run never ended"
@@ -164,9 +169,11 @@ def _checkpoint_is_usable(out: Path) -> None:
     import torch
 
     state = json.loads((out / "checkpoint" / "state.json").read_text())
-    assert state["step"] == 0 and state["fingerprint"]
+    assert state["step"] == 0
+    assert state["fingerprint"]
     weights = torch.load(out / "checkpoint" / "adapter.pt", weights_only=True)
-    assert weights and all(v.isfinite().all() for v in weights.values())
+    assert weights
+    assert all(v.isfinite().all() for v in weights.values())
 
 
 def _wait_for_first_step(lines, timeout: float = 300) -> None:

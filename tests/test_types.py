@@ -27,4 +27,5 @@ def test_the_gate_can_fail(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def words(text: str) -> int:\n    return text.split()\n")
     done = _mypy("--config-file", str(REPO / "pyproject.toml"), str(bad), cwd=tmp_path)
-    assert done.returncode == 1 and "Incompatible return value type" in done.stdout, done.stdout
+    assert done.returncode == 1, done.stdout
+    assert "Incompatible return value type" in done.stdout, done.stdout
