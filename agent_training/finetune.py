@@ -211,7 +211,8 @@ def load_examples(config: FinetuneConfig, tokenizer) -> tuple[list[Example], dic
             examples.append(Example(prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids))
             counts["used"] += 1
             # a voice stage that saw style tags follows them at drafting (app/agent/voice.py)
-            counts["with_style_tags"] = counts.get("with_style_tags", 0) + ("\n" + VOICE_STYLE_PREFIX in prompt)
+            if "\n" + VOICE_STYLE_PREFIX in prompt:
+                counts["with_style_tags"] = counts.get("with_style_tags", 0) + 1
             if config.limit and counts["used"] >= config.limit:
                 break
     if not examples:
