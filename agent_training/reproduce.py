@@ -79,6 +79,8 @@ def older_undistilled(db, sender: str, limit: int, seed: int, count: int, share:
     if count <= 0:
         return ()
     held, train = held_out_cases(db, sender, limit, seed, share)
+    if not held:
+        return ()
     first = min(c.date for c in held)
     known = {c.message_id for c in held} | {e.message_id for e in train}
     older = [

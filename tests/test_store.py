@@ -103,3 +103,13 @@ def test_processes_opening_one_new_database_at_once_migrate_it_once(tmp_path):
         go.touch()
         errors = [p.communicate(timeout=60)[1] for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+def test_the_newest_rows_of_a_whole_mailbox_are_read_in_pieces(db):
+    """The voice stage reads the plain rewrites of every email a sender wrote: more ids than SQLite
+    binds in one statement (32,766) must still read."""
+    from app.store import distilled
+
+    db.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # an old build's limit (Debian's is 250,000)
+    assert distilled.plain_rewrites_of(db, list(range(1, 40_001))) == {}
+    assert distilled.baselines_of(db, list(range(1, 40_001))) == {}

@@ -8,6 +8,7 @@ in place, so one message never holds two rows of the same kind from one source.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from app.clock import utc_now
@@ -136,12 +137,18 @@ def intents_of(db, source: str, message_ids: list[int]) -> list[IntentRow]:
 
 def _newest_ok(db, table: str, key: str, columns: str, keys: list[int]) -> dict[int, tuple]:
     """key -> (key, *columns) of its newest ok row in ``table`` (the last when several sources answered)."""
-    if not keys:
-        return {}
-    rows = db.execute(
-        f"SELECT {key}, {columns} FROM {table} WHERE status = 'ok' AND {key} IN ({_marks(keys)}) ORDER BY id", keys
-    ).fetchall()
-    return {r[0]: tuple(r) for r in rows}
+    out: dict[int, tuple] = {}
+    # in pieces: a whole mailbox's ids (the voice stage's emails said plainly) can pass this SQLite's
+    # limit on bound parameters (32,766 in most builds, 999 in old ones, 250,000 in Debian's)
+    size = db.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    for start in range(0, len(keys), size):
+        piece = keys[start : start + size]
+        rows = db.execute(
+            f"SELECT {key}, {columns} FROM {table} WHERE status = 'ok' AND {key} IN ({_marks(piece)}) ORDER BY id",
+            piece,
+        ).fetchall()
+        out.update((r[0], tuple(r)) for r in rows)
+    return out
 
 
 def baselines_of(db, intent_ids: list[int]) -> dict[int, BaselineRow]:
