@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from app.language import MIN_CONFIDENCE, guess, rule_language
+from app.style import VALEDICTION as _VALEDICTION
 from app.style import find_greeting, find_signoff, measure, sentences, words
 
 CheckStatus = Literal["kept", "repaired", "broken", "not checkable"]
@@ -46,12 +47,6 @@ _PREAMBLE = re.compile(
     re.I,
 )
 _SUBJECT_LINE = re.compile(r"^\s*subject\s*:.*$", re.I)
-_VALEDICTION = re.compile(
-    r"^(?:thanks(?: again| so much| a lot| in advance)?|thank you(?: very much| in advance)?|many thanks|thx|regards|"
-    r"best regards|kind regards|warm regards|warmest regards|best wishes|best|all the best|cheers|sincerely|"
-    r"yours sincerely|sincerely yours|yours truly|respectfully|take care|talk soon|love|yours|rgds)\b[\w ]{0,20}[,.!]*$",
-    re.I,
-)
 _NAME_LINE = re.compile(r"^[A-Z][A-Za-z.'’-]{0,20}(?: [A-Z][A-Za-z.'’-]{0,20}){0,2}\s*$")
 _CONTRACTION = re.compile(r"\b[A-Za-z]+['’](?:s|t|re|ve|ll|d|m)\b", re.I)
 _EXPAND = [

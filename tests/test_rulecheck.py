@@ -143,3 +143,15 @@ def test_spaces_at_line_ends_are_taken_out_of_the_email():
 
     checked = check_draft("It is ready.  \n\nThanks,  \nKay  ", ['Sign-off: "Thanks," then "Kay" on its own line.'])
     assert checked.text == "It is ready.\n\nThanks,\nKay\n"
+
+
+def test_measuring_and_checking_read_closing_lines_with_one_lexicon():
+    """The measured style and the rule check knew different sign-offs: "Best wishes," measured as
+    no sign-off at all, so the user's own closing could never become a rule. One list now."""
+    from app.style import measure
+
+    email = "Sylvia,\n\nThe contract is ready for legal review.\n\nBest wishes,\nKay"
+    assert measure(email).signoff == "Best wishes,"
+    assert measure("Sylvia,\n\nSee you then.\n\nLater,\nKay").signoff == "Later,"
+    # "later" opens sentences too: only a line that is the word alone closes an email
+    assert measure("Sylvia,\n\nThe contract is ready.\nLater today we meet.").signoff is None
