@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent_training.distill import MEASURED_SOURCE
 from agent_training.messages import load_messages
-from agent_training.rules import MEASURED, merge_with_measured
+from agent_training.rules import MEASURED, formality, merge_with_measured
 from app import paths
 from app.agent.template import agent_prompt, voice_prompt
 from app.content_guard import check_rewrite, names_in
@@ -298,8 +298,6 @@ def voice_style_tags(generic: str, real: str) -> tuple[str, ...]:
     """The style tags (app.agent.template.VOICE_STYLE_TAGS) that take ``generic`` to ``real``,
     measured: Brief / Thorough by the word count's ratio, Professional / Amateurish by the change in
     formality. A tag asked for at drafting then means the same: shorter than the draft, more formal."""
-    from agent_training.rules import formality
-
     tags = []
     words_generic, words_real = len(generic.split()), len(real.split())
     if words_generic and words_real <= BRIEF_RATIO * words_generic:

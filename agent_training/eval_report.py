@@ -10,23 +10,36 @@ import numpy as np
 from agent_training.eval_methods import ADAPTER_METHODS, ALL_METHODS, PAPER_WIN_RATES
 
 
-def senders_won(per_sender: dict, metric: str = "authorship") -> list[str]:
-    """Lines saying for how many senders the agent's mean ``metric`` beats each other method (the
-    issue's target: M_L zero-shot for at least 6 of the 7 senders)."""
+def _by_sender(per_sender: dict, metric: str) -> dict[str, dict[str, float]]:
+    """sender -> method -> that sender's mean ``metric`` (from ``metrics_per_sender``)."""
     by_sender: dict[str, dict[str, float]] = {}
     for key, values in per_sender.items():
         sender, method = key.split("|")
         if metric in values:
             by_sender.setdefault(sender, {})[method] = values[metric]
+    return by_sender
+
+
+def _ahead(by_sender: dict[str, dict[str, float]], method: str, other: str) -> tuple[list[str], int]:
+    """The senders for whom ``method``'s mean beats ``other``'s (a tie is not a win), and how many
+    senders have both."""
+    pairs = [(s, v[method], v[other]) for s, v in sorted(by_sender.items()) if method in v and other in v]
+    return [s for s, a, o in pairs if a > o], len(pairs)
+
+
+def senders_won(per_sender: dict, metric: str = "authorship") -> list[str]:
+    """Lines saying for how many senders the agent's mean ``metric`` beats each other method (the
+    issue's target: M_L zero-shot for at least 6 of the 7 senders)."""
+    by_sender = _by_sender(per_sender, metric)
     others = sorted({m for scores in by_sender.values() for m in scores} - {"agent"})
     lines = []
     for other in others:
-        pairs = [(s, v["agent"], v[other]) for s, v in sorted(by_sender.items()) if "agent" in v and other in v]
-        if not pairs:
+        ahead, n = _ahead(by_sender, "agent", other)
+        if not n:
             continue
-        won = [s.split("@")[0] for s, a, o in pairs if a > o]
+        won = [s.split("@")[0] for s in ahead]
         lines.append(
-            f"- The agent's mean {metric} beats {other} for **{len(won)} of {len(pairs)} senders**"
+            f"- The agent's mean {metric} beats {other} for **{len(won)} of {n} senders**"
             + (f" ({', '.join(won)})." if won else ".")
         )
     return ["", *lines] if lines else []
@@ -125,17 +138,12 @@ def decide(results: dict) -> dict | None:
     score = "authorship" if "authorship" in metrics["agent"] else "similarity"
     senders = results.get("config", {}).get("senders", [])
     need = max(1, -(-6 * len(senders) // 7))  # ceil(6/7 of the senders): 6 of 7
-    per_sender = results.get("metrics_per_sender", {})
+    by_sender = _by_sender(results.get("metrics_per_sender", {}), score)
     naive = metrics.get("naive_finetune")
     table: dict[str, list[dict]] = {}
     for pipeline in [p for p in PIPELINES if p in metrics]:
         mine, zero = metrics[pipeline], metrics[base]
-        won = [
-            s
-            for s in senders
-            if score in per_sender.get(f"{s}|{pipeline}", {})
-            and per_sender[f"{s}|{pipeline}"][score] > per_sender[f"{s}|{base}"].get(score, float("inf"))
-        ]
+        won, _ = _ahead(by_sender, pipeline, base)
         d = paired.get(pipeline, {}).get(score)
         checks = [
             _check(
