@@ -85,12 +85,12 @@ def main() -> None:
     window.show_page(compose)
     compose.refresh()
     compose.backend.setCurrentText("local")
-    compose.recipient.setText("Sylvia")
-    compose.subject.setText("NG Energy contract")
+    compose.form.recipient.setText("Sylvia")
+    compose.form.subject.setText("NG Energy contract")
     compose.intent.setPlainText(
         "Tell Sylvia the NG Energy contract is ready for legal review and ask for comments by Friday."
     )
-    compose.candidates.setValue(1)  # one draft: the page shows its rule check (kept / repaired / broken)
+    compose.form.candidates.setValue(1)  # one draft: the page shows its rule check (kept / repaired / broken)
     compose.start_draft()
     wait(lambda: compose.job is not None and compose.job.name == "draft" and not compose.job.running, 600_000)
     shoot("compose")

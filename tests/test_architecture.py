@@ -272,3 +272,39 @@ def test_the_layer_check_catches_a_planted_wrong_way_import_and_a_cycle(tmp_path
     graph = _module_graph(tmp_path)
     assert ["app.clock", "app.jobs"] in _cycles(graph)
     assert _layer_violations(graph) == ["app.store.sneaky (store) imports app.ops.compose (operations)"]
+
+
+def test_the_agent_base_role_is_resolved_in_one_place():
+    """Issue 3/5: "Use as agent base" was honoured by `tiller train` alone; the Training page and
+    the demo looked the role up separately or not at all. Now only app/ops/training.py reads it."""
+    readers = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "app").rglob("*.py")
+        if "agent_base_gguf(" in path.read_text(encoding="utf-8") and path.name != "models.py"
+    )
+    assert readers == ["app/ops/training.py"]
+
+
+def test_every_way_to_start_training_uses_the_chosen_agent_base(tmp_path, db, monkeypatch):
+    """`tiller train`, the Training page and the demo all start the trainer through
+    app.ops.training, which fills in the agent-base role's GGUF (and keeps one given explicitly)."""
+    import shutil as _shutil
+
+    from app.agent import trainer as trainer_module
+    from app.models import embedded_base_model, register_model, use_model
+    from app.ops.training import start_trainer, with_agent_base
+
+    assert with_agent_base({"steps": 3}, db) == {"steps": 3, "base_gguf": None}  # the embedded default
+    mine = tmp_path / "my-gemma.gguf"
+    _shutil.copy(embedded_base_model(), mine)
+    register_model(db, mine, "agent-base", name="my-gemma")
+    use_model(db, "agent-base", "my-gemma")
+    assert with_agent_base({"steps": 3}, db)["base_gguf"] == str(mine.resolve())
+    assert with_agent_base({"base_gguf": "/given.gguf"}, db)["base_gguf"] == "/given.gguf"
+    started = []
+    monkeypatch.setattr(
+        trainer_module.TrainerProcess, "start_command", classmethod(lambda cls, args, **kw: started.append(args))
+    )
+    start_trainer(sender="kay.mann@enron.com", steps=2)  # no db given: it opens the user's own
+    assert started
+    assert started[0][started[0].index("--base-gguf") + 1] == str(mine.resolve())

@@ -112,6 +112,44 @@ def test_the_agent_writes_the_rules_and_one_draft_per_tag_set(script):
     assert any(c.status == REPAIRED for c in drafts[0].draft.checks)
 
 
+def test_the_rules_step_streams_what_the_agent_writes_and_ends_with_the_scoped_rules():
+    """The desktop app's rules step (issue 3/5: it ran the agent itself): the text so far while
+    the agent writes, then the rules with the scoped rules learnt from edits in their place."""
+    from app.ops.compose import ComposeOperation, RulesReady, RulesText
+
+    class StreamingAgent:
+        profile = None
+
+        def __init__(self, sender):
+            pass
+
+        def stream_rules(self, request, cancel=None):
+            yield from ("- Keep it short.\n", "- Use a formal ", "greeting.\n")
+
+    op = ComposeOperation(
+        ComposeRequest(INTENT, sender="kay.mann@enron.com", learned=True, language=None),
+        agent=StreamingAgent,
+        scoped_rules=lambda sender: [],
+    )
+    steps = op.stream_rules()
+    texts = []
+    while True:
+        try:
+            texts.append(next(steps))
+        except StopIteration as done:
+            ready = done.value
+            break
+    assert all(isinstance(t, RulesText) for t in texts)
+    assert [t.text for t in texts][-1] == "- Keep it short.\n- Use a formal greeting.\n"
+    assert [t.text for t in texts][0] == "- Keep it short.\n"
+    assert isinstance(ready, RulesReady)
+    assert ready.agent_rules == ["Keep it short.", "Use a formal greeting."]
+    assert op.rules_ready is ready
+    # rules() is the same step, drained
+    again = ComposeOperation(ComposeRequest(INTENT, language=None), agent=StreamingAgent).rules()
+    assert again.rules == ready.rules
+
+
 def test_without_the_agent_nothing_is_checked_but_the_universal_rule(script):
     script.enqueue("Subject: contract\n\nIt is ready.")
     op, events = run(ComposeRequest(INTENT, backend=SCRIPTED, use_agent=False))

@@ -84,35 +84,35 @@ def test_compose_drafts_with_editable_rules_and_stays_responsive(
     assert page.voice.currentData() == KAY
     assert "(trained agent)" in page.voice.currentText()
     page.backend.setCurrentText("claude")
-    page.recipient.setText("Sylvia")
+    page.form.recipient.setText("Sylvia")
     qtbot.keyClicks(page.intent, "Tell Sylvia the NG contract is ready for legal review.")
     meter = StallMeter().start()
     with qtbot.waitSignal(page.sig_draft_finished, timeout=180_000) as finished:
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
         assert not page.draft_button.isEnabled()
-        assert page.cancel_button.isEnabled()
+        assert page.form.cancel_button.isEnabled()
     stalls = meter.stop()
     assert finished.args[0].strip(), (
-        page.current_rules(),
+        page.rules_editor.rules(),
         page.status.text(),
     )
     assert page.output.toPlainText() == finished.args[0], (
-        page.current_rules(),
+        page.rules_editor.rules(),
         page.status.text(),
     )
-    assert page.rules.count() >= 2
+    assert page.rules_editor.list.count() >= 2
     assert "Drafted by claude" in page.status.text()
-    assert any(page.current_rules()[0].startswith(w) for w in ("Length", "No greeting", "Greeting")), (
-        page.current_rules()
+    assert any(page.rules_editor.rules()[0].startswith(w) for w in ("Length", "No greeting", "Greeting")), (
+        page.rules_editor.rules()
     )
     assert stalls["ticks"] > 20 and stalls["max"] < 1000, stalls  # the GUI thread never blocked on the work
 
     # edit one rule, remove another, add one, draft again: exactly these rules are sent
-    page.rules.item(0).setText("Sign off with just Kay.")
-    while page.rules.count() > 1:
-        page.rules.takeItem(1)
-    page.rules.addItem("Mention the Friday deadline.")
-    page._rules_edited = True
+    page.rules_editor.list.item(0).setText("Sign off with just Kay.")
+    while page.rules_editor.list.count() > 1:
+        page.rules_editor.list.takeItem(1)
+    page.rules_editor.list.addItem("Mention the Friday deadline.")
+    page.rules_editor.edited = True
     with qtbot.waitSignal(page.sig_draft_finished, timeout=180_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     user_turn = json.loads(Ledger().entries(limit=1)[0]["request_payload"])["messages"][-1]["content"]
@@ -163,8 +163,8 @@ def test_a_failing_backend_keeps_the_intent_and_says_what_failed(qtbot, window, 
     page.refresh()
     page.backend.setCurrentText("claude")
     page.intent.setPlainText("Ask Ben for the turbine schedule.")
-    page.set_rules(["Keep it to two sentences."])
-    page._rules_inputs = page.inputs()
+    page.rules_editor.set_rules(["Keep it to two sentences."])
+    page.rules_editor.made_for = page.inputs()
 
     # no key yet: the message says so and where to put it
     from app.secrets import delete_key
@@ -181,7 +181,7 @@ def test_a_failing_backend_keeps_the_intent_and_says_what_failed(qtbot, window, 
     assert "500" in page.status.text()
     assert "your intent and rules are kept" in page.status.text()
     assert page.intent.toPlainText() == "Ask Ben for the turbine schedule."
-    assert page.current_rules() == ["Keep it to two sentences."]
+    assert page.rules_editor.rules() == ["Keep it to two sentences."]
     qtbot.waitUntil(lambda: page.draft_button.isEnabled(), timeout=5000)
 
 
@@ -444,7 +444,7 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
     compose.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
     with qtbot.waitSignal(compose.sig_draft_finished, timeout=180_000):
         qtbot.mouseClick(compose.draft_button, Qt.LeftButton)
-    assert compose.rules.count() >= 2
+    assert compose.rules_editor.list.count() >= 2
     assert compose.output.toPlainText().strip()
     assert "No trained agent" not in compose.status.text()
 
@@ -462,11 +462,11 @@ def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db
     page.refresh()
     page.backend.setCurrentText("claude")
     page.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
-    page.set_rules(["Keep it short.", "Sign off with Kay."])
-    page._rules_inputs, page._rules_edited = page.inputs(), True  # these rules: no agent run needed
-    page.candidates.setValue(3)
+    page.rules_editor.set_rules(["Keep it short.", "Sign off with Kay."])
+    page.rules_editor.made_for, page.rules_editor.edited = page.inputs(), True  # these rules: no agent run needed
+    page.form.candidates.setValue(3)
     qtbot.mouseClick(page.draft_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: page.pick_buttons[2].isVisible(), timeout=60_000)
+    qtbot.waitUntil(lambda: page.candidate_bar.pick_buttons[2].isVisible(), timeout=60_000)
     assert len(anthropic_server.requests) >= 3
     assert page.output.toPlainText().count("── Draft ") == 3
     # each draft went through the rule check (issue 3/5: this path called the backend directly)
@@ -474,12 +474,12 @@ def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db
     second_text = page._candidates[1][1]
     assert second_text
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
-        qtbot.mouseClick(page.pick_buttons[1], Qt.LeftButton)
+        qtbot.mouseClick(page.candidate_bar.pick_buttons[1], Qt.LeftButton)
     assert page.output.toPlainText() == second_text
-    assert not page.pick_buttons[0].isVisible()
-    assert "Learned from 1 pick(s)" in page.learned.text()
+    assert not page.candidate_bar.pick_buttons[0].isVisible()
+    assert "Learned from 1 pick(s)" in page.candidate_bar.learned.text()
     assert state_path(page.inputs()[0]).is_file()
-    qtbot.mouseClick(page.reset_tags, Qt.LeftButton)
+    qtbot.mouseClick(page.candidate_bar.reset_tags, Qt.LeftButton)
     assert not state_path(page.inputs()[0]).exists()
 
 
@@ -510,20 +510,22 @@ def test_compose_shows_each_rule_kept_or_repaired_and_the_original_is_one_click_
     page.refresh()
     page.backend.setCurrentText(SCRIPTED.name)
     page.intent.setPlainText("Tell Sylvia the NG Energy contract is ready for legal review.")
-    page.set_rules(["No greeting: start directly with the content.", 'Sign-off: "Thanks," then "Kay" on its own line.'])
-    page._rules_inputs = page.inputs()
+    page.rules_editor.set_rules(
+        ["No greeting: start directly with the content.", 'Sign-off: "Thanks," then "Kay" on its own line.']
+    )
+    page.rules_editor.made_for = page.inputs()
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
     assert page.output.toPlainText() == "The NG Energy contract is ready for legal review.\n\nThanks,\nKay"
-    shown = [page.check.item(i).text() for i in range(page.check.count())]
+    shown = [page.draft.check.item(i).text() for i in range(page.draft.check.count())]
     assert any(t.startswith("repaired: No greeting") for t in shown)
     assert any(t.startswith("repaired: Sign-off") for t in shown)
     assert "3 of 3 checkable rules kept after repair" in page.status.text()
-    assert page.show_original.isVisible()
-    qtbot.mouseClick(page.show_original, Qt.LeftButton)
+    assert page.draft.show_original.isVisible()
+    qtbot.mouseClick(page.draft.show_original, Qt.LeftButton)
     assert page.output.toPlainText().startswith("Dear Sylvia,")
     assert "[Your Name]" in page.output.toPlainText()
-    qtbot.mouseClick(page.show_original, Qt.LeftButton)
+    qtbot.mouseClick(page.draft.show_original, Qt.LeftButton)
     assert page.output.toPlainText().endswith("Thanks,\nKay")
     ScriptedProvider.reset()
 
@@ -600,28 +602,28 @@ def test_compose_answers_a_received_message_and_saves_the_draft_threaded_to_draf
         page = window.compose
         window.show_page(page)
         page.refresh()
-        assert not page.save_drafts.isVisible()  # no account allows it yet
+        assert not page.draft.save_drafts.isVisible()  # no account allows it yet
         set_drafts(db, "work", True)
         page.refresh()
-        assert page.save_drafts.isVisible()
+        assert page.draft.save_drafts.isVisible()
 
         QTimer.singleShot(200, lambda: QApplication.activeModalWidget().accept())
-        qtbot.mouseClick(page.pick, Qt.LeftButton)  # the newest received message is selected first
+        qtbot.mouseClick(page.form.pick, Qt.LeftButton)  # the newest received message is selected first
         assert page.replying_to() == newest.id
-        assert page.recipient.text() == newest.sender
+        assert page.form.recipient.text() == newest.sender
 
         ScriptedProvider.reset()
         _add_server_backend(db, SCRIPTED.name, None, provider="scripted", model="script")
         page.refresh()
         page.backend.setCurrentText(SCRIPTED.name)
-        page.set_rules([])
+        page.rules_editor.set_rules([])
         page.intent.setPlainText("Say I will look at it today.")
-        page._rules_inputs = page.inputs()
+        page.rules_editor.made_for = page.inputs()
         ScriptedProvider.enqueue("I will look at it today.\n\nKay")
         with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
             qtbot.mouseClick(page.draft_button, Qt.LeftButton)
         with qtbot.waitSignal(page.sig_saved, timeout=30_000) as saved:
-            qtbot.mouseClick(page.save_drafts, Qt.LeftButton)
+            qtbot.mouseClick(page.draft.save_drafts, Qt.LeftButton)
         assert saved.args == ["Drafts"], page.status.text()
         assert "as a threaded reply" in page.status.text(), page.status.text()
 
@@ -671,7 +673,7 @@ def test_the_tray_menu_drafts_from_the_clipboard_and_notifies_when_the_window_is
     QGuiApplication.clipboard().setText("Kay,\nIs the NG contract ready for legal?\nSylvia")
     tray.clipboard_action.trigger()
     assert window.pages.currentWidget() is window.compose
-    assert window.compose.previous.toPlainText().startswith("Kay,\nIs the NG contract ready")
+    assert window.compose.form.previous.toPlainText().startswith("Kay,\nIs the NG contract ready")
     assert window.compose.replying_to() is None  # pasted text threads under nothing
 
     window.hide()

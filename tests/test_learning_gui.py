@@ -24,11 +24,11 @@ def test_the_compose_page_records_the_draft_the_edit_and_the_copy_and_the_edits_
     win.show_page(page)
     page.refresh()
     page.backend.setCurrentText(scripted_backend)
-    page.recipient.setText(SYLVIA)
-    page.subject.setText("NG contract")
+    page.form.recipient.setText(SYLVIA)
+    page.form.subject.setText("NG contract")
     page.intent.setPlainText(INTENT)
-    page.set_rules(['Greeting: "Dear Sylvia,".'])
-    page._rules_inputs = page.inputs()
+    page.rules_editor.set_rules(['Greeting: "Dear Sylvia,".'])
+    page.rules_editor.made_for = page.inputs()
     script.enqueue(DRAFT, "Dear Sylvia,\n\nA second draft.\n\nBest regards,\nKay")
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
@@ -37,7 +37,7 @@ def test_the_compose_page_records_the_draft_the_edit_and_the_copy_and_the_edits_
     assert d.rules == ['Greeting: "Dear Sylvia,".']
     assert d.rules_source == "given"
     page.output.setPlainText(EDITED)  # the user edits the draft in the box, then copies it
-    qtbot.mouseClick(page.copy, Qt.LeftButton)
+    qtbot.mouseClick(page.draft.copy, Qt.LeftButton)
     d = store.draft(db, d.id)
     assert d.status == "copied"
     assert d.final_text == EDITED
@@ -48,7 +48,7 @@ def test_the_compose_page_records_the_draft_the_edit_and_the_copy_and_the_edits_
     # a second draft, discarded
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)
-    qtbot.mouseClick(page.discard, Qt.LeftButton)
+    qtbot.mouseClick(page.draft.discard, Qt.LeftButton)
     assert page.output.toPlainText() == ""
     assert store.drafts(db)[0].status == "discarded"
     # the Edits page lists both, plots the week, and forgets the edited one and what it taught

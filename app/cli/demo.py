@@ -142,12 +142,9 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
     budget = f", at most {training_minutes:g} minutes" if training_minutes else ""
     console.rule(f"4/5 Training the preference agent for {esc(sender or 'all senders')} ({steps} steps{budget})")
     measured = paths.home() / "datasets" / "all" / "measured" / "train.jsonl"
-    from app.models import agent_base_gguf
-
     with clock.stage("training"):
-        trained = run_trainer(
+        trained = run_trainer(  # on the model in the agent-base role (app/ops/training.py)
             sender,
-            base_gguf=agent_base_gguf(db),
             steps=steps,
             dataset=measured if measured.is_file() else None,
             time_budget_s=training_minutes * 60 if training_minutes else None,
@@ -182,14 +179,14 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
             console.print(esc(f"The budget trained {done} of {steps} steps. The full run{about}: {longer}"))
             console.print("(or run the demo with --then-train-longer to start it in the background)")
         else:
-            from app.agent.trainer import start_background_training
+            from app.ops.training import start_longer_training
 
             log = paths.logs_dir() / "train-longer.log"
-            proc = start_background_training(
+            proc = start_longer_training(
                 log,
+                db=db,
                 sender=sender,
                 steps=steps,
-                base_gguf=agent_base_gguf(db),
                 dataset=measured if measured.is_file() else None,
             )
             console.print(

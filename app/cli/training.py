@@ -54,9 +54,9 @@ def run_trainer(sender: str | None, **options) -> dict | None:
     event's fields when it finished, None when cancelled."""
     import time as _time
 
-    from app.agent.trainer import TrainerProcess
+    from app.ops.training import start_trainer
 
-    trainer = TrainerProcess.start(sender=sender, **options)
+    trainer = start_trainer(sender=sender, **options)  # on the agent-base role's model unless base_gguf is given
     summary: dict = {}
     try:
         with cancel_on_ctrl_c("Stopping the training (a checkpoint of the last finished step is saved)") as token:
@@ -143,10 +143,6 @@ def train_command(sender, all_senders, stage, no_voice, **options) -> None:
                 "in its own voice, so pick one with --sender ADDRESS (one profile each), or --all-senders"
             )
 
-    if options["base_gguf"] is None:  # the model chosen for the agent-base role, when it is not the embedded one
-        from app.models import agent_base_gguf
-
-        options["base_gguf"] = agent_base_gguf(_open_db())
     _train_stage(sender, stage, options)
     if stage == "agent" and not no_voice and not options["output"] and not options["dataset"] and _voice_pairs_exist():
         console.print("Your distilled data has voice pairs: training the voice stage too (--no-voice skips it).")

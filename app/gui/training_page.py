@@ -219,21 +219,17 @@ class TrainingPage(QWidget):
     # -- training ------------------------------------------------------------------------------------
 
     def start_training(self) -> None:
-        from app.agent.trainer import TrainerProcess
-        from app.gui.workers import database
-        from app.models import agent_base_gguf
+        from app.ops.training import start_trainer
 
         sender = self.voice.currentData()
         steps = self.steps.value() or None
-        with database() as db:
-            base_gguf = agent_base_gguf(db)  # "Use as agent base" on the Models page
         self.plot.clear()
         self._hardware_facts = {}
         self.hardware.setText("")
         self.bar.setRange(0, 0)
         self.status.setText("Loading the base model…")
         self._run_process(
-            lambda: TrainerProcess.start(sender=sender, steps=steps, base_gguf=base_gguf),
+            lambda: start_trainer(sender=sender, steps=steps),  # on "Use as agent base" (the Models page)
             self._train_event,
             lambda process: self._train_done(process, sender),
         )

@@ -72,8 +72,8 @@ class TrayIcon(QObject):
         compose = self.window.compose
         self.window.show_page(compose)
         if text:
-            compose.previous.setPlainText(text)
-        compose.intent.setFocus()
+            compose.form.previous.setPlainText(text)
+        compose.form.intent.setFocus()
 
     def _draft_finished(self, text: str) -> None:
         if not self.window.isVisible() or self.window.isMinimized():

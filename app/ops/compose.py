@@ -5,6 +5,9 @@ The CLI renders it, the desktop app can render it, the evaluation runs it; none 
 the steps itself. ``ComposeOperation(request).run()`` is a generator (cancelled by a token, like
 every long job) that yields what a view shows as it happens:
 
+- :class:`RulesText` while the agent writes the rules, the text so far (only from
+  :meth:`ComposeOperation.stream_rules`, the first step alone, which the desktop app shows as it
+  comes; ``run`` starts with the finished rules);
 - :class:`RulesReady` once the rules are known (the agent's, given ones, or none), with the reply's
   language as the last rule when it is not plain English (app/language.py);
 - :class:`DraftText` for each streamed piece of a draft (a retried request is reported through the
@@ -21,7 +24,7 @@ than the drafting request (intent, the details the user gave, rules, tags): see 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -75,6 +78,11 @@ class RulesReady:
 
 
 @dataclass
+class RulesText:
+    text: str  # the agent's rules as written so far
+
+
+@dataclass
 class DraftText:
     index: int
     text: str
@@ -115,7 +123,7 @@ class ComposeResult:
     drafts: list[DraftChecked]
 
 
-Event = RulesReady | DraftText | VoiceRewritten | Reasking | DraftChecked
+Event = RulesText | RulesReady | DraftText | VoiceRewritten | Reasking | DraftChecked
 
 
 class ComposeOperation:
@@ -168,8 +176,18 @@ class ComposeOperation:
     def rules(self) -> RulesReady:
         """The first step alone: the rules the draft is written with (the agent's, measured, given or
         none), the reply's language last. What `tiller mcp`'s style_rules returns."""
+        steps = self.stream_rules()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def stream_rules(self) -> Generator[RulesText, None, RulesReady]:
+        """:meth:`rules` as it happens: :class:`RulesText` while the agent writes, the
+        :class:`RulesReady` as the generator's return value (``ready = yield from op.stream_rules()``)."""
         req = self.request
-        ready = self.rules_ready = self._rules()
+        ready = self.rules_ready = yield from self._rules()
         if req.language is not None:
             found = reply_language(req.intent, req.previous_email, None if req.language == "auto" else req.language)
             if found is not None:
@@ -179,23 +197,31 @@ class ComposeOperation:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _rules(self) -> RulesReady:
+    def _rules(self) -> Generator[RulesText, None, RulesReady]:
         req = self.request
         if req.rules is not None:
             return RulesReady(list(req.rules), "given")
         if not req.use_agent:
             return RulesReady([], "none")
         from app.agent.agent import PreferenceAgent, RulesRequest
+        from app.agent.template import parse_rules
 
         if self._agent is None:
             measured = measured_voice_rules(req.sender, req.recipient)
             if measured is not None:  # no trained agent yet: the user's own mail, measured
                 return measured
         agent = (self._agent or PreferenceAgent.for_sender)(req.sender)
-        rules = agent.rules(
-            RulesRequest(req.intent, recipient=req.recipient, subject=req.subject, previous_context=req.previous_email),
-            cancel=self.cancel,
+        asked = RulesRequest(
+            req.intent, recipient=req.recipient, subject=req.subject, previous_context=req.previous_email
         )
+        if hasattr(agent, "stream_rules"):  # the real agent streams; a test's fake may only answer
+            text = ""
+            for piece in agent.stream_rules(asked, cancel=self.cancel):
+                text += piece
+                yield RulesText(text)
+            rules = parse_rules(text)
+        else:
+            rules = agent.rules(asked, cancel=self.cancel)
         profile = getattr(agent, "profile", None)
         ready = RulesReady(
             rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained), agent_rules=list(rules)
