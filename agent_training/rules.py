@@ -24,7 +24,8 @@ from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
 from app.backends.base import GenerationRequest
 from app.prompts import load_prompt
-from app.style import measure, rule_aspect, style_rules
+from app.rule_grammar import rule_aspect
+from app.style import measure, style_rules
 
 STRATEGIES = ("R1", "R2", "R3")
 MEASURED = "measured"

@@ -15,7 +15,7 @@ it is left for one re-ask that names the broken rules (:func:`reask_request`). N
 silently: every rule ends as kept, repaired, broken or not checkable, with a note, and the
 original draft stays available.
 
-The rule wording is the measured-rules wording (app/style.py), which is also what the agent learns
+The rule wording is the measured-rules wording (written and read in app/rule_grammar.py), which is also what the agent learns
 to write; free-form rules (from a cloud model's R3 distillation) that match no pattern are
 reported as not checkable rather than guessed at.
 """
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from app.language import MIN_CONFIDENCE, guess, rule_language
+from app.rule_grammar import MeasuredRule, parse_rule, signing_name, unbulleted
 from app.style import VALEDICTION as _VALEDICTION
 from app.style import find_greeting, find_signoff, measure, sentences, words
 
@@ -148,37 +149,11 @@ def _body_words(text: str) -> int:
 
 # -- rules read into checks --------------------------------------------------------------------------
 
-_LENGTH = re.compile(r"^length:\s*about\s+(\d+)\s+words?\b", re.I)
-_GREETING_RULE = re.compile(r'^greeting:\s*"([^"]+)"', re.I)
-_NO_GREETING = re.compile(r"^no greeting\b", re.I)
-_SIGNOFF_NAME = re.compile(r'^sign-?off:\s*"([^"]+)"\s*then\s*"([^"]+)"', re.I)
-_SIGNOFF_ONLY = re.compile(r'^sign-?off:\s*"([^"]+)"\s*with no name', re.I)
-_NAME_ONLY = re.compile(r'^no closing phrase;\s*sign with just\s*"([^"]+)"', re.I)
-_NO_SIGNOFF = re.compile(r"^no sign-?off and no name", re.I)
-_USES_CONTRACTIONS = re.compile(r"^uses contractions\b", re.I)
-_NO_CONTRACTIONS = re.compile(r"^no contractions\b", re.I)
-_LOWER_CASE = re.compile(r"^writes in lower case\b", re.I)
-_NO_EXCLAMATION = re.compile(r"^punctuation:\s*plain, no exclamation", re.I)
-_SENTENCES = re.compile(r"^sentences:\s*\w[\w-]*,\s*about\s+(\d+)\s+words?\b", re.I)
-
 
 def length_bounds(n: int) -> tuple[int, int]:
     """Words a draft may have for "about n words": generous for short emails, where a greeting
     or one more clause is a large share."""
     return max(1, round(n * 0.5) - 2), round(n * 1.5) + 2
-
-
-def signing_name(rules: list[str]) -> str | None:
-    for rule in rules:
-        rule = _bullet(rule)
-        m = _SIGNOFF_NAME.match(rule) or _NAME_ONLY.match(rule)
-        if m:
-            return m.groups()[-1]
-    return None
-
-
-def _bullet(rule: str) -> str:
-    return re.sub(r"^\s*[-*•]\s*", "", rule).strip()
 
 
 def check_draft(
@@ -189,11 +164,12 @@ def check_draft(
     name = signing_name(rules) or sender_name
     _universal(result, name)
     # repairs first, measurements (length, sentence length) on the repaired text; report in rule order
-    ordered = [_bullet(r) for r in rules if _bullet(r)]
-    measured = [r for r in ordered if _LENGTH.match(r) or _SENTENCES.match(r)]
+    ordered = [unbulleted(r) for r in rules if unbulleted(r)]
+    forms = {r: parse_rule(r) for r in ordered}
+    measured = [r for r in ordered if (f := forms[r]) is not None and f.kind in ("length", "sentences")]
     found = {}
     for rule in [r for r in ordered if r not in measured] + measured:
-        found[rule] = _check_one(result, rule, recipient, name)
+        found[rule] = _check_one(result, rule, forms[rule])
     result.checks.extend(found[r] for r in dict.fromkeys(ordered))
     # spaces at a line's end are invisible in the draft and odd in a plain-text email (a Markdown
     # line break: the embedded model wrote "Thanks,  " above "Kay")
@@ -229,16 +205,17 @@ def _universal(result: CheckedDraft, name: str | None) -> None:
     result.checks.append(RuleCheck("No placeholders, preamble or Subject line in the email", status, "; ".join(notes)))
 
 
-def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str | None) -> RuleCheck:
+def _check_one(result: CheckedDraft, rule: str, form: MeasuredRule | None) -> RuleCheck:
     text = result.text
-    if m := _LENGTH.match(rule):
-        n = int(m.group(1))
+    kind = form.kind if form is not None else None
+    if form is not None and kind == "length":
+        n = form.words or 0
         low, high = length_bounds(n)
         have = _body_words(text)
         ok = low <= have <= high
         return RuleCheck(rule, KEPT if ok else BROKEN, f"{have} words (about {n} asked: {low}-{high} accepted)")
-    if m := _GREETING_RULE.match(rule):
-        wanted = m.group(1).strip()
+    if form is not None and kind == "greeting":
+        wanted = (form.text or "").strip()
         greeting, _ = find_greeting(text)
         if greeting and greeting.rstrip(",:!. ").lower() == wanted.rstrip(",:!. ").lower():
             return RuleCheck(rule, KEPT)
@@ -250,7 +227,7 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
             lines = [wanted, ""] + lines
         result.text = "\n".join(lines)
         return RuleCheck(rule, REPAIRED, f"greeting {greeting!r} -> {wanted!r}" if greeting else f"added {wanted!r}")
-    if _NO_GREETING.match(rule):
+    if kind == "no_greeting":
         greeting, _ = find_greeting(text)
         if not greeting:
             return RuleCheck(rule, KEPT)
@@ -260,15 +237,9 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
         lines = _strip_blank_edges(([rest[:1].upper() + rest[1:]] if rest else []) + lines[1:])
         result.text = "\n".join(lines)
         return RuleCheck(rule, REPAIRED, f"removed the greeting {greeting!r}")
-    for pattern, closing in (
-        (_SIGNOFF_NAME, lambda m: [m.group(1), m.group(2)]),
-        (_SIGNOFF_ONLY, lambda m: [m.group(1)]),
-        (_NAME_ONLY, lambda m: [m.group(1)]),
-        (_NO_SIGNOFF, lambda m: []),
-    ):
-        if m := pattern.match(rule):
-            return _closing(result, rule, closing(m))
-    if _USES_CONTRACTIONS.match(rule):
+    if form is not None and form.aspect == "signoff":
+        return _closing(result, rule, form.closing())
+    if kind == "contractions":
         if _CONTRACTION.search(text) or _body_words(text) < 25:
             return RuleCheck(rule, KEPT)
         new = _apply(text, _CONTRACT)
@@ -276,7 +247,7 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
             result.text = new
             return RuleCheck(rule, REPAIRED, "contracted (I am -> I'm, do not -> don't, ...)")
         return RuleCheck(rule, BROKEN, "no contraction, and no phrase that can be contracted safely")
-    if _NO_CONTRACTIONS.match(rule):
+    if kind == "no_contractions":
         if not _CONTRACTION.search(text):
             return RuleCheck(rule, KEPT)
         result.text = _apply(text, _EXPAND)
@@ -286,7 +257,7 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
         return RuleCheck(
             rule, REPAIRED if not left else BROKEN, "expanded contractions" + (f"; left: {left}" if left else "")
         )
-    if _LOWER_CASE.match(rule):
+    if kind == "lower_case":
         if measure(text).lowercase_start_ratio >= 0.6:  # the threshold the rule was measured with
             return RuleCheck(rule, KEPT)
         # only the body: a greeting's or signature's name keeps its capital
@@ -303,15 +274,15 @@ def _check_one(result: CheckedDraft, rule: str, recipient: str | None, name: str
             chars[s] = chars[s].lower()
         result.text = "".join(chars)
         return RuleCheck(rule, REPAIRED, f"lower-cased {len(upper)} sentence start(s)")
-    if _NO_EXCLAMATION.match(rule):
+    if kind == "plain_punctuation":
         if "!" not in text:
             return RuleCheck(rule, KEPT)
         result.text = text.replace("!", ".")
         return RuleCheck(rule, REPAIRED, "'!' -> '.'")
     if (code := rule_language(rule)) is not None:
         return _language(text, rule, code)
-    if m := _SENTENCES.match(rule):
-        n = int(m.group(1))
+    if form is not None and kind == "sentences":
+        n = form.words or 0
         profile = measure(text)  # sentences of the body, without greeting and closing, as measured
         if not profile.sentences:
             return RuleCheck(rule, KEPT)
@@ -413,8 +384,9 @@ def reask_request(broken: list[RuleCheck], draft: str = "") -> str:
     model ignores "about N words" but follows a plain budget, so length is said as numbers."""
     lines, budget = [], None
     for c in broken:
-        if m := _LENGTH.match(c.rule):
-            low, high = length_bounds(int(m.group(1)))
+        form = parse_rule(c.rule)
+        if form is not None and form.kind == "length" and form.words is not None:
+            low, high = length_bounds(form.words)
             have = _body_words(draft) if draft else None
             budget = (low, high, have)
             lines.append(

@@ -13,6 +13,17 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from app.rule_grammar import (
+    LOWER_CASE_RULE,
+    closing_rule,
+    contractions_rule,
+    greeting_rule,
+    length_rule,
+    phrases_rule,
+    punctuation_rule,
+    sentences_rule,
+)
+
 _WORD = re.compile(r"[^\W_](?:[^\W_]|['’.-])*")  # any script: "Prüfung" is one word, not "Pr" and "fung"
 _CONTRACTION = re.compile(r"\b[A-Za-z]+['’](?:s|t|re|ve|ll|d|m)\b", re.I)
 _GREETING_WORDS = r"hi|hello|hey|dear|good morning|good afternoon|good evening|greetings|howdy|morning|hiya|yo"
@@ -176,98 +187,23 @@ def sender_phrases(texts: Iterable[str], *, min_share: float = 0.03, min_count: 
     return chosen
 
 
-def _about(n: int) -> int:
-    if n < 20:
-        return n
-    return int(round(n / 5.0) * 5)
-
-
-def _words(n: int) -> str:
-    return f"{n} word" if n == 1 else f"{n} words"
-
-
-def about_words(n: int) -> str:
-    """A word count as the length rules say it: 7 -> "7 words", 43 -> "45 words"."""
-    return _words(_about(n))
-
-
-# What each line style_rules writes is about, by how it starts (the rule check, the scoped rules
-# learnt from edits and the training targets' merge all read them this way).
-RULE_ASPECTS = {
-    "greeting": re.compile(r"^(?:greeting:|no greeting\b)", re.I),
-    "signoff": re.compile(r"^(?:sign-?off:|no closing phrase|no sign-?off\b)", re.I),
-    "contractions": re.compile(r"^(?:uses contractions|no contractions)\b", re.I),
-    "case": re.compile(r"^writes in lower case\b", re.I),
-    "punctuation": re.compile(r"^punctuation:", re.I),
-    "length": re.compile(r"^length:", re.I),
-    "sentences": re.compile(r"^sentences:", re.I),
-}
-
-
-def rule_aspect(rule: str) -> str | None:
-    """The aspect of a measured-style rule line ("- No greeting: ..." -> "greeting"), None for a
-    free-form rule."""
-    text = re.sub(r"^\s*[-*•]\s*", "", rule).strip()
-    for aspect, pattern in RULE_ASPECTS.items():
-        if pattern.match(text):
-            return aspect
-    return None
-
-
 def style_rules(real: StyleProfile, zero_shot: StyleProfile | None = None) -> list[str]:
-    """The measured profile as rules a large model can follow."""
-    rules = []
-    length = f"Length: about {_words(_about(real.word_count))}"
-    length += f" in {real.paragraphs} paragraph{'s' if real.paragraphs != 1 else ''}"
-    if zero_shot and zero_shot.word_count:
-        ratio = real.word_count / zero_shot.word_count
-        if ratio < 0.67:
-            length += f" (much shorter than a generic draft of {_about(zero_shot.word_count)} words)"
-        elif ratio > 1.5:
-            length += f" (longer than a generic draft of {_about(zero_shot.word_count)} words)"
-    rules.append(length + ".")
-    if real.greeting:
-        rules.append(
-            f'Greeting: "{real.greeting}"'
-            + (f" (addresses the recipient as {real.greeting_name})" if real.greeting_name else "")
-            + "."
-        )
-    else:
-        rules.append(
-            "No greeting: start directly with the content"
-            + (" (a generic draft would open with one)" if zero_shot and zero_shot.greeting else "")
-            + "."
-        )
-    if real.signoff and real.signature_name:
-        rules.append(f'Sign-off: "{real.signoff}" then "{real.signature_name}" on its own line.')
-    elif real.signoff:
-        rules.append(f'Sign-off: "{real.signoff}" with no name after it.')
-    elif real.signature_name:
-        rules.append(f'No closing phrase; sign with just "{real.signature_name}".')
-    else:
-        rules.append("No sign-off and no name at the end.")
-    if real.contractions:
-        rules.append("Uses contractions (" + ", ".join(real.contractions[:4]) + ").")
-    elif real.word_count >= 25:
-        rules.append("No contractions.")
+    """The measured profile as rules a large model can follow (the wording: app/rule_grammar.py)."""
+    rules = [
+        length_rule(real.word_count, real.paragraphs, zero_shot.word_count if zero_shot else None),
+        greeting_rule(real.greeting, real.greeting_name, generic_has_one=bool(zero_shot and zero_shot.greeting)),
+        closing_rule(real.signoff, real.signature_name),
+    ]
+    if real.contractions or real.word_count >= 25:
+        rules.append(contractions_rule(real.contractions))
     if real.sentences:
-        size = "short" if real.avg_sentence_words < 12 else "medium-length" if real.avg_sentence_words < 22 else "long"
-        rules.append(f"Sentences: {size}, about {_words(round(real.avg_sentence_words))} each.")
+        rules.append(sentences_rule(real.avg_sentence_words))
     if real.sentences >= 2 and real.lowercase_start_ratio >= 0.6:
-        rules.append("Writes in lower case: sentences start without a capital letter.")
-    marks = []
-    if real.exclamations:
-        marks.append(f"{real.exclamations} exclamation mark{'s' if real.exclamations > 1 else ''}")
-    if real.ellipses:
-        marks.append("ellipses (...)")
-    if real.dashes:
-        marks.append("dashes ( - ) between thoughts")
-    if marks:
-        rules.append("Punctuation: " + ", ".join(marks) + ".")
-    elif real.word_count >= 25:
-        rules.append("Punctuation: plain, no exclamation marks.")
+        rules.append(LOWER_CASE_RULE)
+    if real.exclamations or real.ellipses or real.dashes or real.word_count >= 25:
+        rules.append(punctuation_rule(real.exclamations, bool(real.ellipses), bool(real.dashes)))
     if real.phrases:
-        rules.append("Uses this sender's recurring phrases: " + "; ".join(f'"{p}"' for p in real.phrases[:3]) + ".")
+        rules.append(phrases_rule(real.phrases))
     return rules
 
 

@@ -219,8 +219,9 @@ def test_before_the_first_training_the_rules_are_the_voices_own_mail_measured(sc
     assert not ready.trained
     # the rules say what her newest mail measures: every line is a measured-style rule, the length is
     # her median, and "No greeting" because most of her emails have none
+    from app.rule_grammar import about_words, rule_aspect
     from app.store.messages import dated_own_texts
-    from app.style import VOICE_SAMPLE, about_words, measure, rule_aspect
+    from app.style import VOICE_SAMPLE, measure
 
     newest = [measure(t) for _, t in dated_own_texts(db, "kay.mann@enron.com") if t.strip()][-VOICE_SAMPLE:]
     median_words = sorted(p.word_count for p in newest)[len(newest) // 2]

@@ -34,10 +34,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from app.rule_grammar import length_rule, parse_rule, rule_aspect
 from app.rulecheck import BROKEN, KEPT, REPAIRED, check_draft
 from app.store import drafts as store
 from app.store.db import write_transaction
-from app.style import about_words, measure, rule_aspect, style_rules
+from app.style import measure, style_rules
 
 DOMAIN_MIN = 2
 ALL_MIN = 3
@@ -63,7 +64,8 @@ def domain_of(key: str | None) -> str | None:
 
 
 def rules_by_aspect(rules: list[str]) -> dict[str, str]:
-    out = {}
+    """aspect -> the first rule on it."""
+    out: dict[str, str] = {}
     for rule in rules:
         aspect = rule_aspect(rule)
         if aspect and aspect not in out:
@@ -81,15 +83,20 @@ def corrections(draft: str, final: str) -> dict[str, str]:
         out["greeting"] = wanted["greeting"]
     if (before.signoff, before.signature_name) != (after.signoff, after.signature_name):
         out["signoff"] = wanted["signoff"]
-    if "contractions" in wanted and wanted["contractions"].split()[0] != had.get("contractions", "").split(" ")[0]:
+    if "contractions" in wanted and _kind(wanted["contractions"]) != _kind(had.get("contractions")):
         out["contractions"] = wanted["contractions"]
     if "case" in wanted and "case" not in had:
         out["case"] = wanted["case"]
-    if wanted.get("punctuation", "").lower().startswith("punctuation: plain") and before.exclamations:
+    if _kind(wanted.get("punctuation")) == "plain_punctuation" and before.exclamations:
         out["punctuation"] = wanted["punctuation"]
     if before.word_count and after.word_count and not 0.67 <= after.word_count / before.word_count <= 1.5:
-        out["length"] = wanted["length"].split(" (")[0].rstrip(".") + "."
+        out["length"] = length_rule(after.word_count, after.paragraphs)  # no comparison with a generic draft
     return out
+
+
+def _kind(rule: str | None) -> str | None:
+    form = parse_rule(rule) if rule else None
+    return form.kind if form is not None else None
 
 
 def _name_free(aspect: str, rule: str) -> bool:
@@ -207,7 +214,7 @@ def _length_rules(identity: str | None, corrected: dict[str, tuple[int, int, boo
 
     def row(scope: str, value: str, members: list[str]) -> store.ScopedRuleRow:
         median = round(statistics.median(recipients[k][1] for k in members))
-        rule = f"Length: about {about_words(max(1, median))}."
+        rule = length_rule(max(1, median))
         return store.ScopedRuleRow(
             identity, scope, value, "length", rule, sorted(recipients[k][0] for k in members), 0, 0
         )
