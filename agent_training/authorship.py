@@ -17,7 +17,7 @@ gets a calibration measured on real held-out mail that the model never saw:
 the sender as the sender's own unseen mail (it can leave [0, 1]; it is not clipped).
 
 Training mail is each sender's own text (quoted replies and signatures removed at import) dated
-before that sender's first held-out case, so nothing the methods are scored against is learnt.
+before that sender's first held-out case, so nothing the methods are scored against is learned.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class AuthorshipModel:
 
 def mailbox_mail(db, senders: list[str], before: dict[str, str] | None = None) -> dict[str, list[tuple[str, str]]]:
     """Each sender's (date, own text), oldest first, dated before ``before[sender]`` when given (the
-    sender's first held-out case: nothing scored later is learnt)."""
+    sender's first held-out case: nothing scored later is learned)."""
     out: dict[str, list[tuple[str, str]]] = {}
     for sender in senders:
         rows = dated_own_texts(db, sender, (before or {}).get(sender))

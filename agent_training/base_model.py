@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.files import write_atomic_dir
-from app.models import embedded_base_model, models_dir
+from app.model_files import embedded_base_model, models_dir
 
 CONVERTED_MARKER = "tiller-source.json"
 

@@ -15,9 +15,9 @@ from agent_training.distill import ConsentRequired, DistillConfig
 from app.backends.batch import BatchUnsupported
 from app.backends.errors import BackendError, ConfigError
 from app.cli.common import console, on_ctrl_c
+from app.console_text import cells, esc
 from app.errors import EXIT_CANCELLED
 from app.jobs import CancelToken
-from app.plain import cells, esc
 from app.store import batches as batch_store
 
 

@@ -16,9 +16,9 @@ from agent_training.export_report import export_datasets
 from app.agent.train_options import stage_option, training_options
 from app.cli.common import console, on_ctrl_c, progress_bar
 from app.cli.learning import rules_backend_options
+from app.console_text import esc
 from app.errors import EXIT_CANCELLED
 from app.jobs import CancelToken
-from app.plain import esc
 
 
 @click.group()

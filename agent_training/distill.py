@@ -34,10 +34,10 @@ from app.backends.config import get_endpoint
 from app.backends.registry import provider_class
 from app.consent import ConsentRequired  # noqa: F401  (raised by consent.ensure; callers catch it from here)
 from app.jobs import Cancelled, CancelToken, Progress
+from app.measured_style import sender_phrases
 from app.prompts import load_prompt
 from app.store import distilled
 from app.store.messages import own_texts
-from app.style import sender_phrases
 
 OFFLINE_INTENT_SOURCE = f"offline|extractive|{intents_mod.OFFLINE_VERSION}"
 MEASURED_SOURCE = f"offline|measure|{rules_mod.MEASURED_VERSION}"

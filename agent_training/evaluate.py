@@ -58,7 +58,8 @@ from agent_training.eval_methods import (
 from agent_training.llm import ask_safely
 from agent_training.parsing import MalformedAnswer, copied_run, extract_tag
 from agent_training.rules import rule_lines
-from app import consent, style
+from app import consent
+from app import measured_style as style
 from app.agent.agent import PreferenceAgent, RulesRequest
 from app.agent.profiles import AgentProfile, find_profile, profile_at
 from app.agent.voice import VoiceRewriter
@@ -340,7 +341,7 @@ def fit_authorship(db, cases: dict[str, list[Case]]) -> AuthorshipModel:
         if not items:
             continue
         cut[sender] = items[int(len(items) * 0.8)][0]  # the newest 20% calibrate, never train
-        if cases.get(sender):  # and nothing from the first held-out case on is learnt
+        if cases.get(sender):  # and nothing from the first held-out case on is learned
             cut[sender] = min(cut[sender], min(c.date for c in cases[sender]))
     train = {s: [t for d, t in items if d < cut.get(s, "9999")] for s, items in mail.items()}
     held = {s: [t for d, t in items if d >= cut.get(s, "9999") and len(t.split()) >= 5] for s, items in mail.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from app.cli.common import console
-from app.plain import cells, esc
+from app.console_text import cells, esc
 
 
 def export_datasets(db, config, out_dir) -> None:

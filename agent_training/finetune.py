@@ -73,7 +73,7 @@ class FinetuneConfig:
     checkpoint_every: int = 25
     threads: int | None = None
     device: str = "auto"  # auto, cpu, cuda
-    # Memory (neither changes what is learnt, so neither is part of the run's fingerprint):
+    # Memory (neither changes what is learned, so neither is part of the run's fingerprint):
     # on: activations recomputed in the backward pass (about 1 GB less, about 40% slower); auto: off
     gradient_checkpointing: str = "auto"
     # a step's batch is cut into pieces of at most N padded tokens; CPU default: max_length

@@ -20,9 +20,9 @@ import re
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
 from app.backends.base import GenerationRequest
+from app.measured_style import find_greeting, find_signoff, sentences
 from app.prompts import load_prompt
 from app.rulecheck import content_words
-from app.style import find_greeting, find_signoff, sentences
 
 PROMPT = "intents"
 TEMPERATURES = (0.7, 1.0, 1.2)

@@ -47,8 +47,8 @@ from app.agent.trainer import TrainerEvent
 from app.files import write_atomic, write_atomic_dir
 from app.jobs import CancelToken
 from app.learning import retrain as policy
+from app.measured_style import measure, style_rules
 from app.store import drafts as store
-from app.style import measure, style_rules
 
 REPLAY = 4  # distilled examples per edit example
 EDIT_REPEATS = 2

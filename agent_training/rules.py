@@ -5,7 +5,7 @@ Three strategies from the paper, all through the large model, plus measured rule
   R2  R1 with a <thinking> scratchpad before the rules
   R3  rules from the difference between the zero-shot baseline and the real email, with thinking
       (the default, and the paper's best)
-  measured  exact style facts (length, greeting, sign-off name, ...) from :mod:`app.style`
+  measured  exact style facts (length, greeting, sign-off name, ...) from :mod:`app.measured_style`
 With a small model on this computer, R3 uses the ``rules_r3_small`` prompt: the answer is JSON
 (a one-sentence comparison, then the rules) decoded under llama.cpp's grammar, so it always parses.
 Its v2 leaves greeting, sign-off and length to the measured lines (exact, and appended to every
@@ -23,9 +23,9 @@ from functools import lru_cache
 from agent_training.messages import SentMessage
 from agent_training.parsing import MalformedAnswer, bullets, copied_run, extract_tag
 from app.backends.base import GenerationRequest
+from app.measured_style import measure, style_rules
 from app.prompts import load_prompt
 from app.rule_grammar import rule_aspect
-from app.style import measure, style_rules
 
 STRATEGIES = ("R1", "R2", "R3")
 MEASURED = "measured"
@@ -357,7 +357,7 @@ def parse_rules(raw: str, email: str, baseline: str | None = None) -> tuple[list
 # appended to LLM rules (the training target), an LLM line on a topic the measured lines cover is
 # dropped: a small model's R3 answer sometimes says "Open with 'Hi Sylvia,'" for an email that has
 # no greeting, and a target saying both teaches the agent to contradict itself.
-# topic: (the aspects of a measured line on it (app.style.RULE_ASPECTS), an LLM line on it)
+# topic: (the aspects of a measured line on it (app.measured_style.RULE_ASPECTS), an LLM line on it)
 _MEASURED_TOPICS = {
     "greeting": (
         {"greeting"},

@@ -78,7 +78,7 @@ def check_file(path: Path, size: int | None, sha256: str | None, what: str) -> F
 
 def check_models(db) -> Iterator[Finding]:
     """Every model file Tiller knows (embedded and added) against its expected or recorded sha256."""
-    from app.models import list_models
+    from app.model_files import list_models
 
     for m in list_models(db):
         if not m.present:

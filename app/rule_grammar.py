@@ -1,10 +1,10 @@
 """The measured-style rule lines: how each is written and how it is read, in one module.
 
-A measured profile (app/style.py) becomes rule lines a large model can follow ("No greeting: start
+A measured profile (app/measured_style.py) becomes rule lines a large model can follow ("No greeting: start
 directly with the content.", 'Sign-off: "Thanks," then "Kay" on its own line.'); the agent learns to
 write the same lines; the rule check (app/rulecheck.py) reads them back to check and repair a draft;
-the scoped rules learnt from edits (app/learning/scoped.py) and the retrain's targets replace them
-aspect by aspect. Before this module the writing lived in style.py and the reading in twelve
+the scoped rules learned from edits (app/learning/scoped.py) and the retrain's targets replace them
+aspect by aspect. Before this module the writing lived in the measured style and the reading in twelve
 regular expressions in rulecheck.py plus string slicing in scoped.py, so a changed wording would
 have left drafts unchecked without a test noticing; tests/test_rulecheck.py now renders every
 form from real mail and reads it back.

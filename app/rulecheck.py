@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from app.language import MIN_CONFIDENCE, guess, rule_language
+from app.measured_style import VALEDICTION as _VALEDICTION
+from app.measured_style import find_greeting, find_signoff, measure, sentences, words
 from app.rule_grammar import MeasuredRule, parse_rule, signing_name, unbulleted
-from app.style import VALEDICTION as _VALEDICTION
-from app.style import find_greeting, find_signoff, measure, sentences, words
 
 CheckStatus = Literal["kept", "repaired", "broken", "not checkable"]
 KEPT: CheckStatus = "kept"
@@ -339,7 +339,7 @@ def _same_closing(have: list[str], wanted: list[str]) -> bool:
 
 
 def _closing(result: CheckedDraft, rule: str, wanted: list[str]) -> RuleCheck:
-    # detected as the rules were measured (app.style), so a draft measured to comply is left alone;
+    # detected as the rules were measured (app.measured_style), so a draft measured to comply is left alone;
     # an inline "Thanks." ending a sentence is part of the text, as it is for the sender
     signoff, name = find_signoff(result.text)
     if _same_closing([x for x in (signoff, name) if x], wanted):

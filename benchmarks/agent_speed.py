@@ -78,7 +78,7 @@ def main() -> None:
 
     from app.agent.runtime import RUNTIME, ModelSpec
     from app.agent.template import agent_prompt
-    from app.models import embedded_base_model
+    from app.model_files import embedded_base_model
 
     model = str(embedded_base_model())
     spec = ModelSpec.of(model, args.adapter)

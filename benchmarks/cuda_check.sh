@@ -37,7 +37,7 @@ if compgen -G "$CARRIED/d*/gguf.part*" >/dev/null; then
     export TILLER_MODELS=/tmp/models
     python3 - <<'EOF' || exit 1
 import hashlib
-from app.models import EMBEDDED_MODELS
+from app.model_files import EMBEDDED_MODELS
 model = EMBEDDED_MODELS["gemma-3-270m-base"]
 digest = hashlib.sha256(open("/tmp/models/" + model.file, "rb").read()).hexdigest()
 print("base model sha256", "ok" if digest == model.sha256 else f"MISMATCH {digest}")

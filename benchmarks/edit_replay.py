@@ -9,7 +9,7 @@ extracts intents for more of them first). Each email is drafted from its intent 
 rules, the same large model and the same rule check):
 
 - **without learning**: the agent's rules alone;
-- **with learning**: the agent's rules with the scoped rules learnt (app/learning/scoped.py) from
+- **with learning**: the agent's rules with the scoped rules learned (app/learning/scoped.py) from
   every earlier batch, where each earlier email was "sent" as the final text of its draft; the
   rules are verified only against the sender's emails dated before the email being drafted.
 
@@ -20,9 +20,9 @@ real email's, length within the rule check's bounds of the real one): the edit d
 60-word email is mostly its content, which no rule about greetings can move.
 
 The rule check repairs every draft, and a draft that still breaks a rule is asked for once more,
-as drafting does (``--no-reask`` to save the second request; off, a learnt length rule hardly
+as drafting does (``--no-reask`` to save the second request; off, a learned length rule hardly
 reaches the draft, because the local model ignores "about N words" and the re-ask gives it a
-budget in numbers). The first batch is the same in both arms (nothing learnt yet), so its drafts
+budget in numbers). The first batch is the same in both arms (nothing learned yet), so its drafts
 are shared. The learning arm writes its drafts and scoped rules to a scratch copy of the
 database, never to the user's.
 
@@ -273,8 +273,8 @@ def aspects_right(draft: str, real: str) -> float:
     """The share of greeting, sign-off and length the draft gets right against the real email
     (the draft measured as sent: preamble and subject lines removed, as style_fidelity does)."""
     from agent_training.evaluate import style_fidelity
+    from app.measured_style import measure
     from app.rulecheck import check_draft, length_bounds
-    from app.style import measure
 
     fidelity = style_fidelity(draft, real)
     low, high = length_bounds(measure(real).word_count)
@@ -314,14 +314,14 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log, ret
             request = RulesRequest(case.intent, case.recipient, case.subject, case.previous)
             agent_rules = agent.rules(request)
             plain = drafter.draft(case, agent_rules)
-            learnt_agent_rules = agent_rules if learning_agent is agent else learning_agent.rules(request)
-            rules, scoped_used = scoped.apply_scoped(learnt_agent_rules, scoped.rules_for(rows, case.recipient))
-            learnt = drafter.draft(case, rules) if rules != agent_rules else plain
+            learned_agent_rules = agent_rules if learning_agent is agent else learning_agent.rules(request)
+            rules, scoped_used = scoped.apply_scoped(learned_agent_rules, scoped.rules_for(rows, case.recipient))
+            learned = drafter.draft(case, rules) if rules != agent_rules else plain
             used += bool(scoped_used)
             without.append(edit_distance(plain, case.real))
-            with_.append(edit_distance(learnt, case.real))
+            with_.append(edit_distance(learned, case.real))
             aspects_without.append(aspects_right(plain, case.real))
-            aspects_with.append(aspects_right(learnt, case.real))
+            aspects_with.append(aspects_right(learned, case.real))
             # the user "sends" the real email: the learning arm records draft -> final
             (draft_id,) = record_drafts(
                 scratch,
@@ -330,12 +330,12 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log, ret
                 subject=case.subject,
                 intent=case.intent,
                 previous_email=case.previous,
-                agent_rules=learnt_agent_rules,
+                agent_rules=learned_agent_rules,
                 scoped_rules=scoped_used,
                 rules=rules,
                 rules_source="agent",
                 profile=sender,
-                shown=[DraftShown(learnt, [], drafter.backend, None)],
+                shown=[DraftShown(learned, [], drafter.backend, None)],
             )
             with scratch.atomic():
                 store.set_final(scratch, draft_id, text=case.real, source="sent", edit_distance=with_[-1], at=case.date)
@@ -346,7 +346,7 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log, ret
                 "first_date": chunk[0].date,
                 "without": statistics.mean(without),
                 "with": statistics.mean(with_),
-                "drafts_with_learnt_rules": used,
+                "drafts_with_learned_rules": used,
                 "aspects_without": statistics.mean(aspects_without),
                 "aspects_with": statistics.mean(aspects_with),
                 "scoped_rules": len(rows),
@@ -356,7 +356,7 @@ def replay_sender(db, scratch, sender, cases, batch, drafter, adapters, log, ret
         )
         log(
             f"{sender} batch {len(batches)}: without {batches[-1]['without']:.3f}, with {batches[-1]['with']:.3f} "
-            f"({used} of {len(chunk)} drafts used {len(rows)} learnt rule(s)"
+            f"({used} of {len(chunk)} drafts used {len(rows)} learned rule(s)"
             + (", a retrained agent" if learning_agent is not agent else "")
             + f"); {drafter.made} drafts made so far"
         )
@@ -393,11 +393,11 @@ def report(results: list[dict], args, elapsed: float) -> str:
         f"retrain {f'after {args.retrain_after} emails' if args.retrain_after else 'off'} · {elapsed / 60:.1f} min",
         "",
         "Word edit distance from the draft to the real email (0 = sent as drafted, 1 = all rewritten), mean per "
-        "batch; the first batch has nothing learnt yet, so both arms share its drafts. Aspects right: the share of "
+        "batch; the first batch has nothing learned yet, so both arms share its drafts. Aspects right: the share of "
         "greeting, sign-off and length (within the rule check's bounds) the drafts get right against the real "
-        "emails, the aspects the learnt rules are about.",
+        "emails, the aspects the learned rules are about.",
         "",
-        "| sender | agent | batch means without learning | with learning | drafts that used learnt rules | "
+        "| sender | agent | batch means without learning | with learning | drafts that used learned rules | "
         "last batch: with - without | batches 2+: with - without | aspects right, batches 2+: without -> with | "
         "retrains (gate: new vs current on the held-out edits) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -416,7 +416,7 @@ def report(results: list[dict], args, elapsed: float) -> str:
             + " / ".join(f"{x['without']:.3f}" for x in b)
             + " | "
             + " / ".join(f"{x['with']:.3f}" for x in b)
-            + f" | {sum(x['drafts_with_learnt_rules'] for x in b)} of {sum(x['emails'] for x in b[1:])}"
+            + f" | {sum(x['drafts_with_learned_rules'] for x in b)} of {sum(x['emails'] for x in b[1:])}"
             + f" | {last:+.3f} | {rest:+.3f} | {_aspects(b[1:])} | {_retrains(b)} |"
         )
     lines += [
@@ -441,7 +441,7 @@ def main() -> None:
         dest="reask",
         action="store_false",
         help="Do not re-ask when a draft breaks a rule the check cannot repair (drafting does re-ask; off, a "
-        "learnt length rule hardly reaches the draft: the local model ignores 'about N words').",
+        "learned length rule hardly reaches the draft: the local model ignores 'about N words').",
     )
     parser.add_argument(
         "--retrain-after",

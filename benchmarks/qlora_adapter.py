@@ -29,7 +29,7 @@ def train(out: Path, data: Path, steps: int, quantize: str) -> None:
 
     from agent_training.export_gguf import export_adapter
     from agent_training.finetune import PEFT_DIR, Finetune, FinetuneConfig
-    from app.models import embedded_base_model
+    from app.model_files import embedded_base_model
 
     config = FinetuneConfig(
         dataset=data,
@@ -70,7 +70,7 @@ def verify(adapter: Path, data: Path) -> None:
     from agent_training.export_gguf import check_adapter_file
     from app.agent.template import STOP, parse_rules
     from app.llamacpp import llama_class
-    from app.models import embedded_base_model
+    from app.model_files import embedded_base_model
 
     base = embedded_base_model()
     print("llama.cpp load:", check_adapter_file(adapter, base, load_in_llama=True))

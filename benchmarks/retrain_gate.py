@@ -20,7 +20,7 @@ emails but counted as independent: an upper bound on what the pairing saves). Wi
 lists the score differences the replay's retrains met, for scale.
 
 ``--rules-from`` takes the agent's rules from an edit replay's drafts cache instead of generating
-them (the first row per email there is the unlearnt arm's draft, drafted from exactly these
+them (the first row per email there is the unlearned arm's draft, drafted from exactly these
 rules); emails missing there are generated and cached in ``--out``/rules.jsonl.
 """
 
@@ -56,7 +56,7 @@ class RuleCache:
             for line in seed.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
                 key = f"replay|{row['message_id']}"
-                if key not in self.rules:  # the first draft of each email is the unlearnt arm's
+                if key not in self.rules:  # the first draft of each email is the unlearned arm's
                     self.rules[key] = row["rules"]
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():

@@ -157,7 +157,7 @@ class start_llama_server:  # noqa: N801 (used like a function)
         import time
         import urllib.request
 
-        from app.models import embedded_base_model
+        from app.model_files import embedded_base_model
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

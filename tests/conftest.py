@@ -129,7 +129,7 @@ def llama_server(shared_models):
     import time
     import urllib.request
 
-    from app.models import embedded_base_model
+    from app.model_files import embedded_base_model
 
     model = embedded_base_model()
     port = _free_port()

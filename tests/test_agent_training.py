@@ -122,7 +122,7 @@ def _format_score(text: str) -> float:
 
 def test_the_adapter_shifts_llama_cpp_toward_the_trained_rule_format(kay_agent, kay_dataset):
     from app.agent.runtime import ModelSpec
-    from app.models import embedded_base_model
+    from app.model_files import embedded_base_model
 
     _, out, _ = kay_agent
     base = ModelSpec.of(embedded_base_model(), n_ctx=1024)
@@ -149,7 +149,7 @@ def test_transformers_and_llama_cpp_agree_on_the_adapter(kay_agent, kay_dataset)
 
     Llama = llama_class()  # noqa: N806 (the class)
 
-    from app.models import embedded_base_model
+    from app.model_files import embedded_base_model
 
     job, out, _ = kay_agent
     record = held_out(kay_dataset, 1)[0]
@@ -308,12 +308,12 @@ def test_an_upgrade_keeps_finished_runs_finished():
 
     config = FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"))
     # 2f4d14cf1495e718 until 2026-12-05, when the default LoRA dropout went from 0.05 to 0 (12% of an
-    # fp32 step): a deliberate change of what is learnt, so earlier adapters train once more
+    # fp32 step): a deliberate change of what is learned, so earlier adapters train once more
     assert fingerprint(config, "digest") == "1ddcbe237237f251"
     assert fingerprint(FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"), dropout=0.05), "digest") == (
         "2f4d14cf1495e718"
     )
-    # what is learnt still changes it
+    # what is learned still changes it
     assert fingerprint(FinetuneConfig(dataset=Path("d.jsonl"), output=Path("out"), rank=8), "digest") != (
         "1ddcbe237237f251"
     )

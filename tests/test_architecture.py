@@ -153,11 +153,11 @@ def test_the_bare_core_venv_really_lacks_the_heavy_parts():
 # Lowest first. A module may import its own layer and those below, never one above; module-level and
 # function-level imports alike. The longest matching prefix decides a module's layer.
 LAYERS = (
-    ("base", ("app", "app.exceptions", "app.clock", "app.paths", "app.files", "app.jobs", "app.plain", "app.logs",
+    ("base", ("app", "app.exceptions", "app.clock", "app.paths", "app.files", "app.jobs", "app.console_text", "app.logs",
               "app.prompts", "app.hardware", "app.secrets", "app._resources")),
     ("store", ("app.store",)),
-    ("domain", ("app.mail", "app.backends", "app.agent", "app.learning", "app.ranking", "app.style",
-                "app.rulecheck", "app.content_guard", "app.language", "app.drafting", "app.models", "app.gguf",
+    ("domain", ("app.mail", "app.backends", "app.agent", "app.learning", "app.ranking", "app.measured_style",
+                "app.rulecheck", "app.content_guard", "app.language", "app.drafting", "app.model_files", "app.gguf",
                 "app.llamacpp", "app.check", "app.firstrun", "app.consent")),
     ("operations", ("app.ops", "app.errors")),
     ("interfaces", ("app.cli", "app.gui", "app.mcp_server", "app.__main__")),
@@ -280,7 +280,7 @@ def test_the_agent_base_role_is_resolved_in_one_place():
     readers = sorted(
         str(path.relative_to(REPO))
         for path in (REPO / "app").rglob("*.py")
-        if "agent_base_gguf(" in path.read_text(encoding="utf-8") and path.name != "models.py"
+        if "agent_base_gguf(" in path.read_text(encoding="utf-8") and path.name != "model_files.py"
     )
     assert readers == ["app/ops/training.py"]
 
@@ -291,7 +291,7 @@ def test_every_way_to_start_training_uses_the_chosen_agent_base(tmp_path, db, mo
     import shutil as _shutil
 
     from app.agent import trainer as trainer_module
-    from app.models import embedded_base_model, register_model, use_model
+    from app.model_files import embedded_base_model, register_model, use_model
     from app.ops.training import start_trainer, with_agent_base
 
     assert with_agent_base({"steps": 3}, db) == {"steps": 3, "base_gguf": None}  # the embedded default

@@ -114,7 +114,7 @@ def test_the_agent_writes_the_rules_and_one_draft_per_tag_set(script):
 
 def test_the_rules_step_streams_what_the_agent_writes_and_ends_with_the_scoped_rules():
     """The desktop app's rules step (issue 3/5: it ran the agent itself): the text so far while
-    the agent writes, then the rules with the scoped rules learnt from edits in their place."""
+    the agent writes, then the rules with the scoped rules learned from edits in their place."""
     from app.ops.compose import ComposeOperation, RulesReady, RulesText
 
     class StreamingAgent:
@@ -219,9 +219,9 @@ def test_before_the_first_training_the_rules_are_the_voices_own_mail_measured(sc
     assert not ready.trained
     # the rules say what her newest mail measures: every line is a measured-style rule, the length is
     # her median, and "No greeting" because most of her emails have none
+    from app.measured_style import VOICE_SAMPLE, measure
     from app.rule_grammar import about_words, rule_aspect
     from app.store.messages import dated_own_texts
-    from app.style import VOICE_SAMPLE, measure
 
     newest = [measure(t) for _, t in dated_own_texts(db, "kay.mann@enron.com") if t.strip()][-VOICE_SAMPLE:]
     median_words = sorted(p.word_count for p in newest)[len(newest) // 2]

@@ -17,7 +17,7 @@ from app import secrets
 from app.backends.base import EndpointConfig
 from app.backends.config import save_endpoint
 from app.backends.ledger import Ledger
-from app.style import measure, style_rules
+from app.measured_style import measure, style_rules
 from tests.fakes import echoing_claude, scripted_claude
 from tests.helpers import ANTHROPIC_TEST_KEY, run_import
 

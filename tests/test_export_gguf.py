@@ -39,7 +39,7 @@ def fake_peft(
 
 @pytest.fixture(scope="module")
 def base():
-    from app.models import embedded_base_model
+    from app.model_files import embedded_base_model
 
     return embedded_base_model()
 

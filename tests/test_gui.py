@@ -243,7 +243,7 @@ def test_backends_page_adds_an_endpoint_and_tests_a_round_trip(qtbot, window, ll
 
 
 def test_large_models_page_lists_the_models_on_this_computer_and_switches_roles(qtbot, window, db, tmp_path):
-    from app.models import embedded_model, model_for_role
+    from app.model_files import embedded_model, model_for_role
 
     models = window.backends.models
 
@@ -551,7 +551,7 @@ def test_missing_qt_platform_libraries_are_named_with_the_install_command(monkey
 def test_gui_training_uses_the_model_chosen_as_agent_base(qtbot, window, db, tiller_home, monkeypatch):
     """Issue 3/5: "Use as agent base" was ignored by the Training page (only `tiller train` read it)."""
     from app.agent import trainer as trainer_module
-    from app.models import embedded_base_model, register_model, use_model
+    from app.model_files import embedded_base_model, register_model, use_model
 
     mine = tiller_home / "my-gemma.gguf"
     shutil.copy(embedded_base_model(), mine)

@@ -132,7 +132,7 @@ def test_no_language_rule_for_an_english_reply_and_none_when_switched_off(script
 
 
 def test_a_voice_rewrite_in_another_language_is_refused_and_the_large_models_reply_kept(script):
-    """The voice adapter learnt the user's English; the content guard refuses its English rewrite of
+    """The voice adapter learned the user's English; the content guard refuses its English rewrite of
     a German reply, since the German draft's words are gone (umlauts included: "Prüfung" is one word)."""
     from tests.test_compose import ScriptedVoice
 

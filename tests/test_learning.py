@@ -301,7 +301,7 @@ def test_forget_says_the_ledger_keeps_what_was_sent():
     assert "every copy" in result.output
 
 
-def test_forgetting_a_pair_an_adapter_learnt_from_makes_a_retrain_due(db):
+def test_forgetting_a_pair_an_adapter_learned_from_makes_a_retrain_due(db):
     draft_id = _draft(db)
     record_action(db, draft_id, "edited", EDITED)
     run = store.start_retrain(db, KAY, 1, 0)
@@ -342,7 +342,7 @@ def test_an_edit_gives_rules_for_that_recipient_only(db):
     assert used == []
 
 
-def test_the_compose_operation_drafts_with_the_learnt_rules_for_the_recipient(db, script):
+def test_the_compose_operation_drafts_with_the_learned_rules_for_the_recipient(db, script):
     from app.ops.compose import ComposeOperation, ComposeRequest
 
     record_action(db, _draft(db), "edited", EDITED)
@@ -363,7 +363,7 @@ def test_the_compose_operation_drafts_with_the_learnt_rules_for_the_recipient(db
     list(op.run())
     assert op.rules_ready.scoped
     assert op.rules_ready.rules[0].startswith("No greeting")
-    assert op.result.drafts[0].draft.text == "The contract is ready.\n\nKay\n"  # repaired to the learnt rules
+    assert op.result.drafts[0].draft.text == "The contract is ready.\n\nKay\n"  # repaired to the learned rules
     bob = ComposeOperation(
         ComposeRequest(INTENT, recipient=BOB, sender=KAY, backend=SCRIPTED, learned=True), agent=lambda s: Agent()
     )
@@ -508,10 +508,10 @@ def test_the_edit_replay_retrain_replays_the_adapters_distilled_examples(tiller_
     assert [r["meta"]["date"] for r in distilled_examples(KAY, 10)] == ["2001-12-02", "2001-12-01"], said
 
 
-def test_the_gate_benchmark_reuses_the_unlearnt_arms_rules_from_a_replay(tmp_path):
+def test_the_gate_benchmark_reuses_the_unlearned_arms_rules_from_a_replay(tmp_path):
     """benchmarks/retrain_gate.py scores the adapter in use with the rules an edit replay drafted
     from: the first row per email in its cache (the learning arm's rows come after and carry
-    learnt rules, which are not the adapter's)."""
+    learned rules, which are not the adapter's)."""
     import json
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

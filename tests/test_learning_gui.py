@@ -44,7 +44,7 @@ def test_the_compose_page_records_the_draft_the_edit_and_the_copy_and_the_edits_
     assert d.final_source == "edit"
     assert [a for _, a, _ in store.events(db, d.id)] == ["shown", "edited", "copied"]
     qtbot.waitUntil(lambda: page._learn_job is not None and not page._learn_job.running, timeout=10_000)
-    assert store.scoped_rules(db)  # learnt in the background from the edit
+    assert store.scoped_rules(db)  # learned in the background from the edit
     # a second draft, discarded
     with qtbot.waitSignal(page.sig_draft_finished, timeout=30_000):
         qtbot.mouseClick(page.draft_button, Qt.LeftButton)

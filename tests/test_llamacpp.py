@@ -18,7 +18,7 @@ def test_the_embedded_base_model_generates_on_this_cpu(shared_models):
     """In its own process: a crash here is a segmentation fault, which would end pytest itself."""
     code = (
         "from app.llamacpp import llama_class\n"
-        "from app.models import embedded_base_model\n"
+        "from app.model_files import embedded_base_model\n"
         "llm = llama_class()(str(embedded_base_model()), n_ctx=256, n_threads=2, verbose=False)\n"
         "print('OUT', llm('The contract is', max_tokens=6, temperature=0)['choices'][0]['text'].strip() != '')\n"
     )

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from app.models import (
+from app.model_files import (
     EMBEDDED_MODELS,
     ModelIntegrityError,
     assemble_embedded,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.measured_style import measure, style_rules
 from app.rulecheck import BROKEN, KEPT, REPAIRED, UNCHECKED, check_draft, reask_request, unsupported_sentences
-from app.style import measure, style_rules
 from tests.helpers import run_import
 
 
@@ -189,7 +189,7 @@ def test_spaces_at_line_ends_are_taken_out_of_the_email():
 def test_measuring_and_checking_read_closing_lines_with_one_lexicon():
     """The measured style and the rule check knew different sign-offs: "Best wishes," measured as
     no sign-off at all, so the user's own closing could never become a rule. One list now."""
-    from app.style import measure
+    from app.measured_style import measure
 
     email = "Sylvia,\n\nThe contract is ready for legal review.\n\nBest wishes,\nKay"
     assert measure(email).signoff == "Best wishes,"

@@ -16,7 +16,7 @@ from app.agent.profiles import AgentProfile, find_profile
 from app.agent.runtime import RUNTIME, LlamaRuntime, ModelSpec
 from app.agent.template import STOP, agent_prompt, parse_rules
 from app.jobs import CancelToken
-from app.models import embedded_base_model
+from app.model_files import embedded_base_model
 
 MAX_RULE_TOKENS = 256
 

@@ -99,7 +99,7 @@ def fit_request(
 
 def _drafting_model_path() -> Path:
     """The model chosen for the drafting role (the embedded instruct model unless changed)."""
-    from app.models import model_for_role, model_path
+    from app.model_files import model_for_role, model_path
     from app.store import open_database
 
     db = open_database()
@@ -126,7 +126,7 @@ class LocalProvider(Provider[LocalOptions]):
     Options = LocalOptions
 
     def _spec(self, options: LocalOptions) -> ModelSpec:
-        from app.models import EMBEDDED_MODELS, embedded_model
+        from app.model_files import EMBEDDED_MODELS, embedded_model
 
         if self.model == EMBEDDED:
             return ModelSpec.of(_drafting_model_path(), n_ctx=options.n_ctx)

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from app.cli.common import _open_db, cli, console, err_console
-from app.plain import cells, esc
+from app.console_text import cells, esc
 
 # -- mail accounts (IMAP) -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, err_console
-from app.plain import cells, esc
+from app.console_text import cells, esc
 
 # -- large-model backends, keys, privacy ledger ---------------------------------------------------
 

@@ -16,8 +16,8 @@ from app.cli.common import _open_db, cli, console
 from app.cli.drafting import draft_command
 from app.cli.mail import run_import
 from app.cli.training import run_trainer, run_training_command
+from app.console_text import esc
 from app.errors import EXIT_CANCELLED
-from app.plain import esc
 
 
 @cli.command("gui")

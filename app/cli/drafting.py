@@ -10,8 +10,8 @@ import click
 from rich.table import Table
 
 from app.cli.common import cancel_on_ctrl_c, cli, console, err_console
+from app.console_text import cells, esc
 from app.drafting import DRAFT_MAX_TOKENS
-from app.plain import cells, esc
 
 MAX_RULES_BYTES = 1 << 20  # a rules file is a few hundred bytes
 MAX_REPLY_BYTES = 8 << 20  # the email being answered; the agent cuts it to its context anyway
@@ -75,7 +75,7 @@ def read_rules_file(path: Path) -> list[str]:
 @click.option(
     "--no-learned",
     is_flag=True,
-    help="Draft with the agent's rules alone, without the rules learnt from your edits (`tiller edits rules`).",
+    help="Draft with the agent's rules alone, without the rules learned from your edits (`tiller edits rules`).",
 )
 @click.option(
     "--voice/--no-voice",
@@ -308,14 +308,14 @@ def _edit_draft(db, text: str, draft_id: int | None) -> None:
         err_console.print("Not stored: recording drafts is off (`tiller edits on`).")
         return
     after = record_action(db, draft_id, "edited", edited)
-    learnt = after_edit(db, after.identity)
+    learned = after_edit(db, after.identity)
     err_console.print(
         f"Kept as draft {draft_id}'s final text (changed {after.edit_distance:.0%} of its words); "
-        f"{learnt.scoped_rules} scoped rule(s) learnt from your edits so far (`tiller edits rules`)."
+        f"{learned.scoped_rules} scoped rule(s) learned from your edits so far (`tiller edits rules`)."
     )
-    if learnt.retraining:
+    if learned.retraining:
         err_console.print(
-            f"Enough edits have come in: the agent ({', '.join(learnt.retraining)}) is retraining in the "
+            f"Enough edits have come in: the agent ({', '.join(learned.retraining)}) is retraining in the "
             "background; drafting goes on with the current one (`tiller edits` shows the outcome)."
         )
 
@@ -361,8 +361,8 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
             }.get(first.source, "Preference rules")
         )
         for r in first.rules:
-            learnt = " (learnt from your edits)" if r in first.scoped else ""
-            console.print(f"- {r}{learnt}", markup=False, highlight=False)
+            learned = " (learned from your edits)" if r in first.scoped else ""
+            console.print(f"- {r}{learned}", markup=False, highlight=False)
     several = len(op.request.tag_sets) > 1
     current = None
     for event in events:

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, err_console, progress_bar
-from app.plain import cells, esc
+from app.console_text import cells, esc
 
 
 def rules_backend_options(command):
@@ -87,7 +87,7 @@ def show_command(draft_id) -> None:
         f"Draft {d.id}, {d.created_at} · from {d.identity or 'any identity'} · to {d.recipient or '-'}", markup=False
     )
     console.print(f"Intent: {d.intent}", markup=False, highlight=False)
-    console.rule("Rules used" + (" (learnt from your edits marked *)" if d.scoped_rules else ""))
+    console.rule("Rules used" + (" (learned from your edits marked *)" if d.scoped_rules else ""))
     for r in d.rules:
         console.print(f"{'*' if r in d.scoped_rules else '-'} {r}", markup=False, highlight=False)
     console.rule(f"Draft ({d.backend or '-'}, {d.model or '-'})")
@@ -107,7 +107,7 @@ def show_command(draft_id) -> None:
 @click.option("--from", "sender", help="With --all: only this identity's drafts.")
 def forget_command(draft_ids, forget_all, sender) -> None:
     """Forget drafts: the rows, their history, their matches, and what they taught (scoped rules are
-    relearnt at once; an agent retrained on them is retrained without them), in the database and in
+    relearned at once; an agent retrained on them is retrained without them), in the database and in
     every copy Tiller keeps of it (the automatic backup, files set aside by a restore).
 
     What was already sent to a cloud model stays listed in the privacy ledger (`tiller ledger`):
@@ -153,7 +153,7 @@ def rules_command(sender) -> None:
     if not rows:
         console.print("No scoped rules yet: they come from drafts you edit or send changed.")
         return
-    table = Table(title="Rules learnt from your edits (they replace the agent's on the same aspect)")
+    table = Table(title="Rules learned from your edits (they replace the agent's on the same aspect)")
     for col in ("scope", "for", "rule", "from drafts", "your emails keeping it"):
         table.add_column(col)
     for r in rows:
@@ -220,8 +220,8 @@ def learn_command(sender, retrain_now, steps, rules_backend, consent_now) -> Non
     from app.learning.loop import after_edit
 
     db = _open_db()
-    learnt = after_edit(db)
-    console.print(f"{learnt.scoped_rules} scoped rule(s) from your edits (`tiller edits rules`).")
+    learned = after_edit(db)
+    console.print(f"{learned.scoped_rules} scoped rule(s) from your edits (`tiller edits rules`).")
     waiting = retrain.new_pairs(db, sender)
     if not retrain_now and not retrain.due(db, sender):
         console.print(

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from app import paths
 from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, err_console
+from app.console_text import cells, esc
 from app.errors import EXIT_CANCELLED
-from app.plain import cells, esc
 
 # -- import ---------------------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from app import paths
 from app.cli.common import _open_db, cli, console
+from app.console_text import cells, esc
 from app.errors import EXIT_STORE
-from app.plain import cells, esc
 
 # -- models -------------------------------------------------------------------------------------------
 
@@ -22,7 +22,7 @@ def models_group(ctx, verify: bool) -> None:
     """The models Tiller knows: the embedded ones and any GGUF you added, and which one plays which role."""
     if ctx.invoked_subcommand is not None:
         return
-    from app.models import ROLES, ModelInfo, list_models, model_for_role
+    from app.model_files import ROLES, ModelInfo, list_models, model_for_role
 
     db = _open_db()
     in_use = {model_for_role(db, role): role for role in ROLES}
@@ -52,7 +52,7 @@ def models_group(ctx, verify: bool) -> None:
 @click.option("--use", "use_now", is_flag=True, help="Also use it for its role now.")
 def models_add(path: Path, role: str, name: str | None, use_now: bool) -> None:
     """Register a GGUF model file you already have (its header is read, its sha256 recorded)."""
-    from app.models import register_model, use_model
+    from app.model_files import register_model, use_model
 
     db = _open_db()
     try:
@@ -74,7 +74,7 @@ def models_add(path: Path, role: str, name: str | None, use_now: bool) -> None:
 @click.argument("name")
 def models_use(role: str, name: str) -> None:
     """Use model NAME for ROLE (drafting: the local large model; agent-base: what the agent is trained on)."""
-    from app.models import use_model
+    from app.model_files import use_model
 
     db = _open_db()
     try:
@@ -88,7 +88,7 @@ def models_use(role: str, name: str) -> None:
 @click.argument("name")
 def models_remove(name: str) -> None:
     """Forget a model you added (the file itself is left where it is)."""
-    from app.models import remove_model
+    from app.model_files import remove_model
 
     db = _open_db()
     try:

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from app.agent.train_options import stage_option, training_options
 from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, progress_bar
+from app.console_text import cells, esc
 from app.errors import EXIT_CANCELLED
-from app.plain import cells, esc
 
 # -- training side (a separate process: the app never imports agent_training) ----------------------
 

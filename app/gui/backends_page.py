@@ -215,7 +215,7 @@ class ModelsTable(QWidget):
     (a role marked * is in use), header facts and sha256."""
 
     def __init__(self, parent=None) -> None:
-        from app.models import ModelInfo
+        from app.model_files import ModelInfo
 
         super().__init__(parent)
         self.table = QTableWidget(0, len(ModelInfo.TABLE_COLUMNS), objectName="models_table")
@@ -246,7 +246,7 @@ class ModelsTable(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        from app.models import ROLES, list_models, model_for_role
+        from app.model_files import ROLES, list_models, model_for_role
 
         with database() as db:
             in_use = {model_for_role(db, role) for role in ROLES}
@@ -259,7 +259,7 @@ class ModelsTable(QWidget):
         self.table.resizeColumnsToContents()
 
     def use(self, role: str) -> None:
-        from app.models import use_model
+        from app.model_files import use_model
 
         row = self.table.currentRow()
         if row < 0:
@@ -281,7 +281,7 @@ class ModelsTable(QWidget):
 
     def add_file(self, path: str, role: str = "drafting") -> Job:
         """Register the file in a worker: its sha256 takes seconds for a model of a few GB."""
-        from app.models import register_model
+        from app.model_files import register_model
 
         def work(token):
             with database() as db:

@@ -51,7 +51,7 @@ class ComposePage(QWidget):
         self.status = QLabel(objectName="status", wordWrap=True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
-        # what the agent said and which learnt scoped rules joined it (stored with each draft)
+        # what the agent said and which learned scoped rules joined it (stored with each draft)
         self._agent_rules: list[str] = []
         self._scoped: list[str] = []
         self._proposed: list[str] = []  # the agent's rules with the scoped ones, as first shown
@@ -160,7 +160,7 @@ class ComposePage(QWidget):
 
     def _run_rules(self, inputs: FormInputs) -> None:
         """The compose operation's first step alone, streamed into the rules editor: the agent's
-        rules with the scoped rules learnt from edits, or the voice's measured style before any
+        rules with the scoped rules learned from edits, or the voice's measured style before any
         training. The language rule is left to the draft step (it adds it to whatever rules it gets)."""
         from app.agent.template import parse_rules
         from app.ops.compose import ComposeOperation
@@ -181,7 +181,7 @@ class ComposePage(QWidget):
             self.rules_editor.set_rules(ready.rules, self._scoped)
             self.rules_editor.made_for = inputs
             if self._scoped:
-                self.show_status(f"{len(self._scoped)} rule(s) learnt from your edits joined the agent's (in blue).")
+                self.show_status(f"{len(self._scoped)} rule(s) learned from your edits joined the agent's (in blue).")
             if not ready.trained:
                 self.show_status(
                     "No trained agent for this voice yet: these rules are measured from your own sent mail "
@@ -317,7 +317,7 @@ class ComposePage(QWidget):
         job = self._learn_job = Job(work, "learn-edits", self)
         job.sig_succeeded.connect(
             lambda report: self.show_status(
-                "Learnt from your edit"
+                "Learned from your edit"
                 + (
                     f"; the agent is retraining in the background ({', '.join(report.retraining)})"
                     if report.retraining

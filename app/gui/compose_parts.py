@@ -265,7 +265,7 @@ class RulesEditor(QWidget):
         return [t for t in texts if t]
 
     def set_rules(self, rules: list[str], scoped: list[str] | tuple[str, ...] = ()) -> None:
-        """Show ``rules``; those in ``scoped`` (learnt from the user's edits) are marked."""
+        """Show ``rules``; those in ``scoped`` (learned from the user's edits) are marked."""
         self.list.blockSignals(True)
         self.list.clear()
         for rule in rules:
@@ -273,7 +273,7 @@ class RulesEditor(QWidget):
             item.setFlags(item.flags() | Qt.ItemIsEditable)
             if rule in scoped:
                 item.setForeground(QColor("#1f5fa8"))
-                item.setToolTip("Learnt from your edits to drafts like this one (see Edits)")
+                item.setToolTip("Learned from your edits to drafts like this one (see Edits)")
             self.list.addItem(item)
         self.list.blockSignals(False)
         self.edited = False

@@ -97,7 +97,7 @@ class EditsPage(QWidget):
         row.addWidget(self.unmatch_button)
         row.addStretch()
         layout.addLayout(row)
-        layout.addWidget(QLabel("Rules learnt from your edits (they replace the agent's on the same aspect)"))
+        layout.addWidget(QLabel("Rules learned from your edits (they replace the agent's on the same aspect)"))
         layout.addWidget(self.rules, 1)
         layout.addWidget(self.retrains)
         layout.addWidget(self.status)

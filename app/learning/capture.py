@@ -116,7 +116,7 @@ def record_action(db, draft_id: int, action: str, text: str | None = None) -> st
 
 def forget_drafts(db, draft_ids: list[int], on_problem=None) -> int:
     """Forget drafts and what they taught: the rows, their history and matches; the scoped rules
-    are relearnt without them; an unfinished retrain's copies of their text are deleted; an agent
+    are relearned without them; an unfinished retrain's copies of their text are deleted; an agent
     that was retrained on them is marked to retrain without them. Returns how many were forgotten."""
     from app.learning import retrain
     from app.learning.loop import after_edit

@@ -11,7 +11,7 @@ from app.store import drafts as store
 @dataclass
 class LoopReport:
     matched: list[tuple[int, int, float]] = field(default_factory=list)
-    scoped_rules: int | None = None  # None: not relearnt
+    scoped_rules: int | None = None  # None: not relearned
     retraining: list[str] = field(default_factory=list)  # profiles a background retrain started for
     replaced_edits: list[int] = field(default_factory=list)  # drafts whose edit a matched sent email replaced
 
@@ -61,7 +61,7 @@ def undo_matches(db, draft_ids: list[int]) -> int:
 def maybe_retrain(db, identities) -> list[str]:
     """Start the retrains that are due; the profiles started. A retrain that cannot start (no
     trainer Python in a desktop bundle) is logged (app/logs.py; the desktop app shows it in its status
-    bar), never raised: the edit is already learnt."""
+    bar), never raised: the edit is already learned."""
     from app import logs
 
     started = []

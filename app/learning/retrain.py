@@ -23,11 +23,11 @@ from pathlib import Path
 from app import paths
 from app.agent.profiles import agents_dir, profile_slug
 from app.learning.scoped import rule_status, rules_by_aspect
+from app.measured_style import measure, style_rules
 from app.rulecheck import KEPT
 from app.store import drafts as store
 from app.store.locks import StoreLock
 from app.store.settings import get_setting, set_setting
-from app.style import measure, style_rules
 
 # New pairs before a retrain, measured (benchmarks/retrain_gate.py and the edit replay, README
 # "Learning from your edits"): a retrain costs 60-80 s of CPU on 2 cores, and the gate tells
@@ -39,7 +39,7 @@ RETRAIN_AFTER = 10
 HELD_OUT_SHARE = 0.2
 MIN_HELD_OUT = 3
 SCORED_ASPECTS = ("greeting", "signoff", "contractions", "case", "punctuation", "length")
-DUE_SETTING = "learning.retrain_due"  # profiles whose adapter learnt from a pair since forgotten
+DUE_SETTING = "learning.retrain_due"  # profiles whose adapter learned from a pair since forgotten
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Scoped preferences: what the user's edits say about one recipient, one domain, or all their mail.
 
-Each (draft, final) pair is measured on both sides (app/style.py); an aspect the user changed
+Each (draft, final) pair is measured on both sides (app/measured_style.py); an aspect the user changed
 (greeting, sign-off, contractions, lower case, exclamation marks, length) gives a correction: the
 measured rule of the final text for that aspect, in the wording the rule check reads. Corrections
 become rules at three scopes:
@@ -34,11 +34,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from app.measured_style import measure, style_rules
 from app.rule_grammar import length_rule, parse_rule, rule_aspect
 from app.rulecheck import BROKEN, KEPT, REPAIRED, check_draft
 from app.store import drafts as store
 from app.store.db import write_transaction
-from app.style import measure, style_rules
 
 DOMAIN_MIN = 2
 ALL_MIN = 3
@@ -261,17 +261,17 @@ def apply_scoped(agent_rules: list[str], scoped: list[store.ScopedRuleRow]) -> t
     return out, list(wanted.values())
 
 
-def with_learnt_rules(
+def with_learned_rules(
     agent_rules: list[str], identity: str | None, recipient: str | None, stored=None
 ) -> tuple[list[str], list[str]]:
-    """(the rules to draft with, the learnt ones among them): the agent's rules with the scoped
-    rules ``identity`` learnt for ``recipient`` in their place (``stored``: identity -> its scoped
+    """(the rules to draft with, the learned ones among them): the agent's rules with the scoped
+    rules ``identity`` learned for ``recipient`` in their place (``stored``: identity -> its scoped
     rules; default the database's). The compose operation and the Compose page both draft so."""
     return apply_scoped(agent_rules, rules_for((stored or stored_rules)(identity), recipient))
 
 
 def stored_rules(identity: str | None) -> list[store.ScopedRuleRow]:
-    """The scoped rules in the user's database for ``identity`` (and those learnt for every identity)."""
+    """The scoped rules in the user's database for ``identity`` (and those learned for every identity)."""
     from app.store.db import open_database
 
     db = open_database()

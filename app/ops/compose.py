@@ -51,7 +51,7 @@ class ComposeRequest:
     max_tokens: int = DRAFT_MAX_TOKENS
     check: bool = True
     reask: bool = True
-    # the scoped rules learnt from the user's edits (app/learning/scoped.py) replace the agent's on
+    # the scoped rules learned from the user's edits (app/learning/scoped.py) replace the agent's on
     # their aspects; off by default so the evaluation and benchmarks measure the agent alone
     learned: bool = False
     # the voice stage: None follows the profile (on when its voice adapter is trained and not
@@ -73,7 +73,7 @@ class RulesReady:
     profile: str | None = None
     trained: bool = False
     agent_rules: list[str] = field(default_factory=list)  # what the agent said, before scoped rules
-    scoped: list[str] = field(default_factory=list)  # learnt scoped rules among ``rules``
+    scoped: list[str] = field(default_factory=list)  # learned scoped rules among ``rules``
     language: ReplyLanguage | None = None  # the reply's language, when it is said as a rule (last in ``rules``)
 
 
@@ -130,7 +130,7 @@ class ComposeOperation:
     """``for event in ComposeOperation(request, cancel).run(): ...``; ``result`` at the end.
 
     ``agent`` makes the agent for a sender (a fake in fast tests); ``scoped_rules`` gives a
-    sender's learnt scoped rules (default: the database's); ``generate_fn`` starts a generation
+    sender's learned scoped rules (default: the database's); ``generate_fn`` starts a generation
     (app.backends.client.generate)."""
 
     def __init__(
@@ -227,9 +227,9 @@ class ComposeOperation:
             rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained), agent_rules=list(rules)
         )
         if req.learned:
-            from app.learning.scoped import with_learnt_rules
+            from app.learning.scoped import with_learned_rules
 
-            ready.rules, ready.scoped = with_learnt_rules(rules, req.sender, req.recipient, self._scoped_rules)
+            ready.rules, ready.scoped = with_learned_rules(rules, req.sender, req.recipient, self._scoped_rules)
         return ready
 
     def _draft(self, index: int, rules: list[str], tags: tuple[str, ...]) -> Iterator[Event]:
@@ -337,9 +337,9 @@ def measured_voice_rules(sender: str | None, recipient: str | None = None) -> Ru
     (seconds to compute, exact), labelled so: the untrained base model wrote "The NG Energy is the
     customer." here. None when an agent is trained, or there is no mail to measure."""
     from app.agent.profiles import find_profile
+    from app.measured_style import style_rules, voice_profile
     from app.store import open_database
     from app.store.messages import dated_own_texts
-    from app.style import style_rules, voice_profile
 
     profile = find_profile(sender)
     if profile.trained:

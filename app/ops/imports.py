@@ -37,9 +37,9 @@ class ImportOperation:
             yield progress
         result = self.importer.result
         if result is not None and result.run_id:  # a run that waited and was cancelled stored nothing
-            learnt = after_import(self.db, result.run_id)  # a cancelled run's batches are stored: learn from them
-            result.drafts_matched, result.edits_replaced = learnt.matched, learnt.replaced_edits
-            if last is not None and learnt.matched:
-                last.message = f"{result.status}; {len(learnt.matched)} sent email(s) matched to Tiller's drafts"
+            learned = after_import(self.db, result.run_id)  # a cancelled run's batches are stored: learn from them
+            result.drafts_matched, result.edits_replaced = learned.matched, learned.replaced_edits
+            if last is not None and learned.matched:
+                last.message = f"{result.status}; {len(learned.matched)} sent email(s) matched to Tiller's drafts"
                 yield last
         self.result = result

@@ -19,7 +19,7 @@ def with_agent_base(options: dict, db=None) -> dict:
     (None stays None for the embedded default, which the trainer finds itself)."""
     if options.get("base_gguf") is not None:
         return options
-    from app.models import agent_base_gguf
+    from app.model_files import agent_base_gguf
 
     if db is not None:
         return {**options, "base_gguf": agent_base_gguf(db)}

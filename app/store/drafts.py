@@ -1,4 +1,4 @@
-"""The drafts Tiller wrote, what the user did with each, the sent mail it became, and what was learnt.
+"""The drafts Tiller wrote, what the user did with each, the sent mail it became, and what was learned.
 
 Tables (migration 7): ``drafts``, ``draft_events`` (every action, in order), ``refused_matches``
 (a match the user undid), ``scoped_rules`` and ``retrains``. See app/learning/ for the logic.
@@ -371,7 +371,7 @@ def replace_scoped_rules(db, rows: list[ScopedRuleRow]) -> None:
 
 
 def scoped_rules(db, identity: str | None = None, *, any_identity: bool = True) -> list[ScopedRuleRow]:
-    """Every scoped rule, or one identity's (with the rules learnt across identities when ``any_identity``)."""
+    """Every scoped rule, or one identity's (with the rules learned across identities when ``any_identity``)."""
     sql = "SELECT identity, scope, scope_value, aspect, rule, evidence, verified_on, verified_kept FROM scoped_rules"
     args: list = []
     if identity is not None:

@@ -1,5 +1,5 @@
 """The models table: GGUF files the user registered (path, role, checksum and header facts).
-The embedded models are not stored; :mod:`app.models` knows them."""
+The embedded models are not stored; :mod:`app.model_files` knows them."""
 
 from __future__ import annotations
 
