@@ -12,6 +12,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlite_utils import Database
+
 from app.backends.base import EndpointConfig, parse_options
 from app.backends.errors import ConfigError
 from app.backends.registry import provider_class
@@ -33,13 +35,13 @@ def _row_to_config(row: rows.BackendRow) -> EndpointConfig:
     )
 
 
-def list_endpoints(db) -> list[EndpointConfig]:
+def list_endpoints(db: Database) -> list[EndpointConfig]:
     stored = {r.name: _row_to_config(r) for r in rows.backend_rows(db)}
     builtins = [cfg for name, cfg in BUILTIN.items() if name not in stored]
     return builtins + list(stored.values())
 
 
-def get_endpoint(db, name: str) -> EndpointConfig:
+def get_endpoint(db: Database, name: str) -> EndpointConfig:
     row = rows.backend_row(db, name)
     if row:
         return _row_to_config(row)
@@ -75,7 +77,7 @@ def validate_endpoint(cfg: EndpointConfig) -> EndpointConfig:
     return cfg
 
 
-def save_endpoint(db, cfg: EndpointConfig) -> EndpointConfig:
+def save_endpoint(db: Database, cfg: EndpointConfig) -> EndpointConfig:
     """Add or replace a named endpoint after strict validation."""
     validate_endpoint(cfg)
     rows.save_backend(
@@ -85,7 +87,7 @@ def save_endpoint(db, cfg: EndpointConfig) -> EndpointConfig:
     return cfg
 
 
-def remove_endpoint(db, name: str) -> bool:
+def remove_endpoint(db: Database, name: str) -> bool:
     if not rows.delete_backend(db, name):
         return False
     if get_setting(db, DEFAULT_KEY) == name:
@@ -93,14 +95,14 @@ def remove_endpoint(db, name: str) -> bool:
     return True
 
 
-def default_endpoint_name(db) -> str:
+def default_endpoint_name(db: Database) -> str:
     name = get_setting(db, DEFAULT_KEY)
     if name and (name in BUILTIN or rows.backend_exists(db, name)):
         return name
     return "local"
 
 
-def set_default_endpoint(db, name: str) -> None:
+def set_default_endpoint(db: Database, name: str) -> None:
     get_endpoint(db, name)  # raises with the list of names when unknown
     set_setting(db, DEFAULT_KEY, name)
 

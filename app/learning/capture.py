@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlite_utils import Database
+
 from app.learning.distance import edit_distance
 from app.store import drafts as store
 from app.store.db import write_transaction
@@ -20,16 +22,16 @@ CAPTURE_SETTING = "learning.capture"
 ACTIONS = ("edited", "copied", "opened", "saved", "discarded", "picked")  # saved: to the server's Drafts
 
 
-def capture_on(db) -> bool:
+def capture_on(db: Database) -> bool:
     return bool(get_setting(db, CAPTURE_SETTING, True))
 
 
-def set_capture(db, on: bool) -> None:
+def set_capture(db: Database, on: bool) -> None:
     with write_transaction(db.conn):
         set_setting(db, CAPTURE_SETTING, bool(on))
 
 
-def record_compose(db, request, result, rules_event) -> list[int]:
+def record_compose(db: Database, request, result, rules_event) -> list[int]:
     """Store the drafts of one finished compose operation (app.ops.compose); their ids, in order
     ([] when recording is off)."""
     shown = [
@@ -61,7 +63,7 @@ class DraftShown:
     model: str | None = None
 
 
-def record_drafts(db, *, shown: list[DraftShown], **common) -> list[int]:
+def record_drafts(db: Database, *, shown: list[DraftShown], **common) -> list[int]:
     """Store the drafts shown for one intent (one, or several candidates sharing a compose id)
     in one transaction; their ids ([] when recording is off). ``common``: identity, recipient,
     subject, intent, previous_email, agent_rules, scoped_rules, rules, rules_source, profile."""
@@ -86,7 +88,7 @@ def record_drafts(db, *, shown: list[DraftShown], **common) -> list[int]:
     return ids
 
 
-def record_action(db, draft_id: int, action: str, text: str | None = None) -> store.DraftRow | None:
+def record_action(db: Database, draft_id: int, action: str, text: str | None = None) -> store.DraftRow | None:
     """Record what the user did with a draft; returns the draft after it (None when it was forgotten)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown draft action {action!r}: one of {', '.join(ACTIONS)}")
@@ -114,7 +116,7 @@ def record_action(db, draft_id: int, action: str, text: str | None = None) -> st
     return store.draft(db, draft_id)
 
 
-def forget_drafts(db, draft_ids: list[int], on_problem=None) -> int:
+def forget_drafts(db: Database, draft_ids: list[int], on_problem=None) -> int:
     """Forget drafts and what they taught: the rows, their history and matches; the scoped rules
     are relearned without them; an unfinished retrain's copies of their text are deleted; an agent
     that was retrained on them is marked to retrain without them. Returns how many were forgotten."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlite_utils import Database
+
 from app.learning import matching, retrain, scoped
 from app.store import drafts as store
 
@@ -16,7 +18,7 @@ class LoopReport:
     replaced_edits: list[int] = field(default_factory=list)  # drafts whose edit a matched sent email replaced
 
 
-def after_import(db, run_id: int) -> LoopReport:
+def after_import(db: Database, run_id: int) -> LoopReport:
     """Match what an import run stored to open drafts, then relearn when anything matched."""
     report = LoopReport()
     oldest = store.oldest_unmatched_draft(db)
@@ -37,7 +39,7 @@ def after_import(db, run_id: int) -> LoopReport:
     return report
 
 
-def after_edit(db, identity: str | None = None, *, background: bool = True) -> LoopReport:
+def after_edit(db: Database, identity: str | None = None, *, background: bool = True) -> LoopReport:
     """Relearn the scoped rules after the user edited (or forgot) drafts; start a background
     retrain of ``identity``'s agent when one is due."""
     report = LoopReport(scoped_rules=len(scoped.learn(db).rules))
@@ -46,7 +48,7 @@ def after_edit(db, identity: str | None = None, *, background: bool = True) -> L
     return report
 
 
-def undo_matches(db, draft_ids: list[int]) -> int:
+def undo_matches(db: Database, draft_ids: list[int]) -> int:
     """The user says these drafts were not sent as the mail matched to them: undo the matches (one
     transaction) and relearn; how many were undone."""
     from app.store.db import write_transaction
@@ -58,7 +60,7 @@ def undo_matches(db, draft_ids: list[int]) -> int:
     return undone
 
 
-def maybe_retrain(db, identities) -> list[str]:
+def maybe_retrain(db: Database, identities) -> list[str]:
     """Start the retrains that are due; the profiles started. A retrain that cannot start (no
     trainer Python in a desktop bundle) is logged (app/logs.py; the desktop app shows it in its status
     bar), never raised: the edit is already learned."""
@@ -74,7 +76,7 @@ def maybe_retrain(db, identities) -> list[str]:
     return started
 
 
-def teach_selector(db, draft_ids: list[int]) -> int:
+def teach_selector(db: Database, draft_ids: list[int]) -> int:
     """A sent draft that was one of several candidates the user did not rank in the app is the
     user's pick after all: it teaches the PREMIUM tag selector (as a pick of one). The selector
     needs torch (the ``train`` extra); without it nothing is taught."""

@@ -21,6 +21,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from sqlite_utils import Database
+
 from app.learning.distance import content_similarity, edit_distance
 from app.store import drafts as store
 from app.store.identities import active_addresses
@@ -98,7 +100,7 @@ def score(draft: store.DraftRow, message: store.SentCandidate, my_addresses: set
     return value if value >= (THRESHOLD_SAME_SUBJECT if same_subject else THRESHOLD) else None
 
 
-def match_sent_mail(db, messages: list[store.SentCandidate]) -> MatchReport:
+def match_sent_mail(db: Database, messages: list[store.SentCandidate]) -> MatchReport:
     """Match ``messages`` (just imported) to the drafts they may have been sent as; writes the
     matches (the caller holds the transaction)."""
     report = MatchReport()
@@ -136,7 +138,7 @@ def match_sent_mail(db, messages: list[store.SentCandidate]) -> MatchReport:
     return report
 
 
-def set_sent(db, draft: store.DraftRow, message: store.SentCandidate, value: float) -> None:
+def set_sent(db: Database, draft: store.DraftRow, message: store.SentCandidate, value: float) -> None:
     store.set_final(
         db,
         draft.id,
@@ -152,7 +154,7 @@ def set_sent(db, draft: store.DraftRow, message: store.SentCandidate, value: flo
     store.add_event(db, draft.id, "sent", f"message {message.id}, similarity {value:.2f}{replaced}")
 
 
-def undo_match(db, draft_id: int) -> bool:
+def undo_match(db: Database, draft_id: int) -> bool:
     """Undo a wrong match: the draft goes back to its edited text (or none), the pair is never
     made again. False when the draft has no match."""
     d = store.draft(db, draft_id)

@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlite_utils import Database
+
 from app import paths
 from app.agent.profiles import agents_dir, profile_slug
 from app.learning.scoped import rule_status, rules_by_aspect
@@ -93,15 +95,15 @@ def profile_key(identity: str | None) -> str:
     return identity.lower() if identity else "all"
 
 
-def new_pairs(db, identity: str | None) -> int:
+def new_pairs(db: Database, identity: str | None) -> int:
     return len(store.learning_pairs(db, identity)) - store.pairs_at_last_retrain(db, profile_key(identity))
 
 
-def due(db, identity: str | None, threshold: int = RETRAIN_AFTER) -> bool:
+def due(db: Database, identity: str | None, threshold: int = RETRAIN_AFTER) -> bool:
     return new_pairs(db, identity) >= threshold or profile_key(identity) in get_setting(db, DUE_SETTING, [])
 
 
-def mark_due(db, identity: str | None) -> None:
+def mark_due(db: Database, identity: str | None) -> None:
     """A forgotten pair may be in the adapter: the next check retrains without it."""
     key = profile_key(identity)
     pending = get_setting(db, DUE_SETTING, [])
@@ -109,7 +111,7 @@ def mark_due(db, identity: str | None) -> None:
         set_setting(db, DUE_SETTING, pending + [key])
 
 
-def clear_due(db, identity: str | None) -> None:
+def clear_due(db: Database, identity: str | None) -> None:
     set_setting(db, DUE_SETTING, [k for k in get_setting(db, DUE_SETTING, []) if k != profile_key(identity)])
 
 
@@ -168,7 +170,7 @@ def running(identity: str | None) -> bool:
     return True
 
 
-def start_background(db, identity: str | None, *, threshold: int = RETRAIN_AFTER) -> subprocess.Popen | None:
+def start_background(db: Database, identity: str | None, *, threshold: int = RETRAIN_AFTER) -> subprocess.Popen | None:
     """Start a retrain when one is due and none is running; the process, else None. Its output
     goes to :func:`log_path`; the outcome lands in the ``retrains`` table."""
     if not due(db, identity, threshold) or running(identity):

@@ -34,6 +34,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from sqlite_utils import Database
+
 from app.measured_style import measure, style_rules
 from app.rule_grammar import length_rule, parse_rule, rule_aspect
 from app.rulecheck import BROKEN, KEPT, REPAIRED, check_draft
@@ -129,7 +131,7 @@ class LearnReport:
     rejected: list[tuple[str, str, str, int, int]]  # (scope, value, rule, verified on, kept)
 
 
-def learn(db, *, before: str | None = None) -> LearnReport:
+def learn(db: Database, *, before: str | None = None) -> LearnReport:
     """Rebuild the scoped rules from every (draft, final) pair; see the module docstring.
     ``before``: verify against the user's emails dated earlier only (the edit replay)."""
     pairs = store.learning_pairs(db)

@@ -3,6 +3,8 @@ Backends page both do."""
 
 from __future__ import annotations
 
+from sqlite_utils import Database
+
 from app import secrets
 from app.backends.base import EndpointConfig
 from app.backends.config import (
@@ -16,7 +18,7 @@ from app.backends.config import (
 from app.backends.errors import ConfigError
 
 
-def add_backend(db, cfg: EndpointConfig, *, key: str | None = None, make_default: bool = False) -> str:
+def add_backend(db: Database, cfg: EndpointConfig, *, key: str | None = None, make_default: bool = False) -> str:
     """The user adds (or replaces) a backend, with its API key when given: what ``tiller backends add``
     and the app's Add dialog both do. Validated first; the key goes to the keyring before the row is
     written, so a keyring that refuses it leaves no backend without its key; the row and the default
@@ -36,7 +38,7 @@ def add_backend(db, cfg: EndpointConfig, *, key: str | None = None, make_default
     return key_status(cfg)
 
 
-def remove_backend(db, name: str, *, keep_key: bool = False) -> tuple[bool, bool]:
+def remove_backend(db: Database, name: str, *, keep_key: bool = False) -> tuple[bool, bool]:
     """The user removes a backend and, unless ``keep_key``, its key: (removed, key removed)."""
     if name.strip().lower() in BUILTIN:
         raise ConfigError(f"{name!r} is the built-in embedded model: it cannot be removed")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from sqlite_utils import Database
+
 from app.jobs import CancelToken
 from app.learning.loop import after_import
 from app.mail.importer import ImportProgress, ImportResult, MailImport
@@ -19,7 +21,7 @@ class ImportOperation:
 
     def __init__(
         self,
-        db,
+        db: Database,
         source: MailSource,
         *,
         my_addresses: Iterable[str] = (),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from sqlite_utils import Database
+
 from app.clock import utc_now
 
 _COLUMNS = "name, host, port, user, security, auth, ca_file, verify_tls, sent_folder, context_folders, save_drafts, drafts_folder"
@@ -30,16 +32,16 @@ def _account(row) -> dict:
     )
 
 
-def accounts(db) -> list[dict]:
+def accounts(db: Database) -> list[dict]:
     return [_account(r) for r in db.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY name")]
 
 
-def account(db, name: str) -> dict | None:
+def account(db: Database, name: str) -> dict | None:
     row = db.execute(f"SELECT {_COLUMNS} FROM accounts WHERE name = ?", [name]).fetchone()
     return _account(row) if row else None
 
 
-def save_account(db, acc: dict) -> None:
+def save_account(db: Database, acc: dict) -> None:
     """Insert or replace ``acc`` (the account's fields), keeping the first ``created_at``."""
     existing = db.execute("SELECT created_at FROM accounts WHERE name = ?", [acc["name"]]).fetchone()
     now = utc_now()
@@ -65,5 +67,5 @@ def save_account(db, acc: dict) -> None:
     )
 
 
-def delete_account(db, name: str) -> bool:
+def delete_account(db: Database, name: str) -> bool:
     return db.execute("DELETE FROM accounts WHERE name = ?", [name]).rowcount > 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlite_utils import Database
+
 from app.clock import utc_now
 
 
@@ -17,22 +19,22 @@ class BackendRow:
     options_json: str | None
 
 
-def backend_rows(db) -> list[BackendRow]:
+def backend_rows(db: Database) -> list[BackendRow]:
     """Every stored endpoint, by name."""
     rows = db.execute("SELECT name, provider, model, base_url, options FROM backends ORDER BY name")
     return [BackendRow(*r) for r in rows]
 
 
-def backend_row(db, name: str) -> BackendRow | None:
+def backend_row(db: Database, name: str) -> BackendRow | None:
     row = db.execute("SELECT name, provider, model, base_url, options FROM backends WHERE name = ?", [name]).fetchone()
     return BackendRow(*row) if row else None
 
 
-def backend_exists(db, name: str) -> bool:
+def backend_exists(db: Database, name: str) -> bool:
     return db.execute("SELECT 1 FROM backends WHERE name = ?", [name]).fetchone() is not None
 
 
-def save_backend(db, row: BackendRow) -> None:
+def save_backend(db: Database, row: BackendRow) -> None:
     """Insert or replace, keeping the first ``created_at``."""
     existing = db.execute("SELECT created_at FROM backends WHERE name = ?", [row.name]).fetchone()
     now = utc_now()
@@ -50,5 +52,5 @@ def save_backend(db, row: BackendRow) -> None:
     )
 
 
-def delete_backend(db, name: str) -> bool:
+def delete_backend(db: Database, name: str) -> bool:
     return db.execute("DELETE FROM backends WHERE name = ?", [name]).rowcount > 0

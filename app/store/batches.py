@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from sqlite_utils import Database
+
 from app.clock import utc_now
 
 OPEN_STATES = ("submitted", "running")
@@ -46,7 +48,7 @@ class BatchRow:
 
 
 def add_batch(
-    db, *, backend, provider, model, batch_id, stage, sender, config: dict, custom_ids, estimate: dict
+    db: Database, *, backend, provider, model, batch_id, stage, sender, config: dict, custom_ids, estimate: dict
 ) -> int:
     with db.conn:
         table = db.table("distill_batches").insert(
@@ -69,7 +71,7 @@ def add_batch(
     return table.last_pk
 
 
-def update_batch(db, row_id: int, **fields) -> None:
+def update_batch(db: Database, row_id: int, **fields) -> None:
     for name in ("counts", "estimate"):
         if name in fields and not isinstance(fields[name], str):
             fields[name] = json.dumps(fields[name])
@@ -77,7 +79,7 @@ def update_batch(db, row_id: int, **fields) -> None:
         db.table("distill_batches").update(row_id, {**fields, "checked_at": utc_now()})
 
 
-def open_batches(db, backend: str | None = None) -> list[BatchRow]:
+def open_batches(db: Database, backend: str | None = None) -> list[BatchRow]:
     sql = "SELECT * FROM distill_batches WHERE state IN (?, ?)"
     params: list = list(OPEN_STATES)
     if backend:
@@ -86,7 +88,7 @@ def open_batches(db, backend: str | None = None) -> list[BatchRow]:
     return [BatchRow.from_row(dict(r)) for r in db.query(sql + " ORDER BY id", params)]
 
 
-def all_batches(db, limit: int = 50) -> list[BatchRow]:
+def all_batches(db: Database, limit: int = 50) -> list[BatchRow]:
     return [
         BatchRow.from_row(dict(r)) for r in db.query("SELECT * FROM distill_batches ORDER BY id DESC LIMIT ?", [limit])
     ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from sqlite_utils import Database
+
 from app.clock import utc_now
 
 
@@ -84,7 +86,7 @@ def _finished(with_failed: bool) -> str:
     return "status IN ('ok', 'failed')" if with_failed else "status = 'ok'"
 
 
-def intents_done(db, source: str, with_failed: bool = False) -> set[tuple[int, int]]:
+def intents_done(db: Database, source: str, with_failed: bool = False) -> set[tuple[int, int]]:
     """(message id, variant) of every ok (or, ``with_failed``, failed) intent from ``source``."""
     return {
         (r[0], r[1])
@@ -94,7 +96,7 @@ def intents_done(db, source: str, with_failed: bool = False) -> set[tuple[int, i
     }
 
 
-def baselines_done(db, source: str, with_failed: bool = False) -> set[int]:
+def baselines_done(db: Database, source: str, with_failed: bool = False) -> set[int]:
     """Intent ids with an ok (or failed) baseline from ``source``."""
     return {
         r[0]
@@ -102,14 +104,14 @@ def baselines_done(db, source: str, with_failed: bool = False) -> set[int]:
     }
 
 
-def plain_rewrites_done(db, source: str, with_failed: bool = False) -> set[int]:
+def plain_rewrites_done(db: Database, source: str, with_failed: bool = False) -> set[int]:
     """Message ids with an ok (or failed) plain rewrite from ``source``."""
     sql = f"SELECT message_id FROM plain_rewrites WHERE source = ? AND {_finished(with_failed)}"
     return {r[0] for r in db.execute(sql, [source])}
 
 
 def rules_done(
-    db, source: str, strategy: str | None = None, with_failed: bool = False
+    db: Database, source: str, strategy: str | None = None, with_failed: bool = False
 ) -> set[tuple[int, int | None, int | None]]:
     """(message id, intent id, baseline id) of every ok (or failed) rule set from ``source`` (of ``strategy``)."""
     sql = f"SELECT message_id, intent_id, baseline_id FROM rules WHERE source = ? AND {_finished(with_failed)}"
@@ -123,7 +125,7 @@ def rules_done(
 # -- reads -----------------------------------------------------------------------------------------
 
 
-def intents_of(db, source: str, message_ids: list[int]) -> list[IntentRow]:
+def intents_of(db: Database, source: str, message_ids: list[int]) -> list[IntentRow]:
     """The ok intents from ``source`` of these messages, oldest row first."""
     if not message_ids:
         return []
@@ -135,7 +137,7 @@ def intents_of(db, source: str, message_ids: list[int]) -> list[IntentRow]:
     return [IntentRow(*r) for r in rows]
 
 
-def _newest_ok(db, table: str, key: str, columns: str, keys: list[int]) -> dict[int, tuple]:
+def _newest_ok(db: Database, table: str, key: str, columns: str, keys: list[int]) -> dict[int, tuple]:
     """key -> (key, *columns) of its newest ok row in ``table`` (the last when several sources answered)."""
     out: dict[int, tuple] = {}
     # in pieces: a whole mailbox's ids (the voice stage's emails said plainly) can pass this SQLite's
@@ -151,17 +153,17 @@ def _newest_ok(db, table: str, key: str, columns: str, keys: list[int]) -> dict[
     return out
 
 
-def baselines_of(db, intent_ids: list[int]) -> dict[int, BaselineRow]:
+def baselines_of(db: Database, intent_ids: list[int]) -> dict[int, BaselineRow]:
     """intent id -> its ok baseline (the newest row when several sources answered)."""
     return {k: BaselineRow(*r) for k, r in _newest_ok(db, "baselines", "intent_id", "id, text", intent_ids).items()}
 
 
-def plain_rewrites_of(db, message_ids: list[int]) -> dict[int, str]:
+def plain_rewrites_of(db: Database, message_ids: list[int]) -> dict[int, str]:
     """message id -> its ok plain rewrite (the newest row when several sources answered)."""
     return {k: r[1] for k, r in _newest_ok(db, "plain_rewrites", "message_id", "text", message_ids).items()}
 
 
-def rules_by_message(db, strategy: str, source: str) -> list[RulesRow]:
+def rules_by_message(db: Database, strategy: str, source: str) -> list[RulesRow]:
     """Every ok rule set of ``strategy`` from ``source``."""
     rows = db.execute(
         "SELECT message_id, intent_id, rules FROM rules WHERE strategy = ? AND source = ? AND status = 'ok'",
@@ -173,7 +175,9 @@ def rules_by_message(db, strategy: str, source: str) -> list[RulesRow]:
 # -- writes (upserts: a rerun replaces a failed or outdated row) ------------------------------------
 
 
-def save_intent(db, message_id: int, variant: int, text: str | None, scratchpad: str | None, how: Provenance) -> None:
+def save_intent(
+    db: Database, message_id: int, variant: int, text: str | None, scratchpad: str | None, how: Provenance
+) -> None:
     db.execute(
         "INSERT INTO intents (message_id, variant, text, scratchpad, status, backend, model, prompt_version, temperature,"
         " source, raw, error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -190,7 +194,7 @@ def save_intent(db, message_id: int, variant: int, text: str | None, scratchpad:
     )
 
 
-def save_baseline(db, intent_id: int, text: str | None, how: Provenance) -> None:
+def save_baseline(db: Database, intent_id: int, text: str | None, how: Provenance) -> None:
     db.execute(
         "INSERT INTO baselines (intent_id, text, status, backend, model, prompt_version, temperature, source, raw,"
         " error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -205,7 +209,7 @@ def save_baseline(db, intent_id: int, text: str | None, how: Provenance) -> None
     )
 
 
-def save_plain_rewrite(db, message_id: int, text: str | None, how: Provenance) -> None:
+def save_plain_rewrite(db: Database, message_id: int, text: str | None, how: Provenance) -> None:
     db.execute(
         "INSERT INTO plain_rewrites (message_id, text, status, backend, model, prompt_version, temperature, source,"
         " raw, error, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -217,7 +221,7 @@ def save_plain_rewrite(db, message_id: int, text: str | None, how: Provenance) -
 
 
 def save_rules(
-    db,
+    db: Database,
     message_id: int,
     intent_id: int | None,
     baseline_id: int | None,
@@ -271,7 +275,7 @@ class DistilledExample:
 
 
 def distilled_examples(
-    db, strategy: str, rules_source: str | None = None, sender: str | None = None
+    db: Database, strategy: str, rules_source: str | None = None, sender: str | None = None
 ) -> list[DistilledExample]:
     """Every message with an ok intent and ok rules of ``strategy`` (optionally from one source, of
     one sender), by sender, date and id."""

@@ -10,6 +10,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+from sqlite_utils import Database
+
 from app.clock import utc_now
 
 
@@ -61,7 +63,7 @@ def _draft(row) -> DraftRow:
 
 
 def insert_draft(
-    db,
+    db: Database,
     *,
     identity: str | None,
     recipient: str | None,
@@ -112,23 +114,23 @@ def insert_draft(
     return draft_id
 
 
-def add_event(db, draft_id: int, action: str, detail: str | None = None, *, at: str | None = None) -> None:
+def add_event(db: Database, draft_id: int, action: str, detail: str | None = None, *, at: str | None = None) -> None:
     db.execute(
         "INSERT INTO draft_events (draft_id, at, action, detail) VALUES (?, ?, ?, ?)",
         [draft_id, at or utc_now(), action, detail],
     )
 
 
-def set_status(db, draft_id: int, status: str) -> None:
+def set_status(db: Database, draft_id: int, status: str) -> None:
     db.execute("UPDATE drafts SET status = ? WHERE id = ?", [status, draft_id])
 
 
-def mark_picked(db, compose_id: int, draft_id: int) -> None:
+def mark_picked(db: Database, compose_id: int, draft_id: int) -> None:
     db.execute("UPDATE drafts SET picked = (id = ?) WHERE compose_id = ?", [draft_id, compose_id])
 
 
 def set_final(
-    db,
+    db: Database,
     draft_id: int,
     *,
     text: str,
@@ -145,11 +147,11 @@ def set_final(
     )
 
 
-def set_r3_rules(db, draft_id: int, rules: list[str], source: str) -> None:
+def set_r3_rules(db: Database, draft_id: int, rules: list[str], source: str) -> None:
     db.execute("UPDATE drafts SET r3_rules = ?, r3_source = ? WHERE id = ?", [json.dumps(rules), source, draft_id])
 
 
-def clear_final(db, draft_id: int) -> None:
+def clear_final(db: Database, draft_id: int) -> None:
     db.execute(
         "UPDATE drafts SET final_text = NULL, final_source = NULL, final_at = NULL, edit_distance = NULL, "
         "sent_message_id = NULL, match_similarity = NULL WHERE id = ?",
@@ -157,7 +159,7 @@ def clear_final(db, draft_id: int) -> None:
     )
 
 
-def last_edit(db, draft_id: int) -> str | None:
+def last_edit(db: Database, draft_id: int) -> str | None:
     """The newest text the user edited this draft to (kept when a sent match is undone)."""
     row = db.execute(
         "SELECT detail FROM draft_events WHERE draft_id = ? AND action = 'edited' ORDER BY id DESC LIMIT 1",
@@ -166,12 +168,12 @@ def last_edit(db, draft_id: int) -> str | None:
     return row[0] if row else None
 
 
-def draft(db, draft_id: int) -> DraftRow | None:
+def draft(db: Database, draft_id: int) -> DraftRow | None:
     row = db.execute(f"SELECT {_COLUMNS} FROM drafts WHERE id = ?", [draft_id]).fetchone()
     return _draft(row) if row else None
 
 
-def drafts(db, identity: str | None = None, limit: int | None = None) -> list[DraftRow]:
+def drafts(db: Database, identity: str | None = None, limit: int | None = None) -> list[DraftRow]:
     """Newest first; ``identity`` None: every identity's."""
     sql = f"SELECT {_COLUMNS} FROM drafts"
     args: list = []
@@ -185,7 +187,7 @@ def drafts(db, identity: str | None = None, limit: int | None = None) -> list[Dr
     return [_draft(r) for r in db.execute(sql, args)]
 
 
-def unmatched_drafts(db, since: str) -> list[DraftRow]:
+def unmatched_drafts(db: Database, since: str) -> list[DraftRow]:
     return [
         _draft(r)
         for r in db.execute(
@@ -195,7 +197,7 @@ def unmatched_drafts(db, since: str) -> list[DraftRow]:
     ]
 
 
-def learning_pairs(db, identity: str | None = None) -> list[DraftRow]:
+def learning_pairs(db: Database, identity: str | None = None) -> list[DraftRow]:
     """Drafts with a final text (edited or sent), oldest first."""
     sql = f"SELECT {_COLUMNS} FROM drafts WHERE final_text IS NOT NULL"
     args: list = []
@@ -205,7 +207,7 @@ def learning_pairs(db, identity: str | None = None) -> list[DraftRow]:
     return [_draft(r) for r in db.execute(sql + " ORDER BY COALESCE(final_at, created_at), id", args)]
 
 
-def events(db, draft_id: int) -> list[tuple[str, str, str | None]]:
+def events(db: Database, draft_id: int) -> list[tuple[str, str, str | None]]:
     """(at, action, detail) in order."""
     return [
         tuple(r)
@@ -226,7 +228,7 @@ class SentCandidate:
     own_text: str
 
 
-def sent_messages_of_run(db, run_id: int, since: str | None) -> list[SentCandidate]:
+def sent_messages_of_run(db: Database, run_id: int, since: str | None) -> list[SentCandidate]:
     """Messages an import run stored dated ``since`` or later (the candidates for drafts sent since;
     all of them when ``since`` is None)."""
     rows = db.execute(
@@ -245,15 +247,15 @@ def _candidate(row) -> SentCandidate:
     return SentCandidate(mid, date, sender, json.loads(to or "[]") + json.loads(cc or "[]"), subject, own or "")
 
 
-def matched_message_ids(db) -> set[int]:
+def matched_message_ids(db: Database) -> set[int]:
     return {r[0] for r in db.execute("SELECT sent_message_id FROM drafts WHERE sent_message_id IS NOT NULL")}
 
 
-def refused_pairs(db) -> set[tuple[int, int]]:
+def refused_pairs(db: Database) -> set[tuple[int, int]]:
     return {(d, m) for d, m in db.execute("SELECT draft_id, message_id FROM refused_matches")}
 
 
-def refuse_match(db, draft_id: int, message_id: int) -> None:
+def refuse_match(db: Database, draft_id: int, message_id: int) -> None:
     db.execute(
         "INSERT OR IGNORE INTO refused_matches (draft_id, message_id, at) VALUES (?, ?, ?)",
         [draft_id, message_id, utc_now()],
@@ -261,7 +263,12 @@ def refuse_match(db, draft_id: int, message_id: int) -> None:
 
 
 def own_texts_to(
-    db, sender: str | None, *, address: str | None = None, domain: str | None = None, before: str | None = None
+    db: Database,
+    sender: str | None,
+    *,
+    address: str | None = None,
+    domain: str | None = None,
+    before: str | None = None,
 ) -> list[str]:
     """The own text of the user's sent emails to one address, or to anyone at one domain (the
     emails a scoped rule is verified against); ``sender`` None: any identity's; ``before``: only
@@ -294,14 +301,14 @@ def own_texts_to(
 # -- forgetting --------------------------------------------------------------------------------------
 
 
-def forget(db, draft_id: int) -> bool:
+def forget(db: Database, draft_id: int) -> bool:
     """Remove a draft, its events and refused matches; True when there was one."""
     db.execute("DELETE FROM draft_events WHERE draft_id = ?", [draft_id])
     db.execute("DELETE FROM refused_matches WHERE draft_id = ?", [draft_id])
     return db.execute("DELETE FROM drafts WHERE id = ?", [draft_id]).rowcount > 0
 
 
-def forget_everywhere(db, draft_ids: list[int]) -> list[str]:
+def forget_everywhere(db: Database, draft_ids: list[int]) -> list[str]:
     """The forgotten drafts' text out of every place SQLite and Tiller keep it: the live file's
     freed pages and write-ahead log (secure_delete is on for every connection; the log is
     checkpointed and truncated) and the backup and set-aside copies of the database. Returns the
@@ -321,14 +328,14 @@ def forget_everywhere(db, draft_ids: list[int]) -> list[str]:
     return forget_in_copies(path, forget_rows) if path is not None else []
 
 
-def _db_file(db):
+def _db_file(db: Database):
     from pathlib import Path
 
     row = db.execute("PRAGMA database_list").fetchone()
     return Path(row[2]) if row and row[2] else None
 
 
-def draft_ids(db, identity: str | None = None) -> list[int]:
+def draft_ids(db: Database, identity: str | None = None) -> list[int]:
     if identity is None:
         return [r[0] for r in db.execute("SELECT id FROM drafts")]
     return [r[0] for r in db.execute("SELECT id FROM drafts WHERE identity = ?", [identity])]
@@ -349,7 +356,7 @@ class ScopedRuleRow:
     verified_kept: int
 
 
-def replace_scoped_rules(db, rows: list[ScopedRuleRow]) -> None:
+def replace_scoped_rules(db: Database, rows: list[ScopedRuleRow]) -> None:
     db.execute("DELETE FROM scoped_rules")
     now = utc_now()
     for r in rows:
@@ -370,7 +377,7 @@ def replace_scoped_rules(db, rows: list[ScopedRuleRow]) -> None:
         )
 
 
-def scoped_rules(db, identity: str | None = None, *, any_identity: bool = True) -> list[ScopedRuleRow]:
+def scoped_rules(db: Database, identity: str | None = None, *, any_identity: bool = True) -> list[ScopedRuleRow]:
     """Every scoped rule, or one identity's (with the rules learned across identities when ``any_identity``)."""
     sql = "SELECT identity, scope, scope_value, aspect, rule, evidence, verified_on, verified_kept FROM scoped_rules"
     args: list = []
@@ -398,14 +405,14 @@ class RetrainRow:
     note: str | None
 
 
-def start_retrain(db, profile: str, pairs: int, held_out: int) -> int:
+def start_retrain(db: Database, profile: str, pairs: int, held_out: int) -> int:
     return db.execute(
         "INSERT INTO retrains (profile, started_at, pairs, held_out, decision) VALUES (?, ?, ?, ?, 'running')",
         [profile, utc_now(), pairs, held_out],
     ).lastrowid
 
 
-def fail_stale_retrains(db, profile: str) -> int:
+def fail_stale_retrains(db: Database, profile: str) -> int:
     """Rows still "running" from a retrain that was killed (the caller holds the retrain lock)."""
     return db.execute(
         "UPDATE retrains SET decision = 'failed', finished_at = ?, note = 'stopped before it finished' "
@@ -415,7 +422,7 @@ def fail_stale_retrains(db, profile: str) -> int:
 
 
 def finish_retrain(
-    db, retrain_id: int, decision: str, *, old_score: float | None, new_score: float | None, note: str
+    db: Database, retrain_id: int, decision: str, *, old_score: float | None, new_score: float | None, note: str
 ) -> None:
     db.execute(
         "UPDATE retrains SET finished_at = ?, decision = ?, old_score = ?, new_score = ?, note = ? WHERE id = ?",
@@ -423,7 +430,7 @@ def finish_retrain(
     )
 
 
-def retrains(db, profile: str | None = None) -> list[RetrainRow]:
+def retrains(db: Database, profile: str | None = None) -> list[RetrainRow]:
     sql = "SELECT id, profile, started_at, finished_at, pairs, held_out, old_score, new_score, decision, note FROM retrains"
     args: list = []
     if profile is not None:
@@ -432,7 +439,7 @@ def retrains(db, profile: str | None = None) -> list[RetrainRow]:
     return [RetrainRow(*r) for r in db.execute(sql + " ORDER BY id DESC", args)]
 
 
-def pairs_at_last_retrain(db, profile: str) -> int:
+def pairs_at_last_retrain(db: Database, profile: str) -> int:
     """How many pairs the newest finished retrain of ``profile`` saw (0 when none)."""
     row = db.execute(
         "SELECT pairs FROM retrains WHERE profile = ? AND decision IN ('kept_new', 'kept_old') ORDER BY id DESC LIMIT 1",
@@ -441,12 +448,12 @@ def pairs_at_last_retrain(db, profile: str) -> int:
     return row[0] if row else 0
 
 
-def oldest_unmatched_draft(db) -> str | None:
+def oldest_unmatched_draft(db: Database) -> str | None:
     """When the oldest draft not matched to sent mail was written (None: every draft is matched)."""
     return db.execute("SELECT MIN(created_at) FROM drafts WHERE sent_message_id IS NULL").fetchone()[0]
 
 
-def weekly_edit_distance(db, identity: str | None = None) -> list[tuple[str, int, float]]:
+def weekly_edit_distance(db: Database, identity: str | None = None) -> list[tuple[str, int, float]]:
     """(ISO week "2026-W49", pairs, mean edit distance) for drafts with a final text, oldest first."""
     sql = "SELECT created_at, edit_distance FROM drafts WHERE edit_distance IS NOT NULL"
     args: list = []
@@ -460,7 +467,7 @@ def weekly_edit_distance(db, identity: str | None = None) -> list[tuple[str, int
     return [(w, len(v), sum(v) / len(v)) for w, v in sorted(weeks.items())]
 
 
-def compose_group(db, compose_id: int) -> list[DraftRow]:
+def compose_group(db: Database, compose_id: int) -> list[DraftRow]:
     """The drafts shown together for one intent (the candidates of one "give me 3 drafts")."""
     return [
         _draft(r) for r in db.execute(f"SELECT {_COLUMNS} FROM drafts WHERE compose_id = ? ORDER BY id", [compose_id])

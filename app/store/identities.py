@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlite_utils import Database
+
 
 @dataclass(frozen=True)
 class IdentityRow:
@@ -14,21 +16,21 @@ class IdentityRow:
     origin: str  # config | inferred | provisional | rejected
 
 
-def identity(db, address: str) -> IdentityRow | None:
+def identity(db: Database, address: str) -> IdentityRow | None:
     row = db.execute("SELECT id, address, origin FROM identities WHERE address = ?", [address]).fetchone()
     return IdentityRow(*row) if row else None
 
 
-def all_identities(db) -> list[IdentityRow]:
+def all_identities(db: Database) -> list[IdentityRow]:
     return [IdentityRow(*r) for r in db.execute("SELECT id, address, origin FROM identities")]
 
 
-def active_addresses(db) -> list[str]:
+def active_addresses(db: Database) -> list[str]:
     """Configured or inferred (not rejected), alphabetically."""
     return [r[0] for r in db.execute("SELECT address FROM identities WHERE origin != 'rejected' ORDER BY address")]
 
 
-def save_configured(db, address: str, display_name: str | None) -> int:
+def save_configured(db: Database, address: str, display_name: str | None) -> int:
     """Add ``address`` as configured (or make an existing one configured); its id. One statement,
     so another process adding the same address at the same time cannot collide."""
     db.execute(
@@ -39,7 +41,7 @@ def save_configured(db, address: str, display_name: str | None) -> int:
     return db.execute("SELECT id FROM identities WHERE address = ?", [address]).fetchone()[0]
 
 
-def save_inferred(db, address: str, display_name: str | None, sent_count: int) -> bool:
+def save_inferred(db: Database, address: str, display_name: str | None, sent_count: int) -> bool:
     """Add an inferred address; False when it exists already."""
     return bool(
         db.execute(
@@ -58,7 +60,7 @@ def save_provisional(conn, address: str, display_name: str | None) -> int | None
     return cursor.lastrowid if cursor.rowcount else None
 
 
-def confirm_provisional(db, identity_id: int, sent_count: int, display_name: str | None) -> None:
+def confirm_provisional(db: Database, identity_id: int, sent_count: int, display_name: str | None) -> None:
     db.execute(
         "UPDATE identities SET origin = 'inferred', sent_count = ?, display_name = coalesce(?, display_name) "
         "WHERE id = ?",
@@ -66,27 +68,27 @@ def confirm_provisional(db, identity_id: int, sent_count: int, display_name: str
     )
 
 
-def raise_sent_count(db, identity_id: int, sent_count: int) -> None:
+def raise_sent_count(db: Database, identity_id: int, sent_count: int) -> None:
     db.execute("UPDATE identities SET sent_count = max(sent_count, ?) WHERE id = ?", [sent_count, identity_id])
 
 
-def mark_rejected(db, identity_id: int) -> None:
+def mark_rejected(db: Database, identity_id: int) -> None:
     """Kept as rejected (so no later import infers it again); its messages become context."""
     db.execute("UPDATE identities SET origin = 'rejected' WHERE id = ?", [identity_id])
     db.execute("UPDATE messages SET identity_id = NULL WHERE identity_id = ?", [identity_id])
 
 
-def provisional_ids(db) -> list[int]:
+def provisional_ids(db: Database) -> list[int]:
     return [r[0] for r in db.execute("SELECT id FROM identities WHERE origin = 'provisional'")]
 
 
-def delete_identity(db, identity_id: int) -> None:
+def delete_identity(db: Database, identity_id: int) -> None:
     """Gone, and its messages become context."""
     db.execute("UPDATE messages SET identity_id = NULL WHERE identity_id = ?", [identity_id])
     db.execute("DELETE FROM identities WHERE id = ?", [identity_id])
 
 
-def sent_folder_senders(db, source_id: int) -> list[tuple[str, str, str | None, int]]:
+def sent_folder_senders(db: Database, source_id: int) -> list[tuple[str, str, str | None, int]]:
     """(folder, from address, a display name, messages) for each sender of each sent folder of a source."""
     return [
         tuple(r)
@@ -98,7 +100,7 @@ def sent_folder_senders(db, source_id: int) -> list[tuple[str, str, str | None, 
     ]
 
 
-def assign_identities(db) -> None:
+def assign_identities(db: Database) -> None:
     """Point every message written from one of the user's addresses at that identity (only the
     rows that change are written)."""
     db.execute(
@@ -108,5 +110,5 @@ def assign_identities(db) -> None:
     )
 
 
-def source_ids(db) -> list[int]:
+def source_ids(db: Database) -> list[int]:
     return [r[0] for r in db.execute("SELECT id FROM sources")]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from sqlite_utils import Database
+
 from app import __version__
 from app.clock import utc_now
 
@@ -45,7 +47,7 @@ _INSERT_MESSAGE = (
 # -- sources and runs ------------------------------------------------------------------------------
 
 
-def source_id(db, kind: str, location: str) -> int:
+def source_id(db: Database, kind: str, location: str) -> int:
     """The id of source (kind, location), added when new; one statement, so a source another
     process adds at the same moment is not added twice."""
     db.execute("INSERT OR IGNORE INTO sources (kind, location, added_at) VALUES (?, ?, ?)", [kind, location, utc_now()])
@@ -56,7 +58,7 @@ def touch_source(conn, source_id: int) -> None:
     conn.execute("UPDATE sources SET last_import_at = ? WHERE id = ?", [utc_now(), source_id])
 
 
-def has_items(db, source_id: int) -> bool:
+def has_items(db: Database, source_id: int) -> bool:
     """Whether an earlier run recorded any item of this source (a new source cannot hold done items)."""
     return db.execute("SELECT 1 FROM source_items WHERE source_id = ? LIMIT 1", [source_id]).fetchone() is not None
 
@@ -71,7 +73,7 @@ def fail_running_runs(conn) -> None:
     )
 
 
-def start_run(db, source_id: int) -> int:
+def start_run(db: Database, source_id: int) -> int:
     return (
         db["import_runs"]
         .insert({"source_id": source_id, "started_at": utc_now(), "status": "running", "app_version": __version__})
@@ -159,7 +161,7 @@ class SkippedItem(NamedTuple):
         return os.path.join(self.location, self.key)
 
 
-def skipped_items(db, run_id: int, limit: int | None = None) -> list[SkippedItem]:
+def skipped_items(db: Database, run_id: int, limit: int | None = None) -> list[SkippedItem]:
     """What a run skipped (source location, item key, reason, detail), in import order."""
     sql = (
         "SELECT s.location, i.item_key, i.reason, i.detail FROM source_items i JOIN sources s ON s.id = i.source_id "
@@ -170,7 +172,7 @@ def skipped_items(db, run_id: int, limit: int | None = None) -> list[SkippedItem
     return [SkippedItem(*r) for r in db.execute(sql, [run_id])]
 
 
-def database_file(db) -> str | None:
+def database_file(db: Database) -> str | None:
     """The file ``db`` is open on; None for an in-memory database."""
     row = db.execute("PRAGMA database_list").fetchone()
     return row[2] if row and row[2] else None
@@ -181,7 +183,7 @@ def database_file(db) -> str | None:
 RETRYABLE_SKIPS = ("malformed", "unreadable")
 
 
-def retryable_uids(db, kind: str, location: str, key_prefix: str) -> list[int]:
+def retryable_uids(db: Database, kind: str, location: str, key_prefix: str) -> list[int]:
     """UIDs an earlier import skipped for a reason that a rerun may not meet again (they are below
     the highest recorded UID, so planning from it alone would never ask for them again: 20 of 30
     messages were lost for good after a server recovered)."""
@@ -195,7 +197,7 @@ def retryable_uids(db, kind: str, location: str, key_prefix: str) -> list[int]:
     return sorted(int(t) for t in tails if t.isascii() and t.isdigit())
 
 
-def highest_uid(db, kind: str, location: str, key_prefix: str) -> int:
+def highest_uid(db: Database, kind: str, location: str, key_prefix: str) -> int:
     """The highest IMAP UID an earlier import recorded (stored, duplicate or skipped) under
     ``key_prefix`` (a folder and its UIDVALIDITY) of source (kind, location); 0 when none. Every
     outcome is committed with its batch, so this is where a rerun carries on."""

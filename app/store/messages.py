@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlite_utils import Database
+
 
 @dataclass(frozen=True)
 class MessageListing:
@@ -20,7 +22,7 @@ class MessageText:
     own_text: str | None
 
 
-def search_messages(db, text: str, limit: int = 200) -> list[MessageListing]:
+def search_messages(db: Database, text: str, limit: int = 200) -> list[MessageListing]:
     """Newest first, the messages whose subject or sender contains ``text`` (any case)."""
     pattern = f"%{text}%"
     rows = db.execute(
@@ -31,12 +33,12 @@ def search_messages(db, text: str, limit: int = 200) -> list[MessageListing]:
     return [MessageListing(*row) for row in rows]
 
 
-def message_text(db, message_id: int) -> MessageText | None:
+def message_text(db: Database, message_id: int) -> MessageText | None:
     row = db.execute("SELECT from_addr, subject, own_text FROM messages WHERE id = ?", [message_id]).fetchone()
     return MessageText(*row) if row else None
 
 
-def has_mail(db) -> bool:
+def has_mail(db: Database) -> bool:
     return db.execute("SELECT EXISTS (SELECT 1 FROM messages)").fetchone()[0] == 1
 
 
@@ -53,7 +55,7 @@ class ImportRunRow:
     started_at: str | None
 
 
-def import_runs(db) -> list[ImportRunRow]:
+def import_runs(db: Database) -> list[ImportRunRow]:
     """Every import run, oldest first, with its source's location."""
     rows = db.execute(
         "SELECT r.id, s.location, r.status, r.seen, r.stored, r.duplicates, r.already_imported, r.skipped, "
@@ -62,7 +64,7 @@ def import_runs(db) -> list[ImportRunRow]:
     return [ImportRunRow(*row) for row in rows]
 
 
-def senders_by_mail(db) -> list[str]:
+def senders_by_mail(db: Database) -> list[str]:
     """The user's identities (not rejected), the one with the most stored messages first."""
     rows = db.execute(
         "SELECT from_addr, COUNT(*) n FROM messages WHERE from_addr IN (SELECT address FROM identities WHERE origin != 'rejected')"
@@ -71,7 +73,7 @@ def senders_by_mail(db) -> list[str]:
     return [r[0] for r in rows]
 
 
-def own_texts(db, sender: str) -> list[str]:
+def own_texts(db: Database, sender: str) -> list[str]:
     """Every non-empty "own words" text of ``sender``, in storage order."""
     return [r[0] for r in db.execute("SELECT own_text FROM messages WHERE from_addr = ? AND own_text != ''", [sender])]
 
@@ -93,7 +95,7 @@ class CandidateRow:
     signature: str | None
 
 
-def training_candidates(db, sender: str | None = None, *, newest_first: bool = False) -> list[CandidateRow]:
+def training_candidates(db: Database, sender: str | None = None, *, newest_first: bool = False) -> list[CandidateRow]:
     """Every training candidate (of ``sender``), by sender, then oldest first (newest first when
     asked); undated messages last either way."""
     where = TRAINING_CANDIDATE_SQL
@@ -117,7 +119,7 @@ class ReplyContext:
     previous_context: str | None
 
 
-def reply_contexts(db, message_ids: list[int]) -> dict[int, ReplyContext]:
+def reply_contexts(db: Database, message_ids: list[int]) -> dict[int, ReplyContext]:
     """message id -> its recipients (JSON list), subject and the message it answers."""
     if not message_ids:
         return {}
@@ -128,7 +130,7 @@ def reply_contexts(db, message_ids: list[int]) -> dict[int, ReplyContext]:
     return {r[0]: ReplyContext(*r[1:]) for r in rows}
 
 
-def own_text_counts(db) -> dict[str, int]:
+def own_text_counts(db: Database) -> dict[str, int]:
     """sender -> how many stored messages hold words of their own."""
     return dict(
         db.execute(
@@ -137,7 +139,7 @@ def own_text_counts(db) -> dict[str, int]:
     )
 
 
-def dated_own_texts(db, sender: str, before: str | None = None) -> list[tuple[str, str]]:
+def dated_own_texts(db: Database, sender: str, before: str | None = None) -> list[tuple[str, str]]:
     """(date, own text) of ``sender``'s dated messages, oldest first, one per distinct content
     (a message stored from two folders counts once), dated before ``before`` when given."""
     args = [sender.lower()]
@@ -158,7 +160,7 @@ class StoredBody:
     flags: str | None  # JSON list
 
 
-def split_before(db, version: int) -> list[StoredBody]:
+def split_before(db: Database, version: int) -> list[StoredBody]:
     """Messages split by a splitter older than ``version`` (or never split)."""
     rows = db.execute(
         "SELECT id, body_text, subject, own_text, flags FROM messages WHERE parser_version IS NULL OR parser_version < ?",
@@ -189,7 +191,7 @@ class Original:
     text: str = ""
 
 
-def reply_original(db, message_id: int) -> Original | None:
+def reply_original(db: Database, message_id: int) -> Original | None:
     row = db.execute(
         "SELECT message_id, references_, subject, from_addr, date, COALESCE(own_text, body_text, '')"
         " FROM messages WHERE id = ?",
@@ -198,7 +200,7 @@ def reply_original(db, message_id: int) -> Original | None:
     return Original(*row) if row else None
 
 
-def received_messages(db, limit: int = 30, text: str | None = None) -> list[MessageListing]:
+def received_messages(db: Database, limit: int = 30, text: str | None = None) -> list[MessageListing]:
     """Newest first, messages none of the user's identities wrote (what there is to reply to)."""
     sql = "SELECT id, date, from_addr, subject FROM messages WHERE identity_id IS NULL"
     params: list = []

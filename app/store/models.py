@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlite_utils import Database
+
 from app.clock import utc_now
 
 
@@ -23,7 +25,7 @@ class ModelRow:
     license: str | None
 
 
-def model_rows(db) -> list[ModelRow]:
+def model_rows(db: Database) -> list[ModelRow]:
     rows = db.execute(
         "SELECT name, path, role, size, sha256, architecture, display_name, quantization, parameters, "
         "chat_template, license FROM models ORDER BY name"
@@ -31,13 +33,13 @@ def model_rows(db) -> list[ModelRow]:
     return [ModelRow(*r) for r in rows]
 
 
-def model_file(db, name: str) -> str | None:
+def model_file(db: Database, name: str) -> str | None:
     """The registered path of model ``name``, None when there is no such model."""
     row = db.execute("SELECT path FROM models WHERE name = ?", [name]).fetchone()
     return row[0] if row else None
 
 
-def save_model(db, name: str, path: str, role: str, size: int, sha256: str, header: dict) -> None:
+def save_model(db: Database, name: str, path: str, role: str, size: int, sha256: str, header: dict) -> None:
     """Insert or replace model ``name``; ``header`` holds the GGUF facts (architecture, display_name,
     quantization, parameters, chat_template, license)."""
     db.table("models").upsert(
@@ -46,5 +48,5 @@ def save_model(db, name: str, path: str, role: str, size: int, sha256: str, head
     )
 
 
-def delete_model(db, name: str) -> bool:
+def delete_model(db: Database, name: str) -> bool:
     return db.execute("DELETE FROM models WHERE name = ?", [name]).rowcount > 0

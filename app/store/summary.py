@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlite_utils
+from sqlite_utils import Database
 
 from app.store.messages import TRAINING_CANDIDATE_SQL
 
@@ -66,7 +67,7 @@ class SetupCounts:
     llm_rules: int  # ok rule sets written by a model (not measured offline)
 
 
-def setup_counts(db) -> SetupCounts:
+def setup_counts(db: Database) -> SetupCounts:
     one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
     return SetupCounts(
         one("SELECT COUNT(*) FROM messages"),
@@ -76,7 +77,7 @@ def setup_counts(db) -> SetupCounts:
     )
 
 
-def identity_data_counts(db, address: str) -> tuple[int, int]:
+def identity_data_counts(db: Database, address: str) -> tuple[int, int]:
     """(messages ``address`` wrote that can train the agent, of those the ones with an intent)."""
     row = db.execute(
         f"""
