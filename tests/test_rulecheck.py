@@ -109,15 +109,20 @@ def test_rules_it_cannot_read_are_reported_not_guessed():
     assert result.kept_share() == 1.0
 
 
-def test_a_draft_that_keeps_its_rules_is_never_touched(db, enron):
-    """Real emails checked against the rules measured from themselves: every checkable rule is
-    kept and not one character changes. 300 of Kay Mann's and Jeff Dasovich's sent emails."""
+def _sent_emails(db, enron) -> list[tuple[str, str | None]]:
+    """(text, signature) of 300 of Kay Mann's and Jeff Dasovich's sent emails, imported into ``db``."""
     run_import(db, enron / "maildir" / "mann-k")
     run_import(db, enron / "maildir" / "dasovich-j")
-    rows = db.execute(
+    return db.execute(
         "SELECT own_text, signature FROM messages WHERE is_sent_folder = 1 AND length(own_text) BETWEEN 20 AND 3000 "
         "ORDER BY id LIMIT 300"
     ).fetchall()
+
+
+def test_a_draft_that_keeps_its_rules_is_never_touched(db, enron):
+    """Real emails checked against the rules measured from themselves: every checkable rule is
+    kept and not one character changes. 300 of Kay Mann's and Jeff Dasovich's sent emails."""
+    rows = _sent_emails(db, enron)
     assert len(rows) == 300
     changed = []
     for text, signature in rows:
@@ -137,12 +142,7 @@ def test_every_rule_written_from_real_mail_reads_back_with_its_values(db, enron)
     on one side only fails here, where before it left drafts unchecked without a sound."""
     from app.rule_grammar import about, closing_rule, greeting_rule, parse_rule, rule_aspect
 
-    run_import(db, enron / "maildir" / "mann-k")
-    run_import(db, enron / "maildir" / "dasovich-j")
-    rows = db.execute(
-        "SELECT own_text, signature FROM messages WHERE is_sent_folder = 1 AND length(own_text) BETWEEN 20 AND 3000 "
-        "ORDER BY id LIMIT 300"
-    ).fetchall()
+    rows = _sent_emails(db, enron)
     profiles = [measure(text, signature or "") for text, signature in rows]
     assert len(profiles) == 300
     kinds = set()
