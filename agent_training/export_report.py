@@ -42,7 +42,21 @@ def export_datasets(db, config, out_dir) -> None:
         )
         voice = stats.get("voice_pairs", {}).get("train")
         if voice and voice["pairs"]:
-            console.print(
-                f"Voice stage pairs (train): {voice['kept']} of {voice['pairs']} kept by the content guard"
-                f" ({voice.get('kept_not_distilled', 0)} from emails said plainly only: `--voice-only` adds more)"
-            )
+            console.print(voice_pairs_line(voice), markup=False, highlight=False)
+
+
+def voice_pairs_line(voice: dict) -> str:
+    """What the voice stage's training pairs amount to, and whether they are enough to train it (a
+    bare "0 of 2 kept" after the demo read like a failure)."""
+    from app.cli.training import MIN_VOICE_PAIRS
+
+    line = (
+        f"Voice stage pairs (train): {voice['kept']} of {voice['pairs']} kept by the content guard"
+        f" ({voice.get('kept_not_distilled', 0)} from emails said plainly only)"
+    )
+    if voice["kept"] < MIN_VOICE_PAIRS:
+        return line + (
+            f"; the voice stage trains from {MIN_VOICE_PAIRS}, so not yet: `tiller distill --backend NAME "
+            "--voice-only --limit N` says N more of your emails plainly"
+        )
+    return line + "; `tiller train` trains the voice stage after the agent"

@@ -827,3 +827,18 @@ def test_a_rule_that_points_away_from_the_real_email_is_dropped_and_a_set_that_m
     raw = "<rules>\n- Use more formal language.\n- Use proper capitalization.\n- Keep it short.\n</rules>"
     with pytest.raises(MalformedAnswer, match="2 of 3 rules point away from the real email"):
         parse_rules(raw, real, zero_shot)
+
+
+def test_the_voice_pair_count_says_whether_the_voice_stage_can_train_yet():
+    """After the demo the export said "Voice stage pairs (train): 0 of 2 kept", which read like a
+    failure: it now says the stage needs 20 and how to make more, or that `tiller train` trains it."""
+    from agent_training.export_report import voice_pairs_line
+
+    few = voice_pairs_line({"kept": 0, "pairs": 2, "kept_not_distilled": 0})
+    assert few.startswith("Voice stage pairs (train): 0 of 2 kept by the content guard")
+    assert "trains from 20, so not yet" in few
+    assert "--voice-only" in few
+    enough = voice_pairs_line({"kept": 21, "pairs": 30, "kept_not_distilled": 16})
+    assert "(16 from emails said plainly only)" in enough
+    assert "not yet" not in enough
+    assert enough.endswith("`tiller train` trains the voice stage after the agent")
