@@ -25,15 +25,10 @@ from app.gui.compose_parts import (
     ComposeForm,
     DraftView,
     FormInputs,
-    PickMessageDialog,
     RulesEditor,
-    backend_names,
     drafts_accounts,
-    voices,
 )
 from app.gui.workers import Job, database
-
-__all__ = ["ComposePage", "PickMessageDialog", "backend_names", "drafts_accounts", "voices"]
 
 
 class ComposePage(QWidget):

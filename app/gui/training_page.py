@@ -125,7 +125,7 @@ class TrainingPage(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        from app.gui.compose import backend_names, voices
+        from app.gui.compose_parts import backend_names, voices
 
         self.distill_backend.clear()
         self.distill_backend.addItem("This computer only (offline: measured style rules, about a minute)", None)
