@@ -438,25 +438,32 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
     """
     import json as jsonlib
 
-    from agent_training.dataset import VOICE_MAX_LENGTH, default_training_file, default_voice_file
+    from agent_training.dataset import VOICE_MAX_LENGTH, VOICE_STEPS, default_training_file, default_voice_file
     from agent_training.finetune import Finetune, FinetuneConfig
     from app.agent.profiles import VOICE_DIR, profile_dir
 
     err = Console(stderr=True)
+
+    def skip(why: str) -> None:
+        print(jsonlib.dumps({"phase": "skipped", "message": why}) if as_json else f"Voice stage not trained: {why}")
+
     try:
         dataset = dataset or (default_voice_file(sender) if stage == "voice" else default_training_file(sender))
     except FileNotFoundError as exc:
+        if stage == "voice" and min_pairs:  # asked for "if there are enough": none is not an error
+            skip(f"{exc} (the voice stage trains from {min_pairs} pairs)")
+            return
         raise click.ClickException(str(exc)) from None
     if stage == "voice" and min_pairs:
         with open(dataset, encoding="utf-8", errors="replace") as lines:
             pairs = sum(1 for line in lines if line.strip())
         if pairs < min_pairs:
-            why = f"only {pairs} voice pairs in {dataset} (the voice stage trains from {min_pairs})"
-            print(jsonlib.dumps({"phase": "skipped", "message": why}) if as_json else f"Voice stage not trained: {why}")
+            skip(f"only {pairs} voice pairs in {dataset} (the voice stage trains from {min_pairs})")
             return
     if stage == "voice":
         # a draft and the email it becomes: longer than an intent and its rules
         options["max_length"] = options.get("max_length") or VOICE_MAX_LENGTH
+        options["max_steps"] = options.get("max_steps") or VOICE_STEPS
         options["output"] = options.get("output") or profile_dir(sender) / VOICE_DIR
     config = FinetuneConfig(dataset=dataset, sender=sender, **options)
     token = CancelToken()

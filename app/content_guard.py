@@ -30,7 +30,9 @@ _RELATIVE_DAYS = {"today", "tomorrow", "yesterday", "tonight", "noon", "midnight
 _NUMBER_WORDS = {
     w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
 }
-# Words that start sentences with a capital without being names, and greeting/closing words.
+# Words that start sentences with a capital without being names, and greeting/closing words; the
+# contractions, sentence adverbs and interjections are how someone sounds ("Geez, we've ..."), not
+# facts: as names they refused 3 of Kay Mann's 28 voice pairs in the demo (2026-12-06).
 _COMMON = set(
     """a about above after again all also am an and any are as at back be because been before being below
     best both but by can could dear did do does doing done down during each few for from further get got
@@ -41,12 +43,18 @@ _COMMON = set(
     which while who whom why will with would yes yet you your yours cheers ok okay sorry sure great good
     fine attached enclosed fyi re fw fwd note also however anyway sounds looks happy glad hope just
     let's i'm i'll i've i'd we're we'll you're it's that's there's here's don't can't won't
-    warm warmest talk speak see meet call send review confirm pm""".split()
+    warm warmest talk speak see meet call send review confirm pm
+    we've they're they've they'll you've you'll you'd he's she's isn't aren't wasn't weren't doesn't
+    didn't haven't hasn't hadn't wouldn't couldn't shouldn't what's who's where's
+    additionally actually apparently basically besides finally first fortunately unfortunately
+    hopefully maybe perhaps probably otherwise meanwhile instead although though unless whether since
+    everything anything something nothing everyone anyone someone nobody
+    geez gee wow oh ah ugh oops yeah yep nope hmm haha lol well alas whew phew""".split()
 )
 _GREETING = re.compile(r"^\s*(hi|hello|hey|dear|good (morning|afternoon|evening)|greetings)\b", re.I)
 _CLOSING = re.compile(
     r"^\s*(best|regards|kind regards|best regards|warm regards|cheers|thanks|thank you|many thanks|sincerely|"
-    r"yours|talk soon|take care|all the best|thx|ttyl)\b[\s,!.]*",
+    r"yours|talk soon|take care|all the best|thx|ttyl|gracias|merci|danke|ciao|later)\b[\s,!.]*",
     re.I,
 )
 

@@ -244,3 +244,28 @@ def signing_name(rules: list[str]) -> str | None:
         if parsed is not None and parsed.name:
             return parsed.name
     return None
+
+
+# -- reading the agent's rules for sense -----------------------------------------------------------
+
+MIN_EMAIL_WORDS = 5  # "Thanks, Kay" is an email; an intent needs more words than that
+MIN_SENTENCE_WORDS = 3  # no one's sentences average fewer ("Thanks." is one of many)
+
+
+def implausible(rule: str, intent: str) -> str | None:
+    """Why a measured-form rule the agent wrote cannot be meant for ``intent``, or None.
+
+    A briefly trained agent sometimes writes "Length: about 1 word." or "Sentences: short, about 1
+    word each." (seen on the demo's 50-step run); the large model then writes a two-line email and
+    the check says it broke the rule. The floor is half the intent's words: an email says at least
+    what the intent asks, in fewer words only so far."""
+    parsed = parse_rule(rule)
+    if parsed is None or parsed.words is None:
+        return None
+    if parsed.kind == "length":
+        floor = max(MIN_EMAIL_WORDS, len(intent.split()) // 2)
+        if parsed.words < floor:
+            return f"an email of about {word_count(parsed.words)} cannot say an intent of {word_count(len(intent.split()))}"
+    elif parsed.kind == "sentences" and parsed.words < MIN_SENTENCE_WORDS:
+        return f"sentences of about {word_count(parsed.words)} each are not a way anyone writes"
+    return None

@@ -9,8 +9,10 @@ from app.cli import cli
 @pytest.mark.slow
 def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tiller_home, capfd):
     monkeypatch.setenv("TILLER_SAMPLE_MAIL", str(enron / "maildir"))
-    # the README's demo trains 60 steps and distills 3 emails with the local model; one shows the stage
-    result = CliRunner().invoke(cli, ["demo", "--steps", "3", "--local-emails", "1"])
+    # the README's demo trains 60 steps, distills 3 emails with the local model and says 28 plainly
+    # for the voice stage; one each shows those stages (too few pairs to train it: the
+    # voice adapter's training on real pairs is in test_distill.py)
+    result = CliRunner().invoke(cli, ["demo", "--steps", "3", "--local-emails", "1", "--voice-emails", "1"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "│ seen                    │ 9759" in out
@@ -26,7 +28,7 @@ def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tille
     assert (stats["examples"], stats["train"], stats["test"]) == (7734, 6187, 1547)  # 21 pasted-only emails left out
     # then the paper's method with the embedded instruct model for Kay's newest email (a process too)
     trainer_side = capfd.readouterr().out  # the training side runs as a process writing to this terminal
-    assert "3/5 The paper's distillation" in out
+    assert "3/6 The paper's distillation" in out
     assert "Yield: intents " in trainer_side
     r3 = json.loads((tiller_home / "datasets" / "kay.mann_enron.com" / "R3" / "stats.json").read_text())
     assert r3["examples"] == 1
@@ -36,11 +38,19 @@ def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tille
     assert record["steps"] == 3
     assert record["profile"] == "kay.mann@enron.com"
     assert (tiller_home / "agents" / "kay.mann@enron.com" / "adapter.gguf").is_file()
-    assert "5/5 Drafting with the agent's rules" in out
-    rules_part = out.split("Preference rules (made on this computer)", 1)[1]
+    assert "5/6 Drafting with the agent's rules" in out
+    first_draft, voice_stage = out.split("6/6 The voice stage", 1)
+    rules_part = first_draft.split("Preference rules (made on this computer)", 1)[1]
     rules, draft = rules_part.split("Draft", 1)
     assert "\n- " in rules
     assert len(draft.strip()) > 20
+    assert "Time to a first personal draft" in first_draft  # the headline is not held up by stage 6
+    # stage 6: the newest email said plainly (a process), too few pairs, and the way to more
+    assert "plain rewrites 1" in trainer_side
+    assert "Voice stage not trained" in voice_stage
+    assert "the voice stage trains from 20" in " ".join(voice_stage.split())
+    assert "tiller demo --voice-emails 13" in voice_stage
+    assert not (tiller_home / "agents" / "kay.mann@enron.com" / "voice" / "adapter.gguf").exists()
 
 
 def test_import_of_a_missing_path_is_a_clear_error():

@@ -233,6 +233,72 @@ def test_before_the_first_training_the_rules_are_the_voices_own_mail_measured(sc
     assert all(rule in str(sent) for rule in ready.rules)  # the draft is asked for with them
 
 
+def test_an_agent_rule_that_cannot_be_meant_is_replaced_by_the_measured_one(script, db, enron):
+    """The demo's 50-step agent wrote "Length: about 1 word." and "Sentences: short, about 1 word
+    each." for a 19-word intent (2026-12-06, fresh clone); the draft then broke both. Such a rule is
+    replaced by the same aspect measured from the sender's own mail, and the user is told."""
+    from app.ops.compose import measured_rules
+    from app.rule_grammar import parse_rule, rule_aspect
+    from tests.helpers import run_import
+
+    run_import(db, enron / "maildir" / "mann-k")
+
+    class BrieflyTrainedAgent:
+        profile = None
+
+        def __init__(self, sender):
+            pass
+
+        def rules(self, request, cancel=None):
+            return [
+                "Length: about 1 word.",
+                "No greeting: start directly with the content.",
+                'No closing phrase; sign with just "Kay".',
+                "Sentences: short, about 1 word each.",
+                "Length: about 7 words.",  # below half of the intent's 17 words too
+                "No sign-off and no name at the end.",  # contradicts the closing rule above
+            ]
+
+    script.enqueue("The NG Energy contract is ready for legal review. Comments by Friday?\n\nKay")
+    op, events = run(
+        ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED, learned=False),
+        agent=BrieflyTrainedAgent,
+    )
+    ready = events[0]
+    measured = {rule_aspect(r): r for r in measured_rules("kay.mann@enron.com", "Sylvia")}
+    assert [c.said for c in ready.corrected] == [
+        "Length: about 1 word.",
+        "Sentences: short, about 1 word each.",
+        "Length: about 7 words.",
+        "No sign-off and no name at the end.",
+    ]
+    assert ready.corrected[0].instead == measured["length"]
+    assert ready.corrected[1].instead == measured.get("sentences")
+    assert "cannot say an intent of 17 words" in ready.corrected[0].why
+    assert ready.corrected[2].instead is None  # the length is said already
+    assert (ready.corrected[3].instead, ready.corrected[3].why) == (None, "a second signoff rule contradicts the first")
+    # each aspect once, the agent's plausible rules kept in their places
+    assert ready.rules[1:3] == [
+        "No greeting: start directly with the content.",
+        'No closing phrase; sign with just "Kay".',
+    ]
+    assert [rule_aspect(r) for r in ready.rules].count("length") == 1
+    assert parse_rule(ready.rules[0]).words >= 8
+    assert "about 1 word" not in str(script.requests[0])
+
+
+def test_what_the_plausibility_floor_lets_through():
+    from app.rule_grammar import implausible
+
+    intent = "Tell Sylvia the contract is ready."  # 6 words: the floor is 5
+    assert implausible("Length: about 5 words.", intent) is None
+    assert implausible("Length: about 4 words.", intent) is not None
+    assert implausible("- Length: about 300 words in 3 paragraphs.", INTENT) is None
+    assert implausible("Sentences: short, about 3 words each.", intent) is None
+    assert implausible("Sentences: short, about 2 words each.", intent) is not None
+    assert implausible("Keep it to about 1 word.", intent) is None  # free-form: not read
+
+
 # -- the voice stage (issue 2/5) ---------------------------------------------------------------------
 
 
@@ -278,6 +344,25 @@ def test_the_voice_stage_runs_after_the_draft_and_before_the_rule_check(script):
     assert checked.draft.original.startswith("Sylvia - NG Energy")
     assert not any(isinstance(e, Reasking) for e in events)
     assert len(script.requests) == 1
+
+
+def test_the_voice_stage_rewrites_the_draft_without_its_subject_line(script):
+    """The demo (2026-12-06): the local M_L began its draft with "Subject: NG Energy Contract Ready
+    for Legal Review"; the voice adapter left that line out, as the rule check would, and the guard
+    refused the rewrite for dropping "subject". The voice stage now gets the draft after the
+    universal repairs."""
+    from app.ops.compose import VoiceRewritten
+
+    voice = ScriptedVoice("NG Energy contract is ready for legal review. Comments by Friday pls.\n\nKay")
+    script.enqueue("Subject: NG Energy Contract Ready for Legal Review\n" + ML_DRAFT)
+    op, events = run(
+        ComposeRequest(INTENT, recipient="Sylvia", sender="kay.mann@enron.com", backend=SCRIPTED, rules=RULES),
+        voice=lambda sender: voice,
+    )
+    voiced = next(e for e in events if isinstance(e, VoiceRewritten))
+    assert voiced.kept, voiced.reason
+    assert not voice.given[0].startswith("Subject:")
+    assert voiced.draft.startswith("Subject:")  # the large model's own text stays one click away
 
 
 def test_a_rewrite_that_loses_a_fact_is_refused_and_the_large_models_draft_goes_on(script):

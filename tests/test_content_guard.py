@@ -29,6 +29,24 @@ def test_a_rewrite_that_only_changes_the_voice_is_kept():
 
 
 @pytest.mark.parametrize(
+    "generic, real",
+    [  # Kay Mann's plain rewrites and her emails (the demo's voice pairs, 2026-12-06), shortened
+        ("Thank you,\n\nKay", "Gracias,\n\nKay"),
+        (
+            "I understand your concern about Michael and his private school. I have removed his speech therapy.",
+            "I owe it to Michael to keep him in private school. We've already eliminated his speech therapy. "
+            "Geez, I sound pathetic.",
+        ),
+        ("Everything is in order for Ben.", "Probably fine for Ben. Additionally, nothing changed."),
+    ],
+)
+def test_how_someone_sounds_is_not_a_fact(generic, real):
+    verdict = check_rewrite(generic, real, "", allowed=("Kay",))
+    assert not verdict.invented, verdict.reason
+    assert not facts(real).names - {"michael", "ben"}
+
+
+@pytest.mark.parametrize(
     "change, caught",
     [
         (("3:30", ""), "3:30"),  # a time dropped

@@ -55,6 +55,11 @@ DEMO_LOCAL_EMAILS = 3
 # The first personal draft should come within 8 minutes of the install on a 2-core laptop without
 # native bf16; training gets 4 of them, and the trainer fits its steps to that (it says how many).
 DEMO_TRAINING_MINUTES = 4.0
+# After the first draft, the voice stage: the local model says this many of the sender's newest
+# emails plainly (4.5 s each for Kay Mann's on 2 cores), and the content guard keeps the pairs that
+# carry every fact, 15 of her newest 28 (2026-12-06); the stage trains from 20 (app/cli/training.py).
+DEMO_VOICE_EMAILS = 44
+DEMO_VOICE_MINUTES = 2.0
 
 
 def pick_demo_sender(db) -> str | None:
@@ -90,11 +95,35 @@ def pick_demo_sender(db) -> str | None:
     help="When the time budget cut the training, go on with all --steps in the background after the demo "
     "(its own process; the better adapter replaces the demo's when it is complete).",
 )
-def demo_command(steps: int, intent: str, local_emails: int, training_minutes: float, then_train_longer: bool) -> None:
+@click.option(
+    "--voice-emails",
+    default=DEMO_VOICE_EMAILS,
+    show_default=True,
+    help="After the first draft, the voice stage: how many of the sender's newest emails the local model says "
+    "plainly to train it (0 skips the stage; it trains from 20 pairs the content guard keeps).",
+)
+@click.option(
+    "--voice-minutes",
+    type=float,
+    default=DEMO_VOICE_MINUTES,
+    show_default=True,
+    help="Time budget for training the voice stage, loading included (0: no budget).",
+)
+def demo_command(
+    steps: int,
+    intent: str,
+    local_emails: int,
+    training_minutes: float,
+    then_train_longer: bool,
+    voice_emails: int,
+    voice_minutes: float,
+) -> None:
     """Run the main job on the embedded defaults, all on this computer: import the sample of real
     mail, distill it (measured rules for all, then the paper's method with the local model for a
     few newest emails), train the agent briefly, and draft an email with its rules (the embedded
-    instruct model stands in for the large model, and the rule check shows every rule)."""
+    instruct model stands in for the large model, and the rule check shows every rule). Then the
+    voice stage: a second adapter that says the large model's draft again in the sender's words,
+    trained and used on the same intent (--voice-emails 0 skips it)."""
     from app.mail.sources import open_source
 
     sample = find_sample_mail()
@@ -104,19 +133,24 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
         )
     clock = StageClock()
     db = _open_db()
-    console.rule("1/5 Importing the sample mailbox")
+    stages = 6 if voice_emails else 5
+    console.rule(f"1/{stages} Importing the sample mailbox")
     with clock.stage("import"):
         result = run_import(db, open_source(sample), show_skipped=5)
     if result.status != "completed":
         sys.exit(EXIT_CANCELLED)
     sender = pick_demo_sender(db)
-    console.rule("2/5 Training data in a minute: extractive intents and measured style rules (on this computer)")
+    console.rule(
+        f"2/{stages} Training data in a minute: extractive intents and measured style rules (on this computer)"
+    )
     with clock.stage("offline distillation"):
         code = run_training_command(["distill", "--offline"])
     if code:
         sys.exit(code)
     if local_emails and sender:
-        console.rule(f"3/5 The paper's distillation with the local model: {sender}'s {local_emails} newest emails")
+        console.rule(
+            f"3/{stages} The paper's distillation with the local model: {sender}'s {local_emails} newest emails"
+        )
         console.print(
             "Abstractive intent, zero-shot email and R3 rules per email, by the embedded instruct model on "
             "this computer (nothing is sent anywhere). `tiller distill --backend local` does a whole mailbox "
@@ -124,8 +158,8 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
         )
         with clock.stage(f"local distillation ({local_emails} emails)"):
             code = run_training_command(
-                # no plain rewrites: they feed the voice stage, which needs 20 pairs and more (about
-                # 40 s an email here); the demo stays within its minutes and trains the agent only
+                # no plain rewrites yet: they feed the voice stage, which needs 20 pairs and more
+                # (about 15 s an email on 2 cores); stage 6 makes them after the first draft
                 [
                     "distill",
                     "--backend",
@@ -140,7 +174,7 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
         if code:
             sys.exit(code)
     budget = f", at most {training_minutes:g} minutes" if training_minutes else ""
-    console.rule(f"4/5 Training the preference agent for {esc(sender or 'all senders')} ({steps} steps{budget})")
+    console.rule(f"4/{stages} Training the preference agent for {esc(sender or 'all senders')} ({steps} steps{budget})")
     measured = paths.home() / "datasets" / "all" / "measured" / "train.jsonl"
     with clock.stage("training"):
         trained = run_trainer(  # on the model in the agent-base role (app/ops/training.py)
@@ -151,25 +185,27 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
         )
     if trained is None:
         sys.exit(EXIT_CANCELLED)
-    console.rule("5/5 Drafting with the agent's rules (the embedded instruct model, with the rule check)")
+    console.rule(f"5/{stages} Drafting with the agent's rules (the embedded instruct model, with the rule check)")
     console.print(f"[bold]Intent:[/] {esc(intent)}")
     ctx = click.get_current_context()
+    draft_args = dict(
+        intent=intent,
+        recipient="Sylvia",
+        subject="NG Energy contract",
+        reply_file=None,
+        sender=sender,
+        backend="local",
+        show_rules=True,
+        rules_file=None,
+        no_agent=False,
+        max_tokens=200,
+    )
     with clock.stage("rules, draft and check"):
-        ctx.invoke(
-            draft_command,
-            intent=intent,
-            recipient="Sylvia",
-            subject="NG Energy contract",
-            reply_file=None,
-            sender=sender,
-            backend="local",
-            show_rules=True,
-            rules_file=None,
-            no_agent=False,
-            max_tokens=200,
-        )
+        ctx.invoke(draft_command, **draft_args, voice=False)
     summary = trained.get("summary") or {}
     show_timings(clock, summary)
+    if voice_emails and sender:
+        voice_stage(ctx, clock, sender, voice_emails, voice_minutes, draft_args)
     done = summary.get("total_steps") or summary.get("steps") or steps
     if training_minutes and done < steps:
         longer = f"tiller train --sender {sender} --steps {steps}" if sender else f"tiller train --steps {steps}"
@@ -198,6 +234,53 @@ def demo_command(steps: int, intent: str, local_emails: int, training_minutes: f
                     + "` resumes)."
                 )
             )
+
+
+def voice_stage(ctx, clock: StageClock, sender: str, emails: int, minutes: float, draft_args: dict) -> None:
+    """Stage 6: plain rewrites of the sender's newest emails by the local model, the voice adapter
+    trained on (plain rewrite -> the real email), and the intent drafted again through it: what
+    ``tiller draft`` does by default once a profile has a voice stage."""
+    from app.cli.training import MIN_VOICE_PAIRS
+
+    console.rule(
+        f"6/6 The voice stage: {esc(sender)}'s {emails} newest emails said plainly, and an adapter that learns the way back"
+    )
+    console.print(
+        "The local model says each email again in a generic assistant's voice; a second small adapter learns "
+        "to turn such text into the sender's own words. At drafting it rewrites the large model's draft on this "
+        "computer, and a rewrite that drops or adds a name, number, date or content word is not used (the draft "
+        "above was made without it)."
+    )
+    began = time.monotonic()
+    with clock.stage(f"plain rewrites ({emails} emails)"):
+        code = run_training_command(
+            ["distill", "--backend", "local", "--voice-only", "--sender", sender, "--limit", str(emails)]
+        )
+    if code:
+        sys.exit(code)
+    with clock.stage("voice training"):
+        trained = run_trainer(
+            sender, stage="voice", min_pairs=MIN_VOICE_PAIRS, time_budget_s=minutes * 60 if minutes else None
+        )
+    if trained is None:
+        sys.exit(EXIT_CANCELLED)
+    if trained.get("phase") == "skipped":
+        console.print(esc(f"Voice stage not trained: {trained.get('message')}"), highlight=False)
+        console.print(
+            esc(f"More of your emails said plainly make more pairs: tiller demo --voice-emails {emails + 12}"),
+            highlight=False,
+        )
+        return
+    with clock.stage("draft with the voice stage"):
+        ctx.invoke(draft_command, **draft_args, voice=True)
+    console.print(
+        esc(
+            f"A draft in {sender}'s voice {clock.total:.0f} s after the start: the voice stage took "
+            f"{time.monotonic() - began:.0f} s after the first draft. `tiller draft` uses it from now on; "
+            "`tiller voice off` switches it off, `tiller draft --no-voice` leaves it out of one draft."
+        ),
+        highlight=False,
+    )
 
 
 class StageClock:

@@ -363,6 +363,9 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
         for r in first.rules:
             learned = " (learned from your edits)" if r in first.scoped else ""
             console.print(f"- {r}{learned}", markup=False, highlight=False)
+    for c in first.corrected:
+        instead = f"measured from your mail instead: {c.instead}" if c.instead else "left out"
+        err_console.print(esc(f'The agent said "{c.said}", but {c.why}: {instead}'), style="yellow", highlight=False)
     several = len(op.request.tag_sets) > 1
     current = None
     for event in events:
@@ -379,6 +382,8 @@ def render_compose(op, *, show_rules: bool = False, rules_file: Path | None = No
                 console.print(event.text.rstrip(), markup=False, highlight=False)
             else:
                 err_console.print(f"[yellow]Voice stage: {esc(event.reason)}.[/]")
+                if event.rewrite.strip():  # what it wrote, to see why
+                    err_console.print(esc(f"(it wrote: {' '.join(event.rewrite.split())[:300]})"), style="dim")
         elif isinstance(event, Reasking):
             console.print()
             err_console.print(

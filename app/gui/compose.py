@@ -177,6 +177,11 @@ class ComposePage(QWidget):
             self.rules_editor.made_for = inputs
             if self._scoped:
                 self.show_status(f"{len(self._scoped)} rule(s) learned from your edits joined the agent's (in blue).")
+            if ready.corrected:
+                said = "; ".join(f'"{c.said}" ({c.why})' for c in ready.corrected)
+                self.show_status(
+                    f"Rules the agent wrote that cannot be meant, replaced by your measured style: {said}."
+                )
             if not ready.trained:
                 self.show_status(
                     "No trained agent for this voice yet: these rules are measured from your own sent mail "

@@ -34,7 +34,7 @@ from app.backends.config import EndpointConfig
 from app.drafting import DRAFT_MAX_TOKENS, DraftInput, build_request
 from app.jobs import CancelToken
 from app.language import ReplyLanguage, reply_language
-from app.rulecheck import CheckedDraft, check_draft, reask_request, unsupported_sentences
+from app.rulecheck import REPAIRED, CheckedDraft, check_draft, reask_request, unsupported_sentences
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,17 @@ class RulesReady:
     agent_rules: list[str] = field(default_factory=list)  # what the agent said, before scoped rules
     scoped: list[str] = field(default_factory=list)  # learned scoped rules among ``rules``
     language: ReplyLanguage | None = None  # the reply's language, when it is said as a rule (last in ``rules``)
+    corrected: list[RuleCorrection] = field(default_factory=list)  # agent rules that could not be meant
+
+
+@dataclass(frozen=True)
+class RuleCorrection:
+    """An agent rule that cannot be meant for the intent (app.rule_grammar.implausible), and what
+    the draft is written with instead: the same aspect measured from the user's mail, or nothing."""
+
+    said: str
+    why: str
+    instead: str | None
 
 
 @dataclass
@@ -223,9 +234,11 @@ class ComposeOperation:
         else:
             rules = agent.rules(asked, cancel=self.cancel)
         profile = getattr(agent, "profile", None)
+        rules, corrected = plausible_rules(rules, req.intent, lambda: measured_rules(req.sender, req.recipient))
         ready = RulesReady(
             rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained), agent_rules=list(rules)
         )
+        ready.corrected = corrected
         if req.learned:
             from app.learning.scoped import with_learned_rules
 
@@ -248,8 +261,12 @@ class ComposeOperation:
         text, gen = yield from self._stream(index, request)
         voiced = None
         if self._rewriter is not None:
+            # the universal repairs first: a "Subject:" line or a preamble is not a fact the
+            # rewrite must keep (the demo's voice stage dropped the Subject line, rightly, and the
+            # guard refused it for losing "subject")
+            universal = check_draft(text, [])
             result = self._rewriter.rewrite(
-                text,
+                universal.text if any(c.status == REPAIRED for c in universal.checks) else text,
                 intent=req.intent,
                 sender=req.sender,
                 recipient=req.recipient,
@@ -337,13 +354,23 @@ def measured_voice_rules(sender: str | None, recipient: str | None = None) -> Ru
     (seconds to compute, exact), labelled so: the untrained base model wrote "The NG Energy is the
     customer." here. None when an agent is trained, or there is no mail to measure."""
     from app.agent.profiles import find_profile
-    from app.measured_style import style_rules, voice_profile
-    from app.store import open_database
-    from app.store.messages import dated_own_texts
 
     profile = find_profile(sender)
     if profile.trained:
         return None
+    rules = measured_rules(sender, recipient)
+    if rules is None:
+        return None
+    return RulesReady(rules, "measured", profile.name, False, agent_rules=list(rules))
+
+
+def measured_rules(sender: str | None, recipient: str | None = None) -> list[str] | None:
+    """The measured style rules of ``sender``'s own sent mail (all identities' when None), or None
+    when there is none to measure."""
+    from app.measured_style import style_rules, voice_profile
+    from app.store import open_database
+    from app.store.messages import dated_own_texts
+
     db = open_database()
     try:
         if sender:
@@ -356,7 +383,35 @@ def measured_voice_rules(sender: str | None, recipient: str | None = None) -> Ru
     finally:
         db.conn.close()
     voice = voice_profile(texts, recipient)
-    if voice is None:
-        return None
-    rules = style_rules(voice)
-    return RulesReady(rules, "measured", profile.name, False, agent_rules=list(rules))
+    return None if voice is None else style_rules(voice)
+
+
+def plausible_rules(
+    rules: list[str], intent: str, measured: Callable[[], list[str] | None]
+) -> tuple[list[str], list[RuleCorrection]]:
+    """``rules`` with each one that cannot be meant for ``intent`` replaced by the measured rule of
+    the same aspect (``measured`` is asked only then: it reads the mailbox), or left out when the
+    mail has none; and what was replaced, to show."""
+    from app.rule_grammar import implausible, rule_aspect
+
+    out: list[str] = []
+    corrected: list[RuleCorrection] = []
+    known: list[str] | None = None
+    for rule in rules:
+        aspect = rule_aspect(rule)
+        if aspect is not None and aspect in {rule_aspect(r) for r in out}:
+            # "No closing phrase; sign with just "Kay"" then "No sign-off and no name at the end."
+            # (the demo's agent, 2026-12-06): the check repaired the draft one way, then back
+            corrected.append(RuleCorrection(rule, f"a second {aspect} rule contradicts the first", None))
+            continue
+        why = implausible(rule, intent)
+        if why is None:
+            out.append(rule)
+            continue
+        if known is None:
+            known = measured() or []
+        instead = next((m for m in known if rule_aspect(m) == aspect and implausible(m, intent) is None), None)
+        corrected.append(RuleCorrection(rule, why, instead))
+        if instead is not None:
+            out.append(instead)
+    return out, corrected
