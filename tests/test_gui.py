@@ -449,6 +449,44 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
     assert "No trained agent" not in compose.status.text()
 
 
+def test_an_agent_rule_that_cannot_be_meant_shows_as_measured_in_the_rules_editor(
+    qtbot, window, db, enron, anthropic_server, monkeypatch
+):
+    """The compose operation replaces "Length: about 1 word." (a briefly trained agent's) with the
+    length measured from the user's mail; the rules editor marks that rule and says why."""
+    from types import SimpleNamespace
+
+    from app.agent import agent as agent_module
+    from app.ops import compose as compose_op
+    from app.secrets import set_key
+
+    class BriefAgent:
+        profile = SimpleNamespace(name=KAY, trained=True)
+
+        def stream_rules(self, request, cancel=None):
+            yield "- Length: about 1 word.\n- No greeting: start directly with the content.\n"
+
+    monkeypatch.setattr(agent_module.PreferenceAgent, "for_sender", classmethod(lambda cls, sender: BriefAgent()))
+    monkeypatch.setattr(compose_op, "measured_voice_rules", lambda *args: None)  # as if an agent were trained
+    run_import(db, enron / "maildir" / "mann-k")
+    _add_server_backend(db, "claude", anthropic_server.url, provider="anthropic", model="claude-test")
+    set_key("claude", ANTHROPIC_TEST_KEY)
+    page = window.compose
+    page.refresh()
+    page.backend.setCurrentText("claude")
+    qtbot.keyClicks(
+        page.intent, "Tell Sylvia the NG contract is ready for legal review and ask for comments by Friday."
+    )
+    with qtbot.waitSignal(page.sig_draft_finished, timeout=60_000):
+        qtbot.mouseClick(page.draft_button, Qt.LeftButton)
+    rules = page.rules_editor.rules()
+    assert not any("about 1 word" in r for r in rules), rules
+    first = page.rules_editor.list.item(0)
+    assert first.text().startswith("Length: about ") and first.text() == rules[0]
+    assert 'the agent said "Length: about 1 word."' in first.toolTip()
+    assert page.rules_editor.list.item(1).toolTip() == ""  # the agent's own rule, unmarked
+
+
 def test_three_drafts_side_by_side_and_a_pick_teaches_the_tags(qtbot, window, db, anthropic_server):
     """Compose with "Drafts to compare" = 3: three drafts through Claude's wire format, each with its
     own tag set; "Use draft 2" keeps that draft and updates the saved selector."""

@@ -173,15 +173,18 @@ class ComposePage(QWidget):
         def done(ready):
             self._agent_rules, self._scoped, self._profile = list(ready.agent_rules), list(ready.scoped), ready.profile
             self._proposed = list(ready.rules)
-            self.rules_editor.set_rules(ready.rules, self._scoped)
+            instead = {
+                c.instead: f'Measured from your mail: the agent said "{c.said}", but {c.why}.'
+                for c in ready.corrected
+                if c.instead
+            }
+            self.rules_editor.set_rules(ready.rules, self._scoped, instead)
             self.rules_editor.made_for = inputs
             if self._scoped:
                 self.show_status(f"{len(self._scoped)} rule(s) learned from your edits joined the agent's (in blue).")
             if ready.corrected:
                 said = "; ".join(f'"{c.said}" ({c.why})' for c in ready.corrected)
-                self.show_status(
-                    f"Rules the agent wrote that cannot be meant, replaced by your measured style: {said}."
-                )
+                self.show_status(f"Agent rules that cannot be meant were replaced or left out (in brown): {said}.")
             if not ready.trained:
                 self.show_status(
                     "No trained agent for this voice yet: these rules are measured from your own sent mail "

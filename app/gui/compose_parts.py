@@ -264,8 +264,13 @@ class RulesEditor(QWidget):
         texts = (self.list.item(i).text().strip() for i in range(self.list.count()))
         return [t for t in texts if t]
 
-    def set_rules(self, rules: list[str], scoped: list[str] | tuple[str, ...] = ()) -> None:
-        """Show ``rules``; those in ``scoped`` (learned from the user's edits) are marked."""
+    def set_rules(
+        self, rules: list[str], scoped: list[str] | tuple[str, ...] = (), measured_instead: dict[str, str] | None = None
+    ) -> None:
+        """Show ``rules``; those in ``scoped`` (learned from the user's edits) are marked, and so are
+        those in ``measured_instead`` (rule -> why: the measured rule that replaced an agent rule
+        that could not be meant)."""
+        measured_instead = measured_instead or {}
         self.list.blockSignals(True)
         self.list.clear()
         for rule in rules:
@@ -274,6 +279,9 @@ class RulesEditor(QWidget):
             if rule in scoped:
                 item.setForeground(QColor("#1f5fa8"))
                 item.setToolTip("Learned from your edits to drafts like this one (see Edits)")
+            elif rule in measured_instead:
+                item.setForeground(QColor("#8a5a00"))
+                item.setToolTip(measured_instead[rule])
             self.list.addItem(item)
         self.list.blockSignals(False)
         self.edited = False
