@@ -438,9 +438,8 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
     """
     import json as jsonlib
 
-    from agent_training.dataset import VOICE_MAX_LENGTH, VOICE_STEPS, default_training_file, default_voice_file
+    from agent_training.dataset import default_training_file, default_voice_file
     from agent_training.finetune import Finetune, FinetuneConfig
-    from app.agent.profiles import VOICE_DIR, profile_dir
 
     err = Console(stderr=True)
 
@@ -461,10 +460,7 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
             skip(f"only {pairs} voice pairs in {dataset} (the voice stage trains from {min_pairs})")
             return
     if stage == "voice":
-        # a draft and the email it becomes: longer than an intent and its rules
-        options["max_length"] = options.get("max_length") or VOICE_MAX_LENGTH
-        options["max_steps"] = options.get("max_steps") or VOICE_STEPS
-        options["output"] = options.get("output") or profile_dir(sender) / VOICE_DIR
+        options = voice_stage_options(options, sender)
     config = FinetuneConfig(dataset=dataset, sender=sender, **options)
     token = CancelToken()
     job = Finetune(config, cancel=token, log=lambda text: err.print(text, markup=False, highlight=False))
@@ -529,6 +525,20 @@ def guard_trainer(token: CancelToken, before_exit, control_stdin: bool) -> None:
     lifeline = process_lifeline().attach(token, before_exit)
     if control_stdin:
         lifeline.watch_stdin()
+
+
+def voice_stage_options(options: dict, sender: str | None) -> dict:
+    """The training options of a voice adapter: what was asked, else the voice stage's own."""
+    from agent_training.dataset import VOICE_MAX_LENGTH, VOICE_STEPS
+    from app.agent.profiles import VOICE_DIR, profile_dir
+
+    return {
+        **options,
+        # a draft and the email it becomes: longer than an intent and its rules
+        "max_length": options.get("max_length") or VOICE_MAX_LENGTH,
+        "max_steps": options.get("max_steps") or VOICE_STEPS,
+        "output": options.get("output") or profile_dir(sender) / VOICE_DIR,
+    }
 
 
 @cli.command("retrain")

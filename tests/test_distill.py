@@ -842,3 +842,33 @@ def test_the_voice_pair_count_says_whether_the_voice_stage_can_train_yet():
     assert "(16 from emails said plainly only)" in enough
     assert "not yet" not in enough
     assert enough.endswith("`tiller train` trains the voice stage after the agent")
+
+
+def test_the_voice_stage_trains_the_steps_it_was_evaluated_with_unless_told(tiller_home, monkeypatch):
+    """One pass (the trainer's default) made 6 steps on the demo's 22 pairs, and that adapter lost
+    every fact of the draft; the 7-sender evaluation trained 15. `tiller train --steps 60` trains
+    the agent 60 steps, not the voice stage after it."""
+    from click.testing import CliRunner
+
+    from agent_training.cli import voice_stage_options
+    from agent_training.dataset import VOICE_STEPS
+    from app.cli import cli
+    from app.cli import training as training_cli
+
+    assert VOICE_STEPS == 15
+    assert voice_stage_options({"max_steps": None}, KAY)["max_steps"] == 15
+    assert voice_stage_options({"max_steps": 40}, KAY)["max_steps"] == 40  # --stage voice --steps 40
+    assert voice_stage_options({}, KAY)["output"] == tiller_home / "agents" / KAY / "voice"
+
+    asked = []
+
+    def trainer(sender, **options):  # what `tiller train` asks the trainer process for, in order
+        asked.append((options["stage"], options["max_steps"]))
+        return {"phase": "skipped", "message": "recorded"}
+
+    monkeypatch.setattr(training_cli, "run_trainer", trainer)
+    pairs = tiller_home / "datasets" / "kay.mann_enron.com" / "R3" / "voice_train.jsonl"
+    pairs.parent.mkdir(parents=True)
+    pairs.write_text('{"messages": []}\n')
+    CliRunner().invoke(cli, ["train", "--sender", KAY, "--steps", "60"])
+    assert asked == [("agent", 60), ("voice", None)]

@@ -146,7 +146,9 @@ def train_command(sender, all_senders, stage, no_voice, **options) -> None:
     _train_stage(sender, stage, options)
     if stage == "agent" and not no_voice and not options["output"] and not options["dataset"] and _voice_pairs_exist():
         console.print("Your distilled data has voice pairs: training the voice stage too (--no-voice skips it).")
-        _train_stage(sender, "voice", options, min_pairs=MIN_VOICE_PAIRS)
+        # the agent's --steps are not the voice stage's: 60 steps on 20 pairs would learn them by
+        # heart; the voice stage trains the steps it was evaluated with (agent_training VOICE_STEPS)
+        _train_stage(sender, "voice", {**options, "max_steps": None}, min_pairs=MIN_VOICE_PAIRS)
 
 
 MIN_VOICE_PAIRS = 20  # fewer pairs than this teach a rewrite nothing worth its risk
