@@ -48,7 +48,7 @@ def export_datasets(db, config, out_dir) -> None:
 def voice_pairs_line(voice: dict) -> str:
     """What the voice stage's training pairs amount to, and whether they are enough to train it (a
     bare "0 of 2 kept" after the demo read like a failure)."""
-    from app.cli.training import MIN_VOICE_PAIRS
+    from app.ops.training import MIN_VOICE_PAIRS
 
     line = (
         f"Voice stage pairs (train): {voice['kept']} of {voice['pairs']} kept by the content guard"

@@ -240,7 +240,7 @@ def voice_stage(ctx, clock: StageClock, sender: str, emails: int, minutes: float
     """Stage 6: plain rewrites of the sender's newest emails by the local model, the voice adapter
     trained on (plain rewrite -> the real email), and the intent drafted again through it: what
     ``tiller draft`` does by default once a profile has a voice stage."""
-    from app.cli.training import MIN_VOICE_PAIRS
+    from app.ops.training import MIN_VOICE_PAIRS
 
     console.rule(
         f"6/6 The voice stage: {esc(sender)}'s {emails} newest emails said plainly, and an adapter that learns the way back"

@@ -12,6 +12,7 @@ from app.agent.train_options import stage_option, training_options
 from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, progress_bar
 from app.console_text import cells, esc
 from app.errors import EXIT_CANCELLED
+from app.ops.training import voice_pairs_exist
 
 # -- training side (a separate process: the app never imports agent_training) ----------------------
 
@@ -144,21 +145,13 @@ def train_command(sender, all_senders, stage, no_voice, **options) -> None:
             )
 
     _train_stage(sender, stage, options)
-    if stage == "agent" and not no_voice and not options["output"] and not options["dataset"] and _voice_pairs_exist():
+    if stage == "agent" and not no_voice and not options["output"] and not options["dataset"] and voice_pairs_exist():
         console.print("Your distilled data has voice pairs: training the voice stage too (--no-voice skips it).")
         # the agent's --steps are not the voice stage's: 60 steps on 20 pairs would learn them by
         # heart; the voice stage trains the steps it was evaluated with (agent_training VOICE_STEPS)
+        from app.ops.training import MIN_VOICE_PAIRS
+
         _train_stage(sender, "voice", {**options, "max_steps": None}, min_pairs=MIN_VOICE_PAIRS)
-
-
-MIN_VOICE_PAIRS = 20  # fewer pairs than this teach a rewrite nothing worth its risk
-
-
-def _voice_pairs_exist() -> bool:
-    """Whether any dataset holds voice pairs (the trainer decides whether there are enough)."""
-    from app import paths
-
-    return any(f.stat().st_size for f in (paths.home() / "datasets").glob("*/*/voice_train.jsonl"))
 
 
 def _train_stage(sender: str | None, stage: str, options: dict, min_pairs: int = 0) -> None:

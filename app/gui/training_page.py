@@ -81,6 +81,7 @@ class TrainingPage(QWidget):
         self.job: Job | None = None
         self.process = None
         self._hardware_facts: dict[str, str] = {}
+        self._voice_round = False  # the second training of one press of Train: the voice stage
         self.distill_backend = QComboBox(objectName="distill_backend")
         self.distill_button = QPushButton("Build training data", objectName="distill")
         self.voice = QComboBox(objectName="train_voice")
@@ -223,6 +224,7 @@ class TrainingPage(QWidget):
 
         sender = self.voice.currentData()
         steps = self.steps.value() or None
+        self._voice_round = False  # the agent first, then its voice stage when there are voice pairs
         self.plot.clear()
         self._hardware_facts = {}
         self.hardware.setText("")
@@ -247,6 +249,8 @@ class TrainingPage(QWidget):
         if event.phase == "training" and event.message and event.loss is not None:
             self._hardware_facts["plan"] = event.message  # what a time budget chose
         if event.phase == "training" and event.total_steps:
+            if self._voice_round and event.loss is None:  # the voice stage starts: its own loss curve
+                self.plot.clear()
             self.bar.setRange(0, event.total_steps)
             self.bar.setValue(event.step)
             if event.loss is not None:
@@ -262,10 +266,36 @@ class TrainingPage(QWidget):
             self.status.setText(event.message)
 
     def _train_done(self, process, sender) -> None:
+        from app.ops.training import MIN_VOICE_PAIRS, start_trainer, voice_pairs_exist
+
         self._busy(False)
         self.eta.setText("")
+        who = sender or "all identities"
+        if process.returncode == 0 and not self._voice_round and voice_pairs_exist():
+            # as `tiller train` does: the voice stage's own steps, not the agent's
+            self._voice_round = True
+            self.status.setText(
+                f"The agent for {who} is trained. Now its voice stage (drafts said again in your words)…"
+            )
+            self.bar.setRange(0, 0)
+            self._run_process(
+                lambda: start_trainer(sender=sender, stage="voice", min_pairs=MIN_VOICE_PAIRS),
+                self._train_event,
+                lambda process: self._train_done(process, sender),
+            )
+            return
         if process.returncode == 0:
-            self.status.setText(f"The agent for {sender or 'all identities'} is trained; drafts use it from now on.")
+            last = process.last
+            if not self._voice_round:
+                self.status.setText(f"The agent for {who} is trained; drafts use it from now on.")
+            elif last is not None and last.phase == "skipped":
+                self.status.setText(
+                    f"The agent for {who} is trained; drafts use it from now on. Voice stage not trained: {last.message}."
+                )
+            else:
+                self.status.setText(
+                    f"The agent for {who} and its voice stage are trained; drafts use both from now on."
+                )
             self.sig_trained.emit(sender or "all")
         elif process.returncode == EXIT_CANCELLED:
             self.status.setText("Stopped with a checkpoint; press Train again to resume.")

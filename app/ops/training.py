@@ -13,6 +13,16 @@ from pathlib import Path
 
 from app.agent.trainer import TrainerProcess, start_background_training
 
+MIN_VOICE_PAIRS = 20  # fewer pairs than this teach a rewrite nothing worth its risk
+
+
+def voice_pairs_exist() -> bool:
+    """Whether any dataset holds voice pairs: then training the agent goes on to its voice stage
+    (the trainer, given ``min_pairs``, decides whether there are enough for this sender)."""
+    from app import paths
+
+    return any(f.stat().st_size for f in (paths.home() / "datasets").glob("*/*/voice_train.jsonl"))
+
 
 def with_agent_base(options: dict, db=None) -> dict:
     """``options`` with ``base_gguf`` set to the agent-base role's GGUF when the caller gave none
