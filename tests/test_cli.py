@@ -9,7 +9,7 @@ from app.cli import cli
 @pytest.mark.slow
 def test_demo_runs_the_main_job_from_import_to_a_draft(enron, monkeypatch, tiller_home, capfd):
     monkeypatch.setenv("TILLER_SAMPLE_MAIL", str(enron / "maildir"))
-    # the README's demo trains 60 steps, distills 3 emails with the local model and says 28 plainly
+    # the README's demo trains 60 steps, distills 3 emails with the local model and says 52 plainly
     # for the voice stage; one each shows those stages (too few pairs to train it: the
     # voice adapter's training on real pairs is in test_distill.py)
     result = CliRunner().invoke(cli, ["demo", "--steps", "3", "--local-emails", "1", "--voice-emails", "1"])

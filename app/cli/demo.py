@@ -58,8 +58,8 @@ DEMO_TRAINING_MINUTES = 4.0
 # After the first draft, the voice stage: the local model says this many of the sender's newest
 # emails plainly (4.5-5.1 s each for Kay Mann's on 2 cores), and the content guard keeps the pairs
 # that carry every fact: 22 of 43 (2026-12-06, AMD EPYC); the stage trains from 20
-# (app/ops/training.py: MIN_VOICE_PAIRS), so 44 leaves a little room.
-DEMO_VOICE_EMAILS = 44
+# (app/ops/training.py: MIN_VOICE_PAIRS), so 52 leaves room for a machine whose answers differ.
+DEMO_VOICE_EMAILS = 52
 DEMO_VOICE_MINUTES = 2.0
 
 
