@@ -263,9 +263,9 @@ def implausible(rule: str, intent: str) -> str | None:
     if parsed is None or parsed.words is None:
         return None
     if parsed.kind == "length":
-        floor = max(MIN_EMAIL_WORDS, len(intent.split()) // 2)
-        if parsed.words < floor:
-            return f"an email of about {word_count(parsed.words)} cannot say an intent of {word_count(len(intent.split()))}"
+        intent_words = len(intent.split())
+        if parsed.words < max(MIN_EMAIL_WORDS, intent_words // 2):
+            return f"an email of about {word_count(parsed.words)} cannot say an intent of {word_count(intent_words)}"
     elif parsed.kind == "sentences" and parsed.words < MIN_SENTENCE_WORDS:
         return f"sentences of about {word_count(parsed.words)} each are not a way anyone writes"
     return None

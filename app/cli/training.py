@@ -12,7 +12,7 @@ from app.agent.train_options import stage_option, training_options
 from app.cli.common import _open_db, cancel_on_ctrl_c, cli, console, progress_bar
 from app.console_text import cells, esc
 from app.errors import EXIT_CANCELLED
-from app.ops.training import voice_pairs_exist
+from app.ops.training import MIN_VOICE_PAIRS, voice_pairs_exist
 
 # -- training side (a separate process: the app never imports agent_training) ----------------------
 
@@ -149,8 +149,6 @@ def train_command(sender, all_senders, stage, no_voice, **options) -> None:
         console.print("Your distilled data has voice pairs: training the voice stage too (--no-voice skips it).")
         # the agent's --steps are not the voice stage's: 60 steps on 20 pairs would learn them by
         # heart; the voice stage trains the steps it was evaluated with (agent_training VOICE_STEPS)
-        from app.ops.training import MIN_VOICE_PAIRS
-
         _train_stage(sender, "voice", {**options, "max_steps": None}, min_pairs=MIN_VOICE_PAIRS)
 
 

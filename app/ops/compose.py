@@ -236,9 +236,13 @@ class ComposeOperation:
         profile = getattr(agent, "profile", None)
         rules, corrected = plausible_rules(rules, req.intent, lambda: measured_rules(req.sender, req.recipient))
         ready = RulesReady(
-            rules, "agent", getattr(profile, "name", None), bool(profile and profile.trained), agent_rules=list(rules)
+            rules,
+            "agent",
+            getattr(profile, "name", None),
+            bool(profile and profile.trained),
+            agent_rules=list(rules),
+            corrected=corrected,
         )
-        ready.corrected = corrected
         if req.learned:
             from app.learning.scoped import with_learned_rules
 
