@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,11 +14,28 @@ from tests.helpers import ANTHROPIC_TEST_KEY, ENRON, GEMINI_TEST_KEY, KAY, REPO,
 
 
 @pytest.fixture(autouse=True)
-def tiller_home(tmp_path, monkeypatch):
-    """Every test gets its own data directory: nothing touches a real profile."""
+def tiller_home(tmp_path, monkeypatch, request):
+    """Every test gets its own data directory: nothing touches a real profile. A slow test's starts
+    with the session's measurement of bf16 against fp32 (``cpu_dtype_measured``), as a user's data
+    folder has it after the first training run: measured anew in every test, it cost 5-12 s each
+    on a CPU without native bf16. The measurement itself is tested in test_dtype_probe.py."""
     home = tmp_path / "tiller-home"
     monkeypatch.setenv("TILLER_HOME", str(home))
+    if request.node.get_closest_marker("slow") is not None:
+        measured = request.getfixturevalue("cpu_dtype_measured")
+        (home / "hardware").mkdir(parents=True)
+        shutil.copy(measured, home / "hardware" / measured.name)
     return home
+
+
+@pytest.fixture(scope="session")
+def cpu_dtype_measured(session_home) -> Path:
+    """The trainer's measurement of bf16 against fp32 on this CPU, made once for the run."""
+    from agent_training.dtype_probe import CACHE_FILE, cpu_dtype
+
+    folder = session_home / "hardware"
+    cpu_dtype(folder)
+    return folder / CACHE_FILE
 
 
 @pytest.fixture
@@ -224,9 +242,20 @@ def kay_agent(kay_dataset, tmp_path_factory):
     return job, out, events
 
 
+@pytest.fixture(scope="session")
+def tiny_base(shared_models) -> dict:
+    """A tiny random Gemma 3 with the embedded model's tokenizer (tests/tiny_model.py), as trainer
+    options: for the tests that check how a run is started, stopped, resumed or shown, not what it
+    learns. A step takes ~0.7 s instead of 4-8 s."""
+    from tests.tiny_model import tiny_base as build
+
+    gguf, hf = build(shared_models)
+    return {"base_gguf": gguf, "base_hf": hf}
+
+
 # Fixtures that load or train a real model, or import and distill a whole mailbox: a test that uses
 # one is slow whatever its own marks say, so `-m "not slow"` (the fast subset) never pays for them.
-HEAVY_FIXTURES = {"kay_agent", "kay_dataset", "llama_server"}
+HEAVY_FIXTURES = {"kay_agent", "kay_dataset", "llama_server", "tiny_base"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -29,3 +29,12 @@ def run_import(db, path, **kwargs):
     for _ in job.run():
         pass
     return job.result
+
+
+def use_tiny_agent_base(db, tiny_base: dict) -> None:
+    """Put the tiny Gemma 3 (conftest.tiny_base) in the agent-base role, as "Use as agent base" does:
+    every way to start training then trains on it, and the agent drafts with it."""
+    from app.model_files import register_model, use_model
+
+    info = register_model(db, tiny_base["base_gguf"], "agent-base", name="tiny-gemma3-test")
+    use_model(db, "agent-base", info.name)

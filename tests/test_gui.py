@@ -13,7 +13,7 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QPushButton  # noqa: E402
 
-from tests.helpers import ANTHROPIC_TEST_KEY, run_import  # noqa: E402
+from tests.helpers import ANTHROPIC_TEST_KEY, run_import, use_tiny_agent_base  # noqa: E402
 from tests.wire.server import Fault  # noqa: E402
 
 KAY = "kay.mann@enron.com"
@@ -344,7 +344,8 @@ def test_the_first_run_path_says_what_each_step_does_and_what_is_done(qtbot, win
 
 
 @pytest.mark.slow
-def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, window, db, enron, tiller_home):
+def test_training_page_builds_data_and_trains_with_a_live_loss_plot(qtbot, window, db, enron, tiller_home, tiny_base):
+    use_tiny_agent_base(db, tiny_base)  # what the page shows and runs, not what the model learns
     run_import(db, enron / "maildir" / "mann-k")
     page = window.training
     page.refresh()
@@ -425,9 +426,12 @@ def test_the_qt_binding_keeps_none_alive(qapp):
 
 
 @pytest.mark.slow
-def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qtbot, window, enron):
+def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qtbot, window, db, enron, tiny_base):
     """Import (Import page) -> training data (offline) and a brief training run (Training page) ->
-    a draft in that voice with the trained agent's rules (Compose page, local backend)."""
+    a draft in that voice with the trained agent's rules (Compose page, local backend). The agent is
+    trained on the tiny Gemma 3 in the agent-base role: this is the path through the window; what a
+    briefly trained real agent writes is checked in test_agent_training.py and by the demo."""
+    use_tiny_agent_base(db, tiny_base)
     importer = window.importer
     window.show_page(window.importer)
     importer._chosen(str(enron / "maildir" / "mann-k"))
@@ -451,7 +455,7 @@ def test_a_new_user_goes_from_mailbox_to_a_personal_draft_in_the_window_alone(qt
     compose.intent.setPlainText("Tell Sylvia the NG contract is ready for legal review.")
     with qtbot.waitSignal(compose.sig_draft_finished, timeout=180_000):
         qtbot.mouseClick(compose.draft_button, Qt.LeftButton)
-    assert compose.rules_editor.list.count() >= 2
+    assert compose.rules_editor.list.count() >= 1  # the tiny model's rules are noise, but they are its rules
     assert compose.output.toPlainText().strip()
     assert "No trained agent" not in compose.status.text()
 
