@@ -12,6 +12,7 @@ user puts in the agent-base role. Its rules are noise, so a test that checks wha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # 2 layers of width 64: about 17M parameters, 16.8M of them the 262k-token embedding.
@@ -137,7 +138,7 @@ def write_tiny_gemma3(source: Path, target: Path, seed: int = 0) -> dict:
         "general.size_label": "17M",
         "general.file_type": int(gguf.LlamaFileType.MOSTLY_F16),
     }
-    tmp = target.with_name(target.name + ".part")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # two workers may build it at once
     writer = gguf.GGUFWriter(tmp, arch)
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
