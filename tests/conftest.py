@@ -246,7 +246,7 @@ def kay_agent(kay_dataset, tmp_path_factory):
 def tiny_base(shared_models) -> dict:
     """A tiny random Gemma 3 with the embedded model's tokenizer (tests/tiny_model.py), as trainer
     options: for the tests that check how a run is started, stopped, resumed or shown, not what it
-    learns. A step takes ~0.7 s instead of 4-8 s."""
+    learns. A step takes 0.4-0.8 s instead of 4-8 s."""
     from tests.tiny_model import tiny_base as build
 
     gguf, hf = build(shared_models)

@@ -98,6 +98,11 @@ def test_judge_and_few_shot_need_consent_to_send_real_mail(two_senders, tmp_path
     assert len(server.requests) == asked
 
 
+def _brief_training(tiny_base: dict) -> dict:
+    """The reproduction tests' trainer options: one small step of the tiny Gemma 3 per adapter."""
+    return dict(batch_size=2, rank=4, max_length=320, checkpoint_every=100, warmup_steps=0, **tiny_base)
+
+
 @pytest.mark.slow
 def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders(
     two_senders, kay_agent, tiny_base, tmp_path
@@ -132,9 +137,11 @@ def test_reproduce_trains_the_baselines_and_reports_every_method_for_two_senders
         )
         # the baselines on the tiny Gemma 3: this checks what is trained on which emails and reported,
         # not how well (that is `tiller eval --reproduce` on the real model: docs/benchmarks)
-        tiny = dict(batch_size=2, rank=4, max_length=320, checkpoint_every=100, warmup_steps=0, **tiny_base)
         return Reproduction(
-            db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny)
+            db,
+            ReproduceConfig(
+                config, distill=10, distill_backend="claude", steps=1, train_options=_brief_training(tiny_base)
+            ),
         )
 
     job = reproduction()
@@ -440,9 +447,10 @@ def test_reproduce_trains_the_voice_stage_and_measures_it_and_own_examples_on_a_
         judge_pairs=False,
     )
     # on the tiny Gemma 3: which pairs train what, and what is measured, not how well
-    tiny = dict(batch_size=2, rank=4, max_length=320, checkpoint_every=100, warmup_steps=0, **tiny_base)
+    options = _brief_training(tiny_base)
     job = Reproduction(
-        db, ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=tiny, voice_emails=4)
+        db,
+        ReproduceConfig(config, distill=10, distill_backend="claude", steps=1, train_options=options, voice_emails=4),
     )
     list(job.run())
     assert set(job.trained) == {f"agent:{KAY}", f"voice:{KAY}"}  # nothing else was asked for

@@ -25,15 +25,13 @@ def test_the_tiny_model_gives_the_same_logits_in_llama_cpp_and_transformers(tiny
     ids = tokenizer(text).input_ids
     assert ids[0] == tokenizer.bos_token_id
 
-    def llama(path, logits_all=False):
-        return Llama(model_path=str(path), n_ctx=256, logits_all=logits_all, n_threads=2, verbose=False)
-
-    embedded = llama(embedded_base_model())
-    try:  # the embedded model's own tokenizer, token for token
+    # the embedded model's own tokenizer, token for token (its vocabulary alone: no weights loaded)
+    embedded = Llama(model_path=str(embedded_base_model()), vocab_only=True, verbose=False)
+    try:
         assert embedded.tokenize(text.encode(), add_bos=True) == ids
     finally:
         embedded.close()
-    tiny = llama(tiny_base["base_gguf"], logits_all=True)
+    tiny = Llama(model_path=str(tiny_base["base_gguf"]), n_ctx=256, logits_all=True, n_threads=2, verbose=False)
     try:
         assert tiny.tokenize(text.encode(), add_bos=True) == ids
         tiny.eval(ids)
