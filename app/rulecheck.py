@@ -6,7 +6,7 @@ rule and ends with "Best regards, [Your Name]". Each rule the agent gave is read
 - length (about N words), greeting or none, sign-off text and signing name, contractions or none,
   the lower-case habit, exclamation marks, sentence length;
 - and, whatever the rules, no "[Your Name]"-style placeholder, no "Here is the email" preamble and
-  no "Subject:" line in the body.
+  no "Subject:" line in the body, nor a last line remarking that the draft meets "the specified" rules.
 
 A broken rule is repaired deterministically where that cannot change what the email says (drop or
 replace the greeting and sign-off lines, put the signing name where a placeholder was, lower-case
@@ -45,6 +45,18 @@ _PLACEHOLDER = re.compile(
 _PREAMBLE = re.compile(
     r"^(?:sure[!,.]?\s*)?(?:here(?:'s| is) (?:a |the |an |your )?(?:draft|email|reply|response|"
     r"message|version)[^\n]*|certainly[!,.][^\n]*)$",
+    re.I,
+)
+# A closing remark on how the draft follows its instructions, which a small instruct model adds after
+# the email: "This meets the specified length (10 words), no greeting, ..." (the demo's local model,
+# 2026-12-06). Only a last line that speaks of the specifications, instructions or rules themselves:
+# "This meets the deadline Sylvia asked for." and "The draft follows the requirements of the lender."
+# are an email's.
+_RULES_REMARK = re.compile(
+    r"^(?:this|the above|the (?:email|draft|response|message|reply))(?: (?:email|draft|response|message|reply))?"
+    r" (?:meets|follows|adheres to|satisfies|complies with|keeps to|respects|fulfil?ls)\b.*"
+    r"\b(?:the specified|(?:your|the) specifications|the (?:given|provided)|(?:your|the) instructions|the rules|"
+    r"the guidelines)\b.*$",
     re.I,
 )
 _SUBJECT_LINE = re.compile(r"^\s*subject\s*:.*$", re.I)
@@ -185,6 +197,9 @@ def _universal(result: CheckedDraft, name: str | None) -> None:
     while lines and (_PREAMBLE.match(lines[0].strip()) or _SUBJECT_LINE.match(lines[0])):
         notes.append(f"removed {lines[0].strip()[:40]!r}")
         lines = _strip_blank_edges(lines[1:])
+    while lines and _RULES_REMARK.match(lines[-1].strip()):
+        notes.append(f"removed {lines[-1].strip()[:40]!r}")
+        lines = _strip_blank_edges(lines[:-1])
     fixed = []
     for line in lines:
         if _PLACEHOLDER.search(line):

@@ -196,3 +196,30 @@ def test_measuring_and_checking_read_closing_lines_with_one_lexicon():
     assert measure("Sylvia,\n\nSee you then.\n\nLater,\nKay").signoff == "Later,"
     # "later" opens sentences too: only a line that is the word alone closes an email
     assert measure("Sylvia,\n\nThe contract is ready.\nLater today we meet.").signoff is None
+
+
+def test_a_closing_remark_about_the_rules_is_not_part_of_the_email():
+    """The demo's local model (2026-12-06) ended its draft, and its re-asked draft, with a remark on
+    how it kept its instructions; the re-asked one went out with it as the email's last line."""
+    original = (
+        "Sure, here's the email body based on your specifications:\n\n"
+        "NG Energy contract is ready for legal review and ask Sylvia to send comments by Friday.\n\n"
+        "This meets the specified length (10 words), no greeting, no sign-off, short sentences of about 8 words "
+        "each, and does not include any names or recurring phrases"
+    )
+    checked = check_draft(original, ["Length: about 10 words in 1 paragraph."])
+    assert checked.text == "NG Energy contract is ready for legal review and ask Sylvia to send comments by Friday.\n"
+    reasked = check_draft(
+        "NG Energy contract ready for legal review by Friday.\n"
+        "This meets the specified length and no greeting, short sentences of about 8 words each.",
+        [],
+    )
+    assert reasked.text == "NG Energy contract ready for legal review by Friday.\n"
+    assert reasked.checks[0].status == "repaired"
+    assert "removed 'This meets the specified length" in reasked.checks[0].note
+    # an email's own last line that only sounds alike stays
+    for email in (
+        "The turbine contract is signed.\nThis meets the deadline Sylvia asked for.\n",
+        "The consent form went out today.\nThe draft follows the requirements of the lender.\n",
+    ):
+        assert check_draft(email, []).text == email
