@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -491,8 +493,7 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
             print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, keeping the last finished step
-        job.emergency_checkpoint()
-        sys.exit(EXIT_CANCELLED)
+        stop_now(job)
     finally:
         restore_ctrl_c()
     result = job.result or {}
@@ -514,6 +515,16 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
             f"Adapter: {esc(result['adapter']['path'])} ({result['adapter']['tensors']} tensors, "
             f"{result['adapter']['bytes'] / 1e6:.1f} MB)"
         )
+
+
+def stop_now(job) -> NoReturn:
+    """A second Ctrl-C: save the last finished step and exit at once (written to the log)."""
+    from app import logs
+
+    step = job.emergency_checkpoint()
+    saved = "nothing to save yet" if step is None else f"the checkpoint of step {step} is saved"
+    logs.get("trainer").warning("trainer %d stopped at a second Ctrl-C; %s", os.getpid(), saved)
+    sys.exit(EXIT_CANCELLED)
 
 
 def guard_trainer(token: CancelToken, before_exit, control_stdin: bool) -> None:
@@ -583,8 +594,7 @@ def retrain_command(sender, steps, threads, rules_backend, consent_now, as_json,
             print(jsonlib.dumps({"phase": "error", "message": str(exc)}), flush=True)
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, keeping the last finished step
-        job.emergency_checkpoint()
-        sys.exit(EXIT_CANCELLED)
+        stop_now(job)
     finally:
         restore_ctrl_c()
     if (job.result or {}).get("decision") == "cancelled":
@@ -593,6 +603,8 @@ def retrain_command(sender, steps, threads, rules_backend, consent_now, as_json,
 
 def main() -> None:
     from agent_training.lifeline import process_lifeline
+    from app import logs
 
+    logs.configure()  # a forced stop is written to <data>/logs/tiller.log, where `tiller` writes too
     process_lifeline()  # started by the app: stop when it goes away, whatever the command
     cli(prog_name="python -m agent_training")

@@ -38,10 +38,11 @@ PARENT_ENV = "TILLER_PARENT_PID"  # set by the app for the training-side process
 
 class Lifeline:
     """``Lifeline(token).watch_stdin().watch_parent()``; ``before_exit`` runs once, just before a
-    forced exit (it must be safe to call from another thread). Without a token, a stop interrupts
+    forced exit (it must be safe to call from another thread; it returns the step it saved, or
+    None). A forced exit is written to the log (app/logs.py). Without a token, a stop interrupts
     the process as Ctrl-C would (every command stops cleanly on SIGINT)."""
 
-    def __init__(self, token=None, before_exit: Callable[[], None] | None = None, *, exit=os._exit) -> None:
+    def __init__(self, token=None, before_exit: Callable[[], int | None] | None = None, *, exit=os._exit) -> None:
         self.token = token if token is not None else _SigintToken()
         self.before_exit = before_exit
         self._exit = exit
@@ -49,7 +50,7 @@ class Lifeline:
         self._deadline: threading.Timer | None = None
         self.reason = ""
 
-    def attach(self, token, before_exit: Callable[[], None] | None = None) -> Lifeline:
+    def attach(self, token, before_exit: Callable[[], int | None] | None = None) -> Lifeline:
         """From now on a stop cancels ``token`` and a forced exit first calls ``before_exit``."""
         self.token, self.before_exit = token, before_exit
         token.on_cancel(lambda: self.stop("cancelled", CANCEL_GRACE_S))
@@ -70,12 +71,16 @@ class Lifeline:
             self._deadline.start()
 
     def _force_exit(self) -> None:
+        saved = "nothing to save"
         try:
             if self.before_exit is not None:
-                self.before_exit()
+                step = self.before_exit()
+                saved = "nothing to save yet" if step is None else f"the checkpoint of step {step} is saved"
         except Exception as exc:  # the exit must happen whatever the checkpoint does
+            saved = f"could not save a checkpoint: {exc}"
             print(f"could not save a checkpoint before stopping: {exc}", file=sys.stderr, flush=True)
         print(f"stopped: {self.reason}", file=sys.stderr, flush=True)
+        _log().warning("trainer %d stopped before its step ended (%s); %s", os.getpid(), self.reason, saved)
         self._exit(EXIT_CANCELLED)
 
     def watch_stdin(self, stream=None) -> Lifeline:
@@ -106,6 +111,12 @@ class Lifeline:
 
         threading.Thread(target=watch, daemon=True, name="trainer-parent").start()
         return self
+
+
+def _log():
+    from app import logs
+
+    return logs.get("trainer")
 
 
 class _SigintToken:

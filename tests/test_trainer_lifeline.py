@@ -37,11 +37,16 @@ def quick_graces(monkeypatch):
     monkeypatch.setattr(lifeline_module, "ORPHAN_GRACE_S", 0.2)
 
 
-def test_a_cancel_line_cancels_at_once_and_forces_the_exit_after_the_grace(quick_graces):
+def test_a_cancel_line_cancels_at_once_and_forces_the_exit_after_the_grace(quick_graces, caplog):
     token, exit_, saved = CancelToken(), RecordedExit(), []
+
+    def save() -> int:
+        saved.append("checkpoint")
+        return 3
+
     r, w = os.pipe()
     stream = os.fdopen(r)
-    Lifeline(token, before_exit=lambda: saved.append("checkpoint"), exit=exit_).watch_stdin(stream)
+    Lifeline(token, before_exit=save, exit=exit_).watch_stdin(stream)
     os.write(w, b"cancel\n")
     deadline = time.monotonic() + 5
     while not token.cancelled and time.monotonic() < deadline:
@@ -50,6 +55,7 @@ def test_a_cancel_line_cancels_at_once_and_forces_the_exit_after_the_grace(quick
     assert exit_.called.wait(3)
     assert exit_.codes == [EXIT_CANCELLED]
     assert saved == ["checkpoint"]
+    assert "the checkpoint of step 3 is saved" in caplog.text  # a forced stop is in the log
     os.close(w)
 
 
@@ -73,7 +79,7 @@ def test_a_shorter_grace_replaces_a_longer_one(quick_graces):
     assert time.monotonic() - began < 2
 
 
-def test_a_failing_checkpoint_does_not_prevent_the_exit(quick_graces):
+def test_a_failing_checkpoint_does_not_prevent_the_exit(quick_graces, caplog):
     def broken():
         raise OSError("disk full")
 
@@ -81,6 +87,38 @@ def test_a_failing_checkpoint_does_not_prevent_the_exit(quick_graces):
     Lifeline(CancelToken(), before_exit=broken, exit=exit_).stop("cancelled", 0.05)
     assert exit_.called.wait(3)
     assert exit_.codes == [EXIT_CANCELLED]
+    assert "could not save a checkpoint: disk full" in caplog.text
+
+
+def test_a_second_ctrl_c_arriving_while_the_first_is_handled_aborts_instead_of_hanging():
+    """Python may run a signal handler again inside itself. A second press landing while the first
+    press's cancel holds the token's lock must raise KeyboardInterrupt, not wait on that lock (the
+    process would hang there for good; here the wait is bounded so that the test can fail)."""
+    from app.cli.common import on_ctrl_c
+
+    waited_on_own_lock = []
+
+    class PressedAgainMidCancel(CancelToken):
+        def cancel(self) -> None:
+            if not self._lock.acquire(timeout=2):
+                waited_on_own_lock.append(True)
+                return
+            try:
+                if not getattr(self, "pressed", False):
+                    self.pressed = True
+                    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the second press, nested
+                self._event.set()
+            finally:
+                self._lock.release()
+
+    token = PressedAgainMidCancel()
+    restore = on_ctrl_c(token)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the first press
+        assert not waited_on_own_lock
+    finally:
+        restore()
 
 
 def test_a_process_started_by_the_app_stops_when_the_app_is_killed(tmp_path):
@@ -165,9 +203,11 @@ def _train_args(dataset: Path, out: Path) -> list[str]:
     return ["--sender", KAY, "--dataset", str(dataset), "--out", str(out), *LONG_STEP]
 
 
-def _checkpoint_is_usable(out: Path) -> None:
+def _checkpoint_is_usable(out: Path, seen: str = "") -> None:
+    """``seen``: what to show when there is no checkpoint (the output, the log)."""
     import torch
 
+    assert (out / "checkpoint" / "state.json").is_file(), f"no checkpoint in {out}\n{seen}"
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["step"] == 0
     assert state["fingerprint"]
@@ -214,7 +254,7 @@ for event in trainer.events():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_in_tiller_train_stops_the_trainer_within_seconds(kay_dataset, tmp_path, presses):
+def test_ctrl_c_in_tiller_train_stops_the_trainer_within_seconds(kay_dataset, tmp_path, presses, tiller_home):
     import psutil
 
     out = tmp_path / "agent"
@@ -237,7 +277,9 @@ def test_ctrl_c_in_tiller_train_stops_the_trainer_within_seconds(kay_dataset, tm
     assert time.monotonic() - began < STOP_BOUND_S
     if presses == 1:  # a tidy stop: tiller waited for the checkpoint and says how to resume
         assert tiller.returncode == EXIT_CANCELLED
-    _checkpoint_is_usable(out)
+    log = tiller_home / "logs" / "tiller.log"
+    seen = f"tiller's output:\n{tiller.stdout.read()}\nlog:\n{log.read_text() if log.is_file() else '(none)'}"
+    _checkpoint_is_usable(out, seen)
 
 
 def _wait_for_line(stream, text: str, timeout: float = 300) -> None:

@@ -191,6 +191,14 @@ class TrainerProcess:
         try:
             return self.proc.wait(grace_s)
         except subprocess.TimeoutExpired:
+            from app import logs
+
+            logs.get("trainer").warning(
+                "trainer %d did not exit within %.0f s of its control pipe closing: killed "
+                "(a checkpoint it had not finished writing is lost; the one before it is kept)",
+                self.proc.pid,
+                grace_s,
+            )
             self.proc.kill()
             return self.proc.wait()
 
