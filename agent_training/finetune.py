@@ -371,9 +371,11 @@ def load_for_training(config: FinetuneConfig, hf_dir: Path):
     """The base model with fresh LoRA weights, and its tokenizer."""
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    from agent_training.base_model import training_tokenizer
+
+    tokenizer = training_tokenizer(hf_dir)
     # use_kernels=False: no kernels fetched from the Hub (agent_training/__init__.py says why)
     kwargs = {"dtype": torch.bfloat16 if config.dtype == "bf16" else torch.float32, "use_kernels": False}
     quantization = get_quantization_config(config)

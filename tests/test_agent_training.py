@@ -580,3 +580,32 @@ def test_cutting_a_batch_by_tokens_and_checkpointing_change_memory_not_the_updat
     assert [[len(e.input_ids) for e in piece] for piece in pieces] == [[14, 23], [15], [37]]
     assert all(max(len(e.input_ids) for e in p) * len(p) <= 50 for p in pieces)
     assert pieces_by_tokens(batch, None) == [batch]
+
+
+def test_training_reads_the_tokenizer_as_transformers_does(tiny_base, enron):
+    """The trainer reads tokenizer.json with ``tokenizers`` (agent_training/base_model.py), not with
+    AutoTokenizer (2-3 s slower a run): every id must be the same, on real mail and on text
+    that spells special tokens, or an agent would train on one tokenization and draft on another."""
+    from email import message_from_bytes, policy
+
+    from transformers import AutoTokenizer
+
+    from agent_training.base_model import TrainingTokenizer, training_tokenizer
+
+    folder = tiny_base["base_hf"]  # the embedded model's converted tokenizer
+    ours, theirs = training_tokenizer(folder), AutoTokenizer.from_pretrained(folder)
+    assert isinstance(ours, TrainingTokenizer)
+    assert (ours.bos_token_id, ours.eos_token_id, ours.pad_token_id) == (
+        theirs.bos_token_id,
+        theirs.eos_token_id,
+        theirs.pad_token_id,
+    )
+    assert len(ours) == len(theirs)
+    texts = ["", "<bos> spelled out, <eos> and <pad> too", "\r\nCRLF\r\n\ttabs  and   spaces", "日本語 😀 “quoted” —"]
+    for path in sorted((enron / "maildir" / "mann-k" / "sent_items").iterdir())[:300]:
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        texts.append(f"Subject: {message['subject']}\n{body.get_content() if body else ''}")
+    for text in texts:
+        assert ours.encode(text) == theirs.encode(text, add_special_tokens=False), text[:80]
+    assert ours.decode(ours.encode(texts[-1])) == theirs.decode(theirs.encode(texts[-1], add_special_tokens=False))
