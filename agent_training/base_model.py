@@ -133,7 +133,7 @@ class TrainingTokenizer:
     ``<bos>``/``<eos>``/``<pad>`` ids, ``decode``), read by ``tokenizers`` itself: about 1 s for
     Gemma 3's 33 MB tokenizer.json where ``AutoTokenizer`` took 3-4 s on 2 cores, parsing the
     same file three times in Python before every training run. The ids are the same
-    (tests/test_tiny_model.py compares them on real mail)."""
+    (tests/test_agent_training.py compares them on real mail)."""
 
     def __init__(self, folder: Path) -> None:
         from tokenizers import Tokenizer
