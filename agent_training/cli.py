@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -519,11 +518,9 @@ def train_command(sender, as_json, control_stdin, dataset, stage, min_pairs, **o
 
 def stop_now(job) -> NoReturn:
     """A second Ctrl-C: save the last finished step and exit at once (written to the log)."""
-    from app import logs
+    from agent_training.lifeline import checkpoint_outcome, log_forced_stop
 
-    step = job.emergency_checkpoint()
-    saved = "nothing to save yet" if step is None else f"the checkpoint of step {step} is saved"
-    logs.get("trainer").warning("trainer %d stopped at a second Ctrl-C; %s", os.getpid(), saved)
+    log_forced_stop("at a second Ctrl-C", checkpoint_outcome(job.emergency_checkpoint()))
     sys.exit(EXIT_CANCELLED)
 
 

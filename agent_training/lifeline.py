@@ -71,16 +71,15 @@ class Lifeline:
             self._deadline.start()
 
     def _force_exit(self) -> None:
-        saved = "nothing to save"
+        outcome = "nothing to save"
         try:
             if self.before_exit is not None:
-                step = self.before_exit()
-                saved = "nothing to save yet" if step is None else f"the checkpoint of step {step} is saved"
+                outcome = checkpoint_outcome(self.before_exit())
         except Exception as exc:  # the exit must happen whatever the checkpoint does
-            saved = f"could not save a checkpoint: {exc}"
+            outcome = f"could not save a checkpoint: {exc}"
             print(f"could not save a checkpoint before stopping: {exc}", file=sys.stderr, flush=True)
         print(f"stopped: {self.reason}", file=sys.stderr, flush=True)
-        _log().warning("trainer %d stopped before its step ended (%s); %s", os.getpid(), self.reason, saved)
+        log_forced_stop(f"before its step ended ({self.reason})", outcome)
         self._exit(EXIT_CANCELLED)
 
     def watch_stdin(self, stream=None) -> Lifeline:
@@ -113,10 +112,16 @@ class Lifeline:
         return self
 
 
-def _log():
+def checkpoint_outcome(step: int | None) -> str:
+    """What an emergency checkpoint did, for the log (``step``: the step it saved, or None)."""
+    return "nothing to save yet" if step is None else f"the checkpoint of step {step} is saved"
+
+
+def log_forced_stop(how: str, outcome: str) -> None:
+    """A trainer that stopped without waiting for its step says so in ``<data>/logs/tiller.log``."""
     from app import logs
 
-    return logs.get("trainer")
+    logs.get("trainer").warning("trainer %d stopped %s; %s", os.getpid(), how, outcome)
 
 
 class _SigintToken:

@@ -40,14 +40,15 @@ def on_ctrl_c(token: CancelToken, stopping: str = "Stopping after the current ba
     what it has), a second one aborts at once. Returns the function that puts the previous
     handler back."""
     previous = signal.getsignal(signal.SIGINT)
-    presses = [0]
+    presses = 0
 
     def handler(signum, frame):
         # Counted before anything else, and the second press takes no lock: Python may run this
         # handler again *inside* the first one (a press arriving while the first is handled), and
         # a second token.cancel() there would wait forever on the lock the first one holds.
-        presses[0] += 1
-        if presses[0] > 1:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
         token.cancel()
