@@ -22,6 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -117,7 +118,20 @@ class WireServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{host}:{port}"
+
+    _tls = False
+
+    def serve_tls(self, cert: Path, key: Path) -> WireServer:
+        """Answer over TLS with this certificate (call before start)."""
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self._tls = True
+        return self
 
     def start(self) -> WireServer:
         self._thread.start()
