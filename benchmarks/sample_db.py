@@ -10,7 +10,7 @@ from __future__ import annotations
 
 def sample_database():
     from agent_training.distill import Distillation, DistillConfig
-    from app.cli import find_sample_mail
+    from app.cli.demo import find_sample_mail
     from app.mail.importer import MailImport
     from app.mail.sources import open_source
     from app.store import open_database

@@ -76,7 +76,7 @@ def test_a_simulated_user_is_learned_and_the_state_survives_a_restart(encoder, t
 
 
 def test_parse_ranking_full_and_single_pick():
-    from app.cli import parse_ranking
+    from app.cli.drafting import parse_ranking
 
     assert parse_ranking("2,1,3", 3) == ([1, 0, 2], False)
     assert parse_ranking("2 > 3 > 1", 3) == ([1, 2, 0], False)

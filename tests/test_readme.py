@@ -54,7 +54,7 @@ def test_the_readmes_train_commands_parse_in_both_training_clis():
 
     from agent_training.cli import train_command as trainer_train
     from app.agent.trainer import train_arguments
-    from app.cli import train_command as tiller_train
+    from app.cli.training import train_command as tiller_train
 
     lines = _readme_lines("tiller train")
     assert any("--dataset" in line and "--out" in line for line in lines), lines

@@ -1,5 +1,6 @@
-"""The ``tiller`` command line, a module per area. Commands are thin: each parses its options,
-calls the core, and renders the result; the work lives in the core modules."""
+"""The ``tiller`` command line, a module per area, each imported when one of its commands runs.
+Commands are thin: each parses its options, calls the core, and renders the result; the work lives
+in the core modules."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ import sys
 
 import click
 
-# each module adds its commands to ``cli`` when imported
-from app.cli import accounts, backends, demo, drafting, learning, mail, models, training  # noqa: F401
+# a command's module is imported when the command runs (app.cli.common.COMMAND_MODULES)
 from app.cli.common import _DEBUG, cli, err_console
-from app.cli.demo import find_sample_mail  # noqa: F401 - used by tests and packaging
-from app.cli.drafting import parse_ranking  # noqa: F401
-from app.cli.training import train_command  # noqa: F401
 from app.errors import EXIT_CANCELLED
 
 

@@ -23,7 +23,50 @@ err_console = Console(stderr=True)
 _DEBUG = {"on": False}
 
 
-@click.group()
+# The module that defines each top-level command. A command's module (and what it needs: the
+# backends' SDKs, pydantic, httpx, the drafting code) is imported when that command runs, not at
+# every start: `tiller import` started in 0.55 s with all of them, 0.2-0.35 s less without.
+COMMAND_MODULES = {
+    "accounts": "app.cli.accounts",
+    "agents": "app.cli.training",
+    "backends": "app.cli.backends",
+    "check": "app.cli.models",
+    "demo": "app.cli.demo",
+    "distill": "app.cli.training",
+    "draft": "app.cli.drafting",
+    "edits": "app.cli.learning",
+    "eval": "app.cli.training",
+    "gui": "app.cli.demo",
+    "identities": "app.cli.mail",
+    "import": "app.cli.mail",
+    "imports": "app.cli.mail",
+    "inbox": "app.cli.mail",
+    "keys": "app.cli.backends",
+    "ledger": "app.cli.backends",
+    "mcp": "app.cli.drafting",
+    "models": "app.cli.models",
+    "tags": "app.cli.drafting",
+    "train": "app.cli.training",
+    "voice": "app.cli.training",
+}
+
+
+class CommandsByModule(click.Group):
+    """The root group: lists every command, imports a command's module when it is asked for (each
+    module adds its commands to ``cli`` when imported)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            import importlib
+
+            importlib.import_module(COMMAND_MODULES[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=CommandsByModule)
 @click.version_option(__version__, prog_name="tiller")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 def cli(debug: bool) -> None:
