@@ -609,3 +609,32 @@ def test_training_reads_the_tokenizer_as_transformers_does(tiny_base, enron):
     for text in texts:
         assert ours.encode(text) == theirs.encode(text, add_special_tokens=False), text[:80]
     assert ours.decode(ours.encode(texts[-1])) == theirs.decode(theirs.encode(texts[-1], add_special_tokens=False))
+
+
+def test_the_tokenizer_is_read_once_per_process_until_its_file_changes(tmp_path):
+    """`tiller eval` and the reproduction train several adapters from one base in one process: the
+    33 MB tokenizer.json is read once (1.1 s a read on 2 cores), and read again when it changes."""
+    import json
+    import os
+
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from agent_training.base_model import training_tokenizer
+
+    def write(vocab: list[str]) -> None:
+        tokenizer = Tokenizer(WordLevel({word: n for n, word in enumerate(vocab)}, unk_token="<unk>"))
+        tokenizer.pre_tokenizer = Whitespace()
+        tokenizer.save(str(tmp_path / "tokenizer.json"))
+
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<bos>", "eos_token": "<eos>"}))
+    write(["<unk>", "<bos>", "<eos>", "legal", "review"])
+    first = training_tokenizer(tmp_path)
+    assert training_tokenizer(tmp_path) is first
+    assert first.encode("legal review") == [3, 4]
+    write(["<unk>", "<bos>", "<eos>", "review", "legal"])
+    os.utime(tmp_path / "tokenizer.json", ns=(1, 1))  # a new file, even within the clock's resolution
+    again = training_tokenizer(tmp_path)
+    assert again is not first
+    assert again.encode("legal review") == [4, 3]
