@@ -117,8 +117,9 @@ class _CountingStream(httpx.SyncByteStream):
 
 
 @functools.cache
-def _tls_context(ca_file: str | None, ca_dir: str | None) -> ssl.SSLContext:
-    return httpx.create_ssl_context()  # httpx's own defaults, which read SSL_CERT_FILE / SSL_CERT_DIR
+def _tls_context(ssl_cert_file: str | None, ssl_cert_dir: str | None) -> ssl.SSLContext:
+    # the arguments are the cache key only: httpx's defaults read the same two variables
+    return httpx.create_ssl_context()
 
 
 def shared_tls_context() -> ssl.SSLContext:
