@@ -316,15 +316,21 @@ def _server_text(exc: Exception) -> str:
     return text.strip() or type(exc).__name__
 
 
-def close_client(client) -> None:
-    """Log out, or drop the connection when logging out fails."""
-    try:
-        client.logout()
-    except Exception:  # noqa: BLE001 - the connection is going either way
+def close_client(client, *, mid_answer: bool = False) -> None:
+    """Log out, or drop the connection when logging out fails. ``mid_answer``: the connection
+    failed in the middle of the server's answer (a deadline, a literal over the cap, a cut), so it
+    is dropped at once: a LOGOUT would first wait on the rest of that answer, one more command
+    deadline for every failed attempt on a server that trickles."""
+    if not mid_answer:
         try:
-            client.shutdown()
-        except Exception:  # noqa: BLE001
+            client.logout()
+            return
+        except Exception:  # noqa: BLE001 - the connection is going either way
             pass
+    try:
+        client.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 @dataclass
@@ -543,14 +549,15 @@ class ImapSource:
                 if self.interrupted:
                     return
                 failures += 1
+                close_client(self.client, mid_answer=True)
                 if failures > self.reconnects:
+                    self.client = None
                     raise ImapError(
                         f"{self.account.location}: reading {folder.name!r} failed {failures} times, the last time "
                         f"with {type(exc).__name__}: {str(exc)[:200] or 'the connection dropped'}; what was stored "
                         "is kept, run the import again to carry on"
                     ) from None
                 self.reconnected += 1
-                close_client(self.client)
                 self.client = self._connect()
 
     def _fetch(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
@@ -615,7 +622,7 @@ class ImapSource:
         return answers, broken
 
     def _reconnect(self) -> None:
-        close_client(self.client)
+        close_client(self.client, mid_answer=True)
         self.reconnected += 1
         self.client = self._connect()
         self.client.select_folder(self._selected, readonly=True)
