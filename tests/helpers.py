@@ -38,3 +38,18 @@ def use_tiny_agent_base(db, tiny_base: dict) -> None:
 
     info = register_model(db, tiny_base["base_gguf"], "agent-base", name="tiny-gemma3-test")
     use_model(db, "agent-base", info.name)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for localhost and 127.0.0.1, made by ``openssl``: (cert.pem, key.pem)
+    in ``folder``. For the loopback servers that speak TLS (Dovecot, the wire-format servers)."""
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

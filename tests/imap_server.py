@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.helpers import self_signed_certificate
+
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
 MAIL_UID = 65534  # nobody: Dovecot will not serve mail as root
@@ -116,28 +118,7 @@ class Dovecot:
             (self.root / sub).mkdir()
         for sub in ("mail", "home"):
             os.chown(self.root / sub, MAIL_UID, MAIL_UID)
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-                str(self.root / "key.pem"),
-                "-out",
-                str(self.cert),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self_signed_certificate(self.root)  # cert.pem (self.cert) and key.pem, as the configuration names them
         (self.root / "passwd").write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
         self.tokeninfo = _TokenInfo(self.tokens)
         (self.root / "oauth2.conf").write_text(

@@ -244,19 +244,13 @@ def test_requests_verify_the_certificate_and_read_the_ca_bundle_once(provider, t
     when it is set; the bundle is read once per process, not per request (29 ms of CPU each)."""
     import shutil
     import ssl
-    import subprocess
 
+    from tests.helpers import self_signed_certificate
     from tests.wire.providers import AnthropicServer, GeminiServer
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed (needed for the test certificate)")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_certificate(tmp_path)
     bundles_read: list[tuple] = []
     read_bundle = ssl.SSLContext.load_verify_locations
 

@@ -95,6 +95,7 @@ class WireServer:
     def __init__(self) -> None:
         self.requests: list[Captured] = []
         self._faults: deque[Fault] = deque()
+        self._tls = False  # serve_tls() wraps the listening socket
         self._lock = threading.Lock()
         owner = self
 
@@ -120,8 +121,6 @@ class WireServer:
         host, port = self._httpd.server_address[:2]
         scheme = "https" if self._tls else "http"
         return f"{scheme}://{host}:{port}"
-
-    _tls = False
 
     def serve_tls(self, cert: Path, key: Path) -> WireServer:
         """Answer over TLS with this certificate (call before start)."""
