@@ -49,8 +49,9 @@ class GeminiProvider(Provider[GeminiOptions]):
     Options = GeminiOptions
 
     def _client(self, options: GeminiOptions) -> genai.Client:
-        # The SDK builds a TLS context for each client it makes (sync, async, websocket) unless one is
-        # given: 29 ms of CPU each, on every request. "ssl" is the websocket's name for it.
+        # Unless given one, the SDK builds two TLS contexts for every client (one for its httpx
+        # clients, one for websockets), each reading the CA bundle: 29 ms of CPU each, on every
+        # request. "ssl" is the websocket's name for it.
         tls = shared_tls_context()
         http_options = types.HttpOptions(
             base_url=self.base_url,
