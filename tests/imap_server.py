@@ -177,11 +177,11 @@ class Dovecot:
 
 
 class DroppingProxy:
-    """TCP between the client and ``target``: the first connection is cut after ``drop_after``
-    bytes from the server have passed; later connections pass through whole."""
+    """TCP between the client and ``target``: each of the first ``drops`` connections is cut after
+    ``drop_after`` bytes from the server have passed; later connections pass through whole."""
 
-    def __init__(self, target_port: int, drop_after: int):
-        self.target_port, self.drop_after = target_port, drop_after
+    def __init__(self, target_port: int, drop_after: int, drops: int = 1):
+        self.target_port, self.drop_after, self.drops = target_port, drop_after, drops
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -198,7 +198,7 @@ class DroppingProxy:
             except OSError:
                 return
             self.connections += 1
-            limit = self.drop_after if self.connections == 1 else None
+            limit = self.drop_after if self.connections <= self.drops else None
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, limit), daemon=True).start()

@@ -11,9 +11,11 @@ of a server, imported incrementally, read-only.
 - Bounded memory: message sizes come first (``RFC822.SIZE``); a message over the per-message limit
   is counted and skipped without being downloaded; the rest are fetched in batches of at most
   ``BATCH_MESSAGES`` messages and ``BATCH_BYTES`` bytes.
-- A dropped connection is reopened (up to ``reconnects`` times) and the folder carries on after
-  the last UID handed to the importer; when the reconnects run out the import stops with the
-  error, and a rerun resumes from the last committed UID.
+- A dropped connection is reopened (up to ``reconnects`` times in a row without a message
+  arriving) and the folder carries on after the last UID handed to the importer; when the
+  reconnects run out the import stops with the error, and a rerun resumes from the last committed
+  UID. A message that fails twice is asked for alone, and skipped as unreadable when it fails
+  alone too: the import carries on past it, and the next import asks for it again.
 - TLS with certificate verification by default (port 993); STARTTLS on 143 when asked; plain text
   only with the explicit ``plaintext`` security, which the CLI and GUI call unsafe. A server with a
   self-signed certificate is trusted by giving its certificate (``ca_file``), not by turning
@@ -532,8 +534,16 @@ class ImapSource:
             self.close()
 
     def _folder_items(self, folder: FolderPlan) -> Iterator[RawItem]:
+        """The folder's items from the first UID not yet handed to the importer on, reconnecting
+        when the connection fails. ``failures`` counts failed attempts since the last message that
+        arrived: past ``reconnects`` the import stops (the server, not a message, is the trouble).
+        After two failures at the same place, the next batch's UIDs are asked for one at a time, and
+        one that fails alone is skipped as unreadable (asked for again by the next import): a
+        message the server cannot send (one it trickles out, one whose answer is cut every time)
+        no longer stops every import at it."""
         done = 0  # UIDs of this folder handed to the importer
         failures = 0
+        alone_until = 0  # UIDs before this index are asked for one at a time
         while done < len(folder.uids):
             try:
                 info = self.client.select_folder(folder.name, readonly=True)
@@ -541,10 +551,18 @@ class ImapSource:
                 if self._uidvalidity(info, folder.name) != folder.uidvalidity:
                     # the server renumbered the folder while we read it: read it again from the start
                     self._plan_folder(folder)
-                    done = 0
-                for item in self._fetch(folder, folder.uids[done:]):
-                    done += 1
-                    yield item
+                    done, alone_until = 0, 0
+                while done < len(folder.uids):
+                    alone = done < alone_until
+                    asked = done
+                    for item in self._fetch(folder, folder.uids[done : done + 1] if alone else folder.uids[done:]):
+                        done += 1
+                        if item.error is None:
+                            failures = 0
+                        yield item
+                    if not alone:
+                        break
+                    done = max(done, asked + 1)  # a UID expunged since the search gives no item
             except _dropped_errors() as exc:
                 if self.interrupted:
                     return
@@ -557,8 +575,25 @@ class ImapSource:
                         f"with {type(exc).__name__}: {str(exc)[:200] or 'the connection dropped'}; what was stored "
                         "is kept, run the import again to carry on"
                     ) from None
+                if done < alone_until:  # asked for alone and failed: this message is what the server cannot send
+                    yield self._unreadable(folder, folder.uids[done], exc)
+                    done += 1
+                elif failures >= 2:
+                    alone_until = done + self.batch_messages
                 self.reconnected += 1
                 self.client = self._connect()
+
+    def _unreadable(self, folder: FolderPlan, uid: int, exc: BaseException) -> RawItem:
+        return RawItem(
+            key=item_key(folder.name, folder.uidvalidity, uid),
+            folder=folder.name,
+            sent=folder.sent,
+            error_reason="unreadable",
+            error=(
+                f"the server did not send it ({type(exc).__name__}: {str(exc)[:200] or 'the connection dropped'}), "
+                "asked for alone after two failed tries; the next import asks for it again"
+            ),
+        )
 
     def _fetch(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
         for start in range(0, len(uids), self.batch_messages):
