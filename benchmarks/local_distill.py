@@ -19,7 +19,7 @@ the Enron sample, and reports, all measured in this run:
 - with ``--sample FILE``, every rule set with its email, baseline and dropped rules, to read by hand.
 
 Usage: python benchmarks/local_distill.py [--per-sender 10] [--senders a,b|seven] [--home DIR] [--json FILE]
-    [--sample FILE]
+    [--sample FILE] [--stock-sampler]
 """
 
 from __future__ import annotations
@@ -43,7 +43,20 @@ def main() -> None:
     parser.add_argument("--home", help="TILLER_HOME to use (default: a new temporary one)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--sample", help="write every R3 rule set with its email and dropped rules here (Markdown)")
+    parser.add_argument(
+        "--stock-sampler",
+        action="store_true",
+        help="decode with llama-cpp-python's own sampler (the grammar over the whole vocabulary at every "
+        "token), to compare with Tiller's (benchmarks/grammar_decoding.py compares the two in one run)",
+    )
     args = parser.parse_args()
+    if args.stock_sampler:
+        from llama_cpp import Llama
+
+        from app import llamacpp
+
+        llamacpp.llama_class()  # patches the weights' buffers on an AMX CPU, as the app does
+        llamacpp._classes["Llama"] = Llama
     if args.senders == "seven":
         from benchmarks.edit_replay import SEVEN
 
