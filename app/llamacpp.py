@@ -23,6 +23,7 @@ grammar's share of it when the grammar refuses it.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 _PATCHED = threading.Lock()
@@ -121,35 +122,35 @@ class GrammarCheckedSampler:
         self.close()
 
 
-_classes: dict[str, type] = {}
-
-
 def llama_class():
     """``llama_cpp.Llama``, safe to construct on this CPU, decoding under a grammar as
     :class:`GrammarCheckedSampler` does."""
     keep_weights_in_plain_buffers()
-    if "Llama" not in _classes:
-        from llama_cpp import Llama
+    return _grammar_checked_llama()
 
-        class GrammarCheckedLlama(Llama):
-            """``Llama`` whose grammar is checked against the picked token first."""
 
-            def _init_sampler(self, *args, grammar=None, **kwargs):
-                chain = super()._init_sampler(*args, grammar=None, **kwargs)
-                if grammar is None:
-                    return chain
-                import llama_cpp
+@functools.cache
+def _grammar_checked_llama() -> type:
+    from llama_cpp import Llama
 
-                grammar_sampler = llama_cpp.llama_sampler_init_grammar(
-                    self._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-                )
-                if not grammar_sampler:
-                    chain.close()
-                    raise ValueError("llama.cpp could not parse the grammar")
-                return GrammarCheckedSampler(chain, grammar_sampler, self._n_vocab)
+    class GrammarCheckedLlama(Llama):
+        """``Llama`` whose grammar is checked against the picked token first."""
 
-        _classes["Llama"] = GrammarCheckedLlama
-    return _classes["Llama"]
+        def _init_sampler(self, *args, grammar=None, **kwargs):
+            chain = super()._init_sampler(*args, grammar=None, **kwargs)
+            if grammar is None:
+                return chain
+            import llama_cpp
+
+            grammar_sampler = llama_cpp.llama_sampler_init_grammar(
+                self._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+            )
+            if not grammar_sampler:
+                chain.close()
+                raise ValueError("llama.cpp could not parse the grammar")
+            return GrammarCheckedSampler(chain, grammar_sampler, self._n_vocab)
+
+    return GrammarCheckedLlama
 
 
 def _serve() -> None:

@@ -41,14 +41,14 @@ def distillation_prompts(db, model_path: Path, emails: int) -> list[tuple[str, s
     from agent_training.messages import load_messages
     from agent_training.rules import small_r1_request
     from app.agent.runtime import RUNTIME, ModelSpec
-    from app.backends.local import chat_messages
+    from app.backends.local import chat_messages, completion_prompt
 
     spec = ModelSpec.of(model_path)
     prompts = []
     for msg in load_messages(db, KAY, limit=emails, newest_first=True):
         for label, (request, _) in (("intent", small_intent_request(msg, None)), ("rules R1", small_r1_request(msg))):
             chat = RUNTIME.chat_prompt(spec, chat_messages(request))
-            prompt = chat[0] if chat is not None else f"{request.system}\n\n{request.messages[-1].content}\n"
+            prompt = chat[0] if chat is not None else completion_prompt(request)
             options = request.options
             prompts.append((f"{label} #{msg.id}", prompt, options["json_schema"], options["max_tokens"]))
     RUNTIME.close()
@@ -80,6 +80,7 @@ def main() -> None:
 
     from llama_cpp import Llama
 
+    from app.agent.runtime import default_threads
     from app.hardware import cpu_summary
     from app.llamacpp import llama_class
     from app.model_files import embedded_model
@@ -87,7 +88,7 @@ def main() -> None:
 
     model = embedded_model(args.model)
     prompts = distillation_prompts(sample_database(), model, args.emails)
-    threads = max(1, min(8, os.cpu_count() or 1))
+    threads = default_threads()
     models = {
         "stock": Llama(str(model), n_ctx=2048, n_threads=threads, verbose=False),
         "tiller": llama_class()(str(model), n_ctx=2048, n_threads=threads, verbose=False),

@@ -55,8 +55,11 @@ def main() -> None:
 
         from app import llamacpp
 
-        llamacpp.llama_class()  # patches the weights' buffers on an AMX CPU, as the app does
-        llamacpp._classes["Llama"] = Llama
+        def stock_llama_class():
+            llamacpp.keep_weights_in_plain_buffers()  # on an AMX CPU, as the app does
+            return Llama
+
+        llamacpp.llama_class = stock_llama_class  # the runtime looks it up at each model load
     if args.senders == "seven":
         from benchmarks.edit_replay import SEVEN
 

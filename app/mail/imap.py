@@ -572,8 +572,7 @@ class ImapSource:
                     self.client = None
                     raise ImapError(
                         f"{self.account.location}: reading {folder.name!r} failed {failures} times, the last time "
-                        f"with {type(exc).__name__}: {str(exc)[:200] or 'the connection dropped'}; what was stored "
-                        "is kept, run the import again to carry on"
+                        f"with {_failure(exc)}; what was stored is kept, run the import again to carry on"
                     ) from None
                 if done < alone_until:  # asked for alone and failed: this message is what the server cannot send
                     yield self._unreadable(folder, folder.uids[done], exc)
@@ -584,16 +583,8 @@ class ImapSource:
                 self.client = self._connect()
 
     def _unreadable(self, folder: FolderPlan, uid: int, exc: BaseException) -> RawItem:
-        return RawItem(
-            key=item_key(folder.name, folder.uidvalidity, uid),
-            folder=folder.name,
-            sent=folder.sent,
-            error_reason="unreadable",
-            error=(
-                f"the server did not send it ({type(exc).__name__}: {str(exc)[:200] or 'the connection dropped'}), "
-                "asked for alone after two failed tries; the next import asks for it again"
-            ),
-        )
+        why = f"the server did not send it ({_failure(exc)}), asked for alone after two failed tries"
+        return _skipped(folder, uid, "unreadable", f"{why}; the next import asks for it again")
 
     def _fetch(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
         for start in range(0, len(uids), self.batch_messages):
@@ -614,13 +605,11 @@ class ImapSource:
                 if size > self.max_message_bytes:
                     yield from self._bodies(folder, batch)
                     batch, batch_bytes = [], 0
-                    yield RawItem(
-                        key=item_key(folder.name, folder.uidvalidity, uid),
-                        folder=folder.name,
-                        sent=folder.sent,
-                        error_reason="too-large",
-                        error=f"{size:,} bytes, over the {self.max_message_bytes:,}-byte limit for one message "
-                        "(not downloaded)",
+                    yield _skipped(
+                        folder,
+                        uid,
+                        "too-large",
+                        f"{size:,} bytes, over the {self.max_message_bytes:,}-byte limit for one message (not downloaded)",
                     )
                     continue
                 if batch and batch_bytes + size > self.batch_bytes:
@@ -666,13 +655,7 @@ class ImapSource:
         reason = "malformed"
         if why.startswith("too-large: "):  # a literal over the cap, whatever the size the server gave
             reason, why = "too-large", why.removeprefix("too-large: ") + " (not downloaded)"
-        return RawItem(
-            key=item_key(folder.name, folder.uidvalidity, uid),
-            folder=folder.name,
-            sent=folder.sent,
-            error_reason=reason,
-            error=why,
-        )
+        return _skipped(folder, uid, reason, why)
 
     def _bodies(self, folder: FolderPlan, uids: list[int]) -> Iterator[RawItem]:
         if not uids:
@@ -697,6 +680,22 @@ def _int_or_none(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _skipped(folder: FolderPlan, uid: int, reason: str, why: str) -> RawItem:
+    """The item for a UID of ``folder`` that is counted as skipped for ``reason`` (``why`` says more)."""
+    return RawItem(
+        key=item_key(folder.name, folder.uidvalidity, uid),
+        folder=folder.name,
+        sent=folder.sent,
+        error_reason=reason,
+        error=why,
+    )
+
+
+def _failure(exc: BaseException) -> str:
+    """A failed read, in a few words: its type and what it said."""
+    return f"{type(exc).__name__}: {str(exc)[:200] or 'the connection dropped'}"
 
 
 def _dropped_errors() -> tuple[type[BaseException], ...]:
