@@ -223,3 +223,16 @@ def test_a_closing_remark_about_the_rules_is_not_part_of_the_email():
         "The consent form went out today.\nThe draft follows the requirements of the lender.\n",
     ):
         assert check_draft(email, []).text == email
+
+
+def test_the_sentence_check_says_the_band_it_accepts():
+    """README command 1 printed "kept Sentences: short, about 8 words each. (about 17 words per
+    sentence)": a verdict that read as wrong without the band it was measured against."""
+    rule = "Sentences: short, about 8 words each."
+    long_sentence = "The NG Energy contract is ready for legal review and ask Sylvia to send comments by Friday."
+    (kept,) = check_draft(long_sentence, [rule]).checks[1:]
+    assert kept.status == KEPT
+    assert kept.note == "about 17 words per sentence (about 8 asked: 1-18 accepted)"
+    (broken,) = check_draft(" ".join([long_sentence.replace(".", ",")] * 2) + ".", [rule]).checks[1:]
+    assert broken.status == BROKEN
+    assert broken.note.endswith("(about 8 asked: 1-18 accepted)")
